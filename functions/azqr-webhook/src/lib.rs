@@ -1,0 +1,198 @@
+//! AZQR (Azerbaijan multibank QR API) status webhook.
+//!
+//! AZQR calls `PUT {webhook_url}/qr/{rrn}/status` with the merchant's key in the `apiKey`
+//! header (its only proof of origin: there is no signature) and a JSON body
+//! `{"status": "...", "description": "..."}`. It expects `204 No Content`.
+//! `read`, `paid` and `canceled` are informational; `expired`, `incompleted` and
+//! `completed` end the transaction.
+
+use http::StatusCode;
+use lambda_http::{Request, RequestExt};
+use serde::Deserialize;
+use shared::{parse_json, parse_status, ConfigError, Env, Observation, Provider, Secret, Status, WebhookError};
+use time::OffsetDateTime;
+
+/// The route, as in template.yaml.
+pub const METHOD: &str = "PUT";
+pub const PATH: &str = "/webhooks/azqr/qr/{rrn}/status";
+
+/// Longest failure description kept as the reason.
+const MAX_REASON_CHARS: usize = 500;
+
+/// The body AZQR sends.
+#[derive(Debug, Clone, Deserialize)]
+pub struct AzqrStatusUpdate {
+    pub status: String,
+    #[serde(default)]
+    pub description: Option<String>,
+}
+
+/// AZQR's status words.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AzqrStatus {
+    Read,
+    Paid,
+    Canceled,
+    Expired,
+    Incompleted,
+    Completed,
+}
+
+impl AzqrStatus {
+    pub fn canonical(self) -> Status {
+        match self {
+            AzqrStatus::Read => Status::Pending,
+            AzqrStatus::Paid => Status::Processing,
+            // Informational per AZQR: the payer canceled, the outcome (expired…) still follows.
+            AzqrStatus::Canceled => Status::Canceling,
+            AzqrStatus::Expired => Status::Expired,
+            AzqrStatus::Incompleted => Status::Failed,
+            AzqrStatus::Completed => Status::Completed,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Azqr {
+    api_key: Secret,
+}
+
+impl Azqr {
+    pub fn new(api_key: Secret) -> Self {
+        Azqr { api_key }
+    }
+
+    /// Reads `AZQR_API_KEY`.
+    pub fn from_env(env: &impl Env) -> Result<Self, ConfigError> {
+        Ok(Azqr::new(env.secret("AZQR_API_KEY")?))
+    }
+
+    fn verify(&self, request: &Request) -> Result<(), WebhookError> {
+        match request.headers().get("apikey") {
+            None => Err(WebhookError::Unauthorized { reason: "apiKey header missing" }),
+            Some(given) if self.api_key.matches(given.as_bytes()) => Ok(()),
+            Some(_) => Err(WebhookError::Unauthorized { reason: "apiKey mismatch" }),
+        }
+    }
+}
+
+/// The retrieval reference number from the path: exactly 12 digits.
+fn rrn(request: &Request) -> Result<String, WebhookError> {
+    let params = request.path_parameters();
+    let rrn = params.first("rrn").unwrap_or_default();
+    if rrn.len() == 12 && rrn.bytes().all(|b| b.is_ascii_digit()) {
+        Ok(rrn.to_owned())
+    } else {
+        Err(WebhookError::InvalidField { field: "rrn", reason: "must be exactly 12 digits".into() })
+    }
+}
+
+impl Provider for Azqr {
+    const NAME: &'static str = "azqr";
+    const ACK_STATUS: StatusCode = StatusCode::NO_CONTENT;
+
+    async fn receive(&self, request: &Request, _now: OffsetDateTime) -> Result<Vec<Observation>, WebhookError> {
+        self.verify(request)?;
+        let rrn = rrn(request)?;
+        let update: AzqrStatusUpdate = parse_json(request.body().as_ref())?;
+        let status: AzqrStatus = parse_status(&update.status)?;
+        let mut observation = Observation::new(rrn, status.canonical(), update.status);
+        if status == AzqrStatus::Incompleted {
+            observation.reason = update
+                .description
+                .map(|d| d.chars().take(MAX_REASON_CHARS).collect())
+                .filter(|d: &String| !d.trim().is_empty());
+        }
+        Ok(vec![observation])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lambda_http::Body;
+    use std::collections::HashMap;
+
+    const KEY: &str = "test-key";
+
+    fn request(rrn: &str, api_key: Option<&str>, body: &str) -> Request {
+        let mut builder = http::Request::builder().method("PUT").uri(format!("/webhooks/azqr/qr/{rrn}/status"));
+        if let Some(key) = api_key {
+            builder = builder.header("apiKey", key);
+        }
+        builder
+            .body(Body::Text(body.to_owned()))
+            .expect("request")
+            .with_path_parameters(HashMap::from([("rrn".to_owned(), rrn.to_owned())]))
+    }
+
+    async fn receive(request: Request) -> Result<Vec<Observation>, WebhookError> {
+        Azqr::new(Secret::new(KEY)).receive(&request, OffsetDateTime::UNIX_EPOCH).await
+    }
+
+    #[tokio::test]
+    async fn maps_every_status() {
+        let cases = [
+            ("read", Status::Pending),
+            ("paid", Status::Processing),
+            ("canceled", Status::Canceling),
+            ("expired", Status::Expired),
+            ("incompleted", Status::Failed),
+            ("completed", Status::Completed),
+        ];
+        for (word, expected) in cases {
+            let body = format!(r#"{{"status":"{word}","description":"AM04 InsufficientFunds"}}"#);
+            let observations = receive(request("123456789012", Some(KEY), &body)).await.expect(word);
+            assert_eq!(observations.len(), 1);
+            let observation = &observations[0];
+            assert_eq!((observation.reference.as_str(), observation.status), ("123456789012", expected));
+            assert_eq!(observation.provider_status, word);
+            // Only a failure carries its description as the reason.
+            let reason = (word == "incompleted").then(|| "AM04 InsufficientFunds".to_owned());
+            assert_eq!(observation.reason, reason, "{word}");
+        }
+    }
+
+    #[tokio::test]
+    async fn tolerates_unknown_fields_and_missing_description() {
+        let body = r#"{"status":"completed","extra":{"nested":true}}"#;
+        let observations = receive(request("000000000001", Some(KEY), body)).await.expect("accepted");
+        assert_eq!(observations[0].status, Status::Completed);
+    }
+
+    #[tokio::test]
+    async fn rejects_bad_requests_with_their_codes() {
+        let ok = r#"{"status":"completed"}"#;
+        let cases = [
+            (request("123456789012", None, ok), 401),
+            (request("123456789012", Some("wrong"), ok), 401),
+            (request("123456789012", Some(""), ok), 401),
+            (request("12345678901", Some(KEY), ok), 400),
+            (request("1234567890123", Some(KEY), ok), 400),
+            (request("12345678901a", Some(KEY), ok), 400),
+            (request("123456789012", Some(KEY), "{not json"), 400),
+            (request("123456789012", Some(KEY), r#"{"status": 7}"#), 400),
+            (request("123456789012", Some(KEY), r#"{"description":"no status"}"#), 400),
+            (request("123456789012", Some(KEY), r#"{"status":"refunded"}"#), 422),
+            (request("123456789012", Some(KEY), r#"{"status":"COMPLETED"}"#), 422),
+        ];
+        for (request, status) in cases {
+            let error = receive(request).await.expect_err("rejected");
+            assert_eq!(error.status().as_u16(), status, "{error}");
+        }
+    }
+
+    #[tokio::test]
+    async fn verifies_the_key_before_reading_anything_else() {
+        // A bad rrn and a bad body with a wrong key: the answer is 401, not 400.
+        let error = receive(request("bad", Some("wrong"), "{")).await.expect_err("rejected");
+        assert_eq!(error.status().as_u16(), 401);
+    }
+
+    #[test]
+    fn config_names_the_missing_variable() {
+        let error = Azqr::from_env(&[("OTHER", "x")]).expect_err("missing");
+        assert_eq!(error, ConfigError::Missing("AZQR_API_KEY"));
+    }
+}

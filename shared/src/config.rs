@@ -1,0 +1,127 @@
+//! Configuration read once from the environment into typed values.
+
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ConfigError {
+    #[error("missing environment variable {0}")]
+    Missing(&'static str),
+    #[error("environment variable {name} is invalid: {reason}")]
+    Invalid { name: &'static str, reason: String },
+}
+
+/// Where configuration comes from: the process environment in production, a map in tests.
+pub trait Env {
+    fn var(&self, name: &str) -> Option<String>;
+
+    /// A variable that must be set and non-empty.
+    fn required(&self, name: &'static str) -> Result<String, ConfigError> {
+        match self.var(name) {
+            Some(value) if !value.trim().is_empty() => Ok(value),
+            Some(_) | None => Err(ConfigError::Missing(name)),
+        }
+    }
+
+    /// A variable that may be unset; set but empty counts as unset.
+    fn optional(&self, name: &'static str) -> Option<String> {
+        self.var(name).filter(|value| !value.trim().is_empty())
+    }
+
+    fn secret(&self, name: &'static str) -> Result<Secret, ConfigError> {
+        self.required(name).map(Secret::new)
+    }
+}
+
+/// The process environment.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ProcessEnv;
+
+impl Env for ProcessEnv {
+    fn var(&self, name: &str) -> Option<String> {
+        std::env::var(name).ok()
+    }
+}
+
+impl<const N: usize> Env for [(&str, &str); N] {
+    fn var(&self, name: &str) -> Option<String> {
+        self.iter().find(|(key, _)| *key == name).map(|(_, value)| (*value).to_owned())
+    }
+}
+
+/// A secret value: never printed, compared in constant time.
+#[derive(Clone)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+
+    /// The secret itself, for the one place that must use it (signing, a request header).
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// Whether `candidate` equals the secret. Both sides are hashed first so that the
+    /// comparison takes the same time whatever the candidate's length or content.
+    pub fn matches(&self, candidate: &[u8]) -> bool {
+        let expected = Sha256::digest(self.0.as_bytes());
+        let given = Sha256::digest(candidate);
+        expected.ct_eq(&given).into()
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+/// Where the webhook functions keep state: read from `TABLE_NAME` and `QUEUE_URL`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StorageConfig {
+    pub table_name: String,
+    pub queue_url: String,
+}
+
+impl StorageConfig {
+    pub fn from_env(env: &impl Env) -> Result<Self, ConfigError> {
+        Ok(StorageConfig { table_name: env.required("TABLE_NAME")?, queue_url: env.required("QUEUE_URL")? })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secret_debug_is_redacted() {
+        let secret = Secret::new("hunter2");
+        assert_eq!(format!("{secret:?}"), "[redacted]");
+        assert!(!format!("{:?}", Some(&secret)).contains("hunter2"));
+    }
+
+    #[test]
+    fn secret_matches_only_itself() {
+        let secret = Secret::new("dev-azqr-key");
+        assert!(secret.matches(b"dev-azqr-key"));
+        assert!(!secret.matches(b"dev-azqr-kez"));
+        assert!(!secret.matches(b"dev-azqr-key "));
+        assert!(!secret.matches(b""));
+    }
+
+    #[test]
+    fn missing_or_empty_variables_are_named() {
+        let env = [("TABLE_NAME", "transactions"), ("QUEUE_URL", "  ")];
+        assert_eq!(StorageConfig::from_env(&env), Err(ConfigError::Missing("QUEUE_URL")));
+        let env = [("QUEUE_URL", "http://q")];
+        let error = StorageConfig::from_env(&env).expect_err("TABLE_NAME is missing");
+        assert_eq!(error.to_string(), "missing environment variable TABLE_NAME");
+        let env = [("TABLE_NAME", "t"), ("QUEUE_URL", "http://q")];
+        assert_eq!(
+            StorageConfig::from_env(&env),
+            Ok(StorageConfig { table_name: "t".into(), queue_url: "http://q".into() })
+        );
+    }
+}

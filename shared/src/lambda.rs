@@ -1,0 +1,23 @@
+//! Running a webhook on AWS Lambda.
+
+use std::convert::Infallible;
+
+use lambda_http::{service_fn, Request};
+use time::OffsetDateTime;
+
+use crate::pipeline::{Provider, Webhook};
+
+/// Serves `webhook` on the Lambda runtime until the runtime stops. The clock is read
+/// here, once per request; everything below takes the time as a parameter.
+pub async fn run<P: Provider>(webhook: Webhook<P>) -> Result<(), lambda_http::Error> {
+    let webhook = &webhook;
+    lambda_http::run(service_fn(move |request: Request| async move {
+        Ok::<_, Infallible>(webhook.handle(request, OffsetDateTime::now_utc()).await)
+    }))
+    .await
+}
+
+/// Logs as JSON when Lambda asks for it (`AWS_LAMBDA_LOG_FORMAT=JSON`), plain text otherwise.
+pub fn init_tracing() {
+    lambda_http::tracing::init_default_subscriber();
+}

@@ -1,0 +1,17 @@
+//! What every webhook function shares: the canonical transaction model, the DynamoDB
+//! store, the SQS terminal events, the error type and the common pipeline.
+
+pub mod config;
+pub mod error;
+pub mod lambda;
+pub mod model;
+pub mod pipeline;
+pub mod queue;
+pub mod store;
+
+pub use config::{ConfigError, Env, ProcessEnv, Secret};
+pub use error::WebhookError;
+pub use model::{Amount, Decision, Observation, Status, TerminalEvent, TransactionRecord};
+pub use pipeline::{parse_json, parse_status, Outcome, Provider, Webhook};
+pub use queue::EventQueue;
+pub use store::{TransactionStore, WriteOutcome};

@@ -1,0 +1,332 @@
+//! The canonical transaction model: statuses, the transition rule, the stored record
+//! and the terminal event sent to the merchant.
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use time::OffsetDateTime;
+
+use crate::error::WebhookError;
+
+/// Canonical status of a transaction. The first four are in progress and ordered;
+/// the last four are final outcomes that nothing changes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Created,
+    Pending,
+    Processing,
+    Canceling,
+    Completed,
+    Failed,
+    Canceled,
+    Expired,
+}
+
+/// Every final status shares this rank, above every in-progress status. The stored
+/// `rank` attribute lets DynamoDB evaluate the transition rule in one condition:
+/// a transition applies exactly when `current rank < new rank`.
+pub const FINAL_RANK: u8 = 4;
+
+impl Status {
+    pub const ALL: [Status; 8] = [
+        Status::Created,
+        Status::Pending,
+        Status::Processing,
+        Status::Canceling,
+        Status::Completed,
+        Status::Failed,
+        Status::Canceled,
+        Status::Expired,
+    ];
+
+    pub fn rank(self) -> u8 {
+        match self {
+            Status::Created => 0,
+            Status::Pending => 1,
+            Status::Processing => 2,
+            Status::Canceling => 3,
+            Status::Completed | Status::Failed | Status::Canceled | Status::Expired => FINAL_RANK,
+        }
+    }
+
+    pub fn is_final(self) -> bool {
+        self.rank() == FINAL_RANK
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Created => "created",
+            Status::Pending => "pending",
+            Status::Processing => "processing",
+            Status::Canceling => "canceling",
+            Status::Completed => "completed",
+            Status::Failed => "failed",
+            Status::Canceled => "canceled",
+            Status::Expired => "expired",
+        }
+    }
+}
+
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What an incoming status does to a transaction whose current status is `current`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    /// The transition is applied.
+    Apply,
+    /// The same status again: nothing changes, acknowledged.
+    Duplicate,
+    /// A lower status, or anything after a final status other than a different final one.
+    Stale,
+    /// A final status after a different final status: not applied, logged as an error.
+    Conflict,
+}
+
+/// The transition rule. The DynamoDB condition in [`crate::store`] is the same rule
+/// expressed over ranks; tests check that the two agree for every pair.
+pub fn decide(current: Option<Status>, new: Status) -> Decision {
+    let Some(current) = current else {
+        return Decision::Apply;
+    };
+    if current == new {
+        Decision::Duplicate
+    } else if current.is_final() && new.is_final() {
+        Decision::Conflict
+    } else if current.rank() < new.rank() {
+        Decision::Apply
+    } else {
+        Decision::Stale
+    }
+}
+
+/// A money amount as the provider wrote it: a non-negative decimal string, never a float.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Amount(String);
+
+impl Amount {
+    pub fn parse(value: &str) -> Result<Self, WebhookError> {
+        let (int, frac) = value.split_once('.').unwrap_or((value, "0"));
+        let digits = |s: &str| !s.is_empty() && s.len() <= 20 && s.bytes().all(|b| b.is_ascii_digit());
+        if digits(int) && digits(frac) {
+            Ok(Amount(value.to_owned()))
+        } else {
+            Err(WebhookError::InvalidField {
+                field: "amount",
+                reason: "must be a non-negative decimal number".into(),
+            })
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for Amount {
+    type Error = WebhookError;
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        Amount::parse(&value)
+    }
+}
+
+impl From<Amount> for String {
+    fn from(value: Amount) -> Self {
+        value.0
+    }
+}
+
+/// What a verified webhook says about one transaction, in canonical terms.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Observation {
+    pub reference: String,
+    pub status: Status,
+    /// The provider's own status word, kept verbatim for the record.
+    pub provider_status: String,
+    pub amount: Option<Amount>,
+    pub currency: Option<String>,
+    pub reason: Option<String>,
+}
+
+impl Observation {
+    pub fn new(reference: impl Into<String>, status: Status, provider_status: impl Into<String>) -> Self {
+        Observation {
+            reference: reference.into(),
+            status,
+            provider_status: provider_status.into(),
+            amount: None,
+            currency: None,
+            reason: None,
+        }
+    }
+}
+
+/// One applied transition.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HistoryEntry {
+    pub status: Status,
+    pub provider_status: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub received_at: OffsetDateTime,
+}
+
+/// Marker present while the final outcome has not yet been delivered to the merchant.
+/// Stored as a string so that it can key a sparse index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum NotificationPending {
+    #[serde(rename = "PENDING")]
+    Pending,
+}
+
+/// The stored transaction, also the `data` of a terminal event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TransactionRecord {
+    pub provider: String,
+    pub reference: String,
+    pub status: Status,
+    pub provider_status: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub amount: Option<Amount>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub currency: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    pub history: Vec<HistoryEntry>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub first_seen_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub updated_at: OffsetDateTime,
+    #[serde(default, with = "time::serde::rfc3339::option", skip_serializing_if = "Option::is_none")]
+    pub final_at: Option<OffsetDateTime>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notification_pending: Option<NotificationPending>,
+    #[serde(default, with = "time::serde::rfc3339::option", skip_serializing_if = "Option::is_none")]
+    pub notified_at: Option<OffsetDateTime>,
+}
+
+impl TransactionRecord {
+    pub fn is_notification_pending(&self) -> bool {
+        self.notification_pending.is_some()
+    }
+}
+
+/// The key of a transaction: one per (provider, reference).
+pub fn transaction_key(provider: &str, reference: &str) -> String {
+    format!("{provider}#{reference}")
+}
+
+/// The deterministic id of the terminal event of a transaction: the same
+/// (provider, reference, final status) always gives the same id, so every retry
+/// is deduplicated by SQS and by the merchant.
+pub fn event_id(provider: &str, reference: &str, status: Status) -> String {
+    let mut hash = Sha256::new();
+    for part in [provider, reference, status.as_str()] {
+        hash.update((part.len() as u64).to_be_bytes());
+        hash.update(part.as_bytes());
+    }
+    let digest = hash.finalize();
+    let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
+    format!("evt_{hex}")
+}
+
+/// The message enqueued when a transaction reaches a final status.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TerminalEvent {
+    pub id: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    pub data: TransactionRecord,
+}
+
+impl TerminalEvent {
+    /// The terminal event of a final record, or `None` if the record is not final.
+    /// Every field derives from the stored record, so a resend is byte-identical.
+    pub fn for_record(record: &TransactionRecord) -> Option<Self> {
+        if !record.status.is_final() {
+            return None;
+        }
+        Some(TerminalEvent {
+            id: event_id(&record.provider, &record.reference, record.status),
+            kind: format!("transaction.{}", record.status),
+            created_at: record.final_at.unwrap_or(record.updated_at),
+            data: record.clone(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranks_order_in_progress_statuses_and_put_finals_on_top() {
+        let ranks: Vec<u8> = Status::ALL.iter().map(|s| s.rank()).collect();
+        assert_eq!(ranks, [0, 1, 2, 3, 4, 4, 4, 4]);
+        let finals: Vec<Status> = Status::ALL.into_iter().filter(|s| s.is_final()).collect();
+        assert_eq!(finals, [Status::Completed, Status::Failed, Status::Canceled, Status::Expired]);
+    }
+
+    /// The rule from the spec, stated directly, checked against `decide` for every pair.
+    #[test]
+    fn transition_rule_for_every_pair_of_statuses() {
+        for current in Status::ALL {
+            for new in Status::ALL {
+                let expected = if current == new {
+                    Decision::Duplicate
+                } else if current.is_final() && new.is_final() {
+                    Decision::Conflict
+                } else if !current.is_final() && (new.is_final() || new.rank() > current.rank()) {
+                    Decision::Apply
+                } else {
+                    Decision::Stale
+                };
+                assert_eq!(decide(Some(current), new), expected, "{current} -> {new}");
+                // The storage condition (`rank < new rank`) applies exactly the same transitions.
+                assert_eq!(
+                    current.rank() < new.rank(),
+                    expected == Decision::Apply,
+                    "condition disagrees for {current} -> {new}"
+                );
+            }
+            assert_eq!(decide(None, current), Decision::Apply);
+        }
+    }
+
+    #[test]
+    fn some_named_transitions() {
+        use Status::*;
+        assert_eq!(decide(Some(Pending), Processing), Decision::Apply);
+        assert_eq!(decide(Some(Canceling), Completed), Decision::Apply);
+        assert_eq!(decide(Some(Processing), Pending), Decision::Stale);
+        assert_eq!(decide(Some(Completed), Pending), Decision::Stale);
+        assert_eq!(decide(Some(Completed), Completed), Decision::Duplicate);
+        assert_eq!(decide(Some(Completed), Failed), Decision::Conflict);
+    }
+
+    #[test]
+    fn event_id_is_deterministic_and_distinguishes_its_inputs() {
+        let a = event_id("azqr", "123456789012", Status::Completed);
+        assert_eq!(a, event_id("azqr", "123456789012", Status::Completed));
+        assert!(a.starts_with("evt_") && a.len() == 36);
+        assert_ne!(a, event_id("azqr", "123456789012", Status::Failed));
+        assert_ne!(a, event_id("azqr", "123456789013", Status::Completed));
+        assert_ne!(a, event_id("pay3", "123456789012", Status::Completed));
+        // Length-prefixed parts: moving a boundary changes the id.
+        assert_ne!(event_id("ab", "c", Status::Completed), event_id("a", "bc", Status::Completed));
+    }
+
+    #[test]
+    fn amounts_are_decimal_strings() {
+        assert_eq!(Amount::parse("100.00").map(|a| a.as_str().to_owned()).ok().as_deref(), Some("100.00"));
+        assert!(Amount::parse("7").is_ok());
+        for bad in ["", "-1", "1e3", "1.", ".5", "1,00", "NaN", "1.2.3"] {
+            assert!(Amount::parse(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+}

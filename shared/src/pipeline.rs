@@ -1,0 +1,238 @@
+//! The common webhook flow, the same for every provider:
+//! raw body → verify → parse once → normalize (the provider's part) →
+//! conditional write → enqueue the terminal event (this module's part).
+
+use std::future::Future;
+
+use http::StatusCode;
+use lambda_http::{Body, Request, Response};
+use serde::de::{DeserializeOwned, IntoDeserializer};
+use time::OffsetDateTime;
+
+use crate::config::{ConfigError, Env, StorageConfig};
+use crate::error::{WebhookError, MAX_BODY_BYTES};
+use crate::model::{Decision, Observation, TerminalEvent};
+use crate::queue::EventQueue;
+use crate::store::{TransactionStore, WriteOutcome};
+
+/// A payment provider's webhook: how to verify it and what it says.
+pub trait Provider: Send + Sync {
+    /// Short lowercase name, used in transaction keys, logs and events.
+    const NAME: &'static str;
+    /// The status answered when a webhook is acknowledged (the provider's expectation).
+    const ACK_STATUS: StatusCode;
+
+    /// Verifies the request (before acting on anything in it) and turns it into
+    /// observations. Runs before anything is written; an error writes nothing.
+    fn receive(
+        &self,
+        request: &Request,
+        now: OffsetDateTime,
+    ) -> impl Future<Output = Result<Vec<Observation>, WebhookError>> + Send;
+}
+
+/// What the pipeline did with one observation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    pub reference: String,
+    pub decision: Decision,
+    /// Whether a terminal event was sent to the queue.
+    pub enqueued: bool,
+}
+
+/// A provider's webhook wired to the store and the queue.
+#[derive(Debug)]
+pub struct Webhook<P> {
+    provider: P,
+    store: TransactionStore,
+    queue: EventQueue,
+}
+
+impl<P: Provider> Webhook<P> {
+    pub fn new(provider: P, store: TransactionStore, queue: EventQueue) -> Self {
+        Webhook { provider, store, queue }
+    }
+
+    /// Builds the AWS clients from the Lambda environment (`TABLE_NAME`, `QUEUE_URL`).
+    pub async fn from_env(provider: P, env: &impl Env) -> Result<Self, ConfigError> {
+        let storage = StorageConfig::from_env(env)?;
+        let aws = aws_config::load_from_env().await;
+        Ok(Webhook::new(
+            provider,
+            TransactionStore::new(aws_sdk_dynamodb::Client::new(&aws), storage.table_name),
+            EventQueue::new(aws_sdk_sqs::Client::new(&aws), storage.queue_url),
+        ))
+    }
+
+    /// Handles one request and answers it: the provider's acknowledgement, or the error mapped to HTTP.
+    pub async fn handle(&self, request: Request, now: OffsetDateTime) -> Response<Body> {
+        match self.process(&request, now).await {
+            Ok(_) => {
+                let mut response = Response::new(Body::Empty);
+                *response.status_mut() = P::ACK_STATUS;
+                response
+            }
+            Err(error) => {
+                log_error(P::NAME, &error);
+                error.to_response()
+            }
+        }
+    }
+
+    /// The whole flow for one request, without the HTTP answer.
+    pub async fn process(&self, request: &Request, now: OffsetDateTime) -> Result<Vec<Outcome>, WebhookError> {
+        check_body(request)?;
+        let observations = self.provider.receive(request, now).await?;
+        for observation in &observations {
+            check_reference(&observation.reference)?;
+        }
+        let mut outcomes = Vec::with_capacity(observations.len());
+        for observation in observations {
+            outcomes.push(self.apply(observation, now).await?);
+        }
+        Ok(outcomes)
+    }
+
+    async fn apply(&self, observation: Observation, now: OffsetDateTime) -> Result<Outcome, WebhookError> {
+        let provider = P::NAME;
+        let reference = observation.reference.as_str();
+        let (decision, to_send) = match self.store.record(provider, &observation, now).await? {
+            WriteOutcome::Applied(record) => {
+                tracing::info!(provider, reference, status = %record.status, provider_status = %observation.provider_status, outcome = "applied", "transition applied");
+                (Decision::Apply, record.status.is_final().then_some(record))
+            }
+            WriteOutcome::NotApplied { decision, current } => {
+                match decision {
+                    Decision::Conflict => tracing::error!(provider, reference, stored = %current.status, received = %observation.status, outcome = "conflict", "final status conflicts with the stored final status; not applied"),
+                    Decision::Duplicate | Decision::Stale | Decision::Apply => tracing::info!(provider, reference, stored = %current.status, received = %observation.status, outcome = ?decision, "nothing to apply"),
+                }
+                // A final record still pending notification may have lost its event to an
+                // earlier queue failure: send it again (SQS and the merchant dedupe by id).
+                (decision, current.is_notification_pending().then_some(current))
+            }
+        };
+        let enqueued = match to_send.as_ref().and_then(TerminalEvent::for_record) {
+            Some(event) => {
+                self.queue.send(&event).await?;
+                tracing::info!(provider, reference, event_id = %event.id, event_type = %event.kind, "terminal event enqueued");
+                true
+            }
+            None => false,
+        };
+        Ok(Outcome { reference: observation.reference, decision, enqueued })
+    }
+}
+
+/// Size and content type, checked before any provider code sees the body.
+/// Every provider sends JSON: a content type, when given, must be JSON.
+fn check_body(request: &Request) -> Result<(), WebhookError> {
+    if request.body().as_ref().len() > MAX_BODY_BYTES {
+        return Err(WebhookError::PayloadTooLarge);
+    }
+    if let Some(content_type) = request.headers().get(http::header::CONTENT_TYPE) {
+        let media_type = content_type.to_str().unwrap_or_default().split(';').next().unwrap_or_default().trim();
+        let media_type = media_type.to_ascii_lowercase();
+        if media_type != "application/json" && !media_type.ends_with("+json") {
+            return Err(WebhookError::UnsupportedMediaType);
+        }
+    }
+    Ok(())
+}
+
+/// References become DynamoDB keys and SQS group ids: short, printable, no spaces.
+fn check_reference(reference: &str) -> Result<(), WebhookError> {
+    let valid = (1..=100).contains(&reference.len()) && reference.bytes().all(|b| b.is_ascii_graphic());
+    if valid {
+        Ok(())
+    } else {
+        Err(WebhookError::InvalidField { field: "reference", reason: "must be 1 to 100 printable ASCII characters".into() })
+    }
+}
+
+/// Parses a JSON body once into the provider's wire type.
+pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, WebhookError> {
+    serde_json::from_slice(body).map_err(WebhookError::MalformedJson)
+}
+
+/// Reads a provider's status word into its wire enum; an unknown word is `422 unsupported_value`.
+pub fn parse_status<T: DeserializeOwned>(value: &str) -> Result<T, WebhookError> {
+    T::deserialize(IntoDeserializer::<serde::de::value::Error>::into_deserializer(value))
+        .map_err(|_| WebhookError::Unsupported { field: "status", value: value.chars().take(64).collect() })
+}
+
+/// Logs a failed request: client errors at warn, ours at error with the source chain.
+/// Never the body, never a secret: the errors carry neither.
+fn log_error(provider: &str, error: &WebhookError) {
+    let code = error.code();
+    if error.status().is_server_error() {
+        let mut chain = error.to_string();
+        let mut source = std::error::Error::source(error);
+        while let Some(cause) = source {
+            chain.push_str(": ");
+            chain.push_str(&cause.to_string());
+            source = cause.source();
+        }
+        tracing::error!(provider, code, error = %chain, "webhook failed; provider will retry");
+    } else {
+        tracing::warn!(provider, code, status = error.status().as_u16(), error = %error, "webhook rejected");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(body: &[u8], content_type: Option<&str>) -> Request {
+        let mut builder = http::Request::builder().method("PUT").uri("/x");
+        if let Some(content_type) = content_type {
+            builder = builder.header("content-type", content_type);
+        }
+        builder.body(Body::from(body.to_vec())).expect("request")
+    }
+
+    #[test]
+    fn body_limits_and_content_types() {
+        assert!(check_body(&request(b"{}", None)).is_ok());
+        assert!(check_body(&request(b"{}", Some("application/json; charset=utf-8"))).is_ok());
+        assert!(check_body(&request(b"{}", Some("application/vnd.x+json"))).is_ok());
+        assert!(matches!(check_body(&request(b"{}", Some("text/plain"))), Err(WebhookError::UnsupportedMediaType)));
+        let big = vec![b' '; MAX_BODY_BYTES + 1];
+        assert!(matches!(check_body(&request(&big, None)), Err(WebhookError::PayloadTooLarge)));
+        assert!(check_body(&request(&big[..MAX_BODY_BYTES], None)).is_ok());
+    }
+
+    #[test]
+    fn references_must_be_short_and_printable() {
+        assert!(check_reference("123456789012").is_ok());
+        assert!(check_reference("order-1:fiat").is_ok());
+        for bad in ["", "has space", "tab\t", "ünicode", &"x".repeat(101)] {
+            assert!(check_reference(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn malformed_json_error_does_not_echo_the_body() {
+        #[derive(Debug, serde::Deserialize)]
+        #[allow(dead_code)]
+        struct Shape {
+            count: u64,
+        }
+        let error = parse_json::<Shape>(br#"{"count": "s3cret-value"}"#).expect_err("wrong type");
+        assert_eq!(error.code(), "malformed_json");
+        assert!(!error.public_message().contains("s3cret"), "{}", error.public_message());
+        assert!(error.public_message().contains("line 1"));
+    }
+
+    #[derive(Debug, serde::Deserialize, PartialEq)]
+    #[serde(rename_all = "lowercase")]
+    enum Word {
+        Paid,
+    }
+
+    #[test]
+    fn status_words_parse_or_are_unsupported() {
+        assert_eq!(parse_status::<Word>("paid").ok(), Some(Word::Paid));
+        let error = parse_status::<Word>("PAID").expect_err("case matters");
+        assert_eq!(error.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    }
+}

@@ -1,0 +1,43 @@
+//! Terminal events to the SQS FIFO queue.
+
+use crate::model::{transaction_key, TerminalEvent};
+
+#[derive(Debug, thiserror::Error)]
+pub enum QueueError {
+    #[error("SQS request failed")]
+    Send(#[source] Box<dyn std::error::Error + Send + Sync>),
+    #[error("terminal event could not be encoded")]
+    Encode(#[source] serde_json::Error),
+}
+
+#[derive(Debug, Clone)]
+pub struct EventQueue {
+    client: aws_sdk_sqs::Client,
+    url: String,
+}
+
+impl EventQueue {
+    pub fn new(client: aws_sdk_sqs::Client, url: impl Into<String>) -> Self {
+        EventQueue { client, url: url.into() }
+    }
+
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Sends the event to the FIFO queue: grouped by transaction, deduplicated by the
+    /// event's deterministic id, so a resend of the same outcome is dropped by SQS.
+    pub async fn send(&self, event: &TerminalEvent) -> Result<(), QueueError> {
+        let body = serde_json::to_string(event).map_err(QueueError::Encode)?;
+        self.client
+            .send_message()
+            .queue_url(&self.url)
+            .message_body(body)
+            .message_group_id(transaction_key(&event.data.provider, &event.data.reference))
+            .message_deduplication_id(&event.id)
+            .send()
+            .await
+            .map_err(|e| QueueError::Send(Box::new(e)))?;
+        Ok(())
+    }
+}

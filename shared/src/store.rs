@@ -1,0 +1,223 @@
+//! The transaction store: one DynamoDB item per (provider, reference), written with a
+//! single conditional `UpdateItem` per observation and no read before the write.
+
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure};
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+
+use crate::model::{decide, transaction_key, Decision, HistoryEntry, NotificationPending, Observation, TransactionRecord};
+
+/// Partition key attribute of the table (string): `{provider}#{reference}`.
+pub const KEY_ATTRIBUTE: &str = "pk";
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("DynamoDB request failed")]
+    Request(#[source] Box<dyn std::error::Error + Send + Sync>),
+    #[error("stored item could not be decoded")]
+    Decode(#[source] serde_dynamo::Error),
+    #[error("stored item for {key} is inconsistent: status {status} does not explain the failed condition")]
+    Inconsistent { key: String, status: crate::model::Status },
+}
+
+/// What one write did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WriteOutcome {
+    /// The transition was applied; the record as it now stands.
+    Applied(TransactionRecord),
+    /// Nothing changed (`Duplicate`, `Stale` or `Conflict`); the record as it stands.
+    NotApplied { decision: Decision, current: TransactionRecord },
+}
+
+#[derive(Debug, Clone)]
+pub struct TransactionStore {
+    client: aws_sdk_dynamodb::Client,
+    table: String,
+}
+
+impl TransactionStore {
+    pub fn new(client: aws_sdk_dynamodb::Client, table: impl Into<String>) -> Self {
+        TransactionStore { client, table: table.into() }
+    }
+
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+
+    /// Applies `observation` if the transition rule allows it, in one conditional write.
+    ///
+    /// The condition `attribute_not_exists(pk) OR rank < :rank` is the transition rule
+    /// (see [`crate::model::decide`]); a transition into a final status also sets the
+    /// notification-pending marker in the same write. When the condition fails, DynamoDB
+    /// returns the current item, from which the outcome is told apart without a read.
+    pub async fn record(
+        &self,
+        provider: &str,
+        observation: &Observation,
+        now: OffsetDateTime,
+    ) -> Result<WriteOutcome, StoreError> {
+        let update = Update::for_observation(provider, observation, now)?;
+        let key = transaction_key(provider, &observation.reference);
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key(KEY_ATTRIBUTE, AttributeValue::S(key.clone()))
+            .update_expression(update.expression)
+            .condition_expression("attribute_not_exists(#pk) OR #rank < :rank")
+            .set_expression_attribute_names(Some(update.names))
+            .set_expression_attribute_values(Some(update.values))
+            .return_values(ReturnValue::AllNew)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        match result {
+            Ok(output) => Ok(WriteOutcome::Applied(decode(output.attributes.unwrap_or_default())?)),
+            Err(error) => match error.as_service_error() {
+                Some(UpdateItemError::ConditionalCheckFailedException(failed)) => {
+                    let current = decode(failed.item().cloned().unwrap_or_default())?;
+                    match decide(Some(current.status), observation.status) {
+                        Decision::Apply => Err(StoreError::Inconsistent { key, status: current.status }),
+                        decision @ (Decision::Duplicate | Decision::Stale | Decision::Conflict) => {
+                            Ok(WriteOutcome::NotApplied { decision, current })
+                        }
+                    }
+                }
+                _ => Err(StoreError::Request(Box::new(error))),
+            },
+        }
+    }
+
+    /// Reads one transaction (for tests, tools and the status API; the webhook path never reads).
+    pub async fn get(&self, provider: &str, reference: &str) -> Result<Option<TransactionRecord>, StoreError> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key(KEY_ATTRIBUTE, AttributeValue::S(transaction_key(provider, reference)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| StoreError::Request(Box::new(e)))?;
+        output.item.map(decode).transpose()
+    }
+}
+
+fn decode(item: HashMap<String, AttributeValue>) -> Result<TransactionRecord, StoreError> {
+    serde_dynamo::from_item(item).map_err(StoreError::Decode)
+}
+
+/// The update expression and its placeholders for one observation.
+struct Update {
+    expression: String,
+    names: HashMap<String, String>,
+    values: HashMap<String, AttributeValue>,
+}
+
+impl Update {
+    fn for_observation(provider: &str, observation: &Observation, now: OffsetDateTime) -> Result<Self, StoreError> {
+        let now_text = now.format(&Rfc3339).map_err(|e| StoreError::Request(Box::new(e)))?;
+        let entry = HistoryEntry {
+            status: observation.status,
+            provider_status: observation.provider_status.clone(),
+            received_at: now,
+        };
+        let entry = serde_dynamo::to_attribute_value(entry).map_err(StoreError::Decode)?;
+
+        let mut update = Update {
+            expression: String::new(),
+            names: HashMap::from([("#pk".to_owned(), KEY_ATTRIBUTE.to_owned())]),
+            values: HashMap::new(),
+        };
+        let s = |v: &str| AttributeValue::S(v.to_owned());
+        update.set("provider", s(provider));
+        update.set("reference", s(&observation.reference));
+        update.set("status", s(observation.status.as_str()));
+        update.set("provider_status", s(&observation.provider_status));
+        update.set("rank", AttributeValue::N(observation.status.rank().to_string()));
+        update.set("updated_at", s(&now_text));
+        update.set_if_absent("first_seen_at", s(&now_text));
+        update.append("history", AttributeValue::L(vec![entry]));
+        if let Some(amount) = &observation.amount {
+            update.set("amount", s(amount.as_str()));
+        }
+        if let Some(currency) = &observation.currency {
+            update.set("currency", s(currency));
+        }
+        if let Some(reason) = &observation.reason {
+            update.set("reason", s(reason));
+        }
+        if observation.status.is_final() {
+            update.set("final_at", s(&now_text));
+            let marker = serde_dynamo::to_attribute_value(NotificationPending::Pending).map_err(StoreError::Decode)?;
+            update.set("notification_pending", marker);
+        }
+        Ok(update)
+    }
+
+    fn clause(&mut self, attribute: &str, value: AttributeValue) -> (String, String) {
+        let name = format!("#{attribute}");
+        let placeholder = format!(":{attribute}");
+        self.names.insert(name.clone(), attribute.to_owned());
+        self.values.insert(placeholder.clone(), value);
+        self.expression.push_str(if self.expression.is_empty() { "SET " } else { ", " });
+        (name, placeholder)
+    }
+
+    fn set(&mut self, attribute: &str, value: AttributeValue) {
+        let (name, placeholder) = self.clause(attribute, value);
+        self.expression.push_str(&format!("{name} = {placeholder}"));
+    }
+
+    fn set_if_absent(&mut self, attribute: &str, value: AttributeValue) {
+        let (name, placeholder) = self.clause(attribute, value);
+        self.expression.push_str(&format!("{name} = if_not_exists({name}, {placeholder})"));
+    }
+
+    fn append(&mut self, attribute: &str, items: AttributeValue) {
+        let (name, placeholder) = self.clause(attribute, items);
+        self.values.insert(":empty_list".to_owned(), AttributeValue::L(Vec::new()));
+        self.expression
+            .push_str(&format!("{name} = list_append(if_not_exists({name}, :empty_list), {placeholder})"));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Amount, Status};
+
+    fn at(seconds: i64) -> OffsetDateTime {
+        OffsetDateTime::from_unix_timestamp(1_700_000_000 + seconds).expect("valid timestamp")
+    }
+
+    #[test]
+    fn non_final_update_sets_no_final_fields() {
+        let observation = Observation::new("123456789012", Status::Pending, "read");
+        let update = Update::for_observation("azqr", &observation, at(0)).expect("update");
+        assert!(update.expression.starts_with("SET "));
+        assert!(!update.values.contains_key(":final_at"));
+        assert!(!update.values.contains_key(":notification_pending"));
+        assert_eq!(update.values[":rank"], AttributeValue::N("1".into()));
+        // Every placeholder used in the expression is defined, and every defined one is used.
+        for key in update.values.keys().chain(update.names.keys()) {
+            assert!(update.expression.contains(key.as_str()) || key == "#pk", "{key} unused");
+        }
+    }
+
+    #[test]
+    fn final_update_marks_notification_pending_in_the_same_write() {
+        let mut observation = Observation::new("123456789012", Status::Failed, "incompleted");
+        observation.reason = Some("AM04 InsufficientFunds".into());
+        observation.amount = Some(Amount::parse("10.50").expect("amount"));
+        let update = Update::for_observation("azqr", &observation, at(5)).expect("update");
+        assert_eq!(update.values[":notification_pending"], AttributeValue::S("PENDING".into()));
+        assert_eq!(update.values[":rank"], AttributeValue::N("4".into()));
+        assert_eq!(update.values[":amount"], AttributeValue::S("10.50".into()));
+        assert!(update.expression.contains("#final_at = :final_at"));
+        assert!(update.expression.contains("#reason = :reason"));
+    }
+}
