@@ -89,9 +89,7 @@ pub fn error_response(status: StatusCode, code: &str, message: &str) -> Response
     let body = serde_json::json!({ "error": { "code": code, "message": message } });
     let mut response = Response::new(Body::Text(body.to_string()));
     *response.status_mut() = status;
-    response
-        .headers_mut()
-        .insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
+    response.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
     response
 }
 

@@ -115,10 +115,7 @@ impl Amount {
         if digits(int) && digits(frac) {
             Ok(Amount(value.to_owned()))
         } else {
-            Err(WebhookError::InvalidField {
-                field: "amount",
-                reason: "must be a non-negative decimal number".into(),
-            })
+            Err(WebhookError::InvalidField { field: "amount", reason: "must be a non-negative decimal number".into() })
         }
     }
 

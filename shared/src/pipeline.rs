@@ -103,8 +103,12 @@ impl<P: Provider> Webhook<P> {
             }
             WriteOutcome::NotApplied { decision, current } => {
                 match decision {
-                    Decision::Conflict => tracing::error!(provider, reference, stored = %current.status, received = %observation.status, outcome = "conflict", "final status conflicts with the stored final status; not applied"),
-                    Decision::Duplicate | Decision::Stale | Decision::Apply => tracing::info!(provider, reference, stored = %current.status, received = %observation.status, outcome = ?decision, "nothing to apply"),
+                    Decision::Conflict => {
+                        tracing::error!(provider, reference, stored = %current.status, received = %observation.status, outcome = "conflict", "final status conflicts with the stored final status; not applied")
+                    }
+                    Decision::Duplicate | Decision::Stale | Decision::Apply => {
+                        tracing::info!(provider, reference, stored = %current.status, received = %observation.status, outcome = ?decision, "nothing to apply")
+                    }
                 }
                 // A final record still pending notification may have lost its event to an
                 // earlier queue failure: send it again (SQS and the merchant dedupe by id).
@@ -145,12 +149,19 @@ fn check_reference(reference: &str) -> Result<(), WebhookError> {
     if valid {
         Ok(())
     } else {
-        Err(WebhookError::InvalidField { field: "reference", reason: "must be 1 to 100 printable ASCII characters".into() })
+        Err(WebhookError::InvalidField {
+            field: "reference",
+            reason: "must be 1 to 100 printable ASCII characters".into(),
+        })
     }
 }
 
-/// Parses a JSON body once into the provider's wire type.
+/// Parses a JSON body once into the provider's wire type. Every provider sends an
+/// object; serde would otherwise also read a struct from an array.
 pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, WebhookError> {
+    if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(WebhookError::MalformedJson(serde::de::Error::custom("expected a JSON object")));
+    }
     serde_json::from_slice(body).map_err(WebhookError::MalformedJson)
 }
 
@@ -221,6 +232,20 @@ mod tests {
         assert_eq!(error.code(), "malformed_json");
         assert!(!error.public_message().contains("s3cret"), "{}", error.public_message());
         assert!(error.public_message().contains("line 1"));
+    }
+
+    #[test]
+    fn only_objects_are_accepted() {
+        #[derive(Debug, serde::Deserialize)]
+        #[allow(dead_code)]
+        struct Shape {
+            status: String,
+        }
+        assert!(parse_json::<Shape>(br#" {"status":"x"}"#).is_ok());
+        for body in [&br#"["x"]"#[..], b"", b"  ", b"null", b"\"x\""] {
+            let error = parse_json::<Shape>(body).expect_err("not an object");
+            assert_eq!(error.code(), "malformed_json");
+        }
     }
 
     #[derive(Debug, serde::Deserialize, PartialEq)]

@@ -8,7 +8,9 @@ use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditi
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
-use crate::model::{decide, transaction_key, Decision, HistoryEntry, NotificationPending, Observation, TransactionRecord};
+use crate::model::{
+    decide, transaction_key, Decision, HistoryEntry, NotificationPending, Observation, TransactionRecord,
+};
 
 /// Partition key attribute of the table (string): `{provider}#{reference}`.
 pub const KEY_ATTRIBUTE: &str = "pk";
@@ -180,8 +182,7 @@ impl Update {
     fn append(&mut self, attribute: &str, items: AttributeValue) {
         let (name, placeholder) = self.clause(attribute, items);
         self.values.insert(":empty_list".to_owned(), AttributeValue::L(Vec::new()));
-        self.expression
-            .push_str(&format!("{name} = list_append(if_not_exists({name}, :empty_list), {placeholder})"));
+        self.expression.push_str(&format!("{name} = list_append(if_not_exists({name}, :empty_list), {placeholder})"));
     }
 }
 

