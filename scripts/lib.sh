@@ -75,11 +75,15 @@ start_emulators() {
 }
 
 stop_emulators() {
+  set +e # runs from an EXIT trap: a failed kill must not stop the clean-up
   local pid
-  for pid in "${EMULATOR_PIDS[@]}"; do
-    pkill -TERM -P "$pid" 2>/dev/null
-    kill -TERM "$pid" 2>/dev/null
+  for pid in "${EMULATOR_PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null; done
+  for _ in $(seq 1 20); do
+    local alive=0
+    for pid in "${EMULATOR_PIDS[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
+    [ "$alive" = 0 ] && break
+    sleep 0.25
   done
-  for pid in "${EMULATOR_PIDS[@]}"; do wait "$pid" 2>/dev/null; done
+  for pid in "${EMULATOR_PIDS[@]}"; do kill -KILL "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; done
   EMULATOR_PIDS=()
 }

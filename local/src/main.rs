@@ -18,7 +18,8 @@ async fn main() -> Result<(), Error> {
     let env = DevEnv::load(Path::new("local.env.example"))?;
     let dynamodb = dynamodb_client(&env.required("DYNAMODB_ENDPOINT")?);
     let sqs = sqs_client(&env.required("SQS_ENDPOINT")?);
-    let resources = Template::load(Path::new("template.yaml"))?.provision(&dynamodb, &sqs, "local-").await?;
+    let prefix = env.optional("LOCAL_RESOURCE_PREFIX").unwrap_or_else(|| "local-".into());
+    let resources = Template::load(Path::new("template.yaml"))?.provision(&dynamodb, &sqs, &prefix).await?;
     let store = TransactionStore::new(dynamodb, &resources.table_name);
     let queue = EventQueue::new(sqs, &resources.queue_url);
 

@@ -118,7 +118,8 @@ impl<P: Provider> Webhook<P> {
         let enqueued = match to_send.as_ref().and_then(TerminalEvent::for_record) {
             Some(event) => {
                 self.queue.send(&event).await?;
-                tracing::info!(provider, reference, event_id = %event.id, event_type = %event.kind, "terminal event enqueued");
+                let resend = decision != Decision::Apply;
+                tracing::info!(provider, reference, event_id = %event.id, event_type = %event.kind, resend, "terminal event sent to the queue (deduplicated by id)");
                 true
             }
             None => false,
