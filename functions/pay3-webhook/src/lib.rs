@@ -1,0 +1,336 @@
+//! Pay3 webhook.
+//!
+//! Pay3 POSTs `{"payload": "<JWT>"}`; the JWT, signed with the shared secret, carries
+//! `data.orderType`, `data.orderId`, `data.orderStatus`, optional `data.paymentStatus`
+//! and `data.error`, plus `requestId` and `type`. The algorithm is pinned by our
+//! configuration (default HS384), never taken from the token. Pay3 expects 200.
+//! The same `orderId` can carry a fiat and a crypto order: the reference is
+//! `{orderId}:{orderType}`.
+
+use http::StatusCode;
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use lambda_http::Request;
+use serde::Deserialize;
+use shared::{parse_json, parse_status, ConfigError, Env, Observation, Provider, Secret, Status, WebhookError};
+use time::OffsetDateTime;
+
+pub const METHOD: &str = "POST";
+pub const PATH: &str = "/webhooks/pay3";
+
+const MAX_REASON_CHARS: usize = 500;
+
+/// The request body.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Pay3Envelope {
+    pub payload: String,
+}
+
+/// The verified JWT claims.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Pay3Claims {
+    pub data: Pay3Data,
+    #[serde(default)]
+    pub request_id: Option<String>,
+    #[serde(default, rename = "type")]
+    pub kind: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Pay3Data {
+    pub order_type: String,
+    pub order_id: String,
+    pub order_status: String,
+    #[serde(default)]
+    pub payment_status: Option<String>,
+    #[serde(default)]
+    pub error: Option<Pay3Error>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Pay3Error {
+    #[serde(default)]
+    pub message: Option<String>,
+}
+
+/// Pay3's order statuses, with the sub-statuses it can send after a final one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Pay3OrderStatus {
+    Created,
+    OrderStarted,
+    OrderPaymentAwaiting,
+    OrderPaymentProcessing,
+    OrderPaymentInitiated,
+    Completed,
+    Failed,
+    Abandoned,
+    ReviewCreated,
+    ReviewSubmitted,
+    RefundInitiated,
+    Refunded,
+    RefundFailed,
+    UnderPaid,
+}
+
+impl Pay3OrderStatus {
+    /// The canonical status, or `None` for a sub-status (review, refund, under-paid) that
+    /// follows a final status and never reopens the order.
+    pub fn canonical(self, payment_status: Option<&str>) -> Option<Status> {
+        match self {
+            Pay3OrderStatus::Created => Some(Status::Created),
+            Pay3OrderStatus::OrderStarted | Pay3OrderStatus::OrderPaymentAwaiting => Some(Status::Pending),
+            Pay3OrderStatus::OrderPaymentProcessing | Pay3OrderStatus::OrderPaymentInitiated => {
+                Some(Status::Processing)
+            }
+            Pay3OrderStatus::Completed => Some(Status::Completed),
+            Pay3OrderStatus::Failed if payment_status == Some("CANCELED") => Some(Status::Canceled),
+            Pay3OrderStatus::Failed => Some(Status::Failed),
+            Pay3OrderStatus::Abandoned => Some(Status::Expired),
+            Pay3OrderStatus::ReviewCreated
+            | Pay3OrderStatus::ReviewSubmitted
+            | Pay3OrderStatus::RefundInitiated
+            | Pay3OrderStatus::Refunded
+            | Pay3OrderStatus::RefundFailed
+            | Pay3OrderStatus::UnderPaid => None,
+        }
+    }
+}
+
+/// The JWT algorithms a shared secret can sign with.
+fn algorithm(name: &str) -> Result<Algorithm, ConfigError> {
+    match name {
+        "HS256" => Ok(Algorithm::HS256),
+        "HS384" => Ok(Algorithm::HS384),
+        "HS512" => Ok(Algorithm::HS512),
+        other => Err(ConfigError::Invalid {
+            name: "PAY3_JWT_ALGORITHM",
+            reason: format!("{other:?} is not one of HS256, HS384, HS512"),
+        }),
+    }
+}
+
+pub struct Pay3 {
+    key: DecodingKey,
+    validation: Validation,
+}
+
+impl std::fmt::Debug for Pay3 {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pay3").field("key", &"[redacted]").field("algorithms", &self.validation.algorithms).finish()
+    }
+}
+
+impl Pay3 {
+    pub fn new(secret: &Secret, algorithm: Algorithm) -> Self {
+        // Pinned algorithm; `exp` is checked by us against the given clock, when present.
+        let mut validation = Validation::new(algorithm);
+        validation.algorithms = vec![algorithm];
+        validation.required_spec_claims.clear();
+        validation.validate_exp = false;
+        validation.validate_nbf = false;
+        validation.validate_aud = false;
+        Pay3 { key: DecodingKey::from_secret(secret.expose().as_bytes()), validation }
+    }
+
+    /// Reads `PAY3_JWT_SECRET` and `PAY3_JWT_ALGORITHM` (default HS384).
+    pub fn from_env(env: &impl Env) -> Result<Self, ConfigError> {
+        let secret = env.secret("PAY3_JWT_SECRET")?;
+        let algorithm = algorithm(&env.optional("PAY3_JWT_ALGORITHM").unwrap_or_else(|| "HS384".into()))?;
+        Ok(Pay3::new(&secret, algorithm))
+    }
+
+    /// Verifies the token's signature (pinned algorithm) and expiry; returns its claims.
+    fn verify(&self, token: &str, now: OffsetDateTime) -> Result<serde_json::Value, WebhookError> {
+        let data = jsonwebtoken::decode::<serde_json::Value>(token, &self.key, &self.validation)
+            .map_err(|_| WebhookError::Unauthorized { reason: "JWT signature, algorithm or format invalid" })?;
+        match data.claims.get("exp") {
+            None => {}
+            Some(exp) => match exp.as_i64() {
+                Some(exp) if exp > now.unix_timestamp() => {}
+                Some(_) => return Err(WebhookError::Unauthorized { reason: "JWT expired" }),
+                None => return Err(WebhookError::Unauthorized { reason: "JWT exp is not a number" }),
+            },
+        }
+        Ok(data.claims)
+    }
+}
+
+impl Provider for Pay3 {
+    const NAME: &'static str = "pay3";
+    const ACK_STATUS: StatusCode = StatusCode::OK;
+
+    async fn receive(&self, request: &Request, now: OffsetDateTime) -> Result<Vec<Observation>, WebhookError> {
+        let envelope: Pay3Envelope = parse_json(request.body().as_ref())?;
+        let claims = self.verify(&envelope.payload, now)?;
+        let claims: Pay3Claims = serde_json::from_value(claims).map_err(WebhookError::MalformedJson)?;
+        let data = claims.data;
+        let reference = format!("{}:{}", data.order_id, data.order_type);
+        let status: Pay3OrderStatus = parse_status(&data.order_status)?;
+        let Some(canonical) = status.canonical(data.payment_status.as_deref()) else {
+            tracing::info!(
+                provider = Self::NAME,
+                reference,
+                provider_status = %data.order_status,
+                "sub-status after a final status: acknowledged, never reopens the order"
+            );
+            return Ok(Vec::new());
+        };
+        let mut observation = Observation::new(reference, canonical, data.order_status);
+        observation.reason = data
+            .error
+            .and_then(|e| e.message)
+            .map(|m| m.chars().take(MAX_REASON_CHARS).collect())
+            .filter(|m: &String| !m.trim().is_empty());
+        Ok(vec![observation])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use jsonwebtoken::{EncodingKey, Header};
+    use lambda_http::Body;
+    use serde_json::json;
+
+    const SECRET: &str = "pay3-unit-test-secret";
+
+    fn now() -> OffsetDateTime {
+        OffsetDateTime::from_unix_timestamp(1_795_000_000).expect("timestamp")
+    }
+
+    fn token(claims: &serde_json::Value, algorithm: Algorithm, secret: &str) -> String {
+        jsonwebtoken::encode(&Header::new(algorithm), claims, &EncodingKey::from_secret(secret.as_bytes()))
+            .expect("encode")
+    }
+
+    fn claims(status: &str, payment_status: Option<&str>) -> serde_json::Value {
+        json!({
+            "data": {
+                "orderType": "CHECKOUT", "orderId": "ord_123", "orderStatus": status,
+                "paymentStatus": payment_status, "error": {"code": 4001, "message": "Declined by bank"},
+                "newField": true
+            },
+            "requestId": "req-1", "type": "pay3-sdk-transaction-status"
+        })
+    }
+
+    fn request(payload: &str) -> Request {
+        let body = json!({ "payload": payload }).to_string();
+        http::Request::builder().method("POST").uri(PATH).body(Body::Text(body)).expect("request")
+    }
+
+    async fn receive(payload: &str) -> Result<Vec<Observation>, WebhookError> {
+        Pay3::new(&Secret::new(SECRET), Algorithm::HS384).receive(&request(payload), now()).await
+    }
+
+    #[tokio::test]
+    async fn maps_every_order_status() {
+        let cases = [
+            ("CREATED", None, Some(Status::Created)),
+            ("ORDER_STARTED", None, Some(Status::Pending)),
+            ("ORDER_PAYMENT_AWAITING", None, Some(Status::Pending)),
+            ("ORDER_PAYMENT_PROCESSING", None, Some(Status::Processing)),
+            ("ORDER_PAYMENT_INITIATED", None, Some(Status::Processing)),
+            ("COMPLETED", Some("SUCCESS"), Some(Status::Completed)),
+            ("FAILED", Some("DECLINED"), Some(Status::Failed)),
+            ("FAILED", None, Some(Status::Failed)),
+            ("FAILED", Some("CANCELED"), Some(Status::Canceled)),
+            ("ABANDONED", Some("MAX_RETRIES_REACHED"), Some(Status::Expired)),
+            ("REVIEW_CREATED", None, None),
+            ("REVIEW_SUBMITTED", None, None),
+            ("REFUND_INITIATED", None, None),
+            ("REFUNDED", None, None),
+            ("REFUND_FAILED", None, None),
+            ("UNDER_PAID", None, None),
+        ];
+        for (status, payment_status, expected) in cases {
+            let jwt = token(&claims(status, payment_status), Algorithm::HS384, SECRET);
+            let observations = receive(&jwt).await.expect(status);
+            assert_eq!(observations.first().map(|o| o.status), expected, "{status} {payment_status:?}");
+            if let Some(observation) = observations.first() {
+                assert_eq!(observation.reference, "ord_123:CHECKOUT");
+                assert_eq!(observation.provider_status, status);
+                assert_eq!(observation.reason.as_deref(), Some("Declined by bank"));
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn fiat_and_crypto_orders_are_separate_transactions() {
+        let mut crypto = claims("COMPLETED", None);
+        crypto["data"]["orderType"] = json!("CRYPTO");
+        let observations = receive(&token(&crypto, Algorithm::HS384, SECRET)).await.expect("accepted");
+        assert_eq!(observations[0].reference, "ord_123:CRYPTO");
+    }
+
+    #[tokio::test]
+    async fn rejects_what_is_not_signed_by_the_pinned_algorithm_and_secret() {
+        let good = claims("COMPLETED", None);
+        let mut expired = good.clone();
+        expired["exp"] = json!(now().unix_timestamp() - 1);
+        let mut string_exp = good.clone();
+        string_exp["exp"] = json!("tomorrow");
+        let unsigned = {
+            let token = token(&good, Algorithm::HS384, SECRET);
+            let mut parts: Vec<&str> = token.split('.').collect();
+            // {"alg":"none","typ":"JWT"}
+            parts[0] = "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0";
+            format!("{}.{}.", parts[0], parts[1])
+        };
+        let tampered = {
+            let token = token(&good, Algorithm::HS384, SECRET);
+            let mut parts: Vec<String> = token.split('.').map(str::to_owned).collect();
+            let other = token_payload(&claims("FAILED", None));
+            parts[1] = other;
+            parts.join(".")
+        };
+        let cases = [
+            ("wrong secret", token(&good, Algorithm::HS384, "another-secret")),
+            ("HS256 instead of HS384", token(&good, Algorithm::HS256, SECRET)),
+            ("HS512 instead of HS384", token(&good, Algorithm::HS512, SECRET)),
+            ("alg none", unsigned),
+            ("tampered claims", tampered),
+            ("expired", token(&expired, Algorithm::HS384, SECRET)),
+            ("exp not a number", token(&string_exp, Algorithm::HS384, SECRET)),
+            ("not a JWT", "not-a-jwt".to_owned()),
+        ];
+        for (name, jwt) in cases {
+            let error = receive(&jwt).await.expect_err(name);
+            assert_eq!(error.status().as_u16(), 401, "{name}");
+        }
+        let mut future = good.clone();
+        future["exp"] = json!(now().unix_timestamp() + 60);
+        assert!(receive(&token(&future, Algorithm::HS384, SECRET)).await.is_ok(), "unexpired exp is accepted");
+    }
+
+    fn token_payload(claims: &serde_json::Value) -> String {
+        token(claims, Algorithm::HS384, SECRET).split('.').nth(1).expect("payload").to_owned()
+    }
+
+    #[tokio::test]
+    async fn signed_but_malformed_or_unknown_is_4xx() {
+        let unknown = token(&claims("TELEPORTED", None), Algorithm::HS384, SECRET);
+        assert_eq!(receive(&unknown).await.expect_err("unknown").status().as_u16(), 422);
+        let shapeless = token(&json!({"data": {"orderId": 5}}), Algorithm::HS384, SECRET);
+        assert_eq!(receive(&shapeless).await.expect_err("shape").status().as_u16(), 400);
+        let provider = Pay3::new(&Secret::new(SECRET), Algorithm::HS384);
+        let no_payload = http::Request::builder().body(Body::Text(r#"{"data":{}}"#.into())).expect("request");
+        assert_eq!(provider.receive(&no_payload, now()).await.expect_err("no payload").status().as_u16(), 400);
+    }
+
+    #[test]
+    fn configuration_pins_one_of_the_hmac_algorithms() {
+        let pay3 = Pay3::from_env(&[("PAY3_JWT_SECRET", "s")]).expect("default");
+        assert_eq!(pay3.validation.algorithms, [Algorithm::HS384]);
+        let pay3 = Pay3::from_env(&[("PAY3_JWT_SECRET", "s"), ("PAY3_JWT_ALGORITHM", "HS512")]).expect("HS512");
+        assert_eq!(pay3.validation.algorithms, [Algorithm::HS512]);
+        let error = Pay3::from_env(&[("PAY3_JWT_SECRET", "s"), ("PAY3_JWT_ALGORITHM", "RS256")]).expect_err("RS256");
+        assert!(matches!(error, ConfigError::Invalid { name: "PAY3_JWT_ALGORITHM", .. }));
+        assert_eq!(Pay3::from_env(&[("X", "y")]).expect_err("missing"), ConfigError::Missing("PAY3_JWT_SECRET"));
+        let pay3 = Pay3::from_env(&[("PAY3_JWT_SECRET", "very-distinct-secret")]).expect("config");
+        let debug = format!("{pay3:?}");
+        assert!(debug.contains("[redacted]") && !debug.contains("very-distinct-secret"), "{debug}");
+    }
+}

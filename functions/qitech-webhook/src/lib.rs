@@ -1,0 +1,341 @@
+//! QI Tech webhook, with QI Tech's webhook v2 authentication.
+//!
+//! Every request carries `AUTHORIZATION`: a JWT signed with ES512 by QI Tech's private
+//! key, whose claims bind it to this request (`payload_md5` of the raw body, `method`,
+//! `uri`, `timestamp`), and `API-CLIENT-KEY`: the merchant's client key. We handle
+//! `baas.invoice.payment_instrument_entry` webhooks; other types are acknowledged and
+//! change nothing. QI Tech waits 10 seconds for the answer, 200.
+
+use std::time::Duration;
+
+use aws_lc_rs::signature::{ParsedPublicKey, ECDSA_P521_SHA512_FIXED};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use http::StatusCode;
+use lambda_http::Request;
+use md5::{Digest, Md5};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::SubjectPublicKeyInfoDer;
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use shared::{parse_json, parse_status, Amount, ConfigError, Env, Observation, Provider, Secret, Status, WebhookError};
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+
+pub mod signing;
+
+pub const METHOD: &str = "POST";
+pub const PATH: &str = "/webhooks/qitech";
+/// The webhook type this function acts on.
+pub const PAYMENT_INSTRUMENT_ENTRY: &str = "baas.invoice.payment_instrument_entry";
+/// How far the signed timestamp may be from our clock.
+pub const MAX_CLOCK_SKEW: Duration = Duration::from_secs(5 * 60);
+
+/// The webhook body. QI Tech adds fields at will: everything unknown is ignored.
+#[derive(Debug, Deserialize)]
+pub struct QiTechWebhook {
+    pub webhook_type: String,
+    #[serde(default)]
+    pub webhook_datetime: Option<String>,
+    /// Parsed only for the webhook type we handle.
+    #[serde(default)]
+    pub data: Option<Box<RawValue>>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct QiTechPaymentInstrumentEntry {
+    pub payment_instrument_entry_key: String,
+    /// Kept as the JSON text QI Tech sent, so `150.00` stays `150.00`.
+    #[serde(default)]
+    pub payment_instrument_entry_amount: Option<Box<RawValue>>,
+    pub payment_instrument_entry_status: String,
+    #[serde(default)]
+    pub payment_instrument_key: Option<String>,
+    #[serde(default)]
+    pub payment_instrument_entry_type: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum QiTechEntryStatus {
+    ProcessingConclusion,
+    ProcessingCancellation,
+    Concluded,
+    Canceled,
+}
+
+impl QiTechEntryStatus {
+    pub fn canonical(self) -> Status {
+        match self {
+            QiTechEntryStatus::ProcessingConclusion => Status::Processing,
+            QiTechEntryStatus::ProcessingCancellation => Status::Canceling,
+            QiTechEntryStatus::Concluded => Status::Completed,
+            QiTechEntryStatus::Canceled => Status::Canceled,
+        }
+    }
+}
+
+/// The claims of the `AUTHORIZATION` JWT.
+#[derive(Debug, Deserialize)]
+struct AuthClaims {
+    payload_md5: String,
+    timestamp: String,
+    method: String,
+    uri: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct JwsHeader {
+    alg: String,
+}
+
+pub struct QiTech {
+    public_key: ParsedPublicKey,
+    client_key: Secret,
+    webhook_path: String,
+}
+
+impl std::fmt::Debug for QiTech {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QiTech")
+            .field("client_key", &self.client_key)
+            .field("webhook_path", &self.webhook_path)
+            .finish()
+    }
+}
+
+/// Parses a PEM `PUBLIC KEY` (SPKI) holding a P-521 key. Literal `\n` sequences are
+/// accepted for newlines, so the key fits in one environment variable.
+pub fn parse_public_key(pem: &str) -> Result<ParsedPublicKey, String> {
+    let pem = pem.replace("\\n", "\n");
+    let der =
+        SubjectPublicKeyInfoDer::from_pem_slice(pem.as_bytes()).map_err(|e| format!("not a PEM public key: {e}"))?;
+    ParsedPublicKey::new(&ECDSA_P521_SHA512_FIXED, der.as_ref()).map_err(|e| format!("not a P-521 public key: {e}"))
+}
+
+impl QiTech {
+    pub fn new(public_key: ParsedPublicKey, client_key: Secret, webhook_path: impl Into<String>) -> Self {
+        QiTech { public_key, client_key, webhook_path: webhook_path.into() }
+    }
+
+    /// Reads `QITECH_PUBLIC_KEY` (PEM), `QITECH_API_CLIENT_KEY` and `QITECH_WEBHOOK_PATH`
+    /// (default `/webhooks/qitech`).
+    pub fn from_env(env: &impl Env) -> Result<Self, ConfigError> {
+        let public_key = parse_public_key(&env.required("QITECH_PUBLIC_KEY")?)
+            .map_err(|reason| ConfigError::Invalid { name: "QITECH_PUBLIC_KEY", reason })?;
+        let client_key = env.secret("QITECH_API_CLIENT_KEY")?;
+        let path = env.optional("QITECH_WEBHOOK_PATH").unwrap_or_else(|| PATH.into());
+        Ok(QiTech::new(public_key, client_key, path))
+    }
+
+    /// Webhook v2 authentication: the client key, then the ES512 JWT and every claim.
+    fn verify(&self, request: &Request, now: OffsetDateTime) -> Result<(), WebhookError> {
+        let unauthorized = |reason| WebhookError::Unauthorized { reason };
+        let client_key = request.headers().get("api-client-key").ok_or(unauthorized("API-CLIENT-KEY missing"))?;
+        if !self.client_key.matches(client_key.as_bytes()) {
+            return Err(unauthorized("API-CLIENT-KEY mismatch"));
+        }
+        let token = request
+            .headers()
+            .get(http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .ok_or(unauthorized("AUTHORIZATION missing"))?
+            .trim();
+        let token = token.strip_prefix("Bearer ").unwrap_or(token);
+        let (signing_input, signature) = token.rsplit_once('.').ok_or(unauthorized("JWT malformed"))?;
+        let (header, claims) = signing_input.split_once('.').ok_or(unauthorized("JWT malformed"))?;
+        let decode = |part: &str| URL_SAFE_NO_PAD.decode(part).map_err(|_| unauthorized("JWT malformed"));
+
+        let header: JwsHeader = serde_json::from_slice(&decode(header)?).map_err(|_| unauthorized("JWT malformed"))?;
+        if header.alg != "ES512" {
+            return Err(unauthorized("JWT algorithm is not ES512"));
+        }
+        self.public_key
+            .verify_sig(signing_input.as_bytes(), &decode(signature)?)
+            .map_err(|_| unauthorized("JWT signature invalid"))?;
+        let claims: AuthClaims =
+            serde_json::from_slice(&decode(claims)?).map_err(|_| unauthorized("JWT claims malformed"))?;
+
+        let body_md5: String = Md5::digest(request.body().as_ref()).iter().map(|b| format!("{b:02x}")).collect();
+        if !claims.payload_md5.eq_ignore_ascii_case(&body_md5) {
+            return Err(unauthorized("payload_md5 does not match the body"));
+        }
+        if !claims.method.eq_ignore_ascii_case(request.method().as_str()) || !claims.method.eq_ignore_ascii_case(METHOD)
+        {
+            return Err(unauthorized("method claim does not match"));
+        }
+        if claims.uri != self.webhook_path {
+            return Err(unauthorized("uri claim does not match"));
+        }
+        let signed_at =
+            OffsetDateTime::parse(&claims.timestamp, &Rfc3339).map_err(|_| unauthorized("timestamp malformed"))?;
+        if (now - signed_at).unsigned_abs() > MAX_CLOCK_SKEW {
+            return Err(unauthorized("timestamp outside the allowed window"));
+        }
+        Ok(())
+    }
+}
+
+/// The amount as QI Tech wrote it (a JSON number, or a numeric string).
+fn amount(raw: &RawValue) -> Result<Amount, WebhookError> {
+    let text = raw.get();
+    Amount::parse(text.strip_prefix('"').and_then(|t| t.strip_suffix('"')).unwrap_or(text))
+}
+
+impl Provider for QiTech {
+    const NAME: &'static str = "qitech";
+    const ACK_STATUS: StatusCode = StatusCode::OK;
+
+    async fn receive(&self, request: &Request, now: OffsetDateTime) -> Result<Vec<Observation>, WebhookError> {
+        self.verify(request, now)?;
+        let webhook: QiTechWebhook = parse_json(request.body().as_ref())?;
+        if webhook.webhook_type != PAYMENT_INSTRUMENT_ENTRY {
+            tracing::info!(provider = Self::NAME, webhook_type = %webhook.webhook_type, "webhook type not handled: acknowledged, nothing changed");
+            return Ok(Vec::new());
+        }
+        let data = webhook.data.ok_or(WebhookError::InvalidField { field: "data", reason: "missing".into() })?;
+        let entry: QiTechPaymentInstrumentEntry = parse_json(data.get().as_bytes())?;
+        let status: QiTechEntryStatus = parse_status(&entry.payment_instrument_entry_status)?;
+        let mut observation = Observation::new(
+            entry.payment_instrument_entry_key,
+            status.canonical(),
+            entry.payment_instrument_entry_status,
+        );
+        observation.amount = entry.payment_instrument_entry_amount.as_deref().map(amount).transpose()?;
+        Ok(vec![observation])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::signing::QiTechSigner;
+    use super::*;
+    use lambda_http::Body;
+
+    const PRIVATE_KEY: &str = include_str!("../../../dev-keys/qitech-dev-private.pem");
+    const PUBLIC_KEY: &str = include_str!("../../../dev-keys/qitech-dev-public.pem");
+    const CLIENT_KEY: &str = "qitech-unit-test-client-key";
+
+    fn now() -> OffsetDateTime {
+        OffsetDateTime::from_unix_timestamp(1_795_000_000).expect("timestamp")
+    }
+
+    fn provider() -> QiTech {
+        QiTech::new(parse_public_key(PUBLIC_KEY).expect("public key"), Secret::new(CLIENT_KEY), PATH)
+    }
+
+    fn body(status: &str) -> String {
+        format!(
+            r#"{{"webhook_type":"baas.invoice.payment_instrument_entry","webhook_datetime":"2026-11-22T10:00:00.000Z",
+            "data":{{"payment_instrument_key":"ecf87b4b-fa6e-49c0-a7f0-f2cad6b42d79",
+            "payment_instrument_entry_key":"fd86d9b1-2a5e-4e03-9a59-a043c7632c97",
+            "payment_instrument_entry_amount":150.00,"payment_instrument_entry_type":"purchase",
+            "payment_instrument_entry_status":"{status}","brand_new_field":{{"x":1}}}}}}"#
+        )
+    }
+
+    fn signed(body: &str, method: &str, uri: &str, at: OffsetDateTime) -> Request {
+        let signer = QiTechSigner::from_pkcs8_pem(PRIVATE_KEY).expect("private key");
+        let jwt = signer.sign(body.as_bytes(), method, uri, at);
+        http::Request::builder()
+            .method("POST")
+            .uri(PATH)
+            .header("AUTHORIZATION", jwt)
+            .header("API-CLIENT-KEY", CLIENT_KEY)
+            .body(Body::Text(body.to_owned()))
+            .expect("request")
+    }
+
+    #[tokio::test]
+    async fn maps_every_status_and_keeps_the_amount_exact() {
+        let cases = [
+            ("processing_conclusion", Status::Processing),
+            ("processing_cancellation", Status::Canceling),
+            ("concluded", Status::Completed),
+            ("canceled", Status::Canceled),
+        ];
+        for (word, expected) in cases {
+            let observations = provider().receive(&signed(&body(word), "POST", PATH, now()), now()).await.expect(word);
+            let observation = &observations[0];
+            assert_eq!(observation.status, expected);
+            assert_eq!(observation.reference, "fd86d9b1-2a5e-4e03-9a59-a043c7632c97");
+            assert_eq!(observation.amount.as_ref().map(Amount::as_str), Some("150.00"), "no float round trip");
+            assert_eq!(observation.provider_status, word);
+        }
+    }
+
+    #[tokio::test]
+    async fn other_webhook_types_are_acknowledged_and_change_nothing() {
+        let body = r#"{"webhook_type":"baas.account.balance","data":{"whatever":1}}"#;
+        let observations = provider().receive(&signed(body, "POST", PATH, now()), now()).await.expect("ok");
+        assert!(observations.is_empty());
+    }
+
+    #[tokio::test]
+    async fn rejects_anything_not_bound_to_this_request() {
+        let good = body("concluded");
+        let mut tampered = signed(&good, "POST", PATH, now());
+        *tampered.body_mut() = Body::Text(good.replace("150.00", "15000.00"));
+        let mut wrong_client_key = signed(&good, "POST", PATH, now());
+        wrong_client_key.headers_mut().insert("api-client-key", http::HeaderValue::from_static("nope"));
+        let mut missing_client_key = signed(&good, "POST", PATH, now());
+        missing_client_key.headers_mut().remove("api-client-key");
+        let mut missing_jwt = signed(&good, "POST", PATH, now());
+        missing_jwt.headers_mut().remove("authorization");
+        let mut bad_signature = signed(&good, "POST", PATH, now());
+        let jwt = bad_signature.headers()["authorization"].to_str().expect("ascii").to_owned();
+        let flipped = format!("{}{}", &jwt[..jwt.len() - 2], if jwt.ends_with('A') { "BB" } else { "AA" });
+        bad_signature.headers_mut().insert("authorization", flipped.parse().expect("header"));
+        let mut hs512 = signed(&good, "POST", PATH, now());
+        let parts: Vec<&str> = jwt.split('.').collect();
+        let hs_header = URL_SAFE_NO_PAD.encode(br#"{"alg":"HS512","typ":"JWT"}"#);
+        hs512
+            .headers_mut()
+            .insert("authorization", format!("{hs_header}.{}.{}", parts[1], parts[2]).parse().expect("h"));
+        let skew = time::Duration::seconds(301);
+
+        let cases = [
+            ("tampered body (MD5 mismatch)", tampered),
+            ("wrong client key", wrong_client_key),
+            ("missing client key", missing_client_key),
+            ("missing JWT", missing_jwt),
+            ("bad signature", bad_signature),
+            ("other algorithm", hs512),
+            ("wrong uri", signed(&good, "POST", "/webhooks/other", now())),
+            ("wrong method", signed(&good, "PUT", PATH, now())),
+            ("timestamp too old", signed(&good, "POST", PATH, now() - skew)),
+            ("timestamp in the future", signed(&good, "POST", PATH, now() + skew)),
+        ];
+        for (name, request) in cases {
+            let error = provider().receive(&request, now()).await.expect_err(name);
+            assert_eq!(error.status().as_u16(), 401, "{name}: {error}");
+        }
+        // At the edge of the window it is still accepted.
+        let edge = signed(&good, "POST", PATH, now() - time::Duration::seconds(299));
+        assert!(provider().receive(&edge, now()).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn signed_but_bad_bodies_are_4xx() {
+        let unknown = body("teleported");
+        let error = provider().receive(&signed(&unknown, "POST", PATH, now()), now()).await.expect_err("unknown");
+        assert_eq!(error.status().as_u16(), 422);
+        let malformed = "{\"webhook_type\":";
+        let error = provider().receive(&signed(malformed, "POST", PATH, now()), now()).await.expect_err("malformed");
+        assert_eq!(error.status().as_u16(), 400);
+        let negative = body("concluded").replace("150.00", "-1");
+        let error = provider().receive(&signed(&negative, "POST", PATH, now()), now()).await.expect_err("negative");
+        assert_eq!(error.status().as_u16(), 400);
+    }
+
+    #[test]
+    fn configuration_checks_the_key() {
+        let env = [("QITECH_PUBLIC_KEY", "garbage"), ("QITECH_API_CLIENT_KEY", "k")];
+        assert!(matches!(QiTech::from_env(&env), Err(ConfigError::Invalid { name: "QITECH_PUBLIC_KEY", .. })));
+        let one_line = PUBLIC_KEY.trim().replace('\n', "\\n");
+        let env = [("QITECH_PUBLIC_KEY", one_line.as_str()), ("QITECH_API_CLIENT_KEY", "k")];
+        let qitech = QiTech::from_env(&env).expect("one-line PEM");
+        assert_eq!(qitech.webhook_path, PATH);
+        assert!(format!("{qitech:?}").contains("[redacted]"));
+    }
+}
