@@ -1,6 +1,8 @@
 //! The canonical transaction model: statuses, the transition rule, the stored record
 //! and the terminal event sent to the merchant.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
@@ -119,6 +121,13 @@ impl Amount {
         }
     }
 
+    /// From a JSON value as the provider wrote it, a number (`150.00`) or a numeric
+    /// string (`"150.00"`), keeping the text exactly (no float round trip).
+    pub fn from_json(raw: &serde_json::value::RawValue) -> Result<Self, WebhookError> {
+        let text = raw.get();
+        Amount::parse(text.strip_prefix('"').and_then(|t| t.strip_suffix('"')).unwrap_or(text))
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -147,6 +156,8 @@ pub struct Observation {
     pub amount: Option<Amount>,
     pub currency: Option<String>,
     pub reason: Option<String>,
+    /// Provider facts worth keeping that the model has no field for (e.g. a merchant code).
+    pub details: BTreeMap<String, String>,
 }
 
 impl Observation {
@@ -158,6 +169,7 @@ impl Observation {
             amount: None,
             currency: None,
             reason: None,
+            details: BTreeMap::new(),
         }
     }
 }
@@ -192,6 +204,8 @@ pub struct TransactionRecord {
     pub currency: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub details: BTreeMap<String, String>,
     pub history: Vec<HistoryEntry>,
     #[serde(with = "time::serde::rfc3339")]
     pub first_seen_at: OffsetDateTime,
@@ -325,5 +339,10 @@ mod tests {
         for bad in ["", "-1", "1e3", "1.", ".5", "1,00", "NaN", "1.2.3"] {
             assert!(Amount::parse(bad).is_err(), "{bad:?} accepted");
         }
+        let raw = |text: &str| serde_json::value::RawValue::from_string(text.to_owned()).expect("raw JSON");
+        assert_eq!(Amount::from_json(&raw("150.00")).expect("number").as_str(), "150.00");
+        assert_eq!(Amount::from_json(&raw("\"2000.00\"")).expect("string").as_str(), "2000.00");
+        assert!(Amount::from_json(&raw("1.5e2")).is_err());
+        assert!(Amount::from_json(&raw("null")).is_err());
     }
 }

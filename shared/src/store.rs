@@ -152,6 +152,10 @@ impl Update {
         if let Some(reason) = &observation.reason {
             update.set("reason", s(reason));
         }
+        if !observation.details.is_empty() {
+            let details = serde_dynamo::to_attribute_value(&observation.details).map_err(StoreError::Decode)?;
+            update.set("details", details);
+        }
         if observation.status.is_final() {
             update.set("final_at", s(&now_text));
             let marker = serde_dynamo::to_attribute_value(NotificationPending::Pending).map_err(StoreError::Decode)?;

@@ -176,12 +176,6 @@ impl QiTech {
     }
 }
 
-/// The amount as QI Tech wrote it (a JSON number, or a numeric string).
-fn amount(raw: &RawValue) -> Result<Amount, WebhookError> {
-    let text = raw.get();
-    Amount::parse(text.strip_prefix('"').and_then(|t| t.strip_suffix('"')).unwrap_or(text))
-}
-
 impl Provider for QiTech {
     const NAME: &'static str = "qitech";
     const ACK_STATUS: StatusCode = StatusCode::OK;
@@ -201,7 +195,7 @@ impl Provider for QiTech {
             status.canonical(),
             entry.payment_instrument_entry_status,
         );
-        observation.amount = entry.payment_instrument_entry_amount.as_deref().map(amount).transpose()?;
+        observation.amount = entry.payment_instrument_entry_amount.as_deref().map(Amount::from_json).transpose()?;
         Ok(vec![observation])
     }
 }

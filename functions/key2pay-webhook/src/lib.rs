@@ -1,0 +1,198 @@
+//! Key2Pay (Philippine QR via InstaPay) webhook.
+//!
+//! Key2Pay POSTs a transaction notification to the callback URL the merchant gave with
+//! the payment request: first `action: AUTHORIZATION`, then `action: CAPTURE`, each with
+//! its own `transactionid`; `trackid` is the merchant's reference and the stable key.
+//! No signature scheme is documented, so the callback URL carries a secret `token`
+//! query parameter. The card number arrives masked; we store and log none of it.
+
+use http::StatusCode;
+use lambda_http::{Request, RequestExt};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use shared::{parse_json, parse_status, Amount, ConfigError, Env, Observation, Provider, Secret, Status, WebhookError};
+use time::OffsetDateTime;
+
+pub const METHOD: &str = "POST";
+pub const PATH: &str = "/webhooks/key2pay";
+
+const MAX_REASON_CHARS: usize = 500;
+
+/// The notification body. Unknown fields (card, avs, descriptor…) are ignored.
+#[derive(Debug, Deserialize)]
+pub struct Key2PayNotification {
+    pub trackid: String,
+    pub action: String,
+    pub result: String,
+    /// `"0"` on success; accepted as a string or a number.
+    pub responsecode: Box<RawValue>,
+    #[serde(default)]
+    pub responsedescription: Option<String>,
+    #[serde(default)]
+    pub amount: Option<Box<RawValue>>,
+    #[serde(default)]
+    pub currencycode: Option<String>,
+    #[serde(default)]
+    pub merchantcode: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Key2PayAction {
+    Authorization,
+    Capture,
+}
+
+impl Key2PayAction {
+    /// A successful authorization means money is moving; a successful capture completes
+    /// the payment; anything unsuccessful fails it.
+    pub fn canonical(self, successful: bool) -> Status {
+        match (self, successful) {
+            (Key2PayAction::Authorization, true) => Status::Processing,
+            (Key2PayAction::Capture, true) => Status::Completed,
+            (Key2PayAction::Authorization, false) | (Key2PayAction::Capture, false) => Status::Failed,
+        }
+    }
+}
+
+impl Key2PayNotification {
+    /// `result: Successful` with `responsecode: "0"`.
+    pub fn successful(&self) -> bool {
+        let code = self.responsecode.get().trim_matches('"');
+        self.result.eq_ignore_ascii_case("Successful") && code == "0"
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Key2Pay {
+    token: Secret,
+}
+
+impl Key2Pay {
+    pub fn new(token: Secret) -> Self {
+        Key2Pay { token }
+    }
+
+    /// Reads `KEY2PAY_WEBHOOK_TOKEN`.
+    pub fn from_env(env: &impl Env) -> Result<Self, ConfigError> {
+        Ok(Key2Pay::new(env.secret("KEY2PAY_WEBHOOK_TOKEN")?))
+    }
+
+    fn verify(&self, request: &Request) -> Result<(), WebhookError> {
+        let query = request.query_string_parameters();
+        match query.first("token") {
+            None => Err(WebhookError::Unauthorized { reason: "token query parameter missing" }),
+            Some(token) if self.token.matches(token.as_bytes()) => Ok(()),
+            Some(_) => Err(WebhookError::Unauthorized { reason: "token mismatch" }),
+        }
+    }
+}
+
+impl Provider for Key2Pay {
+    const NAME: &'static str = "key2pay";
+    const ACK_STATUS: StatusCode = StatusCode::OK;
+
+    async fn receive(&self, request: &Request, _now: OffsetDateTime) -> Result<Vec<Observation>, WebhookError> {
+        self.verify(request)?;
+        let notification: Key2PayNotification = parse_json(request.body().as_ref())?;
+        let action: Key2PayAction = parse_status(&notification.action)?;
+        let successful = notification.successful();
+        let status = action.canonical(successful);
+        let mut observation = Observation::new(notification.trackid.clone(), status, notification.action.clone());
+        observation.amount = notification.amount.as_deref().map(Amount::from_json).transpose()?;
+        observation.currency = match notification.currencycode {
+            Some(code) if code.len() == 3 && code.bytes().all(|b| b.is_ascii_alphabetic()) => {
+                Some(code.to_ascii_uppercase())
+            }
+            Some(_) => {
+                return Err(WebhookError::InvalidField { field: "currencycode", reason: "must be 3 letters".into() })
+            }
+            None => None,
+        };
+        if !successful {
+            observation.reason = notification
+                .responsedescription
+                .map(|d| d.chars().take(MAX_REASON_CHARS).collect())
+                .filter(|d: &String| !d.trim().is_empty());
+        }
+        if let Some(code) = notification.merchantcode.filter(|c| !c.is_empty()) {
+            observation.details.insert("merchant_code".into(), code.chars().take(64).collect());
+        }
+        Ok(vec![observation])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lambda_http::Body;
+    use std::collections::HashMap;
+
+    const TOKEN: &str = "key2pay-unit-test-token";
+
+    fn body(action: &str, result: &str, code: &str) -> String {
+        format!(
+            r#"{{"transactionid":"1049766","transactiondate":"2024-09-27 11:35:47Z","cardholder":"INSTAPAY",
+            "merchantcustomerid":null,"trackid":"Test001","currencycode":"PHP","amount":"2000.00",
+            "card":"20000000****0008","cardtype":"PHQR","action":"{action}","result":"{result}","authcode":"",
+            "responsecode":{code},"error_code_tag":"","avs":"","descriptor":"test","message":null,
+            "merchantcode":"INSTAPAYTEST001","responsedescription":"Insufficient funds"}}"#
+        )
+    }
+
+    fn request(token: Option<&str>, body: &str) -> Request {
+        let query: HashMap<String, String> = token.map(|t| ("token".to_owned(), t.to_owned())).into_iter().collect();
+        http::Request::builder()
+            .method("POST")
+            .uri(PATH)
+            .body(Body::Text(body.to_owned()))
+            .expect("request")
+            .with_query_string_parameters(query)
+    }
+
+    async fn receive(request: Request) -> Result<Vec<Observation>, WebhookError> {
+        Key2Pay::new(Secret::new(TOKEN)).receive(&request, OffsetDateTime::UNIX_EPOCH).await
+    }
+
+    #[tokio::test]
+    async fn maps_every_action_and_outcome() {
+        let cases = [
+            ("AUTHORIZATION", "Successful", r#""0""#, Status::Processing, None),
+            ("CAPTURE", "Successful", r#""0""#, Status::Completed, None),
+            ("CAPTURE", "Successful", "0", Status::Completed, None),
+            ("AUTHORIZATION", "Failed", r#""51""#, Status::Failed, Some("Insufficient funds")),
+            ("CAPTURE", "Successful", r#""05""#, Status::Failed, Some("Insufficient funds")),
+            ("CAPTURE", "Declined", r#""0""#, Status::Failed, Some("Insufficient funds")),
+        ];
+        for (action, result, code, expected, reason) in cases {
+            let observations = receive(request(Some(TOKEN), &body(action, result, code))).await.expect(action);
+            let observation = &observations[0];
+            assert_eq!(observation.status, expected, "{action} {result} {code}");
+            assert_eq!(observation.reference, "Test001");
+            assert_eq!(observation.provider_status, action);
+            assert_eq!(observation.reason.as_deref(), reason);
+            assert_eq!(observation.amount.as_ref().map(Amount::as_str), Some("2000.00"));
+            assert_eq!(observation.currency.as_deref(), Some("PHP"));
+            assert_eq!(observation.details.get("merchant_code").map(String::as_str), Some("INSTAPAYTEST001"));
+            assert!(!format!("{observation:?}").contains("0008"), "nothing of the card is kept");
+        }
+    }
+
+    #[tokio::test]
+    async fn rejects_bad_requests() {
+        let ok = body("CAPTURE", "Successful", r#""0""#);
+        let cases = [
+            ("missing token", request(None, &ok), 401),
+            ("wrong token", request(Some("key2pay-unit-test-tokem"), &ok), 401),
+            ("malformed", request(Some(TOKEN), "{"), 400),
+            ("missing trackid", request(Some(TOKEN), r#"{"action":"CAPTURE","result":"x","responsecode":"0"}"#), 400),
+            ("unknown action", request(Some(TOKEN), &body("REFUND", "Successful", r#""0""#)), 422),
+            ("bad currency", request(Some(TOKEN), &ok.replace(r#""PHP""#, r#""PESO""#)), 400),
+            ("bad amount", request(Some(TOKEN), &ok.replace(r#""2000.00""#, r#""2,000""#)), 400),
+        ];
+        for (name, request, status) in cases {
+            let error = receive(request).await.expect_err(name);
+            assert_eq!(error.status().as_u16(), status, "{name}");
+        }
+    }
+}
