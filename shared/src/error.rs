@@ -32,6 +32,11 @@ pub enum WebhookError {
     #[error("unsupported {field} {value:?}")]
     Unsupported { field: &'static str, value: String },
 
+    /// A provider API we must ask before acting (e.g. Pagstar's `GET /cob`) is unreachable,
+    /// too slow or failing: 503, so the provider delivers again.
+    #[error("provider API unavailable")]
+    Upstream(#[source] Box<dyn std::error::Error + Send + Sync>),
+
     #[error("transaction store failed")]
     Store(#[from] StoreError),
 
@@ -47,6 +52,7 @@ impl WebhookError {
             WebhookError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             WebhookError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             WebhookError::Unsupported { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            WebhookError::Upstream(_) => StatusCode::SERVICE_UNAVAILABLE,
             WebhookError::Store(_) | WebhookError::Queue(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -60,6 +66,7 @@ impl WebhookError {
             WebhookError::PayloadTooLarge => "payload_too_large",
             WebhookError::UnsupportedMediaType => "unsupported_media_type",
             WebhookError::Unsupported { .. } => "unsupported_value",
+            WebhookError::Upstream(_) => "upstream_unavailable",
             WebhookError::Store(_) | WebhookError::Queue(_) => "internal_error",
         }
     }
@@ -69,6 +76,7 @@ impl WebhookError {
     pub fn public_message(&self) -> String {
         match self {
             WebhookError::Unauthorized { .. } => "request could not be verified".to_owned(),
+            WebhookError::Upstream(_) => "provider API unavailable, please retry".to_owned(),
             WebhookError::Store(_) | WebhookError::Queue(_) => "internal error, please retry".to_owned(),
             WebhookError::MalformedJson(_)
             | WebhookError::InvalidField { .. }
@@ -134,5 +142,10 @@ mod tests {
         let body = body_json(&response);
         assert_eq!(body["error"]["code"], "internal_error");
         assert!(!body.to_string().contains("10.0.0.1"));
+        let response = WebhookError::Upstream("https://pagstar.internal timed out".into()).to_response();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let body = body_json(&response);
+        assert_eq!(body["error"]["code"], "upstream_unavailable");
+        assert!(!body.to_string().contains("pagstar.internal"));
     }
 }

@@ -1,0 +1,202 @@
+//! Pagstar's API, the source of truth for a Pix charge: OAuth2 client credentials
+//! (over mutual TLS when a client certificate is configured) and `GET /cob/{txid}`.
+
+use std::time::{Duration, Instant};
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use shared::{ConfigError, Env, Secret};
+use tokio::sync::Mutex;
+
+/// Per-request limit for every call to Pagstar.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(4);
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// A token is refreshed this long before Pagstar says it expires.
+pub const TOKEN_REFRESH_MARGIN: Duration = Duration::from_secs(30);
+
+#[derive(Debug, thiserror::Error)]
+pub enum PagstarError {
+    #[error("request to Pagstar failed")]
+    Request(#[source] reqwest::Error),
+    #[error("Pagstar answered {status} to {operation}")]
+    Status { operation: &'static str, status: u16 },
+    #[error("Pagstar's {operation} answer could not be read")]
+    Decode { operation: &'static str, source: reqwest::Error },
+}
+
+/// A charge (`cob`) as Pagstar reports it. Unknown fields are ignored.
+#[derive(Debug, Clone, Deserialize)]
+pub struct PagstarCob {
+    #[serde(default)]
+    pub txid: Option<String>,
+    pub status: String,
+    #[serde(default)]
+    pub valor: Option<PagstarValor>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct PagstarValor {
+    #[serde(default)]
+    pub original: Option<Box<RawValue>>,
+}
+
+#[derive(Debug, Deserialize)]
+struct TokenResponse {
+    access_token: String,
+    #[serde(default)]
+    expires_in: Option<u64>,
+}
+
+#[derive(Debug)]
+struct CachedToken {
+    token: Secret,
+    refresh_at: Instant,
+}
+
+/// Settings read from the environment.
+#[derive(Debug, Clone)]
+pub struct PagstarConfig {
+    pub api_url: String,
+    pub client_id: String,
+    pub client_secret: Secret,
+    /// PEM certificate chain and private key for mutual TLS, when Pagstar issued them.
+    pub client_identity: Option<(String, Secret)>,
+}
+
+impl PagstarConfig {
+    /// Reads `PAGSTAR_API_URL`, `PAGSTAR_CLIENT_ID`, `PAGSTAR_CLIENT_SECRET` and, together
+    /// or not at all, `PAGSTAR_CLIENT_CERT` and `PAGSTAR_CLIENT_KEY` (PEM; literal `\n` allowed).
+    pub fn from_env(env: &impl Env) -> Result<Self, ConfigError> {
+        let api_url = env.required("PAGSTAR_API_URL")?.trim_end_matches('/').to_owned();
+        if !api_url.starts_with("https://")
+            && !api_url.starts_with("http://127.0.0.1")
+            && !api_url.starts_with("http://localhost")
+        {
+            return Err(ConfigError::Invalid {
+                name: "PAGSTAR_API_URL",
+                reason: "must be https:// (plain http only on loopback, for local stand-ins)".into(),
+            });
+        }
+        let pem = |value: String| value.replace("\\n", "\n");
+        let client_identity = match (env.optional("PAGSTAR_CLIENT_CERT"), env.optional("PAGSTAR_CLIENT_KEY")) {
+            (Some(cert), Some(key)) => Some((pem(cert), Secret::new(pem(key)))),
+            (None, None) => None,
+            (Some(_), None) => return Err(ConfigError::Missing("PAGSTAR_CLIENT_KEY")),
+            (None, Some(_)) => return Err(ConfigError::Missing("PAGSTAR_CLIENT_CERT")),
+        };
+        Ok(PagstarConfig {
+            api_url,
+            client_id: env.required("PAGSTAR_CLIENT_ID")?,
+            client_secret: env.secret("PAGSTAR_CLIENT_SECRET")?,
+            client_identity,
+        })
+    }
+}
+
+/// The client: one HTTP connection pool and one cached token, for the life of the
+/// Lambda instance (warm invocations reuse both).
+#[derive(Debug)]
+pub struct PagstarApi {
+    http: reqwest::Client,
+    api_url: String,
+    client_id: String,
+    client_secret: Secret,
+    uses_client_certificate: bool,
+    token: Mutex<Option<CachedToken>>,
+}
+
+impl PagstarApi {
+    pub fn new(config: PagstarConfig) -> Result<Self, ConfigError> {
+        let mut builder = reqwest::Client::builder()
+            .timeout(REQUEST_TIMEOUT)
+            .connect_timeout(CONNECT_TIMEOUT)
+            .redirect(reqwest::redirect::Policy::none())
+            .https_only(config.api_url.starts_with("https://"));
+        let uses_client_certificate = config.client_identity.is_some();
+        if let Some((cert, key)) = &config.client_identity {
+            let pem = format!("{}\n{}", key.expose(), cert);
+            let identity = reqwest::Identity::from_pem(pem.as_bytes()).map_err(|_| ConfigError::Invalid {
+                name: "PAGSTAR_CLIENT_CERT",
+                reason: "certificate and key do not form a PEM client identity".into(),
+            })?;
+            builder = builder.identity(identity);
+        }
+        // rustls checks the client key only here, so with an identity a failure is its fault.
+        let http = builder.build().map_err(|e| match uses_client_certificate {
+            true => ConfigError::Invalid {
+                name: "PAGSTAR_CLIENT_CERT",
+                reason: "certificate and key are not a usable client identity".into(),
+            },
+            false => ConfigError::Invalid { name: "PAGSTAR_API_URL", reason: format!("HTTP client: {e}") },
+        })?;
+        Ok(PagstarApi {
+            http,
+            api_url: config.api_url,
+            client_id: config.client_id,
+            client_secret: config.client_secret,
+            uses_client_certificate,
+            token: Mutex::new(None),
+        })
+    }
+
+    pub fn uses_client_certificate(&self) -> bool {
+        self.uses_client_certificate
+    }
+
+    /// The charge for `txid`, or `None` when Pagstar does not know it (404).
+    /// A 401 refreshes the token and retries once.
+    pub async fn cob(&self, txid: &str) -> Result<Option<PagstarCob>, PagstarError> {
+        let mut refreshed = false;
+        loop {
+            let token = self.token(refreshed).await?;
+            let response = self
+                .http
+                .get(format!("{}/cob/{txid}", self.api_url))
+                .bearer_auth(token.expose())
+                .send()
+                .await
+                .map_err(PagstarError::Request)?;
+            match response.status().as_u16() {
+                200 => {
+                    let cob =
+                        response.json().await.map_err(|source| PagstarError::Decode { operation: "cob", source })?;
+                    return Ok(Some(cob));
+                }
+                404 => return Ok(None),
+                401 if !refreshed => {
+                    tracing::info!(provider = "pagstar", "token refused by Pagstar; refreshing once");
+                    refreshed = true;
+                }
+                status => return Err(PagstarError::Status { operation: "cob", status }),
+            }
+        }
+    }
+
+    /// A valid token: the cached one unless it is near expiry or `force_refresh`.
+    async fn token(&self, force_refresh: bool) -> Result<Secret, PagstarError> {
+        let mut cached = self.token.lock().await;
+        if let Some(token) = cached.as_ref().filter(|t| !force_refresh && Instant::now() < t.refresh_at) {
+            return Ok(token.token.clone());
+        }
+        let response = self
+            .http
+            .post(format!("{}/oauth/token", self.api_url))
+            .basic_auth(&self.client_id, Some(self.client_secret.expose()))
+            .form(&[("grant_type", "client_credentials")])
+            .send()
+            .await
+            .map_err(PagstarError::Request)?;
+        if !response.status().is_success() {
+            return Err(PagstarError::Status { operation: "oauth/token", status: response.status().as_u16() });
+        }
+        let body: TokenResponse =
+            response.json().await.map_err(|source| PagstarError::Decode { operation: "oauth/token", source })?;
+        let lifetime = Duration::from_secs(body.expires_in.unwrap_or(300));
+        let token = Secret::new(body.access_token);
+        *cached = Some(CachedToken {
+            token: token.clone(),
+            refresh_at: Instant::now() + lifetime.saturating_sub(TOKEN_REFRESH_MARGIN),
+        });
+        Ok(token)
+    }
+}

@@ -1,0 +1,404 @@
+//! Pagstar (Brazil Pix) webhook.
+//!
+//! Pagstar's webhook carries no signature, so it is only a hint: for each `txid` it
+//! names, we ask Pagstar (`GET /cob/{txid}`) and act only on what that returns, amount
+//! included. Pagstar unreachable, slow or failing: 503 and nothing written, so Pagstar
+//! delivers again. A txid Pagstar does not know, or a status we do not know, is
+//! suspicious: logged at warn, nothing applied, acknowledged.
+
+use http::StatusCode;
+use lambda_http::Request;
+use serde::Deserialize;
+use shared::{parse_json, parse_status, Amount, ConfigError, Env, Observation, Provider, Status, WebhookError};
+use time::OffsetDateTime;
+
+pub mod client;
+
+pub use client::{PagstarApi, PagstarCob, PagstarConfig, PagstarError};
+
+pub const METHOD: &str = "POST";
+pub const PATH: &str = "/webhooks/pagstar/pix-payment";
+/// Pix charges are always in reais.
+const CURRENCY: &str = "BRL";
+/// Most txids one webhook may name (each costs a call to Pagstar).
+const MAX_TXIDS: usize = 10;
+
+/// The webhook body: the Pix API standard `{"pix": [...]}` or a flat `{"txid": "..."}`.
+#[derive(Debug, Deserialize)]
+pub struct PagstarWebhook {
+    #[serde(default)]
+    pub pix: Option<Vec<PagstarPix>>,
+    #[serde(default)]
+    pub txid: Option<String>,
+}
+
+/// One Pix entry. Only `txid` is used: the rest is not trusted.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PagstarPix {
+    #[serde(default)]
+    pub txid: Option<String>,
+    #[serde(default)]
+    pub end_to_end_id: Option<String>,
+}
+
+/// The charge statuses of the Pix API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum PagstarCobStatus {
+    Ativa,
+    Concluida,
+    RemovidaPeloUsuarioRecebedor,
+    RemovidaPeloPsp,
+}
+
+impl PagstarCobStatus {
+    pub fn canonical(self) -> Status {
+        match self {
+            PagstarCobStatus::Ativa => Status::Created,
+            PagstarCobStatus::Concluida => Status::Completed,
+            PagstarCobStatus::RemovidaPeloUsuarioRecebedor | PagstarCobStatus::RemovidaPeloPsp => Status::Canceled,
+        }
+    }
+}
+
+impl PagstarWebhook {
+    /// The distinct txids the webhook names, each checked to be a Pix txid
+    /// (letters and digits, at most 35) before it goes into a URL.
+    pub fn txids(self) -> Result<Vec<String>, WebhookError> {
+        let mut txids: Vec<String> = self.pix.unwrap_or_default().into_iter().filter_map(|p| p.txid).collect();
+        txids.extend(self.txid);
+        txids.dedup();
+        let invalid = |reason: &str| WebhookError::InvalidField { field: "txid", reason: reason.into() };
+        if txids.is_empty() {
+            return Err(invalid("no txid in the webhook"));
+        }
+        if txids.len() > MAX_TXIDS {
+            return Err(invalid("too many txids in one webhook"));
+        }
+        for txid in &txids {
+            if txid.is_empty() || txid.len() > 35 || !txid.bytes().all(|b| b.is_ascii_alphanumeric()) {
+                return Err(invalid("must be 1 to 35 letters and digits"));
+            }
+        }
+        let mut seen = std::collections::HashSet::new();
+        txids.retain(|t| seen.insert(t.clone()));
+        Ok(txids)
+    }
+}
+
+#[derive(Debug)]
+pub struct Pagstar {
+    api: PagstarApi,
+}
+
+impl Pagstar {
+    pub fn new(api: PagstarApi) -> Self {
+        Pagstar { api }
+    }
+
+    pub fn from_env(env: &impl Env) -> Result<Self, ConfigError> {
+        Ok(Pagstar::new(PagstarApi::new(PagstarConfig::from_env(env)?)?))
+    }
+
+    pub fn api(&self) -> &PagstarApi {
+        &self.api
+    }
+
+    /// What Pagstar says about `txid`, as an observation, or `None` if it is suspicious.
+    async fn confirm(&self, txid: &str) -> Result<Option<Observation>, WebhookError> {
+        let cob = self.api.cob(txid).await.map_err(|e| WebhookError::Upstream(Box::new(e)))?;
+        let Some(cob) = cob else {
+            tracing::warn!(provider = Self::NAME, txid, "webhook names a txid Pagstar does not know: nothing applied");
+            return Ok(None);
+        };
+        if cob.txid.as_deref().is_some_and(|t| t != txid) {
+            tracing::warn!(provider = Self::NAME, txid, "Pagstar answered for another txid: nothing applied");
+            return Ok(None);
+        }
+        let Ok(status) = parse_status::<PagstarCobStatus>(&cob.status) else {
+            tracing::warn!(provider = Self::NAME, txid, provider_status = %cob.status, "unknown charge status: nothing applied");
+            return Ok(None);
+        };
+        let mut observation = Observation::new(txid, status.canonical(), cob.status);
+        let original = cob.valor.and_then(|v| v.original);
+        observation.amount = original.as_deref().map(Amount::from_json).transpose().map_err(|_| {
+            WebhookError::Upstream(format!("Pagstar returned a malformed amount for txid {txid}").into())
+        })?;
+        observation.currency = Some(CURRENCY.to_owned());
+        Ok(Some(observation))
+    }
+}
+
+impl Provider for Pagstar {
+    const NAME: &'static str = "pagstar";
+    const ACK_STATUS: StatusCode = StatusCode::OK;
+
+    async fn receive(&self, request: &Request, _now: OffsetDateTime) -> Result<Vec<Observation>, WebhookError> {
+        let hint: PagstarWebhook = parse_json(request.body().as_ref())?;
+        let mut observations = Vec::new();
+        // Every txid is confirmed before anything is written: one failure writes nothing.
+        for txid in hint.txids()? {
+            observations.extend(self.confirm(&txid).await?);
+        }
+        Ok(observations)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lambda_http::Body;
+    use shared::Secret;
+    use wiremock::matchers::{body_string_contains, header, method, path};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+
+    const TXID: &str = "a1b2c3d4e5f6g7h8i9j0k1l2m3n4";
+
+    fn config(url: &str) -> PagstarConfig {
+        PagstarConfig {
+            api_url: url.to_owned(),
+            client_id: "client-id".into(),
+            client_secret: Secret::new("client-secret"),
+            client_identity: None,
+        }
+    }
+
+    fn pagstar(server: &MockServer) -> Pagstar {
+        Pagstar::new(PagstarApi::new(config(&server.uri())).expect("client"))
+    }
+
+    fn webhook(body: &str) -> Request {
+        http::Request::builder().method("POST").uri(PATH).body(Body::Text(body.to_owned())).expect("request")
+    }
+
+    fn pix(txid: &str) -> String {
+        format!(
+            r#"{{"pix":[{{"endToEndId":"E1234567820261122100000000000001","txid":"{txid}","valor":"999999.99","horario":"2026-11-22T10:00:00Z"}}]}}"#
+        )
+    }
+
+    async fn token_endpoint(server: &MockServer, token: &str, expected_calls: u64) {
+        Mock::given(method("POST"))
+            .and(path("/oauth/token"))
+            .and(header("authorization", "Basic Y2xpZW50LWlkOmNsaWVudC1zZWNyZXQ="))
+            .and(body_string_contains("grant_type=client_credentials"))
+            .respond_with(
+                ResponseTemplate::new(200).set_body_json(
+                    serde_json::json!({"access_token": token, "token_type": "Bearer", "expires_in": 300}),
+                ),
+            )
+            .expect(expected_calls)
+            .mount(server)
+            .await;
+    }
+
+    fn cob(txid: &str, status: &str) -> ResponseTemplate {
+        ResponseTemplate::new(200).set_body_json(serde_json::json!({
+            "txid": txid, "status": status, "calendario": {"expiracao": 3600},
+            "valor": {"original": "123.45"}, "chave": "pix@example.com"
+        }))
+    }
+
+    async fn receive(pagstar: &Pagstar, body: &str) -> Result<Vec<Observation>, WebhookError> {
+        pagstar.receive(&webhook(body), OffsetDateTime::UNIX_EPOCH).await
+    }
+
+    #[tokio::test]
+    async fn maps_every_charge_status_from_the_api_not_the_webhook() {
+        let server = MockServer::start().await;
+        token_endpoint(&server, "t1", 1).await;
+        let cases = [
+            ("ATIVA", Status::Created),
+            ("CONCLUIDA", Status::Completed),
+            ("REMOVIDA_PELO_USUARIO_RECEBEDOR", Status::Canceled),
+            ("REMOVIDA_PELO_PSP", Status::Canceled),
+        ];
+        let pagstar = pagstar(&server);
+        for (i, (word, expected)) in cases.into_iter().enumerate() {
+            let txid = format!("{TXID}{i}");
+            Mock::given(method("GET"))
+                .and(path(format!("/cob/{txid}")))
+                .respond_with(cob(&txid, word))
+                .mount(&server)
+                .await;
+            let observations = receive(&pagstar, &pix(&txid)).await.expect(word);
+            assert_eq!(observations.len(), 1);
+            assert_eq!(observations[0].status, expected);
+            assert_eq!(observations[0].provider_status, word);
+            assert_eq!(observations[0].amount.as_ref().map(Amount::as_str), Some("123.45"), "amount from Pagstar");
+            assert_eq!(observations[0].currency.as_deref(), Some("BRL"));
+        }
+        // Four webhooks, one token: the token is cached across invocations.
+    }
+
+    #[tokio::test]
+    async fn sends_the_bearer_token_and_accepts_the_flat_body() {
+        let server = MockServer::start().await;
+        token_endpoint(&server, "token-abc", 1).await;
+        Mock::given(method("GET"))
+            .and(path(format!("/cob/{TXID}")))
+            .and(header("authorization", "Bearer token-abc"))
+            .respond_with(cob(TXID, "CONCLUIDA"))
+            .expect(2)
+            .mount(&server)
+            .await;
+        let pagstar = pagstar(&server);
+        let flat = format!(r#"{{"txid":"{TXID}"}}"#);
+        assert_eq!(receive(&pagstar, &flat).await.expect("flat").len(), 1);
+        assert_eq!(receive(&pagstar, &pix(TXID)).await.expect("pix").len(), 1);
+    }
+
+    #[tokio::test]
+    async fn refreshes_the_token_once_on_401() {
+        let server = MockServer::start().await;
+        token_endpoint(&server, "fresh", 2).await;
+        Mock::given(method("GET"))
+            .and(path(format!("/cob/{TXID}")))
+            .respond_with(ResponseTemplate::new(401))
+            .up_to_n_times(1)
+            .expect(1)
+            .mount(&server)
+            .await;
+        Mock::given(method("GET"))
+            .and(path(format!("/cob/{TXID}")))
+            .respond_with(cob(TXID, "CONCLUIDA"))
+            .expect(1)
+            .mount(&server)
+            .await;
+        let observations = receive(&pagstar(&server), &pix(TXID)).await.expect("after refresh");
+        assert_eq!(observations[0].status, Status::Completed);
+    }
+
+    #[tokio::test]
+    async fn a_second_401_is_an_upstream_failure_not_a_loop() {
+        let server = MockServer::start().await;
+        token_endpoint(&server, "t", 2).await;
+        Mock::given(method("GET")).respond_with(ResponseTemplate::new(401)).expect(2).mount(&server).await;
+        let error = receive(&pagstar(&server), &pix(TXID)).await.expect_err("401 twice");
+        assert_eq!(error.status().as_u16(), 503);
+    }
+
+    #[tokio::test]
+    async fn unknown_txids_and_statuses_are_suspicious_and_acknowledged() {
+        let server = MockServer::start().await;
+        token_endpoint(&server, "t", 1).await;
+        Mock::given(method("GET"))
+            .and(path("/cob/unknown1"))
+            .respond_with(ResponseTemplate::new(404))
+            .mount(&server)
+            .await;
+        Mock::given(method("GET"))
+            .and(path("/cob/weird1"))
+            .respond_with(cob("weird1", "EM_ANALISE"))
+            .mount(&server)
+            .await;
+        Mock::given(method("GET"))
+            .and(path("/cob/other1"))
+            .respond_with(cob("someoneelse", "CONCLUIDA"))
+            .mount(&server)
+            .await;
+        let pagstar = pagstar(&server);
+        for txid in ["unknown1", "weird1", "other1"] {
+            assert!(receive(&pagstar, &pix(txid)).await.expect(txid).is_empty(), "{txid}");
+        }
+    }
+
+    #[tokio::test]
+    async fn pagstar_failing_slow_or_unreachable_is_503() {
+        let server = MockServer::start().await;
+        token_endpoint(&server, "t", 1).await;
+        Mock::given(method("GET"))
+            .and(path("/cob/fivehundred"))
+            .respond_with(ResponseTemplate::new(502))
+            .mount(&server)
+            .await;
+        Mock::given(method("GET"))
+            .and(path("/cob/slow"))
+            .respond_with(
+                cob("slow", "CONCLUIDA").set_delay(client::REQUEST_TIMEOUT + std::time::Duration::from_secs(1)),
+            )
+            .mount(&server)
+            .await;
+        let pagstar = pagstar(&server);
+        for txid in ["fivehundred", "slow"] {
+            let error = receive(&pagstar, &pix(txid)).await.expect_err(txid);
+            assert_eq!(error.status().as_u16(), 503, "{txid}");
+            assert_eq!(error.code(), "upstream_unavailable");
+        }
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let url = format!("http://127.0.0.1:{}", closed.local_addr().expect("addr").port());
+        drop(closed);
+        let unreachable = Pagstar::new(PagstarApi::new(config(&url)).expect("client"));
+        assert_eq!(receive(&unreachable, &pix(TXID)).await.expect_err("refused").status().as_u16(), 503);
+    }
+
+    #[tokio::test]
+    async fn one_failing_txid_fails_the_whole_webhook() {
+        let server = MockServer::start().await;
+        token_endpoint(&server, "t", 1).await;
+        Mock::given(method("GET")).and(path("/cob/good1")).respond_with(cob("good1", "CONCLUIDA")).mount(&server).await;
+        Mock::given(method("GET")).and(path("/cob/bad1")).respond_with(ResponseTemplate::new(500)).mount(&server).await;
+        let body = r#"{"pix":[{"txid":"good1"},{"txid":"bad1"}]}"#;
+        assert_eq!(receive(&pagstar(&server), body).await.expect_err("one fails").status().as_u16(), 503);
+    }
+
+    #[tokio::test]
+    async fn bad_hints_are_rejected_before_any_call() {
+        let server = MockServer::start().await;
+        Mock::given(wiremock::matchers::any()).respond_with(ResponseTemplate::new(500)).expect(0).mount(&server).await;
+        let pagstar = pagstar(&server);
+        let cases = [
+            ("malformed", "{", 400),
+            ("no txid", r#"{"pix":[{"endToEndId":"E1"}]}"#, 400),
+            ("empty", "{}", 400),
+            ("path traversal", r#"{"txid":"../oauth/token"}"#, 400),
+            ("too long", &format!(r#"{{"txid":"{}"}}"#, "a".repeat(36)), 400),
+        ];
+        for (name, body, status) in cases {
+            assert_eq!(receive(&pagstar, body).await.expect_err(name).status().as_u16(), status, "{name}");
+        }
+    }
+
+    #[test]
+    fn configuration() {
+        let base = [
+            ("PAGSTAR_API_URL", "https://api.pagstar.example/"),
+            ("PAGSTAR_CLIENT_ID", "id"),
+            ("PAGSTAR_CLIENT_SECRET", "secret"),
+        ];
+        let config = PagstarConfig::from_env(&base).expect("config");
+        assert_eq!(config.api_url, "https://api.pagstar.example");
+        assert!(config.client_identity.is_none());
+        assert!(!format!("{config:?}").contains("secret\""));
+        let plain = [
+            ("PAGSTAR_API_URL", "http://api.pagstar.example"),
+            ("PAGSTAR_CLIENT_ID", "id"),
+            ("PAGSTAR_CLIENT_SECRET", "s"),
+        ];
+        assert!(matches!(PagstarConfig::from_env(&plain), Err(ConfigError::Invalid { name: "PAGSTAR_API_URL", .. })));
+        let half = [
+            ("PAGSTAR_API_URL", "https://x.example"),
+            ("PAGSTAR_CLIENT_ID", "id"),
+            ("PAGSTAR_CLIENT_SECRET", "s"),
+            ("PAGSTAR_CLIENT_CERT", "-----BEGIN CERTIFICATE-----"),
+        ];
+        assert_eq!(PagstarConfig::from_env(&half).expect_err("half"), ConfigError::Missing("PAGSTAR_CLIENT_KEY"));
+    }
+
+    #[test]
+    fn mutual_tls_identity_is_loaded_when_configured() {
+        let cert = include_str!("../../../dev-keys/pagstar-dev-client.crt");
+        let key = include_str!("../../../dev-keys/pagstar-dev-client.key");
+        let mut config = config("https://api.pagstar.example");
+        config.client_identity = Some((cert.to_owned(), Secret::new(key)));
+        let api = PagstarApi::new(config.clone()).expect("identity loads");
+        assert!(api.uses_client_certificate());
+        config.client_identity =
+            Some((cert.to_owned(), Secret::new("-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----")));
+        let result = PagstarApi::new(config);
+        assert!(matches!(result, Err(ConfigError::Invalid { name: "PAGSTAR_CLIENT_CERT", .. })), "{result:?}");
+        let plain = PagstarApi::new(self::config("https://api.pagstar.example")).expect("no identity");
+        assert!(!plain.uses_client_certificate());
+    }
+}
