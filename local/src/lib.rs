@@ -1,6 +1,7 @@
 //! The local pipeline: emulator clients, provisioning from template.yaml, and serving
 //! every webhook function on one HTTP port. Used by the run command and the tests.
 
+pub mod pagstar_standin;
 pub mod provision;
 pub mod serve;
 
@@ -11,7 +12,7 @@ use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
 use shared::Env;
 
 pub use provision::{Resources, Template};
-pub use serve::mount;
+pub use serve::{mount, Routes};
 
 /// A DynamoDB client for an emulator at `endpoint` (dummy credentials, us-east-1).
 pub fn dynamodb_client(endpoint: &str) -> aws_sdk_dynamodb::Client {
@@ -56,6 +57,11 @@ impl DevEnv {
             .map(|(key, value)| (key.trim().to_owned(), value.trim().to_owned()))
             .collect();
         DevEnv { defaults }
+    }
+
+    /// Sets a default (the environment still wins), e.g. the URL of a stand-in just started.
+    pub fn set_default(&mut self, name: &str, value: impl Into<String>) {
+        self.defaults.insert(name.to_owned(), value.into());
     }
 }
 

@@ -3,9 +3,8 @@
 
 use std::path::Path;
 
-use axum::Router;
-use local_pipeline::{dynamodb_client, mount, sqs_client, DevEnv, Template};
-use shared::{Env, EventQueue, TransactionStore, Webhook};
+use local_pipeline::{dynamodb_client, pagstar_standin, sqs_client, DevEnv, Routes, Template};
+use shared::{Env, EventQueue, TransactionStore};
 use tracing_subscriber::EnvFilter;
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
@@ -15,22 +14,27 @@ async fn main() -> Result<(), Error> {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     tracing_subscriber::fmt().with_env_filter(filter).init();
 
-    let env = DevEnv::load(Path::new("local.env.example"))?;
+    let mut env = DevEnv::load(Path::new("local.env.example"))?;
     let dynamodb = dynamodb_client(&env.required("DYNAMODB_ENDPOINT")?);
     let sqs = sqs_client(&env.required("SQS_ENDPOINT")?);
     let prefix = env.optional("LOCAL_RESOURCE_PREFIX").unwrap_or_else(|| "local-".into());
     let resources = Template::load(Path::new("template.yaml"))?.provision(&dynamodb, &sqs, &prefix).await?;
-    let store = TransactionStore::new(dynamodb, &resources.table_name);
-    let queue = EventQueue::new(sqs, &resources.queue_url);
+    if env.optional("PAGSTAR_API_URL").is_none() {
+        let charges = pagstar_standin::load_charges(Path::new("local/pagstar-charges.json"))?;
+        let url = pagstar_standin::start(charges).await?;
+        tracing::info!(%url, "Pagstar stand-in started (PAGSTAR_API_URL is unset)");
+        env.set_default("PAGSTAR_API_URL", url);
+    }
 
     // One line per webhook function, at its template.yaml route.
-    let app = Router::new();
-    let app = mount(
-        app,
-        azqr_webhook::METHOD,
-        azqr_webhook::PATH,
-        Webhook::new(azqr_webhook::Azqr::from_env(&env)?, store.clone(), queue.clone()),
-    );
+    let app =
+        Routes::new(TransactionStore::new(dynamodb, &resources.table_name), EventQueue::new(sqs, &resources.queue_url))
+            .mount(azqr_webhook::METHOD, azqr_webhook::PATH, azqr_webhook::Azqr::from_env(&env)?)
+            .mount(pay3_webhook::METHOD, pay3_webhook::PATH, pay3_webhook::Pay3::from_env(&env)?)
+            .mount(qitech_webhook::METHOD, qitech_webhook::PATH, qitech_webhook::QiTech::from_env(&env)?)
+            .mount(key2pay_webhook::METHOD, key2pay_webhook::PATH, key2pay_webhook::Key2Pay::from_env(&env)?)
+            .mount(pagstar_webhook::METHOD, pagstar_webhook::PATH, pagstar_webhook::Pagstar::from_env(&env)?)
+            .into_router();
 
     let port: u16 = env.optional("PORT").unwrap_or_else(|| "3000".into()).parse()?;
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;

@@ -10,11 +10,35 @@ use axum::routing::{on, MethodFilter};
 use axum::Router;
 use lambda_http::aws_lambda_events::query_map::QueryMap;
 use lambda_http::RequestExt;
-use shared::{Provider, Webhook};
+use shared::{EventQueue, Provider, TransactionStore, Webhook};
 use time::OffsetDateTime;
 
 /// API Gateway's own payload limit; the handlers enforce the project's smaller one.
 const GATEWAY_MAX_BODY: usize = 10 * 1024 * 1024;
+
+/// The local API Gateway: webhook routes sharing one store and queue.
+#[derive(Debug)]
+pub struct Routes {
+    router: Router,
+    store: TransactionStore,
+    queue: EventQueue,
+}
+
+impl Routes {
+    pub fn new(store: TransactionStore, queue: EventQueue) -> Self {
+        Routes { router: Router::new(), store, queue }
+    }
+
+    /// Serves `provider`'s webhook at `method path` (the route exactly as in template.yaml).
+    pub fn mount<P: Provider + 'static>(self, method: &str, path: &str, provider: P) -> Self {
+        let webhook = Webhook::new(provider, self.store.clone(), self.queue.clone());
+        Routes { router: mount(self.router, method, path, webhook), ..self }
+    }
+
+    pub fn into_router(self) -> Router {
+        self.router
+    }
+}
 
 /// Adds a webhook at `method path` (the route exactly as in template.yaml).
 pub fn mount<P: Provider + 'static>(router: Router, method: &str, path: &str, webhook: Webhook<P>) -> Router {

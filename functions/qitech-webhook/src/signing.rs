@@ -2,7 +2,7 @@
 //! Production never signs: it only verifies.
 
 use aws_lc_rs::rand::SystemRandom;
-use aws_lc_rs::signature::{EcdsaKeyPair, ECDSA_P521_SHA512_FIXED_SIGNING};
+use aws_lc_rs::signature::{EcdsaKeyPair, ParsedPublicKey, ECDSA_P521_SHA512_FIXED_SIGNING};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use md5::{Digest, Md5};
@@ -31,12 +31,36 @@ impl QiTechSigner {
         Ok(QiTechSigner { key_pair })
     }
 
+    /// A fresh random key, e.g. to sign something the dev public key must reject.
+    pub fn generate() -> Result<Self, String> {
+        let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P521_SHA512_FIXED_SIGNING, &SystemRandom::new())
+            .map_err(|e| format!("key generation failed: {e}"))?;
+        let key_pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P521_SHA512_FIXED_SIGNING, pkcs8.as_ref())
+            .map_err(|e| format!("generated key rejected: {e}"))?;
+        Ok(QiTechSigner { key_pair })
+    }
+
     /// The JWT QI Tech would send for `body` POSTed to `uri` at `at`.
     pub fn sign(&self, body: &[u8], method: &str, uri: &str, at: OffsetDateTime) -> String {
         let payload_md5: String = Md5::digest(body).iter().map(|b| format!("{b:02x}")).collect();
         let timestamp = at.format(&Rfc3339).unwrap_or_default();
-        let claims =
-            serde_json::json!({ "payload_md5": payload_md5, "timestamp": timestamp, "method": method, "uri": uri });
+        self.sign_claims(&serde_json::json!({
+            "payload_md5": payload_md5, "timestamp": timestamp, "method": method, "uri": uri
+        }))
+    }
+
+    /// `jwt` with its timestamp moved to `at` and signed again, if `public_key` verifies it;
+    /// every other claim is kept, so a token bound to another body or path stays so.
+    pub fn refresh(&self, jwt: &str, public_key: &ParsedPublicKey, at: OffsetDateTime) -> Option<String> {
+        let (signing_input, signature) = jwt.rsplit_once('.')?;
+        public_key.verify_sig(signing_input.as_bytes(), &URL_SAFE_NO_PAD.decode(signature).ok()?).ok()?;
+        let claims = URL_SAFE_NO_PAD.decode(signing_input.split_once('.')?.1).ok()?;
+        let mut claims: serde_json::Value = serde_json::from_slice(&claims).ok()?;
+        claims["timestamp"] = serde_json::Value::String(at.format(&Rfc3339).ok()?);
+        Some(self.sign_claims(&claims))
+    }
+
+    fn sign_claims(&self, claims: &serde_json::Value) -> String {
         let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"ES512","typ":"JWT"}"#);
         let claims = URL_SAFE_NO_PAD.encode(claims.to_string());
         let signing_input = format!("{header}.{claims}");
