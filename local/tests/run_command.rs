@@ -5,8 +5,8 @@ use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use local_pipeline::{dynamodb_client, sqs_client, DevEnv};
-use shared::{Env, Status, TransactionStore};
+use local_pipeline::{dynamodb_client, sqs_client};
+use shared::{Status, TransactionStore};
 
 struct Server(Child);
 
@@ -43,39 +43,57 @@ async fn start(prefix: &str) -> (Server, u16) {
     (server, port)
 }
 
+/// `scripts/send`'s binary, run as a user would, from the workspace root.
+fn send(port: u16, provider: &str, fixture: &str) -> bool {
+    let output = Command::new(env!("CARGO_BIN_EXE_send"))
+        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+        .env("PORT", port.to_string())
+        .args([provider, fixture])
+        .output()
+        .expect("run send");
+    String::from_utf8_lossy(&output.stdout).contains("-> 2") && output.status.success()
+}
+
 #[tokio::test]
-async fn a_completed_azqr_webhook_leaves_one_item_and_one_message() {
+async fn a_completed_payment_on_every_route_leaves_one_item_and_one_message() {
     let dynamodb = dynamodb_client(&endpoint("DYNAMODB_ENDPOINT"));
     let sqs = sqs_client(&endpoint("SQS_ENDPOINT"));
     let prefix = format!("run{}-", std::process::id());
     let (_server, port) = start(&prefix).await;
 
-    let env = DevEnv::load(concat!(env!("CARGO_MANIFEST_DIR"), "/../local.env.example").as_ref()).expect("env file");
-    let key = env.required("AZQR_API_KEY").expect("dev key");
-    let url = format!("http://127.0.0.1:{port}/webhooks/azqr/qr/123456789012/status");
-    let client = reqwest::Client::new();
-    for _ in 0..2 {
-        let response = client
-            .put(&url)
-            .header("apiKey", &key)
-            .header("content-type", "application/json")
-            .body(r#"{"status":"completed","description":"Payment completed"}"#)
-            .send()
-            .await
-            .expect("request");
-        assert_eq!(response.status().as_u16(), 204);
+    let completed = [
+        ("azqr", "events/azqr/completed.json", "100000000006"),
+        ("pay3", "events/pay3/completed.json", "pay3-order-6:CHECKOUT"),
+        ("qitech", "events/qitech/concluded.json", "00000000-0000-4000-8000-000000000003"),
+        ("key2pay", "events/key2pay/capture.json", "k2p-track-2"),
+        ("pagstar", "events/pagstar/concluida.json", "pagstarconcluida0000000000001"),
+    ];
+    for (provider, fixture, _) in completed {
+        for attempt in 1..=2 {
+            assert!(send(port, provider, fixture), "{fixture} (attempt {attempt}) was not acknowledged");
+        }
     }
-    let wrong = client.put(&url).header("apiKey", "wrong").body(r#"{"status":"expired"}"#).send().await.expect("send");
-    assert_eq!(wrong.status().as_u16(), 401);
-    let unknown = client.get(format!("http://127.0.0.1:{port}/nope")).send().await.expect("send");
-    assert_eq!(unknown.status().as_u16(), 404);
+    // Every bad fixture is refused and writes nothing.
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+    for (provider, _, _) in completed {
+        for entry in std::fs::read_dir(format!("{root}/events/{provider}")).expect("fixtures") {
+            let name = entry.expect("entry").file_name().to_string_lossy().into_owned();
+            if name.starts_with("bad-") {
+                let fixture = format!("events/{provider}/{name}");
+                assert!(!send(port, provider, &fixture), "{fixture} was acknowledged");
+            }
+        }
+    }
 
-    let store = TransactionStore::new(dynamodb.clone(), format!("{prefix}TransactionsTable"));
-    let record = store.get("azqr", "123456789012").await.expect("get").expect("item");
-    assert_eq!(record.status, Status::Completed);
-    assert_eq!(record.history.len(), 1);
-    let scan = dynamodb.scan().table_name(format!("{prefix}TransactionsTable")).send().await.expect("scan");
-    assert_eq!(scan.count, 1);
+    let table = format!("{prefix}TransactionsTable");
+    let store = TransactionStore::new(dynamodb.clone(), &table);
+    for (provider, fixture, reference) in completed {
+        let record = store.get(provider, reference).await.expect("get").unwrap_or_else(|| panic!("{fixture}: no item"));
+        assert_eq!(record.status, Status::Completed, "{fixture}");
+        assert_eq!(record.history.len(), 1, "{fixture}");
+    }
+    let scan = dynamodb.scan().table_name(&table).send().await.expect("scan");
+    assert_eq!(scan.count, 5, "only the completed payments were written");
 
     let queue_url = sqs
         .get_queue_url()
@@ -85,14 +103,25 @@ async fn a_completed_azqr_webhook_leaves_one_item_and_one_message() {
         .expect("queue url")
         .queue_url
         .expect("url");
-    let received = sqs
-        .receive_message()
-        .queue_url(&queue_url)
-        .max_number_of_messages(10)
-        .send()
-        .await
-        .expect("receive")
-        .messages
-        .unwrap_or_default();
-    assert_eq!(received.len(), 1, "one terminal event for two identical sends");
+    let mut messages = Vec::new();
+    loop {
+        let received = sqs
+            .receive_message()
+            .queue_url(&queue_url)
+            .max_number_of_messages(10)
+            .visibility_timeout(60)
+            .send()
+            .await
+            .expect("receive")
+            .messages
+            .unwrap_or_default();
+        if received.is_empty() {
+            break;
+        }
+        messages.extend(received);
+    }
+    assert_eq!(messages.len(), 5, "one terminal event per payment, none for the repeats");
+
+    let unknown = reqwest::Client::new().get(format!("http://127.0.0.1:{port}/nope")).send().await.expect("send");
+    assert_eq!(unknown.status().as_u16(), 404);
 }

@@ -49,14 +49,16 @@ impl QiTechSigner {
         }))
     }
 
-    /// `jwt` with its timestamp moved to `at` and signed again, if `public_key` verifies it;
-    /// every other claim is kept, so a token bound to another body or path stays so.
-    pub fn refresh(&self, jwt: &str, public_key: &ParsedPublicKey, at: OffsetDateTime) -> Option<String> {
+    /// `jwt` with its timestamp moved by `shift` and signed again, if `public_key` verifies
+    /// it; every other claim is kept, so a token bound to another body or path, or signed
+    /// too long before its request, stays so.
+    pub fn refresh(&self, jwt: &str, public_key: &ParsedPublicKey, shift: time::Duration) -> Option<String> {
         let (signing_input, signature) = jwt.rsplit_once('.')?;
         public_key.verify_sig(signing_input.as_bytes(), &URL_SAFE_NO_PAD.decode(signature).ok()?).ok()?;
         let claims = URL_SAFE_NO_PAD.decode(signing_input.split_once('.')?.1).ok()?;
         let mut claims: serde_json::Value = serde_json::from_slice(&claims).ok()?;
-        claims["timestamp"] = serde_json::Value::String(at.format(&Rfc3339).ok()?);
+        let signed_at = OffsetDateTime::parse(claims["timestamp"].as_str()?, &Rfc3339).ok()?;
+        claims["timestamp"] = serde_json::Value::String((signed_at + shift).format(&Rfc3339).ok()?);
         Some(self.sign_claims(&claims))
     }
 
