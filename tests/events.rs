@@ -106,7 +106,7 @@ async fn every_fixture_runs_through_lambda_http_and_the_handler() {
     // The dev secrets the fixtures were made with: the local pipeline's own defaults.
     let mut env = DevEnv::load(&root().join("local.env.example")).expect("local.env.example");
     let charges = pagstar_standin::load_charges(&root().join("local/pagstar-charges.json")).expect("charges");
-    env.set_default("PAGSTAR_API_URL", pagstar_standin::start(charges).await.expect("stand-in"));
+    env.set_default("PAGSTAR_API_URL", pagstar_standin::start(charges).await.expect("stand-in").url);
     let (store, queue) = (&h.store, &h.queue);
     let azqr = Webhook::new(azqr_webhook::Azqr::from_env(&env).expect("azqr"), store.clone(), queue.clone());
     let pay3 = Webhook::new(pay3_webhook::Pay3::from_env(&env).expect("pay3"), store.clone(), queue.clone());

@@ -21,7 +21,7 @@ async fn main() -> Result<(), Error> {
     let resources = Template::load(Path::new("template.yaml"))?.provision(&dynamodb, &sqs, &prefix).await?;
     if env.optional("PAGSTAR_API_URL").is_none() {
         let charges = pagstar_standin::load_charges(Path::new("local/pagstar-charges.json"))?;
-        let url = pagstar_standin::start(charges).await?;
+        let url = pagstar_standin::start(charges).await?.url;
         tracing::info!(%url, "Pagstar stand-in started (PAGSTAR_API_URL is unset)");
         env.set_default("PAGSTAR_API_URL", url);
     }

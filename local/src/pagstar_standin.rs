@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use axum::extract::{Path as UrlPath, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -30,11 +30,28 @@ pub fn load_charges(path: &Path) -> std::io::Result<Charges> {
     serde_json::from_str(&text).map_err(std::io::Error::other)
 }
 
-/// Serves the stand-in on a free loopback port; returns its base URL. It runs until the
-/// runtime stops.
-pub async fn start(charges: Charges) -> std::io::Result<String> {
-    let app =
-        Router::new().route("/oauth/token", post(token)).route("/cob/{txid}", get(cob)).with_state(Arc::new(charges));
+/// A running stand-in: its base URL, and its charges, which can be changed while it runs.
+#[derive(Debug, Clone)]
+pub struct StandIn {
+    pub url: String,
+    charges: Arc<RwLock<Charges>>,
+}
+
+impl StandIn {
+    /// Sets (or adds) the charge `txid`, as when the payer pays or the charge is removed.
+    pub fn set(&self, txid: &str, status: &str, original: &str) {
+        let charge = Charge { status: status.to_owned(), original: original.to_owned() };
+        self.charges.write().unwrap_or_else(|poisoned| poisoned.into_inner()).insert(txid.to_owned(), charge);
+    }
+}
+
+/// Serves the stand-in on a free loopback port. It runs until the runtime stops.
+pub async fn start(charges: Charges) -> std::io::Result<StandIn> {
+    let charges = Arc::new(RwLock::new(charges));
+    let app = Router::new()
+        .route("/oauth/token", post(token))
+        .route("/cob/{txid}", get(cob))
+        .with_state(Arc::clone(&charges));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let url = format!("http://{}", listener.local_addr()?);
     tokio::spawn(async move {
@@ -42,7 +59,7 @@ pub async fn start(charges: Charges) -> std::io::Result<String> {
             tracing::error!(%error, "Pagstar stand-in stopped");
         }
     });
-    Ok(url)
+    Ok(StandIn { url, charges })
 }
 
 async fn token(headers: HeaderMap) -> Response {
@@ -53,12 +70,17 @@ async fn token(headers: HeaderMap) -> Response {
     Json(serde_json::json!({ "access_token": TOKEN, "token_type": "Bearer", "expires_in": 300 })).into_response()
 }
 
-async fn cob(State(charges): State<Arc<Charges>>, UrlPath(txid): UrlPath<String>, headers: HeaderMap) -> Response {
+async fn cob(
+    State(charges): State<Arc<RwLock<Charges>>>,
+    UrlPath(txid): UrlPath<String>,
+    headers: HeaderMap,
+) -> Response {
     let bearer = headers.get("authorization").and_then(|v| v.to_str().ok()) == Some(&format!("Bearer {TOKEN}"));
     if !bearer {
         return StatusCode::UNAUTHORIZED.into_response();
     }
-    match charges.get(&txid) {
+    let charge = charges.read().unwrap_or_else(|poisoned| poisoned.into_inner()).get(&txid).cloned();
+    match charge {
         Some(charge) => Json(serde_json::json!({
             "txid": txid,
             "status": charge.status,
