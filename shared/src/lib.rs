@@ -14,4 +14,4 @@ pub use error::WebhookError;
 pub use model::{Amount, Decision, Observation, Status, TerminalEvent, TransactionRecord};
 pub use pipeline::{parse_json, parse_status, Outcome, Provider, Webhook};
 pub use queue::EventQueue;
-pub use store::{TransactionStore, WriteOutcome};
+pub use store::{NotificationOutcome, TransactionStore, WriteOutcome};

@@ -217,6 +217,9 @@ pub struct TransactionRecord {
     pub notification_pending: Option<NotificationPending>,
     #[serde(default, with = "time::serde::rfc3339::option", skip_serializing_if = "Option::is_none")]
     pub notified_at: Option<OffsetDateTime>,
+    /// Set when the merchant refused the event for good (410); the event is in the dead-letter queue.
+    #[serde(default, with = "time::serde::rfc3339::option", skip_serializing_if = "Option::is_none")]
+    pub notification_refused_at: Option<OffsetDateTime>,
 }
 
 impl TransactionRecord {

@@ -9,11 +9,15 @@ use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
 use crate::model::{
-    decide, transaction_key, Decision, HistoryEntry, NotificationPending, Observation, TransactionRecord,
+    decide, transaction_key, Decision, HistoryEntry, NotificationPending, Observation, Status, TransactionRecord,
 };
 
 /// Partition key attribute of the table (string): `{provider}#{reference}`.
 pub const KEY_ATTRIBUTE: &str = "pk";
+/// The notification-pending marker; present only while a final outcome awaits delivery.
+pub const PENDING_ATTRIBUTE: &str = "notification_pending";
+/// The sparse index on the marker (range key `final_at`), as in template.yaml.
+pub const PENDING_INDEX: &str = "PendingNotifications";
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -23,6 +27,13 @@ pub enum StoreError {
     Decode(#[source] serde_dynamo::Error),
     #[error("stored item for {key} is inconsistent: status {status} does not explain the failed condition")]
     Inconsistent { key: String, status: crate::model::Status },
+}
+
+/// What became of a terminal event at the merchant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotificationOutcome {
+    Delivered,
+    Refused,
 }
 
 /// What one write did.
@@ -93,6 +104,74 @@ impl TransactionStore {
         }
     }
 
+    /// Records what became of the terminal event for `status`: removes the
+    /// notification-pending marker and sets `notified_at` (delivered) or
+    /// `notification_refused_at` (refused for good by the merchant), in one conditional
+    /// write. Returns `false` (and changes nothing) when the marker was already cleared,
+    /// so a redelivered message is harmless.
+    pub async fn mark_notification(
+        &self,
+        provider: &str,
+        reference: &str,
+        status: Status,
+        outcome: NotificationOutcome,
+        now: OffsetDateTime,
+    ) -> Result<bool, StoreError> {
+        let field = match outcome {
+            NotificationOutcome::Delivered => "notified_at",
+            NotificationOutcome::Refused => "notification_refused_at",
+        };
+        let now = now.format(&Rfc3339).map_err(|e| StoreError::Request(Box::new(e)))?;
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key(KEY_ATTRIBUTE, AttributeValue::S(transaction_key(provider, reference)))
+            .update_expression("REMOVE #pending SET #notified_at = :now")
+            .condition_expression("attribute_exists(#pending) AND #status = :status")
+            .expression_attribute_names("#pending", PENDING_ATTRIBUTE)
+            .expression_attribute_names("#notified_at", field)
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":now", AttributeValue::S(now))
+            .expression_attribute_values(":status", AttributeValue::S(status.as_str().to_owned()))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(error) if error.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => {
+                Ok(false)
+            }
+            Err(error) => Err(StoreError::Request(Box::new(error))),
+        }
+    }
+
+    /// Final transactions whose notification is still pending and whose final status was
+    /// reached before `final_before`, from the sparse index on the pending marker (no scan).
+    pub async fn pending_notifications(
+        &self,
+        final_before: OffsetDateTime,
+    ) -> Result<Vec<TransactionRecord>, StoreError> {
+        let cutoff = final_before.format(&Rfc3339).map_err(|e| StoreError::Request(Box::new(e)))?;
+        let pending = serde_dynamo::to_attribute_value(NotificationPending::Pending).map_err(StoreError::Decode)?;
+        let pages = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(PENDING_INDEX)
+            .key_condition_expression("#pending = :pending AND #final_at < :cutoff")
+            .expression_attribute_names("#pending", PENDING_ATTRIBUTE)
+            .expression_attribute_names("#final_at", "final_at")
+            .expression_attribute_values(":pending", pending)
+            .expression_attribute_values(":cutoff", AttributeValue::S(cutoff))
+            .into_paginator()
+            .items()
+            .send()
+            .collect::<Result<Vec<_>, _>>()
+            .await
+            .map_err(|e| StoreError::Request(Box::new(e)))?;
+        pages.into_iter().map(decode).collect()
+    }
+
     /// Reads one transaction (for tests, tools and the status API; the webhook path never reads).
     pub async fn get(&self, provider: &str, reference: &str) -> Result<Option<TransactionRecord>, StoreError> {
         let output = self
@@ -159,7 +238,7 @@ impl Update {
         if observation.status.is_final() {
             update.set("final_at", s(&now_text));
             let marker = serde_dynamo::to_attribute_value(NotificationPending::Pending).map_err(StoreError::Decode)?;
-            update.set("notification_pending", marker);
+            update.set(PENDING_ATTRIBUTE, marker);
         }
         Ok(update)
     }
@@ -193,7 +272,7 @@ impl Update {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{Amount, Status};
+    use crate::model::Amount;
 
     fn at(seconds: i64) -> OffsetDateTime {
         OffsetDateTime::from_unix_timestamp(1_700_000_000 + seconds).expect("valid timestamp")

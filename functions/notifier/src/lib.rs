@@ -1,0 +1,425 @@
+//! The notifier: delivers each terminal event from the FIFO queue to the merchant's
+//! backend, signed per the Standard Webhooks specification, and records the delivery.
+//!
+//! Per message: a 2xx clears the transaction's notification-pending marker (a no-op if
+//! already cleared). Anything else is a batch item failure, so only that message comes
+//! back: its visibility is set by a backoff on its receive count (or the merchant's
+//! `Retry-After`, within bounds), and after the queue's `maxReceiveCount` SQS moves it to
+//! the dead-letter queue. A 410 is a permanent refusal: logged, and the message goes to
+//! the dead-letter queue at once.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
+use aws_sdk_sqs::types::MessageSystemAttributeName;
+use futures_util::future::join_all;
+use shared::{ConfigError, Env, NotificationOutcome, Secret, TerminalEvent, TransactionStore};
+use time::OffsetDateTime;
+
+pub mod replay;
+
+/// Limit for one delivery to the merchant.
+pub const DELIVERY_TIMEOUT: Duration = Duration::from_secs(10);
+/// Visibility delay after the 1st, 2nd, … failed delivery; the last repeats.
+pub const BACKOFF: [Duration; 5] = [
+    Duration::from_secs(5),
+    Duration::from_secs(30),
+    Duration::from_secs(2 * 60),
+    Duration::from_secs(10 * 60),
+    Duration::from_secs(30 * 60),
+];
+/// A merchant's `Retry-After` is honoured between these bounds.
+pub const RETRY_AFTER_MIN: Duration = Duration::from_secs(1);
+pub const RETRY_AFTER_MAX: Duration = Duration::from_secs(60 * 60);
+
+/// Configuration from the environment.
+#[derive(Debug, Clone)]
+pub struct NotifierConfig {
+    pub notify_url: String,
+    /// `whsec_<base64>`.
+    pub secret: Secret,
+    pub table_name: String,
+    pub queue_url: String,
+    pub dead_letter_queue_url: String,
+}
+
+impl NotifierConfig {
+    /// Reads `NOTIFY_URL`, `NOTIFY_SECRET`, `TABLE_NAME`, `QUEUE_URL` and `DEAD_LETTER_QUEUE_URL`.
+    pub fn from_env(env: &impl Env) -> Result<Self, ConfigError> {
+        Ok(NotifierConfig {
+            notify_url: env.required("NOTIFY_URL")?,
+            secret: env.secret("NOTIFY_SECRET")?,
+            table_name: env.required("TABLE_NAME")?,
+            queue_url: env.required("QUEUE_URL")?,
+            dead_letter_queue_url: env.required("DEAD_LETTER_QUEUE_URL")?,
+        })
+    }
+}
+
+/// What one delivery attempt came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Delivery {
+    Delivered {
+        status: u16,
+    },
+    /// Worth retrying: a non-2xx answer, a timeout or a connection error.
+    Failed {
+        reason: String,
+        retry_after: Option<Duration>,
+    },
+    /// 410 Gone: the merchant refuses this event for good.
+    Refused,
+}
+
+pub struct Notifier {
+    http: reqwest::Client,
+    url: String,
+    signer: standardwebhooks::Webhook,
+    store: TransactionStore,
+    sqs: aws_sdk_sqs::Client,
+    queue_url: String,
+    dead_letter_queue_url: String,
+    backoff: Vec<Duration>,
+}
+
+impl std::fmt::Debug for Notifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Notifier")
+            .field("url", &self.url)
+            .field("signer", &"[redacted]")
+            .field("queue_url", &self.queue_url)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Notifier {
+    pub fn new(
+        config: NotifierConfig,
+        store: TransactionStore,
+        sqs: aws_sdk_sqs::Client,
+        timeout: Duration,
+    ) -> Result<Self, ConfigError> {
+        if !config.secret.expose().starts_with("whsec_") {
+            return Err(ConfigError::Invalid { name: "NOTIFY_SECRET", reason: "must be whsec_<base64>".into() });
+        }
+        let signer = standardwebhooks::Webhook::new(config.secret.expose())
+            .map_err(|_| ConfigError::Invalid { name: "NOTIFY_SECRET", reason: "must be whsec_<base64>".into() })?;
+        let http = reqwest::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(timeout.min(Duration::from_secs(3)))
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| ConfigError::Invalid { name: "NOTIFY_URL", reason: format!("HTTP client: {e}") })?;
+        Ok(Notifier {
+            http,
+            url: config.notify_url,
+            signer,
+            store,
+            sqs,
+            queue_url: config.queue_url,
+            dead_letter_queue_url: config.dead_letter_queue_url,
+            backoff: BACKOFF.to_vec(),
+        })
+    }
+
+    /// With AWS clients from the Lambda environment.
+    pub async fn from_env(env: &impl Env) -> Result<Self, ConfigError> {
+        let config = NotifierConfig::from_env(env)?;
+        let aws = aws_config::load_from_env().await;
+        let store = TransactionStore::new(aws_sdk_dynamodb::Client::new(&aws), &config.table_name);
+        Notifier::new(config, store, aws_sdk_sqs::Client::new(&aws), DELIVERY_TIMEOUT)
+    }
+
+    /// Replaces the backoff schedule (tests and local runs use short ones).
+    pub fn with_backoff(mut self, backoff: Vec<Duration>) -> Self {
+        if !backoff.is_empty() {
+            self.backoff = backoff;
+        }
+        self
+    }
+
+    pub fn queue_url(&self) -> &str {
+        &self.queue_url
+    }
+
+    /// Handles one SQS batch, delivering concurrently; reports exactly the failed messages.
+    pub async fn handle_batch(&self, event: SqsEvent, now: OffsetDateTime) -> SqsBatchResponse {
+        let outcomes = join_all(event.records.iter().map(|message| self.process(message, now))).await;
+        let batch_item_failures = event
+            .records
+            .iter()
+            .zip(outcomes)
+            .filter(|(_, delivered)| !delivered)
+            .map(|(message, _)| {
+                let mut failure = BatchItemFailure::default();
+                failure.item_identifier = message.message_id.clone().unwrap_or_default();
+                failure
+            })
+            .collect();
+        let mut response = SqsBatchResponse::default();
+        response.batch_item_failures = batch_item_failures;
+        response
+    }
+
+    /// One message; `true` when it may be deleted from the queue.
+    async fn process(&self, message: &SqsMessage, now: OffsetDateTime) -> bool {
+        let message_id = message.message_id.as_deref().unwrap_or_default();
+        let body = message.body.as_deref().unwrap_or_default();
+        let event: TerminalEvent = match serde_json::from_str(body) {
+            Ok(event) => event,
+            Err(error) => {
+                // Left to fail until SQS moves it to the dead-letter queue, where it can be read.
+                tracing::error!(message_id, error = %error, "queue message is not a terminal event");
+                return false;
+            }
+        };
+        let (provider, reference) = (event.data.provider.as_str(), event.data.reference.as_str());
+        match self.deliver(&event.id, body, now).await {
+            Delivery::Delivered { status } => {
+                let outcome = NotificationOutcome::Delivered;
+                match self.store.mark_notification(provider, reference, event.data.status, outcome, now).await {
+                    Ok(cleared) => {
+                        tracing::info!(provider, reference, event_id = %event.id, status, cleared, "terminal event delivered");
+                        true
+                    }
+                    Err(error) => {
+                        // Delivered but not recorded: redeliver (same id; the merchant dedupes).
+                        tracing::error!(provider, reference, event_id = %event.id, error = %error, "delivered, but recording it failed");
+                        false
+                    }
+                }
+            }
+            Delivery::Refused => {
+                tracing::error!(provider, reference, event_id = %event.id, "merchant refused the event permanently (410); moving it to the dead-letter queue");
+                if !self.to_dead_letter_queue(message, &event).await {
+                    return false;
+                }
+                // No longer pending, so the reconciler does not send it again every 5 minutes.
+                let outcome = NotificationOutcome::Refused;
+                match self.store.mark_notification(provider, reference, event.data.status, outcome, now).await {
+                    Ok(_) => true,
+                    Err(error) => {
+                        tracing::error!(event_id = %event.id, error = %error, "refused event moved, but recording it failed");
+                        // It is safely in the dead-letter queue; the reconciler may send it once more.
+                        true
+                    }
+                }
+            }
+            Delivery::Failed { reason, retry_after } => {
+                let receive_count = message
+                    .attributes
+                    .get("ApproximateReceiveCount")
+                    .and_then(|c| c.parse::<usize>().ok())
+                    .unwrap_or(1);
+                let delay = self.retry_delay(receive_count, retry_after);
+                tracing::warn!(provider, reference, event_id = %event.id, reason, receive_count, retry_in_seconds = delay.as_secs(), "delivery failed; will retry");
+                if let Some(handle) = message.receipt_handle.as_deref() {
+                    let visibility = i32::try_from(delay.as_secs()).unwrap_or(i32::MAX);
+                    let changed = self
+                        .sqs
+                        .change_message_visibility()
+                        .queue_url(&self.queue_url)
+                        .receipt_handle(handle)
+                        .visibility_timeout(visibility)
+                        .send()
+                        .await;
+                    if let Err(error) = changed {
+                        tracing::warn!(event_id = %event.id, error = %error, "could not set the retry delay; the queue's visibility timeout applies");
+                    }
+                }
+                false
+            }
+        }
+    }
+
+    /// The delay before the next attempt: the merchant's `Retry-After` within bounds, or
+    /// the backoff for this receive count.
+    pub fn retry_delay(&self, receive_count: usize, retry_after: Option<Duration>) -> Duration {
+        match retry_after {
+            Some(after) => after.clamp(RETRY_AFTER_MIN, RETRY_AFTER_MAX),
+            None => {
+                let index = receive_count.saturating_sub(1).min(self.backoff.len() - 1);
+                self.backoff[index]
+            }
+        }
+    }
+
+    /// POSTs `body` to the merchant with the Standard Webhooks headers.
+    pub async fn deliver(&self, event_id: &str, body: &str, now: OffsetDateTime) -> Delivery {
+        let timestamp = now.unix_timestamp();
+        let signature = match self.signer.sign(event_id, timestamp, body.as_bytes()) {
+            Ok(signature) => signature,
+            Err(_) => return Delivery::Failed { reason: "body is not UTF-8".into(), retry_after: None },
+        };
+        let response = self
+            .http
+            .post(&self.url)
+            .header("content-type", "application/json")
+            .header(standardwebhooks::HEADER_WEBHOOK_ID, event_id)
+            .header(standardwebhooks::HEADER_WEBHOOK_TIMESTAMP, timestamp.to_string())
+            .header(standardwebhooks::HEADER_WEBHOOK_SIGNATURE, signature)
+            .body(body.to_owned())
+            .send()
+            .await;
+        match response {
+            Ok(response) if response.status().is_success() => {
+                Delivery::Delivered { status: response.status().as_u16() }
+            }
+            Ok(response) if response.status().as_u16() == 410 => Delivery::Refused,
+            Ok(response) => Delivery::Failed {
+                reason: format!("merchant answered {}", response.status().as_u16()),
+                retry_after: retry_after(response.headers(), now),
+            },
+            Err(error) if error.is_timeout() => Delivery::Failed { reason: "timed out".into(), retry_after: None },
+            Err(error) if error.is_connect() => {
+                Delivery::Failed { reason: "connection failed".into(), retry_after: None }
+            }
+            Err(_) => Delivery::Failed { reason: "request failed".into(), retry_after: None },
+        }
+    }
+
+    /// Sends the message to the dead-letter queue (same group, same event id); `true` if it
+    /// got there, so it may be deleted from the main queue.
+    async fn to_dead_letter_queue(&self, message: &SqsMessage, event: &TerminalEvent) -> bool {
+        let group = shared::model::transaction_key(&event.data.provider, &event.data.reference);
+        let sent = self
+            .sqs
+            .send_message()
+            .queue_url(&self.dead_letter_queue_url)
+            .message_body(message.body.clone().unwrap_or_default())
+            .message_group_id(group)
+            .message_deduplication_id(format!("{}-refused", event.id))
+            .send()
+            .await;
+        match sent {
+            Ok(_) => true,
+            Err(error) => {
+                tracing::error!(event_id = %event.id, error = %error, "could not move the refused event to the dead-letter queue");
+                false
+            }
+        }
+    }
+}
+
+/// `Retry-After` as seconds or an HTTP date.
+fn retry_after(headers: &reqwest::header::HeaderMap, now: OffsetDateTime) -> Option<Duration> {
+    let value = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?.trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    let now = std::time::UNIX_EPOCH + Duration::from_secs(u64::try_from(now.unix_timestamp()).ok()?);
+    Some(at.duration_since(now).unwrap_or_default())
+}
+
+/// Receives one batch from `queue_url` and runs it through the notifier with the Lambda
+/// event source's semantics: the messages not reported as failures are deleted. For the
+/// local pipeline and tests; on AWS the SQS trigger does this. Returns how many were received.
+pub async fn poll_once(notifier: &Notifier, wait_seconds: i32) -> Result<usize, aws_sdk_sqs::Error> {
+    let output = notifier
+        .sqs
+        .receive_message()
+        .queue_url(&notifier.queue_url)
+        .max_number_of_messages(10)
+        .wait_time_seconds(wait_seconds)
+        .message_system_attribute_names(MessageSystemAttributeName::All)
+        .send()
+        .await?;
+    let messages = output.messages.unwrap_or_default();
+    if messages.is_empty() {
+        return Ok(0);
+    }
+    let response = notifier.handle_batch(to_sqs_event(&messages), OffsetDateTime::now_utc()).await;
+    for message in &messages {
+        let failed =
+            response.batch_item_failures.iter().any(|f| Some(&f.item_identifier) == message.message_id.as_ref());
+        if let (false, Some(handle)) = (failed, message.receipt_handle.as_deref()) {
+            notifier.sqs.delete_message().queue_url(&notifier.queue_url).receipt_handle(handle).send().await?;
+        }
+    }
+    Ok(messages.len())
+}
+
+/// The event Lambda's SQS trigger would build from these messages.
+pub fn to_sqs_event(messages: &[aws_sdk_sqs::types::Message]) -> SqsEvent {
+    let records = messages
+        .iter()
+        .map(|m| {
+            let mut record = SqsMessage::default();
+            record.message_id = m.message_id.clone();
+            record.receipt_handle = m.receipt_handle.clone();
+            record.body = m.body.clone();
+            record.attributes = m
+                .attributes
+                .iter()
+                .flatten()
+                .map(|(k, v)| (k.as_str().to_owned(), v.clone()))
+                .collect::<HashMap<_, _>>();
+            record
+        })
+        .collect();
+    let mut event = SqsEvent::default();
+    event.records = records;
+    event
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn notifier() -> Notifier {
+        let config =
+            aws_sdk_sqs::Config::builder().behavior_version(aws_sdk_sqs::config::BehaviorVersion::latest()).build();
+        let dynamo = aws_sdk_dynamodb::Config::builder()
+            .behavior_version(aws_sdk_dynamodb::config::BehaviorVersion::latest())
+            .build();
+        let config_values = NotifierConfig {
+            notify_url: "http://127.0.0.1:9/merchant".into(),
+            secret: Secret::new("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"),
+            table_name: "t".into(),
+            queue_url: "q".into(),
+            dead_letter_queue_url: "d".into(),
+        };
+        let store = TransactionStore::new(aws_sdk_dynamodb::Client::from_conf(dynamo), "t");
+        Notifier::new(config_values, store, aws_sdk_sqs::Client::from_conf(config), DELIVERY_TIMEOUT).expect("notifier")
+    }
+
+    #[test]
+    fn backoff_follows_the_receive_count_and_retry_after_is_bounded() {
+        let n = notifier();
+        let delays: Vec<u64> = (1..=7).map(|count| n.retry_delay(count, None).as_secs()).collect();
+        assert_eq!(delays, [5, 30, 120, 600, 1800, 1800, 1800]);
+        assert_eq!(n.retry_delay(1, Some(Duration::from_secs(90))), Duration::from_secs(90));
+        assert_eq!(n.retry_delay(1, Some(Duration::ZERO)), RETRY_AFTER_MIN);
+        assert_eq!(n.retry_delay(1, Some(Duration::from_secs(86_400))), RETRY_AFTER_MAX);
+    }
+
+    #[test]
+    fn retry_after_in_seconds_or_as_a_date() {
+        let now = OffsetDateTime::from_unix_timestamp(1_795_000_000).expect("time");
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert("retry-after", "120".parse().expect("header"));
+        assert_eq!(retry_after(&headers, now), Some(Duration::from_secs(120)));
+        let later = httpdate::fmt_http_date(std::time::UNIX_EPOCH + Duration::from_secs(1_795_000_300));
+        headers.insert("retry-after", later.parse().expect("header"));
+        assert_eq!(retry_after(&headers, now), Some(Duration::from_secs(300)));
+        headers.insert("retry-after", "soon".parse().expect("header"));
+        assert_eq!(retry_after(&headers, now), None);
+    }
+
+    #[test]
+    fn the_secret_must_be_a_whsec_value_and_is_never_printed() {
+        let n = notifier();
+        assert!(!format!("{n:?}").contains("MfKQ9r8G"));
+        let config = NotifierConfig {
+            notify_url: "http://x".into(),
+            secret: Secret::new("plain-secret"),
+            table_name: "t".into(),
+            queue_url: "q".into(),
+            dead_letter_queue_url: "d".into(),
+        };
+        let error = Notifier::new(config, n.store.clone(), n.sqs.clone(), DELIVERY_TIMEOUT).expect_err("not whsec");
+        assert!(matches!(error, ConfigError::Invalid { name: "NOTIFY_SECRET", .. }));
+    }
+}

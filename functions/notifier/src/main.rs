@@ -1,0 +1,18 @@
+use std::convert::Infallible;
+
+use aws_lambda_events::sqs::SqsEvent;
+use lambda_runtime::{service_fn, LambdaEvent};
+use notifier::Notifier;
+use shared::{lambda, ProcessEnv};
+use time::OffsetDateTime;
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    lambda::init_tracing();
+    let notifier = Notifier::from_env(&ProcessEnv).await?;
+    let notifier = &notifier;
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
+        Ok::<_, Infallible>(notifier.handle_batch(event.payload, OffsetDateTime::now_utc()).await)
+    }))
+    .await
+}
