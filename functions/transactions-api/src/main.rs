@@ -1,0 +1,14 @@
+use lambda_http::{service_fn, Request};
+use shared::{lambda, ProcessEnv};
+use transactions_api::TransactionsApi;
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_http::Error> {
+    lambda::init_tracing();
+    let api = TransactionsApi::from_env(&ProcessEnv).await?;
+    let api = &api;
+    lambda_http::run(service_fn(move |request: Request| async move {
+        Ok::<_, std::convert::Infallible>(api.handle(request).await)
+    }))
+    .await
+}

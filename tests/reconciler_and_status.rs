@@ -1,0 +1,88 @@
+//! The reconciler and the status API against DynamoDB Local and the SQS server.
+
+mod common;
+
+use std::collections::HashMap;
+
+use common::{unique_rrn, Harness};
+use lambda_http::{Body, RequestExt};
+use reconciler::Reconciler;
+use shared::model::event_id;
+use shared::{NotificationOutcome, Secret, Status, Webhook};
+use time::{Duration, OffsetDateTime};
+use transactions_api::TransactionsApi;
+
+const KEY: &str = "reconciler-test-azqr-key";
+
+async fn azqr(h: &Harness, rrn: &str, status: &str, at: OffsetDateTime) {
+    let webhook = Webhook::new(azqr_webhook::Azqr::new(Secret::new(KEY)), h.store.clone(), h.queue.clone());
+    let request = http::Request::builder()
+        .method("PUT")
+        .header("apiKey", KEY)
+        .body(Body::Text(format!(r#"{{"status":"{status}"}}"#)))
+        .expect("request")
+        .with_path_parameters(HashMap::from([("rrn".to_owned(), rrn.to_owned())]));
+    assert_eq!(webhook.handle(request, at).await.status().as_u16(), 204);
+}
+
+#[tokio::test]
+async fn the_reconciler_re_enqueues_exactly_the_stuck_transactions() {
+    let h = Harness::new().await;
+    let now = OffsetDateTime::now_utc();
+    let (stuck, young, delivered, open, old) = (unique_rrn(), unique_rrn(), unique_rrn(), unique_rrn(), unique_rrn());
+    azqr(&h, &stuck, "completed", now - Duration::minutes(7)).await;
+    azqr(&h, &young, "completed", now - Duration::minutes(1)).await;
+    azqr(&h, &delivered, "completed", now - Duration::minutes(7)).await;
+    azqr(&h, &open, "paid", now - Duration::minutes(30)).await;
+    azqr(&h, &old, "expired", now - Duration::minutes(175)).await;
+    let marked = h.store.mark_notification("azqr", &delivered, Status::Completed, NotificationOutcome::Delivered, now);
+    assert!(marked.await.expect("mark"));
+    // Every original event is lost (as if our 5xx was never retried by the provider).
+    assert_eq!(h.drain_events().await.len(), 4);
+
+    let reconciler = Reconciler::new(h.store.clone(), h.queue.clone());
+    assert_eq!(reconciler.run(now).await.expect("run"), 1);
+    let events = h.drain_events().await;
+    let ids: Vec<&str> = events.iter().map(|e| e.id.as_str()).collect();
+    assert_eq!(
+        ids,
+        [event_id("azqr", &stuck, Status::Completed)],
+        "only the stuck one; the old one waits for its next window"
+    );
+    assert_eq!(events[0].data, h.store.get("azqr", &stuck).await.expect("get").expect("item"));
+
+    // The next run, 5 minutes later, does not add another copy; 2 hours on it does.
+    assert_eq!(reconciler.run(now + Duration::minutes(5)).await.expect("run"), 1, "the young one is now due");
+    assert_eq!(h.drain_events().await[0].data.reference, young);
+    assert_eq!(reconciler.run(now + Duration::minutes(10)).await.expect("run"), 0);
+    assert_eq!(reconciler.run(now + Duration::minutes(122)).await.expect("run"), 1);
+}
+
+#[tokio::test]
+async fn the_status_api_answers_200_with_the_record_or_404() {
+    let h = Harness::new().await;
+    let rrn = unique_rrn();
+    azqr(&h, &rrn, "read", OffsetDateTime::now_utc()).await;
+    azqr(&h, &rrn, "completed", OffsetDateTime::now_utc()).await;
+    let api = TransactionsApi::new(h.store.clone());
+    let get = |provider: &str, reference: &str| {
+        http::Request::builder().method("GET").body(Body::Empty).expect("request").with_path_parameters(HashMap::from(
+            [("provider".to_owned(), provider.to_owned()), ("reference".to_owned(), reference.to_owned())],
+        ))
+    };
+
+    let response = api.handle(get("azqr", &rrn)).await;
+    assert_eq!(response.status().as_u16(), 200);
+    let body: serde_json::Value = serde_json::from_slice(response.body().as_ref()).expect("JSON");
+    let stored = h.store.get("azqr", &rrn).await.expect("get").expect("item");
+    assert_eq!(body, serde_json::to_value(&stored).expect("JSON"), "the event's data shape");
+    assert_eq!(body["status"], "completed");
+    assert_eq!(body["history"].as_array().map(Vec::len), Some(2));
+    assert_eq!(body["notification_pending"], "PENDING");
+
+    let missing = api.handle(get("azqr", "999999999999")).await;
+    assert_eq!(missing.status().as_u16(), 404);
+    let body: serde_json::Value = serde_json::from_slice(missing.body().as_ref()).expect("JSON");
+    assert_eq!(body["error"]["code"], "not_found");
+    assert_eq!(api.handle(get("AZQR!", &rrn)).await.status().as_u16(), 400);
+}
