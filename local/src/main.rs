@@ -2,8 +2,11 @@
 //! queues from template.yaml and serves every webhook on http://127.0.0.1:$PORT.
 
 use std::path::Path;
+use std::time::Duration;
 
-use local_pipeline::{dynamodb_client, pagstar_standin, sqs_client, DevEnv, Routes, Template};
+use local_pipeline::{dynamodb_client, merchant, pagstar_standin, sqs_client, DevEnv, Routes, Template};
+use notifier::{NotifierConfig, DELIVERY_TIMEOUT};
+use reconciler::Reconciler;
 use shared::{Env, EventQueue, TransactionStore};
 use tracing_subscriber::EnvFilter;
 
@@ -26,15 +29,53 @@ async fn main() -> Result<(), Error> {
         env.set_default("PAGSTAR_API_URL", url);
     }
 
-    // One line per webhook function, at its template.yaml route.
-    let app =
-        Routes::new(TransactionStore::new(dynamodb, &resources.table_name), EventQueue::new(sqs, &resources.queue_url))
-            .mount(azqr_webhook::METHOD, azqr_webhook::PATH, azqr_webhook::Azqr::from_env(&env)?)
-            .mount(pay3_webhook::METHOD, pay3_webhook::PATH, pay3_webhook::Pay3::from_env(&env)?)
-            .mount(qitech_webhook::METHOD, qitech_webhook::PATH, qitech_webhook::QiTech::from_env(&env)?)
-            .mount(key2pay_webhook::METHOD, key2pay_webhook::PATH, key2pay_webhook::Key2Pay::from_env(&env)?)
-            .mount(pagstar_webhook::METHOD, pagstar_webhook::PATH, pagstar_webhook::Pagstar::from_env(&env)?)
-            .into_router();
+    if env.optional("NOTIFY_URL").is_none() {
+        let status = env.optional("LOCAL_MERCHANT_STATUS").unwrap_or_else(|| "204".into()).parse::<u16>()?;
+        let url = merchant::start(&env.required("NOTIFY_SECRET")?, http::StatusCode::from_u16(status)?).await?;
+        tracing::info!(%url, answer = status, "local merchant endpoint started (NOTIFY_URL is unset)");
+        env.set_default("NOTIFY_URL", url);
+    }
+    let store = TransactionStore::new(dynamodb, &resources.table_name);
+    let queue = EventQueue::new(sqs.clone(), &resources.queue_url);
+
+    // The notifier, as the SQS trigger would run it: long polling, batches of up to 10.
+    env.set_default("TABLE_NAME", resources.table_name.clone());
+    env.set_default("QUEUE_URL", resources.queue_url.clone());
+    env.set_default("DEAD_LETTER_QUEUE_URL", resources.dead_letter_queue_url.clone());
+    let notifier = notifier::Notifier::new(NotifierConfig::from_env(&env)?, store.clone(), sqs, DELIVERY_TIMEOUT)?;
+    tokio::spawn(async move {
+        loop {
+            if let Err(error) = notifier::poll_once(&notifier, 5).await {
+                tracing::error!(error = %error, "notifier poll failed");
+                tokio::time::sleep(Duration::from_secs(2)).await;
+            }
+        }
+    });
+    // The reconciler, on a short timer: stuck after 1 minute, re-enqueued every 10.
+    let reconciler = Reconciler::new(store.clone(), queue.clone()).with_timing(
+        Duration::from_secs(60),
+        Duration::from_secs(30),
+        Duration::from_secs(600),
+    );
+    tokio::spawn(async move {
+        let mut timer = tokio::time::interval(Duration::from_secs(30));
+        loop {
+            timer.tick().await;
+            if let Err(error) = reconciler.run(time::OffsetDateTime::now_utc()).await {
+                tracing::error!(error = %error, "reconciler run failed");
+            }
+        }
+    });
+
+    // One line per function behind the HTTP API, at its template.yaml route.
+    let app = Routes::new(store.clone(), queue)
+        .mount(azqr_webhook::METHOD, azqr_webhook::PATH, azqr_webhook::Azqr::from_env(&env)?)
+        .mount(pay3_webhook::METHOD, pay3_webhook::PATH, pay3_webhook::Pay3::from_env(&env)?)
+        .mount(qitech_webhook::METHOD, qitech_webhook::PATH, qitech_webhook::QiTech::from_env(&env)?)
+        .mount(key2pay_webhook::METHOD, key2pay_webhook::PATH, key2pay_webhook::Key2Pay::from_env(&env)?)
+        .mount(pagstar_webhook::METHOD, pagstar_webhook::PATH, pagstar_webhook::Pagstar::from_env(&env)?)
+        .mount_handler(transactions_api::METHOD, transactions_api::PATH, transactions_api::TransactionsApi::new(store))
+        .into_router();
 
     let port: u16 = env.optional("PORT").unwrap_or_else(|| "3000".into()).parse()?;
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;

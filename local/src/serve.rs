@@ -2,6 +2,7 @@
 //! the same route paths, path parameters and query string, the same handler code.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::Arc;
 
 use axum::extract::{Path, Request};
@@ -15,6 +16,32 @@ use time::OffsetDateTime;
 
 /// API Gateway's own payload limit; the handlers enforce the project's smaller one.
 const GATEWAY_MAX_BODY: usize = 10 * 1024 * 1024;
+
+/// Anything the local API Gateway can route to: a webhook, the status API.
+pub trait Handler: Send + Sync + 'static {
+    fn call(
+        &self,
+        request: lambda_http::Request,
+    ) -> impl Future<Output = lambda_http::Response<lambda_http::Body>> + Send;
+}
+
+impl<P: Provider + 'static> Handler for Webhook<P> {
+    fn call(
+        &self,
+        request: lambda_http::Request,
+    ) -> impl Future<Output = lambda_http::Response<lambda_http::Body>> + Send {
+        self.handle(request, OffsetDateTime::now_utc())
+    }
+}
+
+impl Handler for transactions_api::TransactionsApi {
+    fn call(
+        &self,
+        request: lambda_http::Request,
+    ) -> impl Future<Output = lambda_http::Response<lambda_http::Body>> + Send {
+        self.handle(request)
+    }
+}
 
 /// The local API Gateway: webhook routes sharing one store and queue.
 #[derive(Debug)]
@@ -35,13 +62,18 @@ impl Routes {
         Routes { router: mount(self.router, method, path, webhook), ..self }
     }
 
+    /// Serves any other handler (the status API) at `method path`.
+    pub fn mount_handler<H: Handler>(self, method: &str, path: &str, handler: H) -> Self {
+        Routes { router: mount(self.router, method, path, handler), ..self }
+    }
+
     pub fn into_router(self) -> Router {
         self.router
     }
 }
 
-/// Adds a webhook at `method path` (the route exactly as in template.yaml).
-pub fn mount<P: Provider + 'static>(router: Router, method: &str, path: &str, webhook: Webhook<P>) -> Router {
+/// Adds a handler at `method path` (the route exactly as in template.yaml).
+pub fn mount<H: Handler>(router: Router, method: &str, path: &str, handler: H) -> Router {
     let filter = match method {
         "GET" => MethodFilter::GET,
         "PUT" => MethodFilter::PUT,
@@ -49,17 +81,17 @@ pub fn mount<P: Provider + 'static>(router: Router, method: &str, path: &str, we
         "DELETE" => MethodFilter::DELETE,
         other => panic!("route {path}: method {other} is not one API Gateway routes here"),
     };
-    let webhook = Arc::new(webhook);
+    let handler = Arc::new(handler);
     router.route(
         path,
         on(filter, move |Path(params): Path<HashMap<String, String>>, request: Request| {
-            let webhook = Arc::clone(&webhook);
-            async move { invoke(&webhook, params, request).await }
+            let handler = Arc::clone(&handler);
+            async move { invoke(handler.as_ref(), params, request).await }
         }),
     )
 }
 
-async fn invoke<P: Provider>(webhook: &Webhook<P>, params: HashMap<String, String>, request: Request) -> Response {
+async fn invoke<H: Handler>(handler: &H, params: HashMap<String, String>, request: Request) -> Response {
     let (parts, body) = request.into_parts();
     let (method, path) = (parts.method.clone(), parts.uri.path().to_owned());
     let Ok(bytes) = axum::body::to_bytes(body, GATEWAY_MAX_BODY).await else {
@@ -69,7 +101,7 @@ async fn invoke<P: Provider>(webhook: &Webhook<P>, params: HashMap<String, Strin
     let request = lambda_http::Request::from_parts(parts, lambda_http::Body::from(bytes.to_vec()))
         .with_path_parameters(params)
         .with_query_string_parameters(query);
-    let response = webhook.handle(request, OffsetDateTime::now_utc()).await;
+    let response = handler.call(request).await;
     tracing::info!(%method, path, status = response.status().as_u16(), "request handled");
     let (parts, body) = response.into_parts();
     Response::from_parts(parts, axum::body::Body::from(body.as_ref().to_vec()))

@@ -5,8 +5,16 @@ use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use local_pipeline::{dynamodb_client, sqs_client};
-use shared::{Status, TransactionStore};
+use local_pipeline::{dynamodb_client, DevEnv};
+use shared::{Env, Status, TransactionStore};
+use wiremock::matchers::method;
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+/// The dev secret the local pipeline signs deliveries with.
+static NOTIFY_SECRET: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    let env = DevEnv::load(concat!(env!("CARGO_MANIFEST_DIR"), "/../local.env.example").as_ref()).expect("env file");
+    env.required("NOTIFY_SECRET").expect("NOTIFY_SECRET")
+});
 
 struct Server(Child);
 
@@ -23,12 +31,13 @@ fn endpoint(name: &str) -> String {
     })
 }
 
-async fn start(prefix: &str) -> (Server, u16) {
+async fn start(prefix: &str, notify_url: &str) -> (Server, u16) {
     let port = TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
     let child = Command::new(env!("CARGO_BIN_EXE_local-pipeline"))
         .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
         .env("PORT", port.to_string())
         .env("LOCAL_RESOURCE_PREFIX", prefix)
+        .env("NOTIFY_URL", notify_url)
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .spawn()
@@ -55,11 +64,13 @@ fn send(port: u16, provider: &str, fixture: &str) -> bool {
 }
 
 #[tokio::test]
-async fn a_completed_payment_on_every_route_leaves_one_item_and_one_message() {
+async fn a_completed_payment_on_every_route_is_stored_once_and_delivered_signed() {
     let dynamodb = dynamodb_client(&endpoint("DYNAMODB_ENDPOINT"));
-    let sqs = sqs_client(&endpoint("SQS_ENDPOINT"));
+    endpoint("SQS_ENDPOINT");
     let prefix = format!("run{}-", std::process::id());
-    let (_server, port) = start(&prefix).await;
+    let merchant = MockServer::start().await;
+    Mock::given(method("POST")).respond_with(ResponseTemplate::new(204)).mount(&merchant).await;
+    let (_server, port) = start(&prefix, &merchant.uri()).await;
 
     let completed = [
         ("azqr", "events/azqr/completed.json", "100000000006"),
@@ -95,32 +106,40 @@ async fn a_completed_payment_on_every_route_leaves_one_item_and_one_message() {
     let scan = dynamodb.scan().table_name(&table).send().await.expect("scan");
     assert_eq!(scan.count, 5, "only the completed payments were written");
 
-    let queue_url = sqs
-        .get_queue_url()
-        .queue_name(format!("{prefix}TerminalEventsQueue.fifo"))
-        .send()
-        .await
-        .expect("queue url")
-        .queue_url
-        .expect("url");
-    let mut messages = Vec::new();
-    loop {
-        let received = sqs
-            .receive_message()
-            .queue_url(&queue_url)
-            .max_number_of_messages(10)
-            .visibility_timeout(60)
-            .send()
-            .await
-            .expect("receive")
-            .messages
-            .unwrap_or_default();
-        if received.is_empty() {
-            break;
+    // The notifier delivers each outcome to the merchant, signed; the status API shows it.
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    for (provider, fixture, reference) in completed {
+        loop {
+            let url = format!("http://127.0.0.1:{port}/transactions/{provider}/{reference}");
+            let response = client.get(&url).send().await.expect("status API");
+            assert_eq!(response.status().as_u16(), 200, "{fixture}");
+            let record: serde_json::Value = response.json().await.expect("JSON");
+            assert_eq!(record["status"], "completed", "{fixture}");
+            if record["notified_at"].is_string() {
+                assert!(record.get("notification_pending").is_none(), "{fixture}");
+                break;
+            }
+            assert!(Instant::now() < deadline, "{fixture}: never notified");
+            tokio::time::sleep(Duration::from_millis(200)).await;
         }
-        messages.extend(received);
     }
-    assert_eq!(messages.len(), 5, "one terminal event per payment, none for the repeats");
+    let deliveries = merchant.received_requests().await.expect("recorded");
+    let verifier = standardwebhooks::Webhook::new(&NOTIFY_SECRET).expect("secret");
+    let mut ids = std::collections::BTreeSet::new();
+    for delivery in &deliveries {
+        let mut headers = http::HeaderMap::new();
+        for (name, value) in delivery.headers.iter() {
+            headers.insert(name.clone(), value.clone());
+        }
+        assert!(verifier.verify(&delivery.body, &headers).is_ok(), "every delivery verifies");
+        ids.insert(headers["webhook-id"].to_str().expect("ascii").to_owned());
+    }
+    // At least once, one id per outcome: the merchant dedupes on webhook-id.
+    assert_eq!(ids.len(), 5, "{} deliveries", deliveries.len());
+    let status =
+        client.get(format!("http://127.0.0.1:{port}/transactions/azqr/999999999999")).send().await.expect("get");
+    assert_eq!(status.status().as_u16(), 404);
 
     let unknown = reqwest::Client::new().get(format!("http://127.0.0.1:{port}/nope")).send().await.expect("send");
     assert_eq!(unknown.status().as_u16(), 404);
