@@ -160,7 +160,17 @@ pub struct Observation {
     pub details: BTreeMap<String, String>,
 }
 
+/// Longest failure reason kept from a provider.
+pub const MAX_REASON_CHARS: usize = 500;
+
 impl Observation {
+    /// Sets the failure reason from the provider's text: at most [`MAX_REASON_CHARS`]
+    /// characters, none if it is blank.
+    pub fn set_reason(&mut self, text: Option<String>) {
+        self.reason =
+            text.map(|t| t.chars().take(MAX_REASON_CHARS).collect()).filter(|t: &String| !t.trim().is_empty());
+    }
+
     pub fn new(reference: impl Into<String>, status: Status, provider_status: impl Into<String>) -> Self {
         Observation {
             reference: reference.into(),
@@ -333,6 +343,17 @@ mod tests {
         assert_ne!(a, event_id("pay3", "123456789012", Status::Completed));
         // Length-prefixed parts: moving a boundary changes the id.
         assert_ne!(event_id("ab", "c", Status::Completed), event_id("a", "bc", Status::Completed));
+    }
+
+    #[test]
+    fn reasons_are_bounded_and_never_blank() {
+        let mut observation = Observation::new("r", Status::Failed, "x");
+        observation.set_reason(Some("AM04 InsufficientFunds".into()));
+        assert_eq!(observation.reason.as_deref(), Some("AM04 InsufficientFunds"));
+        observation.set_reason(Some("é".repeat(MAX_REASON_CHARS + 10)));
+        assert_eq!(observation.reason.as_ref().map(|r| r.chars().count()), Some(MAX_REASON_CHARS));
+        observation.set_reason(Some("   ".into()));
+        assert_eq!(observation.reason, None);
     }
 
     #[test]

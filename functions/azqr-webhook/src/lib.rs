@@ -16,9 +16,6 @@ use time::OffsetDateTime;
 pub const METHOD: &str = "PUT";
 pub const PATH: &str = "/webhooks/azqr/qr/{rrn}/status";
 
-/// Longest failure description kept as the reason.
-const MAX_REASON_CHARS: usize = 500;
-
 /// The body AZQR sends.
 #[derive(Debug, Clone, Deserialize)]
 pub struct AzqrStatusUpdate {
@@ -99,10 +96,7 @@ impl Provider for Azqr {
         let status: AzqrStatus = parse_status(&update.status)?;
         let mut observation = Observation::new(rrn, status.canonical(), update.status);
         if status == AzqrStatus::Incompleted {
-            observation.reason = update
-                .description
-                .map(|d| d.chars().take(MAX_REASON_CHARS).collect())
-                .filter(|d: &String| !d.trim().is_empty());
+            observation.set_reason(update.description);
         }
         Ok(vec![observation])
     }

@@ -16,8 +16,6 @@ use time::OffsetDateTime;
 pub const METHOD: &str = "POST";
 pub const PATH: &str = "/webhooks/key2pay";
 
-const MAX_REASON_CHARS: usize = 500;
-
 /// The notification body. Unknown fields (card, avs, descriptor…) are ignored.
 #[derive(Debug, Deserialize)]
 pub struct Key2PayNotification {
@@ -110,10 +108,7 @@ impl Provider for Key2Pay {
             None => None,
         };
         if !successful {
-            observation.reason = notification
-                .responsedescription
-                .map(|d| d.chars().take(MAX_REASON_CHARS).collect())
-                .filter(|d: &String| !d.trim().is_empty());
+            observation.set_reason(notification.responsedescription);
         }
         if let Some(code) = notification.merchantcode.filter(|c| !c.is_empty()) {
             observation.details.insert("merchant_code".into(), code.chars().take(64).collect());

@@ -17,8 +17,6 @@ use time::OffsetDateTime;
 pub const METHOD: &str = "POST";
 pub const PATH: &str = "/webhooks/pay3";
 
-const MAX_REASON_CHARS: usize = 500;
-
 /// The request body.
 #[derive(Debug, Clone, Deserialize)]
 pub struct Pay3Envelope {
@@ -178,11 +176,7 @@ impl Provider for Pay3 {
             return Ok(Vec::new());
         };
         let mut observation = Observation::new(reference, canonical, data.order_status);
-        observation.reason = data
-            .error
-            .and_then(|e| e.message)
-            .map(|m| m.chars().take(MAX_REASON_CHARS).collect())
-            .filter(|m: &String| !m.trim().is_empty());
+        observation.set_reason(data.error.and_then(|e| e.message));
         Ok(vec![observation])
     }
 }
