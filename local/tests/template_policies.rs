@@ -1,0 +1,82 @@
+//! Least privilege in template.yaml: every function's policy names explicit actions on
+//! explicit resources, and each function gets only the actions its code uses.
+
+use std::collections::BTreeMap;
+
+use serde_yaml_ng::Value;
+
+fn template() -> Value {
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../template.yaml")).expect("template");
+    serde_yaml_ng::from_str(&text).expect("YAML")
+}
+
+/// Function logical id → every (action, resource) its inline policies grant.
+fn grants() -> BTreeMap<String, Vec<(String, String)>> {
+    let template = template();
+    let resources = template["Resources"].as_mapping().expect("Resources");
+    let mut grants = BTreeMap::new();
+    for (id, resource) in resources {
+        if resource["Type"].as_str() != Some("AWS::Serverless::Function") {
+            continue;
+        }
+        let id = id.as_str().expect("id").to_owned();
+        let mut list = Vec::new();
+        for policy in resource["Properties"]["Policies"].as_sequence().expect("inline Policies") {
+            let statements = policy["Statement"].as_sequence().unwrap_or_else(|| panic!("{id}: only inline statements"));
+            for statement in statements {
+                assert_eq!(statement["Effect"].as_str(), Some("Allow"), "{id}");
+                let actions: Vec<String> = match &statement["Action"] {
+                    Value::String(a) => vec![a.clone()],
+                    Value::Sequence(list) => list.iter().map(|a| a.as_str().expect("action").to_owned()).collect(),
+                    other => panic!("{id}: unexpected Action {other:?}"),
+                };
+                let resource = format!("{:?}", statement["Resource"]);
+                for action in actions {
+                    list.push((action, resource.clone()));
+                }
+            }
+        }
+        grants.insert(id, list);
+    }
+    grants
+}
+
+#[test]
+fn no_policy_grants_wildcard_actions_or_resources() {
+    let grants = grants();
+    assert!(grants.len() >= 8, "every function has a policy: {:?}", grants.keys());
+    for (function, list) in &grants {
+        for (action, resource) in list {
+            assert!(!action.contains('*'), "{function} grants wildcard action {action}");
+            assert!(!resource.contains("\"*\"") && !resource.contains(":*"), "{function} grants {action} on {resource}");
+        }
+    }
+}
+
+#[test]
+fn each_function_gets_only_the_actions_it_uses() {
+    let actions = |function: &str| -> Vec<String> {
+        let mut list: Vec<String> = grants()[function].iter().map(|(a, _)| a.clone()).collect();
+        list.sort();
+        list
+    };
+    for webhook in ["AzqrWebhookFunction", "Pay3WebhookFunction", "QiTechWebhookFunction", "Key2PayWebhookFunction", "PagstarWebhookFunction"] {
+        assert_eq!(actions(webhook), ["dynamodb:UpdateItem", "sqs:SendMessage"], "{webhook}");
+    }
+    assert_eq!(
+        actions("NotifierFunction"),
+        ["dynamodb:UpdateItem", "sqs:ChangeMessageVisibility", "sqs:DeleteMessage", "sqs:GetQueueAttributes", "sqs:ReceiveMessage", "sqs:SendMessage"]
+    );
+    assert_eq!(actions("ReconcilerFunction"), ["dynamodb:Query", "sqs:SendMessage"]);
+    assert_eq!(actions("TransactionsApiFunction"), ["dynamodb:GetItem"]);
+}
+
+#[test]
+fn secrets_are_no_echo_parameters_without_defaults() {
+    let template = template();
+    for name in ["AzqrApiKey", "Pay3JwtSecret", "QiTechApiClientKey", "Key2PayWebhookToken", "PagstarClientSecret", "NotifySecret"] {
+        let parameter = &template["Parameters"][name];
+        assert_eq!(parameter["NoEcho"].as_bool(), Some(true), "{name}");
+        assert!(parameter.get("Default").is_none(), "{name} has a default");
+    }
+}
