@@ -41,6 +41,13 @@ trait Driver {
     fn malformed(&self, now: OffsetDateTime) -> Request;
     /// Verified, with a status nobody knows, and the answer that deserves.
     fn unknown_status(&self, reference: &str, now: OffsetDateTime) -> (Request, u16);
+    /// For a provider that is asked for the truth: fixes `reference` at `word` before
+    /// any delivery (default: nothing to fix).
+    fn settle(&self, _reference: &str, _word: &str) {}
+    /// One delivery in the concurrency test (default: the genuine webhook for `word`).
+    fn delivery(&self, reference: &str, word: &str, now: OffsetDateTime) -> Request {
+        self.request(reference, word, now)
+    }
 }
 
 async fn send<D: Driver>(d: &D, webhook: &Webhook<D::P>, reference: &str, word: &str, t: i64) -> u16 {
@@ -406,6 +413,12 @@ impl Driver for PagstarDriver {
         self.stand_in.set(reference, "EM_PROCESSAMENTO", "100.00");
         (Self::hint(reference), 200)
     }
+    fn settle(&self, reference: &str, word: &str) {
+        self.stand_in.set(reference, word, "100.00");
+    }
+    fn delivery(&self, reference: &str, _word: &str, _now: OffsetDateTime) -> Request {
+        Self::hint(reference)
+    }
 }
 
 async fn pagstar_driver() -> PagstarDriver {
@@ -467,4 +480,177 @@ mod pagstar {
         assert_eq!(record.amount.as_ref().map(shared::Amount::as_str), Some("42.10"));
         assert_eq!(record.currency.as_deref(), Some("BRL"));
     }
+}
+
+// --- AZQR (for the mixed concurrency test; its own scenarios are in azqr.rs) ---------
+
+struct AzqrDriver;
+const AZQR_KEY: &str = "integration-azqr-key";
+
+impl Driver for AzqrDriver {
+    type P = azqr_webhook::Azqr;
+    const NAME: &'static str = "azqr";
+    const SEQUENCE: &'static [&'static str] = &["read", "paid", "canceled", "completed"];
+    const CONFLICT: (&'static str, &'static str) = ("completed", "expired");
+    fn provider(&self) -> Self::P {
+        azqr_webhook::Azqr::new(Secret::new(AZQR_KEY))
+    }
+    fn status_of(word: &str) -> Status {
+        shared::parse_status::<azqr_webhook::AzqrStatus>(word).expect("known word").canonical()
+    }
+    fn new_reference(&self) -> String {
+        common::unique_rrn()
+    }
+    fn request(&self, reference: &str, word: &str, _now: OffsetDateTime) -> Request {
+        http::Request::builder()
+            .method("PUT")
+            .header("apiKey", AZQR_KEY)
+            .body(Body::Text(format!(r#"{{"status":"{word}"}}"#)))
+            .expect("request")
+            .with_path_parameters(std::collections::HashMap::from([("rrn".to_owned(), reference.to_owned())]))
+    }
+    fn unverified(&self, reference: &str, now: OffsetDateTime) -> (Request, u16) {
+        let mut request = self.request(reference, "completed", now);
+        request.headers_mut().insert("apikey", http::HeaderValue::from_static("wrong"));
+        (request, 401)
+    }
+    fn malformed(&self, _now: OffsetDateTime) -> Request {
+        let mut request = self.request("123456789012", "x", at(0));
+        *request.body_mut() = Body::Text("{".into());
+        request
+    }
+    fn unknown_status(&self, reference: &str, now: OffsetDateTime) -> (Request, u16) {
+        (self.request(reference, "refunded", now), 422)
+    }
+}
+
+// --- Many transactions, all providers, concurrently --------------------------------
+
+/// A small deterministic generator, so a failure can be replayed from its seed.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+    fn shuffle<T>(&mut self, items: &mut [T]) {
+        for i in (1..items.len()).rev() {
+            items.swap(i, self.below(i + 1));
+        }
+    }
+}
+
+type Delivery<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = (String, u16)> + Send + 'a>>;
+
+/// What the concurrency test expects of one transaction.
+struct Expected {
+    provider: &'static str,
+    reference: String,
+    status: Status,
+}
+
+/// Plans `count` transactions of one provider: each one's words shuffled (a fifth of
+/// them never reach a final status), each word delivered one to three times.
+fn plan<'a, D: Driver + Sync>(
+    d: &'a D,
+    webhook: &'a Webhook<D::P>,
+    count: usize,
+    rng: &mut Rng,
+    deliveries: &mut Vec<Delivery<'a>>,
+    distinct_events: &mut usize,
+) -> Vec<Expected>
+where
+    D::P: Provider,
+{
+    let mut expected = Vec::new();
+    for i in 0..count {
+        let reference = d.new_reference();
+        let mut words: Vec<&'static str> = D::SEQUENCE.to_vec();
+        if i % 5 == 0 {
+            words.retain(|w| !D::status_of(w).is_final());
+        }
+        let truth = *words.iter().max_by_key(|w| D::status_of(w).rank()).expect("words");
+        d.settle(&reference, truth);
+        rng.shuffle(&mut words);
+        *distinct_events += words.len();
+        for word in words {
+            for _ in 0..=rng.below(3) {
+                let (reference, label) = (reference.clone(), format!("{} {reference} {word}", D::NAME));
+                deliveries.push(Box::pin(async move {
+                    let now = OffsetDateTime::now_utc();
+                    (label, webhook.handle(d.delivery(&reference, word, now), now).await.status().as_u16())
+                }));
+            }
+        }
+        expected.push(Expected {
+            provider: D::NAME,
+            reference: D::stored_reference(&reference),
+            status: D::status_of(truth),
+        });
+    }
+    expected
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_hundred_transactions_shuffled_duplicated_and_concurrent() {
+    use futures_util::StreamExt;
+    const PER_PROVIDER: usize = 100;
+    const CONCURRENCY: usize = 16;
+    let seed = std::env::var("CONCURRENCY_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(0x5eed_1234_u64);
+    let mut rng = Rng(seed);
+    let h = Harness::new().await;
+    let (store, queue) = (&h.store, &h.queue);
+    let (azqr, pay3, qitech, key2pay, pagstar) =
+        (AzqrDriver, Pay3Driver, QiTechDriver, Key2PayDriver, pagstar_driver().await);
+    let webhooks = (
+        Webhook::new(azqr.provider(), store.clone(), queue.clone()),
+        Webhook::new(pay3.provider(), store.clone(), queue.clone()),
+        Webhook::new(qitech.provider(), store.clone(), queue.clone()),
+        Webhook::new(key2pay.provider(), store.clone(), queue.clone()),
+        Webhook::new(pagstar.provider(), store.clone(), queue.clone()),
+    );
+    let mut deliveries = Vec::new();
+    let mut distinct = 0;
+    let mut expected = plan(&azqr, &webhooks.0, PER_PROVIDER, &mut rng, &mut deliveries, &mut distinct);
+    expected.extend(plan(&pay3, &webhooks.1, PER_PROVIDER, &mut rng, &mut deliveries, &mut distinct));
+    expected.extend(plan(&qitech, &webhooks.2, PER_PROVIDER, &mut rng, &mut deliveries, &mut distinct));
+    expected.extend(plan(&key2pay, &webhooks.3, PER_PROVIDER, &mut rng, &mut deliveries, &mut distinct));
+    expected.extend(plan(&pagstar, &webhooks.4, PER_PROVIDER, &mut rng, &mut deliveries, &mut distinct));
+    rng.shuffle(&mut deliveries);
+    let total = deliveries.len();
+
+    let started = std::time::Instant::now();
+    let answers: Vec<(String, u16)> =
+        futures_util::stream::iter(deliveries).buffer_unordered(CONCURRENCY).collect().await;
+    let elapsed = started.elapsed();
+    for (label, status) in &answers {
+        assert!(*status / 100 == 2, "{label} answered {status} (seed {seed})");
+    }
+
+    let mut finals = std::collections::BTreeSet::new();
+    for e in &expected {
+        let record = h.store.get(e.provider, &e.reference).await.expect("get").expect("item");
+        assert_eq!(record.status, e.status, "{} {} (seed {seed})", e.provider, e.reference);
+        if e.status.is_final() {
+            finals.insert(event_id(e.provider, &e.reference, e.status));
+        }
+    }
+    let events = h.drain_events().await;
+    let ids: std::collections::BTreeSet<String> = events.iter().map(|e| e.id.clone()).collect();
+    assert_eq!(events.len(), ids.len(), "a terminal event was queued twice (seed {seed})");
+    assert_eq!(ids, finals, "exactly one terminal event per final transaction, none for the others (seed {seed})");
+    println!(
+        "reliability: {} transactions, {total} deliveries ({} duplicates) at concurrency {CONCURRENCY} in {:.1} s; {} final, {} terminal events, 0 lost, 0 duplicated",
+        expected.len(),
+        total - distinct,
+        elapsed.as_secs_f64(),
+        finals.len(),
+        events.len()
+    );
 }

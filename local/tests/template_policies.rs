@@ -22,7 +22,8 @@ fn grants() -> BTreeMap<String, Vec<(String, String)>> {
         let id = id.as_str().expect("id").to_owned();
         let mut list = Vec::new();
         for policy in resource["Properties"]["Policies"].as_sequence().expect("inline Policies") {
-            let statements = policy["Statement"].as_sequence().unwrap_or_else(|| panic!("{id}: only inline statements"));
+            let statements =
+                policy["Statement"].as_sequence().unwrap_or_else(|| panic!("{id}: only inline statements"));
             for statement in statements {
                 assert_eq!(statement["Effect"].as_str(), Some("Allow"), "{id}");
                 let actions: Vec<String> = match &statement["Action"] {
@@ -48,7 +49,10 @@ fn no_policy_grants_wildcard_actions_or_resources() {
     for (function, list) in &grants {
         for (action, resource) in list {
             assert!(!action.contains('*'), "{function} grants wildcard action {action}");
-            assert!(!resource.contains("\"*\"") && !resource.contains(":*"), "{function} grants {action} on {resource}");
+            assert!(
+                !resource.contains("\"*\"") && !resource.contains(":*"),
+                "{function} grants {action} on {resource}"
+            );
         }
     }
 }
@@ -60,12 +64,25 @@ fn each_function_gets_only_the_actions_it_uses() {
         list.sort();
         list
     };
-    for webhook in ["AzqrWebhookFunction", "Pay3WebhookFunction", "QiTechWebhookFunction", "Key2PayWebhookFunction", "PagstarWebhookFunction"] {
+    for webhook in [
+        "AzqrWebhookFunction",
+        "Pay3WebhookFunction",
+        "QiTechWebhookFunction",
+        "Key2PayWebhookFunction",
+        "PagstarWebhookFunction",
+    ] {
         assert_eq!(actions(webhook), ["dynamodb:UpdateItem", "sqs:SendMessage"], "{webhook}");
     }
     assert_eq!(
         actions("NotifierFunction"),
-        ["dynamodb:UpdateItem", "sqs:ChangeMessageVisibility", "sqs:DeleteMessage", "sqs:GetQueueAttributes", "sqs:ReceiveMessage", "sqs:SendMessage"]
+        [
+            "dynamodb:UpdateItem",
+            "sqs:ChangeMessageVisibility",
+            "sqs:DeleteMessage",
+            "sqs:GetQueueAttributes",
+            "sqs:ReceiveMessage",
+            "sqs:SendMessage"
+        ]
     );
     assert_eq!(actions("ReconcilerFunction"), ["dynamodb:Query", "sqs:SendMessage"]);
     assert_eq!(actions("TransactionsApiFunction"), ["dynamodb:GetItem"]);
@@ -74,7 +91,14 @@ fn each_function_gets_only_the_actions_it_uses() {
 #[test]
 fn secrets_are_no_echo_parameters_without_defaults() {
     let template = template();
-    for name in ["AzqrApiKey", "Pay3JwtSecret", "QiTechApiClientKey", "Key2PayWebhookToken", "PagstarClientSecret", "NotifySecret"] {
+    for name in [
+        "AzqrApiKey",
+        "Pay3JwtSecret",
+        "QiTechApiClientKey",
+        "Key2PayWebhookToken",
+        "PagstarClientSecret",
+        "NotifySecret",
+    ] {
         let parameter = &template["Parameters"][name];
         assert_eq!(parameter["NoEcho"].as_bool(), Some(true), "{name}");
         assert!(parameter.get("Default").is_none(), "{name} has a default");
