@@ -29,7 +29,10 @@ fn grants() -> BTreeMap<String, Vec<(String, String)>> {
                 let actions: Vec<String> = match &statement["Action"] {
                     Value::String(a) => vec![a.clone()],
                     Value::Sequence(list) => list.iter().map(|a| a.as_str().expect("action").to_owned()).collect(),
-                    other => panic!("{id}: unexpected Action {other:?}"),
+                    other
+                    @ (Value::Null | Value::Bool(_) | Value::Number(_) | Value::Mapping(_) | Value::Tagged(_)) => {
+                        panic!("{id}: unexpected Action {other:?}")
+                    }
                 };
                 let resource = format!("{:?}", statement["Resource"]);
                 for action in actions {
