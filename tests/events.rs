@@ -7,12 +7,9 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::path::Path;
 
-use common::{root, Harness};
-use local_pipeline::{pagstar_standin, DevEnv};
-use shared::{Status, Webhook};
-use time::OffsetDateTime;
+use common::{DevWebhooks, Harness};
+use shared::Status;
 
 use Status::*;
 
@@ -79,62 +76,21 @@ fn expectations() -> BTreeMap<&'static str, Expectation> {
     ])
 }
 
-fn fixture_files(dir: &Path) -> Vec<String> {
-    let mut files = Vec::new();
-    for provider in std::fs::read_dir(dir).expect("events/") {
-        let provider = provider.expect("entry").path();
-        for file in std::fs::read_dir(&provider).expect("provider dir") {
-            let file = file.expect("entry").path();
-            let relative = file.strip_prefix(dir).expect("under events/");
-            files.push(relative.to_string_lossy().replace('\\', "/"));
-        }
-    }
-    files.sort();
-    files
-}
-
 #[test]
 fn every_fixture_has_an_expectation() {
-    let files = fixture_files(&root().join("events"));
     let known: Vec<String> = expectations().keys().map(|k| (*k).to_owned()).collect();
-    assert_eq!(files, known, "events/ and the expectations in tests/events.rs differ");
+    assert_eq!(common::fixture_files(), known, "events/ and the expectations in tests/events.rs differ");
 }
 
 #[tokio::test]
 async fn every_fixture_runs_through_lambda_http_and_the_handler() {
     let h = Harness::new().await;
-    // The dev secrets the fixtures were made with: the local pipeline's own defaults.
-    let mut env = DevEnv::load(&root().join("local.env.example")).expect("local.env.example");
-    let charges = pagstar_standin::load_charges(&root().join("local/pagstar-charges.json")).expect("charges");
-    env.set_default("PAGSTAR_API_URL", pagstar_standin::start(charges).await.expect("stand-in").url);
-    let (store, queue) = (&h.store, &h.queue);
-    let azqr = Webhook::new(azqr_webhook::Azqr::from_env(&env).expect("azqr"), store.clone(), queue.clone());
-    let pay3 = Webhook::new(pay3_webhook::Pay3::from_env(&env).expect("pay3"), store.clone(), queue.clone());
-    let qitech = Webhook::new(qitech_webhook::QiTech::from_env(&env).expect("qitech"), store.clone(), queue.clone());
-    let key2pay =
-        Webhook::new(key2pay_webhook::Key2Pay::from_env(&env).expect("key2pay"), store.clone(), queue.clone());
-    let pagstar =
-        Webhook::new(pagstar_webhook::Pagstar::from_env(&env).expect("pagstar"), store.clone(), queue.clone());
-
+    let webhooks = DevWebhooks::new(&h).await;
     let mut finals = 0;
     for (file, (status, stored)) in expectations() {
-        let text = std::fs::read_to_string(root().join("events").join(file)).expect("fixture");
-        let raw: serde_json::Value = serde_json::from_str(&text).expect("JSON");
-        let epoch_ms = raw["requestContext"]["timeEpoch"].as_i64().expect("timeEpoch");
-        let now = OffsetDateTime::from_unix_timestamp(epoch_ms / 1000).expect("time");
-        let request =
-            lambda_http::request::from_str(&text).unwrap_or_else(|e| panic!("{file}: not an API Gateway event: {e}"));
-        let provider = file.split('/').next().expect("provider dir");
-        let response = match provider {
-            "azqr" => azqr.handle(request, now).await,
-            "pay3" => pay3.handle(request, now).await,
-            "qitech" => qitech.handle(request, now).await,
-            "key2pay" => key2pay.handle(request, now).await,
-            "pagstar" => pagstar.handle(request, now).await,
-            other => panic!("{file}: no handler for provider {other}"),
-        };
-        assert_eq!(response.status().as_u16(), status, "{file}");
+        assert_eq!(webhooks.run_fixture(file).await, status, "{file}");
         if let Some((reference, expected)) = stored {
+            let provider = file.split('/').next().expect("provider dir");
             let record = h.store.get(provider, reference).await.expect("get");
             assert_eq!(record.map(|r| r.status), Some(expected), "{file}");
             finals += usize::from(expected.is_final());

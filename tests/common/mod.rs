@@ -122,3 +122,80 @@ impl Harness {
         output.items.unwrap_or_default().len()
     }
 }
+
+/// Every webhook, configured with the dev secrets the fixtures in events/ were made
+/// with, on the harness's table and queue (Pagstar against its stand-in over HTTP).
+pub struct DevWebhooks {
+    pub azqr: shared::Webhook<azqr_webhook::Azqr>,
+    pub pay3: shared::Webhook<pay3_webhook::Pay3>,
+    pub qitech: shared::Webhook<qitech_webhook::QiTech>,
+    pub key2pay: shared::Webhook<key2pay_webhook::Key2Pay>,
+    pub pagstar: shared::Webhook<pagstar_webhook::Pagstar>,
+    pub env: local_pipeline::DevEnv,
+}
+
+impl DevWebhooks {
+    pub async fn new(h: &Harness) -> DevWebhooks {
+        let mut env = local_pipeline::DevEnv::load(&root().join("local.env.example")).expect("local.env.example");
+        let charges =
+            local_pipeline::pagstar_standin::load_charges(&root().join("local/pagstar-charges.json")).expect("charges");
+        let stand_in = local_pipeline::pagstar_standin::start(charges).await.expect("stand-in");
+        env.set_default("PAGSTAR_API_URL", stand_in.url);
+        let (store, queue) = (&h.store, &h.queue);
+        DevWebhooks {
+            azqr: shared::Webhook::new(azqr_webhook::Azqr::from_env(&env).expect("azqr"), store.clone(), queue.clone()),
+            pay3: shared::Webhook::new(pay3_webhook::Pay3::from_env(&env).expect("pay3"), store.clone(), queue.clone()),
+            qitech: shared::Webhook::new(
+                qitech_webhook::QiTech::from_env(&env).expect("qitech"),
+                store.clone(),
+                queue.clone(),
+            ),
+            key2pay: shared::Webhook::new(
+                key2pay_webhook::Key2Pay::from_env(&env).expect("key2pay"),
+                store.clone(),
+                queue.clone(),
+            ),
+            pagstar: shared::Webhook::new(
+                pagstar_webhook::Pagstar::from_env(&env).expect("pagstar"),
+                store.clone(),
+                queue.clone(),
+            ),
+            env,
+        }
+    }
+
+    /// Runs `events/<file>` through lambda_http's deserializer and its provider's handler,
+    /// with the clock at the fixture's `requestContext.timeEpoch`; returns the HTTP status.
+    pub async fn run_fixture(&self, file: &str) -> u16 {
+        let text = std::fs::read_to_string(root().join("events").join(file)).expect("fixture");
+        let raw: serde_json::Value = serde_json::from_str(&text).expect("JSON");
+        let epoch_ms = raw["requestContext"]["timeEpoch"].as_i64().expect("timeEpoch");
+        let now = time::OffsetDateTime::from_unix_timestamp(epoch_ms / 1000).expect("time");
+        let request =
+            lambda_http::request::from_str(&text).unwrap_or_else(|e| panic!("{file}: not an API Gateway event: {e}"));
+        let response = match file.split('/').next().expect("provider dir") {
+            "azqr" => self.azqr.handle(request, now).await,
+            "pay3" => self.pay3.handle(request, now).await,
+            "qitech" => self.qitech.handle(request, now).await,
+            "key2pay" => self.key2pay.handle(request, now).await,
+            "pagstar" => self.pagstar.handle(request, now).await,
+            other => panic!("{file}: no handler for provider {other}"),
+        };
+        response.status().as_u16()
+    }
+}
+
+/// Every fixture file, as `provider/name.json`, sorted.
+pub fn fixture_files() -> Vec<String> {
+    let dir = root().join("events");
+    let mut files = Vec::new();
+    for provider in std::fs::read_dir(&dir).expect("events/") {
+        let provider = provider.expect("entry").path();
+        for file in std::fs::read_dir(&provider).expect("provider dir") {
+            let file = file.expect("entry").path();
+            files.push(file.strip_prefix(&dir).expect("under events/").to_string_lossy().replace('\\', "/"));
+        }
+    }
+    files.sort();
+    files
+}

@@ -1,0 +1,169 @@
+//! Nothing secret reaches the logs: every fixture (good and hostile), outages of
+//! DynamoDB, SQS and Pagstar, and notifier deliveries (delivered, failed, refused) run
+//! with every log line captured at DEBUG (production logs at INFO); then no API key,
+//! token, client secret, JWT, signature or raw body may appear in what was captured.
+
+mod common;
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::{fixture_files, root, DevWebhooks, Harness};
+use shared::{Env, Webhook};
+use wiremock::matchers::{header, method};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Captured {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Captured {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap_or_else(|p| p.into_inner())).into_owned()
+    }
+}
+
+/// Everything in a fixture that must never be logged.
+fn fixture_secrets(file: &str) -> Vec<(String, String)> {
+    let text = std::fs::read_to_string(root().join("events").join(file)).expect("fixture");
+    let event: serde_json::Value = serde_json::from_str(&text).expect("JSON");
+    let mut secrets = Vec::new();
+    for name in ["apikey", "authorization", "api-client-key"] {
+        if let Some(value) = event["headers"][name].as_str() {
+            secrets.push((format!("{file}: header {name}"), value.to_owned()));
+        }
+    }
+    if let Some(query) = event["rawQueryString"].as_str().filter(|q| !q.is_empty()) {
+        secrets.push((format!("{file}: query string"), query.to_owned()));
+    }
+    let body = event["body"].as_str().unwrap_or_default();
+    if body.len() > 24 {
+        secrets.push((format!("{file}: raw body"), body.to_owned()));
+    }
+    if let Ok(body) = serde_json::from_str::<serde_json::Value>(body) {
+        if let Some(jwt) = body["payload"].as_str() {
+            secrets.push((format!("{file}: JWT"), jwt.to_owned()));
+            if let Some(signature) = jwt.rsplit('.').next().filter(|s| s.len() > 8) {
+                secrets.push((format!("{file}: JWT signature"), signature.to_owned()));
+            }
+        }
+    }
+    secrets
+}
+
+#[tokio::test]
+async fn no_secret_token_signature_or_body_reaches_the_logs() {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::DEBUG)
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    tracing::subscriber::set_global_default(subscriber).expect("one subscriber per test binary");
+
+    let h = Harness::new().await;
+    let webhooks = DevWebhooks::new(&h).await;
+    let env = &webhooks.env;
+    let mut secrets: Vec<(String, String)> = [
+        "AZQR_API_KEY",
+        "PAY3_JWT_SECRET",
+        "QITECH_API_CLIENT_KEY",
+        "KEY2PAY_WEBHOOK_TOKEN",
+        "PAGSTAR_CLIENT_SECRET",
+        "NOTIFY_SECRET",
+    ]
+    .into_iter()
+    .map(|name| (name.to_owned(), env.required(name).expect(name)))
+    .collect();
+    secrets.push((
+        "NOTIFY_SECRET key".into(),
+        env.required("NOTIFY_SECRET").expect("secret").trim_start_matches("whsec_").to_owned(),
+    ));
+    secrets.push(("Pagstar access token".into(), "pagstar-standin-token".into()));
+
+    // Every fixture, good and hostile.
+    for file in fixture_files() {
+        webhooks.run_fixture(&file).await;
+        secrets.extend(fixture_secrets(&file));
+    }
+
+    // Our own outages, at a final transition.
+    let azqr = || azqr_webhook::Azqr::from_env(env).expect("azqr");
+    let completed = std::fs::read_to_string(root().join("events/azqr/completed.json")).expect("fixture");
+    let request = || lambda_http::request::from_str(&completed).expect("event");
+    let now = time::OffsetDateTime::now_utc();
+    for broken in [
+        Webhook::new(azqr(), h.unreachable_store(), h.queue.clone()),
+        Webhook::new(azqr(), h.store.clone(), h.unreachable_queue()),
+    ] {
+        assert_eq!(broken.handle(request(), now).await.status().as_u16(), 500);
+    }
+    let mut down_env = local_pipeline::DevEnv::load(&root().join("local.env.example")).expect("env");
+    down_env.set_default("PAGSTAR_API_URL", common::closed_port_endpoint());
+    let pagstar_down =
+        Webhook::new(pagstar_webhook::Pagstar::from_env(&down_env).expect("pagstar"), h.store.clone(), h.queue.clone());
+    let hint = std::fs::read_to_string(root().join("events/pagstar/concluida.json")).expect("fixture");
+    assert_eq!(
+        pagstar_down.handle(lambda_http::request::from_str(&hint).expect("event"), now).await.status().as_u16(),
+        503
+    );
+
+    // Notifier deliveries: one refused (410), one failing (500), the rest delivered.
+    let events = h.drain_events().await;
+    for event in &events {
+        let body = serde_json::to_string(event).expect("JSON");
+        h.queue.send(event).await.expect("requeue");
+        secrets.push((format!("delivery body {}", event.id), body));
+    }
+    let merchant = MockServer::start().await;
+    Mock::given(header("webhook-id", events[0].id.as_str()))
+        .respond_with(ResponseTemplate::new(410))
+        .mount(&merchant)
+        .await;
+    Mock::given(header("webhook-id", events[1].id.as_str()))
+        .respond_with(ResponseTemplate::new(500))
+        .mount(&merchant)
+        .await;
+    Mock::given(method("POST")).respond_with(ResponseTemplate::new(204)).mount(&merchant).await;
+    let config = notifier::NotifierConfig {
+        notify_url: merchant.uri(),
+        secret: shared::Secret::new(env.required("NOTIFY_SECRET").expect("secret")),
+        table_name: h.resources.table_name.clone(),
+        queue_url: h.resources.queue_url.clone(),
+        dead_letter_queue_url: h.resources.dead_letter_queue_url.clone(),
+    };
+    let notifier =
+        notifier::Notifier::new(config, h.store.clone(), h.sqs.clone(), Duration::from_secs(5)).expect("notifier");
+    while notifier::poll_once(&notifier, 0).await.expect("poll") > 0 {}
+    for request in merchant.received_requests().await.expect("recorded") {
+        let signature = request.headers["webhook-signature"].to_str().expect("ascii").to_owned();
+        secrets.push(("webhook-signature".into(), signature.trim_start_matches("v1,").to_owned()));
+    }
+
+    let log = captured.text();
+    for expected in [
+        "transition applied",
+        "webhook rejected",
+        "webhook failed",
+        "delivery failed",
+        "terminal event delivered",
+        "refused",
+    ] {
+        assert!(log.contains(expected), "the capture works: no {expected:?} in the logs");
+    }
+    let leaks: Vec<&String> =
+        secrets.iter().filter(|(_, secret)| log.contains(secret.as_str())).map(|(what, _)| what).collect();
+    assert!(leaks.is_empty(), "found in the logs: {leaks:?}");
+    println!("logs: {} lines captured, {} secret values checked, none found", log.lines().count(), secrets.len());
+}
