@@ -267,3 +267,35 @@ async fn a_410_is_a_permanent_refusal_moved_to_the_dead_letter_queue_at_once() {
     assert!(!record.is_notification_pending(), "the reconciler must not resend a refused event");
     assert!(record.notification_refused_at.is_some() && record.notified_at.is_none());
 }
+
+#[tokio::test]
+async fn a_merchant_that_closes_the_connection_is_a_retry() {
+    let h = Harness::new().await;
+    let rrn = complete_payment(&h).await;
+    // A merchant that accepts each connection, reads a little, and hangs up without answering.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut buffer = [0u8; 64];
+            let _ = std::io::Read::read(&mut &stream, &mut buffer);
+            drop(stream);
+        }
+    });
+    let config = NotifierConfig {
+        notify_url: url,
+        secret: Secret::new(SECRET),
+        table_name: h.resources.table_name.clone(),
+        queue_url: h.resources.queue_url.clone(),
+        dead_letter_queue_url: h.resources.dead_letter_queue_url.clone(),
+    };
+    let hanging_up = Notifier::new(config, h.store.clone(), h.sqs.clone(), Duration::from_secs(5)).expect("notifier");
+    let delivery = hanging_up.deliver("evt_x", "{}", OffsetDateTime::now_utc()).await;
+    assert!(matches!(delivery, notifier::Delivery::Failed { .. }), "{delivery:?}");
+    poll_once(&hanging_up.with_backoff(vec![Duration::ZERO]), 0).await.expect("poll");
+    assert!(h.store.get("azqr", &rrn).await.expect("get").expect("item").is_notification_pending());
+    assert_eq!(queue_len(&h, &h.resources.queue_url).await, 1, "kept for a retry");
+    let up = ok_merchant().await;
+    poll_once(&notifier(&h, &up, Duration::from_secs(5)), 0).await.expect("poll");
+    assert!(!h.store.get("azqr", &rrn).await.expect("get").expect("item").is_notification_pending());
+}
