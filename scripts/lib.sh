@@ -34,7 +34,7 @@ install_tools() {
   fi
   local stamp="$LOCAL/venv/.requirements"
   if ! cmp -s "$ROOT/scripts/requirements-dev.txt" "$stamp" 2>/dev/null; then
-    log "installing moto[server] and aws-sam-cli into .local/venv"
+    log "installing moto[server], aws-sam-cli and schemathesis into .local/venv"
     [ -x "$LOCAL/venv/bin/python" ] || python3 -m venv "$LOCAL/venv" || die "python3 -m venv failed"
     "$LOCAL/venv/bin/pip" install --quiet --disable-pip-version-check -r "$ROOT/scripts/requirements-dev.txt" >&2 \
       || die "pip install of scripts/requirements-dev.txt failed"
@@ -86,4 +86,22 @@ stop_emulators() {
   done
   for pid in "${EMULATOR_PIDS[@]}"; do kill -KILL "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; done
   EMULATOR_PIDS=()
+}
+
+# Serves the local pipeline (built by cargo test) on a free port and runs a bounded
+# schemathesis pass of openapi.yaml against it: no 5xx, every answer as documented.
+run_schemathesis() {
+  local port pid status=0
+  port=$(free_port)
+  PORT="$port" LOCAL_RESOURCE_PREFIX="schemathesis-" "$ROOT/target/debug/local-pipeline" >"$LOCAL/schemathesis-pipeline.log" 2>&1 &
+  pid=$!
+  EMULATOR_PIDS+=("$pid")
+  wait_for_port local-pipeline "$port" "$pid"
+  local api_key
+  api_key=$(sed -n 's/^AZQR_API_KEY=//p' "$ROOT/local.env.example")
+  "$LOCAL/venv/bin/schemathesis" run "$ROOT/openapi.yaml" --url "http://127.0.0.1:$port" \
+    --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance \
+    --max-examples "${SCHEMATHESIS_EXAMPLES:-30}" -H "apiKey: $api_key" || status=$?
+  kill -TERM "$pid" 2>/dev/null
+  return "$status"
 }
