@@ -250,3 +250,25 @@ async fn bad_inputs_answer_4xx_with_a_stable_code_and_write_nothing() {
     assert_eq!(h.item_count().await, 0, "bad input wrote an item");
     assert!(h.drain_events().await.is_empty(), "bad input queued an event");
 }
+
+#[tokio::test]
+async fn store_throttled_answers_5xx_and_queues_nothing() {
+    use wiremock::{matchers::method, Mock, MockServer, ResponseTemplate};
+    let h = Harness::new().await;
+    // DynamoDB Local cannot throttle: a fake endpoint answers every call as DynamoDB does
+    // when throttling, so the SDK retries and then gives up.
+    let throttling = MockServer::start().await;
+    let error = r#"{"__type":"com.amazonaws.dynamodb.v20120810#ProvisionedThroughputExceededException","message":"Rate exceeded"}"#;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(400).set_body_raw(error, "application/x-amz-json-1.0"))
+        .mount(&throttling)
+        .await;
+    let store = TransactionStore::new(local_pipeline::dynamodb_client(&throttling.uri()), &h.resources.table_name);
+    let throttled = webhook(&store, &h.queue);
+    let response = throttled.handle(put(&unique_rrn(), Some(KEY), &status_body("completed")), at(0)).await;
+    assert_eq!(response.status().as_u16(), 500);
+    let attempts = throttling.received_requests().await.expect("recorded").len();
+    assert!(attempts >= 2, "the SDK retried a throttled write ({attempts} attempts)");
+    assert!(h.drain_events().await.is_empty());
+    assert_eq!(h.item_count().await, 0);
+}

@@ -37,8 +37,8 @@ trait Driver {
     fn request(&self, reference: &str, word: &str, now: OffsetDateTime) -> Request;
     /// A webhook that fails verification, and the answer that deserves.
     fn unverified(&self, reference: &str, now: OffsetDateTime) -> (Request, u16);
-    /// Verified, but the JSON is malformed.
-    fn malformed(&self, now: OffsetDateTime) -> Request;
+    /// A request that passes verification (signed where the provider signs) carrying `body`.
+    fn with_body(&self, body: &str, now: OffsetDateTime) -> Request;
     /// Verified, with a status nobody knows, and the answer that deserves.
     fn unknown_status(&self, reference: &str, now: OffsetDateTime) -> (Request, u16);
     /// For a provider that is asked for the truth: fixes `reference` at `word` before
@@ -144,7 +144,16 @@ async fn bad_inputs_write_nothing<D: Driver>(d: D) {
     let (unverified, unverified_status) = d.unverified(&reference, at(0));
     let cases = [
         ("unverified", unverified, unverified_status),
-        ("malformed JSON", d.malformed(at(0)), 400),
+        ("malformed JSON", d.with_body("{\"a\":", at(0)), 400),
+        ("empty body", d.with_body("", at(0)), 400),
+        ("not JSON", d.with_body("status=completed", at(0)), 400),
+        ("JSON of the wrong shape", d.with_body("[1, 2, 3]", at(0)), 400),
+        ("missing fields", d.with_body("{}", at(0)), 400),
+        (
+            "wrong types",
+            d.with_body(r#"{"payload": 7, "trackid": [], "txid": {}, "webhook_type": 1, "status": false}"#, at(0)),
+            400,
+        ),
         ("unknown status", unknown, unknown_status),
         ("oversized body", oversized, 413),
         ("wrong content type", wrong_type, 415),
@@ -234,8 +243,8 @@ impl Driver for Pay3Driver {
     fn unverified(&self, reference: &str, _now: OffsetDateTime) -> (Request, u16) {
         (Self::with_payload(&Self::jwt(reference, "COMPLETED", "not-the-secret")), 401)
     }
-    fn malformed(&self, _now: OffsetDateTime) -> Request {
-        post(pay3_webhook::PATH).body(Body::Text("{\"payload\":".into())).expect("request")
+    fn with_body(&self, body: &str, _now: OffsetDateTime) -> Request {
+        post(pay3_webhook::PATH).body(Body::Text(body.into())).expect("request")
     }
     fn unknown_status(&self, reference: &str, _now: OffsetDateTime) -> (Request, u16) {
         (Self::with_payload(&Self::jwt(reference, "TELEPORTED", PAY3_SECRET)), 422)
@@ -289,8 +298,8 @@ impl Driver for QiTechDriver {
     fn unverified(&self, reference: &str, now: OffsetDateTime) -> (Request, u16) {
         (Self::signed(Self::body(reference, "concluded"), now, "wrong-client-key"), 401)
     }
-    fn malformed(&self, now: OffsetDateTime) -> Request {
-        Self::signed("{\"webhook_type\":".into(), now, QITECH_CLIENT_KEY)
+    fn with_body(&self, body: &str, now: OffsetDateTime) -> Request {
+        Self::signed(body.into(), now, QITECH_CLIENT_KEY)
     }
     fn unknown_status(&self, reference: &str, now: OffsetDateTime) -> (Request, u16) {
         (Self::signed(Self::body(reference, "teleported"), now, QITECH_CLIENT_KEY), 422)
@@ -347,12 +356,9 @@ impl Driver for Key2PayDriver {
     fn unverified(&self, reference: &str, _now: OffsetDateTime) -> (Request, u16) {
         (Self::notification(reference, "CAPTURE", Some("integration-key2pay-tokem")), 401)
     }
-    fn malformed(&self, _now: OffsetDateTime) -> Request {
+    fn with_body(&self, body: &str, _now: OffsetDateTime) -> Request {
         let query = std::collections::HashMap::from([("token".to_owned(), KEY2PAY_TOKEN.to_owned())]);
-        post(key2pay_webhook::PATH)
-            .body(Body::Text("{\"trackid\"".into()))
-            .expect("request")
-            .with_query_string_parameters(query)
+        post(key2pay_webhook::PATH).body(Body::Text(body.into())).expect("request").with_query_string_parameters(query)
     }
     fn unknown_status(&self, reference: &str, _now: OffsetDateTime) -> (Request, u16) {
         (Self::notification(reference, "VOID", Some(KEY2PAY_TOKEN)), 422)
@@ -406,8 +412,8 @@ impl Driver for PagstarDriver {
         let body = json!({ "txid": "../../oauth/token" }).to_string();
         (post(pagstar_webhook::PATH).body(Body::Text(body)).expect("request"), 400)
     }
-    fn malformed(&self, _now: OffsetDateTime) -> Request {
-        post(pagstar_webhook::PATH).body(Body::Text("{\"pix\":[".into())).expect("request")
+    fn with_body(&self, body: &str, _now: OffsetDateTime) -> Request {
+        post(pagstar_webhook::PATH).body(Body::Text(body.into())).expect("request")
     }
     fn unknown_status(&self, reference: &str, _now: OffsetDateTime) -> (Request, u16) {
         self.stand_in.set(reference, "EM_PROCESSAMENTO", "100.00");
@@ -514,9 +520,9 @@ impl Driver for AzqrDriver {
         request.headers_mut().insert("apikey", http::HeaderValue::from_static("wrong"));
         (request, 401)
     }
-    fn malformed(&self, _now: OffsetDateTime) -> Request {
+    fn with_body(&self, body: &str, _now: OffsetDateTime) -> Request {
         let mut request = self.request("123456789012", "x", at(0));
-        *request.body_mut() = Body::Text("{".into());
+        *request.body_mut() = Body::Text(body.into());
         request
     }
     fn unknown_status(&self, reference: &str, now: OffsetDateTime) -> (Request, u16) {
