@@ -464,6 +464,23 @@ mod pagstar {
         super::bad_inputs_write_nothing(pagstar_driver().await).await
     }
     #[tokio::test]
+    async fn pagstar_unreachable_answers_503_and_writes_nothing() {
+        let h = Harness::new().await;
+        let config = pagstar_webhook::PagstarConfig {
+            api_url: common::closed_port_endpoint(),
+            client_id: "id".into(),
+            client_secret: Secret::new("secret"),
+            client_identity: None,
+        };
+        let pagstar = pagstar_webhook::Pagstar::new(pagstar_webhook::PagstarApi::new(config).expect("client"));
+        let webhook = Webhook::new(pagstar, h.store.clone(), h.queue.clone());
+        let response = webhook.handle(PagstarDriver::hint(&format!("pagstar{:022}", unique_number())), at(0)).await;
+        assert_eq!(response.status().as_u16(), 503);
+        assert_eq!(h.item_count().await, 0);
+        assert!(h.drain_events().await.is_empty());
+    }
+
+    #[tokio::test]
     async fn a_txid_pagstar_does_not_know_writes_nothing() {
         let d = pagstar_driver().await;
         let h = Harness::new().await;
