@@ -1,0 +1,122 @@
+//! How many AWS requests each webhook costs, counted on the wire by an SDK interceptor
+//! (every HTTP request, retries included) against DynamoDB Local and the SQS server:
+//! one DynamoDB request per webhook; one SQS send per final transition, and again only
+//! on the retry path (a final record still pending notification).
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use aws_sdk_dynamodb::config::interceptors::BeforeTransmitInterceptorContextRef;
+use aws_sdk_dynamodb::config::{ConfigBag, Intercept, RuntimeComponents};
+use common::{unique_rrn, Harness};
+use lambda_http::{Body, RequestExt};
+use shared::{EventQueue, NotificationOutcome, Secret, Status, TransactionStore, Webhook};
+use time::OffsetDateTime;
+
+/// Counts requests by operation (`x-amz-target`, e.g. `DynamoDB_20120810.UpdateItem`).
+#[derive(Debug, Clone, Default)]
+struct Counter(Arc<Mutex<BTreeMap<String, usize>>>);
+
+impl Intercept for Counter {
+    fn name(&self) -> &'static str {
+        "request counter"
+    }
+    fn read_before_transmit(
+        &self,
+        context: &BeforeTransmitInterceptorContextRef<'_>,
+        _: &RuntimeComponents,
+        _: &mut ConfigBag,
+    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        let target = context.request().headers().get("x-amz-target").unwrap_or("unknown").to_owned();
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()).entry(target).or_default() += 1;
+        Ok(())
+    }
+}
+
+impl Counter {
+    /// The counts since the last call, as (DynamoDB requests, SQS requests).
+    fn take(&self) -> (usize, usize) {
+        let counts = std::mem::take(&mut *self.0.lock().unwrap_or_else(|p| p.into_inner()));
+        let sum = |prefix: &str| counts.iter().filter(|(k, _)| k.starts_with(prefix)).map(|(_, v)| v).sum();
+        (sum("DynamoDB_20120810."), sum("AmazonSQS."))
+    }
+}
+
+const KEY: &str = "request-count-azqr-key";
+
+#[tokio::test]
+async fn one_dynamodb_request_per_webhook_and_one_sqs_send_per_final_transition() {
+    let h = Harness::new().await;
+    let counter = Counter::default();
+    let endpoint = |name: &str| std::env::var(name).expect("scripts/test exports the emulator endpoints");
+    let dynamodb_config = h
+        .dynamodb
+        .config()
+        .to_builder()
+        .endpoint_url(endpoint("DYNAMODB_ENDPOINT"))
+        .interceptor(counter.clone())
+        .build();
+    let sqs_config =
+        h.sqs.config().to_builder().endpoint_url(endpoint("SQS_ENDPOINT")).interceptor(counter.clone()).build();
+    let store = TransactionStore::new(aws_sdk_dynamodb::Client::from_conf(dynamodb_config), &h.resources.table_name);
+    let queue = EventQueue::new(aws_sdk_sqs::Client::from_conf(sqs_config), &h.resources.queue_url);
+    let webhook = Webhook::new(azqr_webhook::Azqr::new(Secret::new(KEY)), store, queue);
+    let rrn = unique_rrn();
+    let send = |status: &'static str| {
+        let request = http::Request::builder()
+            .method("PUT")
+            .header("apiKey", KEY)
+            .body(Body::Text(format!(r#"{{"status":"{status}"}}"#)))
+            .expect("request")
+            .with_path_parameters(std::collections::HashMap::from([("rrn".to_owned(), rrn.clone())]));
+        let webhook = &webhook;
+        async move { webhook.handle(request, OffsetDateTime::now_utc()).await.status().as_u16() }
+    };
+
+    let mut table = Vec::new();
+    let mut case = |name: &'static str, counts: (usize, usize)| table.push((name, counts));
+    assert_eq!(send("read").await, 204);
+    case("first status (non-final)", counter.take());
+    assert_eq!(send("paid").await, 204);
+    case("higher status (non-final)", counter.take());
+    assert_eq!(send("paid").await, 204);
+    case("duplicate (non-final)", counter.take());
+    assert_eq!(send("read").await, 204);
+    case("stale (non-final)", counter.take());
+    assert_eq!(send("completed").await, 204);
+    case("final transition", counter.take());
+    assert_eq!(send("completed").await, 204);
+    case("duplicate final, still pending (retry path)", counter.take());
+    let delivered = h.store.mark_notification(
+        "azqr",
+        &rrn,
+        Status::Completed,
+        NotificationOutcome::Delivered,
+        OffsetDateTime::now_utc(),
+    );
+    assert!(delivered.await.expect("mark"));
+    assert_eq!(send("completed").await, 204);
+    case("duplicate final, notified", counter.take());
+    assert_eq!(send("paid").await, 204);
+    case("stale after final, notified", counter.take());
+    assert_eq!(send("incompleted").await, 204);
+    case("conflicting final, notified", counter.take());
+
+    for (name, counts) in &table {
+        println!("requests: {name:48} DynamoDB {} SQS {}", counts.0, counts.1);
+    }
+    let expected = [
+        ("first status (non-final)", (1, 0)),
+        ("higher status (non-final)", (1, 0)),
+        ("duplicate (non-final)", (1, 0)),
+        ("stale (non-final)", (1, 0)),
+        ("final transition", (1, 1)),
+        ("duplicate final, still pending (retry path)", (1, 1)),
+        ("duplicate final, notified", (1, 0)),
+        ("stale after final, notified", (1, 0)),
+        ("conflicting final, notified", (1, 0)),
+    ];
+    assert_eq!(table, expected);
+}
