@@ -187,6 +187,17 @@ impl TransactionStore {
     }
 }
 
+/// Builds the conditional update for `observation` without sending it; returns the
+/// update expression and how many values it binds. For benchmarks of the request path.
+pub fn build_update(
+    provider: &str,
+    observation: &Observation,
+    now: OffsetDateTime,
+) -> Result<(String, usize), StoreError> {
+    let update = Update::for_observation(provider, observation, now)?;
+    Ok((update.expression, update.values.len()))
+}
+
 fn decode(item: HashMap<String, AttributeValue>) -> Result<TransactionRecord, StoreError> {
     serde_dynamo::from_item(item).map_err(StoreError::Decode)
 }

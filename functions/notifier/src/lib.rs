@@ -245,12 +245,17 @@ impl Notifier {
         }
     }
 
+    /// The `webhook-signature` value for `body` (`v1,<base64 HMAC-SHA256>`).
+    pub fn sign(&self, event_id: &str, timestamp: i64, body: &str) -> Option<String> {
+        self.signer.sign(event_id, timestamp, body.as_bytes()).ok()
+    }
+
     /// POSTs `body` to the merchant with the Standard Webhooks headers.
     pub async fn deliver(&self, event_id: &str, body: &str, now: OffsetDateTime) -> Delivery {
         let timestamp = now.unix_timestamp();
-        let signature = match self.signer.sign(event_id, timestamp, body.as_bytes()) {
-            Ok(signature) => signature,
-            Err(_) => return Delivery::Failed { reason: "body is not UTF-8".into(), retry_after: None },
+        let signature = match self.sign(event_id, timestamp, body) {
+            Some(signature) => signature,
+            None => return Delivery::Failed { reason: "body is not UTF-8".into(), retry_after: None },
         };
         let response = self
             .http

@@ -1,0 +1,125 @@
+//! CPU per webhook, without network: each provider's verify + parse + normalize
+//! (`Provider::receive` on a real fixture) plus building the conditional update, and the
+//! notifier's serialize + sign. `cargo bench --bench webhooks`; figures in BENCHMARKS.md.
+
+use std::hint::black_box;
+use std::path::Path;
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use futures_util::FutureExt;
+use lambda_http::Request;
+use shared::{Env, Provider};
+use time::OffsetDateTime;
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn env() -> local_pipeline::DevEnv {
+    local_pipeline::DevEnv::load(&root().join("local.env.example")).expect("env")
+}
+
+/// A fixture as lambda_http delivers it, and the time it was signed at.
+fn fixture(file: &str) -> (Request, OffsetDateTime) {
+    let text = std::fs::read_to_string(root().join("events").join(file)).expect("fixture");
+    let raw: serde_json::Value = serde_json::from_str(&text).expect("JSON");
+    let now = OffsetDateTime::from_unix_timestamp(raw["requestContext"]["timeEpoch"].as_i64().expect("time") / 1000);
+    (lambda_http::request::from_str(&text).expect("event"), now.expect("time"))
+}
+
+/// verify + parse + normalize + build the update. These providers never await on this
+/// path, so the future completes on its first poll.
+fn bench_provider<P: Provider>(c: &mut Criterion, name: &str, provider: &P, file: &str) {
+    let (request, now) = fixture(file);
+    c.bench_function(name, |b| {
+        b.iter(|| {
+            let observations =
+                provider.receive(black_box(&request), now).now_or_never().expect("ready").expect("valid");
+            for observation in &observations {
+                black_box(shared::store::build_update(P::NAME, observation, now).expect("update"));
+            }
+        })
+    });
+}
+
+fn webhooks(c: &mut Criterion) {
+    let env = env();
+    bench_provider(
+        c,
+        "azqr: verify+parse+normalize+update",
+        &azqr_webhook::Azqr::from_env(&env).expect("azqr"),
+        "azqr/completed.json",
+    );
+    bench_provider(
+        c,
+        "pay3: verify(HS384)+parse+normalize+update",
+        &pay3_webhook::Pay3::from_env(&env).expect("pay3"),
+        "pay3/completed.json",
+    );
+    bench_provider(
+        c,
+        "qitech: verify(ES512)+parse+normalize+update",
+        &qitech_webhook::QiTech::from_env(&env).expect("qitech"),
+        "qitech/concluded.json",
+    );
+    bench_provider(
+        c,
+        "key2pay: verify+parse+normalize+update",
+        &key2pay_webhook::Key2Pay::from_env(&env).expect("key2pay"),
+        "key2pay/capture.json",
+    );
+
+    // Pagstar: the hint's parse, and the parse + mapping of Pagstar's charge (the network
+    // call between them is not CPU).
+    let (request, now) = fixture("pagstar/concluida.json");
+    let cob = r#"{"txid":"pagstarconcluida0000000000001","status":"CONCLUIDA","calendario":{"expiracao":3600},"valor":{"original":"100.00"},"chave":"pix@example.com"}"#;
+    c.bench_function("pagstar: parse hint+parse charge+normalize+update", |b| {
+        b.iter(|| {
+            let hint: pagstar_webhook::PagstarWebhook =
+                shared::parse_json(black_box(request.body().as_ref())).expect("hint");
+            for txid in hint.txids().expect("txids") {
+                let cob: pagstar_webhook::PagstarCob = serde_json::from_str(black_box(cob)).expect("cob");
+                let status: pagstar_webhook::PagstarCobStatus = shared::parse_status(&cob.status).expect("status");
+                let mut observation = shared::Observation::new(txid, status.canonical(), cob.status);
+                observation.amount =
+                    cob.valor.and_then(|v| v.original).map(|raw| shared::Amount::from_json(&raw).expect("amount"));
+                black_box(shared::store::build_update("pagstar", &observation, now).expect("update"));
+            }
+        })
+    });
+
+    // Notifier: serialize the terminal event and sign it.
+    let record: shared::TransactionRecord = serde_json::from_value(serde_json::json!({
+        "provider": "azqr", "reference": "100000000006", "status": "completed", "provider_status": "completed",
+        "history": [{"status": "pending", "provider_status": "read", "received_at": "2026-11-22T10:00:00Z"},
+                    {"status": "completed", "provider_status": "completed", "received_at": "2026-11-22T10:01:00Z"}],
+        "first_seen_at": "2026-11-22T10:00:00Z", "updated_at": "2026-11-22T10:01:00Z", "final_at": "2026-11-22T10:01:00Z",
+        "notification_pending": "PENDING"
+    }))
+    .expect("record");
+    let event = shared::TerminalEvent::for_record(&record).expect("final");
+    let dummy = aws_sdk_dynamodb::Config::builder()
+        .behavior_version(aws_sdk_dynamodb::config::BehaviorVersion::latest())
+        .build();
+    let sqs = aws_sdk_sqs::Config::builder().behavior_version(aws_sdk_sqs::config::BehaviorVersion::latest()).build();
+    let config = notifier::NotifierConfig {
+        notify_url: "https://merchant.example/webhooks".into(),
+        secret: shared::Secret::new(env.required("NOTIFY_SECRET").expect("secret")),
+        table_name: "t".into(),
+        queue_url: "q".into(),
+        dead_letter_queue_url: "d".into(),
+    };
+    let store = shared::TransactionStore::new(aws_sdk_dynamodb::Client::from_conf(dummy), "t");
+    let notifier =
+        notifier::Notifier::new(config, store, aws_sdk_sqs::Client::from_conf(sqs), notifier::DELIVERY_TIMEOUT)
+            .expect("notifier");
+    c.bench_function("notifier: serialize+sign", |b| {
+        b.iter(|| {
+            let body = serde_json::to_string(black_box(&event)).expect("JSON");
+            black_box(notifier.sign(&event.id, 1_795_341_660, &body).expect("signature"))
+        })
+    });
+}
+
+criterion_group!(benches, webhooks);
+criterion_main!(benches);

@@ -1,0 +1,171 @@
+#!/usr/bin/env python3
+"""Cold start of each function's release bootstrap against a minimal fake Lambda
+Runtime API on loopback: exec -> first `GET /runtime/invocation/next` (init) and ->
+first response posted. Beside it, the same init measurement for a Python 3 process that
+imports boto3 and builds DynamoDB and SQS clients. Prints medians and spread.
+
+Run by scripts/bench, which builds the binaries, starts the emulators and provisions a
+table and queues (the first invocation really writes). Environment in: the emulator
+endpoints, TABLE_NAME, QUEUE_URL, DEAD_LETTER_QUEUE_URL, RUNS (default 15)."""
+
+import json, os, pathlib, statistics, subprocess, sys, threading, time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+RUNS = int(os.environ.get("RUNS", "15"))
+
+
+class Runtime:
+    """One fake Runtime API serving one event, recording when things happen."""
+
+    def __init__(self, event):
+        self.event = json.dumps(event).encode()
+        self.first_next = None
+        self.response_at = None
+        self.response = None
+        self.served = False
+        self.done = threading.Event()
+
+
+def make_handler(state_ref):
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def do_GET(self):
+            state = state_ref[0]
+            if self.path.endswith("/runtime/invocation/next"):
+                if state.first_next is None:
+                    state.first_next = time.perf_counter()
+                if state.served:
+                    state.done.wait(30)  # hold the second poll until the run ends
+                    self.send_response(500)
+                    self.end_headers()
+                    return
+                state.served = True
+                self.send_response(200)
+                self.send_header("Lambda-Runtime-Aws-Request-Id", "bench-request-1")
+                self.send_header("Lambda-Runtime-Deadline-Ms", str(int(time.time() * 1000) + 30000))
+                self.send_header("Lambda-Runtime-Invoked-Function-Arn", "arn:aws:lambda:us-east-1:123456789012:function:bench")
+                self.send_header("Lambda-Runtime-Trace-Id", "Root=1-00000000-000000000000000000000000")
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(state.event)))
+                self.end_headers()
+                self.wfile.write(state.event)
+            else:
+                self.send_response(404)
+                self.end_headers()
+
+        def do_POST(self):
+            state = state_ref[0]
+            length = int(self.headers.get("Content-Length", "0"))
+            body = self.rfile.read(length)
+            if "/response" in self.path or "/error" in self.path:
+                state.response_at = time.perf_counter()
+                state.response = (self.path.rsplit("/", 1)[-1], body[:200])
+                state.done.set()
+            self.send_response(202)
+            self.end_headers()
+
+    return Handler
+
+
+def fixture(path):
+    return json.loads((ROOT / path).read_text())
+
+
+def sqs_event():
+    record = {"provider": "azqr", "reference": "100000000006", "status": "completed", "provider_status": "completed",
+              "history": [], "first_seen_at": "2026-11-22T10:00:00Z", "updated_at": "2026-11-22T10:00:00Z",
+              "final_at": "2026-11-22T10:00:00Z"}
+    body = json.dumps({"id": "evt_bench", "type": "transaction.completed", "created_at": "2026-11-22T10:00:00Z", "data": record})
+    return {"Records": [{"messageId": "m1", "receiptHandle": "r1", "body": body, "attributes": {"ApproximateReceiveCount": "1"},
+                         "messageAttributes": {}, "eventSource": "aws:sqs", "awsRegion": "us-east-1"}]}
+
+
+def status_api_event():
+    event = fixture("events/azqr/completed.json")
+    event.update({"routeKey": "GET /transactions/{provider}/{reference}", "rawPath": "/transactions/azqr/100000000006",
+                  "body": None, "pathParameters": {"provider": "azqr", "reference": "100000000006"}})
+    event["requestContext"]["http"].update({"method": "GET", "path": "/transactions/azqr/100000000006"})
+    return event
+
+
+FUNCTIONS = [
+    ("azqr-webhook", lambda: fixture("events/azqr/completed.json")),
+    ("pay3-webhook", lambda: fixture("events/pay3/completed.json")),
+    ("qitech-webhook", lambda: fixture("events/qitech/concluded.json")),
+    ("key2pay-webhook", lambda: fixture("events/key2pay/capture.json")),
+    ("pagstar-webhook", lambda: fixture("events/pagstar/bad-no-txid.json")),  # no Pagstar call on the first request
+    ("notifier", sqs_event),
+    ("reconciler", lambda: {"source": "aws.scheduler", "detail-type": "Scheduled Event", "detail": {}}),
+    ("transactions-api", status_api_event),
+]
+
+
+def env_for(port):
+    dev = {}
+    for line in (ROOT / "local.env.example").read_text().splitlines():
+        if "=" in line and not line.lstrip().startswith("#"):
+            key, value = line.split("=", 1)
+            dev[key.strip()] = value.strip()
+    env = dict(os.environ)
+    env.update(dev)
+    env.update({
+        "AWS_LAMBDA_RUNTIME_API": f"127.0.0.1:{port}",
+        "AWS_LAMBDA_FUNCTION_NAME": "bench", "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "128",
+        "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST", "AWS_LAMBDA_LOG_STREAM_NAME": "bench", "AWS_LAMBDA_LOG_GROUP_NAME": "bench",
+        "AWS_LAMBDA_LOG_FORMAT": "JSON", "AWS_REGION": "us-east-1", "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench",
+        "AWS_ENDPOINT_URL_DYNAMODB": os.environ["DYNAMODB_ENDPOINT"], "AWS_ENDPOINT_URL_SQS": os.environ["SQS_ENDPOINT"],
+        "PAGSTAR_API_URL": "http://127.0.0.1:9", "NOTIFY_URL": "http://127.0.0.1:9/merchant",
+    })
+    return env
+
+
+def summary(values):
+    values = sorted(values)
+    return f"median {statistics.median(values):7.1f} ms  (min {values[0]:6.1f}, max {values[-1]:6.1f})"
+
+
+def main():
+    state_ref = [None]
+    server = ThreadingHTTPServer(("127.0.0.1", 0), make_handler(state_ref))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    port = server.server_address[1]
+    env = env_for(port)
+    results = {}
+    for name, event in FUNCTIONS:
+        binary = ROOT / "target" / "release" / name
+        inits, firsts = [], []
+        for _ in range(RUNS):
+            state_ref[0] = Runtime(event())
+            start = time.perf_counter()
+            process = subprocess.Popen([str(binary)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            finished = state_ref[0].done.wait(30)
+            process.kill()
+            process.wait()
+            state = state_ref[0]
+            state.done.set()
+            if not finished or state.first_next is None:
+                sys.exit(f"{name}: no response from the bootstrap")
+            inits.append((state.first_next - start) * 1000)
+            firsts.append((state.response_at - start) * 1000)
+        results[name] = (inits, firsts, state.response[0])
+        print(f"{name:18} init {summary(inits)} | first response {summary(firsts)} [{state.response[0]}]")
+
+    python = os.environ.get("PYTHON_BASELINE", str(ROOT / ".local/venv/bin/python"))
+    code = "import boto3; boto3.client('dynamodb', region_name='us-east-1'); boto3.client('sqs', region_name='us-east-1')"
+    baseline = []
+    for _ in range(RUNS):
+        start = time.perf_counter()
+        subprocess.run([python, "-c", code], check=True)
+        baseline.append((time.perf_counter() - start) * 1000)
+    print(f"{'python3 + boto3':18} init {summary(baseline)}")
+    rust = statistics.median([statistics.median(r[0]) for r in results.values()])
+    print(f"ratio: Python boto3 init median / Rust init median (over functions) = {statistics.median(baseline) / rust:.0f}x")
+    server.shutdown()
+
+
+if __name__ == "__main__":
+    main()
