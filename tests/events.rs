@@ -73,6 +73,10 @@ fn expectations() -> BTreeMap<&'static str, Expectation> {
         ("pagstar/unknown-status.json", (200, None)),
         ("pagstar/bad-no-txid.json", (400, None)),
         ("pagstar/bad-malformed-json.json", (400, None)),
+        // The status API (writes nothing): the AZQR fixture's completed transaction, run
+        // earlier in this order, and one that does not exist.
+        ("transactions/get-completed.json", (200, None)),
+        ("transactions/get-unknown.json", (404, None)),
     ])
 }
 

@@ -131,6 +131,7 @@ pub struct DevWebhooks {
     pub qitech: shared::Webhook<qitech_webhook::QiTech>,
     pub key2pay: shared::Webhook<key2pay_webhook::Key2Pay>,
     pub pagstar: shared::Webhook<pagstar_webhook::Pagstar>,
+    pub transactions: transactions_api::TransactionsApi,
     pub env: local_pipeline::DevEnv,
 }
 
@@ -160,6 +161,7 @@ impl DevWebhooks {
                 store.clone(),
                 queue.clone(),
             ),
+            transactions: transactions_api::TransactionsApi::new(store.clone()),
             env,
         }
     }
@@ -179,6 +181,7 @@ impl DevWebhooks {
             "qitech" => self.qitech.handle(request, now).await,
             "key2pay" => self.key2pay.handle(request, now).await,
             "pagstar" => self.pagstar.handle(request, now).await,
+            "transactions" => self.transactions.handle(request).await,
             other => panic!("{file}: no handler for provider {other}"),
         };
         response.status().as_u16()

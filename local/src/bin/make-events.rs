@@ -291,6 +291,20 @@ fn pagstar() -> Vec<(&'static str, Value)> {
     ]
 }
 
+/// The status API: the AZQR fixture's completed transaction, and one that does not exist.
+fn transactions() -> Vec<(&'static str, Value)> {
+    let route = transactions_api::PATH;
+    let get = |path: &str| {
+        let mut event = event("GET", route, path, "", &[], "");
+        event["body"] = Value::Null;
+        event
+    };
+    vec![
+        ("get-completed", get("/transactions/azqr/100000000006")),
+        ("get-unknown", get("/transactions/azqr/999999999999")),
+    ]
+}
+
 fn main() -> Result<(), Error> {
     let root = Path::new(".");
     let env = DevEnv::load(&root.join("local.env.example"))?;
@@ -300,6 +314,7 @@ fn main() -> Result<(), Error> {
         ("qitech", qitech(&env, root)?),
         ("key2pay", key2pay(&env)?),
         ("pagstar", pagstar()),
+        ("transactions", transactions()),
     ];
     for (provider, events) in providers {
         let dir = root.join("events").join(provider);
