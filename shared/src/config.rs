@@ -33,6 +33,12 @@ pub trait Env {
     }
 }
 
+/// A multi-line value (a PEM key or certificate) that may be written on one line with
+/// literal `\n` sequences, as environment variables and env files need.
+pub fn multiline(value: &str) -> String {
+    value.replace("\\n", "\n")
+}
+
 /// The process environment.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ProcessEnv;
@@ -94,6 +100,12 @@ impl StorageConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn multiline_values_may_use_escaped_newlines() {
+        assert_eq!(multiline("-----BEGIN X-----\\nAAAA\\n-----END X-----"), "-----BEGIN X-----\nAAAA\n-----END X-----");
+        assert_eq!(multiline("line one\nline two"), "line one\nline two");
+    }
 
     #[test]
     fn secret_debug_is_redacted() {

@@ -25,6 +25,8 @@ pub enum StoreError {
     Request(#[source] Box<dyn std::error::Error + Send + Sync>),
     #[error("stored item could not be decoded")]
     Decode(#[source] serde_dynamo::Error),
+    #[error("time cannot be written as RFC 3339")]
+    Timestamp(#[source] time::error::Format),
     #[error("stored item for {key} is inconsistent: status {status} does not explain the failed condition")]
     Inconsistent { key: String, status: crate::model::Status },
 }
@@ -121,7 +123,7 @@ impl TransactionStore {
             NotificationOutcome::Delivered => "notified_at",
             NotificationOutcome::Refused => "notification_refused_at",
         };
-        let now = now.format(&Rfc3339).map_err(|e| StoreError::Request(Box::new(e)))?;
+        let now = timestamp(now)?;
         let result = self
             .client
             .update_item()
@@ -151,7 +153,7 @@ impl TransactionStore {
         &self,
         final_before: OffsetDateTime,
     ) -> Result<Vec<TransactionRecord>, StoreError> {
-        let cutoff = final_before.format(&Rfc3339).map_err(|e| StoreError::Request(Box::new(e)))?;
+        let cutoff = timestamp(final_before)?;
         let pending = serde_dynamo::to_attribute_value(NotificationPending::Pending).map_err(StoreError::Decode)?;
         let pages = self
             .client
@@ -198,6 +200,11 @@ pub fn build_update(
     Ok((update.expression, update.values.len()))
 }
 
+/// A time as stored: RFC 3339 text, the format the record's serde uses too.
+fn timestamp(at: OffsetDateTime) -> Result<String, StoreError> {
+    at.format(&Rfc3339).map_err(StoreError::Timestamp)
+}
+
 fn decode(item: HashMap<String, AttributeValue>) -> Result<TransactionRecord, StoreError> {
     serde_dynamo::from_item(item).map_err(StoreError::Decode)
 }
@@ -211,7 +218,7 @@ struct Update {
 
 impl Update {
     fn for_observation(provider: &str, observation: &Observation, now: OffsetDateTime) -> Result<Self, StoreError> {
-        let now_text = now.format(&Rfc3339).map_err(|e| StoreError::Request(Box::new(e)))?;
+        let now_text = timestamp(now)?;
         let entry = HistoryEntry {
             status: observation.status,
             provider_status: observation.provider_status.clone(),

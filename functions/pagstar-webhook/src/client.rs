@@ -77,7 +77,7 @@ impl PagstarConfig {
                 reason: "must be https:// (plain http only on loopback, for local stand-ins)".into(),
             });
         }
-        let pem = |value: String| value.replace("\\n", "\n");
+        let pem = |value: String| shared::config::multiline(&value);
         let client_identity = match (env.optional("PAGSTAR_CLIENT_CERT"), env.optional("PAGSTAR_CLIENT_KEY")) {
             (Some(cert), Some(key)) => Some((pem(cert), Secret::new(pem(key)))),
             (None, None) => None,

@@ -104,10 +104,15 @@ impl std::fmt::Debug for QiTech {
     }
 }
 
+/// The `payload_md5` claim for `body`: lowercase hex of its MD5, as QI Tech signs it.
+pub fn payload_md5(body: &[u8]) -> String {
+    Md5::digest(body).iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// Parses a PEM `PUBLIC KEY` (SPKI) holding a P-521 key. Literal `\n` sequences are
 /// accepted for newlines, so the key fits in one environment variable.
 pub fn parse_public_key(pem: &str) -> Result<ParsedPublicKey, String> {
-    let pem = pem.replace("\\n", "\n");
+    let pem = shared::config::multiline(pem);
     let der =
         SubjectPublicKeyInfoDer::from_pem_slice(pem.as_bytes()).map_err(|e| format!("not a PEM public key: {e}"))?;
     ParsedPublicKey::new(&ECDSA_P521_SHA512_FIXED, der.as_ref()).map_err(|e| format!("not a P-521 public key: {e}"))
@@ -156,8 +161,7 @@ impl QiTech {
         let claims: AuthClaims =
             serde_json::from_slice(&decode(claims)?).map_err(|_| unauthorized("JWT claims malformed"))?;
 
-        let body_md5: String = Md5::digest(request.body().as_ref()).iter().map(|b| format!("{b:02x}")).collect();
-        if !claims.payload_md5.eq_ignore_ascii_case(&body_md5) {
+        if !claims.payload_md5.eq_ignore_ascii_case(&payload_md5(request.body().as_ref())) {
             return Err(unauthorized("payload_md5 does not match the body"));
         }
         if !claims.method.eq_ignore_ascii_case(request.method().as_str()) || !claims.method.eq_ignore_ascii_case(METHOD)

@@ -5,7 +5,6 @@ use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::signature::{EcdsaKeyPair, ParsedPublicKey, ECDSA_P521_SHA512_FIXED_SIGNING};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use md5::{Digest, Md5};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::PrivatePkcs8KeyDer;
 use time::format_description::well_known::Rfc3339;
@@ -42,7 +41,7 @@ impl QiTechSigner {
 
     /// The JWT QI Tech would send for `body` POSTed to `uri` at `at`.
     pub fn sign(&self, body: &[u8], method: &str, uri: &str, at: OffsetDateTime) -> String {
-        let payload_md5: String = Md5::digest(body).iter().map(|b| format!("{b:02x}")).collect();
+        let payload_md5 = crate::payload_md5(body);
         let timestamp = at.format(&Rfc3339).unwrap_or_default();
         self.sign_claims(&serde_json::json!({
             "payload_md5": payload_md5, "timestamp": timestamp, "method": method, "uri": uri
