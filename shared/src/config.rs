@@ -57,24 +57,30 @@ impl<const N: usize> Env for [(&str, &str); N] {
 
 /// A secret value: never printed, compared in constant time.
 #[derive(Clone)]
-pub struct Secret(String);
+pub struct Secret {
+    value: String,
+    /// SHA-256 of `value`, computed once: `matches` hashes only the candidate.
+    digest: [u8; 32],
+}
 
 impl Secret {
     pub fn new(value: impl Into<String>) -> Self {
-        Secret(value.into())
+        let value = value.into();
+        let digest = Sha256::digest(value.as_bytes()).into();
+        Secret { value, digest }
     }
 
     /// The secret itself, for the one place that must use it (signing, a request header).
     pub fn expose(&self) -> &str {
-        &self.0
+        &self.value
     }
 
-    /// Whether `candidate` equals the secret. Both sides are hashed first so that the
-    /// comparison takes the same time whatever the candidate's length or content.
+    /// Whether `candidate` equals the secret. Both sides are compared as SHA-256 digests,
+    /// in constant time, so the comparison takes the same time whatever the candidate's
+    /// length or content.
     pub fn matches(&self, candidate: &[u8]) -> bool {
-        let expected = Sha256::digest(self.0.as_bytes());
-        let given = Sha256::digest(candidate);
-        expected.ct_eq(&given).into()
+        let given: [u8; 32] = Sha256::digest(candidate).into();
+        self.digest.ct_eq(&given).into()
     }
 }
 

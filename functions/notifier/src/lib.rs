@@ -17,6 +17,7 @@ use futures_util::future::join_all;
 use shared::{ConfigError, Env, NotificationOutcome, Secret, TerminalEvent, TransactionStore};
 use time::OffsetDateTime;
 
+mod https;
 pub mod replay;
 
 /// Limit for one delivery to the merchant.
@@ -105,10 +106,9 @@ impl Notifier {
         }
         let signer = standardwebhooks::Webhook::new(config.secret.expose())
             .map_err(|_| ConfigError::Invalid { name: "NOTIFY_SECRET", reason: "must be whsec_<base64>".into() })?;
-        let http = reqwest::Client::builder()
+        let http = https::merchant_client_builder()
             .timeout(timeout)
             .connect_timeout(timeout.min(Duration::from_secs(3)))
-            .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| ConfigError::Invalid { name: "NOTIFY_URL", reason: format!("HTTP client: {e}") })?;
         Ok(Notifier {
