@@ -42,6 +42,40 @@ install_tools() {
   fi
 }
 
+# What `sam build` and the invoke test need besides .local/venv: Rust's arm64 target (the
+# template deploys arm64), and qemu with the arm64 C library to run the built bootstraps
+# on this host. Installs them, or fails naming the command to run.
+install_build_tools() {
+  export PATH="$LOCAL/venv/bin:$PATH" # cargo-lambda, and the python3 that has ziglang
+  if ! rustup target list --installed 2>/dev/null | grep -qx aarch64-unknown-linux-gnu; then
+    log "adding Rust's aarch64-unknown-linux-gnu target"
+    rustup target add aarch64-unknown-linux-gnu >&2 \
+      || die "cannot add Rust's arm64 target: run 'rustup target add aarch64-unknown-linux-gnu'"
+  fi
+  if ! command -v qemu-aarch64-static >/dev/null || [ ! -d /usr/aarch64-linux-gnu/lib ]; then
+    local sudo=""
+    [ "$(id -u)" = 0 ] || sudo="sudo -n"
+    log "installing qemu-user-static and libc6-arm64-cross (to run the arm64 bootstraps)"
+    { $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq qemu-user-static libc6-arm64-cross; } >&2 \
+      || die "cannot install qemu: run 'apt-get install qemu-user-static libc6-arm64-cross' (as root)"
+  fi
+}
+
+# Uses the emulators of a running scripts/run-local (its .local/endpoints.env) when both
+# answer; exports DYNAMODB_ENDPOINT and SQS_ENDPOINT. Returns 1 when there is none.
+use_running_emulators() {
+  [ -f "$LOCAL/endpoints.env" ] || return 1
+  local dynamodb sqs
+  dynamodb=$(sed -n 's/^DYNAMODB_ENDPOINT=//p' "$LOCAL/endpoints.env")
+  sqs=$(sed -n 's/^SQS_ENDPOINT=//p' "$LOCAL/endpoints.env")
+  for endpoint in "$dynamodb" "$sqs"; do
+    local port="${endpoint##*:}"
+    (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null || return 1
+  done
+  log "using the running local pipeline's emulators ($dynamodb, $sqs)"
+  export DYNAMODB_ENDPOINT="$dynamodb" SQS_ENDPOINT="$sqs"
+}
+
 free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }

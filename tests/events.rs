@@ -3,13 +3,19 @@
 //! Pagstar) the Pagstar stand-in over HTTP, and gives the answer and the stored state
 //! listed here. A fixture this table does not list fails the test, so none is unused.
 //! The clock is each fixture's `requestContext.timeEpoch`, when it was signed.
+//!
+//! Then the same fixtures go through the artifacts `sam build` made, the files `sam
+//! deploy` uploads, under AWS's Lambda Runtime Interface Emulator (`scripts/invoke`'s way).
 
 mod common;
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use common::{DevWebhooks, Harness};
-use shared::Status;
+use local_pipeline::invoke::{self, Bindings, Endpoints, Launch};
+use local_pipeline::{fixtures, pagstar_standin, DevEnv, Template};
+use shared::{Env, Status};
 
 use Status::*;
 
@@ -103,4 +109,72 @@ async fn every_fixture_runs_through_lambda_http_and_the_handler() {
     let written = expectations().values().filter(|(_, stored)| stored.is_some()).count();
     assert_eq!(h.item_count().await, written, "fixtures marked as writing nothing wrote something");
     assert_eq!(h.drain_events().await.len(), finals, "one terminal event per final fixture");
+}
+
+/// Every fixture, invoked as `scripts/invoke` does: the function API Gateway routes it to
+/// (by its `routeKey` in template.yaml), built by `sam build` for arm64 and run through
+/// qemu under the runtime interface emulator, with the template's environment. The answer
+/// and the stored state are those of the table above; every final transition leaves its
+/// one terminal event on the queue; every log line is one JSON object.
+#[tokio::test]
+async fn every_fixture_through_the_built_artifact_under_the_lambda_runtime_emulator() {
+    let h = Harness::new().await;
+    let root = common::root();
+    let template = Template::load(&root.join("template.yaml")).expect("template.yaml");
+    let rie = invoke::runtime_interface_emulator(&root).unwrap_or_else(|e| panic!("{e}"));
+    let mut dev_env = DevEnv::load(&root.join("local.env.example")).expect("local.env.example");
+    let charges = pagstar_standin::load_charges(&root.join("local/pagstar-charges.json")).expect("charges");
+    let stand_in = pagstar_standin::start(charges).await.expect("Pagstar stand-in");
+    dev_env.set_default("PAGSTAR_API_URL", stand_in.url.clone());
+    let endpoints = Endpoints {
+        dynamodb: dev_env.required("DYNAMODB_ENDPOINT").expect("scripts/test exports DYNAMODB_ENDPOINT"),
+        sqs: dev_env.required("SQS_ENDPOINT").expect("scripts/test exports SQS_ENDPOINT"),
+    };
+    let overrides = BTreeMap::new();
+    let bindings =
+        Bindings { overrides: &overrides, dev_env: &dev_env, resources: &h.resources, endpoints: &endpoints };
+
+    let mut log_lines = 0;
+    for (file, (status, stored)) in expectations() {
+        let text = std::fs::read_to_string(root.join("events").join(file)).expect("fixture");
+        let mut event: serde_json::Value = serde_json::from_str(&text).expect("JSON");
+        let route = event["routeKey"].as_str().expect("routeKey").to_owned();
+        let logical_id =
+            template.function_for_route(&route).unwrap_or_else(|| panic!("{file}: no function for {route}"));
+        let function = template.function(&logical_id).expect("function");
+        let env = function.environment(&template, &bindings).expect("environment");
+        let bootstrap = invoke::built_artifact(&root, &logical_id);
+        assert!(bootstrap.is_file(), "{} is missing: run `sam build` (scripts/test runs it)", bootstrap.display());
+        let launch = Launch::for_artifact(&bootstrap).unwrap_or_else(|e| panic!("{e}"));
+        if cfg!(target_arch = "x86_64") {
+            assert!(matches!(launch, Launch::Qemu { .. }), "{logical_id}: the deployed artifact is arm64");
+        }
+        fixtures::resign_for(&mut event, &root, &dev_env, time::OffsetDateTime::now_utc()).expect("re-sign");
+        let timeout = Duration::from_secs(function.timeout_seconds + 60);
+        let invocation = invoke::invoke(&rie, &launch, &env, event.to_string().as_bytes(), timeout)
+            .await
+            .unwrap_or_else(|e| panic!("{file}: {e}"));
+        let context = format!("{file} via {logical_id}: {}\n{}", invocation.response, invocation.function_log);
+        assert_eq!(invocation.failure(), None, "{context}\n{}", invocation.emulator_log);
+        let response: serde_json::Value = serde_json::from_str(&invocation.response).expect("JSON answer");
+        assert_eq!(response["statusCode"], status, "{context}");
+        assert_eq!(invocation.non_json_log_lines(), Vec::<&str>::new(), "{context}");
+        log_lines += invocation.function_log.lines().count();
+
+        let queued = h.drain_events().await;
+        match stored {
+            Some((reference, expected)) => {
+                let provider = file.split('/').next().expect("provider dir");
+                let record = h.store.get(provider, reference).await.expect("get");
+                assert_eq!(record.map(|r| r.status), Some(expected), "{context}");
+                let finals: Vec<_> = queued.iter().map(|e| (e.data.reference.as_str(), e.data.status)).collect();
+                let want = if expected.is_final() { vec![(reference, expected)] } else { vec![] };
+                assert_eq!(finals, want, "{context}: the queued terminal events");
+            }
+            None => assert!(queued.is_empty(), "{context}: queued {queued:?}"),
+        }
+    }
+    let written = expectations().values().filter(|(_, stored)| stored.is_some()).count();
+    assert_eq!(h.item_count().await, written, "fixtures marked as writing nothing wrote something");
+    assert!(log_lines >= expectations().len(), "the functions logged {log_lines} lines in all");
 }

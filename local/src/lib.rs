@@ -1,6 +1,8 @@
 //! The local pipeline: emulator clients, provisioning from template.yaml, and serving
 //! every webhook function on one HTTP port. Used by the run command and the tests.
 
+pub mod fixtures;
+pub mod invoke;
 pub mod merchant;
 pub mod pagstar_standin;
 pub mod provision;

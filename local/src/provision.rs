@@ -38,10 +38,13 @@ pub struct Resources {
     pub dead_letter_queue_url: String,
 }
 
-/// The parsed template's resources.
+/// The parsed template: its resources, and the parameters and globals a function's
+/// environment is resolved from (see `invoke`).
 #[derive(Debug, Clone)]
 pub struct Template {
-    resources: serde_yaml_ng::Mapping,
+    pub(crate) resources: serde_yaml_ng::Mapping,
+    pub(crate) parameters: serde_yaml_ng::Mapping,
+    pub(crate) globals: Value,
 }
 
 #[derive(Debug, Deserialize)]
@@ -125,7 +128,9 @@ impl Template {
             .and_then(Value::as_mapping)
             .cloned()
             .ok_or_else(|| ProvisionError::MissingResource("Resources".into()))?;
-        Ok(Template { resources })
+        let parameters = document.get("Parameters").and_then(Value::as_mapping).cloned().unwrap_or_default();
+        let globals = document.get("Globals").cloned().unwrap_or(Value::Null);
+        Ok(Template { resources, parameters, globals })
     }
 
     fn properties<T: serde::de::DeserializeOwned>(&self, logical_id: &str, kind: &str) -> Result<T, ProvisionError> {

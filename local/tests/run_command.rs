@@ -144,3 +144,80 @@ async fn a_completed_payment_on_every_route_is_stored_once_and_delivered_signed(
     let unknown = reqwest::Client::new().get(format!("http://127.0.0.1:{port}/nope")).send().await.expect("send");
     assert_eq!(unknown.status().as_u16(), 404);
 }
+
+/// `scripts/invoke`'s binary, run as a user would from the workspace root, on the artifact
+/// `sam build` made (scripts/test runs `sam build` first). Returns (exit ok, stdout, stderr).
+fn invoke(prefix: &str, args: &[&str]) -> (bool, String, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_invoke"))
+        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+        .env("LOCAL_RESOURCE_PREFIX", prefix)
+        .args(args)
+        .output()
+        .expect("run invoke");
+    let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
+    (output.status.success(), text(&output.stdout), text(&output.stderr))
+}
+
+#[tokio::test]
+async fn invoke_runs_the_built_artifact_like_sam_local_invoke() {
+    let dynamodb = dynamodb_client(&endpoint("DYNAMODB_ENDPOINT"));
+    let sqs = local_pipeline::sqs_client(&endpoint("SQS_ENDPOINT"));
+    let prefix = format!("invoke{}-", std::process::id());
+    let root = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.."));
+    let resources = local_pipeline::Template::load(&root.join("template.yaml"))
+        .expect("template")
+        .provision(&dynamodb, &sqs, &prefix)
+        .await
+        .expect("provision");
+
+    let (ok, stdout, stderr) = invoke(&prefix, &["AzqrWebhookFunction", "-e", "events/azqr/bad-wrong-key.json"]);
+    assert!(ok, "{stderr}");
+    let answer: serde_json::Value = serde_json::from_str(stdout.trim()).expect("the Lambda response on stdout");
+    assert_eq!(answer["statusCode"], 401, "{stdout}");
+    assert!(stderr.contains("\"webhook rejected\""), "the function's JSON log on stderr: {stderr}");
+
+    let (ok, stdout, stderr) = invoke(&prefix, &["AzqrWebhookFunction", "-e", "events/azqr/completed.json"]);
+    assert!(ok, "{stderr}");
+    let answer: serde_json::Value = serde_json::from_str(stdout.trim()).expect("JSON");
+    assert_eq!(answer["statusCode"], 204, "{stdout}");
+    let store = TransactionStore::new(dynamodb.clone(), &resources.table_name);
+    let record = store.get("azqr", "100000000006").await.expect("get").expect("item written");
+    assert_eq!(record.status, Status::Completed);
+    let received = sqs
+        .receive_message()
+        .queue_url(&resources.queue_url)
+        .max_number_of_messages(10)
+        .send()
+        .await
+        .expect("receive")
+        .messages
+        .unwrap_or_default();
+    assert_eq!(received.len(), 1, "one terminal event queued");
+    let event: serde_json::Value = serde_json::from_str(received[0].body().expect("body")).expect("JSON");
+    assert_eq!(event["type"], "transaction.completed");
+
+    // A function that cannot start fails the invoke, and says why.
+    let env_vars = std::env::temp_dir().join(format!("{prefix}env.json"));
+    std::fs::write(&env_vars, r#"{"AzqrWebhookFunction": {"AZQR_API_KEY": ""}}"#).expect("write");
+    let args =
+        ["AzqrWebhookFunction", "-e", "events/azqr/completed.json", "--env-vars", env_vars.to_str().expect("utf-8")];
+    let (ok, _, stderr) = invoke(&prefix, &args);
+    assert!(!ok, "an init failure is a failed invoke: {stderr}");
+    assert!(stderr.contains("failed"), "{stderr}");
+    let init_error = stderr.lines().find(|l| l.contains("function could not start")).expect("the init error is logged");
+    let init_error: serde_json::Value = serde_json::from_str(init_error).expect("as one JSON object");
+    assert_eq!(init_error["level"], "ERROR");
+    assert!(init_error["fields"]["error"].as_str().is_some_and(|e| e.contains("AZQR_API_KEY")), "{init_error}");
+
+    // A parameter override reaches the function: with another key the fixture's is refused.
+    let args = [
+        "AzqrWebhookFunction",
+        "-e",
+        "events/azqr/completed.json",
+        "--parameter-overrides",
+        "AzqrApiKey=another-key-0123456789",
+    ];
+    let (ok, stdout, stderr) = invoke(&prefix, &args);
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("\"statusCode\":401"), "{stdout}");
+}

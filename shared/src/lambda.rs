@@ -17,6 +17,17 @@ pub async fn run<P: Provider>(webhook: Webhook<P>) -> Result<(), lambda_http::Er
     .await
 }
 
+/// Unwraps what a function builds at init (its configuration, its clients). A failure is
+/// logged, as one JSON line on Lambda, naming what is missing or invalid, and the process
+/// exits with status 1, which Lambda reports as an init error. Returning it from `main`
+/// instead would print its `Debug` form as plain text.
+pub fn or_exit<T, E: std::fmt::Display>(result: Result<T, E>) -> T {
+    result.unwrap_or_else(|error| {
+        tracing::error!(error = %error, "function could not start");
+        std::process::exit(1)
+    })
+}
+
 /// Logs as JSON when Lambda asks for it (`AWS_LAMBDA_LOG_FORMAT=JSON`), plain text otherwise.
 pub fn init_tracing() {
     lambda_http::tracing::init_default_subscriber();

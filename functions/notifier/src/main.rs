@@ -9,7 +9,7 @@ use time::OffsetDateTime;
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     lambda::init_tracing();
-    let notifier = Notifier::from_env(&ProcessEnv).await?;
+    let notifier = lambda::or_exit(Notifier::from_env(&ProcessEnv).await);
     let notifier = &notifier;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
         Ok::<_, Infallible>(notifier.handle_batch(event.payload, OffsetDateTime::now_utc()).await)

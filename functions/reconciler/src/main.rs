@@ -6,7 +6,7 @@ use time::OffsetDateTime;
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     lambda::init_tracing();
-    let reconciler = Reconciler::from_env(&ProcessEnv).await?;
+    let reconciler = lambda::or_exit(Reconciler::from_env(&ProcessEnv).await);
     let reconciler = &reconciler;
     // The scheduled event carries nothing we need; a failed run is reported to Lambda.
     lambda_runtime::run(service_fn(move |_: LambdaEvent<serde_json::Value>| async move {

@@ -5,7 +5,7 @@ use transactions_api::TransactionsApi;
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
     lambda::init_tracing();
-    let api = TransactionsApi::from_env(&ProcessEnv).await?;
+    let api = lambda::or_exit(TransactionsApi::from_env(&ProcessEnv).await);
     let api = &api;
     lambda_http::run(service_fn(move |request: Request| async move {
         Ok::<_, std::convert::Infallible>(api.handle(request).await)

@@ -10,8 +10,7 @@
 use std::path::Path;
 use std::process::ExitCode;
 
-use local_pipeline::DevEnv;
-use qitech_webhook::signing::QiTechSigner;
+use local_pipeline::{fixtures, DevEnv};
 use serde_json::Value;
 use shared::Env;
 use time::OffsetDateTime;
@@ -22,7 +21,8 @@ const USAGE: &str = "usage: scripts/send <azqr|pay3|qitech|key2pay|pagstar> <eve
 
 async fn send(provider: &str, fixture: &Path) -> Result<u16, Error> {
     let env = DevEnv::load(Path::new("local.env.example"))?;
-    let event: Value = serde_json::from_str(&std::fs::read_to_string(fixture)?)?;
+    let mut event: Value = serde_json::from_str(&std::fs::read_to_string(fixture)?)?;
+    fixtures::resign_for(&mut event, Path::new("."), &env, OffsetDateTime::now_utc())?;
     let path = event["rawPath"].as_str().ok_or("fixture has no rawPath")?;
     if !path.starts_with(&format!("/webhooks/{provider}")) {
         return Err(format!("{} is not a {provider} fixture (path {path})", fixture.display()).into());
@@ -30,8 +30,6 @@ async fn send(provider: &str, fixture: &Path) -> Result<u16, Error> {
     let method = event["requestContext"]["http"]["method"].as_str().ok_or("fixture has no method")?;
     let query = event["rawQueryString"].as_str().unwrap_or_default();
     let body = event["body"].as_str().unwrap_or_default().to_owned();
-    let made_at = event["requestContext"]["timeEpoch"].as_i64().ok_or("fixture has no timeEpoch")?;
-    let since_made = OffsetDateTime::now_utc() - OffsetDateTime::from_unix_timestamp(made_at / 1000)?;
     let port = env.optional("PORT").unwrap_or_else(|| "3000".into());
     let url = if query.is_empty() {
         format!("http://127.0.0.1:{port}{path}")
@@ -42,16 +40,8 @@ async fn send(provider: &str, fixture: &Path) -> Result<u16, Error> {
     let mut request = reqwest::Client::new().request(method.parse()?, &url);
     for (name, value) in event["headers"].as_object().into_iter().flatten() {
         let value = value.as_str().unwrap_or_default();
-        match name.as_str() {
-            "host" | "content-length" => {}
-            "authorization" if provider == "qitech" => {
-                let signer =
-                    QiTechSigner::from_pkcs8_pem(&std::fs::read_to_string("dev-keys/qitech-dev-private.pem")?)?;
-                let public_key = qitech_webhook::parse_public_key(&env.required("QITECH_PUBLIC_KEY")?)?;
-                let fresh = signer.refresh(value, &public_key, since_made);
-                request = request.header(name, fresh.as_deref().unwrap_or(value));
-            }
-            _ => request = request.header(name, value),
+        if !matches!(name.as_str(), "host" | "content-length") {
+            request = request.header(name, value);
         }
     }
     let response = request.body(body).send().await?;
