@@ -441,14 +441,48 @@ pub async fn invoke(
     event: &[u8],
     timeout: Duration,
 ) -> Result<Invocation, InvokeError> {
-    let work = scratch_dir()?;
-    let function_log = work.join("function.log");
-    let emulator_log = work.join("emulator.log");
+    let scratch = Scratch::new()?;
+    let function_log = scratch.0.join("function.log");
+    let emulator_log = scratch.0.join("emulator.log");
+    // A free port can be taken by someone else between our check and the emulator's bind:
+    // then the emulator exits at once, and another port is tried.
+    let mut attempt = 0;
+    let (running, port) = loop {
+        attempt += 1;
+        match start(rie, launch, env, &function_log, &emulator_log).await {
+            Err(InvokeError::EmulatorExited(_)) if attempt < 3 => continue,
+            other => break other?,
+        }
+    };
+    let url = format!("http://127.0.0.1:{port}/2015-03-31/functions/function/invocations");
+    let client =
+        reqwest::Client::builder().timeout(timeout).build().map_err(|e| InvokeError::Request(e.to_string()))?;
+    let answer = client.post(&url).body(event.to_vec()).send().await;
+    let response = match answer {
+        Ok(response) => response.text().await.map_err(|e| InvokeError::Request(e.to_string())),
+        Err(error) => Err(InvokeError::Request(format!("{error} (emulator log: {})", read_lossy(&emulator_log)))),
+    };
+    drop(running);
+    response.map(|response| Invocation {
+        response,
+        function_log: read_lossy(&function_log),
+        emulator_log: read_lossy(&emulator_log),
+    })
+}
+
+/// Starts the emulator on a free port and waits until it listens.
+async fn start(
+    rie: &Path,
+    launch: &Launch,
+    env: &BTreeMap<String, String>,
+    function_log: &Path,
+    emulator_log: &Path,
+) -> Result<(Running, u16), InvokeError> {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map_err(io("no free port on loopback"))?
         .port();
-    let log_file = std::fs::File::create(&emulator_log).map_err(io("cannot create the emulator log"))?;
+    let log_file = std::fs::File::create(emulator_log).map_err(io("cannot create the emulator log"))?;
     let log_file_err = log_file.try_clone().map_err(io("cannot create the emulator log"))?;
     // The shell sends the function's stdout and stderr to its own file, so that its log
     // lines are never mixed with the emulator's.
@@ -457,7 +491,7 @@ pub async fn invoke(
         .arg("--runtime-interface-emulator-address")
         .arg(format!("127.0.0.1:{port}"))
         .args(["/bin/sh", "-c", r#"exec "$@" >>"$0" 2>&1"#])
-        .arg(&function_log)
+        .arg(function_log)
         .args(launch.argv())
         .env_clear()
         .env("PATH", "/usr/local/bin:/usr/bin:/bin")
@@ -468,42 +502,37 @@ pub async fn invoke(
     std::os::unix::process::CommandExt::process_group(&mut command, 0);
     let child = command.spawn().map_err(io(format!("cannot start {}", rie.display())))?;
     let mut running = Running { child };
-
     let deadline = Instant::now() + Duration::from_secs(10);
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
         if running.child.try_wait().map_err(io("emulator"))?.is_some() || Instant::now() > deadline {
-            return Err(InvokeError::EmulatorExited(read_lossy(&emulator_log)));
+            return Err(InvokeError::EmulatorExited(read_lossy(emulator_log)));
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let url = format!("http://127.0.0.1:{port}/2015-03-31/functions/function/invocations");
-    let client =
-        reqwest::Client::builder().timeout(timeout).build().map_err(|e| InvokeError::Request(e.to_string()))?;
-    let answer = client.post(&url).body(event.to_vec()).send().await;
-    let response = match answer {
-        Ok(response) => response.text().await.map_err(|e| InvokeError::Request(e.to_string())),
-        Err(error) => Err(InvokeError::Request(format!("{error} (emulator log: {})", read_lossy(&emulator_log)))),
-    };
-    drop(running);
-    let invocation = response.map(|response| Invocation {
-        response,
-        function_log: read_lossy(&function_log),
-        emulator_log: read_lossy(&emulator_log),
-    });
-    let _ = std::fs::remove_dir_all(&work);
-    invocation
+    Ok((running, port))
+}
+
+/// A scratch directory for one invocation's logs, removed when dropped.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new() -> Result<Scratch, InvokeError> {
+        static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("invoke-{}-{n}", std::process::id()));
+        std::fs::create_dir_all(&dir).map_err(io(format!("cannot create {}", dir.display())))?;
+        Ok(Scratch(dir))
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 fn read_lossy(path: &Path) -> String {
     std::fs::read(path).map(|bytes| String::from_utf8_lossy(&bytes).into_owned()).unwrap_or_default()
-}
-
-fn scratch_dir() -> Result<PathBuf, InvokeError> {
-    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let dir = std::env::temp_dir().join(format!("invoke-{}-{n}", std::process::id()));
-    std::fs::create_dir_all(&dir).map_err(io(format!("cannot create {}", dir.display())))?;
-    Ok(dir)
 }
 
 #[cfg(test)]
