@@ -3,6 +3,7 @@
 use http::StatusCode;
 use lambda_http::{Body, Response};
 
+use crate::model::InvalidAmount;
 use crate::queue::QueueError;
 use crate::store::StoreError;
 
@@ -42,6 +43,12 @@ pub enum WebhookError {
 
     #[error("event queue failed")]
     Queue(#[from] QueueError),
+}
+
+impl From<InvalidAmount> for WebhookError {
+    fn from(error: InvalidAmount) -> Self {
+        WebhookError::InvalidField { field: "amount", reason: error.to_string() }
+    }
 }
 
 impl WebhookError {

@@ -1,6 +1,7 @@
 //! What every webhook function shares: the canonical transaction model, the DynamoDB
 //! store, the SQS terminal events, the error type and the common pipeline.
 
+pub mod aws;
 pub mod config;
 pub mod error;
 pub mod lambda;
@@ -9,6 +10,7 @@ pub mod pipeline;
 pub mod queue;
 pub mod store;
 
+pub use aws::AwsClients;
 pub use config::{ConfigError, Env, ProcessEnv, Secret};
 pub use error::WebhookError;
 pub use model::{Amount, Decision, Observation, Status, TerminalEvent, TransactionRecord};

@@ -7,8 +7,6 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
-use crate::error::WebhookError;
-
 /// Canonical status of a transaction. The first four are in progress and ordered;
 /// the last four are final outcomes that nothing changes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -88,7 +86,7 @@ pub enum Decision {
     Conflict,
 }
 
-/// The transition rule. The DynamoDB condition in [`crate::store`] is the same rule
+/// The transition rule. The DynamoDB condition in the store is the same rule
 /// expressed over ranks; tests check that the two agree for every pair.
 pub fn decide(current: Option<Status>, new: Status) -> Decision {
     let Some(current) = current else {
@@ -105,25 +103,31 @@ pub fn decide(current: Option<Status>, new: Status) -> Decision {
     }
 }
 
+/// A text that is not an amount: a non-negative decimal number of at most 20 digits on
+/// each side of the point.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("must be a non-negative decimal number")]
+pub struct InvalidAmount;
+
 /// A money amount as the provider wrote it: a non-negative decimal string, never a float.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct Amount(String);
 
 impl Amount {
-    pub fn parse(value: &str) -> Result<Self, WebhookError> {
+    pub fn parse(value: &str) -> Result<Self, InvalidAmount> {
         let (int, frac) = value.split_once('.').unwrap_or((value, "0"));
         let digits = |s: &str| !s.is_empty() && s.len() <= 20 && s.bytes().all(|b| b.is_ascii_digit());
         if digits(int) && digits(frac) {
             Ok(Amount(value.to_owned()))
         } else {
-            Err(WebhookError::InvalidField { field: "amount", reason: "must be a non-negative decimal number".into() })
+            Err(InvalidAmount)
         }
     }
 
     /// From a JSON value as the provider wrote it, a number (`150.00`) or a numeric
     /// string (`"150.00"`), keeping the text exactly (no float round trip).
-    pub fn from_json(raw: &serde_json::value::RawValue) -> Result<Self, WebhookError> {
+    pub fn from_json(raw: &serde_json::value::RawValue) -> Result<Self, InvalidAmount> {
         let text = raw.get();
         Amount::parse(text.strip_prefix('"').and_then(|t| t.strip_suffix('"')).unwrap_or(text))
     }
@@ -134,7 +138,7 @@ impl Amount {
 }
 
 impl TryFrom<String> for Amount {
-    type Error = WebhookError;
+    type Error = InvalidAmount;
     fn try_from(value: String) -> Result<Self, Self::Error> {
         Amount::parse(&value)
     }

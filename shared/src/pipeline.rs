@@ -56,11 +56,11 @@ impl<P: Provider> Webhook<P> {
     /// Builds the AWS clients from the Lambda environment (`TABLE_NAME`, `QUEUE_URL`).
     pub async fn from_env(provider: P, env: &impl Env) -> Result<Self, ConfigError> {
         let storage = StorageConfig::from_env(env)?;
-        let aws = aws_config::load_from_env().await;
+        let aws = crate::AwsClients::from_env().await;
         Ok(Webhook::new(
             provider,
-            TransactionStore::new(aws_sdk_dynamodb::Client::new(&aws), storage.table_name),
-            EventQueue::new(aws_sdk_sqs::Client::new(&aws), storage.queue_url),
+            TransactionStore::new(aws.dynamodb, storage.table_name),
+            EventQueue::new(aws.sqs, storage.queue_url),
         ))
     }
 

@@ -126,9 +126,9 @@ impl Notifier {
     /// With AWS clients from the Lambda environment.
     pub async fn from_env(env: &impl Env) -> Result<Self, ConfigError> {
         let config = NotifierConfig::from_env(env)?;
-        let aws = aws_config::load_from_env().await;
-        let store = TransactionStore::new(aws_sdk_dynamodb::Client::new(&aws), &config.table_name);
-        Notifier::new(config, store, aws_sdk_sqs::Client::new(&aws), DELIVERY_TIMEOUT)
+        let aws = shared::AwsClients::from_env().await;
+        let store = TransactionStore::new(aws.dynamodb, &config.table_name);
+        Notifier::new(config, store, aws.sqs, DELIVERY_TIMEOUT)
     }
 
     /// Replaces the backoff schedule (tests and local runs use short ones).

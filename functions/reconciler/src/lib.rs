@@ -52,10 +52,10 @@ impl Reconciler {
     /// Reads `TABLE_NAME` and `QUEUE_URL`.
     pub async fn from_env(env: &impl Env) -> Result<Self, ConfigError> {
         let storage = shared::config::StorageConfig::from_env(env)?;
-        let aws = aws_config::load_from_env().await;
+        let aws = shared::AwsClients::from_env().await;
         Ok(Reconciler::new(
-            TransactionStore::new(aws_sdk_dynamodb::Client::new(&aws), storage.table_name),
-            EventQueue::new(aws_sdk_sqs::Client::new(&aws), storage.queue_url),
+            TransactionStore::new(aws.dynamodb, storage.table_name),
+            EventQueue::new(aws.sqs, storage.queue_url),
         ))
     }
 

@@ -23,8 +23,8 @@ impl TransactionsApi {
     /// Reads `TABLE_NAME` and builds the DynamoDB client from the Lambda environment.
     pub async fn from_env(env: &impl Env) -> Result<Self, ConfigError> {
         let table = env.required("TABLE_NAME")?;
-        let aws = aws_config::load_from_env().await;
-        Ok(TransactionsApi::new(TransactionStore::new(aws_sdk_dynamodb::Client::new(&aws), table)))
+        let aws = shared::AwsClients::from_env().await;
+        Ok(TransactionsApi::new(TransactionStore::new(aws.dynamodb, table)))
     }
 
     pub async fn handle(&self, request: Request) -> Response<Body> {

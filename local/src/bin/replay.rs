@@ -16,7 +16,7 @@ async fn replay(args: &[String]) -> Result<usize, Error> {
     let local = std::env::var("SQS_ENDPOINT").ok().filter(|e| !e.is_empty());
     let sqs = match &local {
         Some(endpoint) => local_pipeline::sqs_client(endpoint),
-        None => aws_sdk_sqs::Client::new(&aws_config::load_from_env().await),
+        None => shared::AwsClients::from_env().await.sqs,
     };
     let (dead_letter_queue_url, queue_url) = match (args, &local) {
         ([dlq, queue], _) => (dlq.clone(), queue.clone()),

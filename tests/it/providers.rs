@@ -3,9 +3,7 @@
 //! a full sequence, every event twice, events out of order, conflicting finals, and
 //! bad inputs that answer 4xx and write nothing.
 
-mod common;
-
-use common::{unique_number, Harness};
+use crate::support::{unique_number, Harness};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use lambda_http::{Body, Request, RequestExt};
 use local_pipeline::pagstar_standin::{self, StandIn};
@@ -260,7 +258,7 @@ const QITECH_CLIENT_KEY: &str = "integration-qitech-client-key";
 
 impl QiTechDriver {
     fn signed(body: String, now: OffsetDateTime, client_key: &str) -> Request {
-        let pem = std::fs::read_to_string(common::root().join("dev-keys/qitech-dev-private.pem")).expect("key");
+        let pem = std::fs::read_to_string(crate::support::root().join("dev-keys/qitech-dev-private.pem")).expect("key");
         let signer = qitech_webhook::signing::QiTechSigner::from_pkcs8_pem(&pem).expect("signer");
         let jwt = signer.sign(body.as_bytes(), "POST", qitech_webhook::PATH, now);
         post(qitech_webhook::PATH)
@@ -282,7 +280,7 @@ impl Driver for QiTechDriver {
     const SEQUENCE: &'static [&'static str] = &["processing_conclusion", "concluded"];
     const CONFLICT: (&'static str, &'static str) = ("concluded", "canceled");
     fn provider(&self) -> Self::P {
-        let pem = std::fs::read_to_string(common::root().join("dev-keys/qitech-dev-public.pem")).expect("key");
+        let pem = std::fs::read_to_string(crate::support::root().join("dev-keys/qitech-dev-public.pem")).expect("key");
         let key = qitech_webhook::parse_public_key(&pem).expect("public key");
         qitech_webhook::QiTech::new(key, Secret::new(QITECH_CLIENT_KEY), qitech_webhook::PATH)
     }
@@ -467,7 +465,7 @@ mod pagstar {
     async fn pagstar_unreachable_answers_503_and_writes_nothing() {
         let h = Harness::new().await;
         let config = pagstar_webhook::PagstarConfig {
-            api_url: common::closed_port_endpoint(),
+            api_url: crate::support::closed_port_endpoint(),
             client_id: "id".into(),
             client_secret: Secret::new("secret"),
             client_identity: None,
@@ -522,7 +520,7 @@ impl Driver for AzqrDriver {
         shared::parse_status::<azqr_webhook::AzqrStatus>(word).expect("known word").canonical()
     }
     fn new_reference(&self) -> String {
-        common::unique_rrn()
+        crate::support::unique_rrn()
     }
     fn request(&self, reference: &str, word: &str, _now: OffsetDateTime) -> Request {
         http::Request::builder()

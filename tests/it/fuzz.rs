@@ -3,12 +3,10 @@
 //! provider would where it signs, so the parsers behind verification are reached.
 //! Nothing may panic or answer 5xx. `FUZZ_CASES` sets the cases per target (default 256).
 
-mod common;
-
+use crate::support::root;
 use aws_lc_rs::hmac;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use common::root;
 use lambda_http::{Body, Request, RequestExt};
 use proptest::collection::vec;
 use proptest::prelude::*;
@@ -26,7 +24,7 @@ fn env() -> local_pipeline::DevEnv {
 
 /// Fixture bodies of a provider, as seeds for mutation.
 fn seeds(provider: &str) -> Vec<Vec<u8>> {
-    common::fixture_files()
+    crate::support::fixture_files()
         .into_iter()
         .filter(|f| f.starts_with(&format!("{provider}/")))
         .map(|f| {

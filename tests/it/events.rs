@@ -7,12 +7,10 @@
 //! Then the same fixtures go through the artifacts `sam build` made, the files `sam
 //! deploy` uploads, under AWS's Lambda Runtime Interface Emulator (`scripts/invoke`'s way).
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use common::{DevWebhooks, Harness};
+use crate::support::{DevWebhooks, Harness};
 use local_pipeline::invoke::{self, Bindings, Endpoints, Launch};
 use local_pipeline::{fixtures, pagstar_standin, DevEnv, Template};
 use shared::{Env, Status};
@@ -89,7 +87,7 @@ fn expectations() -> BTreeMap<&'static str, Expectation> {
 #[test]
 fn every_fixture_has_an_expectation() {
     let known: Vec<String> = expectations().keys().map(|k| (*k).to_owned()).collect();
-    assert_eq!(common::fixture_files(), known, "events/ and the expectations in tests/events.rs differ");
+    assert_eq!(crate::support::fixture_files(), known, "events/ and the expectations in tests/it/events.rs differ");
 }
 
 #[tokio::test]
@@ -119,7 +117,7 @@ async fn every_fixture_runs_through_lambda_http_and_the_handler() {
 #[tokio::test]
 async fn every_fixture_through_the_built_artifact_under_the_lambda_runtime_emulator() {
     let h = Harness::new().await;
-    let root = common::root();
+    let root = crate::support::root();
     let template = Template::load(&root.join("template.yaml")).expect("template.yaml");
     let rie = invoke::runtime_interface_emulator(&root).unwrap_or_else(|e| panic!("{e}"));
     let mut dev_env = DevEnv::load(&root.join("local.env.example")).expect("local.env.example");

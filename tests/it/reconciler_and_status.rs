@@ -1,10 +1,8 @@
 //! The reconciler and the status API against DynamoDB Local and the SQS server.
 
-mod common;
-
 use std::collections::HashMap;
 
-use common::{unique_rrn, Harness};
+use crate::support::{unique_rrn, Harness};
 use lambda_http::{Body, RequestExt};
 use reconciler::Reconciler;
 use shared::model::event_id;

@@ -1,11 +1,9 @@
 //! The AZQR webhook end to end against DynamoDB Local and the SQS server.
 
-mod common;
-
 use std::collections::HashMap;
 
+use crate::support::{unique_rrn, Harness};
 use azqr_webhook::Azqr;
-use common::{unique_rrn, Harness};
 use lambda_http::{Body, Request, RequestExt};
 use shared::model::{event_id, NotificationPending};
 use shared::{EventQueue, Secret, Status, TransactionStore, Webhook};

@@ -3,14 +3,12 @@
 //! one DynamoDB request per webhook; one SQS send per final transition, and again only
 //! on the retry path (a final record still pending notification).
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
+use crate::support::{unique_rrn, Harness};
 use aws_sdk_dynamodb::config::interceptors::BeforeTransmitInterceptorContextRef;
 use aws_sdk_dynamodb::config::{ConfigBag, Intercept, RuntimeComponents};
-use common::{unique_rrn, Harness};
 use lambda_http::{Body, RequestExt};
 use shared::{EventQueue, NotificationOutcome, Secret, Status, TransactionStore, Webhook};
 use time::OffsetDateTime;

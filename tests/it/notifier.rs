@@ -1,15 +1,13 @@
 //! The notifier against DynamoDB Local, the SQS server and a merchant endpoint faked over
 //! real HTTP. Terminal events are produced by the real AZQR webhook.
 
-mod common;
-
 use std::collections::HashMap;
 use std::time::Duration;
 
+use crate::support::{unique_rrn, Harness};
 use aws_lc_rs::hmac;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
-use common::{unique_rrn, Harness};
 use lambda_http::{Body, RequestExt};
 use notifier::{poll_once, Notifier, NotifierConfig};
 use shared::{Secret, Status, Webhook};

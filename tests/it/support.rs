@@ -1,6 +1,5 @@
 //! Test harness: a fresh table and queues on the real emulators for each test, created
 //! from template.yaml. `scripts/test` starts the emulators and exports their endpoints.
-#![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -3,13 +3,11 @@
 //! with every log line captured at DEBUG (production logs at INFO); then no API key,
 //! token, client secret, JWT, signature or raw body may appear in what was captured.
 
-mod common;
-
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{fixture_files, root, DevWebhooks, Harness};
+use crate::support::{fixture_files, root, DevWebhooks, Harness};
 use shared::{Env, Webhook};
 use wiremock::matchers::{header, method};
 use wiremock::{Mock, MockServer, ResponseTemplate};
@@ -61,7 +59,9 @@ fn fixture_secrets(file: &str) -> Vec<(String, String)> {
     secrets
 }
 
-#[tokio::test]
+// One thread: the capturing subscriber is this thread's default, so it sees every log
+// line of this test and none of the tests running beside it in this binary.
+#[tokio::test(flavor = "current_thread")]
 async fn no_secret_token_signature_or_body_reaches_the_logs() {
     let captured = Captured::default();
     let writer = captured.clone();
@@ -70,7 +70,7 @@ async fn no_secret_token_signature_or_body_reaches_the_logs() {
         .with_ansi(false)
         .with_writer(move || writer.clone())
         .finish();
-    tracing::subscriber::set_global_default(subscriber).expect("one subscriber per test binary");
+    let _capture = tracing::subscriber::set_default(subscriber);
 
     let h = Harness::new().await;
     let webhooks = DevWebhooks::new(&h).await;
@@ -110,7 +110,7 @@ async fn no_secret_token_signature_or_body_reaches_the_logs() {
         assert_eq!(broken.handle(request(), now).await.status().as_u16(), 500);
     }
     let mut down_env = local_pipeline::DevEnv::load(&root().join("local.env.example")).expect("env");
-    down_env.set_default("PAGSTAR_API_URL", common::closed_port_endpoint());
+    down_env.set_default("PAGSTAR_API_URL", crate::support::closed_port_endpoint());
     let pagstar_down =
         Webhook::new(pagstar_webhook::Pagstar::from_env(&down_env).expect("pagstar"), h.store.clone(), h.queue.clone());
     let hint = std::fs::read_to_string(root().join("events/pagstar/concluida.json")).expect("fixture");

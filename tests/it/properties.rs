@@ -1,9 +1,7 @@
 //! Property tests of the transition rule: on the model, and through DynamoDB Local's own
 //! evaluation of the conditional update (which is what production runs).
 
-mod common;
-
-use common::{unique_number, Harness};
+use crate::support::{unique_number, Harness};
 use proptest::collection::vec;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};

@@ -1,0 +1,15 @@
+//! The integration tests: one test binary (one link of the AWS SDK), one module per area,
+//! and `support` for what they share. Storage tests run against DynamoDB Local and the SQS
+//! server that `scripts/test` starts; every test prints how to get them when they are missing.
+
+mod support;
+
+mod azqr;
+mod events;
+mod fuzz;
+mod logs;
+mod notifier;
+mod properties;
+mod providers;
+mod reconciler_and_status;
+mod request_count;
