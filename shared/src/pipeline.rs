@@ -1,6 +1,7 @@
 //! The common webhook flow, the same for every provider:
-//! raw body → verify → parse once → normalize (the provider's part) →
-//! conditional write → enqueue the terminal event (this module's part).
+//! size and content type → authenticate (the provider's first step: nothing is trusted
+//! before it) → normalize (its second step) → conditional write → enqueue the terminal
+//! event. `Webhook::process` takes these steps in this order.
 
 use std::future::Future;
 
@@ -22,13 +23,31 @@ pub trait Provider: Send + Sync {
     /// The status answered when a webhook is acknowledged (the provider's expectation).
     const ACK_STATUS: StatusCode;
 
-    /// Verifies the request (before acting on anything in it) and turns it into
-    /// observations. Runs before anything is written; an error writes nothing.
+    /// What `authenticate` vouches for: the request's content, once its origin is verified.
+    type Verified: Send;
+
+    /// Step 1: verifies where the request comes from (a key, a signature, a token, or a
+    /// call back to the provider) and returns its verified content, parsed once. Nothing
+    /// in the request is acted on before this. An error writes nothing: 401 when the
+    /// request cannot be verified, 503 when the provider cannot be asked.
+    fn authenticate(
+        &self,
+        request: &Request,
+        now: OffsetDateTime,
+    ) -> impl Future<Output = Result<Self::Verified, WebhookError>> + Send;
+
+    /// Step 2: what the verified content says, in the canonical model. An unknown status
+    /// is an error (422); a message that changes nothing is no observation.
+    fn normalize(&self, verified: Self::Verified) -> Result<Vec<Observation>, WebhookError>;
+
+    /// Both steps in order, as the pipeline takes them.
     fn receive(
         &self,
         request: &Request,
         now: OffsetDateTime,
-    ) -> impl Future<Output = Result<Vec<Observation>, WebhookError>> + Send;
+    ) -> impl Future<Output = Result<Vec<Observation>, WebhookError>> + Send {
+        async move { self.normalize(self.authenticate(request, now).await?) }
+    }
 }
 
 /// What the pipeline did with one observation.
@@ -82,7 +101,8 @@ impl<P: Provider> Webhook<P> {
     /// The whole flow for one request, without the HTTP answer.
     pub async fn process(&self, request: &Request, now: OffsetDateTime) -> Result<Vec<Outcome>, WebhookError> {
         check_body(request)?;
-        let observations = self.provider.receive(request, now).await?;
+        let verified = self.provider.authenticate(request, now).await?;
+        let observations = self.provider.normalize(verified)?;
         for observation in &observations {
             check_reference(&observation.reference)?;
         }

@@ -85,14 +85,25 @@ fn rrn(request: &Request) -> Result<String, WebhookError> {
     }
 }
 
+/// A status update whose `apiKey` matched: the transaction's rrn and what AZQR says.
+#[derive(Debug, Clone)]
+pub struct AzqrVerified {
+    pub rrn: String,
+    pub update: AzqrStatusUpdate,
+}
+
 impl Provider for Azqr {
     const NAME: &'static str = "azqr";
     const ACK_STATUS: StatusCode = StatusCode::NO_CONTENT;
+    type Verified = AzqrVerified;
 
-    async fn receive(&self, request: &Request, _now: OffsetDateTime) -> Result<Vec<Observation>, WebhookError> {
+    async fn authenticate(&self, request: &Request, _now: OffsetDateTime) -> Result<AzqrVerified, WebhookError> {
         self.verify(request)?;
-        let rrn = rrn(request)?;
-        let update: AzqrStatusUpdate = parse_json(request.body().as_ref())?;
+        Ok(AzqrVerified { rrn: rrn(request)?, update: parse_json(request.body().as_ref())? })
+    }
+
+    fn normalize(&self, verified: AzqrVerified) -> Result<Vec<Observation>, WebhookError> {
+        let AzqrVerified { rrn, update } = verified;
         let status: AzqrStatus = parse_status(&update.status)?;
         let mut observation = Observation::new(rrn, status.canonical(), update.status);
         if status == AzqrStatus::Incompleted {

@@ -90,9 +90,14 @@ impl Provider for Key2Pay {
     const NAME: &'static str = "key2pay";
     const ACK_STATUS: StatusCode = StatusCode::OK;
 
-    async fn receive(&self, request: &Request, _now: OffsetDateTime) -> Result<Vec<Observation>, WebhookError> {
+    type Verified = Key2PayNotification;
+
+    async fn authenticate(&self, request: &Request, _now: OffsetDateTime) -> Result<Key2PayNotification, WebhookError> {
         self.verify(request)?;
-        let notification: Key2PayNotification = parse_json(request.body().as_ref())?;
+        parse_json(request.body().as_ref())
+    }
+
+    fn normalize(&self, notification: Key2PayNotification) -> Result<Vec<Observation>, WebhookError> {
         let action: Key2PayAction = parse_status(&notification.action)?;
         let successful = notification.successful();
         let status = action.canonical(successful);

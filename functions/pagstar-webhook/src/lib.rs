@@ -62,6 +62,14 @@ impl PagstarCobStatus {
     }
 }
 
+/// A txid a webhook named, and what Pagstar's API answered for it (`None`: Pagstar does
+/// not know the txid).
+#[derive(Debug, Clone)]
+pub struct PagstarCharge {
+    pub txid: String,
+    pub cob: Option<PagstarCob>,
+}
+
 impl PagstarWebhook {
     /// The distinct txids the webhook names, each checked to be a Pix txid
     /// (letters and digits, at most 35) before it goes into a URL.
@@ -106,8 +114,9 @@ impl Pagstar {
     }
 
     /// What Pagstar says about `txid`, as an observation, or `None` if it is suspicious.
-    async fn confirm(&self, txid: &str) -> Result<Option<Observation>, WebhookError> {
-        let cob = self.api.cob(txid).await.map_err(|e| WebhookError::Upstream(Box::new(e)))?;
+    fn observe(charge: PagstarCharge) -> Result<Option<Observation>, WebhookError> {
+        let PagstarCharge { txid, cob } = charge;
+        let txid = txid.as_str();
         let Some(cob) = cob else {
             tracing::warn!(provider = Self::NAME, txid, "webhook names a txid Pagstar does not know: nothing applied");
             return Ok(None);
@@ -134,12 +143,25 @@ impl Provider for Pagstar {
     const NAME: &'static str = "pagstar";
     const ACK_STATUS: StatusCode = StatusCode::OK;
 
-    async fn receive(&self, request: &Request, _now: OffsetDateTime) -> Result<Vec<Observation>, WebhookError> {
+    type Verified = Vec<PagstarCharge>;
+
+    /// The webhook has no signature and is only a hint: each txid it names is looked up
+    /// with Pagstar's API, and only those answers are trusted. Every txid is looked up
+    /// before anything is written: one failure writes nothing.
+    async fn authenticate(&self, request: &Request, _now: OffsetDateTime) -> Result<Vec<PagstarCharge>, WebhookError> {
         let hint: PagstarWebhook = parse_json(request.body().as_ref())?;
-        let mut observations = Vec::new();
-        // Every txid is confirmed before anything is written: one failure writes nothing.
+        let mut charges = Vec::new();
         for txid in hint.txids()? {
-            observations.extend(self.confirm(&txid).await?);
+            let cob = self.api.cob(&txid).await.map_err(|e| WebhookError::Upstream(Box::new(e)))?;
+            charges.push(PagstarCharge { txid, cob });
+        }
+        Ok(charges)
+    }
+
+    fn normalize(&self, charges: Vec<PagstarCharge>) -> Result<Vec<Observation>, WebhookError> {
+        let mut observations = Vec::new();
+        for charge in charges {
+            observations.extend(Pagstar::observe(charge)?);
         }
         Ok(observations)
     }

@@ -159,10 +159,17 @@ impl Provider for Pay3 {
     const NAME: &'static str = "pay3";
     const ACK_STATUS: StatusCode = StatusCode::OK;
 
-    async fn receive(&self, request: &Request, now: OffsetDateTime) -> Result<Vec<Observation>, WebhookError> {
+    type Verified = Pay3Claims;
+
+    /// The body is only an envelope: the JWT inside it is verified, and its claims are
+    /// what is trusted.
+    async fn authenticate(&self, request: &Request, now: OffsetDateTime) -> Result<Pay3Claims, WebhookError> {
         let envelope: Pay3Envelope = parse_json(request.body().as_ref())?;
         let claims = self.verify(&envelope.payload, now)?;
-        let claims: Pay3Claims = serde_json::from_value(claims).map_err(WebhookError::MalformedJson)?;
+        serde_json::from_value(claims).map_err(WebhookError::MalformedJson)
+    }
+
+    fn normalize(&self, claims: Pay3Claims) -> Result<Vec<Observation>, WebhookError> {
         let data = claims.data;
         let reference = format!("{}:{}", data.order_id, data.order_type);
         let status: Pay3OrderStatus = parse_status(&data.order_status)?;

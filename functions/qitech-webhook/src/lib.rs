@@ -184,9 +184,14 @@ impl Provider for QiTech {
     const NAME: &'static str = "qitech";
     const ACK_STATUS: StatusCode = StatusCode::OK;
 
-    async fn receive(&self, request: &Request, now: OffsetDateTime) -> Result<Vec<Observation>, WebhookError> {
+    type Verified = QiTechWebhook;
+
+    async fn authenticate(&self, request: &Request, now: OffsetDateTime) -> Result<QiTechWebhook, WebhookError> {
         self.verify(request, now)?;
-        let webhook: QiTechWebhook = parse_json(request.body().as_ref())?;
+        parse_json(request.body().as_ref())
+    }
+
+    fn normalize(&self, webhook: QiTechWebhook) -> Result<Vec<Observation>, WebhookError> {
         if webhook.webhook_type != PAYMENT_INSTRUMENT_ENTRY {
             tracing::info!(provider = Self::NAME, webhook_type = %webhook.webhook_type, "webhook type not handled: acknowledged, nothing changed");
             return Ok(Vec::new());
