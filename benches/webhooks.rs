@@ -7,8 +7,8 @@ use std::path::Path;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use futures_util::FutureExt;
-use lambda_http::Request;
-use shared::{Env, Provider};
+
+use shared::{Env, Inbound, Provider};
 use time::OffsetDateTime;
 
 fn root() -> &'static Path {
@@ -19,12 +19,12 @@ fn env() -> local_pipeline::DevEnv {
     local_pipeline::DevEnv::load(&root().join("local.env.example")).expect("env")
 }
 
-/// A fixture as lambda_http delivers it, and the time it was signed at.
-fn fixture(file: &str) -> (Request, OffsetDateTime) {
+/// A fixture as lambda_http delivers it (then as the pipeline sees it), and the time it was signed at.
+fn fixture(file: &str) -> (Inbound, OffsetDateTime) {
     let text = std::fs::read_to_string(root().join("events").join(file)).expect("fixture");
     let raw: serde_json::Value = serde_json::from_str(&text).expect("JSON");
     let now = OffsetDateTime::from_unix_timestamp(raw["requestContext"]["timeEpoch"].as_i64().expect("time") / 1000);
-    (lambda_http::request::from_str(&text).expect("event"), now.expect("time"))
+    (Inbound::from_lambda(lambda_http::request::from_str(&text).expect("event")), now.expect("time"))
 }
 
 /// verify + parse + normalize + build the update. These providers never await on this
@@ -75,8 +75,7 @@ fn webhooks(c: &mut Criterion) {
     let cob = r#"{"txid":"pagstarconcluida0000000000001","status":"CONCLUIDA","calendario":{"expiracao":3600},"valor":{"original":"100.00"},"chave":"pix@example.com"}"#;
     c.bench_function("pagstar: parse hint+parse charge+normalize+update", |b| {
         b.iter(|| {
-            let hint: pagstar_webhook::PagstarWebhook =
-                shared::parse_json(black_box(request.body().as_ref())).expect("hint");
+            let hint: pagstar_webhook::PagstarWebhook = shared::parse_json(black_box(&request.body)).expect("hint");
             for txid in hint.txids().expect("txids") {
                 let cob: pagstar_webhook::PagstarCob = serde_json::from_str(black_box(cob)).expect("cob");
                 let status: pagstar_webhook::PagstarCobStatus = shared::parse_status(&cob.status).expect("status");

@@ -9,9 +9,7 @@ use axum::extract::{Path, Request};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{on, MethodFilter};
 use axum::Router;
-use lambda_http::aws_lambda_events::query_map::QueryMap;
-use lambda_http::RequestExt;
-use shared::{EventQueue, Provider, TransactionStore, Webhook};
+use shared::{EventQueue, Inbound, Provider, TransactionStore, Webhook};
 use time::OffsetDateTime;
 
 /// API Gateway's own payload limit; the handlers enforce the project's smaller one.
@@ -19,27 +17,18 @@ const GATEWAY_MAX_BODY: usize = 10 * 1024 * 1024;
 
 /// Anything the local API Gateway can route to: a webhook, the status API.
 pub trait Handler: Send + Sync + 'static {
-    fn call(
-        &self,
-        request: lambda_http::Request,
-    ) -> impl Future<Output = lambda_http::Response<lambda_http::Body>> + Send;
+    fn call(&self, request: Inbound) -> impl Future<Output = lambda_http::Response<lambda_http::Body>> + Send;
 }
 
 impl<P: Provider + 'static> Handler for Webhook<P> {
-    fn call(
-        &self,
-        request: lambda_http::Request,
-    ) -> impl Future<Output = lambda_http::Response<lambda_http::Body>> + Send {
-        self.handle(request, OffsetDateTime::now_utc())
+    async fn call(&self, request: Inbound) -> lambda_http::Response<lambda_http::Body> {
+        self.answer(&request, OffsetDateTime::now_utc()).await
     }
 }
 
 impl Handler for transactions_api::TransactionsApi {
-    fn call(
-        &self,
-        request: lambda_http::Request,
-    ) -> impl Future<Output = lambda_http::Response<lambda_http::Body>> + Send {
-        self.handle(request)
+    async fn call(&self, request: Inbound) -> lambda_http::Response<lambda_http::Body> {
+        self.answer(&request).await
     }
 }
 
@@ -102,10 +91,10 @@ async fn invoke<H: Handler>(handler: &H, params: HashMap<String, String>, reques
     let Ok(bytes) = axum::body::to_bytes(body, GATEWAY_MAX_BODY).await else {
         return http::StatusCode::PAYLOAD_TOO_LARGE.into_response();
     };
-    let query: QueryMap = parts.uri.query().unwrap_or_default().parse().unwrap_or_default();
-    let request = lambda_http::Request::from_parts(parts, lambda_http::Body::from(bytes.to_vec()))
-        .with_path_parameters(params)
-        .with_query_string_parameters(query);
+    let mut request =
+        Inbound::new(parts.method, bytes.to_vec()).with_query_string(parts.uri.query().unwrap_or_default());
+    request.path_parameters = params;
+    request.headers = parts.headers;
     let response = handler.call(request).await;
     tracing::info!(%method, path, status = response.status().as_u16(), "request handled");
     let (parts, body) = response.into_parts();

@@ -7,6 +7,9 @@ use time::OffsetDateTime;
 
 use crate::pipeline::{Provider, Webhook};
 
+/// The error a function's `main` returns.
+pub type Error = lambda_http::Error;
+
 /// Serves `webhook` on the Lambda runtime until the runtime stops. The clock is read
 /// here, once per request; everything below takes the time as a parameter.
 pub async fn run<P: Provider>(webhook: Webhook<P>) -> Result<(), lambda_http::Error> {

@@ -4,6 +4,7 @@
 pub mod aws;
 pub mod config;
 pub mod error;
+pub mod inbound;
 pub mod lambda;
 pub mod model;
 pub mod pipeline;
@@ -13,6 +14,7 @@ pub mod store;
 pub use aws::AwsClients;
 pub use config::{ConfigError, Env, ProcessEnv, Secret};
 pub use error::WebhookError;
+pub use inbound::{check_shared_secret, Inbound};
 pub use model::{Amount, Decision, Observation, Status, TerminalEvent, TransactionRecord};
 pub use pipeline::{parse_json, parse_status, Outcome, Provider, Webhook};
 pub use queue::EventQueue;

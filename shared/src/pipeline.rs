@@ -12,6 +12,7 @@ use time::OffsetDateTime;
 
 use crate::config::{ConfigError, Env, StorageConfig};
 use crate::error::{WebhookError, MAX_BODY_BYTES};
+use crate::inbound::Inbound;
 use crate::model::{Decision, Observation, TerminalEvent};
 use crate::queue::EventQueue;
 use crate::store::{TransactionStore, WriteOutcome};
@@ -32,7 +33,7 @@ pub trait Provider: Send + Sync {
     /// request cannot be verified, 503 when the provider cannot be asked.
     fn authenticate(
         &self,
-        request: &Request,
+        request: &Inbound,
         now: OffsetDateTime,
     ) -> impl Future<Output = Result<Self::Verified, WebhookError>> + Send;
 
@@ -43,7 +44,7 @@ pub trait Provider: Send + Sync {
     /// Both steps in order, as the pipeline takes them.
     fn receive(
         &self,
-        request: &Request,
+        request: &Inbound,
         now: OffsetDateTime,
     ) -> impl Future<Output = Result<Vec<Observation>, WebhookError>> + Send {
         async move { self.normalize(self.authenticate(request, now).await?) }
@@ -83,9 +84,14 @@ impl<P: Provider> Webhook<P> {
         ))
     }
 
-    /// Handles one request and answers it: the provider's acknowledgement, or the error mapped to HTTP.
+    /// Handles one Lambda request (API Gateway's event) and answers it.
     pub async fn handle(&self, request: Request, now: OffsetDateTime) -> Response<Body> {
-        match self.process(&request, now).await {
+        self.answer(&Inbound::from_lambda(request), now).await
+    }
+
+    /// Handles one request and answers it: the provider's acknowledgement, or the error mapped to HTTP.
+    pub async fn answer(&self, request: &Inbound, now: OffsetDateTime) -> Response<Body> {
+        match self.process(request, now).await {
             Ok(_) => {
                 let mut response = Response::new(Body::Empty);
                 *response.status_mut() = P::ACK_STATUS;
@@ -99,7 +105,7 @@ impl<P: Provider> Webhook<P> {
     }
 
     /// The whole flow for one request, without the HTTP answer.
-    pub async fn process(&self, request: &Request, now: OffsetDateTime) -> Result<Vec<Outcome>, WebhookError> {
+    pub async fn process(&self, request: &Inbound, now: OffsetDateTime) -> Result<Vec<Outcome>, WebhookError> {
         check_body(request)?;
         let verified = self.provider.authenticate(request, now).await?;
         let observations = self.provider.normalize(verified)?;
@@ -150,12 +156,13 @@ impl<P: Provider> Webhook<P> {
 
 /// Size and content type, checked before any provider code sees the body.
 /// Every provider sends JSON: a content type, when given, must be JSON.
-fn check_body(request: &Request) -> Result<(), WebhookError> {
-    if request.body().as_ref().len() > MAX_BODY_BYTES {
+fn check_body(request: &Inbound) -> Result<(), WebhookError> {
+    if request.body.len() > MAX_BODY_BYTES {
         return Err(WebhookError::PayloadTooLarge);
     }
-    if let Some(content_type) = request.headers().get(http::header::CONTENT_TYPE) {
-        let media_type = content_type.to_str().unwrap_or_default().split(';').next().unwrap_or_default().trim();
+    if let Some(content_type) = request.header("content-type") {
+        let media_type =
+            std::str::from_utf8(content_type).unwrap_or_default().split(';').next().unwrap_or_default().trim();
         let media_type = media_type.to_ascii_lowercase();
         if media_type != "application/json" && !media_type.ends_with("+json") {
             return Err(WebhookError::UnsupportedMediaType);
@@ -214,12 +221,12 @@ fn log_error(provider: &str, error: &WebhookError) {
 mod tests {
     use super::*;
 
-    fn request(body: &[u8], content_type: Option<&str>) -> Request {
-        let mut builder = http::Request::builder().method("PUT").uri("/x");
-        if let Some(content_type) = content_type {
-            builder = builder.header("content-type", content_type);
+    fn request(body: &[u8], content_type: Option<&str>) -> Inbound {
+        let request = Inbound::new(http::Method::PUT, body);
+        match content_type {
+            Some(content_type) => request.with_header("content-type", content_type),
+            None => request,
         }
-        builder.body(Body::from(body.to_vec())).expect("request")
     }
 
     #[test]

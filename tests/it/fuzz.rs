@@ -64,7 +64,7 @@ fn fuzz<P: Provider>(
     let mut runner = TestRunner::new(Config { cases: cases(), failure_persistence: None, ..Config::default() });
     runner
         .run(&strategy, |bytes| {
-            let result = runtime.block_on(provider.receive(&request(bytes), now));
+            let result = runtime.block_on(provider.receive(&shared::Inbound::from_lambda(request(bytes)), now));
             if let Err(error) = result {
                 prop_assert!(error.status().is_client_error(), "{name}: {} {error}", error.status());
             }

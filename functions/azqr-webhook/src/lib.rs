@@ -7,9 +7,11 @@
 //! `completed` end the transaction.
 
 use http::StatusCode;
-use lambda_http::{Request, RequestExt};
 use serde::Deserialize;
-use shared::{parse_json, parse_status, ConfigError, Env, Observation, Provider, Secret, Status, WebhookError};
+use shared::{
+    check_shared_secret, parse_json, parse_status, ConfigError, Env, Inbound, Observation, Provider, Secret, Status,
+    WebhookError,
+};
 use time::OffsetDateTime;
 
 /// The route, as in template.yaml.
@@ -65,19 +67,14 @@ impl Azqr {
         Ok(Azqr::new(env.secret("AZQR_API_KEY")?))
     }
 
-    fn verify(&self, request: &Request) -> Result<(), WebhookError> {
-        match request.headers().get("apikey") {
-            None => Err(WebhookError::Unauthorized { reason: "apiKey header missing" }),
-            Some(given) if self.api_key.matches(given.as_bytes()) => Ok(()),
-            Some(_) => Err(WebhookError::Unauthorized { reason: "apiKey mismatch" }),
-        }
+    fn verify(&self, request: &Inbound) -> Result<(), WebhookError> {
+        check_shared_secret(request.header("apikey"), &self.api_key, "apiKey header missing", "apiKey mismatch")
     }
 }
 
 /// The retrieval reference number from the path: exactly 12 digits.
-fn rrn(request: &Request) -> Result<String, WebhookError> {
-    let params = request.path_parameters();
-    let rrn = params.first("rrn").unwrap_or_default();
+fn rrn(request: &Inbound) -> Result<String, WebhookError> {
+    let rrn = request.path_parameter("rrn").unwrap_or_default();
     if rrn.len() == 12 && rrn.bytes().all(|b| b.is_ascii_digit()) {
         Ok(rrn.to_owned())
     } else {
@@ -97,9 +94,9 @@ impl Provider for Azqr {
     const ACK_STATUS: StatusCode = StatusCode::NO_CONTENT;
     type Verified = AzqrVerified;
 
-    async fn authenticate(&self, request: &Request, _now: OffsetDateTime) -> Result<AzqrVerified, WebhookError> {
+    async fn authenticate(&self, request: &Inbound, _now: OffsetDateTime) -> Result<AzqrVerified, WebhookError> {
         self.verify(request)?;
-        Ok(AzqrVerified { rrn: rrn(request)?, update: parse_json(request.body().as_ref())? })
+        Ok(AzqrVerified { rrn: rrn(request)?, update: parse_json(&request.body)? })
     }
 
     fn normalize(&self, verified: AzqrVerified) -> Result<Vec<Observation>, WebhookError> {
@@ -116,23 +113,18 @@ impl Provider for Azqr {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use lambda_http::Body;
-    use std::collections::HashMap;
 
     const KEY: &str = "test-key";
 
-    fn request(rrn: &str, api_key: Option<&str>, body: &str) -> Request {
-        let mut builder = http::Request::builder().method("PUT").uri(format!("/webhooks/azqr/qr/{rrn}/status"));
-        if let Some(key) = api_key {
-            builder = builder.header("apiKey", key);
+    fn request(rrn: &str, api_key: Option<&str>, body: &str) -> Inbound {
+        let request = Inbound::new(http::Method::PUT, body).with_path_parameter("rrn", rrn);
+        match api_key {
+            Some(key) => request.with_header("apiKey", key),
+            None => request,
         }
-        builder
-            .body(Body::Text(body.to_owned()))
-            .expect("request")
-            .with_path_parameters(HashMap::from([("rrn".to_owned(), rrn.to_owned())]))
     }
 
-    async fn receive(request: Request) -> Result<Vec<Observation>, WebhookError> {
+    async fn receive(request: Inbound) -> Result<Vec<Observation>, WebhookError> {
         Azqr::new(Secret::new(KEY)).receive(&request, OffsetDateTime::UNIX_EPOCH).await
     }
 

@@ -7,10 +7,12 @@
 //! query parameter. The card number arrives masked; we store and log none of it.
 
 use http::StatusCode;
-use lambda_http::{Request, RequestExt};
 use serde::Deserialize;
 use serde_json::value::RawValue;
-use shared::{parse_json, parse_status, Amount, ConfigError, Env, Observation, Provider, Secret, Status, WebhookError};
+use shared::{
+    check_shared_secret, parse_json, parse_status, Amount, ConfigError, Env, Inbound, Observation, Provider, Secret,
+    Status, WebhookError,
+};
 use time::OffsetDateTime;
 
 pub const METHOD: &str = "POST";
@@ -76,13 +78,9 @@ impl Key2Pay {
         Ok(Key2Pay::new(env.secret("KEY2PAY_WEBHOOK_TOKEN")?))
     }
 
-    fn verify(&self, request: &Request) -> Result<(), WebhookError> {
-        let query = request.query_string_parameters();
-        match query.first("token") {
-            None => Err(WebhookError::Unauthorized { reason: "token query parameter missing" }),
-            Some(token) if self.token.matches(token.as_bytes()) => Ok(()),
-            Some(_) => Err(WebhookError::Unauthorized { reason: "token mismatch" }),
-        }
+    fn verify(&self, request: &Inbound) -> Result<(), WebhookError> {
+        let token = request.query_parameter("token").map(str::as_bytes);
+        check_shared_secret(token, &self.token, "token query parameter missing", "token mismatch")
     }
 }
 
@@ -92,9 +90,9 @@ impl Provider for Key2Pay {
 
     type Verified = Key2PayNotification;
 
-    async fn authenticate(&self, request: &Request, _now: OffsetDateTime) -> Result<Key2PayNotification, WebhookError> {
+    async fn authenticate(&self, request: &Inbound, _now: OffsetDateTime) -> Result<Key2PayNotification, WebhookError> {
         self.verify(request)?;
-        parse_json(request.body().as_ref())
+        parse_json(&request.body)
     }
 
     fn normalize(&self, notification: Key2PayNotification) -> Result<Vec<Observation>, WebhookError> {
@@ -125,8 +123,6 @@ impl Provider for Key2Pay {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use lambda_http::Body;
-    use std::collections::HashMap;
 
     const TOKEN: &str = "key2pay-unit-test-token";
 
@@ -140,17 +136,15 @@ mod tests {
         )
     }
 
-    fn request(token: Option<&str>, body: &str) -> Request {
-        let query: HashMap<String, String> = token.map(|t| ("token".to_owned(), t.to_owned())).into_iter().collect();
-        http::Request::builder()
-            .method("POST")
-            .uri(PATH)
-            .body(Body::Text(body.to_owned()))
-            .expect("request")
-            .with_query_string_parameters(query)
+    fn request(token: Option<&str>, body: &str) -> Inbound {
+        let request = Inbound::new(http::Method::POST, body);
+        match token {
+            Some(token) => request.with_query("token", token),
+            None => request,
+        }
     }
 
-    async fn receive(request: Request) -> Result<Vec<Observation>, WebhookError> {
+    async fn receive(request: Inbound) -> Result<Vec<Observation>, WebhookError> {
         Key2Pay::new(Secret::new(TOKEN)).receive(&request, OffsetDateTime::UNIX_EPOCH).await
     }
 

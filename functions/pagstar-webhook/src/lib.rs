@@ -7,9 +7,10 @@
 //! suspicious: logged at warn, nothing applied, acknowledged.
 
 use http::StatusCode;
-use lambda_http::Request;
 use serde::Deserialize;
-use shared::{parse_json, parse_status, Amount, ConfigError, Env, Observation, Provider, Status, WebhookError};
+use shared::{
+    parse_json, parse_status, Amount, ConfigError, Env, Inbound, Observation, Provider, Status, WebhookError,
+};
 use time::OffsetDateTime;
 
 pub mod client;
@@ -148,8 +149,8 @@ impl Provider for Pagstar {
     /// The webhook has no signature and is only a hint: each txid it names is looked up
     /// with Pagstar's API, and only those answers are trusted. Every txid is looked up
     /// before anything is written: one failure writes nothing.
-    async fn authenticate(&self, request: &Request, _now: OffsetDateTime) -> Result<Vec<PagstarCharge>, WebhookError> {
-        let hint: PagstarWebhook = parse_json(request.body().as_ref())?;
+    async fn authenticate(&self, request: &Inbound, _now: OffsetDateTime) -> Result<Vec<PagstarCharge>, WebhookError> {
+        let hint: PagstarWebhook = parse_json(&request.body)?;
         let mut charges = Vec::new();
         for txid in hint.txids()? {
             let cob = self.api.cob(&txid).await.map_err(|e| WebhookError::Upstream(Box::new(e)))?;
@@ -170,7 +171,6 @@ impl Provider for Pagstar {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use lambda_http::Body;
     use shared::Secret;
     use wiremock::matchers::{body_string_contains, header, method, path};
     use wiremock::{Mock, MockServer, ResponseTemplate};
@@ -190,8 +190,8 @@ mod tests {
         Pagstar::new(PagstarApi::new(config(&server.uri())).expect("client"))
     }
 
-    fn webhook(body: &str) -> Request {
-        http::Request::builder().method("POST").uri(PATH).body(Body::Text(body.to_owned())).expect("request")
+    fn webhook(body: &str) -> Inbound {
+        Inbound::new(http::Method::POST, body)
     }
 
     fn pix(txid: &str) -> String {

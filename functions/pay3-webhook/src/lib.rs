@@ -9,9 +9,10 @@
 
 use http::StatusCode;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
-use lambda_http::Request;
 use serde::Deserialize;
-use shared::{parse_json, parse_status, ConfigError, Env, Observation, Provider, Secret, Status, WebhookError};
+use shared::{
+    parse_json, parse_status, ConfigError, Env, Inbound, Observation, Provider, Secret, Status, WebhookError,
+};
 use time::OffsetDateTime;
 
 pub const METHOD: &str = "POST";
@@ -163,8 +164,8 @@ impl Provider for Pay3 {
 
     /// The body is only an envelope: the JWT inside it is verified, and its claims are
     /// what is trusted.
-    async fn authenticate(&self, request: &Request, now: OffsetDateTime) -> Result<Pay3Claims, WebhookError> {
-        let envelope: Pay3Envelope = parse_json(request.body().as_ref())?;
+    async fn authenticate(&self, request: &Inbound, now: OffsetDateTime) -> Result<Pay3Claims, WebhookError> {
+        let envelope: Pay3Envelope = parse_json(&request.body)?;
         let claims = self.verify(&envelope.payload, now)?;
         serde_json::from_value(claims).map_err(WebhookError::MalformedJson)
     }
@@ -192,7 +193,6 @@ impl Provider for Pay3 {
 mod tests {
     use super::*;
     use jsonwebtoken::{EncodingKey, Header};
-    use lambda_http::Body;
     use serde_json::json;
 
     const SECRET: &str = "pay3-unit-test-secret";
@@ -217,9 +217,9 @@ mod tests {
         })
     }
 
-    fn request(payload: &str) -> Request {
+    fn request(payload: &str) -> Inbound {
         let body = json!({ "payload": payload }).to_string();
-        http::Request::builder().method("POST").uri(PATH).body(Body::Text(body)).expect("request")
+        Inbound::new(http::Method::POST, body)
     }
 
     async fn receive(payload: &str) -> Result<Vec<Observation>, WebhookError> {
@@ -317,7 +317,7 @@ mod tests {
         let shapeless = token(&json!({"data": {"orderId": 5}}), Algorithm::HS384, SECRET);
         assert_eq!(receive(&shapeless).await.expect_err("shape").status().as_u16(), 400);
         let provider = Pay3::new(&Secret::new(SECRET), Algorithm::HS384);
-        let no_payload = http::Request::builder().body(Body::Text(r#"{"data":{}}"#.into())).expect("request");
+        let no_payload = Inbound::new(http::Method::POST, r#"{"data":{}}"#);
         assert_eq!(provider.receive(&no_payload, now()).await.expect_err("no payload").status().as_u16(), 400);
     }
 

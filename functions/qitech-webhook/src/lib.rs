@@ -12,13 +12,15 @@ use aws_lc_rs::signature::{ParsedPublicKey, ECDSA_P521_SHA512_FIXED};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use http::StatusCode;
-use lambda_http::Request;
 use md5::{Digest, Md5};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::SubjectPublicKeyInfoDer;
 use serde::Deserialize;
 use serde_json::value::RawValue;
-use shared::{parse_json, parse_status, Amount, ConfigError, Env, Observation, Provider, Secret, Status, WebhookError};
+use shared::{
+    check_shared_secret, parse_json, parse_status, Amount, ConfigError, Env, Inbound, Observation, Provider, Secret,
+    Status, WebhookError,
+};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
@@ -134,16 +136,13 @@ impl QiTech {
     }
 
     /// Webhook v2 authentication: the client key, then the ES512 JWT and every claim.
-    fn verify(&self, request: &Request, now: OffsetDateTime) -> Result<(), WebhookError> {
+    fn verify(&self, request: &Inbound, now: OffsetDateTime) -> Result<(), WebhookError> {
         let unauthorized = |reason| WebhookError::Unauthorized { reason };
-        let client_key = request.headers().get("api-client-key").ok_or(unauthorized("API-CLIENT-KEY missing"))?;
-        if !self.client_key.matches(client_key.as_bytes()) {
-            return Err(unauthorized("API-CLIENT-KEY mismatch"));
-        }
+        let client_key = request.header("api-client-key");
+        check_shared_secret(client_key, &self.client_key, "API-CLIENT-KEY missing", "API-CLIENT-KEY mismatch")?;
         let token = request
-            .headers()
-            .get(http::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
+            .header("authorization")
+            .and_then(|v| std::str::from_utf8(v).ok())
             .ok_or(unauthorized("AUTHORIZATION missing"))?
             .trim();
         let token = token.strip_prefix("Bearer ").unwrap_or(token);
@@ -161,11 +160,10 @@ impl QiTech {
         let claims: AuthClaims =
             serde_json::from_slice(&decode(claims)?).map_err(|_| unauthorized("JWT claims malformed"))?;
 
-        if !claims.payload_md5.eq_ignore_ascii_case(&payload_md5(request.body().as_ref())) {
+        if !claims.payload_md5.eq_ignore_ascii_case(&payload_md5(&request.body)) {
             return Err(unauthorized("payload_md5 does not match the body"));
         }
-        if !claims.method.eq_ignore_ascii_case(request.method().as_str()) || !claims.method.eq_ignore_ascii_case(METHOD)
-        {
+        if !claims.method.eq_ignore_ascii_case(request.method.as_str()) || !claims.method.eq_ignore_ascii_case(METHOD) {
             return Err(unauthorized("method claim does not match"));
         }
         if claims.uri != self.webhook_path {
@@ -186,9 +184,9 @@ impl Provider for QiTech {
 
     type Verified = QiTechWebhook;
 
-    async fn authenticate(&self, request: &Request, now: OffsetDateTime) -> Result<QiTechWebhook, WebhookError> {
+    async fn authenticate(&self, request: &Inbound, now: OffsetDateTime) -> Result<QiTechWebhook, WebhookError> {
         self.verify(request, now)?;
-        parse_json(request.body().as_ref())
+        parse_json(&request.body)
     }
 
     fn normalize(&self, webhook: QiTechWebhook) -> Result<Vec<Observation>, WebhookError> {
@@ -213,7 +211,6 @@ impl Provider for QiTech {
 mod tests {
     use super::signing::QiTechSigner;
     use super::*;
-    use lambda_http::Body;
 
     const PRIVATE_KEY: &str = include_str!("../../../dev-keys/qitech-dev-private.pem");
     const PUBLIC_KEY: &str = include_str!("../../../dev-keys/qitech-dev-public.pem");
@@ -237,16 +234,12 @@ mod tests {
         )
     }
 
-    fn signed(body: &str, method: &str, uri: &str, at: OffsetDateTime) -> Request {
+    fn signed(body: &str, method: &str, uri: &str, at: OffsetDateTime) -> Inbound {
         let signer = QiTechSigner::from_pkcs8_pem(PRIVATE_KEY).expect("private key");
         let jwt = signer.sign(body.as_bytes(), method, uri, at);
-        http::Request::builder()
-            .method("POST")
-            .uri(PATH)
-            .header("AUTHORIZATION", jwt)
-            .header("API-CLIENT-KEY", CLIENT_KEY)
-            .body(Body::Text(body.to_owned()))
-            .expect("request")
+        Inbound::new(http::Method::POST, body)
+            .with_header("AUTHORIZATION", &jwt)
+            .with_header("API-CLIENT-KEY", CLIENT_KEY)
     }
 
     #[tokio::test]
@@ -278,23 +271,21 @@ mod tests {
     async fn rejects_anything_not_bound_to_this_request() {
         let good = body("concluded");
         let mut tampered = signed(&good, "POST", PATH, now());
-        *tampered.body_mut() = Body::Text(good.replace("150.00", "15000.00"));
+        tampered.body = good.replace("150.00", "15000.00").into_bytes();
         let mut wrong_client_key = signed(&good, "POST", PATH, now());
-        wrong_client_key.headers_mut().insert("api-client-key", http::HeaderValue::from_static("nope"));
+        wrong_client_key.headers.insert("api-client-key", http::HeaderValue::from_static("nope"));
         let mut missing_client_key = signed(&good, "POST", PATH, now());
-        missing_client_key.headers_mut().remove("api-client-key");
+        missing_client_key.headers.remove("api-client-key");
         let mut missing_jwt = signed(&good, "POST", PATH, now());
-        missing_jwt.headers_mut().remove("authorization");
+        missing_jwt.headers.remove("authorization");
         let mut bad_signature = signed(&good, "POST", PATH, now());
-        let jwt = bad_signature.headers()["authorization"].to_str().expect("ascii").to_owned();
+        let jwt = bad_signature.headers["authorization"].to_str().expect("ascii").to_owned();
         let flipped = format!("{}{}", &jwt[..jwt.len() - 2], if jwt.ends_with('A') { "BB" } else { "AA" });
-        bad_signature.headers_mut().insert("authorization", flipped.parse().expect("header"));
+        bad_signature.headers.insert("authorization", flipped.parse().expect("header"));
         let mut hs512 = signed(&good, "POST", PATH, now());
         let parts: Vec<&str> = jwt.split('.').collect();
         let hs_header = URL_SAFE_NO_PAD.encode(br#"{"alg":"HS512","typ":"JWT"}"#);
-        hs512
-            .headers_mut()
-            .insert("authorization", format!("{hs_header}.{}.{}", parts[1], parts[2]).parse().expect("h"));
+        hs512.headers.insert("authorization", format!("{hs_header}.{}.{}", parts[1], parts[2]).parse().expect("h"));
         let skew = time::Duration::seconds(301);
 
         let cases = [

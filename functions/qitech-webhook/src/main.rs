@@ -1,7 +1,7 @@
 use shared::{lambda, ProcessEnv, Webhook};
 
 #[tokio::main]
-async fn main() -> Result<(), lambda_http::Error> {
+async fn main() -> Result<(), lambda::Error> {
     lambda::init_tracing();
     let provider = lambda::or_exit(qitech_webhook::QiTech::from_env(&ProcessEnv));
     let webhook = lambda::or_exit(Webhook::from_env(provider, &ProcessEnv).await);

@@ -3,9 +3,9 @@
 //! IAM-authorized in template.yaml; open in the local pipeline.
 
 use http::StatusCode;
-use lambda_http::{Body, Request, RequestExt, Response};
+use lambda_http::{Body, Request, Response};
 use shared::error::error_response;
-use shared::{ConfigError, Env, TransactionStore};
+use shared::{ConfigError, Env, Inbound, TransactionStore};
 
 pub const METHOD: &str = "GET";
 pub const PATH: &str = "/transactions/{provider}/{reference}";
@@ -27,10 +27,14 @@ impl TransactionsApi {
         Ok(TransactionsApi::new(TransactionStore::new(aws.dynamodb, table)))
     }
 
+    /// Answers one Lambda request (API Gateway's event).
     pub async fn handle(&self, request: Request) -> Response<Body> {
-        let params = request.path_parameters();
-        let provider = params.first("provider").unwrap_or_default();
-        let reference = params.first("reference").unwrap_or_default();
+        self.answer(&Inbound::from_lambda(request)).await
+    }
+
+    pub async fn answer(&self, request: &Inbound) -> Response<Body> {
+        let provider = request.path_parameter("provider").unwrap_or_default();
+        let reference = request.path_parameter("reference").unwrap_or_default();
         let valid_provider = (1..=16).contains(&provider.len())
             && provider.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
         let valid_reference = (1..=100).contains(&reference.len()) && reference.bytes().all(|b| b.is_ascii_graphic());
