@@ -6,6 +6,7 @@ pub mod invoke;
 pub mod merchant;
 pub mod pagstar_standin;
 pub mod provision;
+pub mod registry;
 pub mod serve;
 
 use std::collections::HashMap;

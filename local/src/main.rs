@@ -67,13 +67,9 @@ async fn main() -> Result<(), Error> {
         }
     });
 
-    // One line per function behind the HTTP API, at its template.yaml route.
+    // Every provider of the registry at its template.yaml route, and the status API.
     let app = Routes::new(store.clone(), queue)
-        .mount(azqr_webhook::METHOD, azqr_webhook::PATH, azqr_webhook::Azqr::from_env(&env)?)
-        .mount(pay3_webhook::METHOD, pay3_webhook::PATH, pay3_webhook::Pay3::from_env(&env)?)
-        .mount(qitech_webhook::METHOD, qitech_webhook::PATH, qitech_webhook::QiTech::from_env(&env)?)
-        .mount(key2pay_webhook::METHOD, key2pay_webhook::PATH, key2pay_webhook::Key2Pay::from_env(&env)?)
-        .mount(pagstar_webhook::METHOD, pagstar_webhook::PATH, pagstar_webhook::Pagstar::from_env(&env)?)
+        .mount_providers(&env)?
         .mount_handler(transactions_api::METHOD, transactions_api::PATH, transactions_api::TransactionsApi::new(store))
         .into_router();
 

@@ -9,7 +9,9 @@ use axum::extract::{Path, Request};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{on, MethodFilter};
 use axum::Router;
-use shared::{EventQueue, Inbound, Provider, TransactionStore, Webhook};
+use shared::{ConfigError, Env, EventQueue, Inbound, Provider, TransactionStore, Webhook};
+
+use crate::registry::EachProvider;
 use time::OffsetDateTime;
 
 /// API Gateway's own payload limit; the handlers enforce the project's smaller one.
@@ -49,6 +51,31 @@ impl Routes {
     pub fn mount<P: Provider + 'static>(self, method: &str, path: &str, provider: P) -> Self {
         let webhook = Webhook::new(provider, self.store.clone(), self.queue.clone());
         Routes { router: mount(self.router, method, path, webhook), ..self }
+    }
+
+    /// Serves every provider of the registry at its route, each configured from `env`.
+    pub fn mount_providers(self, env: &impl Env) -> Result<Self, ConfigError> {
+        struct Mount<'a, E> {
+            routes: Option<Routes>,
+            env: &'a E,
+            error: Option<ConfigError>,
+        }
+        impl<E: Env> EachProvider for Mount<'_, E> {
+            fn provider<P: Provider + 'static>(&mut self) {
+                match (self.routes.take(), P::from_env(self.env)) {
+                    (Some(routes), Ok(provider)) => self.routes = Some(routes.mount(P::METHOD, P::PATH, provider)),
+                    (_, Err(error)) => self.error = self.error.take().or(Some(error)),
+                    (None, Ok(_)) => {}
+                }
+            }
+        }
+        let mut mount = Mount { routes: Some(self), env, error: None };
+        crate::registry::for_each(&mut mount);
+        match (mount.error, mount.routes) {
+            (None, Some(routes)) => Ok(routes),
+            (Some(error), _) => Err(error),
+            (None, None) => unreachable!("routes are only taken on an error"),
+        }
     }
 
     /// Serves any other handler (the status API) at `method path`.

@@ -23,6 +23,14 @@ pub trait Provider: Send + Sync {
     const NAME: &'static str;
     /// The status answered when a webhook is acknowledged (the provider's expectation).
     const ACK_STATUS: StatusCode;
+    /// Its route, exactly as in template.yaml and openapi.yaml.
+    const METHOD: &'static str;
+    const PATH: &'static str;
+
+    /// Reads its configuration (secrets, its API's URL) from the environment, once.
+    fn from_env(env: &impl Env) -> Result<Self, ConfigError>
+    where
+        Self: Sized;
 
     /// What `authenticate` vouches for: the request's content, once its origin is verified.
     type Verified: Send;

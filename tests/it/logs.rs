@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::support::{fixture_files, root, DevWebhooks, Harness};
-use shared::{Env, Webhook};
+use shared::{Env, Provider, Webhook};
 use wiremock::matchers::{header, method};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 

@@ -124,13 +124,11 @@ impl Harness {
 
 /// Every webhook, configured with the dev secrets the fixtures in events/ were made
 /// with, on the harness's table and queue (Pagstar against its stand-in over HTTP).
+/// The providers come from the registry.
 pub struct DevWebhooks {
-    pub azqr: shared::Webhook<azqr_webhook::Azqr>,
-    pub pay3: shared::Webhook<pay3_webhook::Pay3>,
-    pub qitech: shared::Webhook<qitech_webhook::QiTech>,
-    pub key2pay: shared::Webhook<key2pay_webhook::Key2Pay>,
-    pub pagstar: shared::Webhook<pagstar_webhook::Pagstar>,
-    pub transactions: transactions_api::TransactionsApi,
+    store: shared::TransactionStore,
+    queue: shared::EventQueue,
+    transactions: transactions_api::TransactionsApi,
     pub env: local_pipeline::DevEnv,
 }
 
@@ -141,32 +139,17 @@ impl DevWebhooks {
             local_pipeline::pagstar_standin::load_charges(&root().join("local/pagstar-charges.json")).expect("charges");
         let stand_in = local_pipeline::pagstar_standin::start(charges).await.expect("stand-in");
         env.set_default("PAGSTAR_API_URL", stand_in.url);
-        let (store, queue) = (&h.store, &h.queue);
         DevWebhooks {
-            azqr: shared::Webhook::new(azqr_webhook::Azqr::from_env(&env).expect("azqr"), store.clone(), queue.clone()),
-            pay3: shared::Webhook::new(pay3_webhook::Pay3::from_env(&env).expect("pay3"), store.clone(), queue.clone()),
-            qitech: shared::Webhook::new(
-                qitech_webhook::QiTech::from_env(&env).expect("qitech"),
-                store.clone(),
-                queue.clone(),
-            ),
-            key2pay: shared::Webhook::new(
-                key2pay_webhook::Key2Pay::from_env(&env).expect("key2pay"),
-                store.clone(),
-                queue.clone(),
-            ),
-            pagstar: shared::Webhook::new(
-                pagstar_webhook::Pagstar::from_env(&env).expect("pagstar"),
-                store.clone(),
-                queue.clone(),
-            ),
-            transactions: transactions_api::TransactionsApi::new(store.clone()),
+            store: h.store.clone(),
+            queue: h.queue.clone(),
+            transactions: transactions_api::TransactionsApi::new(h.store.clone()),
             env,
         }
     }
 
-    /// Runs `events/<file>` through lambda_http's deserializer and its provider's handler,
-    /// with the clock at the fixture's `requestContext.timeEpoch`; returns the HTTP status.
+    /// Runs `events/<file>` through lambda_http's deserializer and the handler of the
+    /// provider its folder names, with the clock at the fixture's `requestContext.timeEpoch`;
+    /// returns the HTTP status.
     pub async fn run_fixture(&self, file: &str) -> u16 {
         let text = std::fs::read_to_string(root().join("events").join(file)).expect("fixture");
         let raw: serde_json::Value = serde_json::from_str(&text).expect("JSON");
@@ -174,16 +157,36 @@ impl DevWebhooks {
         let now = time::OffsetDateTime::from_unix_timestamp(epoch_ms / 1000).expect("time");
         let request =
             lambda_http::request::from_str(&text).unwrap_or_else(|e| panic!("{file}: not an API Gateway event: {e}"));
-        let response = match file.split('/').next().expect("provider dir") {
-            "azqr" => self.azqr.handle(request, now).await,
-            "pay3" => self.pay3.handle(request, now).await,
-            "qitech" => self.qitech.handle(request, now).await,
-            "key2pay" => self.key2pay.handle(request, now).await,
-            "pagstar" => self.pagstar.handle(request, now).await,
-            "transactions" => self.transactions.handle(request).await,
-            other => panic!("{file}: no handler for provider {other}"),
-        };
-        response.status().as_u16()
+        let folder = file.split('/').next().expect("provider dir");
+        if folder == "transactions" {
+            return self.transactions.handle(request).await.status().as_u16();
+        }
+        let mut pick = Pick { folder, webhooks: self, request: Some(request), now, answer: None };
+        local_pipeline::registry::for_each(&mut pick);
+        pick.answer.unwrap_or_else(|| panic!("{file}: no provider named {folder}")).await
+    }
+}
+
+type Answer = std::pin::Pin<Box<dyn std::future::Future<Output = u16> + Send>>;
+
+/// The registry's provider named `folder`, handling `request`.
+struct Pick<'a> {
+    folder: &'a str,
+    webhooks: &'a DevWebhooks,
+    request: Option<lambda_http::Request>,
+    now: time::OffsetDateTime,
+    answer: Option<Answer>,
+}
+
+impl local_pipeline::registry::EachProvider for Pick<'_> {
+    fn provider<P: shared::Provider + 'static>(&mut self) {
+        if P::NAME != self.folder {
+            return;
+        }
+        let provider = P::from_env(&self.webhooks.env).unwrap_or_else(|e| panic!("{}: {e}", P::NAME));
+        let webhook = shared::Webhook::new(provider, self.webhooks.store.clone(), self.webhooks.queue.clone());
+        let (request, now) = (self.request.take().expect("one provider per name"), self.now);
+        self.answer = Some(Box::pin(async move { webhook.handle(request, now).await.status().as_u16() }));
     }
 }
 

@@ -62,11 +62,6 @@ impl Azqr {
         Azqr { api_key }
     }
 
-    /// Reads `AZQR_API_KEY`.
-    pub fn from_env(env: &impl Env) -> Result<Self, ConfigError> {
-        Ok(Azqr::new(env.secret("AZQR_API_KEY")?))
-    }
-
     fn verify(&self, request: &Inbound) -> Result<(), WebhookError> {
         check_shared_secret(request.header("apikey"), &self.api_key, "apiKey header missing", "apiKey mismatch")
     }
@@ -92,6 +87,13 @@ pub struct AzqrVerified {
 impl Provider for Azqr {
     const NAME: &'static str = "azqr";
     const ACK_STATUS: StatusCode = StatusCode::NO_CONTENT;
+    const METHOD: &'static str = METHOD;
+    const PATH: &'static str = PATH;
+
+    /// Reads `AZQR_API_KEY`.
+    fn from_env(env: &impl Env) -> Result<Self, ConfigError> {
+        Ok(Azqr::new(env.secret("AZQR_API_KEY")?))
+    }
     type Verified = AzqrVerified;
 
     async fn authenticate(&self, request: &Inbound, _now: OffsetDateTime) -> Result<AzqrVerified, WebhookError> {

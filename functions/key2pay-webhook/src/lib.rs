@@ -73,11 +73,6 @@ impl Key2Pay {
         Key2Pay { token }
     }
 
-    /// Reads `KEY2PAY_WEBHOOK_TOKEN`.
-    pub fn from_env(env: &impl Env) -> Result<Self, ConfigError> {
-        Ok(Key2Pay::new(env.secret("KEY2PAY_WEBHOOK_TOKEN")?))
-    }
-
     fn verify(&self, request: &Inbound) -> Result<(), WebhookError> {
         let token = request.query_parameter("token").map(str::as_bytes);
         check_shared_secret(token, &self.token, "token query parameter missing", "token mismatch")
@@ -87,6 +82,13 @@ impl Key2Pay {
 impl Provider for Key2Pay {
     const NAME: &'static str = "key2pay";
     const ACK_STATUS: StatusCode = StatusCode::OK;
+    const METHOD: &'static str = METHOD;
+    const PATH: &'static str = PATH;
+
+    /// Reads `KEY2PAY_WEBHOOK_TOKEN`.
+    fn from_env(env: &impl Env) -> Result<Self, ConfigError> {
+        Ok(Key2Pay::new(env.secret("KEY2PAY_WEBHOOK_TOKEN")?))
+    }
 
     type Verified = Key2PayNotification;
 

@@ -106,10 +106,6 @@ impl Pagstar {
         Pagstar { api }
     }
 
-    pub fn from_env(env: &impl Env) -> Result<Self, ConfigError> {
-        Ok(Pagstar::new(PagstarApi::new(PagstarConfig::from_env(env)?)?))
-    }
-
     pub fn api(&self) -> &PagstarApi {
         &self.api
     }
@@ -143,6 +139,12 @@ impl Pagstar {
 impl Provider for Pagstar {
     const NAME: &'static str = "pagstar";
     const ACK_STATUS: StatusCode = StatusCode::OK;
+    const METHOD: &'static str = METHOD;
+    const PATH: &'static str = PATH;
+
+    fn from_env(env: &impl Env) -> Result<Self, ConfigError> {
+        Ok(Pagstar::new(PagstarApi::new(PagstarConfig::from_env(env)?)?))
+    }
 
     type Verified = Vec<PagstarCharge>;
 

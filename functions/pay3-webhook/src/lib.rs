@@ -133,13 +133,6 @@ impl Pay3 {
         Pay3 { key: DecodingKey::from_secret(secret.expose().as_bytes()), validation }
     }
 
-    /// Reads `PAY3_JWT_SECRET` and `PAY3_JWT_ALGORITHM` (default HS384).
-    pub fn from_env(env: &impl Env) -> Result<Self, ConfigError> {
-        let secret = env.secret("PAY3_JWT_SECRET")?;
-        let algorithm = algorithm(&env.optional("PAY3_JWT_ALGORITHM").unwrap_or_else(|| "HS384".into()))?;
-        Ok(Pay3::new(&secret, algorithm))
-    }
-
     /// Verifies the token's signature (pinned algorithm) and expiry; returns its claims.
     fn verify(&self, token: &str, now: OffsetDateTime) -> Result<serde_json::Value, WebhookError> {
         let data = jsonwebtoken::decode::<serde_json::Value>(token, &self.key, &self.validation)
@@ -159,6 +152,15 @@ impl Pay3 {
 impl Provider for Pay3 {
     const NAME: &'static str = "pay3";
     const ACK_STATUS: StatusCode = StatusCode::OK;
+    const METHOD: &'static str = METHOD;
+    const PATH: &'static str = PATH;
+
+    /// Reads `PAY3_JWT_SECRET` and `PAY3_JWT_ALGORITHM` (default HS384).
+    fn from_env(env: &impl Env) -> Result<Self, ConfigError> {
+        let secret = env.secret("PAY3_JWT_SECRET")?;
+        let algorithm = algorithm(&env.optional("PAY3_JWT_ALGORITHM").unwrap_or_else(|| "HS384".into()))?;
+        Ok(Pay3::new(&secret, algorithm))
+    }
 
     type Verified = Pay3Claims;
 

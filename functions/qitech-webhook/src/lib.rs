@@ -125,16 +125,6 @@ impl QiTech {
         QiTech { public_key, client_key, webhook_path: webhook_path.into() }
     }
 
-    /// Reads `QITECH_PUBLIC_KEY` (PEM), `QITECH_API_CLIENT_KEY` and `QITECH_WEBHOOK_PATH`
-    /// (default `/webhooks/qitech`).
-    pub fn from_env(env: &impl Env) -> Result<Self, ConfigError> {
-        let public_key = parse_public_key(&env.required("QITECH_PUBLIC_KEY")?)
-            .map_err(|reason| ConfigError::Invalid { name: "QITECH_PUBLIC_KEY", reason })?;
-        let client_key = env.secret("QITECH_API_CLIENT_KEY")?;
-        let path = env.optional("QITECH_WEBHOOK_PATH").unwrap_or_else(|| PATH.into());
-        Ok(QiTech::new(public_key, client_key, path))
-    }
-
     /// Webhook v2 authentication: the client key, then the ES512 JWT and every claim.
     fn verify(&self, request: &Inbound, now: OffsetDateTime) -> Result<(), WebhookError> {
         let unauthorized = |reason| WebhookError::Unauthorized { reason };
@@ -181,6 +171,18 @@ impl QiTech {
 impl Provider for QiTech {
     const NAME: &'static str = "qitech";
     const ACK_STATUS: StatusCode = StatusCode::OK;
+    const METHOD: &'static str = METHOD;
+    const PATH: &'static str = PATH;
+
+    /// Reads `QITECH_PUBLIC_KEY` (PEM), `QITECH_API_CLIENT_KEY` and `QITECH_WEBHOOK_PATH`
+    /// (default `/webhooks/qitech`).
+    fn from_env(env: &impl Env) -> Result<Self, ConfigError> {
+        let public_key = parse_public_key(&env.required("QITECH_PUBLIC_KEY")?)
+            .map_err(|reason| ConfigError::Invalid { name: "QITECH_PUBLIC_KEY", reason })?;
+        let client_key = env.secret("QITECH_API_CLIENT_KEY")?;
+        let path = env.optional("QITECH_WEBHOOK_PATH").unwrap_or_else(|| PATH.into());
+        Ok(QiTech::new(public_key, client_key, path))
+    }
 
     type Verified = QiTechWebhook;
 

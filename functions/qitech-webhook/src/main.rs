@@ -1,4 +1,4 @@
-use shared::{lambda, ProcessEnv, Webhook};
+use shared::{lambda, ProcessEnv, Provider, Webhook};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda::Error> {

@@ -10,21 +10,26 @@
 use std::path::Path;
 use std::process::ExitCode;
 
-use local_pipeline::{fixtures, DevEnv};
+use local_pipeline::{fixtures, registry, DevEnv};
 use serde_json::Value;
 use shared::Env;
 use time::OffsetDateTime;
 
 type Error = Box<dyn std::error::Error>;
 
-const USAGE: &str = "usage: scripts/send <azqr|pay3|qitech|key2pay|pagstar> <events/provider/fixture.json>";
+fn usage() -> String {
+    let names: Vec<&str> = registry::routes().iter().map(|route| route.name).collect();
+    format!("usage: scripts/send <{}> <events/provider/fixture.json>", names.join("|"))
+}
 
 async fn send(provider: &str, fixture: &Path) -> Result<u16, Error> {
     let env = DevEnv::load(Path::new("local.env.example"))?;
     let mut event: Value = serde_json::from_str(&std::fs::read_to_string(fixture)?)?;
     fixtures::resign_for(&mut event, Path::new("."), &env, OffsetDateTime::now_utc())?;
     let path = event["rawPath"].as_str().ok_or("fixture has no rawPath")?;
-    if !path.starts_with(&format!("/webhooks/{provider}")) {
+    let route = registry::routes().into_iter().find(|route| route.name == provider);
+    let route = route.ok_or_else(|| format!("no provider named {provider}\n{}", usage()))?;
+    if event["routeKey"].as_str() != Some(&format!("{} {}", route.method, route.path)) {
         return Err(format!("{} is not a {provider} fixture (path {path})", fixture.display()).into());
     }
     let method = event["requestContext"]["http"]["method"].as_str().ok_or("fixture has no method")?;
@@ -55,7 +60,7 @@ async fn send(provider: &str, fixture: &Path) -> Result<u16, Error> {
 async fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let [provider, fixture] = args.as_slice() else {
-        eprintln!("{USAGE}");
+        eprintln!("{}", usage());
         return ExitCode::from(2);
     };
     match send(provider, Path::new(fixture)).await {
