@@ -2,7 +2,7 @@
 //! "every provider" take them from here; adding a provider is one line below (and its
 //! crate in the workspace).
 
-use shared::Provider;
+use shared::{Expected, Provider};
 
 /// Something done once for each provider type.
 pub trait EachProvider {
@@ -32,6 +32,20 @@ pub fn routes() -> Vec<Route> {
     impl EachProvider for Collect {
         fn provider<P: Provider + 'static>(&mut self) {
             self.0.push(Route { name: P::NAME, method: P::METHOD, path: P::PATH });
+        }
+    }
+    let mut collect = Collect(Vec::new());
+    for_each(&mut collect);
+    collect.0
+}
+
+/// Every provider's fixture expectations, each with its path under `events/`
+/// (`<provider>/<file>`).
+pub fn fixtures() -> Vec<(String, Expected)> {
+    struct Collect(Vec<(String, Expected)>);
+    impl EachProvider for Collect {
+        fn provider<P: Provider + 'static>(&mut self) {
+            self.0.extend(P::FIXTURES.iter().map(|e| (format!("{}/{}", P::NAME, e.file), *e)));
         }
     }
     let mut collect = Collect(Vec::new());

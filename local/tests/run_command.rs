@@ -72,21 +72,29 @@ async fn a_completed_payment_on_every_route_is_stored_once_and_delivered_signed(
     Mock::given(method("POST")).respond_with(ResponseTemplate::new(204)).mount(&merchant).await;
     let (_server, port) = start(&prefix, &merchant.uri()).await;
 
-    let completed = [
-        ("azqr", "events/azqr/completed.json", "100000000006"),
-        ("pay3", "events/pay3/completed.json", "pay3-order-6:CHECKOUT"),
-        ("qitech", "events/qitech/concluded.json", "00000000-0000-4000-8000-000000000003"),
-        ("key2pay", "events/key2pay/capture.json", "k2p-track-2"),
-        ("pagstar", "events/pagstar/concluida.json", "pagstarconcluida0000000000001"),
-    ];
-    for (provider, fixture, _) in completed {
+    // Each provider's first fixture that completes a payment (from the registry).
+    let completed: Vec<(&str, String, &str)> = local_pipeline::registry::routes()
+        .iter()
+        .map(|route| {
+            let (file, expected) = local_pipeline::registry::fixtures()
+                .into_iter()
+                .find(|(file, e)| {
+                    file.starts_with(&format!("{}/", route.name))
+                        && e.stored.is_some_and(|(_, status)| status == Status::Completed)
+                })
+                .unwrap_or_else(|| panic!("{}: no fixture completes a payment", route.name));
+            (route.name, format!("events/{file}"), expected.stored.map(|(r, _)| r).unwrap_or_default())
+        })
+        .collect();
+    assert_eq!(completed.len(), 5);
+    for (provider, fixture, _) in &completed {
         for attempt in 1..=2 {
             assert!(send(port, provider, fixture), "{fixture} (attempt {attempt}) was not acknowledged");
         }
     }
     // Every bad fixture is refused and writes nothing.
     let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
-    for (provider, _, _) in completed {
+    for (provider, _, _) in &completed {
         for entry in std::fs::read_dir(format!("{root}/events/{provider}")).expect("fixtures") {
             let name = entry.expect("entry").file_name().to_string_lossy().into_owned();
             if name.starts_with("bad-") {
@@ -98,7 +106,7 @@ async fn a_completed_payment_on_every_route_is_stored_once_and_delivered_signed(
 
     let table = format!("{prefix}TransactionsTable");
     let store = TransactionStore::new(dynamodb.clone(), &table);
-    for (provider, fixture, reference) in completed {
+    for (provider, fixture, reference) in &completed {
         let record = store.get(provider, reference).await.expect("get").unwrap_or_else(|| panic!("{fixture}: no item"));
         assert_eq!(record.status, Status::Completed, "{fixture}");
         assert_eq!(record.history.len(), 1, "{fixture}");
@@ -109,7 +117,7 @@ async fn a_completed_payment_on_every_route_is_stored_once_and_delivered_signed(
     // The notifier delivers each outcome to the merchant, signed; the status API shows it.
     let client = reqwest::Client::new();
     let deadline = Instant::now() + Duration::from_secs(60);
-    for (provider, fixture, reference) in completed {
+    for (provider, fixture, reference) in &completed {
         loop {
             let url = format!("http://127.0.0.1:{port}/transactions/{provider}/{reference}");
             let response = client.get(&url).send().await.expect("status API");

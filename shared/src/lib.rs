@@ -16,6 +16,6 @@ pub use config::{ConfigError, Env, ProcessEnv, Secret};
 pub use error::WebhookError;
 pub use inbound::{check_shared_secret, Inbound};
 pub use model::{Amount, Decision, Observation, Status, TerminalEvent, TransactionRecord};
-pub use pipeline::{parse_json, parse_status, Outcome, Provider, Webhook};
+pub use pipeline::{parse_json, parse_status, Expected, Outcome, Provider, Webhook};
 pub use queue::EventQueue;
 pub use store::{NotificationOutcome, TransactionStore, WriteOutcome};

@@ -13,7 +13,7 @@ use time::OffsetDateTime;
 use crate::config::{ConfigError, Env, StorageConfig};
 use crate::error::{WebhookError, MAX_BODY_BYTES};
 use crate::inbound::Inbound;
-use crate::model::{Decision, Observation, TerminalEvent};
+use crate::model::{Decision, Observation, Status, TerminalEvent};
 use crate::queue::EventQueue;
 use crate::store::{TransactionStore, WriteOutcome};
 
@@ -26,6 +26,10 @@ pub trait Provider: Send + Sync {
     /// Its route, exactly as in template.yaml and openapi.yaml.
     const METHOD: &'static str;
     const PATH: &'static str;
+
+    /// What each of its fixtures (`events/<NAME>/<file>`) must give; the test suite runs
+    /// every fixture, and a fixture without an expectation fails it.
+    const FIXTURES: &'static [Expected];
 
     /// Reads its configuration (secrets, its API's URL) from the environment, once.
     fn from_env(env: &impl Env) -> Result<Self, ConfigError>
@@ -56,6 +60,26 @@ pub trait Provider: Send + Sync {
         now: OffsetDateTime,
     ) -> impl Future<Output = Result<Vec<Observation>, WebhookError>> + Send {
         async move { self.normalize(self.authenticate(request, now).await?) }
+    }
+}
+
+/// What one fixture in `events/<provider>/` must give: the HTTP status, and the
+/// (reference, status) stored, or None when nothing is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Expected {
+    /// The file name in `events/<provider>/`.
+    pub file: &'static str,
+    pub status: u16,
+    pub stored: Option<(&'static str, Status)>,
+}
+
+impl Expected {
+    pub const fn stored(file: &'static str, status: u16, reference: &'static str, stored: Status) -> Self {
+        Expected { file, status, stored: Some((reference, stored)) }
+    }
+
+    pub const fn nothing(file: &'static str, status: u16) -> Self {
+        Expected { file, status, stored: None }
     }
 }
 

@@ -9,8 +9,8 @@
 use http::StatusCode;
 use serde::Deserialize;
 use shared::{
-    check_shared_secret, parse_json, parse_status, ConfigError, Env, Inbound, Observation, Provider, Secret, Status,
-    WebhookError,
+    check_shared_secret, parse_json, parse_status, ConfigError, Env, Expected, Inbound, Observation, Provider, Secret,
+    Status, WebhookError,
 };
 use time::OffsetDateTime;
 
@@ -89,6 +89,19 @@ impl Provider for Azqr {
     const ACK_STATUS: StatusCode = StatusCode::NO_CONTENT;
     const METHOD: &'static str = METHOD;
     const PATH: &'static str = PATH;
+    const FIXTURES: &'static [Expected] = &[
+        Expected::stored("read.json", 204, "100000000001", Status::Pending),
+        Expected::stored("paid.json", 204, "100000000002", Status::Processing),
+        Expected::stored("canceled.json", 204, "100000000003", Status::Canceling),
+        Expected::stored("expired.json", 204, "100000000004", Status::Expired),
+        Expected::stored("incompleted.json", 204, "100000000005", Status::Failed),
+        Expected::stored("completed.json", 204, "100000000006", Status::Completed),
+        Expected::nothing("bad-wrong-key.json", 401),
+        Expected::nothing("bad-missing-key.json", 401),
+        Expected::nothing("bad-rrn.json", 400),
+        Expected::nothing("bad-unknown-status.json", 422),
+        Expected::nothing("bad-malformed-json.json", 400),
+    ];
 
     /// Reads `AZQR_API_KEY`.
     fn from_env(env: &impl Env) -> Result<Self, ConfigError> {

@@ -10,8 +10,8 @@ use http::StatusCode;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use shared::{
-    check_shared_secret, parse_json, parse_status, Amount, ConfigError, Env, Inbound, Observation, Provider, Secret,
-    Status, WebhookError,
+    check_shared_secret, parse_json, parse_status, Amount, ConfigError, Env, Expected, Inbound, Observation, Provider,
+    Secret, Status, WebhookError,
 };
 use time::OffsetDateTime;
 
@@ -84,6 +84,15 @@ impl Provider for Key2Pay {
     const ACK_STATUS: StatusCode = StatusCode::OK;
     const METHOD: &'static str = METHOD;
     const PATH: &'static str = PATH;
+    const FIXTURES: &'static [Expected] = &[
+        Expected::stored("authorization.json", 200, "k2p-track-1", Status::Processing),
+        Expected::stored("capture.json", 200, "k2p-track-2", Status::Completed),
+        Expected::stored("failed.json", 200, "k2p-track-3", Status::Failed),
+        Expected::nothing("bad-wrong-token.json", 401),
+        Expected::nothing("bad-missing-token.json", 401),
+        Expected::nothing("bad-unknown-action.json", 422),
+        Expected::nothing("bad-malformed-json.json", 400),
+    ];
 
     /// Reads `KEY2PAY_WEBHOOK_TOKEN`.
     fn from_env(env: &impl Env) -> Result<Self, ConfigError> {

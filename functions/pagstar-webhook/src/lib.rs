@@ -9,7 +9,7 @@
 use http::StatusCode;
 use serde::Deserialize;
 use shared::{
-    parse_json, parse_status, Amount, ConfigError, Env, Inbound, Observation, Provider, Status, WebhookError,
+    parse_json, parse_status, Amount, ConfigError, Env, Expected, Inbound, Observation, Provider, Status, WebhookError,
 };
 use time::OffsetDateTime;
 
@@ -141,6 +141,21 @@ impl Provider for Pagstar {
     const ACK_STATUS: StatusCode = StatusCode::OK;
     const METHOD: &'static str = METHOD;
     const PATH: &'static str = PATH;
+    const FIXTURES: &'static [Expected] = &[
+        Expected::stored("ativa.json", 200, "pagstarativa00000000000000001", Status::Created),
+        Expected::stored("concluida.json", 200, "pagstarconcluida0000000000001", Status::Completed),
+        Expected::stored(
+            "removida-pelo-usuario-recebedor.json",
+            200,
+            "pagstarremovidausuario0000001",
+            Status::Canceled,
+        ),
+        Expected::stored("removida-pelo-psp.json", 200, "pagstarremovidapsp00000000001", Status::Canceled),
+        Expected::nothing("unknown-txid.json", 200),
+        Expected::nothing("unknown-status.json", 200),
+        Expected::nothing("bad-no-txid.json", 400),
+        Expected::nothing("bad-malformed-json.json", 400),
+    ];
 
     fn from_env(env: &impl Env) -> Result<Self, ConfigError> {
         Ok(Pagstar::new(PagstarApi::new(PagstarConfig::from_env(env)?)?))

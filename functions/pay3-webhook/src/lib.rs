@@ -11,7 +11,7 @@ use http::StatusCode;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
 use shared::{
-    parse_json, parse_status, ConfigError, Env, Inbound, Observation, Provider, Secret, Status, WebhookError,
+    parse_json, parse_status, ConfigError, Env, Expected, Inbound, Observation, Provider, Secret, Status, WebhookError,
 };
 use time::OffsetDateTime;
 
@@ -154,6 +154,25 @@ impl Provider for Pay3 {
     const ACK_STATUS: StatusCode = StatusCode::OK;
     const METHOD: &'static str = METHOD;
     const PATH: &'static str = PATH;
+    const FIXTURES: &'static [Expected] = &[
+        Expected::stored("created.json", 200, "pay3-order-1:CHECKOUT", Status::Created),
+        Expected::stored("order-started.json", 200, "pay3-order-2:CHECKOUT", Status::Pending),
+        Expected::stored("order-payment-awaiting.json", 200, "pay3-order-3:CHECKOUT", Status::Pending),
+        Expected::stored("order-payment-processing.json", 200, "pay3-order-4:CHECKOUT", Status::Processing),
+        Expected::stored("order-payment-initiated.json", 200, "pay3-order-5:CHECKOUT", Status::Processing),
+        Expected::stored("completed.json", 200, "pay3-order-6:CHECKOUT", Status::Completed),
+        Expected::stored("failed.json", 200, "pay3-order-7:CHECKOUT", Status::Failed),
+        Expected::stored("failed-canceled.json", 200, "pay3-order-8:CHECKOUT", Status::Canceled),
+        Expected::stored("abandoned.json", 200, "pay3-order-9:CHECKOUT", Status::Expired),
+        Expected::nothing("refunded-after-final.json", 200),
+        Expected::nothing("bad-signature.json", 401),
+        Expected::nothing("bad-algorithm.json", 401),
+        Expected::nothing("bad-alg-none.json", 401),
+        Expected::nothing("bad-expired.json", 401),
+        Expected::nothing("bad-tampered.json", 401),
+        Expected::nothing("bad-unknown-status.json", 422),
+        Expected::nothing("bad-malformed-json.json", 400),
+    ];
 
     /// Reads `PAY3_JWT_SECRET` and `PAY3_JWT_ALGORITHM` (default HS384).
     fn from_env(env: &impl Env) -> Result<Self, ConfigError> {
