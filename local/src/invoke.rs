@@ -129,6 +129,27 @@ impl Template {
         })
     }
 
+    /// The environment variables, over every function, whose value is a NoEcho parameter:
+    /// the secrets, sorted and without repeats.
+    pub fn secret_variables(&self) -> Vec<String> {
+        let mut secrets: Vec<String> = self
+            .function_ids()
+            .iter()
+            .filter_map(|id| self.function(id).ok())
+            .flat_map(|function| {
+                let secret =
+                    |name: &str| self.parameters.get(name).is_some_and(|p| p["NoEcho"].as_bool() == Some(true));
+                function.variables.into_iter().filter_map(move |(variable, value)| match value {
+                    EnvValue::Ref(name) if secret(&name) => Some(variable),
+                    EnvValue::Ref(_) | EnvValue::Literal(_) => None,
+                })
+            })
+            .collect();
+        secrets.sort();
+        secrets.dedup();
+        secrets
+    }
+
     /// Every function's logical id.
     pub fn function_ids(&self) -> Vec<String> {
         self.resources
@@ -608,6 +629,12 @@ mod tests {
             Some("TransactionsApiFunction")
         );
         assert_eq!(template.function_for_route("POST /webhooks/azqr/qr/{rrn}/status"), None);
+        let secrets = template.secret_variables();
+        assert!(
+            secrets.contains(&"AZQR_API_KEY".to_owned()) && secrets.contains(&"NOTIFY_SECRET".to_owned()),
+            "{secrets:?}"
+        );
+        assert!(!secrets.contains(&"PAGSTAR_API_URL".to_owned()), "not NoEcho");
     }
 
     #[test]
