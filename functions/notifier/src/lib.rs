@@ -212,7 +212,7 @@ impl Notifier {
                     .get("ApproximateReceiveCount")
                     .and_then(|c| c.parse::<usize>().ok())
                     .unwrap_or(1);
-                let delay = self.retry_delay(receive_count, retry_after);
+                let delay = self.retry_delay(receive_count, retry_after, &event.id);
                 tracing::warn!(provider, reference, event_id = %event.id, reason, receive_count, retry_in_seconds = delay.as_secs(), "delivery failed; will retry");
                 if let Some(handle) = message.receipt_handle.as_deref() {
                     let visibility = i32::try_from(delay.as_secs()).unwrap_or(i32::MAX);
@@ -234,13 +234,15 @@ impl Notifier {
     }
 
     /// The delay before the next attempt: the merchant's `Retry-After` within bounds, or
-    /// the backoff for this receive count.
-    pub fn retry_delay(&self, receive_count: usize, retry_after: Option<Duration>) -> Duration {
+    /// the backoff for this receive count plus a jitter of up to a fifth of it, so that
+    /// events that failed together (a merchant outage) are not all retried together.
+    pub fn retry_delay(&self, receive_count: usize, retry_after: Option<Duration>, event_id: &str) -> Duration {
         match retry_after {
             Some(after) => after.clamp(RETRY_AFTER_MIN, RETRY_AFTER_MAX),
             None => {
                 let index = receive_count.saturating_sub(1).min(self.backoff.len() - 1);
-                self.backoff[index]
+                let base = self.backoff[index];
+                base + jitter(base / 5, event_id, receive_count)
             }
         }
     }
@@ -305,6 +307,16 @@ impl Notifier {
             }
         }
     }
+}
+
+/// A part of `max` that depends only on the event and the attempt: the same inputs give
+/// the same delay (tests need no randomness), different events spread out.
+fn jitter(max: Duration, event_id: &str, receive_count: usize) -> Duration {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    (event_id, receive_count).hash(&mut hasher);
+    let per_mille = u32::try_from(hasher.finish() % 1001).unwrap_or(0);
+    max * per_mille / 1000
 }
 
 /// `Retry-After` as seconds or an HTTP date.
@@ -393,11 +405,20 @@ mod tests {
     #[test]
     fn backoff_follows_the_receive_count_and_retry_after_is_bounded() {
         let n = notifier();
-        let delays: Vec<u64> = (1..=7).map(|count| n.retry_delay(count, None).as_secs()).collect();
-        assert_eq!(delays, [5, 30, 120, 600, 1800, 1800, 1800]);
-        assert_eq!(n.retry_delay(1, Some(Duration::from_secs(90))), Duration::from_secs(90));
-        assert_eq!(n.retry_delay(1, Some(Duration::ZERO)), RETRY_AFTER_MIN);
-        assert_eq!(n.retry_delay(1, Some(Duration::from_secs(86_400))), RETRY_AFTER_MAX);
+        let base = [5, 30, 120, 600, 1800, 1800, 1800].map(Duration::from_secs);
+        for (count, base) in (1..=7).zip(base) {
+            for event in ["evt_a", "evt_b", "evt_c"] {
+                let delay = n.retry_delay(count, None, event);
+                assert!(delay >= base && delay <= base + base / 5, "{event} #{count}: {delay:?} for {base:?}");
+                assert_eq!(delay, n.retry_delay(count, None, event), "the same inputs, the same delay");
+            }
+        }
+        let spread: std::collections::BTreeSet<Duration> =
+            (0..20).map(|i| n.retry_delay(4, None, &format!("evt_{i}"))).collect();
+        assert!(spread.len() > 10, "events failing together retry at different times: {spread:?}");
+        assert_eq!(n.retry_delay(1, Some(Duration::from_secs(90)), "evt_a"), Duration::from_secs(90));
+        assert_eq!(n.retry_delay(1, Some(Duration::ZERO), "evt_a"), RETRY_AFTER_MIN);
+        assert_eq!(n.retry_delay(1, Some(Duration::from_secs(86_400)), "evt_a"), RETRY_AFTER_MAX);
     }
 
     #[test]
