@@ -1,10 +1,7 @@
 //! The AZQR webhook end to end against DynamoDB Local and the SQS server.
 
-use std::collections::HashMap;
-
-use crate::support::{unique_rrn, Harness};
+use crate::support::{azqr_put, unique_rrn, Harness};
 use azqr_webhook::Azqr;
-use lambda_http::{Body, Request, RequestExt};
 use shared::model::{event_id, NotificationPending};
 use shared::{EventQueue, Secret, Status, TransactionStore, Webhook};
 use time::OffsetDateTime;
@@ -19,27 +16,13 @@ fn webhook(store: &TransactionStore, queue: &EventQueue) -> Webhook<Azqr> {
     Webhook::new(Azqr::new(Secret::new(KEY)), store.clone(), queue.clone())
 }
 
-fn put(rrn: &str, api_key: Option<&str>, body: &str) -> Request {
-    let mut builder = http::Request::builder()
-        .method("PUT")
-        .uri(format!("/webhooks/azqr/qr/{rrn}/status"))
-        .header("content-type", "application/json");
-    if let Some(key) = api_key {
-        builder = builder.header("apiKey", key);
-    }
-    builder
-        .body(Body::Text(body.to_owned()))
-        .expect("request")
-        .with_path_parameters(HashMap::from([("rrn".to_owned(), rrn.to_owned())]))
-}
-
 fn status_body(status: &str) -> String {
     format!(r#"{{"status":"{status}","description":"AM04 InsufficientFunds"}}"#)
 }
 
 /// Sends one status webhook with the right key; returns the HTTP status.
 async fn send(webhook: &Webhook<Azqr>, rrn: &str, status: &str, t: i64) -> u16 {
-    webhook.handle(put(rrn, Some(KEY), &status_body(status)), at(t)).await.status().as_u16()
+    webhook.handle(azqr_put(rrn, Some(KEY), &status_body(status)), at(t)).await.status().as_u16()
 }
 
 #[tokio::test]
@@ -181,7 +164,7 @@ async fn queue_outage_at_the_final_transition_answers_5xx_and_the_retry_enqueues
     let rrn = unique_rrn();
 
     assert_eq!(send(&healthy, &rrn, "paid", 0).await, 204);
-    let response = broken.handle(put(&rrn, Some(KEY), &status_body("completed")), at(1)).await;
+    let response = broken.handle(azqr_put(&rrn, Some(KEY), &status_body("completed")), at(1)).await;
     assert_eq!(response.status().as_u16(), 500);
     let body: serde_json::Value = serde_json::from_slice(response.body().as_ref()).expect("JSON error body");
     assert_eq!(body["error"]["code"], "internal_error");
@@ -209,7 +192,7 @@ async fn store_outage_answers_5xx_and_queues_nothing() {
     let h = Harness::new().await;
     let broken = webhook(&h.unreachable_store(), &h.queue);
     let rrn = unique_rrn();
-    let response = broken.handle(put(&rrn, Some(KEY), &status_body("completed")), at(0)).await;
+    let response = broken.handle(azqr_put(&rrn, Some(KEY), &status_body("completed")), at(0)).await;
     assert_eq!(response.status().as_u16(), 500);
     assert!(h.drain_events().await.is_empty());
     assert_eq!(h.item_count().await, 0);
@@ -222,19 +205,19 @@ async fn bad_inputs_answer_4xx_with_a_stable_code_and_write_nothing() {
     let rrn = unique_rrn();
     let completed = status_body("completed");
     let oversized = format!(r#"{{"status":"completed","description":"{}"}}"#, "x".repeat(300 * 1024));
-    let mut wrong_type = put(&rrn, Some(KEY), &completed);
+    let mut wrong_type = azqr_put(&rrn, Some(KEY), &completed);
     wrong_type.headers_mut().insert("content-type", http::HeaderValue::from_static("text/plain"));
 
     let cases = [
-        ("missing key", put(&rrn, None, &completed), 401, "unauthorized"),
-        ("wrong key", put(&rrn, Some("integration-test-azqr-kex"), &completed), 401, "unauthorized"),
-        ("short rrn", put("12345678901", Some(KEY), &completed), 400, "invalid_field"),
-        ("letters in rrn", put("1234567890ab", Some(KEY), &completed), 400, "invalid_field"),
-        ("malformed JSON", put(&rrn, Some(KEY), r#"{"status":"#), 400, "malformed_json"),
-        ("wrong shape", put(&rrn, Some(KEY), r#"["completed"]"#), 400, "malformed_json"),
-        ("empty body", put(&rrn, Some(KEY), ""), 400, "malformed_json"),
-        ("unknown status", put(&rrn, Some(KEY), &status_body("refunded")), 422, "unsupported_value"),
-        ("oversized body", put(&rrn, Some(KEY), &oversized), 413, "payload_too_large"),
+        ("missing key", azqr_put(&rrn, None, &completed), 401, "unauthorized"),
+        ("wrong key", azqr_put(&rrn, Some("integration-test-azqr-kex"), &completed), 401, "unauthorized"),
+        ("short rrn", azqr_put("12345678901", Some(KEY), &completed), 400, "invalid_field"),
+        ("letters in rrn", azqr_put("1234567890ab", Some(KEY), &completed), 400, "invalid_field"),
+        ("malformed JSON", azqr_put(&rrn, Some(KEY), r#"{"status":"#), 400, "malformed_json"),
+        ("wrong shape", azqr_put(&rrn, Some(KEY), r#"["completed"]"#), 400, "malformed_json"),
+        ("empty body", azqr_put(&rrn, Some(KEY), ""), 400, "malformed_json"),
+        ("unknown status", azqr_put(&rrn, Some(KEY), &status_body("refunded")), 422, "unsupported_value"),
+        ("oversized body", azqr_put(&rrn, Some(KEY), &oversized), 413, "payload_too_large"),
         ("wrong content type", wrong_type, 415, "unsupported_media_type"),
     ];
     for (name, request, status, code) in cases {
@@ -263,7 +246,7 @@ async fn store_throttled_answers_5xx_and_queues_nothing() {
         .await;
     let store = TransactionStore::new(local_pipeline::dynamodb_client(&throttling.uri()), &h.resources.table_name);
     let throttled = webhook(&store, &h.queue);
-    let response = throttled.handle(put(&unique_rrn(), Some(KEY), &status_body("completed")), at(0)).await;
+    let response = throttled.handle(azqr_put(&unique_rrn(), Some(KEY), &status_body("completed")), at(0)).await;
     assert_eq!(response.status().as_u16(), 500);
     let attempts = throttling.received_requests().await.expect("recorded").len();
     assert!(attempts >= 2, "the SDK retried a throttled write ({attempts} attempts)");

@@ -1,14 +1,12 @@
 //! The notifier against DynamoDB Local, the SQS server and a merchant endpoint faked over
 //! real HTTP. Terminal events are produced by the real AZQR webhook.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use crate::support::{unique_rrn, Harness};
 use aws_lc_rs::hmac;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
-use lambda_http::{Body, RequestExt};
 use notifier::{poll_once, Notifier, NotifierConfig};
 use shared::{Secret, Status, Webhook};
 use time::OffsetDateTime;
@@ -22,12 +20,7 @@ const AZQR_KEY: &str = "notifier-test-azqr-key";
 async fn complete_payment(h: &Harness) -> String {
     let rrn = unique_rrn();
     let webhook = Webhook::new(azqr_webhook::Azqr::new(Secret::new(AZQR_KEY)), h.store.clone(), h.queue.clone());
-    let request = http::Request::builder()
-        .method("PUT")
-        .header("apiKey", AZQR_KEY)
-        .body(Body::Text(r#"{"status":"completed"}"#.into()))
-        .expect("request")
-        .with_path_parameters(HashMap::from([("rrn".to_owned(), rrn.clone())]));
+    let request = crate::support::azqr_put(&rrn, Some(AZQR_KEY), r#"{"status":"completed"}"#);
     assert_eq!(webhook.handle(request, OffsetDateTime::now_utc()).await.status().as_u16(), 204);
     rrn
 }

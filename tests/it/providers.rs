@@ -523,12 +523,7 @@ impl Driver for AzqrDriver {
         crate::support::unique_rrn()
     }
     fn request(&self, reference: &str, word: &str, _now: OffsetDateTime) -> Request {
-        http::Request::builder()
-            .method("PUT")
-            .header("apiKey", AZQR_KEY)
-            .body(Body::Text(format!(r#"{{"status":"{word}"}}"#)))
-            .expect("request")
-            .with_path_parameters(std::collections::HashMap::from([("rrn".to_owned(), reference.to_owned())]))
+        crate::support::azqr_put(reference, Some(AZQR_KEY), &format!(r#"{{"status":"{word}"}}"#))
     }
     fn unverified(&self, reference: &str, now: OffsetDateTime) -> (Request, u16) {
         let mut request = self.request(reference, "completed", now);

@@ -14,12 +14,7 @@ const KEY: &str = "reconciler-test-azqr-key";
 
 async fn azqr(h: &Harness, rrn: &str, status: &str, at: OffsetDateTime) {
     let webhook = Webhook::new(azqr_webhook::Azqr::new(Secret::new(KEY)), h.store.clone(), h.queue.clone());
-    let request = http::Request::builder()
-        .method("PUT")
-        .header("apiKey", KEY)
-        .body(Body::Text(format!(r#"{{"status":"{status}"}}"#)))
-        .expect("request")
-        .with_path_parameters(HashMap::from([("rrn".to_owned(), rrn.to_owned())]));
+    let request = crate::support::azqr_put(rrn, Some(KEY), &format!(r#"{{"status":"{status}"}}"#));
     assert_eq!(webhook.handle(request, at).await.status().as_u16(), 204);
 }
 

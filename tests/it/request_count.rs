@@ -9,7 +9,6 @@ use std::sync::{Arc, Mutex};
 use crate::support::{unique_rrn, Harness};
 use aws_sdk_dynamodb::config::interceptors::BeforeTransmitInterceptorContextRef;
 use aws_sdk_dynamodb::config::{ConfigBag, Intercept, RuntimeComponents};
-use lambda_http::{Body, RequestExt};
 use shared::{EventQueue, NotificationOutcome, Secret, Status, TransactionStore, Webhook};
 use time::OffsetDateTime;
 
@@ -63,12 +62,7 @@ async fn one_dynamodb_request_per_webhook_and_one_sqs_send_per_final_transition(
     let webhook = Webhook::new(azqr_webhook::Azqr::new(Secret::new(KEY)), store, queue);
     let rrn = unique_rrn();
     let send = |status: &'static str| {
-        let request = http::Request::builder()
-            .method("PUT")
-            .header("apiKey", KEY)
-            .body(Body::Text(format!(r#"{{"status":"{status}"}}"#)))
-            .expect("request")
-            .with_path_parameters(std::collections::HashMap::from([("rrn".to_owned(), rrn.clone())]));
+        let request = crate::support::azqr_put(&rrn, Some(KEY), &format!(r#"{{"status":"{status}"}}"#));
         let webhook = &webhook;
         async move { webhook.handle(request, OffsetDateTime::now_utc()).await.status().as_u16() }
     };
