@@ -42,16 +42,22 @@ install_tools() {
   fi
 }
 
-# What `sam build` and the invoke test need besides .local/venv: Rust's arm64 target (the
-# template deploys arm64), and qemu with the arm64 C library to run the built bootstraps
-# on this host. Installs them, or fails naming the command to run.
-install_build_tools() {
+# What `sam build` needs besides .local/venv: cargo-lambda and Zig on PATH, and Rust's
+# arm64 target (the template deploys arm64). Adds them, or fails naming the command to run.
+install_sam_build_tools() {
   export PATH="$LOCAL/venv/bin:$PATH" # cargo-lambda, and the python3 that has ziglang
   if ! rustup target list --installed 2>/dev/null | grep -qx aarch64-unknown-linux-gnu; then
     log "adding Rust's aarch64-unknown-linux-gnu target"
     rustup target add aarch64-unknown-linux-gnu >&2 \
       || die "cannot add Rust's arm64 target: run 'rustup target add aarch64-unknown-linux-gnu'"
   fi
+}
+
+# What `sam build` and the invoke test need besides .local/venv: Rust's arm64 target (the
+# template deploys arm64), and qemu with the arm64 C library to run the built bootstraps
+# on this host. Installs them, or fails naming the command to run.
+install_build_tools() {
+  install_sam_build_tools
   if ! command -v qemu-aarch64-static >/dev/null || [ ! -d /usr/aarch64-linux-gnu/lib ]; then
     local sudo=""
     [ "$(id -u)" = 0 ] || sudo="sudo -n"

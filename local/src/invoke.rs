@@ -318,19 +318,25 @@ impl Launch {
                 bootstrap.display()
             )));
         }
-        let qemu = find_in_path("qemu-aarch64-static").ok_or_else(|| {
-            InvokeError::NotFound(format!(
-                "{} is an arm64 binary and qemu-aarch64-static is not installed: {INSTALL_QEMU}",
-                bootstrap.display()
-            ))
-        })?;
+        let (qemu, sysroot) = Launch::qemu()
+            .map_err(|why| InvokeError::NotFound(format!("{} is an arm64 binary and {why}", bootstrap.display())))?;
+        Ok(Launch::Qemu { qemu, sysroot, bootstrap: bootstrap.to_owned() })
+    }
+
+    /// Whether an arm64 artifact can run here: natively, or through qemu.
+    pub fn can_run_arm64() -> bool {
+        std::env::consts::ARCH == "aarch64" || Launch::qemu().is_ok()
+    }
+
+    /// qemu's user-mode emulator and the arm64 C library it loads, or why they are missing.
+    fn qemu() -> Result<(PathBuf, PathBuf), String> {
+        let qemu = find_in_path("qemu-aarch64-static")
+            .ok_or_else(|| format!("qemu-aarch64-static is not installed: {INSTALL_QEMU}"))?;
         let sysroot = PathBuf::from(ARM64_SYSROOT);
         if !sysroot.join("lib").is_dir() {
-            return Err(InvokeError::NotFound(format!(
-                "{ARM64_SYSROOT} (the arm64 C library) is missing: {INSTALL_QEMU}"
-            )));
+            return Err(format!("{ARM64_SYSROOT} (the arm64 C library) is missing: {INSTALL_QEMU}"));
         }
-        Ok(Launch::Qemu { qemu, sysroot, bootstrap: bootstrap.to_owned() })
+        Ok((qemu, sysroot))
     }
 
     fn argv(&self) -> Vec<String> {

@@ -61,11 +61,11 @@ fn parse_args(args: &[String]) -> Result<Args, String> {
     Ok(parsed)
 }
 
-/// The artifact to run: what `sam build` made (built first if missing), or, where an
-/// arm64 artifact cannot run here, an x86_64 release build of the same binary.
+/// The artifact to run: what `sam build` made (built first if missing and it can run
+/// here), or, where an arm64 artifact cannot run here, an x86_64 release build of it.
 fn artifact(root: &Path, logical_id: &str, binary: &str) -> Result<Launch, Error> {
     let bootstrap = invoke::built_artifact(root, logical_id);
-    if !bootstrap.is_file() {
+    if !bootstrap.is_file() && Launch::can_run_arm64() {
         eprintln!("invoke: {} is missing; running `sam build {logical_id}`", bootstrap.display());
         let status = Command::new(root.join(".local/venv/bin/sam")).args(["build", logical_id]).status()?;
         if !status.success() {
