@@ -26,6 +26,13 @@ pub struct Route {
     pub path: &'static str,
 }
 
+impl Route {
+    /// "METHOD /path", as API Gateway's `routeKey` writes it.
+    pub fn key(&self) -> String {
+        format!("{} {}", self.method, self.path)
+    }
+}
+
 /// Every provider's name and route.
 pub fn routes() -> Vec<Route> {
     struct Collect(Vec<Route>);
@@ -72,7 +79,7 @@ mod tests {
         names.dedup();
         assert_eq!(names.len(), routes.len(), "names are distinct");
         for route in routes {
-            let route_key = format!("{} {}", route.method, route.path);
+            let route_key = route.key();
             assert!(template.function_for_route(&route_key).is_some(), "{}: no function for {route_key}", route.name);
             let operation = &openapi["paths"][route.path][route.method.to_ascii_lowercase().as_str()];
             assert!(operation.is_mapping(), "{}: openapi.yaml has no {route_key}", route.name);

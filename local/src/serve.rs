@@ -47,35 +47,34 @@ impl Routes {
         Routes { router: Router::new(), store, queue }
     }
 
-    /// Serves `provider`'s webhook at `method path` (the route exactly as in template.yaml).
-    pub fn mount<P: Provider + 'static>(self, method: &str, path: &str, provider: P) -> Self {
+    /// Serves `provider`'s webhook at its route (exactly as in template.yaml).
+    fn add_provider<P: Provider + 'static>(&mut self, provider: P) {
         let webhook = Webhook::new(provider, self.store.clone(), self.queue.clone());
-        Routes { router: mount(self.router, method, path, webhook), ..self }
+        self.router = mount(std::mem::take(&mut self.router), P::METHOD, P::PATH, webhook);
     }
 
     /// Serves every provider of the registry at its route, each configured from `env`.
-    pub fn mount_providers(self, env: &impl Env) -> Result<Self, ConfigError> {
+    /// The first configuration error stops it, as at start-up of each function.
+    pub fn mount_providers(mut self, env: &impl Env) -> Result<Self, ConfigError> {
         struct Mount<'a, E> {
-            routes: Option<Routes>,
+            routes: &'a mut Routes,
             env: &'a E,
-            error: Option<ConfigError>,
+            result: Result<(), ConfigError>,
         }
         impl<E: Env> EachProvider for Mount<'_, E> {
             fn provider<P: Provider + 'static>(&mut self) {
-                match (self.routes.take(), P::from_env(self.env)) {
-                    (Some(routes), Ok(provider)) => self.routes = Some(routes.mount(P::METHOD, P::PATH, provider)),
-                    (_, Err(error)) => self.error = self.error.take().or(Some(error)),
-                    (None, Ok(_)) => {}
+                if self.result.is_err() {
+                    return;
+                }
+                match P::from_env(self.env) {
+                    Ok(provider) => self.routes.add_provider(provider),
+                    Err(error) => self.result = Err(error),
                 }
             }
         }
-        let mut mount = Mount { routes: Some(self), env, error: None };
+        let mut mount = Mount { routes: &mut self, env, result: Ok(()) };
         crate::registry::for_each(&mut mount);
-        match (mount.error, mount.routes) {
-            (None, Some(routes)) => Ok(routes),
-            (Some(error), _) => Err(error),
-            (None, None) => unreachable!("routes are only taken on an error"),
-        }
+        mount.result.map(|()| self)
     }
 
     /// Serves any other handler (the status API) at `method path`.

@@ -72,9 +72,8 @@ fn each_function_gets_only_the_actions_it_uses() {
         local_pipeline::Template::load(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../template.yaml"))
             .expect("template");
     for route in local_pipeline::registry::routes() {
-        let webhook = template
-            .function_for_route(&format!("{} {}", route.method, route.path))
-            .unwrap_or_else(|| panic!("{}: no function", route.name));
+        let webhook =
+            template.function_for_route(&route.key()).unwrap_or_else(|| panic!("{}: no function", route.name));
         assert_eq!(actions(&webhook), ["dynamodb:UpdateItem", "sqs:SendMessage"], "{webhook}");
     }
     assert_eq!(

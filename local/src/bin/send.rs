@@ -29,7 +29,7 @@ async fn send(provider: &str, fixture: &Path) -> Result<u16, Error> {
     let path = event["rawPath"].as_str().ok_or("fixture has no rawPath")?;
     let route = registry::routes().into_iter().find(|route| route.name == provider);
     let route = route.ok_or_else(|| format!("no provider named {provider}\n{}", usage()))?;
-    if event["routeKey"].as_str() != Some(&format!("{} {}", route.method, route.path)) {
+    if event["routeKey"].as_str() != Some(&route.key()) {
         return Err(format!("{} is not a {provider} fixture (path {path})", fixture.display()).into());
     }
     let method = event["requestContext"]["http"]["method"].as_str().ok_or("fixture has no method")?;
