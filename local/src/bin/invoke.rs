@@ -67,7 +67,11 @@ fn artifact(root: &Path, logical_id: &str, binary: &str) -> Result<Launch, Error
     let bootstrap = invoke::built_artifact(root, logical_id);
     if !bootstrap.is_file() && Launch::can_run_arm64() {
         eprintln!("invoke: {} is missing; running `sam build {logical_id}`", bootstrap.display());
-        let status = Command::new(root.join(".local/venv/bin/sam")).args(["build", logical_id]).status()?;
+        // Its progress goes to stderr: stdout is for the Lambda response alone.
+        let status = Command::new(root.join(".local/venv/bin/sam"))
+            .args(["build", logical_id])
+            .stdout(std::io::stderr())
+            .status()?;
         if !status.success() {
             return Err(format!("sam build {logical_id} failed").into());
         }
@@ -79,7 +83,10 @@ fn artifact(root: &Path, logical_id: &str, binary: &str) -> Result<Launch, Error
                 "invoke: {why}\ninvoke: falling back to an x86_64 release build (`cargo build --release --bin {binary}`): \
                  this is NOT the artifact `sam deploy` uploads"
             );
-            let status = Command::new("cargo").args(["build", "--release", "--quiet", "--bin", binary]).status()?;
+            let status = Command::new("cargo")
+                .args(["build", "--release", "--quiet", "--bin", binary])
+                .stdout(std::io::stderr())
+                .status()?;
             if !status.success() {
                 return Err(format!("cargo build --release --bin {binary} failed").into());
             }
