@@ -1,6 +1,8 @@
 //! CPU per webhook, without network: each provider's verify + parse + normalize
-//! (`Provider::receive` on a real fixture) plus building the conditional update, and the
-//! notifier's serialize + sign. `cargo bench --bench webhooks`; figures in BENCHMARKS.md.
+//! (`Provider::receive` on its simulator's `BENCH_FIXTURE`, a real fixture) plus building
+//! the conditional update, for every provider of the registry; Pagstar's parsing and
+//! mapping around its API call; and the notifier's serialize + sign.
+//! `cargo bench --bench webhooks`; figures in BENCHMARKS.md.
 
 use std::hint::black_box;
 use std::path::Path;
@@ -8,7 +10,8 @@ use std::path::Path;
 use criterion::{criterion_group, criterion_main, Criterion};
 use futures_util::FutureExt;
 
-use shared::{Env, Inbound, Provider};
+use local_pipeline::registry::{self, EachProvider};
+use shared::{Env, Inbound, Provider, Simulator};
 use time::OffsetDateTime;
 
 fn root() -> &'static Path {
@@ -29,9 +32,9 @@ fn fixture(file: &str) -> (Inbound, OffsetDateTime) {
 
 /// verify + parse + normalize + build the update. These providers never await on this
 /// path, so the future completes on its first poll.
-fn bench_provider<P: Provider>(c: &mut Criterion, name: &str, provider: &P, file: &str) {
+fn bench_provider<P: Provider>(c: &mut Criterion, provider: &P, file: &str) {
     let (request, now) = fixture(file);
-    c.bench_function(name, |b| {
+    c.bench_function(&format!("{}: verify+parse+normalize+update", P::NAME), |b| {
         b.iter(|| {
             let observations =
                 provider.receive(black_box(&request), now).now_or_never().expect("ready").expect("valid");
@@ -44,30 +47,16 @@ fn bench_provider<P: Provider>(c: &mut Criterion, name: &str, provider: &P, file
 
 fn webhooks(c: &mut Criterion) {
     let env = env();
-    bench_provider(
-        c,
-        "azqr: verify+parse+normalize+update",
-        &azqr_webhook::Azqr::from_env(&env).expect("azqr"),
-        "azqr/completed.json",
-    );
-    bench_provider(
-        c,
-        "pay3: verify(HS384)+parse+normalize+update",
-        &pay3_webhook::Pay3::from_env(&env).expect("pay3"),
-        "pay3/completed.json",
-    );
-    bench_provider(
-        c,
-        "qitech: verify(ES512)+parse+normalize+update",
-        &qitech_webhook::QiTech::from_env(&env).expect("qitech"),
-        "qitech/concluded.json",
-    );
-    bench_provider(
-        c,
-        "key2pay: verify+parse+normalize+update",
-        &key2pay_webhook::Key2Pay::from_env(&env).expect("key2pay"),
-        "key2pay/capture.json",
-    );
+    struct Each<'a>(&'a mut Criterion, &'a local_pipeline::DevEnv);
+    impl EachProvider for Each<'_> {
+        fn provider<S: Simulator>(&mut self) {
+            if let Some(fixture) = S::BENCH_FIXTURE {
+                let provider = S::Provider::from_env(self.1).expect("provider");
+                bench_provider(self.0, &provider, &format!("{}/{fixture}.json", S::Provider::NAME));
+            }
+        }
+    }
+    registry::for_each(&mut Each(c, &env));
 
     // Pagstar: the hint's parse, and the parse + mapping of Pagstar's charge (the network
     // call between them is not CPU).

@@ -8,7 +8,8 @@ Run by scripts/bench, which builds the binaries, starts the emulators and provis
 table and queues (the first invocation really writes). Environment in: the emulator
 endpoints, TABLE_NAME, QUEUE_URL, DEAD_LETTER_QUEUE_URL, RUNS (default 15)."""
 
-import json, os, pathlib, statistics, subprocess, sys, threading, time
+import json, os, pathlib, re, statistics, subprocess, sys, threading, time
+import yaml
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -78,7 +79,7 @@ def make_handler(state_ref):
 
 
 def fixture(path):
-    return json.loads((ROOT / path).read_text())
+    return json.loads((ROOT / path).read_text())  # path: absolute, or under the root
 
 
 def sqs_event():
@@ -98,16 +99,50 @@ def status_api_event():
     return event
 
 
-FUNCTIONS = [
-    ("azqr-webhook", lambda: fixture("events/azqr/completed.json")),
-    ("pay3-webhook", lambda: fixture("events/pay3/completed.json")),
-    ("qitech-webhook", lambda: fixture("events/qitech/concluded.json")),
-    ("key2pay-webhook", lambda: fixture("events/key2pay/capture.json")),
-    ("pagstar-webhook", lambda: fixture("events/pagstar/bad-no-txid.json")),  # no Pagstar call on the first request
-    ("notifier", sqs_event),
-    ("reconciler", lambda: {"source": "aws.scheduler", "detail-type": "Scheduled Event", "detail": {}}),
-    ("transactions-api", status_api_event),
-]
+def scheduled_event():
+    return {"source": "aws.scheduler", "detail-type": "Scheduled Event", "detail": {}}
+
+
+def webhook_event(binary, route):
+    """The fixture the provider's simulator names as BENCH_FIXTURE (the one criterion times
+    too); a provider without one (every genuine webhook calls its API) gets its first
+    fixture refused before any call."""
+    simulator = (ROOT / "functions" / binary / "src" / "simulator.rs").read_text()
+    named = re.search(r'BENCH_FIXTURE: Option<&\'static str> = Some\("([^"]+)"\)', simulator)
+    fixtures = sorted(p for p in (ROOT / "events").glob("*/*.json") if fixture(p)["routeKey"] == route)
+    if named:
+        chosen = [p for p in fixtures if p.stem == named.group(1)]
+    else:
+        chosen = [p for p in fixtures if p.stem.startswith("bad-")]
+    if not chosen:
+        sys.exit(f"{binary}: no fixture for {route} in events/")
+    return lambda: fixture(chosen[0])
+
+
+def functions():
+    """Every function of template.yaml: its cargo binary, and a first event of the kind
+    its trigger sends (an API Gateway request, an SQS batch, a schedule)."""
+    class Loader(yaml.SafeLoader):
+        pass
+    Loader.add_multi_constructor("!", lambda loader, suffix, node: None)  # !Ref, !GetAtt, ...
+    template = yaml.load((ROOT / "template.yaml").read_text(), Loader=Loader)
+    found = []
+    for resource in template["Resources"].values():
+        if resource.get("Type") != "AWS::Serverless::Function":
+            continue
+        binary = resource["Metadata"]["BuildProperties"]["Binary"]
+        events = list((resource["Properties"].get("Events") or {}).values())
+        kinds = {e["Type"] for e in events}
+        if "SQS" in kinds:
+            event = sqs_event
+        elif kinds & {"Schedule", "ScheduleV2"}:
+            event = scheduled_event
+        else:
+            api = next(e["Properties"] for e in events if e["Type"] == "HttpApi")
+            method = api["Method"].upper()
+            event = status_api_event if method == "GET" else webhook_event(binary, f"{method} {api['Path']}")
+        found.append((binary, event))
+    return found
 
 
 def env_for(port):
@@ -166,7 +201,7 @@ def run_once(binary, event, timeout):
 
 def main():
     results = {}
-    for name, event in FUNCTIONS:
+    for name, event in functions():
         binary = ROOT / "target" / "release" / name
         # One discarded run first: it warms the emulators (a fresh DynamoDB Local's first
         # requests are slow), which is not the function's cold start.

@@ -4,7 +4,6 @@
 pub mod fixtures;
 pub mod invoke;
 pub mod merchant;
-pub mod pagstar_standin;
 pub mod provision;
 pub mod registry;
 pub mod serve;

@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use local_pipeline::{dynamodb_client, merchant, pagstar_standin, sqs_client, DevEnv, Routes, Template};
+use local_pipeline::{dynamodb_client, merchant, registry, sqs_client, DevEnv, Routes, Template};
 use notifier::{NotifierConfig, DELIVERY_TIMEOUT};
 use reconciler::Reconciler;
 use shared::{Env, EventQueue, TransactionStore};
@@ -22,11 +22,8 @@ async fn main() -> Result<(), Error> {
     let sqs = sqs_client(&env.required("SQS_ENDPOINT")?);
     let prefix = env.optional("LOCAL_RESOURCE_PREFIX").unwrap_or_else(|| "local-".into());
     let resources = Template::load(Path::new("template.yaml"))?.provision(&dynamodb, &sqs, &prefix).await?;
-    if env.optional("PAGSTAR_API_URL").is_none() {
-        let charges = pagstar_standin::load_charges(Path::new("local/pagstar-charges.json"))?;
-        let url = pagstar_standin::start(charges).await?.url;
-        tracing::info!(%url, "Pagstar stand-in started (PAGSTAR_API_URL is unset)");
-        env.set_default("PAGSTAR_API_URL", url);
+    for (variable, value) in registry::start_simulations(&mut env, Path::new(".")).await? {
+        tracing::info!(variable, %value, "local stand-in started ({variable} is unset)");
     }
 
     if env.optional("NOTIFY_URL").is_none() {

@@ -1,21 +1,56 @@
-//! The one list of providers. The local pipeline, `scripts/send` and the tests that run
-//! "every provider" take them from here; adding a provider is one line below (and its
-//! crate in the workspace).
+//! The one list of providers. The local pipeline, `make-events`, `scripts/send`, the
+//! benchmarks and every test that runs "every provider" take them from here; adding a
+//! provider is one line below (and its crate in the workspace).
+//!
+//! Each entry is the provider's simulator, which names the provider it simulates.
 
-use shared::{Expected, Provider};
+use shared::simulator::{SimulatorError, Variables};
+use shared::{Expected, Provider, Simulator};
 
-/// Something done once for each provider type.
+/// Something done once for each provider, given its simulator type (`S::Provider` is the
+/// provider).
 pub trait EachProvider {
-    fn provider<P: Provider + 'static>(&mut self);
+    fn provider<S: Simulator>(&mut self);
 }
 
 /// Calls `each` for every provider, in this order.
 pub fn for_each(each: &mut impl EachProvider) {
-    each.provider::<azqr_webhook::Azqr>();
-    each.provider::<pay3_webhook::Pay3>();
-    each.provider::<qitech_webhook::QiTech>();
-    each.provider::<key2pay_webhook::Key2Pay>();
-    each.provider::<pagstar_webhook::Pagstar>();
+    each.provider::<azqr_webhook::simulator::AzqrSimulator>();
+    each.provider::<pay3_webhook::simulator::Pay3Simulator>();
+    each.provider::<qitech_webhook::simulator::QiTechSimulator>();
+    each.provider::<key2pay_webhook::simulator::Key2PaySimulator>();
+    each.provider::<pagstar_webhook::simulator::PagstarSimulator>();
+}
+
+/// Starts every provider's simulation (Pagstar's API stand-in) and points `env` at what
+/// they started; a variable the environment already sets wins. Returns the variables set.
+pub async fn start_simulations(env: &mut crate::DevEnv, root: &std::path::Path) -> Result<Variables, SimulatorError> {
+    type Start<'a> =
+        std::pin::Pin<Box<dyn std::future::Future<Output = Result<Variables, SimulatorError>> + Send + 'a>>;
+    struct Collect<'a> {
+        env: &'a crate::DevEnv,
+        root: &'a std::path::Path,
+        starts: Vec<Start<'a>>,
+    }
+    impl EachProvider for Collect<'_> {
+        fn provider<S: Simulator>(&mut self) {
+            let (env, root) = (self.env, self.root);
+            self.starts.push(Box::pin(async move { S::start(env, root).await.map(|(_, variables)| variables) }));
+        }
+    }
+    let mut variables = Vec::new();
+    {
+        let mut collect = Collect { env, root, starts: Vec::new() };
+        for_each(&mut collect);
+        for start in collect.starts {
+            variables.extend(start.await?);
+        }
+    }
+    variables.retain(|(name, _)| std::env::var(name).is_err());
+    for (name, value) in &variables {
+        env.set_default(name, value.clone());
+    }
+    Ok(variables)
 }
 
 /// A provider's name and route.
@@ -37,8 +72,9 @@ impl Route {
 pub fn routes() -> Vec<Route> {
     struct Collect(Vec<Route>);
     impl EachProvider for Collect {
-        fn provider<P: Provider + 'static>(&mut self) {
-            self.0.push(Route { name: P::NAME, method: P::METHOD, path: P::PATH });
+        fn provider<S: Simulator>(&mut self) {
+            type P<S> = <S as Simulator>::Provider;
+            self.0.push(Route { name: P::<S>::NAME, method: P::<S>::METHOD, path: P::<S>::PATH });
         }
     }
     let mut collect = Collect(Vec::new());
@@ -51,8 +87,9 @@ pub fn routes() -> Vec<Route> {
 pub fn fixtures() -> Vec<(String, Expected)> {
     struct Collect(Vec<(String, Expected)>);
     impl EachProvider for Collect {
-        fn provider<P: Provider + 'static>(&mut self) {
-            self.0.extend(P::FIXTURES.iter().map(|e| (format!("{}/{}", P::NAME, e.file), *e)));
+        fn provider<S: Simulator>(&mut self) {
+            let name = S::Provider::NAME;
+            self.0.extend(S::Provider::FIXTURES.iter().map(|e| (format!("{name}/{}", e.file), *e)));
         }
     }
     let mut collect = Collect(Vec::new());

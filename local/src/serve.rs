@@ -62,11 +62,11 @@ impl Routes {
             result: Result<(), ConfigError>,
         }
         impl<E: Env> EachProvider for Mount<'_, E> {
-            fn provider<P: Provider + 'static>(&mut self) {
+            fn provider<S: shared::Simulator>(&mut self) {
                 if self.result.is_err() {
                     return;
                 }
-                match P::from_env(self.env) {
+                match S::Provider::from_env(self.env) {
                     Ok(provider) => self.routes.add_provider(provider),
                     Err(error) => self.result = Err(error),
                 }

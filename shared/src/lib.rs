@@ -9,6 +9,7 @@ pub mod lambda;
 pub mod model;
 pub mod pipeline;
 pub mod queue;
+pub mod simulator;
 pub mod store;
 
 pub use aws::AwsClients;
@@ -18,4 +19,5 @@ pub use inbound::{check_shared_secret, Inbound};
 pub use model::{Amount, Decision, Observation, Status, TerminalEvent, TransactionRecord};
 pub use pipeline::{parse_json, parse_status, Expected, Outcome, Provider, Webhook};
 pub use queue::EventQueue;
+pub use simulator::Simulator;
 pub use store::{NotificationOutcome, TransactionStore, WriteOutcome};

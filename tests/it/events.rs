@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use crate::support::{DevWebhooks, Harness};
 use local_pipeline::invoke::{self, Bindings, Endpoints, Launch};
-use local_pipeline::{fixtures, pagstar_standin, registry, DevEnv, Template};
+use local_pipeline::{fixtures, registry, DevEnv, Template};
 use shared::{Env, Status};
 
 type Expectation = (u16, Option<(&'static str, Status)>);
@@ -66,9 +66,7 @@ async fn every_fixture_through_the_built_artifact_under_the_lambda_runtime_emula
     let template = Template::load(&root.join("template.yaml")).expect("template.yaml");
     let rie = invoke::runtime_interface_emulator(&root).unwrap_or_else(|e| panic!("{e}"));
     let mut dev_env = DevEnv::load(&root.join("local.env.example")).expect("local.env.example");
-    let charges = pagstar_standin::load_charges(&root.join("local/pagstar-charges.json")).expect("charges");
-    let stand_in = pagstar_standin::start(charges).await.expect("Pagstar stand-in");
-    dev_env.set_default("PAGSTAR_API_URL", stand_in.url.clone());
+    registry::start_simulations(&mut dev_env, &root).await.expect("simulations");
     let endpoints = Endpoints {
         dynamodb: dev_env.required("DYNAMODB_ENDPOINT").expect("scripts/test exports DYNAMODB_ENDPOINT"),
         sqs: dev_env.required("SQS_ENDPOINT").expect("scripts/test exports SQS_ENDPOINT"),

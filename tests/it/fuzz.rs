@@ -1,25 +1,21 @@
-//! Fuzzing of each provider's verify-and-parse entry point (`Provider::receive`) with
-//! proptest: arbitrary bytes and mutations of the fixtures' bodies, signed as the
-//! provider would where it signs, so the parsers behind verification are reached.
-//! Nothing may panic or answer 5xx. `FUZZ_CASES` sets the cases per target (default 256).
+//! Fuzzing of every provider's verify-and-parse entry point (`Provider::receive`) with
+//! proptest: arbitrary bytes and mutations of the fixtures' bodies, sent by the
+//! provider's simulator with the credentials a genuine request carries (a key, a token,
+//! a signature over the body), so the parsers behind verification are reached; and, where
+//! the provider signs something inside the body (Pay3's JWT claims), arbitrary content
+//! behind a valid signature. Nothing may panic or answer 5xx. `FUZZ_CASES` sets the cases
+//! per target (default 256).
 
-use crate::support::root;
-use aws_lc_rs::hmac;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine;
-use lambda_http::{Body, Request, RequestExt};
+use crate::support::{dev_env, root};
+use local_pipeline::registry::{self, EachProvider};
 use proptest::collection::vec;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
-use shared::{Env, Provider};
+use shared::{Inbound, Provider, Simulator};
 use time::OffsetDateTime;
 
 fn cases() -> u32 {
     std::env::var("FUZZ_CASES").ok().and_then(|c| c.parse().ok()).unwrap_or(256)
-}
-
-fn env() -> local_pipeline::DevEnv {
-    local_pipeline::DevEnv::load(&root().join("local.env.example")).expect("env")
 }
 
 /// Fixture bodies of a provider, as seeds for mutation.
@@ -53,109 +49,60 @@ fn body(seeds: Vec<Vec<u8>>) -> impl Strategy<Value = Vec<u8>> {
     prop_oneof![vec(any::<u8>(), 0..512), mutated]
 }
 
+/// Runs `strategy`'s cases through `provider.receive` of the request `request` makes.
 fn fuzz<P: Provider>(
-    name: &str,
+    runtime: &tokio::runtime::Runtime,
+    target: &str,
     provider: &P,
     strategy: impl Strategy<Value = Vec<u8>>,
-    request: impl Fn(Vec<u8>) -> Request,
+    request: impl Fn(&[u8]) -> Inbound,
 ) {
-    let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let now = OffsetDateTime::from_unix_timestamp(1_795_341_600).expect("time");
     let mut runner = TestRunner::new(Config { cases: cases(), failure_persistence: None, ..Config::default() });
     runner
         .run(&strategy, |bytes| {
-            let result = runtime.block_on(provider.receive(&shared::Inbound::from_lambda(request(bytes)), now));
+            let result = runtime.block_on(provider.receive(&request(&bytes), now));
             if let Err(error) = result {
-                prop_assert!(error.status().is_client_error(), "{name}: {} {error}", error.status());
+                prop_assert!(error.status().is_client_error(), "{target}: {} {error}", error.status());
             }
             Ok(())
         })
-        .unwrap_or_else(|e| panic!("{name}: {e}"));
+        .unwrap_or_else(|e| panic!("{target}: {e}"));
 }
 
-fn post() -> http::request::Builder {
-    http::Request::builder().method("POST").header("content-type", "application/json")
-}
-
-#[test]
-fn azqr() {
-    let env = env();
-    let key = env.required("AZQR_API_KEY").expect("key");
-    fuzz("azqr", &azqr_webhook::Azqr::from_env(&env).expect("azqr"), body(seeds("azqr")), |bytes| {
-        http::Request::builder()
-            .method("PUT")
-            .header("apikey", key.as_str())
-            .body(Body::from(bytes))
-            .expect("request")
-            .with_path_parameters(std::collections::HashMap::from([("rrn".to_owned(), "100000000006".to_owned())]))
-    });
-}
-
-#[test]
-fn pay3_claims_behind_a_valid_signature() {
-    let env = env();
-    let key = hmac::Key::new(hmac::HMAC_SHA384, env.required("PAY3_JWT_SECRET").expect("secret").as_bytes());
-    let claims: Vec<Vec<u8>> = seeds("pay3")
-        .iter()
-        .filter_map(|b| serde_json::from_slice::<serde_json::Value>(b).ok())
-        .filter_map(|v| {
-            v["payload"].as_str().and_then(|jwt| jwt.split('.').nth(1)).and_then(|c| URL_SAFE_NO_PAD.decode(c).ok())
-        })
-        .collect();
-    fuzz("pay3", &pay3_webhook::Pay3::from_env(&env).expect("pay3"), body(claims), |claims| {
-        let input =
-            format!("{}.{}", URL_SAFE_NO_PAD.encode(br#"{"alg":"HS384","typ":"JWT"}"#), URL_SAFE_NO_PAD.encode(claims));
-        let signature = URL_SAFE_NO_PAD.encode(hmac::sign(&key, input.as_bytes()));
-        let body = serde_json::json!({ "payload": format!("{input}.{signature}") }).to_string();
-        post().body(Body::Text(body)).expect("request")
-    });
-}
-
-#[test]
-fn pay3_envelope() {
-    let env = env();
-    fuzz("pay3 envelope", &pay3_webhook::Pay3::from_env(&env).expect("pay3"), body(seeds("pay3")), |bytes| {
-        post().body(Body::from(bytes)).expect("request")
-    });
-}
-
-#[test]
-fn qitech_bodies_behind_a_valid_signature() {
-    let env = env();
-    let pem = std::fs::read_to_string(root().join("dev-keys/qitech-dev-private.pem")).expect("key");
-    let signer = qitech_webhook::signing::QiTechSigner::from_pkcs8_pem(&pem).expect("signer");
-    let client_key = env.required("QITECH_API_CLIENT_KEY").expect("client key");
+/// Both targets of one provider.
+fn fuzz_provider<S: Simulator>(runtime: &tokio::runtime::Runtime) {
+    let name = S::Provider::NAME;
+    let mut env = dev_env();
+    let (simulator, variables) = runtime.block_on(S::start(&env, &root())).expect("simulator");
+    for (variable, value) in variables {
+        env.set_default(variable, value);
+    }
+    let provider = S::Provider::from_env(&env).unwrap_or_else(|e| panic!("{name}: {e}"));
     let now = OffsetDateTime::from_unix_timestamp(1_795_341_600).expect("time");
-    fuzz("qitech", &qitech_webhook::QiTech::from_env(&env).expect("qitech"), body(seeds("qitech")), |bytes| {
-        let jwt = signer.sign(&bytes, "POST", qitech_webhook::PATH, now);
-        post()
-            .header("authorization", jwt)
-            .header("api-client-key", client_key.as_str())
-            .body(Body::from(bytes))
-            .expect("request")
-    });
+    fuzz(runtime, name, &provider, body(seeds(name)), |bytes| simulator.with_body(bytes, now));
+    let reference = S::new_reference(1);
+    let contents: Vec<Vec<u8>> =
+        S::SEQUENCE.iter().filter_map(|word| simulator.signed_content(&reference, word)).collect();
+    if !contents.is_empty() {
+        let target = format!("{name} signed content");
+        fuzz(runtime, &target, &provider, body(contents), |bytes| simulator.sign_content(bytes, now));
+    }
 }
 
 #[test]
-fn key2pay() {
-    let env = env();
-    let token = env.required("KEY2PAY_WEBHOOK_TOKEN").expect("token");
-    fuzz("key2pay", &key2pay_webhook::Key2Pay::from_env(&env).expect("key2pay"), body(seeds("key2pay")), |bytes| {
-        post()
-            .body(Body::from(bytes))
-            .expect("request")
-            .with_query_string_parameters(std::collections::HashMap::from([("token".to_owned(), token.clone())]))
-    });
-}
-
-#[test]
-fn pagstar() {
+fn every_provider_answers_arbitrary_input_with_a_4xx_at_worst() {
+    // Multi-threaded: a simulated API (Pagstar's) keeps serving on the workers while a
+    // case blocks on the provider.
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
-    let mut env = env();
-    let stand_in = runtime.block_on(local_pipeline::pagstar_standin::start(Default::default())).expect("stand-in");
-    env.set_default("PAGSTAR_API_URL", stand_in.url.clone());
-    let pagstar = pagstar_webhook::Pagstar::from_env(&env).expect("pagstar");
-    // The stand-in must outlive the fuzzing: keep its runtime alive on another thread.
-    let _keep = std::thread::spawn(move || runtime.block_on(std::future::pending::<()>()));
-    fuzz("pagstar", &pagstar, body(seeds("pagstar")), |bytes| post().body(Body::from(bytes)).expect("request"));
+    struct Each<'a>(&'a tokio::runtime::Runtime, usize);
+    impl EachProvider for Each<'_> {
+        fn provider<S: Simulator>(&mut self) {
+            fuzz_provider::<S>(self.0);
+            self.1 += 1;
+        }
+    }
+    let mut each = Each(&runtime, 0);
+    registry::for_each(&mut each);
+    assert!(each.1 >= 5, "every provider");
 }

@@ -63,6 +63,12 @@ fn fixture_secrets(file: &str) -> Vec<(String, String)> {
 // line of this test and none of the tests running beside it in this binary.
 #[tokio::test(flavor = "current_thread")]
 async fn no_secret_token_signature_or_body_reaches_the_logs() {
+    // With exactly one live `Dispatch` in the process, tracing-core asks the default of
+    // whichever thread first reaches a callsite, and a test running beside this one (with
+    // no subscriber) can make it cache "never" for the capture's events
+    // (tokio-rs/tracing#3611). A second live dispatch takes the general path, which asks
+    // every registered dispatch.
+    let _second = tracing::Dispatch::new(tracing::subscriber::NoSubscriber::default());
     let captured = Captured::default();
     let writer = captured.clone();
     let subscriber = tracing_subscriber::fmt()

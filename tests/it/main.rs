@@ -4,7 +4,6 @@
 
 mod support;
 
-mod azqr;
 mod events;
 mod fuzz;
 mod logs;
@@ -13,3 +12,9 @@ mod properties;
 mod providers;
 mod reconciler_and_status;
 mod request_count;
+
+/// Each provider's own scenarios, from its folder (`functions/<provider>/scenarios.rs`),
+/// found by build.rs.
+mod provider_scenarios {
+    include!(concat!(env!("OUT_DIR"), "/provider_scenarios.rs"));
+}

@@ -12,6 +12,11 @@ pub fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).to_path_buf()
 }
 
+/// The local pipeline's configuration: local.env.example under the process environment.
+pub fn dev_env() -> local_pipeline::DevEnv {
+    local_pipeline::DevEnv::load(&root().join("local.env.example")).expect("local.env.example")
+}
+
 fn endpoint(name: &str, what: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| {
         panic!(
@@ -140,7 +145,7 @@ impl Harness {
 }
 
 /// Every webhook, configured with the dev secrets the fixtures in events/ were made
-/// with, on the harness's table and queue (Pagstar against its stand-in over HTTP).
+/// with, on the harness's table and queue (Pagstar against its API's stand-in over HTTP).
 /// The providers come from the registry.
 pub struct DevWebhooks {
     store: shared::TransactionStore,
@@ -151,11 +156,8 @@ pub struct DevWebhooks {
 
 impl DevWebhooks {
     pub async fn new(h: &Harness) -> DevWebhooks {
-        let mut env = local_pipeline::DevEnv::load(&root().join("local.env.example")).expect("local.env.example");
-        let charges =
-            local_pipeline::pagstar_standin::load_charges(&root().join("local/pagstar-charges.json")).expect("charges");
-        let stand_in = local_pipeline::pagstar_standin::start(charges).await.expect("stand-in");
-        env.set_default("PAGSTAR_API_URL", stand_in.url);
+        let mut env = dev_env();
+        local_pipeline::registry::start_simulations(&mut env, &root()).await.expect("simulations");
         DevWebhooks {
             store: h.store.clone(),
             queue: h.queue.clone(),
@@ -196,11 +198,12 @@ struct Pick<'a> {
 }
 
 impl local_pipeline::registry::EachProvider for Pick<'_> {
-    fn provider<P: shared::Provider + 'static>(&mut self) {
-        if P::NAME != self.folder {
+    fn provider<S: shared::Simulator>(&mut self) {
+        use shared::Provider;
+        if S::Provider::NAME != self.folder {
             return;
         }
-        let provider = P::from_env(&self.webhooks.env).unwrap_or_else(|e| panic!("{}: {e}", P::NAME));
+        let provider = S::Provider::from_env(&self.webhooks.env).unwrap_or_else(|e| panic!("{}: {e}", self.folder));
         let webhook = shared::Webhook::new(provider, self.webhooks.store.clone(), self.webhooks.queue.clone());
         let (request, now) = (self.request.take().expect("one provider per name"), self.now);
         self.answer = Some(Box::pin(async move { webhook.handle(request, now).await.status().as_u16() }));

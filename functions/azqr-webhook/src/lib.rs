@@ -14,6 +14,9 @@ use shared::{
 };
 use time::OffsetDateTime;
 
+#[cfg(feature = "simulator")]
+pub mod simulator;
+
 /// The route, as in template.yaml.
 pub const METHOD: &str = "PUT";
 pub const PATH: &str = "/webhooks/azqr/qr/{rrn}/status";

@@ -17,6 +17,11 @@ pub mod client;
 
 pub use client::{PagstarApi, PagstarCob, PagstarConfig, PagstarError};
 
+#[cfg(feature = "simulator")]
+pub mod simulator;
+#[cfg(feature = "simulator")]
+pub mod stand_in;
+
 pub const METHOD: &str = "POST";
 pub const PATH: &str = "/webhooks/pagstar/pix-payment";
 /// Pix charges are always in reais.

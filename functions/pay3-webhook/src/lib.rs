@@ -15,6 +15,9 @@ use shared::{
 };
 use time::OffsetDateTime;
 
+#[cfg(feature = "simulator")]
+pub mod simulator;
+
 pub const METHOD: &str = "POST";
 pub const PATH: &str = "/webhooks/pay3";
 

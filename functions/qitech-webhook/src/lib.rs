@@ -26,6 +26,9 @@ use time::OffsetDateTime;
 
 pub mod signing;
 
+#[cfg(feature = "simulator")]
+pub mod simulator;
+
 pub const METHOD: &str = "POST";
 pub const PATH: &str = "/webhooks/qitech";
 /// The webhook type this function acts on.

@@ -14,10 +14,10 @@ use std::process::{Command, ExitCode};
 use std::time::Duration;
 
 use local_pipeline::invoke::{self, Bindings, Endpoints, Launch};
-use local_pipeline::{dynamodb_client, fixtures, merchant, pagstar_standin, sqs_client, DevEnv, Template};
+use local_pipeline::{dynamodb_client, fixtures, merchant, registry, sqs_client, DevEnv, Template};
 use shared::Env;
 
-type Error = Box<dyn std::error::Error>;
+type Error = Box<dyn std::error::Error + Send + Sync>;
 
 const USAGE: &str =
     "usage: scripts/invoke <LogicalId> -e <event.json> [--parameter-overrides Key=Value ...] [--env-vars file.json]";
@@ -106,21 +106,16 @@ async fn run(args: Args) -> Result<bool, Error> {
     let resources =
         template.provision(&dynamodb_client(&endpoints.dynamodb), &sqs_client(&endpoints.sqs), &prefix).await?;
 
-    // Outside services with a local stand-in, started when the function needs one and
-    // no value is given, as the run command does.
+    // Outside services with a local stand-in (a provider's API), started as the run
+    // command starts them; a value given in the environment or as an override wins.
+    for (variable, value) in registry::start_simulations(&mut dev_env, &root).await? {
+        eprintln!("invoke: {variable}={value}, a local stand-in (not given)");
+    }
     let needs = |dev_env: &DevEnv, parameter: &str, variable: &'static str| {
         function.parameters(&template).any(|(p, _)| p == parameter)
             && !args.overrides.contains_key(parameter)
             && dev_env.optional(variable).is_none()
     };
-    let mut stand_ins = Vec::new();
-    if needs(&dev_env, "PagstarApiUrl", "PAGSTAR_API_URL") {
-        let charges = pagstar_standin::load_charges(&root.join("local/pagstar-charges.json"))?;
-        let stand_in = pagstar_standin::start(charges).await?;
-        eprintln!("invoke: Pagstar stand-in on {} (PagstarApiUrl not given)", stand_in.url);
-        dev_env.set_default("PAGSTAR_API_URL", stand_in.url.clone());
-        stand_ins.push(stand_in);
-    }
     if needs(&dev_env, "NotifyUrl", "NOTIFY_URL") {
         let url = merchant::start(&dev_env.required("NOTIFY_SECRET")?, http::StatusCode::NO_CONTENT).await?;
         eprintln!("invoke: local merchant endpoint on {url} (NotifyUrl not given)");

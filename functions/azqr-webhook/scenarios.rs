@@ -1,4 +1,7 @@
-//! The AZQR webhook end to end against DynamoDB Local and the SQS server.
+//! The AZQR webhook end to end against DynamoDB Local and the SQS server, with the
+//! pipeline's outages (the store, the queue) at its final transition. The scenarios every
+//! provider shares are in tests/it/providers.rs; this file is compiled into that test
+//! binary (see the workspace's build.rs), so that the tests link the AWS SDK once.
 
 use crate::support::{azqr_put, unique_rrn, Harness};
 use azqr_webhook::Azqr;

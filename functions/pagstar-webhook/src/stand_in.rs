@@ -1,9 +1,9 @@
-//! A stand-in for Pagstar's API on loopback, for the local pipeline and the fixture
-//! tests: `POST /oauth/token` (client credentials) and `GET /cob/{txid}` answering from a
-//! JSON file of charges (`{"<txid>": {"status": "CONCLUIDA", "original": "100.00"}}`).
+//! A stand-in for Pagstar's API on loopback, for the local pipeline and the tests:
+//! `POST /oauth/token` (client credentials) and `GET /cob/{txid}` answering from its
+//! charges (`{"<txid>": {"status": "CONCLUIDA", "original": "100.00"}}`), which start as
+//! `stand-in-charges.json` (what the fixtures in events/pagstar expect) and can be changed.
 
 use std::collections::HashMap;
-use std::path::Path;
 use std::sync::{Arc, RwLock};
 
 use axum::extract::{Path as UrlPath, State};
@@ -25,9 +25,9 @@ pub struct Charge {
 /// Charges by txid.
 pub type Charges = HashMap<String, Charge>;
 
-pub fn load_charges(path: &Path) -> std::io::Result<Charges> {
-    let text = std::fs::read_to_string(path)?;
-    serde_json::from_str(&text).map_err(std::io::Error::other)
+/// The charges the fixtures in events/pagstar expect.
+pub fn fixture_charges() -> Charges {
+    serde_json::from_str(include_str!("../stand-in-charges.json")).unwrap_or_default()
 }
 
 /// A running stand-in: its base URL, and its charges, which can be changed while it runs.
@@ -89,5 +89,15 @@ async fn cob(
         }))
         .into_response(),
         None => StatusCode::NOT_FOUND.into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_fixture_charges_parse() {
+        let charges = super::fixture_charges();
+        assert_eq!(charges.len(), 5);
+        assert_eq!(charges["pagstarconcluida0000000000001"].status, "CONCLUIDA");
     }
 }

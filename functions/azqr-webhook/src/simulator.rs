@@ -1,0 +1,89 @@
+//! AZQR's side, simulated: `PUT /webhooks/azqr/qr/{rrn}/status` with the `apiKey` header.
+
+use std::path::Path;
+
+use http::Method;
+use serde_json::json;
+use shared::simulator::{SimulatorError, Variables};
+use shared::{parse_status, Env, Inbound, Simulator, Status};
+use time::OffsetDateTime;
+
+use crate::{Azqr, AzqrStatus};
+
+#[derive(Debug)]
+pub struct AzqrSimulator {
+    api_key: String,
+}
+
+/// A status update for `rrn`, with the `apiKey` header when given.
+pub fn put(rrn: &str, api_key: Option<&str>, body: &str) -> Inbound {
+    let request =
+        Inbound::new(Method::PUT, body).with_header("content-type", "application/json").with_path_parameter("rrn", rrn);
+    match api_key {
+        Some(key) => request.with_header("apikey", key),
+        None => request,
+    }
+}
+
+impl AzqrSimulator {
+    fn update(&self, rrn: &str, status: &str, description: &str) -> Inbound {
+        put(rrn, Some(&self.api_key), &json!({ "status": status, "description": description }).to_string())
+    }
+}
+
+impl Simulator for AzqrSimulator {
+    type Provider = Azqr;
+    const SEQUENCE: &'static [&'static str] = &["read", "paid", "canceled", "completed"];
+    const CONFLICT: (&'static str, &'static str) = ("completed", "expired");
+    const BENCH_FIXTURE: Option<&'static str> = Some("completed");
+
+    async fn start(env: &(impl Env + Sync), _root: &Path) -> Result<(Self, Variables), SimulatorError> {
+        Ok((AzqrSimulator { api_key: env.required("AZQR_API_KEY")? }, Vec::new()))
+    }
+
+    fn status_of(word: &str) -> Status {
+        parse_status::<AzqrStatus>(word)
+            .map(AzqrStatus::canonical)
+            .unwrap_or_else(|_| panic!("not an AZQR word: {word}"))
+    }
+
+    fn new_reference(unique: u64) -> String {
+        format!("{:012}", unique % 1_000_000_000_000)
+    }
+
+    fn webhook(&self, reference: &str, word: &str, _now: OffsetDateTime) -> Inbound {
+        self.update(reference, word, "")
+    }
+
+    fn unverified(&self, reference: &str, _now: OffsetDateTime) -> (Inbound, u16) {
+        (put(reference, Some("not-the-key"), r#"{"status":"completed"}"#), 401)
+    }
+
+    fn unknown_status(&self, reference: &str, now: OffsetDateTime) -> (Inbound, u16) {
+        (self.webhook(reference, "refunded", now), 422)
+    }
+
+    fn with_body(&self, body: &[u8], _now: OffsetDateTime) -> Inbound {
+        let mut request = put("100000000006", Some(&self.api_key), "");
+        request.body = body.to_vec();
+        request
+    }
+
+    fn fixtures(&self, _at: OffsetDateTime) -> Result<Vec<(&'static str, Inbound)>, SimulatorError> {
+        let key = Some(self.api_key.as_str());
+        let bare = |status: &str| json!({ "status": status, "description": "" }).to_string();
+        Ok(vec![
+            ("read", self.update("100000000001", "read", "QR code read")),
+            ("paid", self.update("100000000002", "paid", "Payment confirmed by payer")),
+            ("canceled", self.update("100000000003", "canceled", "Payer canceled")),
+            ("expired", self.update("100000000004", "expired", "QR code expired")),
+            ("incompleted", self.update("100000000005", "incompleted", "AM04 InsufficientFunds")),
+            ("completed", self.update("100000000006", "completed", "Payment completed")),
+            ("bad-wrong-key", put("100000000007", Some("not-the-right-key"), &bare("completed"))),
+            ("bad-missing-key", put("100000000008", None, &bare("completed"))),
+            ("bad-rrn", put("12345", key, &bare("completed"))),
+            ("bad-unknown-status", put("100000000009", key, &bare("refunded"))),
+            ("bad-malformed-json", put("100000000010", key, r#"{"status": "completed""#)),
+        ])
+    }
+}

@@ -1,0 +1,108 @@
+//! Key2Pay's side, simulated: `POST /webhooks/key2pay?token=...`, a notification per
+//! action (`AUTHORIZATION`, then `CAPTURE`).
+
+use std::path::Path;
+
+use http::Method;
+use serde_json::json;
+use shared::simulator::{SimulatorError, Variables};
+use shared::{Env, Inbound, Simulator, Status};
+use time::OffsetDateTime;
+
+use crate::Key2Pay;
+
+#[derive(Debug)]
+pub struct Key2PaySimulator {
+    token: String,
+}
+
+/// A notification body. `word` is an action, or `CAPTURE_DECLINED` for a failed capture.
+fn notification(trackid: &str, transaction: &str, word: &str) -> String {
+    let (action, result, code, description) = match word {
+        "CAPTURE_DECLINED" => ("CAPTURE", "Failed", "05", "Do not honor"),
+        action => (action, "Successful", "0", "Approved or completed available successfully"),
+    };
+    body(trackid, transaction, action, result, code, description)
+}
+
+fn body(trackid: &str, transaction: &str, action: &str, result: &str, code: &str, description: &str) -> String {
+    json!({
+        "transactionid": transaction, "transactiondate": "2026-11-22 10:00:00Z", "cardholder": "INSTAPAY",
+        "merchantcustomerid": null, "trackid": trackid, "currencycode": "PHP", "amount": "2000.00",
+        "card": "20000000****0008", "cardtype": "PHQR", "action": action, "result": result, "authcode": "",
+        "responsecode": code, "error_code_tag": "", "avs": "", "extendedresponse": "", "descriptor": "test",
+        "message": null, "merchantcode": "INSTAPAYTEST001", "responsedescription": description
+    })
+    .to_string()
+}
+
+/// `body` posted to the callback URL, with `token` in its query when given.
+fn post(token: Option<&str>, body: &[u8]) -> Inbound {
+    let request = Inbound::new(Method::POST, body).with_header("content-type", "application/json");
+    match token {
+        Some(token) => request.with_query("token", token),
+        None => request,
+    }
+}
+
+impl Simulator for Key2PaySimulator {
+    type Provider = Key2Pay;
+    const SEQUENCE: &'static [&'static str] = &["AUTHORIZATION", "CAPTURE"];
+    const CONFLICT: (&'static str, &'static str) = ("CAPTURE", "CAPTURE_DECLINED");
+    const BENCH_FIXTURE: Option<&'static str> = Some("capture");
+
+    async fn start(env: &(impl Env + Sync), _root: &Path) -> Result<(Self, Variables), SimulatorError> {
+        Ok((Key2PaySimulator { token: env.required("KEY2PAY_WEBHOOK_TOKEN")? }, Vec::new()))
+    }
+
+    fn status_of(word: &str) -> Status {
+        match word {
+            "AUTHORIZATION" => Status::Processing,
+            "CAPTURE" => Status::Completed,
+            "CAPTURE_DECLINED" => Status::Failed,
+            other => panic!("not a Key2Pay word: {other}"),
+        }
+    }
+
+    fn new_reference(unique: u64) -> String {
+        format!("track-{unique}")
+    }
+
+    fn webhook(&self, reference: &str, word: &str, now: OffsetDateTime) -> Inbound {
+        let transaction = now.unix_timestamp_nanos().to_string();
+        post(Some(&self.token), notification(reference, &transaction, word).as_bytes())
+    }
+
+    fn unverified(&self, reference: &str, now: OffsetDateTime) -> (Inbound, u16) {
+        let mut request = self.webhook(reference, "CAPTURE", now);
+        request.query.insert("token".into(), format!("{}x", self.token));
+        (request, 401)
+    }
+
+    fn unknown_status(&self, reference: &str, now: OffsetDateTime) -> (Inbound, u16) {
+        (self.webhook(reference, "VOID", now), 422)
+    }
+
+    fn with_body(&self, body: &[u8], _now: OffsetDateTime) -> Inbound {
+        post(Some(&self.token), body)
+    }
+
+    fn fixtures(&self, _at: OffsetDateTime) -> Result<Vec<(&'static str, Inbound)>, SimulatorError> {
+        let token = Some(self.token.as_str());
+        let ok = "Approved or completed available successfully";
+        let good = |trackid: &str, transaction: &str, action: &str| {
+            post(token, body(trackid, transaction, action, "Successful", "0", ok).as_bytes())
+        };
+        let failed = body("k2p-track-3", "1049768", "AUTHORIZATION", "Failed", "51", "Insufficient funds");
+        let capture = |trackid: &str, transaction: &str| body(trackid, transaction, "CAPTURE", "Successful", "0", ok);
+        Ok(vec![
+            ("authorization", good("k2p-track-1", "1049766", "AUTHORIZATION")),
+            ("capture", good("k2p-track-2", "1049767", "CAPTURE")),
+            ("failed", post(token, failed.as_bytes())),
+            ("bad-wrong-token", post(Some("not-the-token"), capture("k2p-track-b1", "1").as_bytes())),
+            ("bad-missing-token", post(None, capture("k2p-track-b2", "2").as_bytes())),
+            ("bad-unknown-action", good("k2p-track-b3", "3", "REFUND")),
+            ("bad-malformed-json", post(token, br#"{"trackid": "k2p-track-b4""#)),
+        ])
+    }
+}

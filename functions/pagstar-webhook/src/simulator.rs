@@ -1,0 +1,102 @@
+//! Pagstar's side, simulated: the unsigned `POST /webhooks/pagstar/pix-payment` hint,
+//! and Pagstar's API (the stand-in), which holds the truth the webhook asks for.
+
+use std::path::Path;
+
+use http::Method;
+use serde_json::json;
+use shared::simulator::{SimulatorError, Variables};
+use shared::{parse_status, Env, Inbound, Simulator, Status};
+use time::OffsetDateTime;
+
+use crate::stand_in::{self, StandIn};
+use crate::{Pagstar, PagstarCobStatus};
+
+#[derive(Debug)]
+pub struct PagstarSimulator {
+    pub stand_in: StandIn,
+}
+
+/// `body` posted as Pagstar posts it.
+fn post(body: &[u8]) -> Inbound {
+    Inbound::new(Method::POST, body).with_header("content-type", "application/json")
+}
+
+/// The Pix API's notification naming `txid`.
+pub fn hint(txid: &str) -> Inbound {
+    let body = json!({ "pix": [{ "endToEndId": "E18236120202611221000s0000000001", "txid": txid, "valor": "100.00",
+                                  "horario": "2026-11-22T10:00:00.000Z", "infoPagador": "fixture" }] });
+    post(body.to_string().as_bytes())
+}
+
+impl Simulator for PagstarSimulator {
+    type Provider = Pagstar;
+    const SEQUENCE: &'static [&'static str] = &["ATIVA", "CONCLUIDA"];
+    const CONFLICT: (&'static str, &'static str) = ("CONCLUIDA", "REMOVIDA_PELO_PSP");
+    /// Every genuine hint needs a call to Pagstar (benches/webhooks.rs times the parsing
+    /// and mapping around that call on their own).
+    const BENCH_FIXTURE: Option<&'static str> = None;
+
+    /// Starts the stand-in with the fixtures' charges.
+    async fn start(_env: &(impl Env + Sync), _root: &Path) -> Result<(Self, Variables), SimulatorError> {
+        let stand_in = stand_in::start(stand_in::fixture_charges()).await?;
+        let url = stand_in.url.clone();
+        Ok((PagstarSimulator { stand_in }, vec![("PAGSTAR_API_URL", url)]))
+    }
+
+    fn status_of(word: &str) -> Status {
+        parse_status::<PagstarCobStatus>(word)
+            .map(PagstarCobStatus::canonical)
+            .unwrap_or_else(|_| panic!("not a Pix charge status: {word}"))
+    }
+
+    fn new_reference(unique: u64) -> String {
+        format!("pagstar{unique:022}")
+    }
+
+    /// The charge becomes `word` at Pagstar, then the hint is sent.
+    fn webhook(&self, reference: &str, word: &str, _now: OffsetDateTime) -> Inbound {
+        self.settle(reference, word);
+        hint(reference)
+    }
+
+    fn settle(&self, reference: &str, word: &str) {
+        self.stand_in.set(reference, word, "100.00");
+    }
+
+    fn deliver(&self, reference: &str, _word: &str, _now: OffsetDateTime) -> Inbound {
+        hint(reference)
+    }
+
+    /// The hint carries no credential; what can be forged is the txid, and one that can
+    /// never be a txid is refused before any call to Pagstar.
+    fn unverified(&self, _reference: &str, _now: OffsetDateTime) -> (Inbound, u16) {
+        (post(json!({ "txid": "../../oauth/token" }).to_string().as_bytes()), 400)
+    }
+
+    /// Pagstar answers with a status we do not know: acknowledged, nothing written.
+    fn unknown_status(&self, reference: &str, _now: OffsetDateTime) -> (Inbound, u16) {
+        self.stand_in.set(reference, "EM_PROCESSAMENTO", "100.00");
+        (hint(reference), 200)
+    }
+
+    fn with_body(&self, body: &[u8], _now: OffsetDateTime) -> Inbound {
+        post(body)
+    }
+
+    fn fixtures(&self, _at: OffsetDateTime) -> Result<Vec<(&'static str, Inbound)>, SimulatorError> {
+        Ok(vec![
+            ("ativa", hint("pagstarativa00000000000000001")),
+            ("concluida", hint("pagstarconcluida0000000000001")),
+            (
+                "removida-pelo-usuario-recebedor",
+                post(json!({ "txid": "pagstarremovidausuario0000001" }).to_string().as_bytes()),
+            ),
+            ("removida-pelo-psp", hint("pagstarremovidapsp00000000001")),
+            ("unknown-txid", hint("pagstarnaoexiste0000000000001")),
+            ("unknown-status", hint("pagstarstatusdesconhecido0001")),
+            ("bad-no-txid", post(br#"{"pix":[{"endToEndId":"E1","valor":"1.00"}]}"#)),
+            ("bad-malformed-json", post(br#"{"pix": ["#)),
+        ])
+    }
+}

@@ -1,0 +1,148 @@
+//! Pay3's side, simulated: `POST /webhooks/pay3` with `{"payload": "<JWT>"}`, the JWT
+//! signed with the shared secret.
+
+use std::path::Path;
+
+use http::Method;
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use serde_json::{json, Value};
+use shared::simulator::{SimulatorError, Variables};
+use shared::{parse_status, Env, Inbound, Simulator, Status};
+use time::OffsetDateTime;
+
+use crate::{Pay3, Pay3OrderStatus};
+
+#[derive(Debug)]
+pub struct Pay3Simulator {
+    secret: String,
+}
+
+/// `body` posted as Pay3 posts it.
+fn post(body: &[u8]) -> Inbound {
+    Inbound::new(Method::POST, body).with_header("content-type", "application/json")
+}
+
+/// The envelope around `jwt`.
+fn envelope(jwt: &str) -> Inbound {
+    post(json!({ "payload": jwt }).to_string().as_bytes())
+}
+
+/// The claims Pay3 sends for `order` (`orderType` CHECKOUT) at `status`.
+fn claims(order: &str, status: &str, payment_status: Option<&str>, at: OffsetDateTime) -> Value {
+    let error =
+        if status == "FAILED" { json!({"code": 4001, "message": "Declined by payment partner"}) } else { Value::Null };
+    json!({
+        "data": { "orderType": "CHECKOUT", "orderId": order, "orderStatus": status, "paymentStatus": payment_status, "error": error },
+        "requestId": format!("req-{order}"), "type": "pay3-sdk-transaction-status", "iat": at.unix_timestamp()
+    })
+}
+
+fn sign(claims: &Value, algorithm: Algorithm, secret: &str) -> Result<String, jsonwebtoken::errors::Error> {
+    jsonwebtoken::encode(&Header::new(algorithm), claims, &EncodingKey::from_secret(secret.as_bytes()))
+}
+
+impl Pay3Simulator {
+    fn signed(&self, claims: &Value) -> Inbound {
+        // Encoding a JSON value with HMAC cannot fail.
+        envelope(&sign(claims, Algorithm::HS384, &self.secret).unwrap_or_default())
+    }
+}
+
+impl Simulator for Pay3Simulator {
+    type Provider = Pay3;
+    const SEQUENCE: &'static [&'static str] = &["CREATED", "ORDER_STARTED", "ORDER_PAYMENT_PROCESSING", "COMPLETED"];
+    const CONFLICT: (&'static str, &'static str) = ("COMPLETED", "FAILED");
+    const BENCH_FIXTURE: Option<&'static str> = Some("completed");
+
+    async fn start(env: &(impl Env + Sync), _root: &Path) -> Result<(Self, Variables), SimulatorError> {
+        Ok((Pay3Simulator { secret: env.required("PAY3_JWT_SECRET")? }, Vec::new()))
+    }
+
+    fn status_of(word: &str) -> Status {
+        parse_status::<Pay3OrderStatus>(word)
+            .ok()
+            .and_then(|status| status.canonical(None))
+            .unwrap_or_else(|| panic!("not a Pay3 order status: {word}"))
+    }
+
+    fn new_reference(unique: u64) -> String {
+        format!("order-{unique}")
+    }
+
+    fn stored_reference(reference: &str) -> String {
+        format!("{reference}:CHECKOUT")
+    }
+
+    fn webhook(&self, reference: &str, word: &str, now: OffsetDateTime) -> Inbound {
+        self.signed(&claims(reference, word, None, now))
+    }
+
+    fn unverified(&self, reference: &str, now: OffsetDateTime) -> (Inbound, u16) {
+        let forged = sign(&claims(reference, "COMPLETED", None, now), Algorithm::HS384, "not-the-secret");
+        (envelope(&forged.unwrap_or_default()), 401)
+    }
+
+    fn unknown_status(&self, reference: &str, now: OffsetDateTime) -> (Inbound, u16) {
+        (self.webhook(reference, "TELEPORTED", now), 422)
+    }
+
+    /// The envelope is not signed: it travels as it is.
+    fn with_body(&self, body: &[u8], _now: OffsetDateTime) -> Inbound {
+        post(body)
+    }
+
+    fn signed_content(&self, reference: &str, word: &str) -> Option<Vec<u8>> {
+        Some(claims(reference, word, None, OffsetDateTime::UNIX_EPOCH).to_string().into_bytes())
+    }
+
+    /// Any bytes as the claims of a token with a valid HS384 signature.
+    fn sign_content(&self, content: &[u8], _now: OffsetDateTime) -> Inbound {
+        use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        use base64::Engine;
+        let input = format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(br#"{"alg":"HS384","typ":"JWT"}"#),
+            URL_SAFE_NO_PAD.encode(content)
+        );
+        let key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA384, self.secret.as_bytes());
+        let signature = URL_SAFE_NO_PAD.encode(aws_lc_rs::hmac::sign(&key, input.as_bytes()));
+        envelope(&format!("{input}.{signature}"))
+    }
+
+    fn fixtures(&self, at: OffsetDateTime) -> Result<Vec<(&'static str, Inbound)>, SimulatorError> {
+        let good = |order: &str, status: &str, payment: Option<&str>| self.signed(&claims(order, status, payment, at));
+        let mut expired = claims("pay3-order-bad-4", "COMPLETED", None, at);
+        expired["exp"] = json!(at.unix_timestamp() - 60);
+        let valid = sign(&claims("pay3-order-bad-5", "COMPLETED", None, at), Algorithm::HS384, &self.secret)?;
+        let forged = sign(&claims("pay3-order-bad-5", "FAILED", None, at), Algorithm::HS384, "another-secret")?;
+        let tampered = {
+            let (valid_parts, forged_parts): (Vec<&str>, Vec<&str>) =
+                (valid.split('.').collect(), forged.split('.').collect());
+            format!("{}.{}.{}", valid_parts[0], forged_parts[1], valid_parts[2])
+        };
+        let none_header = "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0"; // {"alg":"none","typ":"JWT"}
+        let unsigned = format!("{none_header}.{}.", valid.split('.').nth(1).unwrap_or_default());
+        let other_secret =
+            sign(&claims("pay3-order-bad-1", "COMPLETED", None, at), Algorithm::HS384, "another-secret")?;
+        let other_algorithm = sign(&claims("pay3-order-bad-2", "COMPLETED", None, at), Algorithm::HS256, &self.secret)?;
+        Ok(vec![
+            ("created", good("pay3-order-1", "CREATED", None)),
+            ("order-started", good("pay3-order-2", "ORDER_STARTED", None)),
+            ("order-payment-awaiting", good("pay3-order-3", "ORDER_PAYMENT_AWAITING", None)),
+            ("order-payment-processing", good("pay3-order-4", "ORDER_PAYMENT_PROCESSING", None)),
+            ("order-payment-initiated", good("pay3-order-5", "ORDER_PAYMENT_INITIATED", None)),
+            ("completed", good("pay3-order-6", "COMPLETED", Some("SUCCESS"))),
+            ("failed", good("pay3-order-7", "FAILED", Some("DECLINED"))),
+            ("failed-canceled", good("pay3-order-8", "FAILED", Some("CANCELED"))),
+            ("abandoned", good("pay3-order-9", "ABANDONED", Some("MAX_RETRIES_REACHED"))),
+            ("refunded-after-final", good("pay3-order-10", "REFUNDED", None)),
+            ("bad-signature", envelope(&other_secret)),
+            ("bad-algorithm", envelope(&other_algorithm)),
+            ("bad-alg-none", envelope(&unsigned)),
+            ("bad-expired", envelope(&sign(&expired, Algorithm::HS384, &self.secret)?)),
+            ("bad-tampered", envelope(&tampered)),
+            ("bad-unknown-status", good("pay3-order-bad-6", "TELEPORTED", None)),
+            ("bad-malformed-json", post(br#"{"payload": "#)),
+        ])
+    }
+}

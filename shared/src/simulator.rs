@@ -1,0 +1,92 @@
+//! A provider's side of the conversation, simulated: its genuine webhooks, forged and
+//! malformed ones, and (where we call the provider back) its API. Each provider crate
+//! implements this next to its verification and mapping, behind its `simulator` feature;
+//! the fixtures (`make-events`), the scenario tests, the fuzz targets, the benchmarks and
+//! the local pipeline drive every provider through it, taken from the one registry.
+
+use std::future::Future;
+use std::path::Path;
+
+use time::OffsetDateTime;
+
+use crate::config::Env;
+use crate::inbound::Inbound;
+use crate::model::Status;
+use crate::pipeline::Provider;
+
+pub type SimulatorError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Environment variables that point a provider at what its simulation started.
+pub type Variables = Vec<(&'static str, String)>;
+
+/// A running simulation of one provider.
+pub trait Simulator: Sized + Send + Sync + 'static {
+    type Provider: Provider;
+
+    /// The provider's status words in the order one transaction goes through them, the
+    /// last one final.
+    const SEQUENCE: &'static [&'static str];
+    /// Two different final words.
+    const CONFLICT: (&'static str, &'static str);
+    /// The fixture (in `events/<name>/`, without `.json`) the benchmarks run: a final one,
+    /// verified without a call over the network; `None` when every one needs a call.
+    const BENCH_FIXTURE: Option<&'static str>;
+
+    /// Starts the simulation with the provider's dev configuration (`env`, and `root`, the
+    /// workspace root, for the keys in `dev-keys/`). Returns it and the variables that
+    /// point the provider at anything it started (Pagstar: `PAGSTAR_API_URL`).
+    fn start(
+        env: &(impl Env + Sync),
+        root: &Path,
+    ) -> impl Future<Output = Result<(Self, Variables), SimulatorError>> + Send;
+
+    /// The canonical status a word of [`Self::SEQUENCE`] or [`Self::CONFLICT`] maps to.
+    fn status_of(word: &str) -> Status;
+
+    /// A fresh reference, of the provider's format, from a unique number.
+    fn new_reference(unique: u64) -> String;
+
+    /// The reference a transaction is stored under (default: as sent).
+    fn stored_reference(reference: &str) -> String {
+        reference.to_owned()
+    }
+
+    /// The genuine webhook saying `word` about `reference`, sent at `now`. For a provider
+    /// that is asked for the truth, this also makes `word` the truth first.
+    fn webhook(&self, reference: &str, word: &str, now: OffsetDateTime) -> Inbound;
+
+    /// For a provider that is asked for the truth: makes `word` the truth about
+    /// `reference` (default: nothing to do).
+    fn settle(&self, _reference: &str, _word: &str) {}
+
+    /// One delivery once the truth is settled (default: the genuine webhook).
+    fn deliver(&self, reference: &str, word: &str, now: OffsetDateTime) -> Inbound {
+        self.webhook(reference, word, now)
+    }
+
+    /// A webhook about `reference` that fails verification, and the status that deserves.
+    fn unverified(&self, reference: &str, now: OffsetDateTime) -> (Inbound, u16);
+
+    /// A verified webhook whose status nobody knows, and the status that deserves.
+    fn unknown_status(&self, reference: &str, now: OffsetDateTime) -> (Inbound, u16);
+
+    /// `body` sent with whatever credentials travel beside it (a header, a query token, a
+    /// signature over the body), so that it passes verification when the body is genuine.
+    fn with_body(&self, body: &[u8], now: OffsetDateTime) -> Inbound;
+
+    /// What the provider signs, when it signs something inside the body (Pay3's JWT
+    /// claims), for fuzzing behind a valid signature; `None` when the body is what is
+    /// signed or nothing is (then [`Self::with_body`] is that target).
+    fn signed_content(&self, _reference: &str, _word: &str) -> Option<Vec<u8>> {
+        None
+    }
+
+    /// `content` signed and wrapped as the provider would send it (see [`Self::signed_content`]).
+    fn sign_content(&self, content: &[u8], now: OffsetDateTime) -> Inbound {
+        self.with_body(content, now)
+    }
+
+    /// Every fixture of `events/<name>/`: its file name (without `.json`) and the request,
+    /// made at `at`. Each has an expectation in the provider's `FIXTURES`.
+    fn fixtures(&self, at: OffsetDateTime) -> Result<Vec<(&'static str, Inbound)>, SimulatorError>;
+}
