@@ -85,7 +85,7 @@ impl Routes {
     /// The router; a path that matches no route answers 404 in the project's error shape.
     pub fn into_router(self) -> Router {
         self.router.fallback(|| async {
-            let response = shared::error::error_response(http::StatusCode::NOT_FOUND, "not_found", "no such route");
+            let response = shared::edge::error_response(http::StatusCode::NOT_FOUND, "not_found", "no such route");
             let (parts, body) = response.into_parts();
             Response::from_parts(parts, axum::body::Body::from(body.as_ref().to_vec()))
         })

@@ -1,8 +1,10 @@
-//! What every webhook function shares: the canonical transaction model, the DynamoDB
-//! store, the SQS terminal events, the error type and the common pipeline.
+//! What every webhook function shares, in layers: the canonical transaction model
+//! (`model`, no HTTP or AWS type) ← the DynamoDB store and the SQS queue ← the common
+//! pipeline ← the HTTP edge (`edge`, `inbound`, `lambda`).
 
 pub mod aws;
 pub mod config;
+pub mod edge;
 pub mod error;
 pub mod inbound;
 pub mod lambda;
@@ -16,8 +18,9 @@ pub use aws::AwsClients;
 pub use config::{ConfigError, Env, ProcessEnv, Secret};
 pub use error::WebhookError;
 pub use inbound::{check_shared_secret, Inbound};
+pub use model::notification::NotificationOutcome;
 pub use model::{Amount, Decision, Observation, Status, TerminalEvent, TransactionRecord};
 pub use pipeline::{parse_json, parse_status, Expected, Outcome, Provider, Webhook};
 pub use queue::EventQueue;
 pub use simulator::Simulator;
-pub use store::{NotificationOutcome, TransactionStore, WriteOutcome};
+pub use store::{TransactionStore, WriteOutcome};

@@ -4,8 +4,11 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
+
+pub mod notification;
+
+pub use notification::{event_id, NotificationPending, TerminalEvent};
 
 /// Canonical status of a transaction. The first four are in progress and ordered;
 /// the last four are final outcomes that nothing changes.
@@ -86,20 +89,50 @@ pub enum Decision {
     Conflict,
 }
 
-/// The transition rule. The DynamoDB condition in the store is the same rule
-/// expressed over ranks; tests check that the two agree for every pair.
+/// Why an observation changed nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Skip {
+    Duplicate,
+    Stale,
+    Conflict,
+}
+
+impl Skip {
+    /// Why `new` does not apply to a record at `current`, given that it does not (`new`
+    /// ranks no higher than `current`): total, so a failed condition in the store always
+    /// has its reason.
+    pub fn of(current: Status, new: Status) -> Skip {
+        if current == new {
+            Skip::Duplicate
+        } else if current.is_final() && new.is_final() {
+            Skip::Conflict
+        } else {
+            Skip::Stale
+        }
+    }
+}
+
+impl From<Skip> for Decision {
+    fn from(skip: Skip) -> Self {
+        match skip {
+            Skip::Duplicate => Decision::Duplicate,
+            Skip::Stale => Decision::Stale,
+            Skip::Conflict => Decision::Conflict,
+        }
+    }
+}
+
+/// Whether `new` applies to a record at `current` (none: no record yet). This is the
+/// condition of the store's one write: `attribute_not_exists(pk) OR rank < :rank`.
+pub fn applies(current: Option<Status>, new: Status) -> bool {
+    current.is_none_or(|current| current.rank() < new.rank())
+}
+
+/// The transition rule: [`applies`], and otherwise why not ([`Skip::of`]).
 pub fn decide(current: Option<Status>, new: Status) -> Decision {
-    let Some(current) = current else {
-        return Decision::Apply;
-    };
-    if current == new {
-        Decision::Duplicate
-    } else if current.is_final() && new.is_final() {
-        Decision::Conflict
-    } else if current.rank() < new.rank() {
-        Decision::Apply
-    } else {
-        Decision::Stale
+    match current {
+        Some(current) if !applies(Some(current), new) => Skip::of(current, new).into(),
+        Some(_) | None => Decision::Apply,
     }
 }
 
@@ -197,14 +230,6 @@ pub struct HistoryEntry {
     pub received_at: OffsetDateTime,
 }
 
-/// Marker present while the final outcome has not yet been delivered to the merchant.
-/// Stored as a string so that it can key a sparse index.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum NotificationPending {
-    #[serde(rename = "PENDING")]
-    Pending,
-}
-
 /// The stored transaction, also the `data` of a terminal event.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TransactionRecord {
@@ -247,44 +272,70 @@ pub fn transaction_key(provider: &str, reference: &str) -> String {
     format!("{provider}#{reference}")
 }
 
-/// The deterministic id of the terminal event of a transaction: the same
-/// (provider, reference, final status) always gives the same id, so every retry
-/// is deduplicated by SQS and by the merchant.
-pub fn event_id(provider: &str, reference: &str, status: Status) -> String {
-    let mut hash = Sha256::new();
-    for part in [provider, reference, status.as_str()] {
-        hash.update((part.len() as u64).to_be_bytes());
-        hash.update(part.as_bytes());
-    }
-    let digest = hash.finalize();
-    let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
-    format!("evt_{hex}")
+/// A field's new value, in the model's terms; the store writes each as its attribute type.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Value {
+    Text(String),
+    Number(u8),
+    Time(OffsetDateTime),
+    History(HistoryEntry),
+    Details(BTreeMap<String, String>),
+    Pending(NotificationPending),
 }
 
-/// The message enqueued when a transaction reaches a final status.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TerminalEvent {
-    pub id: String,
-    #[serde(rename = "type")]
-    pub kind: String,
-    #[serde(with = "time::serde::rfc3339")]
-    pub created_at: OffsetDateTime,
-    pub data: TransactionRecord,
+/// How a field changes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Edit {
+    Set,
+    /// Only when the record does not have the field yet.
+    SetIfAbsent,
+    /// Appended to the list (created empty when absent).
+    Append,
 }
 
-impl TerminalEvent {
-    /// The terminal event of a final record, or `None` if the record is not final.
-    /// Every field derives from the stored record, so a resend is byte-identical.
-    pub fn for_record(record: &TransactionRecord) -> Option<Self> {
-        if !record.status.is_final() {
-            return None;
+/// What a record becomes when an observation applies: every field it sets, keeps or
+/// appends to. The store translates this into its one conditional write, applied only
+/// where [`applies`] holds for `rank`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    /// The rank the record must stay below for the change to apply.
+    pub rank: u8,
+    pub fields: Vec<(&'static str, Edit, Value)>,
+}
+
+impl Change {
+    /// What `observation`, received at `now`, makes of `provider`'s record. A final status
+    /// also sets `final_at` and the notification-pending marker, in the same write.
+    pub fn of(provider: &str, observation: &Observation, now: OffsetDateTime) -> Change {
+        let status = observation.status;
+        let text = |value: &str| Value::Text(value.to_owned());
+        let mut fields = Vec::with_capacity(14);
+        fields.push(("provider", Edit::Set, text(provider)));
+        fields.push(("reference", Edit::Set, text(&observation.reference)));
+        fields.push(("status", Edit::Set, text(status.as_str())));
+        fields.push(("provider_status", Edit::Set, text(&observation.provider_status)));
+        fields.push(("rank", Edit::Set, Value::Number(status.rank())));
+        fields.push(("updated_at", Edit::Set, Value::Time(now)));
+        fields.push(("first_seen_at", Edit::SetIfAbsent, Value::Time(now)));
+        let entry = HistoryEntry { status, provider_status: observation.provider_status.clone(), received_at: now };
+        fields.push(("history", Edit::Append, Value::History(entry)));
+        if let Some(amount) = &observation.amount {
+            fields.push(("amount", Edit::Set, text(amount.as_str())));
         }
-        Some(TerminalEvent {
-            id: event_id(&record.provider, &record.reference, record.status),
-            kind: format!("transaction.{}", record.status),
-            created_at: record.final_at.unwrap_or(record.updated_at),
-            data: record.clone(),
-        })
+        if let Some(currency) = &observation.currency {
+            fields.push(("currency", Edit::Set, text(currency)));
+        }
+        if let Some(reason) = &observation.reason {
+            fields.push(("reason", Edit::Set, text(reason)));
+        }
+        if !observation.details.is_empty() {
+            fields.push(("details", Edit::Set, Value::Details(observation.details.clone())));
+        }
+        if status.is_final() {
+            fields.push(("final_at", Edit::Set, Value::Time(now)));
+            fields.push((notification::PENDING_FIELD, Edit::Set, Value::Pending(NotificationPending::Pending)));
+        }
+        Change { rank: status.rank(), fields }
     }
 }
 
@@ -316,6 +367,7 @@ mod tests {
                 };
                 assert_eq!(decide(Some(current), new), expected, "{current} -> {new}");
                 // The storage condition (`rank < new rank`) applies exactly the same transitions.
+                assert_eq!(applies(Some(current), new), expected == Decision::Apply, "{current} -> {new}");
                 assert_eq!(
                     current.rank() < new.rank(),
                     expected == Decision::Apply,
@@ -335,18 +387,6 @@ mod tests {
         assert_eq!(decide(Some(Completed), Pending), Decision::Stale);
         assert_eq!(decide(Some(Completed), Completed), Decision::Duplicate);
         assert_eq!(decide(Some(Completed), Failed), Decision::Conflict);
-    }
-
-    #[test]
-    fn event_id_is_deterministic_and_distinguishes_its_inputs() {
-        let a = event_id("azqr", "123456789012", Status::Completed);
-        assert_eq!(a, event_id("azqr", "123456789012", Status::Completed));
-        assert!(a.starts_with("evt_") && a.len() == 36);
-        assert_ne!(a, event_id("azqr", "123456789012", Status::Failed));
-        assert_ne!(a, event_id("azqr", "123456789013", Status::Completed));
-        assert_ne!(a, event_id("pay3", "123456789012", Status::Completed));
-        // Length-prefixed parts: moving a boundary changes the id.
-        assert_ne!(event_id("ab", "c", Status::Completed), event_id("a", "bc", Status::Completed));
     }
 
     #[test]

@@ -6,14 +6,13 @@
 use std::future::Future;
 
 use http::StatusCode;
-use lambda_http::{Body, Request, Response};
 use serde::de::{DeserializeOwned, IntoDeserializer};
 use time::OffsetDateTime;
 
 use crate::config::{ConfigError, Env, StorageConfig};
 use crate::error::{WebhookError, MAX_BODY_BYTES};
 use crate::inbound::Inbound;
-use crate::model::{Decision, Observation, Status, TerminalEvent};
+use crate::model::{notification, Decision, Observation, Skip, Status};
 use crate::queue::EventQueue;
 use crate::store::{TransactionStore, WriteOutcome};
 
@@ -116,26 +115,6 @@ impl<P: Provider> Webhook<P> {
         ))
     }
 
-    /// Handles one Lambda request (API Gateway's event) and answers it.
-    pub async fn handle(&self, request: Request, now: OffsetDateTime) -> Response<Body> {
-        self.answer(&Inbound::from_lambda(request), now).await
-    }
-
-    /// Handles one request and answers it: the provider's acknowledgement, or the error mapped to HTTP.
-    pub async fn answer(&self, request: &Inbound, now: OffsetDateTime) -> Response<Body> {
-        match self.process(request, now).await {
-            Ok(_) => {
-                let mut response = Response::new(Body::Empty);
-                *response.status_mut() = P::ACK_STATUS;
-                response
-            }
-            Err(error) => {
-                log_error(P::NAME, &error);
-                error.to_response()
-            }
-        }
-    }
-
     /// The whole flow for one request, without the HTTP answer.
     pub async fn process(&self, request: &Inbound, now: OffsetDateTime) -> Result<Vec<Outcome>, WebhookError> {
         check_body(request)?;
@@ -154,26 +133,24 @@ impl<P: Provider> Webhook<P> {
     async fn apply(&self, observation: Observation, now: OffsetDateTime) -> Result<Outcome, WebhookError> {
         let provider = P::NAME;
         let reference = observation.reference.as_str();
-        let (decision, to_send) = match self.store.record(provider, &observation, now).await? {
+        let (decision, record) = match self.store.record(provider, &observation, now).await? {
             WriteOutcome::Applied(record) => {
                 tracing::info!(provider, reference, status = %record.status, provider_status = %observation.provider_status, outcome = "applied", "transition applied");
-                (Decision::Apply, record.status.is_final().then_some(record))
+                (Decision::Apply, record)
             }
-            WriteOutcome::NotApplied { decision, current } => {
-                match decision {
-                    Decision::Conflict => {
+            WriteOutcome::Skipped { skip, current } => {
+                match skip {
+                    Skip::Conflict => {
                         tracing::error!(provider, reference, stored = %current.status, received = %observation.status, outcome = "conflict", "final status conflicts with the stored final status; not applied")
                     }
-                    Decision::Duplicate | Decision::Stale | Decision::Apply => {
-                        tracing::info!(provider, reference, stored = %current.status, received = %observation.status, outcome = ?decision, "nothing to apply")
+                    Skip::Duplicate | Skip::Stale => {
+                        tracing::info!(provider, reference, stored = %current.status, received = %observation.status, outcome = ?skip, "nothing to apply")
                     }
                 }
-                // A final record still pending notification may have lost its event to an
-                // earlier queue failure: send it again (SQS and the merchant dedupe by id).
-                (decision, current.is_notification_pending().then_some(current))
+                (skip.into(), current)
             }
         };
-        let enqueued = match to_send.as_ref().and_then(TerminalEvent::for_record) {
+        let enqueued = match notification::to_send(decision == Decision::Apply, &record) {
             Some(event) => {
                 self.queue.send(&event).await?;
                 let resend = decision != Decision::Apply;
@@ -229,24 +206,6 @@ pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, WebhookError> {
 pub fn parse_status<T: DeserializeOwned>(value: &str) -> Result<T, WebhookError> {
     T::deserialize(IntoDeserializer::<serde::de::value::Error>::into_deserializer(value))
         .map_err(|_| WebhookError::Unsupported { field: "status", value: value.chars().take(64).collect() })
-}
-
-/// Logs a failed request: client errors at warn, ours at error with the source chain.
-/// Never the body, never a secret: the errors carry neither.
-fn log_error(provider: &str, error: &WebhookError) {
-    let code = error.code();
-    if error.status().is_server_error() {
-        let mut chain = error.to_string();
-        let mut source = std::error::Error::source(error);
-        while let Some(cause) = source {
-            chain.push_str(": ");
-            chain.push_str(&cause.to_string());
-            source = cause.source();
-        }
-        tracing::error!(provider, code, error = %chain, "webhook failed; provider will retry");
-    } else {
-        tracing::warn!(provider, code, status = error.status().as_u16(), error = %error, "webhook rejected");
-    }
 }
 
 #[cfg(test)]

@@ -1,5 +1,7 @@
 //! The transaction store: one DynamoDB item per (provider, reference), written with a
-//! single conditional `UpdateItem` per observation and no read before the write.
+//! single conditional `UpdateItem` per observation and no read before the write. The
+//! model decides (what applies, what the record becomes, why nothing changed); the store
+//! only translates that into DynamoDB's expressions and back.
 
 use std::collections::HashMap;
 
@@ -8,14 +10,15 @@ use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditi
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
+use crate::model::notification::{NotificationOutcome, PENDING_FIELD};
 use crate::model::{
-    decide, transaction_key, Decision, HistoryEntry, NotificationPending, Observation, Status, TransactionRecord,
+    transaction_key, Change, Edit, NotificationPending, Observation, Skip, Status, TransactionRecord, Value,
 };
 
 /// Partition key attribute of the table (string): `{provider}#{reference}`.
 pub const KEY_ATTRIBUTE: &str = "pk";
 /// The notification-pending marker; present only while a final outcome awaits delivery.
-pub const PENDING_ATTRIBUTE: &str = "notification_pending";
+pub const PENDING_ATTRIBUTE: &str = PENDING_FIELD;
 /// The sparse index on the marker (range key `final_at`), as in template.yaml.
 pub const PENDING_INDEX: &str = "PendingNotifications";
 
@@ -27,15 +30,6 @@ pub enum StoreError {
     Decode(#[source] serde_dynamo::Error),
     #[error("time cannot be written as RFC 3339")]
     Timestamp(#[source] time::error::Format),
-    #[error("stored item for {key} is inconsistent: status {status} does not explain the failed condition")]
-    Inconsistent { key: String, status: crate::model::Status },
-}
-
-/// What became of a terminal event at the merchant.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum NotificationOutcome {
-    Delivered,
-    Refused,
 }
 
 /// What one write did.
@@ -43,8 +37,8 @@ pub enum NotificationOutcome {
 pub enum WriteOutcome {
     /// The transition was applied; the record as it now stands.
     Applied(TransactionRecord),
-    /// Nothing changed (`Duplicate`, `Stale` or `Conflict`); the record as it stands.
-    NotApplied { decision: Decision, current: TransactionRecord },
+    /// Nothing changed, and why; the record as it stands.
+    Skipped { skip: Skip, current: TransactionRecord },
 }
 
 #[derive(Debug, Clone)]
@@ -62,19 +56,17 @@ impl TransactionStore {
         &self.table
     }
 
-    /// Applies `observation` if the transition rule allows it, in one conditional write.
-    ///
-    /// The condition `attribute_not_exists(pk) OR rank < :rank` is the transition rule
-    /// (see [`crate::model::decide`]); a transition into a final status also sets the
-    /// notification-pending marker in the same write. When the condition fails, DynamoDB
-    /// returns the current item, from which the outcome is told apart without a read.
+    /// Applies `observation` if the transition rule allows it, in one conditional write:
+    /// the model's [`Change`], with its condition [`crate::model::applies`] written as
+    /// `attribute_not_exists(pk) OR rank < :rank`. When the condition fails, DynamoDB
+    /// returns the current item, and the model says why ([`Skip::of`]) without a read.
     pub async fn record(
         &self,
         provider: &str,
         observation: &Observation,
         now: OffsetDateTime,
     ) -> Result<WriteOutcome, StoreError> {
-        let update = Update::for_observation(provider, observation, now)?;
+        let update = Update::translate(Change::of(provider, observation, now))?;
         let key = transaction_key(provider, &observation.reference);
         let result = self
             .client
@@ -94,12 +86,7 @@ impl TransactionStore {
             Err(error) => match error.as_service_error() {
                 Some(UpdateItemError::ConditionalCheckFailedException(failed)) => {
                     let current = decode(failed.item().cloned().unwrap_or_default())?;
-                    match decide(Some(current.status), observation.status) {
-                        Decision::Apply => Err(StoreError::Inconsistent { key, status: current.status }),
-                        decision @ (Decision::Duplicate | Decision::Stale | Decision::Conflict) => {
-                            Ok(WriteOutcome::NotApplied { decision, current })
-                        }
-                    }
+                    Ok(WriteOutcome::Skipped { skip: Skip::of(current.status, observation.status), current })
                 }
                 _ => Err(StoreError::Request(Box::new(error))),
             },
@@ -119,10 +106,7 @@ impl TransactionStore {
         outcome: NotificationOutcome,
         now: OffsetDateTime,
     ) -> Result<bool, StoreError> {
-        let field = match outcome {
-            NotificationOutcome::Delivered => "notified_at",
-            NotificationOutcome::Refused => "notification_refused_at",
-        };
+        let field = outcome.recorded_as();
         let now = timestamp(now)?;
         let result = self
             .client
@@ -196,7 +180,7 @@ pub fn build_update(
     observation: &Observation,
     now: OffsetDateTime,
 ) -> Result<(String, usize), StoreError> {
-    let update = Update::for_observation(provider, observation, now)?;
+    let update = Update::translate(Change::of(provider, observation, now))?;
     Ok((update.expression, update.values.len()))
 }
 
@@ -217,15 +201,8 @@ struct Update {
 }
 
 impl Update {
-    fn for_observation(provider: &str, observation: &Observation, now: OffsetDateTime) -> Result<Self, StoreError> {
-        let now_text = timestamp(now)?;
-        let entry = HistoryEntry {
-            status: observation.status,
-            provider_status: observation.provider_status.clone(),
-            received_at: now,
-        };
-        let entry = serde_dynamo::to_attribute_value(entry).map_err(StoreError::Decode)?;
-
+    /// The model's change as an update expression, each value as its attribute type.
+    fn translate(change: Change) -> Result<Self, StoreError> {
         // Sized for the largest update (a final status with every optional field), so
         // that no map or string grows while it is built.
         let mut update = Update {
@@ -234,33 +211,34 @@ impl Update {
             values: HashMap::with_capacity(16),
         };
         update.names.insert("#pk".to_owned(), KEY_ATTRIBUTE.to_owned());
-        let s = |v: &str| AttributeValue::S(v.to_owned());
-        update.set("provider", s(provider));
-        update.set("reference", s(&observation.reference));
-        update.set("status", s(observation.status.as_str()));
-        update.set("provider_status", s(&observation.provider_status));
-        update.set("rank", AttributeValue::N(observation.status.rank().to_string()));
-        update.set("updated_at", s(&now_text));
-        update.set_if_absent("first_seen_at", s(&now_text));
-        update.append("history", AttributeValue::L(vec![entry]));
-        if let Some(amount) = &observation.amount {
-            update.set("amount", s(amount.as_str()));
+        // Every time in one change is the same instant: formatted once.
+        let mut formatted: Option<(OffsetDateTime, String)> = None;
+        for (field, edit, value) in change.fields {
+            let value = match value {
+                Value::Text(text) => AttributeValue::S(text),
+                Value::Number(number) => AttributeValue::N(number.to_string()),
+                Value::Time(at) => match &formatted {
+                    Some((cached, text)) if *cached == at => AttributeValue::S(text.clone()),
+                    Some(_) | None => {
+                        let text = timestamp(at)?;
+                        formatted = Some((at, text.clone()));
+                        AttributeValue::S(text)
+                    }
+                },
+                Value::History(entry) => {
+                    AttributeValue::L(vec![serde_dynamo::to_attribute_value(entry).map_err(StoreError::Decode)?])
+                }
+                Value::Details(details) => serde_dynamo::to_attribute_value(details).map_err(StoreError::Decode)?,
+                Value::Pending(marker) => serde_dynamo::to_attribute_value(marker).map_err(StoreError::Decode)?,
+            };
+            match edit {
+                Edit::Set => update.set(field, value),
+                Edit::SetIfAbsent => update.set_if_absent(field, value),
+                Edit::Append => update.append(field, value),
+            }
         }
-        if let Some(currency) = &observation.currency {
-            update.set("currency", s(currency));
-        }
-        if let Some(reason) = &observation.reason {
-            update.set("reason", s(reason));
-        }
-        if !observation.details.is_empty() {
-            let details = serde_dynamo::to_attribute_value(&observation.details).map_err(StoreError::Decode)?;
-            update.set("details", details);
-        }
-        if observation.status.is_final() {
-            update.set("final_at", s(&now_text));
-            let marker = serde_dynamo::to_attribute_value(NotificationPending::Pending).map_err(StoreError::Decode)?;
-            update.set(PENDING_ATTRIBUTE, marker);
-        }
+        // The condition's bound (`#rank < :rank`): the rank the change sets.
+        update.values.insert(":rank".to_owned(), AttributeValue::N(change.rank.to_string()));
         Ok(update)
     }
 
@@ -316,7 +294,7 @@ mod tests {
     #[test]
     fn non_final_update_sets_no_final_fields() {
         let observation = Observation::new("123456789012", Status::Pending, "read");
-        let update = Update::for_observation("azqr", &observation, at(0)).expect("update");
+        let update = Update::translate(Change::of("azqr", &observation, at(0))).expect("update");
         assert!(update.expression.starts_with("SET "));
         assert!(!update.values.contains_key(":final_at"));
         assert!(!update.values.contains_key(":notification_pending"));
@@ -334,7 +312,7 @@ mod tests {
         observation.currency = Some("AZN".into());
         observation.reason = Some("none".into());
         observation.details.insert("merchant_code".into(), "M1".into());
-        let update = Update::for_observation("azqr", &observation, at(5)).expect("update");
+        let update = Update::translate(Change::of("azqr", &observation, at(5))).expect("update");
         assert_eq!(
             update.expression,
             "SET #provider = :provider, #reference = :reference, #status = :status, \
@@ -355,7 +333,7 @@ mod tests {
         let mut observation = Observation::new("123456789012", Status::Failed, "incompleted");
         observation.reason = Some("AM04 InsufficientFunds".into());
         observation.amount = Some(Amount::parse("10.50").expect("amount"));
-        let update = Update::for_observation("azqr", &observation, at(5)).expect("update");
+        let update = Update::translate(Change::of("azqr", &observation, at(5))).expect("update");
         assert_eq!(update.values[":notification_pending"], AttributeValue::S("PENDING".into()));
         assert_eq!(update.values[":rank"], AttributeValue::N("4".into()));
         assert_eq!(update.values[":amount"], AttributeValue::S("10.50".into()));

@@ -84,7 +84,7 @@ fn dynamodb_stores_the_monotone_fold_of_any_sequence() {
                     let outcome = h.store.record("prop", &observation, at).await.expect("write");
                     let stored_decision = match outcome {
                         WriteOutcome::Applied(_) => Decision::Apply,
-                        WriteOutcome::NotApplied { decision, .. } => decision,
+                        WriteOutcome::Skipped { skip, .. } => skip.into(),
                     };
                     let model = decide(fold_with_decide(&sequence[..i]).0, *status);
                     assert_eq!(stored_decision, model, "step {i} of {sequence:?}");

@@ -4,7 +4,7 @@
 
 use http::StatusCode;
 use lambda_http::{Body, Request, Response};
-use shared::error::error_response;
+use shared::edge::error_response;
 use shared::{ConfigError, Env, Inbound, TransactionStore};
 
 pub const METHOD: &str = "GET";

@@ -1,0 +1,144 @@
+//! The notification lifecycle, in one place: a final transition marks the record pending
+//! notification (in the same write), its terminal event is built from the record alone
+//! (so every resend is byte-identical), a write that changes nothing sends the event again
+//! while the record is still pending (an earlier send may have been lost), and the
+//! notifier's outcome clears the marker. The pipeline, the reconciler and the notifier
+//! use these; the store only translates them.
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use time::OffsetDateTime;
+
+use super::{Status, TransactionRecord};
+
+/// The record's field that holds the marker (and keys the sparse index of pending records).
+pub const PENDING_FIELD: &str = "notification_pending";
+
+/// Marker present while the final outcome has not yet been delivered to the merchant.
+/// Stored as a string so that it can key a sparse index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum NotificationPending {
+    #[serde(rename = "PENDING")]
+    Pending,
+}
+
+/// What became of a terminal event at the merchant; the notifier records it, which clears
+/// the pending marker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotificationOutcome {
+    Delivered,
+    /// Refused for good (410): the event is in the dead-letter queue.
+    Refused,
+}
+
+impl NotificationOutcome {
+    /// The record's field that holds when it happened.
+    pub fn recorded_as(self) -> &'static str {
+        match self {
+            NotificationOutcome::Delivered => "notified_at",
+            NotificationOutcome::Refused => "notification_refused_at",
+        }
+    }
+}
+
+/// The terminal event to send after a write: the record's event when the write applied a
+/// final status, or, when the write changed nothing, again while the record is still
+/// pending notification (an earlier send may have been lost; SQS and the merchant
+/// deduplicate by id). `None` otherwise.
+pub fn to_send(applied: bool, record: &TransactionRecord) -> Option<TerminalEvent> {
+    if applied || record.is_notification_pending() {
+        TerminalEvent::for_record(record)
+    } else {
+        None
+    }
+}
+
+/// The deterministic id of the terminal event of a transaction: the same
+/// (provider, reference, final status) always gives the same id, so every retry
+/// is deduplicated by SQS and by the merchant.
+pub fn event_id(provider: &str, reference: &str, status: Status) -> String {
+    let mut hash = Sha256::new();
+    for part in [provider, reference, status.as_str()] {
+        hash.update((part.len() as u64).to_be_bytes());
+        hash.update(part.as_bytes());
+    }
+    let digest = hash.finalize();
+    let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
+    format!("evt_{hex}")
+}
+
+/// The message enqueued when a transaction reaches a final status.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TerminalEvent {
+    pub id: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    pub data: TransactionRecord,
+}
+
+impl TerminalEvent {
+    /// The terminal event of a final record, or `None` if the record is not final.
+    /// Every field derives from the stored record, so a resend is byte-identical.
+    pub fn for_record(record: &TransactionRecord) -> Option<Self> {
+        if !record.status.is_final() {
+            return None;
+        }
+        Some(TerminalEvent {
+            id: event_id(&record.provider, &record.reference, record.status),
+            kind: format!("transaction.{}", record.status),
+            created_at: record.final_at.unwrap_or(record.updated_at),
+            data: record.clone(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_id_is_deterministic_and_distinguishes_its_inputs() {
+        let a = event_id("azqr", "123456789012", Status::Completed);
+        assert_eq!(a, event_id("azqr", "123456789012", Status::Completed));
+        assert!(a.starts_with("evt_") && a.len() == 36);
+        assert_ne!(a, event_id("azqr", "123456789012", Status::Failed));
+        assert_ne!(a, event_id("azqr", "123456789013", Status::Completed));
+        assert_ne!(a, event_id("pay3", "123456789012", Status::Completed));
+        // Length-prefixed parts: moving a boundary changes the id.
+        assert_ne!(event_id("ab", "c", Status::Completed), event_id("a", "bc", Status::Completed));
+    }
+
+    #[test]
+    fn sent_on_the_final_transition_and_again_while_pending() {
+        let at = OffsetDateTime::from_unix_timestamp(1_795_000_000).expect("time");
+        let mut record = TransactionRecord {
+            provider: "azqr".into(),
+            reference: "100000000006".into(),
+            status: Status::Processing,
+            provider_status: "paid".into(),
+            amount: None,
+            currency: None,
+            reason: None,
+            details: Default::default(),
+            history: Vec::new(),
+            first_seen_at: at,
+            updated_at: at,
+            final_at: None,
+            notification_pending: None,
+            notified_at: None,
+            notification_refused_at: None,
+        };
+        assert_eq!(to_send(true, &record), None, "not final");
+        record.status = Status::Completed;
+        record.final_at = Some(at);
+        record.notification_pending = Some(NotificationPending::Pending);
+        let event = to_send(true, &record).expect("final transition");
+        assert_eq!(event.id, event_id("azqr", "100000000006", Status::Completed));
+        assert_eq!(event.kind, "transaction.completed");
+        assert_eq!(to_send(false, &record), Some(event), "still pending: the same event again");
+        record.notification_pending = None;
+        assert_eq!(to_send(false, &record), None, "delivered: nothing more");
+    }
+}
