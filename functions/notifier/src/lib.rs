@@ -1,7 +1,10 @@
 //! The notifier: delivers each terminal event from the FIFO queue to the merchant's
 //! backend, signed per the Standard Webhooks specification, and records the delivery.
 //!
-//! Per message: a 2xx clears the transaction's notification-pending marker (a no-op if
+//! Per message, in stages (`Notifier::process`): decode, deliver, then exactly one of
+//! delivered, refused or failed, each returning the message's `Disposition`.
+//!
+//! A 2xx clears the transaction's notification-pending marker (a no-op if
 //! already cleared). Anything else is a batch item failure, so only that message comes
 //! back: its visibility is set by a backoff on its receive count (or the merchant's
 //! `Retry-After`, within bounds), and after the queue's `maxReceiveCount` SQS moves it to
@@ -71,6 +74,30 @@ pub enum Delivery {
     },
     /// 410 Gone: the merchant refuses this event for good.
     Refused,
+}
+
+/// What happens to a message once its stage is done.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Disposition {
+    /// Done with: deleted from the queue.
+    Delete,
+    /// Reported as failed: SQS delivers it again after the queue's visibility timeout, and
+    /// moves it to the dead-letter queue after `maxReceiveCount`.
+    Keep,
+    /// Reported as failed, and delivered again after this delay.
+    RetryAfter(Duration),
+}
+
+/// Stage one: the message's terminal event and its body, sent to the merchant as it is.
+/// A message that is not one is kept failing until SQS moves it to the dead-letter
+/// queue, where it can be read.
+fn decode(message: &SqsMessage) -> Result<(TerminalEvent, &str), Disposition> {
+    let body = message.body.as_deref().unwrap_or_default();
+    serde_json::from_str(body).map(|event| (event, body)).map_err(|error| {
+        let message_id = message.message_id.as_deref().unwrap_or_default();
+        tracing::error!(message_id, error = %error, "queue message is not a terminal event");
+        Disposition::Keep
+    })
 }
 
 pub struct Notifier {
@@ -162,58 +189,75 @@ impl Notifier {
         response
     }
 
-    /// One message; `true` when it may be deleted from the queue.
+    /// One message, in stages: decode, deliver, then exactly one of delivered, refused or
+    /// failed, each saying what happens to the message. `true` when it may be deleted.
     async fn process(&self, message: &SqsMessage, now: OffsetDateTime) -> bool {
-        let message_id = message.message_id.as_deref().unwrap_or_default();
-        let body = message.body.as_deref().unwrap_or_default();
-        let event: TerminalEvent = match serde_json::from_str(body) {
-            Ok(event) => event,
-            Err(error) => {
-                // Left to fail until SQS moves it to the dead-letter queue, where it can be read.
-                tracing::error!(message_id, error = %error, "queue message is not a terminal event");
-                return false;
-            }
+        let disposition = match decode(message) {
+            Err(disposition) => disposition,
+            Ok((event, body)) => match self.deliver(&event.id, body, now).await {
+                Delivery::Delivered { status } => self.on_delivered(&event, status, now).await,
+                Delivery::Refused => self.on_refused(message, &event, now).await,
+                Delivery::Failed { reason, retry_after } => self.on_failed(message, &event, &reason, retry_after),
+            },
         };
+        self.dispose(message, disposition).await
+    }
+
+    /// Delivered: the transaction is no longer pending notification.
+    async fn on_delivered(&self, event: &TerminalEvent, status: u16, now: OffsetDateTime) -> Disposition {
         let (provider, reference) = (event.data.provider.as_str(), event.data.reference.as_str());
-        match self.deliver(&event.id, body, now).await {
-            Delivery::Delivered { status } => {
-                let outcome = NotificationOutcome::Delivered;
-                match self.store.mark_notification(provider, reference, event.data.status, outcome, now).await {
-                    Ok(cleared) => {
-                        tracing::info!(provider, reference, event_id = %event.id, status, cleared, "terminal event delivered");
-                        true
-                    }
-                    Err(error) => {
-                        // Delivered but not recorded: redeliver (same id; the merchant dedupes).
-                        tracing::error!(provider, reference, event_id = %event.id, error = %error, "delivered, but recording it failed");
-                        false
-                    }
-                }
+        let outcome = NotificationOutcome::Delivered;
+        match self.store.mark_notification(provider, reference, event.data.status, outcome, now).await {
+            Ok(cleared) => {
+                tracing::info!(provider, reference, event_id = %event.id, status, cleared, "terminal event delivered");
+                Disposition::Delete
             }
-            Delivery::Refused => {
-                tracing::error!(provider, reference, event_id = %event.id, "merchant refused the event permanently (410); moving it to the dead-letter queue");
-                if !self.to_dead_letter_queue(message, &event).await {
-                    return false;
-                }
-                // No longer pending, so the reconciler does not send it again every 5 minutes.
-                let outcome = NotificationOutcome::Refused;
-                match self.store.mark_notification(provider, reference, event.data.status, outcome, now).await {
-                    Ok(_) => true,
-                    Err(error) => {
-                        tracing::error!(event_id = %event.id, error = %error, "refused event moved, but recording it failed");
-                        // It is safely in the dead-letter queue; the reconciler may send it once more.
-                        true
-                    }
-                }
+            Err(error) => {
+                // Delivered but not recorded: redeliver (same id; the merchant dedupes).
+                tracing::error!(provider, reference, event_id = %event.id, error = %error, "delivered, but recording it failed");
+                Disposition::Keep
             }
-            Delivery::Failed { reason, retry_after } => {
-                let receive_count = message
-                    .attributes
-                    .get("ApproximateReceiveCount")
-                    .and_then(|c| c.parse::<usize>().ok())
-                    .unwrap_or(1);
-                let delay = self.retry_delay(receive_count, retry_after, &event.id);
-                tracing::warn!(provider, reference, event_id = %event.id, reason, receive_count, retry_in_seconds = delay.as_secs(), "delivery failed; will retry");
+        }
+    }
+
+    /// Refused for good (410): to the dead-letter queue at once, and no longer pending, so
+    /// that the reconciler does not send it again every 5 minutes.
+    async fn on_refused(&self, message: &SqsMessage, event: &TerminalEvent, now: OffsetDateTime) -> Disposition {
+        let (provider, reference) = (event.data.provider.as_str(), event.data.reference.as_str());
+        tracing::error!(provider, reference, event_id = %event.id, "merchant refused the event permanently (410); moving it to the dead-letter queue");
+        if !self.to_dead_letter_queue(message, event).await {
+            return Disposition::Keep;
+        }
+        let outcome = NotificationOutcome::Refused;
+        if let Err(error) = self.store.mark_notification(provider, reference, event.data.status, outcome, now).await {
+            // It is safely in the dead-letter queue; the reconciler may send it once more.
+            tracing::error!(event_id = %event.id, error = %error, "refused event moved, but recording it failed");
+        }
+        Disposition::Delete
+    }
+
+    /// Failed (worth retrying): back on the queue after the backoff.
+    fn on_failed(
+        &self,
+        message: &SqsMessage,
+        event: &TerminalEvent,
+        reason: &str,
+        retry_after: Option<Duration>,
+    ) -> Disposition {
+        let receive_count =
+            message.attributes.get("ApproximateReceiveCount").and_then(|c| c.parse::<usize>().ok()).unwrap_or(1);
+        let delay = self.retry_delay(receive_count, retry_after, &event.id);
+        let (provider, reference) = (event.data.provider.as_str(), event.data.reference.as_str());
+        tracing::warn!(provider, reference, event_id = %event.id, reason, receive_count, retry_in_seconds = delay.as_secs(), "delivery failed; will retry");
+        Disposition::RetryAfter(delay)
+    }
+
+    /// Carries out a disposition; `true` when the message may be deleted.
+    async fn dispose(&self, message: &SqsMessage, disposition: Disposition) -> bool {
+        match disposition {
+            Disposition::Delete => true,
+            Disposition::Keep => false,
+            Disposition::RetryAfter(delay) => {
                 if let Some(handle) = message.receipt_handle.as_deref() {
                     let visibility = i32::try_from(delay.as_secs()).unwrap_or(i32::MAX);
                     let changed = self
@@ -225,7 +269,8 @@ impl Notifier {
                         .send()
                         .await;
                     if let Err(error) = changed {
-                        tracing::warn!(event_id = %event.id, error = %error, "could not set the retry delay; the queue's visibility timeout applies");
+                        let message_id = message.message_id.as_deref().unwrap_or_default();
+                        tracing::warn!(message_id, error = %error, "could not set the retry delay; the queue's visibility timeout applies");
                     }
                 }
                 false
@@ -419,6 +464,28 @@ mod tests {
         assert_eq!(n.retry_delay(1, Some(Duration::from_secs(90)), "evt_a"), Duration::from_secs(90));
         assert_eq!(n.retry_delay(1, Some(Duration::ZERO), "evt_a"), RETRY_AFTER_MIN);
         assert_eq!(n.retry_delay(1, Some(Duration::from_secs(86_400)), "evt_a"), RETRY_AFTER_MAX);
+    }
+
+    #[test]
+    fn a_message_that_is_not_a_terminal_event_is_kept_failing_toward_the_dead_letter_queue() {
+        let mut message = SqsMessage::default();
+        message.body = Some(r#"{"id": "evt_x"}"#.into());
+        assert_eq!(decode(&message).err(), Some(Disposition::Keep));
+        let n = notifier();
+        let event: TerminalEvent = serde_json::from_value(serde_json::json!({
+            "id": "evt_a", "type": "transaction.completed", "created_at": "2026-11-22T10:00:00Z",
+            "data": {"provider": "azqr", "reference": "100000000006", "status": "completed",
+                     "provider_status": "completed", "history": [], "first_seen_at": "2026-11-22T10:00:00Z",
+                     "updated_at": "2026-11-22T10:00:00Z"}
+        }))
+        .expect("event");
+        message.body = Some(serde_json::to_string(&event).expect("JSON"));
+        assert_eq!(decode(&message).ok().map(|(decoded, _)| decoded), Some(event.clone()));
+        message.attributes.insert("ApproximateReceiveCount".into(), "2".into());
+        assert_eq!(
+            n.on_failed(&message, &event, "merchant answered 500", None),
+            Disposition::RetryAfter(n.retry_delay(2, None, "evt_a"))
+        );
     }
 
     #[test]
