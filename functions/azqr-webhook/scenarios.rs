@@ -3,7 +3,8 @@
 //! provider shares are in tests/it/providers.rs; this file is compiled into that test
 //! binary (see the workspace's build.rs), so that the tests link the AWS SDK once.
 
-use crate::support::{azqr_put, unique_rrn, Harness};
+use crate::support::{unique_rrn, Harness};
+use azqr_webhook::simulator::put;
 use azqr_webhook::Azqr;
 use shared::model::{event_id, NotificationPending};
 use shared::{EventQueue, Secret, Status, TransactionStore, Webhook};
@@ -25,7 +26,7 @@ fn status_body(status: &str) -> String {
 
 /// Sends one status webhook with the right key; returns the HTTP status.
 async fn send(webhook: &Webhook<Azqr>, rrn: &str, status: &str, t: i64) -> u16 {
-    webhook.handle(azqr_put(rrn, Some(KEY), &status_body(status)), at(t)).await.status().as_u16()
+    webhook.answer(&put(rrn, Some(KEY), &status_body(status)), at(t)).await.status().as_u16()
 }
 
 #[tokio::test]
@@ -167,7 +168,7 @@ async fn queue_outage_at_the_final_transition_answers_5xx_and_the_retry_enqueues
     let rrn = unique_rrn();
 
     assert_eq!(send(&healthy, &rrn, "paid", 0).await, 204);
-    let response = broken.handle(azqr_put(&rrn, Some(KEY), &status_body("completed")), at(1)).await;
+    let response = broken.answer(&put(&rrn, Some(KEY), &status_body("completed")), at(1)).await;
     assert_eq!(response.status().as_u16(), 500);
     let body: serde_json::Value = serde_json::from_slice(response.body().as_ref()).expect("JSON error body");
     assert_eq!(body["error"]["code"], "internal_error");
@@ -195,7 +196,7 @@ async fn store_outage_answers_5xx_and_queues_nothing() {
     let h = Harness::new().await;
     let broken = webhook(&h.unreachable_store(), &h.queue);
     let rrn = unique_rrn();
-    let response = broken.handle(azqr_put(&rrn, Some(KEY), &status_body("completed")), at(0)).await;
+    let response = broken.answer(&put(&rrn, Some(KEY), &status_body("completed")), at(0)).await;
     assert_eq!(response.status().as_u16(), 500);
     assert!(h.drain_events().await.is_empty());
     assert_eq!(h.item_count().await, 0);
@@ -208,23 +209,23 @@ async fn bad_inputs_answer_4xx_with_a_stable_code_and_write_nothing() {
     let rrn = unique_rrn();
     let completed = status_body("completed");
     let oversized = format!(r#"{{"status":"completed","description":"{}"}}"#, "x".repeat(300 * 1024));
-    let mut wrong_type = azqr_put(&rrn, Some(KEY), &completed);
-    wrong_type.headers_mut().insert("content-type", http::HeaderValue::from_static("text/plain"));
+    let mut wrong_type = put(&rrn, Some(KEY), &completed);
+    wrong_type.headers.insert("content-type", http::HeaderValue::from_static("text/plain"));
 
     let cases = [
-        ("missing key", azqr_put(&rrn, None, &completed), 401, "unauthorized"),
-        ("wrong key", azqr_put(&rrn, Some("integration-test-azqr-kex"), &completed), 401, "unauthorized"),
-        ("short rrn", azqr_put("12345678901", Some(KEY), &completed), 400, "invalid_field"),
-        ("letters in rrn", azqr_put("1234567890ab", Some(KEY), &completed), 400, "invalid_field"),
-        ("malformed JSON", azqr_put(&rrn, Some(KEY), r#"{"status":"#), 400, "malformed_json"),
-        ("wrong shape", azqr_put(&rrn, Some(KEY), r#"["completed"]"#), 400, "malformed_json"),
-        ("empty body", azqr_put(&rrn, Some(KEY), ""), 400, "malformed_json"),
-        ("unknown status", azqr_put(&rrn, Some(KEY), &status_body("refunded")), 422, "unsupported_value"),
-        ("oversized body", azqr_put(&rrn, Some(KEY), &oversized), 413, "payload_too_large"),
+        ("missing key", put(&rrn, None, &completed), 401, "unauthorized"),
+        ("wrong key", put(&rrn, Some("integration-test-azqr-kex"), &completed), 401, "unauthorized"),
+        ("short rrn", put("12345678901", Some(KEY), &completed), 400, "invalid_field"),
+        ("letters in rrn", put("1234567890ab", Some(KEY), &completed), 400, "invalid_field"),
+        ("malformed JSON", put(&rrn, Some(KEY), r#"{"status":"#), 400, "malformed_json"),
+        ("wrong shape", put(&rrn, Some(KEY), r#"["completed"]"#), 400, "malformed_json"),
+        ("empty body", put(&rrn, Some(KEY), ""), 400, "malformed_json"),
+        ("unknown status", put(&rrn, Some(KEY), &status_body("refunded")), 422, "unsupported_value"),
+        ("oversized body", put(&rrn, Some(KEY), &oversized), 413, "payload_too_large"),
         ("wrong content type", wrong_type, 415, "unsupported_media_type"),
     ];
     for (name, request, status, code) in cases {
-        let response = webhook.handle(request, at(0)).await;
+        let response = webhook.answer(&request, at(0)).await;
         assert_eq!(response.status().as_u16(), status, "{name}");
         let body: serde_json::Value = serde_json::from_slice(response.body().as_ref()).expect("JSON error body");
         assert_eq!(body["error"]["code"], code, "{name}");
@@ -249,7 +250,7 @@ async fn store_throttled_answers_5xx_and_queues_nothing() {
         .await;
     let store = TransactionStore::new(local_pipeline::dynamodb_client(&throttling.uri()), &h.resources.table_name);
     let throttled = webhook(&store, &h.queue);
-    let response = throttled.handle(azqr_put(&unique_rrn(), Some(KEY), &status_body("completed")), at(0)).await;
+    let response = throttled.answer(&put(&unique_rrn(), Some(KEY), &status_body("completed")), at(0)).await;
     assert_eq!(response.status().as_u16(), 500);
     let attempts = throttling.received_requests().await.expect("recorded").len();
     assert!(attempts >= 2, "the SDK retried a throttled write ({attempts} attempts)");

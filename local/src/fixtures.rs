@@ -5,12 +5,11 @@
 use std::path::Path;
 
 use qitech_webhook::signing::QiTechSigner;
+// QI Tech's TEST-ONLY signing key, as its simulator names it.
+use qitech_webhook::simulator::DEV_KEY as QITECH_DEV_KEY;
 use serde_json::Value;
 use shared::Env;
 use time::OffsetDateTime;
-
-/// QI Tech's TEST-ONLY signing key (the public half is `QITECH_PUBLIC_KEY` in local.env.example).
-pub const QITECH_DEV_KEY: &str = "dev-keys/qitech-dev-private.pem";
 
 #[derive(Debug, thiserror::Error)]
 pub enum FixtureError {

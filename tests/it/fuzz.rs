@@ -14,6 +14,11 @@ use proptest::test_runner::{Config, TestRunner};
 use shared::{Inbound, Provider, Simulator};
 use time::OffsetDateTime;
 
+/// The clock of every case; the simulators sign their requests (QI Tech's) for it.
+fn now() -> OffsetDateTime {
+    OffsetDateTime::from_unix_timestamp(1_795_341_600).expect("time")
+}
+
 fn cases() -> u32 {
     std::env::var("FUZZ_CASES").ok().and_then(|c| c.parse().ok()).unwrap_or(256)
 }
@@ -57,7 +62,7 @@ fn fuzz<P: Provider>(
     strategy: impl Strategy<Value = Vec<u8>>,
     request: impl Fn(&[u8]) -> Inbound,
 ) {
-    let now = OffsetDateTime::from_unix_timestamp(1_795_341_600).expect("time");
+    let now = now();
     let mut runner = TestRunner::new(Config { cases: cases(), failure_persistence: None, ..Config::default() });
     runner
         .run(&strategy, |bytes| {
@@ -79,7 +84,7 @@ fn fuzz_provider<S: Simulator>(runtime: &tokio::runtime::Runtime) {
         env.set_default(variable, value);
     }
     let provider = S::Provider::from_env(&env).unwrap_or_else(|e| panic!("{name}: {e}"));
-    let now = OffsetDateTime::from_unix_timestamp(1_795_341_600).expect("time");
+    let now = now();
     fuzz(runtime, name, &provider, body(seeds(name)), |bytes| simulator.with_body(bytes, now));
     let reference = S::new_reference(1);
     let contents: Vec<Vec<u8>> =

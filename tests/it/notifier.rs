@@ -20,8 +20,8 @@ const AZQR_KEY: &str = "notifier-test-azqr-key";
 async fn complete_payment(h: &Harness) -> String {
     let rrn = unique_rrn();
     let webhook = Webhook::new(azqr_webhook::Azqr::new(Secret::new(AZQR_KEY)), h.store.clone(), h.queue.clone());
-    let request = crate::support::azqr_put(&rrn, Some(AZQR_KEY), r#"{"status":"completed"}"#);
-    assert_eq!(webhook.handle(request, OffsetDateTime::now_utc()).await.status().as_u16(), 204);
+    let request = azqr_webhook::simulator::put(&rrn, Some(AZQR_KEY), r#"{"status":"completed"}"#);
+    assert_eq!(webhook.answer(&request, OffsetDateTime::now_utc()).await.status().as_u16(), 204);
     rrn
 }
 

@@ -34,10 +34,6 @@ async fn send<P: Provider>(webhook: &Webhook<P>, request: Inbound, t: i64) -> u1
     webhook.answer(&request, at(t)).await.status().as_u16()
 }
 
-fn stored<S: Simulator>(reference: &str) -> String {
-    S::stored_reference(reference)
-}
-
 /// The status and number of applied transitions that a sequence should leave.
 fn fold<S: Simulator>(words: &[&str]) -> (Status, usize) {
     let mut current = None;
@@ -61,14 +57,14 @@ async fn full_sequence<S: Simulator>() {
         let t = t as i64;
         assert_eq!(send(&webhook, s.webhook(&reference, word, at(t)), t).await / 100, 2, "{name} {word}");
     }
-    let record = h.store.get(name, &stored::<S>(&reference)).await.expect("get").expect("item");
+    let record = h.store.get(name, &S::stored_reference(&reference)).await.expect("get").expect("item");
     let (status, applied) = fold::<S>(S::SEQUENCE);
     assert_eq!(record.status, status, "{name}");
     assert_eq!(record.history.len(), applied, "{name}");
     assert_eq!(record.provider_status, *S::SEQUENCE.last().expect("sequence"), "{name}");
     let events = h.drain_events().await;
     assert_eq!(events.len(), 1, "{name}: {events:?}");
-    assert_eq!(events[0].id, event_id(name, &stored::<S>(&reference), status));
+    assert_eq!(events[0].id, event_id(name, &S::stored_reference(&reference), status));
     assert_eq!(events[0].data, record);
 }
 
@@ -83,7 +79,7 @@ async fn every_event_twice<S: Simulator>() {
             assert_eq!(send(&webhook, s.webhook(&reference, word, at(t)), t).await / 100, 2, "{name} {word}");
         }
     }
-    let record = h.store.get(name, &stored::<S>(&reference)).await.expect("get").expect("item");
+    let record = h.store.get(name, &S::stored_reference(&reference)).await.expect("get").expect("item");
     let (status, applied) = fold::<S>(S::SEQUENCE);
     assert_eq!((record.status, record.history.len()), (status, applied), "{name}");
     assert_eq!(h.drain_events().await.len(), 1, "{name}");
@@ -102,7 +98,7 @@ async fn out_of_order<S: Simulator>() {
         let t = t as i64;
         assert_eq!(send(&webhook, s.webhook(&reference, word, at(t)), t).await / 100, 2, "{name} {word}");
     }
-    let record = h.store.get(name, &stored::<S>(&reference)).await.expect("get").expect("item");
+    let record = h.store.get(name, &S::stored_reference(&reference)).await.expect("get").expect("item");
     assert_eq!(record.status, S::status_of(reversed[0]), "{name}: the final status, sent first, stays");
     assert_eq!(record.history.len(), 1, "{name}");
     assert_eq!(h.drain_events().await.len(), 1, "{name}");
@@ -120,11 +116,11 @@ async fn conflicting_finals<S: Simulator>() {
         2,
         "{name}: a conflict is acknowledged"
     );
-    let record = h.store.get(name, &stored::<S>(&reference)).await.expect("get").expect("item");
+    let record = h.store.get(name, &S::stored_reference(&reference)).await.expect("get").expect("item");
     assert_eq!(record.status, S::status_of(first), "{name}");
     assert_eq!(record.history.len(), 1, "{name}");
     let ids: Vec<String> = h.drain_events().await.into_iter().map(|e| e.id).collect();
-    assert_eq!(ids, [event_id(name, &stored::<S>(&reference), S::status_of(first))], "{name}");
+    assert_eq!(ids, [event_id(name, &S::stored_reference(&reference), S::status_of(first))], "{name}");
 }
 
 async fn bad_inputs_write_nothing<S: Simulator>() {

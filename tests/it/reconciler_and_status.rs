@@ -14,8 +14,8 @@ const KEY: &str = "reconciler-test-azqr-key";
 
 async fn azqr(h: &Harness, rrn: &str, status: &str, at: OffsetDateTime) {
     let webhook = Webhook::new(azqr_webhook::Azqr::new(Secret::new(KEY)), h.store.clone(), h.queue.clone());
-    let request = crate::support::azqr_put(rrn, Some(KEY), &format!(r#"{{"status":"{status}"}}"#));
-    assert_eq!(webhook.handle(request, at).await.status().as_u16(), 204);
+    let request = azqr_webhook::simulator::put(rrn, Some(KEY), &format!(r#"{{"status":"{status}"}}"#));
+    assert_eq!(webhook.answer(&request, at).await.status().as_u16(), 204);
 }
 
 #[tokio::test]

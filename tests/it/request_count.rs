@@ -62,9 +62,9 @@ async fn one_dynamodb_request_per_webhook_and_one_sqs_send_per_final_transition(
     let webhook = Webhook::new(azqr_webhook::Azqr::new(Secret::new(KEY)), store, queue);
     let rrn = unique_rrn();
     let send = |status: &'static str| {
-        let request = crate::support::azqr_put(&rrn, Some(KEY), &format!(r#"{{"status":"{status}"}}"#));
+        let request = azqr_webhook::simulator::put(&rrn, Some(KEY), &format!(r#"{{"status":"{status}"}}"#));
         let webhook = &webhook;
-        async move { webhook.handle(request, OffsetDateTime::now_utc()).await.status().as_u16() }
+        async move { webhook.answer(&request, OffsetDateTime::now_utc()).await.status().as_u16() }
     };
 
     let mut table = Vec::new();

@@ -27,23 +27,6 @@ fn endpoint(name: &str, what: &str) -> String {
     })
 }
 
-/// An AZQR status webhook as API Gateway delivers it: `PUT /webhooks/azqr/qr/{rrn}/status`
-/// with JSON `body` and, when given, the `apiKey` header.
-pub fn azqr_put(rrn: &str, api_key: Option<&str>, body: &str) -> lambda_http::Request {
-    use lambda_http::RequestExt;
-    let mut builder = http::Request::builder()
-        .method("PUT")
-        .uri(format!("/webhooks/azqr/qr/{rrn}/status"))
-        .header("content-type", "application/json");
-    if let Some(key) = api_key {
-        builder = builder.header("apiKey", key);
-    }
-    builder
-        .body(lambda_http::Body::Text(body.to_owned()))
-        .expect("request")
-        .with_path_parameters(std::collections::HashMap::from([("rrn".to_owned(), rrn.to_owned())]))
-}
-
 /// A closed port on loopback: connecting to it is refused, a real outage.
 pub fn closed_port_endpoint() -> String {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
@@ -62,7 +45,8 @@ pub fn unique_number() -> u64 {
 
 /// A fresh 12-digit AZQR retrieval reference number.
 pub fn unique_rrn() -> String {
-    format!("{:012}", unique_number() % 1_000_000_000_000)
+    use shared::Simulator;
+    azqr_webhook::simulator::AzqrSimulator::new_reference(unique_number())
 }
 
 #[derive(Debug)]
