@@ -172,17 +172,7 @@ async fn one_bad_message_in_a_batch_of_ten_reports_exactly_that_message() {
 
     let mut messages = Vec::new();
     while messages.len() < 10 {
-        let received = h
-            .sqs
-            .receive_message()
-            .queue_url(&h.resources.queue_url)
-            .max_number_of_messages(10)
-            .message_system_attribute_names(aws_sdk_sqs::types::MessageSystemAttributeName::All)
-            .send()
-            .await
-            .expect("receive")
-            .messages
-            .unwrap_or_default();
+        let received = h.receive().await;
         assert!(!received.is_empty(), "expected 10 messages, got {}", messages.len());
         messages.extend(received);
     }

@@ -81,20 +81,26 @@ impl Harness {
         TransactionStore::new(dynamodb_client(&closed_port_endpoint()), &self.resources.table_name)
     }
 
+    /// One receive of up to 10 messages from the main queue, with their system
+    /// attributes (the receive count), as the SQS trigger receives them.
+    pub async fn receive(&self) -> Vec<Message> {
+        let output = self
+            .sqs
+            .receive_message()
+            .queue_url(&self.resources.queue_url)
+            .max_number_of_messages(10)
+            .message_system_attribute_names(aws_sdk_sqs::types::MessageSystemAttributeName::All)
+            .send()
+            .await
+            .expect("receive");
+        output.messages.unwrap_or_default()
+    }
+
     /// Receives and deletes every message on the main queue.
     pub async fn drain_queue(&self) -> Vec<Message> {
         let mut all = Vec::new();
         loop {
-            let output = self
-                .sqs
-                .receive_message()
-                .queue_url(&self.resources.queue_url)
-                .max_number_of_messages(10)
-                .message_system_attribute_names(aws_sdk_sqs::types::MessageSystemAttributeName::All)
-                .send()
-                .await
-                .expect("receive");
-            let messages = output.messages.unwrap_or_default();
+            let messages = self.receive().await;
             if messages.is_empty() {
                 return all;
             }
