@@ -68,7 +68,7 @@ fn webhooks(c: &mut Criterion) {
             for txid in hint.txids().expect("txids") {
                 let cob: pagstar_webhook::PagstarCob = serde_json::from_str(black_box(cob)).expect("cob");
                 let status: pagstar_webhook::PagstarCobStatus = shared::parse_status(&cob.status).expect("status");
-                let mut observation = shared::Observation::new(txid, status.canonical(), cob.status);
+                let mut observation = shared::Observation::new(txid, status.into(), cob.status);
                 observation.amount =
                     cob.valor.and_then(|v| v.original).map(|raw| shared::Amount::from_json(&raw).expect("amount"));
                 black_box(shared::store::build_update("pagstar", &observation, now).expect("update"));

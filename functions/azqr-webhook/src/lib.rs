@@ -41,9 +41,9 @@ pub enum AzqrStatus {
     Completed,
 }
 
-impl AzqrStatus {
-    pub fn canonical(self) -> Status {
-        match self {
+impl From<AzqrStatus> for Status {
+    fn from(status: AzqrStatus) -> Status {
+        match status {
             AzqrStatus::Read => Status::Pending,
             AzqrStatus::Paid => Status::Processing,
             // Informational per AZQR: the payer canceled, the outcome (expired…) still follows.
@@ -120,7 +120,7 @@ impl Provider for Azqr {
     fn normalize(&self, verified: AzqrVerified) -> Result<Vec<Observation>, WebhookError> {
         let AzqrVerified { rrn, update } = verified;
         let status: AzqrStatus = parse_status(&update.status)?;
-        let mut observation = Observation::new(rrn, status.canonical(), update.status);
+        let mut observation = Observation::new(rrn, status.into(), update.status);
         if status == AzqrStatus::Incompleted {
             observation.set_reason(update.description);
         }

@@ -42,9 +42,7 @@ impl Simulator for AzqrSimulator {
     }
 
     fn status_of(word: &str) -> Status {
-        parse_status::<AzqrStatus>(word)
-            .map(AzqrStatus::canonical)
-            .unwrap_or_else(|_| panic!("not an AZQR word: {word}"))
+        parse_status::<AzqrStatus>(word).map(Status::from).unwrap_or_else(|_| panic!("not an AZQR word: {word}"))
     }
 
     fn new_reference(unique: u64) -> String {

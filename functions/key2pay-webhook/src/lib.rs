@@ -46,15 +46,19 @@ pub enum Key2PayAction {
     Capture,
 }
 
-impl Key2PayAction {
-    /// A successful authorization means money is moving; a successful capture completes
-    /// the payment; anything unsuccessful fails it.
-    pub fn canonical(self, successful: bool) -> Status {
-        match (self, successful) {
+/// A notification's status needs its context: the action, and whether it succeeded. A
+/// successful authorization means money is moving; a successful capture completes the
+/// payment; anything unsuccessful fails it. An unknown action is `422 unsupported_value`.
+impl TryFrom<&Key2PayNotification> for Status {
+    type Error = WebhookError;
+
+    fn try_from(notification: &Key2PayNotification) -> Result<Status, WebhookError> {
+        let action: Key2PayAction = parse_status(&notification.action)?;
+        Ok(match (action, notification.successful()) {
             (Key2PayAction::Authorization, true) => Status::Processing,
             (Key2PayAction::Capture, true) => Status::Completed,
             (Key2PayAction::Authorization, false) | (Key2PayAction::Capture, false) => Status::Failed,
-        }
+        })
     }
 }
 
@@ -110,9 +114,8 @@ impl Provider for Key2Pay {
     }
 
     fn normalize(&self, notification: Key2PayNotification) -> Result<Vec<Observation>, WebhookError> {
-        let action: Key2PayAction = parse_status(&notification.action)?;
+        let status = Status::try_from(&notification)?;
         let successful = notification.successful();
-        let status = action.canonical(successful);
         let mut observation = Observation::new(notification.trackid.clone(), status, notification.action.clone());
         observation.amount = notification.amount.as_deref().map(Amount::from_json).transpose()?;
         observation.currency = match notification.currencycode {

@@ -58,9 +58,9 @@ pub enum PagstarCobStatus {
     RemovidaPeloPsp,
 }
 
-impl PagstarCobStatus {
-    pub fn canonical(self) -> Status {
-        match self {
+impl From<PagstarCobStatus> for Status {
+    fn from(status: PagstarCobStatus) -> Status {
+        match status {
             PagstarCobStatus::Ativa => Status::Created,
             PagstarCobStatus::Concluida => Status::Completed,
             PagstarCobStatus::RemovidaPeloUsuarioRecebedor | PagstarCobStatus::RemovidaPeloPsp => Status::Canceled,
@@ -131,7 +131,7 @@ impl Pagstar {
             tracing::warn!(provider = Self::NAME, txid, provider_status = %cob.status, "unknown charge status: nothing applied");
             return Ok(None);
         };
-        let mut observation = Observation::new(txid, status.canonical(), cob.status);
+        let mut observation = Observation::new(txid, status.into(), cob.status);
         let original = cob.valor.and_then(|v| v.original);
         observation.amount = original.as_deref().map(Amount::from_json).transpose().map_err(|_| {
             WebhookError::Upstream(format!("Pagstar returned a malformed amount for txid {txid}").into())

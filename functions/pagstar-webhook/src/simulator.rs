@@ -46,7 +46,7 @@ impl Simulator for PagstarSimulator {
 
     fn status_of(word: &str) -> Status {
         parse_status::<PagstarCobStatus>(word)
-            .map(PagstarCobStatus::canonical)
+            .map(Status::from)
             .unwrap_or_else(|_| panic!("not a Pix charge status: {word}"))
     }
 

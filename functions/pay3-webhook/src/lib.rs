@@ -76,26 +76,37 @@ pub enum Pay3OrderStatus {
     UnderPaid,
 }
 
-impl Pay3OrderStatus {
-    /// The canonical status, or `None` for a sub-status (review, refund, under-paid) that
-    /// follows a final status and never reopens the order.
-    pub fn canonical(self, payment_status: Option<&str>) -> Option<Status> {
-        match self {
-            Pay3OrderStatus::Created => Some(Status::Created),
-            Pay3OrderStatus::OrderStarted | Pay3OrderStatus::OrderPaymentAwaiting => Some(Status::Pending),
-            Pay3OrderStatus::OrderPaymentProcessing | Pay3OrderStatus::OrderPaymentInitiated => {
-                Some(Status::Processing)
-            }
-            Pay3OrderStatus::Completed => Some(Status::Completed),
-            Pay3OrderStatus::Failed if payment_status == Some("CANCELED") => Some(Status::Canceled),
-            Pay3OrderStatus::Failed => Some(Status::Failed),
-            Pay3OrderStatus::Abandoned => Some(Status::Expired),
+/// An order status with the context it needs: `FAILED` with payment status `CANCELED` is
+/// a cancellation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pay3Order<'a> {
+    pub status: Pay3OrderStatus,
+    pub payment_status: Option<&'a str>,
+}
+
+/// A sub-status (review, refund, under-paid) that follows a final status and never
+/// reopens the order: acknowledged, and no observation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pay3AfterFinal;
+
+impl TryFrom<Pay3Order<'_>> for Status {
+    type Error = Pay3AfterFinal;
+
+    fn try_from(order: Pay3Order<'_>) -> Result<Status, Pay3AfterFinal> {
+        match order.status {
+            Pay3OrderStatus::Created => Ok(Status::Created),
+            Pay3OrderStatus::OrderStarted | Pay3OrderStatus::OrderPaymentAwaiting => Ok(Status::Pending),
+            Pay3OrderStatus::OrderPaymentProcessing | Pay3OrderStatus::OrderPaymentInitiated => Ok(Status::Processing),
+            Pay3OrderStatus::Completed => Ok(Status::Completed),
+            Pay3OrderStatus::Failed if order.payment_status == Some("CANCELED") => Ok(Status::Canceled),
+            Pay3OrderStatus::Failed => Ok(Status::Failed),
+            Pay3OrderStatus::Abandoned => Ok(Status::Expired),
             Pay3OrderStatus::ReviewCreated
             | Pay3OrderStatus::ReviewSubmitted
             | Pay3OrderStatus::RefundInitiated
             | Pay3OrderStatus::Refunded
             | Pay3OrderStatus::RefundFailed
-            | Pay3OrderStatus::UnderPaid => None,
+            | Pay3OrderStatus::UnderPaid => Err(Pay3AfterFinal),
         }
     }
 }
@@ -198,7 +209,8 @@ impl Provider for Pay3 {
         let data = claims.data;
         let reference = format!("{}:{}", data.order_id, data.order_type);
         let status: Pay3OrderStatus = parse_status(&data.order_status)?;
-        let Some(canonical) = status.canonical(data.payment_status.as_deref()) else {
+        let order = Pay3Order { status, payment_status: data.payment_status.as_deref() };
+        let Ok(canonical) = Status::try_from(order) else {
             tracing::info!(
                 provider = Self::NAME,
                 reference,

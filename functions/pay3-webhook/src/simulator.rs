@@ -10,7 +10,7 @@ use shared::simulator::{SimulatorError, Variables};
 use shared::{parse_status, Env, Inbound, Simulator, Status};
 use time::OffsetDateTime;
 
-use crate::{Pay3, Pay3OrderStatus};
+use crate::{Pay3, Pay3Order, Pay3OrderStatus};
 
 #[derive(Debug)]
 pub struct Pay3Simulator {
@@ -61,7 +61,7 @@ impl Simulator for Pay3Simulator {
     fn status_of(word: &str) -> Status {
         parse_status::<Pay3OrderStatus>(word)
             .ok()
-            .and_then(|status| status.canonical(None))
+            .and_then(|status| Status::try_from(Pay3Order { status, payment_status: None }).ok())
             .unwrap_or_else(|| panic!("not a Pay3 order status: {word}"))
     }
 

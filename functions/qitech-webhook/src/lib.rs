@@ -69,9 +69,9 @@ pub enum QiTechEntryStatus {
     Canceled,
 }
 
-impl QiTechEntryStatus {
-    pub fn canonical(self) -> Status {
-        match self {
+impl From<QiTechEntryStatus> for Status {
+    fn from(status: QiTechEntryStatus) -> Status {
+        match status {
             QiTechEntryStatus::ProcessingConclusion => Status::Processing,
             QiTechEntryStatus::ProcessingCancellation => Status::Canceling,
             QiTechEntryStatus::Concluded => Status::Completed,
@@ -221,11 +221,8 @@ impl Provider for QiTech {
         let data = webhook.data.ok_or(WebhookError::InvalidField { field: "data", reason: "missing".into() })?;
         let entry: QiTechPaymentInstrumentEntry = parse_json(data.get().as_bytes())?;
         let status: QiTechEntryStatus = parse_status(&entry.payment_instrument_entry_status)?;
-        let mut observation = Observation::new(
-            entry.payment_instrument_entry_key,
-            status.canonical(),
-            entry.payment_instrument_entry_status,
-        );
+        let mut observation =
+            Observation::new(entry.payment_instrument_entry_key, status.into(), entry.payment_instrument_entry_status);
         observation.amount = entry.payment_instrument_entry_amount.as_deref().map(Amount::from_json).transpose()?;
         Ok(vec![observation])
     }

@@ -69,7 +69,7 @@ impl Simulator for QiTechSimulator {
 
     fn status_of(word: &str) -> Status {
         parse_status::<QiTechEntryStatus>(word)
-            .map(QiTechEntryStatus::canonical)
+            .map(Status::from)
             .unwrap_or_else(|_| panic!("not a QI Tech entry status: {word}"))
     }
 
