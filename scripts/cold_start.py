@@ -150,7 +150,10 @@ def env_for(port):
     for line in (ROOT / "local.env.example").read_text().splitlines():
         if "=" in line and not line.lstrip().startswith("#"):
             key, value = line.split("=", 1)
-            dev[key.strip()] = value.strip()
+            value = value.strip()
+            if len(value) >= 2 and value[0] == value[-1] == '"':  # dotenv quoting, as dotenvy reads it
+                value = value[1:-1].replace("\\n", "\n")
+            dev[key.strip()] = value
     env = dict(os.environ)
     env.update(dev)
     env.update({

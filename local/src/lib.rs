@@ -39,27 +39,24 @@ pub fn sqs_client(endpoint: &str) -> aws_sdk_sqs::Client {
     aws_sdk_sqs::Client::from_conf(config)
 }
 
-/// The process environment over the defaults of a `KEY=value` file (the checked-in
-/// example env): a variable set in the environment wins.
+/// The process environment over the defaults of a dotenv file (the checked-in example
+/// env), read with `dotenvy`: a variable set in the environment wins.
 #[derive(Debug, Default)]
 pub struct DevEnv {
     defaults: HashMap<String, String>,
 }
 
 impl DevEnv {
-    pub fn load(path: &Path) -> std::io::Result<Self> {
-        Ok(DevEnv::parse(&std::fs::read_to_string(path)?))
+    pub fn load(path: &Path) -> Result<Self, dotenvy::Error> {
+        Self::from_pairs(dotenvy::from_path_iter(path)?)
     }
 
-    pub fn parse(text: &str) -> Self {
-        let defaults = text
-            .lines()
-            .map(str::trim)
-            .filter(|line| !line.is_empty() && !line.starts_with('#'))
-            .filter_map(|line| line.split_once('='))
-            .map(|(key, value)| (key.trim().to_owned(), value.trim().to_owned()))
-            .collect();
-        DevEnv { defaults }
+    pub fn parse(text: &str) -> Result<Self, dotenvy::Error> {
+        Self::from_pairs(dotenvy::from_read_iter(text.as_bytes()))
+    }
+
+    fn from_pairs(pairs: impl Iterator<Item = dotenvy::Result<(String, String)>>) -> Result<Self, dotenvy::Error> {
+        Ok(DevEnv { defaults: pairs.collect::<Result<_, _>>()? })
     }
 
     /// Sets a default (the environment still wins), e.g. the URL of a stand-in just started.
@@ -80,9 +77,12 @@ mod tests {
 
     #[test]
     fn dev_env_reads_defaults_and_skips_comments() {
-        let env = DevEnv::parse("# comment\nLOCAL_TEST_ONLY_A = one\n\nLOCAL_TEST_ONLY_B=two=2\n");
+        let text = "# comment\nLOCAL_TEST_ONLY_A=one\n\nLOCAL_TEST_ONLY_B=two=2\nLOCAL_TEST_ONLY_PEM=\"-----BEGIN X-----\\nAAAA\\n-----END X-----\"\n";
+        let env = DevEnv::parse(text).expect("dotenv");
         assert_eq!(env.var("LOCAL_TEST_ONLY_A").as_deref(), Some("one"));
         assert_eq!(env.var("LOCAL_TEST_ONLY_B").as_deref(), Some("two=2"));
+        assert_eq!(env.var("LOCAL_TEST_ONLY_PEM").as_deref(), Some("-----BEGIN X-----\nAAAA\n-----END X-----"));
         assert_eq!(env.var("LOCAL_TEST_ONLY_C"), None);
+        assert!(DevEnv::parse("LOCAL_TEST_ONLY_D=two words\n").is_err(), "unquoted spaces are an error, not a cut");
     }
 }
