@@ -5,9 +5,12 @@
 
 use std::path::Path;
 
+use lambda_http::aws_lambda_events::apigw::{
+    ApiGatewayV2httpRequest, ApiGatewayV2httpRequestContext, ApiGatewayV2httpRequestContextHttpDescription,
+};
 use local_pipeline::registry::{self, EachProvider};
 use local_pipeline::DevEnv;
-use serde_json::{json, Value};
+use serde_json::Value;
 use shared::{Inbound, Provider, Simulator};
 use time::macros::datetime;
 use time::OffsetDateTime;
@@ -17,8 +20,15 @@ type Error = Box<dyn std::error::Error + Send + Sync>;
 /// When every fixture was "sent"; tests run them with the clock at this time.
 const FIXTURE_TIME: OffsetDateTime = datetime!(2026-11-22 10:00:00 UTC);
 
-/// The API Gateway event of `request` to the route `method route`.
-fn event_of(method: &str, route: &str, request: &Inbound) -> Value {
+/// Fields of `ApiGatewayV2httpRequest` that only Custom Authorizer v1 payloads carry (the
+/// type marks them deprecated); API Gateway does not send them with a request, so a
+/// fixture leaves them out.
+const AUTHORIZER_V1_ONLY: [&str; 6] =
+    ["type", "methodArn", "httpMethod", "identitySource", "authorizationToken", "resource"];
+
+/// The API Gateway HTTP API (payload 2.0) event of `request` to the route `method route`,
+/// as `aws_lambda_events` types it.
+fn event_of(method: &str, route: &str, request: &Inbound) -> Result<Value, Error> {
     let path = route
         .split('/')
         .map(|part| match part.strip_prefix('{').and_then(|p| p.strip_suffix('}')) {
@@ -29,65 +39,58 @@ fn event_of(method: &str, route: &str, request: &Inbound) -> Value {
         .join("/");
     let mut query: Vec<(&String, &String)> = request.query.iter().collect();
     query.sort();
-    let query = query.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("&");
-    let headers: Vec<(&str, &str)> =
-        request.headers.iter().map(|(name, value)| (name.as_str(), value.to_str().unwrap_or_default())).collect();
-    event(method, route, &path, &query, &headers, &String::from_utf8_lossy(&request.body))
-}
+    let raw_query = query.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("&");
+    let route_key = format!("{method} {route}");
 
-/// One API Gateway HTTP API event.
-fn event(method: &str, route: &str, path: &str, query: &str, headers: &[(&str, &str)], body: &str) -> Value {
-    let mut header_map = serde_json::Map::new();
-    header_map.insert("host".into(), json!("abc123.execute-api.eu-central-1.amazonaws.com"));
-    for (name, value) in headers {
-        header_map.insert(name.to_ascii_lowercase(), json!(value));
-    }
-    let mut path_parameters = serde_json::Map::new();
-    for (template, actual) in route.split('/').zip(path.split('/')) {
-        if let Some(name) = template.strip_prefix('{').and_then(|t| t.strip_suffix('}')) {
-            path_parameters.insert(name.into(), json!(actual));
+    let mut http = ApiGatewayV2httpRequestContextHttpDescription::default();
+    http.method = method.parse()?;
+    http.path = Some(path.clone());
+    http.protocol = Some("HTTP/1.1".into());
+    http.source_ip = Some("203.0.113.10".into());
+    http.user_agent = Some("provider".into());
+    let mut context = ApiGatewayV2httpRequestContext::default();
+    context.route_key = Some(route_key.clone());
+    context.account_id = Some("123456789012".into());
+    context.stage = Some("$default".into());
+    context.request_id = Some("fixture".into());
+    context.apiid = Some("abc123".into());
+    context.domain_name = Some("abc123.execute-api.eu-central-1.amazonaws.com".into());
+    context.domain_prefix = Some("abc123".into());
+    context.time = Some("22/Nov/2026:10:00:00 +0000".into());
+    context.time_epoch = FIXTURE_TIME.unix_timestamp() * 1000;
+    context.http = http;
+
+    let mut event = ApiGatewayV2httpRequest::default();
+    event.version = Some("2.0".into());
+    event.route_key = Some(route_key);
+    event.raw_path = Some(path);
+    event.raw_query_string = Some(raw_query);
+    event.headers = request.headers.clone();
+    event.headers.insert("host", http::HeaderValue::from_static("abc123.execute-api.eu-central-1.amazonaws.com"));
+    event.query_string_parameters = request.query.clone().into();
+    event.path_parameters = request.path_parameters.clone();
+    event.request_context = context;
+    event.body = (!request.body.is_empty()).then(|| String::from_utf8_lossy(&request.body).into_owned());
+    event.is_base64_encoded = false;
+
+    let mut value = serde_json::to_value(&event)?;
+    if let Value::Object(fields) = &mut value {
+        for field in AUTHORIZER_V1_ONLY {
+            fields.remove(field);
         }
     }
-    let query_parameters: serde_json::Map<String, Value> =
-        query.split('&').filter_map(|pair| pair.split_once('=')).map(|(k, v)| (k.to_owned(), json!(v))).collect();
-    let route_key = format!("{method} {route}");
-    let mut event = json!({
-        "version": "2.0",
-        "routeKey": route_key,
-        "rawPath": path,
-        "rawQueryString": query,
-        "headers": header_map,
-        "requestContext": {
-            "accountId": "123456789012", "apiId": "abc123",
-            "domainName": "abc123.execute-api.eu-central-1.amazonaws.com", "domainPrefix": "abc123",
-            "http": { "method": method, "path": path, "protocol": "HTTP/1.1", "sourceIp": "203.0.113.10", "userAgent": "provider" },
-            "requestId": "fixture", "routeKey": route_key, "stage": "$default",
-            "time": "22/Nov/2026:10:00:00 +0000", "timeEpoch": FIXTURE_TIME.unix_timestamp() * 1000
-        },
-        "body": body,
-        "isBase64Encoded": false
-    });
-    if !path_parameters.is_empty() {
-        event["pathParameters"] = Value::Object(path_parameters);
-    }
-    if !query_parameters.is_empty() {
-        event["queryStringParameters"] = Value::Object(query_parameters);
-    }
-    event
+    Ok(value)
 }
 
 /// The status API: the AZQR fixture's completed transaction, and one that does not exist.
-fn transactions() -> Vec<(&'static str, Value)> {
-    let route = transactions_api::PATH;
-    let get = |path: &str| {
-        let mut event = event("GET", route, path, "", &[], "");
-        event["body"] = Value::Null;
-        event
+fn transactions() -> Result<Vec<(&'static str, Value)>, Error> {
+    let get = |reference: &str| {
+        let request = Inbound::new(http::Method::GET, "")
+            .with_path_parameter("provider", "azqr")
+            .with_path_parameter("reference", reference);
+        event_of(transactions_api::METHOD, transactions_api::PATH, &request)
     };
-    vec![
-        ("get-completed", get("/transactions/azqr/100000000006")),
-        ("get-unknown", get("/transactions/azqr/999999999999")),
-    ]
+    Ok(vec![("get-completed", get("100000000006")?), ("get-unknown", get("999999999999")?)])
 }
 
 /// Every provider's fixtures, from its simulator.
@@ -106,11 +109,11 @@ async fn providers(env: &DevEnv, root: &Path) -> Result<Vec<(&'static str, Vec<(
             self.made.push(Box::pin(async move {
                 let (simulator, _) = S::start(env, root).await?;
                 let (method, route) = (S::Provider::METHOD, S::Provider::PATH);
-                let events = simulator.fixtures(FIXTURE_TIME)?;
-                Ok((
-                    S::Provider::NAME,
-                    events.iter().map(|(name, request)| (*name, event_of(method, route, request))).collect(),
-                ))
+                let mut events = Vec::new();
+                for (name, request) in simulator.fixtures(FIXTURE_TIME)? {
+                    events.push((name, event_of(method, route, &request)?));
+                }
+                Ok((S::Provider::NAME, events))
             }));
         }
     }
@@ -128,7 +131,7 @@ async fn main() -> Result<(), Error> {
     let root = Path::new(".");
     let env = DevEnv::load(&root.join("local.env.example"))?;
     let mut providers = providers(&env, root).await?;
-    providers.push(("transactions", transactions()));
+    providers.push(("transactions", transactions()?));
     for (provider, events) in providers {
         let dir = root.join("events").join(provider);
         std::fs::create_dir_all(&dir)?;
