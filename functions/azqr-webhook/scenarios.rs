@@ -143,7 +143,7 @@ async fn out_of_order_events_never_move_a_transaction_back() {
 }
 
 #[tokio::test]
-async fn a_conflicting_final_status_is_acknowledged_and_not_applied() {
+async fn conflicting_final_statuses_are_kept_on_the_record_and_sent_once_each() {
     let h = Harness::new().await;
     let webhook = webhook(&h.store, &h.queue);
     let rrn = unique_rrn();
@@ -155,9 +155,20 @@ async fn a_conflicting_final_status_is_acknowledged_and_not_applied() {
     assert_eq!(record.status, Status::Completed);
     assert_eq!(record.reason, None);
     assert_eq!(record.history.len(), 1);
+    let kept: Vec<(Status, &str)> = record.conflicts.iter().map(|c| (c.status, c.provider_status.as_str())).collect();
+    assert_eq!(kept, [(Status::Failed, "incompleted"), (Status::Expired, "expired")]);
     let events = h.drain_events().await;
-    let ids: Vec<&str> = events.iter().map(|e| e.id.as_str()).collect();
-    assert_eq!(ids, [event_id("azqr", &rrn, Status::Completed)], "only the stored outcome is ever sent");
+    let sent: Vec<(&str, &str)> = events.iter().map(|e| (e.id.as_str(), e.kind.as_str())).collect();
+    let conflict = |status| shared::model::notification::conflict_event_id("azqr", &rrn, status);
+    let (failed, expired) = (conflict(Status::Failed), conflict(Status::Expired));
+    let expected = [
+        (event_id("azqr", &rrn, Status::Completed), "transaction.completed"),
+        (failed, "transaction.conflict"),
+        (expired, "transaction.conflict"),
+    ];
+    let expected: Vec<(&str, &str)> = expected.iter().map(|(id, kind)| (id.as_str(), *kind)).collect();
+    assert_eq!(sent, expected, "the outcome, then each conflict once");
+    assert!(events.iter().all(|e| e.data.status == Status::Completed), "the stored outcome never changes");
 }
 
 #[tokio::test]

@@ -103,6 +103,27 @@ impl StorageConfig {
     }
 }
 
+/// `STATUS_SYNC_AFTER_SECONDS` (default 300): how long after a transaction's last change
+/// the status sync first asks its provider. Read by every function that writes a
+/// non-final status, since that write schedules the sync.
+pub fn sync_policy(env: &impl Env) -> Result<crate::model::SyncPolicy, ConfigError> {
+    let seconds = seconds(env, "STATUS_SYNC_AFTER_SECONDS", 300)?;
+    Ok(crate::model::SyncPolicy { after: std::time::Duration::from_secs(seconds) })
+}
+
+/// A whole number of seconds, at least 1: `default` when unset.
+pub fn seconds(env: &impl Env, name: &'static str, default: u64) -> Result<u64, ConfigError> {
+    match env.optional(name) {
+        None => Ok(default),
+        Some(value) => match value.trim().parse::<u64>() {
+            Ok(seconds) if (1..=31_536_000).contains(&seconds) => Ok(seconds),
+            Ok(_) | Err(_) => {
+                Err(ConfigError::Invalid { name, reason: "must be a whole number of seconds, 1 to 31536000".into() })
+            }
+        },
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -127,6 +148,16 @@ mod tests {
         assert!(!secret.matches(b"dev-azqr-kez"));
         assert!(!secret.matches(b"dev-azqr-key "));
         assert!(!secret.matches(b""));
+    }
+
+    #[test]
+    fn durations_are_whole_seconds_with_a_default() {
+        assert_eq!(sync_policy(&[("X", "y")]).map(|p| p.after.as_secs()), Ok(300));
+        assert_eq!(sync_policy(&[("STATUS_SYNC_AFTER_SECONDS", "1")]).map(|p| p.after.as_secs()), Ok(1));
+        for bad in ["0", "-5", "1.5", "soon"] {
+            let error = sync_policy(&[("STATUS_SYNC_AFTER_SECONDS", bad)]).expect_err(bad);
+            assert!(matches!(error, ConfigError::Invalid { name: "STATUS_SYNC_AFTER_SECONDS", .. }), "{bad}");
+        }
     }
 
     #[test]

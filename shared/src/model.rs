@@ -7,8 +7,10 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 pub mod notification;
+pub mod sync;
 
 pub use notification::{event_id, NotificationPending, TerminalEvent};
+pub use sync::{SyncPolicy, SyncState, SyncStep};
 
 /// Canonical status of a transaction. The first four are in progress and ordered;
 /// the last four are final outcomes that nothing changes.
@@ -168,6 +170,16 @@ impl Amount {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// Whether two amounts are the same number (`10.5`, `10.50` and `010.5` are).
+    pub fn same_value(&self, other: &Amount) -> bool {
+        fn canonical(amount: &Amount) -> (&str, &str) {
+            let (int, frac) = amount.0.split_once('.').unwrap_or((&amount.0, ""));
+            let int = int.trim_start_matches('0');
+            (int, frac.trim_end_matches('0'))
+        }
+        canonical(self) == canonical(other)
+    }
 }
 
 impl TryFrom<String> for Amount {
@@ -236,6 +248,9 @@ pub struct TransactionRecord {
     pub provider: String,
     pub reference: String,
     pub status: Status,
+    /// The provider's own word; empty (and left out) until the provider first speaks
+    /// about a registered transaction.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub provider_status: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub amount: Option<Amount>,
@@ -245,6 +260,7 @@ pub struct TransactionRecord {
     pub reason: Option<String>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub details: BTreeMap<String, String>,
+    #[serde(default)]
     pub history: Vec<HistoryEntry>,
     #[serde(with = "time::serde::rfc3339")]
     pub first_seen_at: OffsetDateTime,
@@ -259,11 +275,115 @@ pub struct TransactionRecord {
     /// Set when the merchant refused the event for good (410); the event is in the dead-letter queue.
     #[serde(default, with = "time::serde::rfc3339::option", skip_serializing_if = "Option::is_none")]
     pub notification_refused_at: Option<OffsetDateTime>,
+    /// What the merchant registered (`PUT /transactions/{provider}/{reference}`), if it did.
+    #[serde(default, with = "time::serde::rfc3339::option", skip_serializing_if = "Option::is_none")]
+    pub registered_at: Option<OffsetDateTime>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected_amount: Option<Amount>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected_currency: Option<String>,
+    #[serde(default, with = "time::serde::rfc3339::option", skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<OffsetDateTime>,
+    /// The registered amount and the one the provider reported, when they differ. Derived
+    /// from the two when the record is read ([`TransactionRecord::derive`]), never stored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub amount_mismatch: Option<AmountMismatch>,
+    /// Final statuses the provider reported after a different final one; at most
+    /// [`MAX_CONFLICTS`], one per status.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conflicts: Vec<Conflict>,
+    /// Non-final transactions only: whether and when the status sync asks the provider.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sync: Option<SyncState>,
+    #[serde(default, with = "time::serde::rfc3339::option", skip_serializing_if = "Option::is_none")]
+    pub next_sync_at: Option<OffsetDateTime>,
+    /// Syncs since the last change that learned nothing new (the backoff's rung).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub sync_attempts: u32,
 }
+
+fn is_zero(value: &u32) -> bool {
+    *value == 0
+}
+
+/// The registered amount and the reported one, when they are not the same number.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AmountMismatch {
+    pub expected: Amount,
+    pub reported: Amount,
+}
+
+/// A final status reported after a different final status: kept, never applied.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Conflict {
+    pub provider_status: String,
+    pub status: Status,
+    #[serde(with = "time::serde::rfc3339")]
+    pub received_at: OffsetDateTime,
+}
+
+/// Most conflicts kept on one record.
+pub const MAX_CONFLICTS: usize = 10;
 
 impl TransactionRecord {
     pub fn is_notification_pending(&self) -> bool {
         self.notification_pending.is_some()
+    }
+
+    /// Fills in what is derived from stored fields (`amount_mismatch`); the store calls
+    /// this on every record it reads.
+    pub fn derive(mut self) -> Self {
+        self.amount_mismatch = match (&self.expected_amount, &self.amount) {
+            (Some(expected), Some(reported)) if !expected.same_value(reported) => {
+                Some(AmountMismatch { expected: expected.clone(), reported: reported.clone() })
+            }
+            (Some(_), Some(_)) | (Some(_), None) | (None, _) => None,
+        };
+        self
+    }
+
+    /// Whether the provider already reported `status` as a conflict.
+    pub fn has_conflict(&self, status: Status) -> bool {
+        self.conflicts.iter().any(|c| c.status == status)
+    }
+}
+
+/// What a merchant registers about a transaction before any webhook
+/// (`PUT /transactions/{provider}/{reference}`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Registration {
+    pub amount: Option<Amount>,
+    /// ISO 4217: three capital letters.
+    pub currency: Option<String>,
+    pub expires_at: Option<OffsetDateTime>,
+}
+
+/// What a registration does to a record that already exists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RegistrationMatch {
+    /// Not registered yet (a webhook came first): the registration is attached.
+    Unregistered,
+    /// Registered with the same amount and currency: nothing changes.
+    Same,
+    /// Registered with a different amount or currency: refused.
+    Different,
+}
+
+impl Registration {
+    /// How this registration compares with `record`'s.
+    pub fn compare(&self, record: &TransactionRecord) -> RegistrationMatch {
+        if record.registered_at.is_none() {
+            return RegistrationMatch::Unregistered;
+        }
+        let same_amount = match (&self.amount, &record.expected_amount) {
+            (Some(a), Some(b)) => a.same_value(b),
+            (None, None) => true,
+            (Some(_), None) | (None, Some(_)) => false,
+        };
+        match same_amount && self.currency == record.expected_currency {
+            true => RegistrationMatch::Same,
+            false => RegistrationMatch::Different,
+        }
     }
 }
 
@@ -293,23 +413,38 @@ pub enum Edit {
     Append,
 }
 
-/// What a record becomes when an observation applies: every field it sets, keeps or
-/// appends to. The store translates this into its one conditional write, applied only
-/// where [`applies`] holds for `rank`.
+/// When a change applies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Condition {
+    /// No record yet, or one whose rank is below this ([`applies`]).
+    RankBelow(u8),
+    /// No record yet (a registration creating one).
+    Absent,
+    /// A record that exists and is not registered (a registration attached to it).
+    Unregistered,
+}
+
+/// The record's fields a final write removes: a final transaction is never synced.
+pub const SYNC_FIELDS: [&str; 3] = ["sync", "next_sync_at", "sync_attempts"];
+
+/// What a record becomes: every field a write sets, keeps, appends to or removes, and
+/// when it applies. The store translates this into its one conditional write.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Change {
-    /// The rank the record must stay below for the change to apply.
-    pub rank: u8,
+    pub condition: Condition,
     pub fields: Vec<(&'static str, Edit, Value)>,
+    pub removed: &'static [&'static str],
 }
 
 impl Change {
-    /// What `observation`, received at `now`, makes of `provider`'s record. A final status
-    /// also sets `final_at` and the notification-pending marker, in the same write.
-    pub fn of(provider: &str, observation: &Observation, now: OffsetDateTime) -> Change {
+    /// What `observation`, received at `now`, makes of `provider`'s record, applied where
+    /// [`applies`] holds. A final status also sets `final_at` and the notification-pending
+    /// marker, and ends the sync, in the same write; a non-final one schedules the next
+    /// sync (`sync`: whether `provider` has a status API we ask, and the policy).
+    pub fn of(provider: &str, observation: &Observation, now: OffsetDateTime, sync: SyncPlan) -> Change {
         let status = observation.status;
         let text = |value: &str| Value::Text(value.to_owned());
-        let mut fields = Vec::with_capacity(14);
+        let mut fields = Vec::with_capacity(16);
         fields.push(("provider", Edit::Set, text(provider)));
         fields.push(("reference", Edit::Set, text(&observation.reference)));
         fields.push(("status", Edit::Set, text(status.as_str())));
@@ -331,17 +466,170 @@ impl Change {
         if !observation.details.is_empty() {
             fields.push(("details", Edit::Set, Value::Details(observation.details.clone())));
         }
+        let mut removed: &'static [&'static str] = &[];
         if status.is_final() {
             fields.push(("final_at", Edit::Set, Value::Time(now)));
             fields.push((notification::PENDING_FIELD, Edit::Set, Value::Pending(NotificationPending::Pending)));
+            removed = &SYNC_FIELDS;
+        } else {
+            schedule(&mut fields, sync.policy.first(sync.supported, now, None));
         }
-        Change { rank: status.rank(), fields }
+        Change { condition: Condition::RankBelow(status.rank()), fields, removed }
+    }
+
+    /// A new `created` record for `registration`, made at `now`; only if none exists.
+    pub fn register(
+        provider: &str,
+        reference: &str,
+        registration: &Registration,
+        now: OffsetDateTime,
+        sync: SyncPlan,
+    ) -> Change {
+        let text = |value: &str| Value::Text(value.to_owned());
+        let mut fields = Vec::with_capacity(14);
+        fields.push(("provider", Edit::Set, text(provider)));
+        fields.push(("reference", Edit::Set, text(reference)));
+        fields.push(("status", Edit::Set, text(Status::Created.as_str())));
+        fields.push(("rank", Edit::Set, Value::Number(Status::Created.rank())));
+        fields.push(("updated_at", Edit::Set, Value::Time(now)));
+        fields.push(("first_seen_at", Edit::Set, Value::Time(now)));
+        registration_fields(&mut fields, registration, now);
+        schedule(&mut fields, sync.policy.first(sync.supported, now, registration.expires_at));
+        Change { condition: Condition::Absent, fields, removed: &[] }
+    }
+
+    /// `registration` attached to a record a webhook created first; its status is untouched.
+    pub fn attach(registration: &Registration, now: OffsetDateTime) -> Change {
+        let mut fields = Vec::with_capacity(4);
+        registration_fields(&mut fields, registration, now);
+        Change { condition: Condition::Unregistered, fields, removed: &[] }
+    }
+}
+
+/// Whether a provider's status API is asked, and when.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SyncPlan {
+    pub policy: SyncPolicy,
+    pub supported: bool,
+}
+
+fn registration_fields(
+    fields: &mut Vec<(&'static str, Edit, Value)>,
+    registration: &Registration,
+    now: OffsetDateTime,
+) {
+    fields.push(("registered_at", Edit::Set, Value::Time(now)));
+    if let Some(amount) = &registration.amount {
+        fields.push(("expected_amount", Edit::Set, Value::Text(amount.as_str().to_owned())));
+    }
+    if let Some(currency) = &registration.currency {
+        fields.push(("expected_currency", Edit::Set, Value::Text(currency.clone())));
+    }
+    if let Some(expires_at) = registration.expires_at {
+        fields.push(("expires_at", Edit::Set, Value::Time(sync::index_time(expires_at))));
+    }
+}
+
+fn schedule(fields: &mut Vec<(&'static str, Edit, Value)>, step: SyncStep) {
+    if let SyncStep::Retry { state, at, attempts } = step {
+        fields.push(("sync", Edit::Set, Value::Text(state.as_str().to_owned())));
+        fields.push(("next_sync_at", Edit::Set, Value::Time(at)));
+        fields.push(("sync_attempts", Edit::Set, Value::Number(attempts.min(u8::MAX as u32) as u8)));
     }
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+
+    /// A bare record, for the model's tests.
+    pub(crate) fn record(provider: &str, reference: &str, status: Status, at: OffsetDateTime) -> TransactionRecord {
+        TransactionRecord {
+            provider: provider.into(),
+            reference: reference.into(),
+            status,
+            provider_status: status.as_str().into(),
+            amount: None,
+            currency: None,
+            reason: None,
+            details: BTreeMap::new(),
+            history: Vec::new(),
+            first_seen_at: at,
+            updated_at: at,
+            final_at: None,
+            notification_pending: None,
+            notified_at: None,
+            notification_refused_at: None,
+            registered_at: None,
+            expected_amount: None,
+            expected_currency: None,
+            expires_at: None,
+            amount_mismatch: None,
+            conflicts: Vec::new(),
+            sync: None,
+            next_sync_at: None,
+            sync_attempts: 0,
+        }
+    }
+
+    #[test]
+    fn amounts_compare_as_numbers_and_mismatches_are_derived() {
+        let amount = |text: &str| Amount::parse(text).expect("amount");
+        assert!(amount("10.5").same_value(&amount("10.50")));
+        assert!(amount("010").same_value(&amount("10.00")));
+        assert!(amount("0.00").same_value(&amount("0")));
+        assert!(!amount("10.5").same_value(&amount("1.05")));
+        let at = OffsetDateTime::UNIX_EPOCH;
+        let mut record = record("azqr", "r", Status::Completed, at);
+        record.expected_amount = Some(amount("10.00"));
+        record.amount = Some(amount("10.0"));
+        assert_eq!(record.clone().derive().amount_mismatch, None);
+        record.amount = Some(amount("12.00"));
+        let mismatch = record.derive().amount_mismatch.expect("mismatch");
+        assert_eq!((mismatch.expected.as_str(), mismatch.reported.as_str()), ("10.00", "12.00"));
+    }
+
+    #[test]
+    fn a_registration_is_the_same_only_with_the_same_amount_and_currency() {
+        let at = OffsetDateTime::UNIX_EPOCH;
+        let registration = Registration {
+            amount: Some(Amount::parse("10.00").expect("amount")),
+            currency: Some("AZN".into()),
+            expires_at: None,
+        };
+        let mut record = record("azqr", "r", Status::Pending, at);
+        assert_eq!(registration.compare(&record), RegistrationMatch::Unregistered);
+        record.registered_at = Some(at);
+        record.expected_amount = Some(Amount::parse("10.0").expect("amount"));
+        record.expected_currency = Some("AZN".into());
+        assert_eq!(registration.compare(&record), RegistrationMatch::Same);
+        record.expected_currency = Some("USD".into());
+        assert_eq!(registration.compare(&record), RegistrationMatch::Different);
+        record.expected_currency = Some("AZN".into());
+        record.expected_amount = None;
+        assert_eq!(registration.compare(&record), RegistrationMatch::Different);
+    }
+
+    #[test]
+    fn final_changes_end_the_sync_and_others_schedule_it() {
+        let at = OffsetDateTime::from_unix_timestamp(1_795_000_000).expect("time");
+        let plan = SyncPlan { policy: SyncPolicy::default(), supported: true };
+        let pending = Change::of("azqr", &Observation::new("r", Status::Pending, "read"), at, plan);
+        assert!(pending.removed.is_empty());
+        let next = pending.fields.iter().find(|(name, _, _)| *name == "next_sync_at").expect("scheduled");
+        assert_eq!(next.2, Value::Time(at + std::time::Duration::from_secs(300)));
+        let done = Change::of("azqr", &Observation::new("r", Status::Completed, "completed"), at, plan);
+        assert_eq!(done.removed, SYNC_FIELDS);
+        assert!(done.fields.iter().all(|(name, _, _)| !SYNC_FIELDS.contains(name)));
+        let unsupported = Change::of(
+            "key2pay",
+            &Observation::new("r", Status::Processing, "9"),
+            at,
+            SyncPlan { supported: false, ..plan },
+        );
+        let sync = unsupported.fields.iter().find(|(name, _, _)| *name == "sync").expect("sync");
+        assert_eq!(sync.2, Value::Text("unsupported".into()));
+    }
 
     #[test]
     fn ranks_order_in_progress_statuses_and_put_finals_on_top() {

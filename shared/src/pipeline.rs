@@ -12,9 +12,9 @@ use time::OffsetDateTime;
 use crate::config::{ConfigError, Env, StorageConfig};
 use crate::error::{WebhookError, MAX_BODY_BYTES};
 use crate::inbound::Inbound;
-use crate::model::{notification, Decision, Observation, Skip, Status};
+use crate::model::{notification, Decision, Observation, Skip, Status, SyncPlan, SyncPolicy, TerminalEvent};
 use crate::queue::EventQueue;
-use crate::store::{TransactionStore, WriteOutcome};
+use crate::store::{ConflictWrite, TransactionStore, WriteOutcome};
 
 /// A payment provider's webhook: how to verify it and what it says.
 pub trait Provider: Send + Sync {
@@ -29,6 +29,10 @@ pub trait Provider: Send + Sync {
     /// What each of its fixtures (`events/<NAME>/<file>`) must give; the test suite runs
     /// every fixture, and a fixture without an expectation fails it.
     const FIXTURES: &'static [Expected];
+
+    /// Whether the status sync can ask this provider about a transaction (it has a
+    /// status API we call). Without one, a record says `"sync": "unsupported"`.
+    const HAS_STATUS_API: bool;
 
     /// Reads its configuration (secrets, its API's URL) from the environment, once.
     fn from_env(env: &impl Env) -> Result<Self, ConfigError>
@@ -91,28 +95,122 @@ pub struct Outcome {
     pub enqueued: bool,
 }
 
+/// The one write path for a provider's word, whether a webhook or the status sync
+/// brought it: the single conditional write, a conflict kept as data, and the events to
+/// the merchant. Webhooks and syncs can race; the write's condition orders them.
+#[derive(Debug, Clone)]
+pub struct Recorder {
+    store: TransactionStore,
+    queue: EventQueue,
+    policy: SyncPolicy,
+}
+
+impl Recorder {
+    pub fn new(store: TransactionStore, queue: EventQueue, policy: SyncPolicy) -> Self {
+        Recorder { store, queue, policy }
+    }
+
+    pub fn store(&self) -> &TransactionStore {
+        &self.store
+    }
+
+    pub fn policy(&self) -> SyncPolicy {
+        self.policy
+    }
+
+    /// Applies what `provider` said (`has_status_api`: whether the sync can ask it) at `now`.
+    pub async fn apply(
+        &self,
+        provider: &str,
+        has_status_api: bool,
+        observation: Observation,
+        now: OffsetDateTime,
+    ) -> Result<Outcome, WebhookError> {
+        let reference = observation.reference.as_str();
+        let plan = SyncPlan { policy: self.policy, supported: has_status_api };
+        let mut sent = false;
+        let (decision, record) = match self.store.record(provider, &observation, now, plan).await? {
+            WriteOutcome::Applied(record) => {
+                tracing::info!(provider, reference, status = %record.status, provider_status = %observation.provider_status, outcome = "applied", "transition applied");
+                if let (true, Some(mismatch)) = (record.status.is_final(), &record.amount_mismatch) {
+                    tracing::error!(provider, reference, status = %record.status, expected = mismatch.expected.as_str(), reported = mismatch.reported.as_str(), alarm = "amount_mismatch", "final amount differs from the registered amount; applied as the provider says");
+                }
+                (Decision::Apply, record)
+            }
+            WriteOutcome::Skipped { skip, current } => {
+                match skip {
+                    Skip::Conflict => sent = self.conflict(provider, &observation, &current, now).await?,
+                    Skip::Duplicate | Skip::Stale => {
+                        tracing::info!(provider, reference, stored = %current.status, received = %observation.status, outcome = ?skip, "nothing to apply")
+                    }
+                }
+                (skip.into(), current)
+            }
+        };
+        if let Some(event) = notification::to_send(decision == Decision::Apply, &record) {
+            self.queue.send(&event).await?;
+            let resend = decision != Decision::Apply;
+            tracing::info!(provider, reference, event_id = %event.id, event_type = %event.kind, resend, "terminal event sent to the queue (deduplicated by id)");
+            sent = true;
+        }
+        Ok(Outcome { reference: observation.reference, decision, enqueued: sent })
+    }
+
+    /// A final status contradicting the stored final: kept on the record and sent to the
+    /// merchant as a `transaction.conflict` event (again, with the same id, when the
+    /// provider repeats it: an earlier send may have been lost). Returns whether sent.
+    async fn conflict(
+        &self,
+        provider: &str,
+        observation: &Observation,
+        current: &crate::model::TransactionRecord,
+        now: OffsetDateTime,
+    ) -> Result<bool, WebhookError> {
+        let reference = observation.reference.as_str();
+        let (record, new) = match self.store.record_conflict(provider, observation, current.status, now).await? {
+            ConflictWrite::Recorded { record, .. } => (record, true),
+            ConflictWrite::Known(record) => (record, false),
+        };
+        if new {
+            tracing::error!(provider, reference, stored = %record.status, received = %observation.status, provider_status = %observation.provider_status, outcome = "conflict", alarm = "transaction_conflict", "final status conflicts with the stored final status: kept on the record, not applied");
+            crate::metrics::count(crate::metrics::CONFLICTS, provider);
+        }
+        let Some(conflict) = record.conflicts.iter().find(|c| c.status == observation.status) else {
+            tracing::warn!(provider, reference, received = %observation.status, "conflict not kept: the record holds the most conflicts it may");
+            return Ok(false);
+        };
+        let event = TerminalEvent::for_conflict(&record, conflict);
+        self.queue.send(&event).await?;
+        tracing::info!(provider, reference, event_id = %event.id, event_type = %event.kind, resend = !new, "conflict event sent to the queue (deduplicated by id)");
+        Ok(true)
+    }
+}
+
 /// A provider's webhook wired to the store and the queue.
 #[derive(Debug)]
 pub struct Webhook<P> {
     provider: P,
-    store: TransactionStore,
-    queue: EventQueue,
+    recorder: Recorder,
 }
 
 impl<P: Provider> Webhook<P> {
+    /// With the default sync policy (`STATUS_SYNC_AFTER_SECONDS` unset).
     pub fn new(provider: P, store: TransactionStore, queue: EventQueue) -> Self {
-        Webhook { provider, store, queue }
+        Webhook::with_recorder(provider, Recorder::new(store, queue, SyncPolicy::default()))
     }
 
-    /// Builds the AWS clients from the Lambda environment (`TABLE_NAME`, `QUEUE_URL`).
+    pub fn with_recorder(provider: P, recorder: Recorder) -> Self {
+        Webhook { provider, recorder }
+    }
+
+    /// Builds the AWS clients from the Lambda environment (`TABLE_NAME`, `QUEUE_URL`,
+    /// `STATUS_SYNC_AFTER_SECONDS`).
     pub async fn from_env(provider: P, env: &impl Env) -> Result<Self, ConfigError> {
         let storage = StorageConfig::from_env(env)?;
+        let policy = crate::config::sync_policy(env)?;
         let aws = crate::AwsClients::from_env().await;
-        Ok(Webhook::new(
-            provider,
-            TransactionStore::new(aws.dynamodb, storage.table_name),
-            EventQueue::new(aws.sqs, storage.queue_url),
-        ))
+        let store = TransactionStore::new(aws.dynamodb, storage.table_name);
+        Ok(Webhook::with_recorder(provider, Recorder::new(store, EventQueue::new(aws.sqs, storage.queue_url), policy)))
     }
 
     /// The whole flow for one request, without the HTTP answer.
@@ -125,41 +223,9 @@ impl<P: Provider> Webhook<P> {
         }
         let mut outcomes = Vec::with_capacity(observations.len());
         for observation in observations {
-            outcomes.push(self.apply(observation, now).await?);
+            outcomes.push(self.recorder.apply(P::NAME, P::HAS_STATUS_API, observation, now).await?);
         }
         Ok(outcomes)
-    }
-
-    async fn apply(&self, observation: Observation, now: OffsetDateTime) -> Result<Outcome, WebhookError> {
-        let provider = P::NAME;
-        let reference = observation.reference.as_str();
-        let (decision, record) = match self.store.record(provider, &observation, now).await? {
-            WriteOutcome::Applied(record) => {
-                tracing::info!(provider, reference, status = %record.status, provider_status = %observation.provider_status, outcome = "applied", "transition applied");
-                (Decision::Apply, record)
-            }
-            WriteOutcome::Skipped { skip, current } => {
-                match skip {
-                    Skip::Conflict => {
-                        tracing::error!(provider, reference, stored = %current.status, received = %observation.status, outcome = "conflict", "final status conflicts with the stored final status; not applied")
-                    }
-                    Skip::Duplicate | Skip::Stale => {
-                        tracing::info!(provider, reference, stored = %current.status, received = %observation.status, outcome = ?skip, "nothing to apply")
-                    }
-                }
-                (skip.into(), current)
-            }
-        };
-        let enqueued = match notification::to_send(decision == Decision::Apply, &record) {
-            Some(event) => {
-                self.queue.send(&event).await?;
-                let resend = decision != Decision::Apply;
-                tracing::info!(provider, reference, event_id = %event.id, event_type = %event.kind, resend, "terminal event sent to the queue (deduplicated by id)");
-                true
-            }
-            None => false,
-        };
-        Ok(Outcome { reference: observation.reference, decision, enqueued })
     }
 }
 
@@ -181,7 +247,7 @@ fn check_body(request: &Inbound) -> Result<(), WebhookError> {
 }
 
 /// References become DynamoDB keys and SQS group ids: short, printable, no spaces.
-fn check_reference(reference: &str) -> Result<(), WebhookError> {
+pub fn check_reference(reference: &str) -> Result<(), WebhookError> {
     let valid = (1..=100).contains(&reference.len()) && reference.bytes().all(|b| b.is_ascii_graphic());
     if valid {
         Ok(())

@@ -12,7 +12,8 @@ use time::OffsetDateTime;
 
 use crate::model::notification::{NotificationOutcome, PENDING_FIELD};
 use crate::model::{
-    transaction_key, Change, Edit, NotificationPending, Observation, Skip, Status, TransactionRecord, Value,
+    transaction_key, Change, Condition, Conflict, Edit, NotificationPending, Observation, Registration,
+    RegistrationMatch, Skip, Status, SyncPlan, SyncState, SyncStep, TransactionRecord, Value, MAX_CONFLICTS,
 };
 
 /// Partition key attribute of the table (string): `{provider}#{reference}`.
@@ -21,6 +22,9 @@ pub const KEY_ATTRIBUTE: &str = "pk";
 pub const PENDING_ATTRIBUTE: &str = PENDING_FIELD;
 /// The sparse index on the marker (range key `final_at`), as in template.yaml.
 pub const PENDING_INDEX: &str = "PendingNotifications";
+/// The sparse index of non-final transactions by provider and next sync time
+/// (`next_sync_at`, present only while the sync is scheduled), as in template.yaml.
+pub const SYNC_INDEX: &str = "SyncSchedule";
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -39,6 +43,25 @@ pub enum WriteOutcome {
     Applied(TransactionRecord),
     /// Nothing changed, and why; the record as it stands.
     Skipped { skip: Skip, current: TransactionRecord },
+}
+
+/// What a registration did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Registered {
+    /// A new `created` record.
+    Created(TransactionRecord),
+    /// The record existed: the registration was attached (`Unregistered`), was already
+    /// there (`Same`), or differs from the one there (`Different`, nothing changed).
+    Existing { matched: RegistrationMatch, record: TransactionRecord },
+}
+
+/// What recording a conflict did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConflictWrite {
+    /// Newly kept on the record.
+    Recorded { record: TransactionRecord, conflict: Conflict },
+    /// Already kept (or the record holds [`MAX_CONFLICTS`]); nothing changed.
+    Known(TransactionRecord),
 }
 
 #[derive(Debug, Clone)]
@@ -65,16 +88,58 @@ impl TransactionStore {
         provider: &str,
         observation: &Observation,
         now: OffsetDateTime,
+        sync: SyncPlan,
     ) -> Result<WriteOutcome, StoreError> {
-        let update = Update::translate(Change::of(provider, observation, now))?;
-        let key = transaction_key(provider, &observation.reference);
+        let change = Change::of(provider, observation, now, sync);
+        match self.apply(provider, &observation.reference, change).await? {
+            Ok(record) => Ok(WriteOutcome::Applied(record)),
+            Err(current) => Ok(WriteOutcome::Skipped { skip: Skip::of(current.status, observation.status), current }),
+        }
+    }
+
+    /// A merchant's registration: a new `created` record if none exists; otherwise the
+    /// registration is attached to a record not yet registered, or compared with the
+    /// one it has. Never moves a record's status.
+    pub async fn register(
+        &self,
+        provider: &str,
+        reference: &str,
+        registration: &Registration,
+        now: OffsetDateTime,
+        sync: SyncPlan,
+    ) -> Result<Registered, StoreError> {
+        let change = Change::register(provider, reference, registration, now, sync);
+        let existing = match self.apply(provider, reference, change).await? {
+            Ok(record) => return Ok(Registered::Created(record)),
+            Err(existing) => existing,
+        };
+        let matched = registration.compare(&existing);
+        if matched != RegistrationMatch::Unregistered {
+            return Ok(Registered::Existing { matched, record: existing });
+        }
+        match self.apply(provider, reference, Change::attach(registration, now)).await? {
+            Ok(record) => Ok(Registered::Existing { matched, record }),
+            // Another registration came first: compare with it.
+            Err(record) => Ok(Registered::Existing { matched: registration.compare(&record), record }),
+        }
+    }
+
+    /// One conditional `UpdateItem` for `change`: the record as it now stands, or, when
+    /// the condition fails, as it stood (DynamoDB returns it: no read).
+    async fn apply(
+        &self,
+        provider: &str,
+        reference: &str,
+        change: Change,
+    ) -> Result<Result<TransactionRecord, TransactionRecord>, StoreError> {
+        let update = Update::translate(change)?;
         let result = self
             .client
             .update_item()
             .table_name(&self.table)
-            .key(KEY_ATTRIBUTE, AttributeValue::S(key.clone()))
+            .key(KEY_ATTRIBUTE, AttributeValue::S(transaction_key(provider, reference)))
             .update_expression(update.expression)
-            .condition_expression("attribute_not_exists(#pk) OR #rank < :rank")
+            .condition_expression(update.condition)
             .set_expression_attribute_names(Some(update.names))
             .set_expression_attribute_values(Some(update.values))
             .return_values(ReturnValue::AllNew)
@@ -82,14 +147,127 @@ impl TransactionStore {
             .send()
             .await;
         match result {
-            Ok(output) => Ok(WriteOutcome::Applied(decode(output.attributes.unwrap_or_default())?)),
+            Ok(output) => Ok(Ok(decode(output.attributes.unwrap_or_default())?)),
             Err(error) => match error.as_service_error() {
                 Some(UpdateItemError::ConditionalCheckFailedException(failed)) => {
-                    let current = decode(failed.item().cloned().unwrap_or_default())?;
-                    Ok(WriteOutcome::Skipped { skip: Skip::of(current.status, observation.status), current })
+                    Ok(Err(decode(failed.item().cloned().unwrap_or_default())?))
                 }
                 _ => Err(StoreError::Request(Box::new(error))),
             },
+        }
+    }
+
+    /// Keeps `observation`, a final status that contradicts the stored final `stored`, on
+    /// the record (`conflicts`), once per status and at most [`MAX_CONFLICTS`], in one
+    /// conditional write.
+    pub async fn record_conflict(
+        &self,
+        provider: &str,
+        observation: &Observation,
+        stored: Status,
+        now: OffsetDateTime,
+    ) -> Result<ConflictWrite, StoreError> {
+        let conflict = Conflict {
+            provider_status: observation.provider_status.clone(),
+            status: observation.status,
+            received_at: now,
+        };
+        let entry = serde_dynamo::to_attribute_value(&conflict).map_err(StoreError::Decode)?;
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key(KEY_ATTRIBUTE, AttributeValue::S(transaction_key(provider, &observation.reference)))
+            .update_expression(
+                "SET #conflicts = list_append(if_not_exists(#conflicts, :empty_list), :entry) ADD #seen :new_set",
+            )
+            .condition_expression(
+                "#status = :stored AND (attribute_not_exists(#seen) OR NOT contains(#seen, :new)) \
+                 AND (attribute_not_exists(#conflicts) OR size(#conflicts) < :max)",
+            )
+            .expression_attribute_names("#conflicts", "conflicts")
+            .expression_attribute_names("#seen", "conflict_statuses")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":empty_list", AttributeValue::L(Vec::new()))
+            .expression_attribute_values(":entry", AttributeValue::L(vec![entry]))
+            .expression_attribute_values(":new_set", AttributeValue::Ss(vec![observation.status.as_str().to_owned()]))
+            .expression_attribute_values(":new", AttributeValue::S(observation.status.as_str().to_owned()))
+            .expression_attribute_values(":stored", AttributeValue::S(stored.as_str().to_owned()))
+            .expression_attribute_values(":max", AttributeValue::N(MAX_CONFLICTS.to_string()))
+            .return_values(ReturnValue::AllNew)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        match result {
+            Ok(output) => {
+                Ok(ConflictWrite::Recorded { record: decode(output.attributes.unwrap_or_default())?, conflict })
+            }
+            Err(error) => match error.as_service_error() {
+                Some(UpdateItemError::ConditionalCheckFailedException(failed)) => {
+                    Ok(ConflictWrite::Known(decode(failed.item().cloned().unwrap_or_default())?))
+                }
+                _ => Err(StoreError::Request(Box::new(error))),
+            },
+        }
+    }
+
+    /// `provider`'s non-final transactions whose next sync is due at `now`, oldest first,
+    /// at most `limit`, from the sparse sync index (no scan).
+    pub async fn due_for_sync(
+        &self,
+        provider: &str,
+        now: OffsetDateTime,
+        limit: i32,
+    ) -> Result<Vec<TransactionRecord>, StoreError> {
+        let output = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(SYNC_INDEX)
+            .key_condition_expression("#provider = :provider AND #next <= :now")
+            .expression_attribute_names("#provider", "provider")
+            .expression_attribute_names("#next", "next_sync_at")
+            .expression_attribute_values(":provider", AttributeValue::S(provider.to_owned()))
+            .expression_attribute_values(":now", AttributeValue::S(timestamp(crate::model::sync::index_time(now))?))
+            .limit(limit)
+            .send()
+            .await
+            .map_err(|e| StoreError::Request(Box::new(e)))?;
+        output.items.unwrap_or_default().into_iter().map(decode).collect()
+    }
+
+    /// Records what a sync that changed nothing decided for `record`: the next sync, or
+    /// giving up (`sync` = `gave_up`, out of the index). Only while the record is still
+    /// at the status the sync saw and still scheduled: a webhook that moved it meanwhile
+    /// has scheduled it afresh. Returns whether it was written.
+    pub async fn reschedule(&self, record: &TransactionRecord, step: SyncStep) -> Result<bool, StoreError> {
+        let mut request = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key(KEY_ATTRIBUTE, AttributeValue::S(transaction_key(&record.provider, &record.reference)))
+            .condition_expression("#status = :status AND attribute_exists(#next)")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_names("#next", "next_sync_at")
+            .expression_attribute_names("#sync", "sync")
+            .expression_attribute_names("#attempts", "sync_attempts")
+            .expression_attribute_values(":status", AttributeValue::S(record.status.as_str().to_owned()));
+        request = match step {
+            SyncStep::Retry { state, at, attempts } => request
+                .update_expression("SET #sync = :sync, #next = :next, #attempts = :attempts")
+                .expression_attribute_values(":sync", AttributeValue::S(state.as_str().to_owned()))
+                .expression_attribute_values(":next", AttributeValue::S(timestamp(at)?))
+                .expression_attribute_values(":attempts", AttributeValue::N(attempts.to_string())),
+            SyncStep::GiveUp => request
+                .update_expression("SET #sync = :sync REMOVE #next, #attempts")
+                .expression_attribute_values(":sync", AttributeValue::S(SyncState::GaveUp.as_str().to_owned())),
+        };
+        match request.send().await {
+            Ok(_) => Ok(true),
+            Err(error) if error.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => {
+                Ok(false)
+            }
+            Err(error) => Err(StoreError::Request(Box::new(error))),
         }
     }
 
@@ -180,7 +358,7 @@ pub fn build_update(
     observation: &Observation,
     now: OffsetDateTime,
 ) -> Result<(String, usize), StoreError> {
-    let update = Update::translate(Change::of(provider, observation, now))?;
+    let update = Update::translate(Change::of(provider, observation, now, SyncPlan::default()))?;
     Ok((update.expression, update.values.len()))
 }
 
@@ -190,12 +368,13 @@ fn timestamp(at: OffsetDateTime) -> Result<String, StoreError> {
 }
 
 fn decode(item: HashMap<String, AttributeValue>) -> Result<TransactionRecord, StoreError> {
-    serde_dynamo::from_item(item).map_err(StoreError::Decode)
+    serde_dynamo::from_item::<_, TransactionRecord>(item).map(TransactionRecord::derive).map_err(StoreError::Decode)
 }
 
 /// The update expression and its placeholders for one observation.
 struct Update {
     expression: String,
+    condition: &'static str,
     names: HashMap<String, String>,
     values: HashMap<String, AttributeValue>,
 }
@@ -205,8 +384,14 @@ impl Update {
     fn translate(change: Change) -> Result<Self, StoreError> {
         // Sized for the largest update (a final status with every optional field), so
         // that no map or string grows while it is built.
+        let condition = match change.condition {
+            Condition::RankBelow(_) => "attribute_not_exists(#pk) OR #rank < :rank",
+            Condition::Absent => "attribute_not_exists(#pk)",
+            Condition::Unregistered => "attribute_exists(#pk) AND attribute_not_exists(#registered_at)",
+        };
         let mut update = Update {
             expression: String::with_capacity(512),
+            condition,
             names: HashMap::with_capacity(16),
             values: HashMap::with_capacity(16),
         };
@@ -237,8 +422,21 @@ impl Update {
                 Edit::Append => update.append(field, value),
             }
         }
-        // The condition's bound (`#rank < :rank`): the rank the change sets.
-        update.values.insert(":rank".to_owned(), AttributeValue::N(change.rank.to_string()));
+        for (i, field) in change.removed.iter().enumerate() {
+            update.expression.push_str(if i == 0 { " REMOVE #" } else { ", #" });
+            update.expression.push_str(field);
+            update.names.insert(prefixed('#', field), (*field).to_owned());
+        }
+        match change.condition {
+            // The condition's bound (`#rank < :rank`): the rank the change sets.
+            Condition::RankBelow(rank) => {
+                update.values.insert(":rank".to_owned(), AttributeValue::N(rank.to_string()));
+            }
+            Condition::Absent => {}
+            Condition::Unregistered => {
+                update.names.insert("#registered_at".to_owned(), "registered_at".to_owned());
+            }
+        }
         Ok(update)
     }
 
@@ -294,7 +492,7 @@ mod tests {
     #[test]
     fn non_final_update_sets_no_final_fields() {
         let observation = Observation::new("123456789012", Status::Pending, "read");
-        let update = Update::translate(Change::of("azqr", &observation, at(0))).expect("update");
+        let update = Update::translate(Change::of("azqr", &observation, at(0), SyncPlan::default())).expect("update");
         assert!(update.expression.starts_with("SET "));
         assert!(!update.values.contains_key(":final_at"));
         assert!(!update.values.contains_key(":notification_pending"));
@@ -312,7 +510,7 @@ mod tests {
         observation.currency = Some("AZN".into());
         observation.reason = Some("none".into());
         observation.details.insert("merchant_code".into(), "M1".into());
-        let update = Update::translate(Change::of("azqr", &observation, at(5))).expect("update");
+        let update = Update::translate(Change::of("azqr", &observation, at(5), SyncPlan::default())).expect("update");
         assert_eq!(
             update.expression,
             "SET #provider = :provider, #reference = :reference, #status = :status, \
@@ -320,9 +518,11 @@ mod tests {
              #first_seen_at = if_not_exists(#first_seen_at, :first_seen_at), \
              #history = list_append(if_not_exists(#history, :empty_list), :history), \
              #amount = :amount, #currency = :currency, #reason = :reason, #details = :details, \
-             #final_at = :final_at, #notification_pending = :notification_pending"
+             #final_at = :final_at, #notification_pending = :notification_pending \
+             REMOVE #sync, #next_sync_at, #sync_attempts"
         );
-        assert_eq!(update.names.len(), 15);
+        assert_eq!(update.condition, "attribute_not_exists(#pk) OR #rank < :rank");
+        assert_eq!(update.names.len(), 18);
         assert_eq!(update.names["#notification_pending"], "notification_pending");
         assert_eq!(update.values.len(), 15);
         assert_eq!(update.values[":empty_list"], AttributeValue::L(Vec::new()));
@@ -333,7 +533,7 @@ mod tests {
         let mut observation = Observation::new("123456789012", Status::Failed, "incompleted");
         observation.reason = Some("AM04 InsufficientFunds".into());
         observation.amount = Some(Amount::parse("10.50").expect("amount"));
-        let update = Update::translate(Change::of("azqr", &observation, at(5))).expect("update");
+        let update = Update::translate(Change::of("azqr", &observation, at(5), SyncPlan::default())).expect("update");
         assert_eq!(update.values[":notification_pending"], AttributeValue::S("PENDING".into()));
         assert_eq!(update.values[":rank"], AttributeValue::N("4".into()));
         assert_eq!(update.values[":amount"], AttributeValue::S("10.50".into()));

@@ -81,7 +81,7 @@ fn dynamodb_stores_the_monotone_fold_of_any_sequence() {
                 for (i, status) in sequence.iter().enumerate() {
                     let at = OffsetDateTime::from_unix_timestamp(1_795_000_000 + i as i64).expect("time");
                     let observation = Observation::new(reference.clone(), *status, status.as_str());
-                    let outcome = h.store.record("prop", &observation, at).await.expect("write");
+                    let outcome = h.store.record("prop", &observation, at, Default::default()).await.expect("write");
                     let stored_decision = match outcome {
                         WriteOutcome::Applied(_) => Decision::Apply,
                         WriteOutcome::Skipped { skip, .. } => skip.into(),

@@ -116,11 +116,24 @@ async fn conflicting_finals<S: Simulator>() {
         2,
         "{name}: a conflict is acknowledged"
     );
-    let record = h.store.get(name, &S::stored_reference(&reference)).await.expect("get").expect("item");
+    // The provider repeats it: still one conflict, and its event with the same id.
+    assert_eq!(send(&webhook, s.deliver(&reference, second, at(2)), 2).await / 100, 2, "{name}");
+    let stored = S::stored_reference(&reference);
+    let record = h.store.get(name, &stored).await.expect("get").expect("item");
     assert_eq!(record.status, S::status_of(first), "{name}");
     assert_eq!(record.history.len(), 1, "{name}");
-    let ids: Vec<String> = h.drain_events().await.into_iter().map(|e| e.id).collect();
-    assert_eq!(ids, [event_id(name, &S::stored_reference(&reference), S::status_of(first))], "{name}");
+    assert_eq!(record.conflicts.len(), 1, "{name}: the conflict is kept, once");
+    assert_eq!(record.conflicts[0].status, S::status_of(second), "{name}");
+    let events = h.drain_events().await;
+    let ids: Vec<&str> = events.iter().map(|e| e.id.as_str()).collect();
+    let conflict_id = shared::model::notification::conflict_event_id(name, &stored, S::status_of(second));
+    assert_eq!(
+        ids,
+        [event_id(name, &stored, S::status_of(first)).as_str(), &conflict_id],
+        "{name}: SQS dedupes the repeat"
+    );
+    assert_eq!(events[1].kind, "transaction.conflict", "{name}");
+    assert_eq!(events[1].data.conflicts, record.conflicts, "{name}: the event carries the record");
 }
 
 async fn bad_inputs_write_nothing<S: Simulator>() {

@@ -95,6 +95,8 @@ async fn one_dynamodb_request_per_webhook_and_one_sqs_send_per_final_transition(
     case("stale after final, notified", counter.take());
     assert_eq!(send("incompleted").await, 204);
     case("conflicting final, notified", counter.take());
+    assert_eq!(send("incompleted").await, 204);
+    case("the same conflict again", counter.take());
 
     for (name, counts) in &table {
         println!("requests: {name:48} DynamoDB {} SQS {}", counts.0, counts.1);
@@ -108,7 +110,11 @@ async fn one_dynamodb_request_per_webhook_and_one_sqs_send_per_final_transition(
         ("duplicate final, still pending (retry path)", (1, 1)),
         ("duplicate final, notified", (1, 0)),
         ("stale after final, notified", (1, 0)),
-        ("conflicting final, notified", (1, 0)),
+        // The write that fails its condition, then the conflict kept on the record, and
+        // the conflict event.
+        ("conflicting final, notified", (2, 1)),
+        // Kept already: the event again, with the same id (an earlier send may be lost).
+        ("the same conflict again", (2, 1)),
     ];
     assert_eq!(table, expected);
 }

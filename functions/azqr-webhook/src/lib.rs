@@ -92,6 +92,7 @@ impl Provider for Azqr {
     const ACK_STATUS: StatusCode = StatusCode::NO_CONTENT;
     const METHOD: &'static str = METHOD;
     const PATH: &'static str = PATH;
+    const HAS_STATUS_API: bool = true;
     const FIXTURES: &'static [Expected] = &[
         Expected::stored("read.json", 204, "100000000001", Status::Pending),
         Expected::stored("paid.json", 204, "100000000002", Status::Processing),

@@ -91,6 +91,7 @@ impl Provider for Key2Pay {
     const ACK_STATUS: StatusCode = StatusCode::OK;
     const METHOD: &'static str = METHOD;
     const PATH: &'static str = PATH;
+    const HAS_STATUS_API: bool = false;
     const FIXTURES: &'static [Expected] = &[
         Expected::stored("authorization.json", 200, "k2p-track-1", Status::Processing),
         Expected::stored("capture.json", 200, "k2p-track-2", Status::Completed),

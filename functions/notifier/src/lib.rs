@@ -203,11 +203,16 @@ impl Notifier {
         self.dispose(message, disposition).await
     }
 
-    /// Delivered: the transaction is no longer pending notification.
+    /// Delivered: the transaction is no longer pending notification (a conflict event
+    /// is no outcome: nothing to record).
     async fn on_delivered(&self, event: &TerminalEvent, status: u16, now: OffsetDateTime) -> Disposition {
         let (provider, reference) = (event.data.provider.as_str(), event.data.reference.as_str());
+        let Some(final_status) = event.outcome() else {
+            tracing::info!(provider, reference, event_id = %event.id, event_type = %event.kind, status, "event delivered");
+            return Disposition::Delete;
+        };
         let outcome = NotificationOutcome::Delivered;
-        match self.store.mark_notification(provider, reference, event.data.status, outcome, now).await {
+        match self.store.mark_notification(provider, reference, final_status, outcome, now).await {
             Ok(cleared) => {
                 tracing::info!(provider, reference, event_id = %event.id, status, cleared, "terminal event delivered");
                 Disposition::Delete
@@ -228,8 +233,11 @@ impl Notifier {
         if !self.to_dead_letter_queue(message, event).await {
             return Disposition::Keep;
         }
+        let Some(final_status) = event.outcome() else {
+            return Disposition::Delete;
+        };
         let outcome = NotificationOutcome::Refused;
-        if let Err(error) = self.store.mark_notification(provider, reference, event.data.status, outcome, now).await {
+        if let Err(error) = self.store.mark_notification(provider, reference, final_status, outcome, now).await {
             // It is safely in the dead-letter queue; the reconciler may send it once more.
             tracing::error!(event_id = %event.id, error = %error, "refused event moved, but recording it failed");
         }

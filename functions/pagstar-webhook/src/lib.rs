@@ -146,6 +146,7 @@ impl Provider for Pagstar {
     const ACK_STATUS: StatusCode = StatusCode::OK;
     const METHOD: &'static str = METHOD;
     const PATH: &'static str = PATH;
+    const HAS_STATUS_API: bool = true;
     const FIXTURES: &'static [Expected] = &[
         Expected::stored("ativa.json", 200, "pagstarativa00000000000000001", Status::Created),
         Expected::stored("concluida.json", 200, "pagstarconcluida0000000000001", Status::Completed),

@@ -168,6 +168,7 @@ impl Provider for Pay3 {
     const ACK_STATUS: StatusCode = StatusCode::OK;
     const METHOD: &'static str = METHOD;
     const PATH: &'static str = PATH;
+    const HAS_STATUS_API: bool = true;
     const FIXTURES: &'static [Expected] = &[
         Expected::stored("created.json", 200, "pay3-order-1:CHECKOUT", Status::Created),
         Expected::stored("order-started.json", 200, "pay3-order-2:CHECKOUT", Status::Pending),

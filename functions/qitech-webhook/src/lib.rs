@@ -176,6 +176,7 @@ impl Provider for QiTech {
     const ACK_STATUS: StatusCode = StatusCode::OK;
     const METHOD: &'static str = METHOD;
     const PATH: &'static str = PATH;
+    const HAS_STATUS_API: bool = false;
     const FIXTURES: &'static [Expected] = &[
         Expected::stored("processing-conclusion.json", 200, "00000000-0000-4000-8000-000000000001", Status::Processing),
         Expected::stored(

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
-use super::{Status, TransactionRecord};
+use super::{Conflict, Status, TransactionRecord};
 
 /// The record's field that holds the marker (and keys the sparse index of pending records).
 pub const PENDING_FIELD: &str = "notification_pending";
@@ -57,8 +57,21 @@ pub fn to_send(applied: bool, record: &TransactionRecord) -> Option<TerminalEven
 /// (provider, reference, final status) always gives the same id, so every retry
 /// is deduplicated by SQS and by the merchant.
 pub fn event_id(provider: &str, reference: &str, status: Status) -> String {
+    hashed_id(&[provider, reference, status.as_str()])
+}
+
+/// The deterministic id of the conflict event for `status` reported after a transaction's
+/// final status: one per (provider, reference, conflicting status).
+pub fn conflict_event_id(provider: &str, reference: &str, status: Status) -> String {
+    hashed_id(&[provider, reference, "conflict", status.as_str()])
+}
+
+/// The type of the event sent when a final status contradicts the stored one.
+pub const CONFLICT_EVENT_TYPE: &str = "transaction.conflict";
+
+fn hashed_id(parts: &[&str]) -> String {
     let mut hash = Sha256::new();
-    for part in [provider, reference, status.as_str()] {
+    for part in parts {
         hash.update((part.len() as u64).to_be_bytes());
         hash.update(part.as_bytes());
     }
@@ -92,6 +105,23 @@ impl TerminalEvent {
             data: record.clone(),
         })
     }
+
+    /// The conflict event for `conflict`, kept on `record` (whose status is the stored final).
+    pub fn for_conflict(record: &TransactionRecord, conflict: &Conflict) -> Self {
+        TerminalEvent {
+            id: conflict_event_id(&record.provider, &record.reference, conflict.status),
+            kind: CONFLICT_EVENT_TYPE.to_owned(),
+            created_at: conflict.received_at,
+            data: record.clone(),
+        }
+    }
+
+    /// The final status whose notification this event is (its delivery clears the
+    /// record's pending marker); `None` for a conflict event.
+    pub fn outcome(&self) -> Option<Status> {
+        let status = self.data.status;
+        (status.is_final() && self.kind.strip_prefix("transaction.") == Some(status.as_str())).then_some(status)
+    }
 }
 
 #[cfg(test)]
@@ -113,23 +143,8 @@ mod tests {
     #[test]
     fn sent_on_the_final_transition_and_again_while_pending() {
         let at = OffsetDateTime::from_unix_timestamp(1_795_000_000).expect("time");
-        let mut record = TransactionRecord {
-            provider: "azqr".into(),
-            reference: "100000000006".into(),
-            status: Status::Processing,
-            provider_status: "paid".into(),
-            amount: None,
-            currency: None,
-            reason: None,
-            details: Default::default(),
-            history: Vec::new(),
-            first_seen_at: at,
-            updated_at: at,
-            final_at: None,
-            notification_pending: None,
-            notified_at: None,
-            notification_refused_at: None,
-        };
+        let mut record = crate::model::tests::record("azqr", "100000000006", Status::Processing, at);
+        record.provider_status = "paid".into();
         assert_eq!(to_send(true, &record), None, "not final");
         record.status = Status::Completed;
         record.final_at = Some(at);
@@ -137,8 +152,16 @@ mod tests {
         let event = to_send(true, &record).expect("final transition");
         assert_eq!(event.id, event_id("azqr", "100000000006", Status::Completed));
         assert_eq!(event.kind, "transaction.completed");
-        assert_eq!(to_send(false, &record), Some(event), "still pending: the same event again");
+        assert_eq!(to_send(false, &record).as_ref(), Some(&event), "still pending: the same event again");
         record.notification_pending = None;
         assert_eq!(to_send(false, &record), None, "delivered: nothing more");
+        assert_eq!(event.outcome(), Some(Status::Completed));
+        let conflict = Conflict { provider_status: "expired".into(), status: Status::Expired, received_at: at };
+        let conflict_event = TerminalEvent::for_conflict(&record, &conflict);
+        assert_eq!(conflict_event.kind, "transaction.conflict");
+        assert_eq!(conflict_event.outcome(), None, "a conflict event is no outcome");
+        assert_ne!(conflict_event.id, event.id);
+        assert_ne!(conflict_event.id, event_id("azqr", "100000000006", Status::Expired));
+        assert_eq!(conflict_event.id, conflict_event_id("azqr", "100000000006", Status::Expired));
     }
 }
