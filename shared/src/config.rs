@@ -111,6 +111,26 @@ pub fn sync_policy(env: &impl Env) -> Result<crate::model::SyncPolicy, ConfigErr
     Ok(crate::model::SyncPolicy { after: std::time::Duration::from_secs(seconds) })
 }
 
+/// A provider API's base URL from `name`, without a trailing slash: https, or plain
+/// http on loopback only (the local stand-ins). `None` when unset.
+pub fn api_url(env: &impl Env, name: &'static str) -> Result<Option<String>, ConfigError> {
+    let Some(url) = env.optional(name) else {
+        return Ok(None);
+    };
+    let url = url.trim().trim_end_matches('/').to_owned();
+    let loopback = ["http://127.0.0.1:", "http://localhost:"].iter().any(|p| url.starts_with(p))
+        || url == "http://127.0.0.1"
+        || url == "http://localhost";
+    if url.starts_with("https://") || loopback {
+        Ok(Some(url))
+    } else {
+        Err(ConfigError::Invalid {
+            name,
+            reason: "must be https:// (plain http only on loopback, for local stand-ins)".into(),
+        })
+    }
+}
+
 /// A whole number of seconds, at least 1: `default` when unset.
 pub fn seconds(env: &impl Env, name: &'static str, default: u64) -> Result<u64, ConfigError> {
     match env.optional(name) {
@@ -148,6 +168,16 @@ mod tests {
         assert!(!secret.matches(b"dev-azqr-kez"));
         assert!(!secret.matches(b"dev-azqr-key "));
         assert!(!secret.matches(b""));
+    }
+
+    #[test]
+    fn api_urls_are_https_or_loopback() {
+        assert_eq!(api_url(&[("U", "https://api.example/")], "U"), Ok(Some("https://api.example".into())));
+        assert_eq!(api_url(&[("U", "http://127.0.0.1:8080")], "U"), Ok(Some("http://127.0.0.1:8080".into())));
+        assert_eq!(api_url(&[("X", "y")], "U"), Ok(None));
+        for bad in ["http://api.example", "http://127.0.0.1.evil.example", "ftp://x"] {
+            assert!(matches!(api_url(&[("U", bad)], "U"), Err(ConfigError::Invalid { name: "U", .. })), "{bad}");
+        }
     }
 
     #[test]

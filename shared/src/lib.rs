@@ -14,6 +14,7 @@ pub mod pipeline;
 pub mod queue;
 pub mod simulator;
 pub mod store;
+pub mod sync;
 
 pub use aws::AwsClients;
 pub use config::{ConfigError, Env, ProcessEnv, Secret};
@@ -25,3 +26,4 @@ pub use pipeline::{parse_json, parse_status, Expected, Outcome, Provider, Record
 pub use queue::EventQueue;
 pub use simulator::Simulator;
 pub use store::{TransactionStore, WriteOutcome};
+pub use sync::{StatusSource, SyncError};

@@ -39,6 +39,15 @@ pub trait Provider: Send + Sync {
     where
         Self: Sized;
 
+    /// Its status API for the status sync, when it has one ([`Self::HAS_STATUS_API`]) and
+    /// the environment configures it; `None` otherwise.
+    fn status_api(_env: &impl Env) -> Result<Option<Box<dyn crate::StatusSource>>, ConfigError>
+    where
+        Self: Sized,
+    {
+        Ok(None)
+    }
+
     /// What `authenticate` vouches for: the request's content, once its origin is verified.
     type Verified: Send;
 

@@ -16,6 +16,11 @@ use time::OffsetDateTime;
 
 #[cfg(feature = "simulator")]
 pub mod simulator;
+#[cfg(feature = "simulator")]
+pub mod stand_in;
+pub mod status;
+
+pub use status::{AzqrQueryStatus, AzqrStatusApi};
 
 /// The route, as in template.yaml.
 pub const METHOD: &str = "PUT";
@@ -110,6 +115,10 @@ impl Provider for Azqr {
     /// Reads `AZQR_API_KEY`.
     fn from_env(env: &impl Env) -> Result<Self, ConfigError> {
         Ok(Azqr::new(env.secret("AZQR_API_KEY")?))
+    }
+
+    fn status_api(env: &impl Env) -> Result<Option<Box<dyn shared::StatusSource>>, ConfigError> {
+        Ok(AzqrStatusApi::from_env(env)?.map(|api| Box::new(api) as Box<dyn shared::StatusSource>))
     }
     type Verified = AzqrVerified;
 

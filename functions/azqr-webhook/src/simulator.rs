@@ -1,4 +1,5 @@
-//! AZQR's side, simulated: `PUT /webhooks/azqr/qr/{rrn}/status` with the `apiKey` header.
+//! AZQR's side, simulated: `PUT /webhooks/azqr/qr/{rrn}/status` with the `apiKey` header,
+//! and its status query (the stand-in), which the status sync asks.
 
 use std::path::Path;
 
@@ -8,11 +9,13 @@ use shared::simulator::{SimulatorError, Variables};
 use shared::{parse_status, Env, Inbound, Simulator, Status};
 use time::OffsetDateTime;
 
+use crate::stand_in::{self, StandIn};
 use crate::{Azqr, AzqrStatus};
 
 #[derive(Debug)]
 pub struct AzqrSimulator {
     api_key: String,
+    pub stand_in: StandIn,
 }
 
 /// A status update for `rrn`, with the `apiKey` header when given.
@@ -37,8 +40,22 @@ impl Simulator for AzqrSimulator {
     const CONFLICT: (&'static str, &'static str) = ("completed", "expired");
     const BENCH_FIXTURE: Option<&'static str> = Some("completed");
 
+    /// Starts the status query's stand-in.
     async fn start(env: &(impl Env + Sync), _root: &Path) -> Result<(Self, Variables), SimulatorError> {
-        Ok((AzqrSimulator { api_key: env.required("AZQR_API_KEY")? }, Vec::new()))
+        let api_key = env.required("AZQR_API_KEY")?;
+        let stand_in = stand_in::start(&api_key).await?;
+        let url = stand_in.url.clone();
+        Ok((AzqrSimulator { api_key, stand_in }, vec![("AZQR_API_URL", url)]))
+    }
+
+    /// AZQR's query now answers what the webhook word `word` means (`read` and `paid`
+    /// are `inprogress` there).
+    fn settle(&self, reference: &str, word: &str) {
+        let query_word = match word {
+            "read" | "paid" => "inprogress",
+            other => other,
+        };
+        self.stand_in.set(reference, query_word);
     }
 
     fn status_of(word: &str) -> Status {

@@ -32,6 +32,30 @@ pub struct PagstarCob {
     pub status: String,
     #[serde(default)]
     pub valor: Option<PagstarValor>,
+    #[serde(default)]
+    pub calendario: Option<PagstarCalendario>,
+}
+
+/// When the charge was created and how many seconds it can be paid for (BACEN: default
+/// 86400). Past that it can no longer be paid, yet its status stays `ATIVA`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct PagstarCalendario {
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub criacao: Option<time::OffsetDateTime>,
+    #[serde(default)]
+    pub expiracao: Option<u64>,
+}
+
+/// BACEN's default lifetime of an immediate charge, in seconds.
+pub const DEFAULT_EXPIRACAO: u64 = 86_400;
+
+impl PagstarCob {
+    /// When the charge stops being payable: `criacao + expiracao`; `None` without `criacao`.
+    pub fn expires_at(&self) -> Option<time::OffsetDateTime> {
+        let calendario = self.calendario.as_ref()?;
+        let seconds = calendario.expiracao.unwrap_or(DEFAULT_EXPIRACAO).min(i64::MAX as u64);
+        calendario.criacao?.checked_add(time::Duration::seconds(seconds as i64))
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -67,16 +91,8 @@ impl PagstarConfig {
     /// Reads `PAGSTAR_API_URL`, `PAGSTAR_CLIENT_ID`, `PAGSTAR_CLIENT_SECRET` and, together
     /// or not at all, `PAGSTAR_CLIENT_CERT` and `PAGSTAR_CLIENT_KEY` (PEM; literal `\n` allowed).
     pub fn from_env(env: &impl Env) -> Result<Self, ConfigError> {
-        let api_url = env.required("PAGSTAR_API_URL")?.trim_end_matches('/').to_owned();
-        if !api_url.starts_with("https://")
-            && !api_url.starts_with("http://127.0.0.1")
-            && !api_url.starts_with("http://localhost")
-        {
-            return Err(ConfigError::Invalid {
-                name: "PAGSTAR_API_URL",
-                reason: "must be https:// (plain http only on loopback, for local stand-ins)".into(),
-            });
-        }
+        let api_url =
+            shared::config::api_url(env, "PAGSTAR_API_URL")?.ok_or(ConfigError::Missing("PAGSTAR_API_URL"))?;
         let pem = |value: String| shared::config::multiline(&value);
         let client_identity = match (env.optional("PAGSTAR_CLIENT_CERT"), env.optional("PAGSTAR_CLIENT_KEY")) {
             (Some(cert), Some(key)) => Some((pem(cert), Secret::new(pem(key)))),

@@ -5,6 +5,10 @@
 //! included. Pagstar unreachable, slow or failing: 503 and nothing written, so Pagstar
 //! delivers again. A txid Pagstar does not know, or a status we do not know, is
 //! suspicious: logged at warn, nothing applied, acknowledged.
+//!
+//! BACEN's rule for expiry: a charge still `ATIVA` past `calendario.criacao +
+//! calendario.expiracao` can no longer be paid; it is `expired`, on the webhook path and
+//! by the status sync alike (the one final status we derive without Pagstar saying it).
 
 use http::StatusCode;
 use serde::Deserialize;
@@ -14,8 +18,10 @@ use shared::{
 use time::OffsetDateTime;
 
 pub mod client;
+pub mod status;
 
 pub use client::{PagstarApi, PagstarCob, PagstarConfig, PagstarError};
+pub use status::PagstarStatusApi;
 
 #[cfg(feature = "simulator")]
 pub mod simulator;
@@ -68,12 +74,13 @@ impl From<PagstarCobStatus> for Status {
     }
 }
 
-/// A txid a webhook named, and what Pagstar's API answered for it (`None`: Pagstar does
-/// not know the txid).
+/// A txid a webhook named, and what Pagstar's API answered for it at `checked_at`
+/// (`None`: Pagstar does not know the txid).
 #[derive(Debug, Clone)]
 pub struct PagstarCharge {
     pub txid: String,
     pub cob: Option<PagstarCob>,
+    pub checked_at: OffsetDateTime,
 }
 
 impl PagstarWebhook {
@@ -116,8 +123,8 @@ impl Pagstar {
     }
 
     /// What Pagstar says about `txid`, as an observation, or `None` if it is suspicious.
-    fn observe(charge: PagstarCharge) -> Result<Option<Observation>, WebhookError> {
-        let PagstarCharge { txid, cob } = charge;
+    pub fn observe(charge: PagstarCharge) -> Result<Option<Observation>, WebhookError> {
+        let PagstarCharge { txid, cob, checked_at } = charge;
         let txid = txid.as_str();
         let Some(cob) = cob else {
             tracing::warn!(provider = Self::NAME, txid, "webhook names a txid Pagstar does not know: nothing applied");
@@ -131,7 +138,9 @@ impl Pagstar {
             tracing::warn!(provider = Self::NAME, txid, provider_status = %cob.status, "unknown charge status: nothing applied");
             return Ok(None);
         };
-        let mut observation = Observation::new(txid, status.into(), cob.status);
+        let expired = status == PagstarCobStatus::Ativa && cob.expires_at().is_some_and(|at| checked_at >= at);
+        let canonical = if expired { Status::Expired } else { status.into() };
+        let mut observation = Observation::new(txid, canonical, cob.status.clone());
         let original = cob.valor.and_then(|v| v.original);
         observation.amount = original.as_deref().map(Amount::from_json).transpose().map_err(|_| {
             WebhookError::Upstream(format!("Pagstar returned a malformed amount for txid {txid}").into())
@@ -167,17 +176,21 @@ impl Provider for Pagstar {
         Ok(Pagstar::new(PagstarApi::new(PagstarConfig::from_env(env)?)?))
     }
 
+    fn status_api(env: &impl Env) -> Result<Option<Box<dyn shared::StatusSource>>, ConfigError> {
+        Ok(PagstarStatusApi::from_env(env)?.map(|api| Box::new(api) as Box<dyn shared::StatusSource>))
+    }
+
     type Verified = Vec<PagstarCharge>;
 
     /// The webhook has no signature and is only a hint: each txid it names is looked up
     /// with Pagstar's API, and only those answers are trusted. Every txid is looked up
     /// before anything is written: one failure writes nothing.
-    async fn authenticate(&self, request: &Inbound, _now: OffsetDateTime) -> Result<Vec<PagstarCharge>, WebhookError> {
+    async fn authenticate(&self, request: &Inbound, now: OffsetDateTime) -> Result<Vec<PagstarCharge>, WebhookError> {
         let hint: PagstarWebhook = parse_json(&request.body)?;
         let mut charges = Vec::new();
         for txid in hint.txids()? {
             let cob = self.api.cob(&txid).await.map_err(|e| WebhookError::Upstream(Box::new(e)))?;
-            charges.push(PagstarCharge { txid, cob });
+            charges.push(PagstarCharge { txid, cob, checked_at: now });
         }
         Ok(charges)
     }
@@ -275,6 +288,42 @@ mod tests {
             assert_eq!(observations[0].currency.as_deref(), Some("BRL"));
         }
         // Four webhooks, one token: the token is cached across invocations.
+    }
+
+    /// BACEN: a charge still ATIVA past criacao + expiracao is expired; before, created.
+    #[tokio::test]
+    async fn an_active_charge_past_its_expiry_is_expired() {
+        let server = MockServer::start().await;
+        token_endpoint(&server, "t", 1).await;
+        let created = |txid: &str, criacao: &str, expiracao: Option<u64>| {
+            let mut calendario = serde_json::json!({ "criacao": criacao });
+            if let Some(seconds) = expiracao {
+                calendario["expiracao"] = seconds.into();
+            }
+            ResponseTemplate::new(200).set_body_json(serde_json::json!({
+                "txid": txid, "status": "ATIVA", "calendario": calendario, "valor": {"original": "1.00"}
+            }))
+        };
+        let cases = [
+            ("expiredcharge1", "1970-01-01T00:00:00Z", Some(60), Status::Expired),
+            ("activecharge01", "1970-01-01T00:00:00Z", Some(3600), Status::Created),
+            ("defaultday0001", "1970-01-01T00:00:00Z", None, Status::Created),
+            ("defaultdaypast", "1969-12-30T00:00:00Z", None, Status::Expired),
+        ];
+        for (txid, criacao, expiracao, _) in cases {
+            Mock::given(method("GET"))
+                .and(path(format!("/cob/{txid}")))
+                .respond_with(created(txid, criacao, expiracao))
+                .mount(&server)
+                .await;
+        }
+        let pagstar = pagstar(&server);
+        let now = OffsetDateTime::UNIX_EPOCH + std::time::Duration::from_secs(120);
+        for (txid, _, _, expected) in cases {
+            let observations = pagstar.receive(&webhook(&pix(txid)), now).await.expect(txid);
+            assert_eq!(observations[0].status, expected, "{txid}");
+            assert_eq!(observations[0].provider_status, "ATIVA", "{txid}: Pagstar's word is kept");
+        }
     }
 
     #[tokio::test]

@@ -2,6 +2,8 @@
 //! `POST /oauth/token` (client credentials) and `GET /cob/{txid}` answering from its
 //! charges (`{"<txid>": {"status": "CONCLUIDA", "original": "100.00"}}`), which start as
 //! `stand-in-charges.json` (what the fixtures in events/pagstar expect) and can be changed.
+//! A charge is created when it is set (`calendario.criacao`) and payable for a day, unless
+//! set otherwise.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -20,6 +22,19 @@ const TOKEN: &str = "pagstar-standin-token";
 pub struct Charge {
     pub status: String,
     pub original: String,
+    /// RFC 3339; when the stand-in started, if not given.
+    #[serde(default)]
+    pub criacao: Option<String>,
+    #[serde(default = "a_day")]
+    pub expiracao: u64,
+}
+
+fn a_day() -> u64 {
+    crate::client::DEFAULT_EXPIRACAO
+}
+
+fn rfc3339(at: time::OffsetDateTime) -> String {
+    at.format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
 }
 
 /// Charges by txid.
@@ -40,13 +55,28 @@ pub struct StandIn {
 impl StandIn {
     /// Sets (or adds) the charge `txid`, as when the payer pays or the charge is removed.
     pub fn set(&self, txid: &str, status: &str, original: &str) {
-        let charge = Charge { status: status.to_owned(), original: original.to_owned() };
+        let now = time::OffsetDateTime::now_utc();
+        self.set_created(txid, status, original, now, a_day());
+    }
+
+    /// Sets the charge `txid`, created at `criacao` and payable for `expiracao` seconds.
+    pub fn set_created(&self, txid: &str, status: &str, original: &str, criacao: time::OffsetDateTime, expiracao: u64) {
+        let charge = Charge {
+            status: status.to_owned(),
+            original: original.to_owned(),
+            criacao: Some(rfc3339(criacao)),
+            expiracao,
+        };
         self.charges.write().unwrap_or_else(|poisoned| poisoned.into_inner()).insert(txid.to_owned(), charge);
     }
 }
 
 /// Serves the stand-in on a free loopback port. It runs until the runtime stops.
-pub async fn start(charges: Charges) -> std::io::Result<StandIn> {
+pub async fn start(mut charges: Charges) -> std::io::Result<StandIn> {
+    let started = rfc3339(time::OffsetDateTime::now_utc());
+    for charge in charges.values_mut() {
+        charge.criacao.get_or_insert_with(|| started.clone());
+    }
     let charges = Arc::new(RwLock::new(charges));
     let app = Router::new()
         .route("/oauth/token", post(token))
@@ -84,7 +114,7 @@ async fn cob(
         Some(charge) => Json(serde_json::json!({
             "txid": txid,
             "status": charge.status,
-            "calendario": { "criacao": "2026-11-22T10:00:00Z", "expiracao": 3600 },
+            "calendario": { "criacao": charge.criacao, "expiracao": charge.expiracao },
             "valor": { "original": charge.original },
         }))
         .into_response(),

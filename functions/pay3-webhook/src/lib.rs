@@ -17,6 +17,11 @@ use time::OffsetDateTime;
 
 #[cfg(feature = "simulator")]
 pub mod simulator;
+#[cfg(feature = "simulator")]
+pub mod stand_in;
+pub mod status;
+
+pub use status::Pay3StatusApi;
 
 pub const METHOD: &str = "POST";
 pub const PATH: &str = "/webhooks/pay3";
@@ -196,6 +201,10 @@ impl Provider for Pay3 {
         Ok(Pay3::new(&secret, algorithm))
     }
 
+    fn status_api(env: &impl Env) -> Result<Option<Box<dyn shared::StatusSource>>, ConfigError> {
+        Ok(Pay3StatusApi::from_env(env)?.map(|api| Box::new(api) as Box<dyn shared::StatusSource>))
+    }
+
     type Verified = Pay3Claims;
 
     /// The body is only an envelope: the JWT inside it is verified, and its claims are
@@ -222,6 +231,10 @@ impl Provider for Pay3 {
         };
         let mut observation = Observation::new(reference, canonical, data.order_status);
         observation.set_reason(data.error.and_then(|e| e.message));
+        // The status sync's lookup key (Pay3's query is by requestId, not orderId).
+        if let Some(request_id) = claims.request_id.filter(|id| !id.is_empty() && id.len() <= 100) {
+            observation.details.insert(status::REQUEST_ID.to_owned(), request_id);
+        }
         Ok(vec![observation])
     }
 }

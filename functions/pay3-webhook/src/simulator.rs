@@ -10,11 +10,18 @@ use shared::simulator::{SimulatorError, Variables};
 use shared::{parse_status, Env, Inbound, Simulator, Status};
 use time::OffsetDateTime;
 
+use crate::stand_in::{self, StandIn};
 use crate::{Pay3, Pay3Order, Pay3OrderStatus};
 
 #[derive(Debug)]
 pub struct Pay3Simulator {
     secret: String,
+    pub stand_in: StandIn,
+}
+
+/// The `requestId` the simulated merchant created `order` with.
+pub fn request_id(order: &str) -> String {
+    format!("req-{order}")
 }
 
 /// `body` posted as Pay3 posts it.
@@ -33,7 +40,7 @@ fn claims(order: &str, status: &str, payment_status: Option<&str>, at: OffsetDat
         if status == "FAILED" { json!({"code": 4001, "message": "Declined by payment partner"}) } else { Value::Null };
     json!({
         "data": { "orderType": "CHECKOUT", "orderId": order, "orderStatus": status, "paymentStatus": payment_status, "error": error },
-        "requestId": format!("req-{order}"), "type": "pay3-sdk-transaction-status", "iat": at.unix_timestamp()
+        "requestId": request_id(order), "type": "pay3-sdk-transaction-status", "iat": at.unix_timestamp()
     })
 }
 
@@ -55,7 +62,16 @@ impl Simulator for Pay3Simulator {
     const BENCH_FIXTURE: Option<&'static str> = Some("completed");
 
     async fn start(env: &(impl Env + Sync), _root: &Path) -> Result<(Self, Variables), SimulatorError> {
-        Ok((Pay3Simulator { secret: env.required("PAY3_JWT_SECRET")? }, Vec::new()))
+        let stand_in = stand_in::start(&env.required("PAY3_CLIENT_ID")?, &env.required("PAY3_ACCESS_TOKEN")?).await?;
+        let url = stand_in.url.clone();
+        Ok((Pay3Simulator { secret: env.required("PAY3_JWT_SECRET")?, stand_in }, vec![("PAY3_API_URL", url)]))
+    }
+
+    /// Pay3's order query now answers `word` for the order `reference`.
+    fn settle(&self, reference: &str, word: &str) {
+        let stored = Self::stored_reference(reference);
+        let order = stored.rsplit_once(':').map_or(stored.as_str(), |(order, _)| order);
+        self.stand_in.set(&request_id(order), &stored, word);
     }
 
     fn status_of(word: &str) -> Status {

@@ -1,0 +1,60 @@
+//! A stand-in for AZQR's status query on loopback, for the local pipeline and the tests:
+//! `GET /qr/{rrn}/status` with the `apiKey` header, answering `{"status", "description"}`
+//! from what was set (404 for an rrn it does not know). Settable while it runs.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use axum::extract::{Path as UrlPath, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+
+#[derive(Debug, Default)]
+struct Shared {
+    api_key: String,
+    statuses: RwLock<HashMap<String, String>>,
+}
+
+/// A running stand-in: its base URL, and the status it answers per rrn.
+#[derive(Debug, Clone)]
+pub struct StandIn {
+    pub url: String,
+    shared: Arc<Shared>,
+}
+
+impl StandIn {
+    /// AZQR now says `status` (a query word: `inprogress`, `completed`…) about `rrn`.
+    pub fn set(&self, rrn: &str, status: &str) {
+        let mut statuses = self.shared.statuses.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+        statuses.insert(rrn.to_owned(), status.to_owned());
+    }
+}
+
+/// Serves the stand-in on a free loopback port, accepting `api_key`. It runs until the
+/// runtime stops.
+pub async fn start(api_key: &str) -> std::io::Result<StandIn> {
+    let shared = Arc::new(Shared { api_key: api_key.to_owned(), statuses: RwLock::default() });
+    let app = Router::new().route("/qr/{rrn}/status", get(status)).with_state(Arc::clone(&shared));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}", listener.local_addr()?);
+    tokio::spawn(async move {
+        if let Err(error) = axum::serve(listener, app).await {
+            tracing::error!(%error, "AZQR stand-in stopped");
+        }
+    });
+    Ok(StandIn { url, shared })
+}
+
+async fn status(State(shared): State<Arc<Shared>>, UrlPath(rrn): UrlPath<String>, headers: HeaderMap) -> Response {
+    let key = headers.get("apikey").map(|v| v.as_bytes());
+    if key != Some(shared.api_key.as_bytes()) {
+        return StatusCode::UNAUTHORIZED.into_response();
+    }
+    let status = shared.statuses.read().unwrap_or_else(|poisoned| poisoned.into_inner()).get(&rrn).cloned();
+    match status {
+        Some(status) => Json(serde_json::json!({ "status": status, "description": "stand-in" })).into_response(),
+        None => StatusCode::NOT_FOUND.into_response(),
+    }
+}

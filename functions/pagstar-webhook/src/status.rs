@@ -1,0 +1,38 @@
+//! Pagstar for the status sync: `GET /cob/{txid}` with the client the webhook uses, and
+//! the same reading of its answer (BACEN's expiry rule included).
+
+use shared::sync::StatusFuture;
+use shared::{ConfigError, Env, Observation, SyncError, TransactionRecord};
+use time::OffsetDateTime;
+
+use crate::{Pagstar, PagstarApi, PagstarCharge, PagstarConfig};
+
+#[derive(Debug)]
+pub struct PagstarStatusApi {
+    api: PagstarApi,
+}
+
+impl PagstarStatusApi {
+    pub fn new(api: PagstarApi) -> Self {
+        PagstarStatusApi { api }
+    }
+
+    /// Pagstar's configuration (`PAGSTAR_API_URL` unset: no sync for Pagstar).
+    pub fn from_env(env: &impl Env) -> Result<Option<Self>, ConfigError> {
+        if env.optional("PAGSTAR_API_URL").is_none() {
+            return Ok(None);
+        }
+        Ok(Some(PagstarStatusApi::new(PagstarApi::new(PagstarConfig::from_env(env)?)?)))
+    }
+
+    async fn ask(&self, txid: &str, now: OffsetDateTime) -> Result<Option<Observation>, SyncError> {
+        let cob = self.api.cob(txid).await.map_err(SyncError::new)?;
+        Pagstar::observe(PagstarCharge { txid: txid.to_owned(), cob, checked_at: now }).map_err(SyncError::new)
+    }
+}
+
+impl shared::StatusSource for PagstarStatusApi {
+    fn status<'a>(&'a self, record: &'a TransactionRecord, now: OffsetDateTime) -> StatusFuture<'a> {
+        Box::pin(self.ask(&record.reference, now))
+    }
+}
