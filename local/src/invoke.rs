@@ -270,7 +270,15 @@ fn resolve_ref<E: Env>(
         .get(name)
         .cloned()
         .or_else(|| bindings.dev_env.var(variable))
-        .or_else(|| declared["Default"].as_str().map(str::to_owned))
+        .or_else(|| match &declared["Default"] {
+            serde_yaml_ng::Value::String(text) => Some(text.clone()),
+            serde_yaml_ng::Value::Number(number) => Some(number.to_string()),
+            serde_yaml_ng::Value::Null
+            | serde_yaml_ng::Value::Bool(_)
+            | serde_yaml_ng::Value::Sequence(_)
+            | serde_yaml_ng::Value::Mapping(_)
+            | serde_yaml_ng::Value::Tagged(_) => None,
+        })
         .ok_or_else(|| InvokeError::MissingParameter { parameter: name.to_owned(), variable: variable.to_owned() })
 }
 
@@ -601,6 +609,7 @@ mod tests {
         assert_eq!(env["AWS_LAMBDA_LOG_FORMAT"], "JSON", "LoggingConfig.LogFormat");
         assert_eq!(env["AWS_LAMBDA_FUNCTION_TIMEOUT"], "29");
         assert_eq!(env["AWS_ENDPOINT_URL_DYNAMODB"], "http://127.0.0.1:1");
+        assert_eq!(env["STATUS_SYNC_AFTER_SECONDS"], "300", "a number parameter's default");
     }
 
     #[test]
@@ -620,7 +629,7 @@ mod tests {
     fn every_template_function_is_described() {
         let template = template();
         let ids = template.function_ids();
-        assert_eq!(ids.len(), 8, "{ids:?}");
+        assert_eq!(ids.len(), 9, "{ids:?}");
         for id in ids {
             let function = template.function(&id).expect("function");
             assert!(function.variables.contains_key("TABLE_NAME"), "{id}: Globals applied");

@@ -41,7 +41,7 @@ pub fn sqs_client(endpoint: &str) -> aws_sdk_sqs::Client {
 
 /// The process environment over the defaults of a dotenv file (the checked-in example
 /// env), read with `dotenvy`: a variable set in the environment wins.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct DevEnv {
     defaults: HashMap<String, String>,
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use local_pipeline::{dynamodb_client, merchant, registry, sqs_client, DevEnv, Routes, Template};
 use notifier::{NotifierConfig, DELIVERY_TIMEOUT};
 use reconciler::Reconciler;
-use shared::{Env, EventQueue, TransactionStore};
+use shared::{Env, EventQueue, Recorder, TransactionStore};
 use tracing_subscriber::EnvFilter;
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
@@ -64,10 +64,28 @@ async fn main() -> Result<(), Error> {
         }
     });
 
-    // Every provider of the registry at its template.yaml route, and the status API.
-    let app = Routes::new(store.clone(), queue)
+    // The status sync, every STATUS_SYNC_INTERVAL_SECONDS (default 30), through the same
+    // write path as the webhooks.
+    let recorder = Recorder::new(store.clone(), queue, shared::config::sync_policy(&env)?);
+    let interval = shared::config::positive_integer(&env, "STATUS_SYNC_INTERVAL_SECONDS", 30)?;
+    let batch = shared::config::positive_integer(&env, "STATUS_SYNC_BATCH", status_sync::BATCH)?;
+    let sync = status_sync::StatusSync::new(recorder.clone(), registry::synced_providers(&env)?, batch);
+    tokio::spawn(async move {
+        let mut timer = tokio::time::interval(Duration::from_secs(interval));
+        timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            timer.tick().await;
+            sync.run(time::OffsetDateTime::now_utc()).await;
+        }
+    });
+
+    // Every provider of the registry at its template.yaml routes, and the transactions API.
+    let transactions =
+        std::sync::Arc::new(transactions_api::TransactionsApi::new(store, recorder.policy(), status_sync::known()));
+    let app = Routes::new(recorder)
         .mount_providers(&env)?
-        .mount_handler(transactions_api::METHOD, transactions_api::PATH, transactions_api::TransactionsApi::new(store))
+        .mount_handler(transactions_api::METHOD, transactions_api::PATH, std::sync::Arc::clone(&transactions))
+        .mount_handler(transactions_api::REGISTER_METHOD, transactions_api::PATH, transactions)
         .into_router();
 
     let port: u16 = env.optional("PORT").unwrap_or_else(|| "3000".into()).parse()?;

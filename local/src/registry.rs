@@ -59,6 +59,8 @@ pub struct Route {
     pub name: &'static str,
     pub method: &'static str,
     pub path: &'static str,
+    /// Other paths it is also served at.
+    pub also_at: &'static [&'static str],
 }
 
 impl Route {
@@ -74,12 +76,39 @@ pub fn routes() -> Vec<Route> {
     impl EachProvider for Collect {
         fn provider<S: Simulator>(&mut self) {
             type P<S> = <S as Simulator>::Provider;
-            self.0.push(Route { name: P::<S>::NAME, method: P::<S>::METHOD, path: P::<S>::PATH });
+            self.0.push(Route {
+                name: P::<S>::NAME,
+                method: P::<S>::METHOD,
+                path: P::<S>::PATH,
+                also_at: P::<S>::ALSO_AT,
+            });
         }
     }
     let mut collect = Collect(Vec::new());
     for_each(&mut collect);
     collect.0
+}
+
+/// Every provider as the status sync sees it, configured from `env` (the local pipeline
+/// and the tests; the Lambda function lists the same providers in `status_sync::providers`).
+pub fn synced_providers(env: &impl shared::Env) -> Result<Vec<status_sync::SyncedProvider>, shared::ConfigError> {
+    struct Collect<'a, E> {
+        env: &'a E,
+        synced: Result<Vec<status_sync::SyncedProvider>, shared::ConfigError>,
+    }
+    impl<E: shared::Env> EachProvider for Collect<'_, E> {
+        fn provider<S: Simulator>(&mut self) {
+            if let Ok(synced) = &mut self.synced {
+                match status_sync::SyncedProvider::of::<S::Provider>(self.env) {
+                    Ok(provider) => synced.push(provider),
+                    Err(error) => self.synced = Err(error),
+                }
+            }
+        }
+    }
+    let mut collect = Collect { env, synced: Ok(Vec::new()) };
+    for_each(&mut collect);
+    collect.synced
 }
 
 /// Every provider's fixture expectations, each with its path under `events/`
@@ -116,11 +145,24 @@ mod tests {
         names.dedup();
         assert_eq!(names.len(), routes.len(), "names are distinct");
         for route in routes {
-            let route_key = route.key();
-            assert!(template.function_for_route(&route_key).is_some(), "{}: no function for {route_key}", route.name);
-            let operation = &openapi["paths"][route.path][route.method.to_ascii_lowercase().as_str()];
-            assert!(operation.is_mapping(), "{}: openapi.yaml has no {route_key}", route.name);
-            assert!(route.path.contains(route.name), "{}: its path {} names it", route.name, route.path);
+            let function = template.function_for_route(&route.key());
+            assert!(function.is_some(), "{}: no function for {}", route.name, route.key());
+            for path in std::iter::once(route.path).chain(route.also_at.iter().copied()) {
+                let route_key = format!("{} {path}", route.method);
+                assert_eq!(template.function_for_route(&route_key), function, "{}: {route_key}", route.name);
+                let operation = &openapi["paths"][path][route.method.to_ascii_lowercase().as_str()];
+                assert!(operation.is_mapping(), "{}: openapi.yaml has no {route_key}", route.name);
+                assert!(path.contains(route.name), "{}: its path {path} names it", route.name);
+            }
         }
+    }
+
+    /// The Lambda function syncs exactly the registry's providers, in the same order.
+    #[test]
+    fn the_status_sync_lists_the_registry() {
+        let none: [(&str, &str); 0] = [];
+        let registry: Vec<(&str, bool)> =
+            synced_providers(&none).expect("no configuration").iter().map(|p| (p.name, p.has_status_api)).collect();
+        assert_eq!(registry, status_sync::known());
     }
 }

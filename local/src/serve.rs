@@ -9,7 +9,7 @@ use axum::extract::{Path, Request};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{on, MethodFilter};
 use axum::Router;
-use shared::{ConfigError, Env, EventQueue, Inbound, Provider, TransactionStore, Webhook};
+use shared::{ConfigError, Env, Inbound, Provider, Recorder, Webhook};
 
 use crate::registry::EachProvider;
 use time::OffsetDateTime;
@@ -30,27 +30,34 @@ impl<P: Provider + 'static> Handler for Webhook<P> {
 
 impl Handler for transactions_api::TransactionsApi {
     async fn call(&self, request: Inbound) -> lambda_http::Response<lambda_http::Body> {
-        self.answer(&request).await
+        self.answer(&request, OffsetDateTime::now_utc()).await
     }
 }
 
-/// The local API Gateway: webhook routes sharing one store and queue.
+impl<H: Handler> Handler for Arc<H> {
+    async fn call(&self, request: Inbound) -> lambda_http::Response<lambda_http::Body> {
+        self.as_ref().call(request).await
+    }
+}
+
+/// The local API Gateway: webhook routes sharing one write path.
 #[derive(Debug)]
 pub struct Routes {
     router: Router,
-    store: TransactionStore,
-    queue: EventQueue,
+    recorder: Recorder,
 }
 
 impl Routes {
-    pub fn new(store: TransactionStore, queue: EventQueue) -> Self {
-        Routes { router: Router::new(), store, queue }
+    pub fn new(recorder: Recorder) -> Self {
+        Routes { router: Router::new(), recorder }
     }
 
-    /// Serves `provider`'s webhook at its route (exactly as in template.yaml).
+    /// Serves `provider`'s webhook at its routes (exactly as in template.yaml).
     fn add_provider<P: Provider + 'static>(&mut self, provider: P) {
-        let webhook = Webhook::new(provider, self.store.clone(), self.queue.clone());
-        self.router = mount(std::mem::take(&mut self.router), P::METHOD, P::PATH, webhook);
+        let webhook = Arc::new(Webhook::with_recorder(provider, self.recorder.clone()));
+        for path in std::iter::once(P::PATH).chain(P::ALSO_AT.iter().copied()) {
+            self.router = mount(std::mem::take(&mut self.router), P::METHOD, path, Arc::clone(&webhook));
+        }
     }
 
     /// Serves every provider of the registry at its route, each configured from `env`.
@@ -77,7 +84,7 @@ impl Routes {
         mount.result.map(|()| self)
     }
 
-    /// Serves any other handler (the status API) at `method path`.
+    /// Serves any other handler (the transactions API) at `method path`.
     pub fn mount_handler<H: Handler>(self, method: &str, path: &str, handler: H) -> Self {
         Routes { router: mount(self.router, method, path, handler), ..self }
     }

@@ -88,7 +88,12 @@ fn each_function_gets_only_the_actions_it_uses() {
         ]
     );
     assert_eq!(actions("ReconcilerFunction"), ["dynamodb:Query", "sqs:SendMessage"]);
-    assert_eq!(actions("TransactionsApiFunction"), ["dynamodb:GetItem"]);
+    assert_eq!(actions("TransactionsApiFunction"), ["dynamodb:GetItem", "dynamodb:UpdateItem"]);
+    // The status sync reads its index and writes through the webhooks' path (the
+    // conditional update, and the terminal event it causes).
+    assert_eq!(actions("StatusSyncFunction"), ["dynamodb:Query", "dynamodb:UpdateItem", "sqs:SendMessage"]);
+    let query = grants()["StatusSyncFunction"].iter().find(|(a, _)| a == "dynamodb:Query").cloned().expect("Query");
+    assert!(query.1.contains("/index/SyncSchedule"), "only its index: {}", query.1);
 }
 
 /// Every parameter named like a secret (…Secret, …Token, …Key, but not …PublicKey) is

@@ -107,7 +107,7 @@ impl StorageConfig {
 /// the status sync first asks its provider. Read by every function that writes a
 /// non-final status, since that write schedules the sync.
 pub fn sync_policy(env: &impl Env) -> Result<crate::model::SyncPolicy, ConfigError> {
-    let seconds = seconds(env, "STATUS_SYNC_AFTER_SECONDS", 300)?;
+    let seconds = positive_integer(env, "STATUS_SYNC_AFTER_SECONDS", 300)?;
     Ok(crate::model::SyncPolicy { after: std::time::Duration::from_secs(seconds) })
 }
 
@@ -131,14 +131,14 @@ pub fn api_url(env: &impl Env, name: &'static str) -> Result<Option<String>, Con
     }
 }
 
-/// A whole number of seconds, at least 1: `default` when unset.
-pub fn seconds(env: &impl Env, name: &'static str, default: u64) -> Result<u64, ConfigError> {
+/// A whole number from 1 to 31536000 (a year of seconds): `default` when unset.
+pub fn positive_integer(env: &impl Env, name: &'static str, default: u64) -> Result<u64, ConfigError> {
     match env.optional(name) {
         None => Ok(default),
         Some(value) => match value.trim().parse::<u64>() {
             Ok(seconds) if (1..=31_536_000).contains(&seconds) => Ok(seconds),
             Ok(_) | Err(_) => {
-                Err(ConfigError::Invalid { name, reason: "must be a whole number of seconds, 1 to 31536000".into() })
+                Err(ConfigError::Invalid { name, reason: "must be a whole number from 1 to 31536000".into() })
             }
         },
     }

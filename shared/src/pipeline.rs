@@ -25,6 +25,8 @@ pub trait Provider: Send + Sync {
     /// Its route, exactly as in template.yaml and openapi.yaml.
     const METHOD: &'static str;
     const PATH: &'static str;
+    /// Other paths the same webhook is also served at (same method), as in template.yaml.
+    const ALSO_AT: &'static [&'static str] = &[];
 
     /// What each of its fixtures (`events/<NAME>/<file>`) must give; the test suite runs
     /// every fixture, and a fixture without an expectation fails it.

@@ -12,6 +12,7 @@ mod properties;
 mod providers;
 mod reconciler_and_status;
 mod request_count;
+mod sync;
 
 /// Each provider's own scenarios, from its folder (`functions/<provider>/scenarios.rs`),
 /// found by build.rs.

@@ -18,19 +18,25 @@ pub fn at(seconds: i64) -> OffsetDateTime {
     OffsetDateTime::from_unix_timestamp(1_795_000_000 + seconds).expect("timestamp")
 }
 
-/// A provider's simulator and its webhook on `h`'s table and queue, configured as the
-/// local pipeline configures it.
-pub async fn simulate<S: Simulator>(h: &Harness) -> (S, Webhook<S::Provider>) {
+/// A provider's simulation, and the local pipeline's configuration pointing at it.
+pub async fn simulation<S: Simulator>() -> (S, local_pipeline::DevEnv) {
     let mut env = dev_env();
     let (simulator, variables) = S::start(&env, &root()).await.expect("simulator");
     for (name, value) in variables {
         env.set_default(name, value);
     }
+    (simulator, env)
+}
+
+/// A provider's simulator and its webhook on `h`'s table and queue, configured as the
+/// local pipeline configures it.
+pub async fn simulate<S: Simulator>(h: &Harness) -> (S, Webhook<S::Provider>) {
+    let (simulator, env) = simulation::<S>().await;
     let provider = S::Provider::from_env(&env).unwrap_or_else(|e| panic!("{}: {e}", S::Provider::NAME));
     (simulator, Webhook::new(provider, h.store.clone(), h.queue.clone()))
 }
 
-async fn send<P: Provider>(webhook: &Webhook<P>, request: Inbound, t: i64) -> u16 {
+pub async fn send<P: Provider>(webhook: &Webhook<P>, request: Inbound, t: i64) -> u16 {
     webhook.answer(&request, at(t)).await.status().as_u16()
 }
 
@@ -196,9 +202,19 @@ macro_rules! for_every_provider {
     };
 }
 
+use crate::sync::{lost_final_settled_by_sync, sync_and_webhook_race};
+
 mod every_provider {
     use super::*;
-    for_every_provider!(full_sequence, every_event_twice, out_of_order, conflicting_finals, bad_inputs_write_nothing);
+    for_every_provider!(
+        full_sequence,
+        every_event_twice,
+        out_of_order,
+        conflicting_finals,
+        bad_inputs_write_nothing,
+        lost_final_settled_by_sync,
+        sync_and_webhook_race,
+    );
 }
 
 // --- Many transactions, all providers, concurrently --------------------------------

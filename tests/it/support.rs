@@ -151,7 +151,11 @@ impl DevWebhooks {
         DevWebhooks {
             store: h.store.clone(),
             queue: h.queue.clone(),
-            transactions: transactions_api::TransactionsApi::new(h.store.clone()),
+            transactions: transactions_api::TransactionsApi::new(
+                h.store.clone(),
+                Default::default(),
+                status_sync::known(),
+            ),
             env,
         }
     }

@@ -30,6 +30,8 @@ pub mod stand_in;
 
 pub const METHOD: &str = "POST";
 pub const PATH: &str = "/webhooks/pagstar/pix-payment";
+/// Pix PSPs POST to the registered webhook URL with `/pix` appended (BACEN).
+pub const PIX_PATH: &str = "/webhooks/pagstar/pix-payment/pix";
 /// Pix charges are always in reais.
 const CURRENCY: &str = "BRL";
 /// Most txids one webhook may name (each costs a call to Pagstar).
@@ -155,6 +157,7 @@ impl Provider for Pagstar {
     const ACK_STATUS: StatusCode = StatusCode::OK;
     const METHOD: &'static str = METHOD;
     const PATH: &'static str = PATH;
+    const ALSO_AT: &'static [&'static str] = &[PIX_PATH];
     const HAS_STATUS_API: bool = true;
     const FIXTURES: &'static [Expected] = &[
         Expected::stored("ativa.json", 200, "pagstarativa00000000000000001", Status::Created),

@@ -1,64 +1,235 @@
-//! The status API: `GET /transactions/{provider}/{reference}` answers the stored record
-//! (the `data` of a terminal event, with history and notification state) or 404.
-//! IAM-authorized in template.yaml; open in the local pipeline.
+//! The transactions API, IAM-authorized in template.yaml and open in the local pipeline:
+//! - `GET /transactions/{provider}/{reference}` answers the stored record (the `data` of
+//!   a terminal event, with history, notification and sync state) or 404;
+//! - `PUT /transactions/{provider}/{reference}` registers a transaction before any
+//!   webhook: `{"amount"?, "currency"?, "expires_at"?}`. 201 with a new `created`
+//!   record, 200 when it exists (the same registration again, or a record a webhook
+//!   created first, which the registration is attached to), 409 when it was registered
+//!   with a different amount or currency. It never moves a record's status.
 
-use http::StatusCode;
+use http::{Method, StatusCode};
 use lambda_http::{Body, Request, Response};
+use serde::Deserialize;
 use shared::edge::error_response;
-use shared::{ConfigError, Env, Inbound, TransactionStore};
+use shared::model::{Registration, RegistrationMatch, SyncPlan, SyncPolicy, TransactionRecord};
+use shared::store::Registered;
+use shared::{Amount, ConfigError, Env, Inbound, TransactionStore};
+use time::OffsetDateTime;
 
 pub const METHOD: &str = "GET";
 pub const PATH: &str = "/transactions/{provider}/{reference}";
+pub const REGISTER_METHOD: &str = "PUT";
+
+/// Largest registration body.
+const MAX_BODY_BYTES: usize = 4 * 1024;
+
+/// A registration as the merchant sends it. Unknown fields are refused: a misspelt
+/// `amount` must not register a transaction without one.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RegistrationBody {
+    #[serde(default)]
+    amount: Option<String>,
+    #[serde(default)]
+    currency: Option<String>,
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    expires_at: Option<OffsetDateTime>,
+}
 
 #[derive(Debug, Clone)]
 pub struct TransactionsApi {
     store: TransactionStore,
+    policy: SyncPolicy,
+    /// Every provider, and whether the status sync asks it.
+    providers: Vec<(&'static str, bool)>,
 }
 
 impl TransactionsApi {
-    pub fn new(store: TransactionStore) -> Self {
-        TransactionsApi { store }
+    pub fn new(store: TransactionStore, policy: SyncPolicy, providers: Vec<(&'static str, bool)>) -> Self {
+        TransactionsApi { store, policy, providers }
     }
 
-    /// Reads `TABLE_NAME` and builds the DynamoDB client from the Lambda environment.
+    /// Reads `TABLE_NAME` and `STATUS_SYNC_AFTER_SECONDS` and builds the DynamoDB client
+    /// from the Lambda environment.
     pub async fn from_env(env: &impl Env) -> Result<Self, ConfigError> {
         let table = env.required("TABLE_NAME")?;
+        let policy = shared::config::sync_policy(env)?;
         let aws = shared::AwsClients::from_env().await;
-        Ok(TransactionsApi::new(TransactionStore::new(aws.dynamodb, table)))
+        Ok(TransactionsApi::new(TransactionStore::new(aws.dynamodb, table), policy, status_sync::known()))
     }
 
     /// Answers one Lambda request (API Gateway's event).
     pub async fn handle(&self, request: Request) -> Response<Body> {
-        self.answer(&Inbound::from_lambda(request)).await
+        self.answer(&Inbound::from_lambda(request), OffsetDateTime::now_utc()).await
     }
 
-    pub async fn answer(&self, request: &Inbound) -> Response<Body> {
+    pub async fn answer(&self, request: &Inbound, now: OffsetDateTime) -> Response<Body> {
         let provider = request.path_parameter("provider").unwrap_or_default();
         let reference = request.path_parameter("reference").unwrap_or_default();
         let valid_provider = (1..=16).contains(&provider.len())
             && provider.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
-        let valid_reference = (1..=100).contains(&reference.len()) && reference.bytes().all(|b| b.is_ascii_graphic());
-        if !valid_provider || !valid_reference {
+        if !valid_provider || shared::pipeline::check_reference(reference).is_err() {
             return error_response(StatusCode::BAD_REQUEST, "invalid_field", "invalid provider or reference");
         }
-        match self.store.get(provider, reference).await {
-            Ok(Some(record)) => match serde_json::to_string(&record) {
-                Ok(json) => {
-                    let mut response = Response::new(Body::Text(json));
-                    response
-                        .headers_mut()
-                        .insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
-                    response
-                }
+        match request.method {
+            Method::PUT => self.register(provider, reference, request, now).await,
+            _ => match self.store.get(provider, reference).await {
+                Ok(Some(record)) => json(StatusCode::OK, &record),
+                Ok(None) => error_response(StatusCode::NOT_FOUND, "not_found", "no such transaction"),
                 Err(error) => internal(&error),
             },
-            Ok(None) => error_response(StatusCode::NOT_FOUND, "not_found", "no such transaction"),
+        }
+    }
+
+    async fn register(
+        &self,
+        provider: &str,
+        reference: &str,
+        request: &Inbound,
+        now: OffsetDateTime,
+    ) -> Response<Body> {
+        let Some(&(provider, supported)) = self.providers.iter().find(|(name, _)| *name == provider) else {
+            return error_response(StatusCode::NOT_FOUND, "not_found", "no such provider");
+        };
+        let registration = match parse(request) {
+            Ok(registration) => registration,
+            Err(rejected) => return rejected.into_response(),
+        };
+        let plan = SyncPlan { policy: self.policy, supported };
+        match self.store.register(provider, reference, &registration, now, plan).await {
+            Ok(Registered::Created(record)) => {
+                tracing::info!(provider, reference, outcome = "created", "transaction registered");
+                json(StatusCode::CREATED, &record)
+            }
+            Ok(Registered::Existing { matched: RegistrationMatch::Different, .. }) => {
+                tracing::warn!(provider, reference, outcome = "conflict", "registration differs from the one stored");
+                error_response(
+                    StatusCode::CONFLICT,
+                    "registration_conflict",
+                    "the transaction is registered with a different amount or currency",
+                )
+            }
+            Ok(Registered::Existing { matched, record }) => {
+                tracing::info!(provider, reference, outcome = ?matched, "registration of an existing transaction");
+                json(StatusCode::OK, &record)
+            }
             Err(error) => internal(&error),
         }
     }
 }
 
+/// Why a registration body is refused: a 4xx with a stable code.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Rejected {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+}
+
+impl Rejected {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Rejected { status, code, message: message.into() }
+    }
+
+    fn invalid(field: &str, reason: &str) -> Self {
+        Rejected::new(StatusCode::BAD_REQUEST, "invalid_field", format!("invalid {field}: {reason}"))
+    }
+
+    fn into_response(self) -> Response<Body> {
+        error_response(self.status, self.code, &self.message)
+    }
+}
+
+/// The registration in the body, or why it is refused.
+fn parse(request: &Inbound) -> Result<Registration, Rejected> {
+    if request.body.len() > MAX_BODY_BYTES {
+        return Err(Rejected::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "request body is too large"));
+    }
+    if let Some(content_type) = request.header("content-type") {
+        let media_type = String::from_utf8_lossy(content_type).split(';').next().unwrap_or_default().trim().to_owned();
+        if !media_type.eq_ignore_ascii_case("application/json") {
+            return Err(Rejected::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "content type must be application/json",
+            ));
+        }
+    }
+    let body: RegistrationBody = if request.body.iter().all(u8::is_ascii_whitespace) {
+        RegistrationBody { amount: None, currency: None, expires_at: None }
+    } else {
+        shared::parse_json(&request.body)
+            .map_err(|error| Rejected::new(error.status(), error.code(), error.public_message()))?
+    };
+    let amount = match body.amount {
+        Some(text) => Some(Amount::parse(&text).map_err(|e| Rejected::invalid("amount", &e.to_string()))?),
+        None => None,
+    };
+    if let Some(currency) = &body.currency {
+        if currency.len() != 3 || !currency.bytes().all(|b| b.is_ascii_uppercase()) {
+            return Err(Rejected::invalid("currency", "must be an ISO 4217 code: three capital letters"));
+        }
+    }
+    Ok(Registration { amount, currency: body.currency, expires_at: body.expires_at })
+}
+
+fn json(status: StatusCode, record: &TransactionRecord) -> Response<Body> {
+    match serde_json::to_string(record) {
+        Ok(json) => {
+            let mut response = Response::new(Body::Text(json));
+            *response.status_mut() = status;
+            response
+                .headers_mut()
+                .insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
+            response
+        }
+        Err(error) => internal(&error),
+    }
+}
+
 fn internal(error: &dyn std::error::Error) -> Response<Body> {
-    tracing::error!(error = %error, "status API failed");
+    tracing::error!(error = %error, "transactions API failed");
     error_response(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "internal error, please retry")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn put(body: &str) -> Inbound {
+        Inbound::new(Method::PUT, body).with_header("content-type", "application/json")
+    }
+
+    fn code(rejected: Rejected) -> (u16, String) {
+        let response = rejected.into_response();
+        let body: serde_json::Value = serde_json::from_slice(response.body().as_ref()).expect("JSON");
+        (response.status().as_u16(), body["error"]["code"].as_str().unwrap_or_default().to_owned())
+    }
+
+    #[test]
+    fn registration_bodies() {
+        let ok = parse(&put(r#"{"amount":"10.00","currency":"AZN","expires_at":"2026-11-24T10:00:00+04:00"}"#))
+            .expect("valid");
+        assert_eq!(ok.amount.as_ref().map(Amount::as_str), Some("10.00"));
+        assert_eq!(ok.currency.as_deref(), Some("AZN"));
+        assert_eq!(ok.expires_at, Some(time::macros::datetime!(2026-11-24 06:00 UTC)));
+        assert_eq!(parse(&put("")).expect("empty"), Registration::default());
+        assert_eq!(parse(&put("{}")).expect("nothing"), Registration::default());
+        let cases = [
+            (r#"{"amount":10.00}"#, (400, "malformed_json")),
+            (r#"{"amount":"-1"}"#, (400, "invalid_field")),
+            (r#"{"currency":"azn"}"#, (400, "invalid_field")),
+            (r#"{"currency":"AZNX"}"#, (400, "invalid_field")),
+            (r#"{"expires_at":"tomorrow"}"#, (400, "malformed_json")),
+            (r#"{"ammount":"10.00"}"#, (400, "malformed_json")),
+            (r#"["x"]"#, (400, "malformed_json")),
+        ];
+        for (body, expected) in cases {
+            let (status, code) = code(parse(&put(body)).expect_err(body));
+            assert_eq!((status, code.as_str()), expected, "{body}");
+        }
+        let text = Inbound::new(Method::PUT, "{}").with_header("content-type", "text/plain");
+        assert_eq!(code(parse(&text).expect_err("text")).0, 415);
+        assert_eq!(code(parse(&put(&" ".repeat(MAX_BODY_BYTES + 1))).expect_err("big")).0, 413);
+    }
 }
