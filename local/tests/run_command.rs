@@ -32,12 +32,17 @@ fn endpoint(name: &str) -> String {
 }
 
 async fn start(prefix: &str, notify_url: &str) -> (Server, u16) {
+    start_with(prefix, notify_url, &[]).await
+}
+
+async fn start_with(prefix: &str, notify_url: &str, env: &[(&str, &str)]) -> (Server, u16) {
     let port = TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
     let child = Command::new(env!("CARGO_BIN_EXE_local-pipeline"))
         .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
         .env("PORT", port.to_string())
         .env("LOCAL_RESOURCE_PREFIX", prefix)
         .env("NOTIFY_URL", notify_url)
+        .envs(env.iter().copied())
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .spawn()
@@ -151,6 +156,73 @@ async fn a_completed_payment_on_every_route_is_stored_once_and_delivered_signed(
 
     let unknown = reqwest::Client::new().get(format!("http://127.0.0.1:{port}/nope")).send().await.expect("send");
     assert_eq!(unknown.status().as_u16(), 404);
+}
+
+/// The issue's acceptance run: with `STATUS_SYNC_INTERVAL_SECONDS=1
+/// STATUS_SYNC_AFTER_SECONDS=1` and AZQR's query answering `completed` for an rrn that
+/// only got `read`, the status API shows `completed` within seconds and the merchant gets
+/// one signed event. AZQR_API_URL is set here, so the run command starts no stand-in of
+/// its own and asks this one.
+#[tokio::test]
+async fn the_status_sync_settles_a_transaction_whose_final_webhook_was_lost() {
+    endpoint("DYNAMODB_ENDPOINT");
+    endpoint("SQS_ENDPOINT");
+    let env = DevEnv::load(concat!(env!("CARGO_MANIFEST_DIR"), "/../local.env.example").as_ref()).expect("env file");
+    let api_key = env.required("AZQR_API_KEY").expect("AZQR_API_KEY");
+    let azqr = azqr_webhook::stand_in::start(&api_key).await.expect("AZQR stand-in");
+    let merchant = MockServer::start().await;
+    Mock::given(method("POST")).respond_with(ResponseTemplate::new(204)).mount(&merchant).await;
+    let prefix = format!("sync{}-", std::process::id());
+    let settings =
+        [("STATUS_SYNC_INTERVAL_SECONDS", "1"), ("STATUS_SYNC_AFTER_SECONDS", "1"), ("AZQR_API_URL", &azqr.url)];
+    let (_server, port) = start_with(&prefix, &merchant.uri(), &settings).await;
+
+    let rrn = format!("{:012}", std::process::id() as u64 * 1000 + 7);
+    let client = reqwest::Client::new();
+    let read = client
+        .put(format!("http://127.0.0.1:{port}/webhooks/azqr/qr/{rrn}/status"))
+        .header("apiKey", &api_key)
+        .header("content-type", "application/json")
+        .body(r#"{"status":"read"}"#)
+        .send()
+        .await
+        .expect("webhook");
+    assert_eq!(read.status().as_u16(), 204);
+    let set = client
+        .put(format!("{}/qr/{rrn}/status", azqr.url))
+        .header("apiKey", &api_key)
+        .json(&serde_json::json!({"status": "completed"}))
+        .send()
+        .await
+        .expect("stand-in");
+    assert_eq!(set.status().as_u16(), 204, "the stand-in is settable over HTTP");
+
+    let started = Instant::now();
+    let record = loop {
+        let url = format!("http://127.0.0.1:{port}/transactions/azqr/{rrn}");
+        let record: serde_json::Value = client.get(&url).send().await.expect("status API").json().await.expect("JSON");
+        if record["status"] == "completed" && record["notified_at"].is_string() {
+            break record;
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "not settled and notified: {record}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(record["provider_status"], "completed");
+    assert!(record.get("sync").is_none() && record.get("next_sync_at").is_none(), "{record}");
+    let deliveries = merchant.received_requests().await.expect("recorded");
+    let verifier = standardwebhooks::Webhook::new(&NOTIFY_SECRET).expect("secret");
+    let mut ids = std::collections::BTreeSet::new();
+    for delivery in &deliveries {
+        let mut headers = http::HeaderMap::new();
+        for (name, value) in delivery.headers.iter() {
+            headers.insert(name.clone(), value.clone());
+        }
+        assert!(verifier.verify(&delivery.body, &headers).is_ok(), "signed");
+        ids.insert(headers["webhook-id"].to_str().expect("ascii").to_owned());
+    }
+    let expected = shared::model::event_id("azqr", &rrn, Status::Completed);
+    assert_eq!(ids.into_iter().collect::<Vec<_>>(), [expected], "one event");
+    println!("settled by sync and notified after {:?}", started.elapsed());
 }
 
 /// `scripts/invoke`'s binary, run as a user would from the workspace root, on the artifact

@@ -1,6 +1,8 @@
 //! A stand-in for AZQR's status query on loopback, for the local pipeline and the tests:
 //! `GET /qr/{rrn}/status` with the `apiKey` header, answering `{"status", "description"}`
-//! from what was set (404 for an rrn it does not know). Settable while it runs.
+//! from what was set (404 for an rrn it does not know). Settable while it runs, in
+//! process or over HTTP: `PUT /qr/{rrn}/status` with the same header and
+//! `{"status": "completed"}` (what AZQR itself would say next about the rrn).
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -10,6 +12,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
+use serde::Deserialize;
 
 #[derive(Debug, Default)]
 struct Shared {
@@ -36,7 +39,7 @@ impl StandIn {
 /// runtime stops.
 pub async fn start(api_key: &str) -> std::io::Result<StandIn> {
     let shared = Arc::new(Shared { api_key: api_key.to_owned(), statuses: RwLock::default() });
-    let app = Router::new().route("/qr/{rrn}/status", get(status)).with_state(Arc::clone(&shared));
+    let app = Router::new().route("/qr/{rrn}/status", get(status).put(set_status)).with_state(Arc::clone(&shared));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let url = format!("http://{}", listener.local_addr()?);
     tokio::spawn(async move {
@@ -47,9 +50,31 @@ pub async fn start(api_key: &str) -> std::io::Result<StandIn> {
     Ok(StandIn { url, shared })
 }
 
+#[derive(Debug, Deserialize)]
+struct SetStatus {
+    status: String,
+}
+
+fn authorized(shared: &Shared, headers: &HeaderMap) -> bool {
+    headers.get("apikey").map(|v| v.as_bytes()) == Some(shared.api_key.as_bytes())
+}
+
+async fn set_status(
+    State(shared): State<Arc<Shared>>,
+    UrlPath(rrn): UrlPath<String>,
+    headers: HeaderMap,
+    Json(body): Json<SetStatus>,
+) -> StatusCode {
+    if !authorized(&shared, &headers) {
+        return StatusCode::UNAUTHORIZED;
+    }
+    let mut statuses = shared.statuses.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+    statuses.insert(rrn, body.status);
+    StatusCode::NO_CONTENT
+}
+
 async fn status(State(shared): State<Arc<Shared>>, UrlPath(rrn): UrlPath<String>, headers: HeaderMap) -> Response {
-    let key = headers.get("apikey").map(|v| v.as_bytes());
-    if key != Some(shared.api_key.as_bytes()) {
+    if !authorized(&shared, &headers) {
         return StatusCode::UNAUTHORIZED.into_response();
     }
     let status = shared.statuses.read().unwrap_or_else(|poisoned| poisoned.into_inner()).get(&rrn).cloned();
