@@ -118,3 +118,47 @@ async fn one_dynamodb_request_per_webhook_and_one_sqs_send_per_final_transition(
     ];
     assert_eq!(table, expected);
 }
+
+/// What a status-sync run costs in AWS requests: one Query per provider per run, then per
+/// due transaction one UpdateItem (the answer applied, or the next sync scheduled) and one
+/// SQS send when the answer is final. Counted on the wire as above.
+#[tokio::test]
+async fn a_sync_run_costs_one_query_per_provider_and_one_write_per_transaction() {
+    use azqr_webhook::simulator::AzqrSimulator;
+    use shared::{Provider, Simulator};
+    let h = Harness::new().await;
+    let counter = Counter::default();
+    let endpoint = |name: &str| std::env::var(name).expect("scripts/test exports the emulator endpoints");
+    let dynamodb_config = h
+        .dynamodb
+        .config()
+        .to_builder()
+        .endpoint_url(endpoint("DYNAMODB_ENDPOINT"))
+        .interceptor(counter.clone())
+        .build();
+    let sqs_config =
+        h.sqs.config().to_builder().endpoint_url(endpoint("SQS_ENDPOINT")).interceptor(counter.clone()).build();
+    let store = TransactionStore::new(aws_sdk_dynamodb::Client::from_conf(dynamodb_config), &h.resources.table_name);
+    let queue = EventQueue::new(aws_sdk_sqs::Client::from_conf(sqs_config), &h.resources.queue_url);
+    let recorder = shared::Recorder::new(store, queue, Default::default());
+    let (azqr, env) = crate::providers::simulation::<AzqrSimulator>().await;
+    let webhook = Webhook::with_recorder(azqr_webhook::Azqr::from_env(&env).expect("azqr"), recorder.clone());
+    let (settled, unchanged) = (unique_rrn(), unique_rrn());
+    for rrn in [&settled, &unchanged] {
+        let request = azqr.webhook(rrn, "paid", crate::providers::at(0));
+        assert_eq!(webhook.answer(&request, crate::providers::at(0)).await.status().as_u16(), 204);
+    }
+    azqr.settle(&settled, "completed");
+    azqr.settle(&unchanged, "paid"); // inprogress: processing, as stored
+    let providers = vec![status_sync::SyncedProvider::of::<azqr_webhook::Azqr>(&env).expect("sync")];
+    let sync = status_sync::StatusSync::new(recorder, providers, 50);
+    counter.take();
+
+    let run = sync.run(crate::providers::at(301)).await;
+    let counts = counter.take();
+    assert_eq!((run[0].applied, run[0].rescheduled), (1, 1), "{run:?}");
+    println!("requests: sync run, 1 provider, 2 due (1 settled, 1 unchanged): DynamoDB {} SQS {}", counts.0, counts.1);
+    assert_eq!(counts, (3, 1), "1 Query, 2 UpdateItem; 1 SendMessage for the settled one");
+    let run = sync.run(crate::providers::at(302)).await;
+    assert_eq!((run[0].due, counter.take()), (0, (1, 0)), "nothing due: the Query alone");
+}

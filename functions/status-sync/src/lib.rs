@@ -148,7 +148,12 @@ impl StatusSync {
             let answer = match &provider.source {
                 None => None,
                 Some(source) => match ask(source.as_ref(), &record, now).await {
-                    Ok(answer) => answer.filter(|o| same_transaction(name, &record, o)),
+                    // An answer that cannot apply to the record as listed cannot apply to
+                    // it as stored either (the index only lags, to a lower rank, and the
+                    // record listed is not final): no write for it, only the reschedule.
+                    Ok(answer) => answer
+                        .filter(|o| same_transaction(name, &record, o))
+                        .filter(|o| shared::model::applies(Some(record.status), o.status)),
                     Err(error) => {
                         tracing::warn!(provider = name, reference, error = %error, "provider status API unavailable: nothing written, asked again in a later run");
                         run.unavailable = true;
