@@ -68,6 +68,23 @@ fn send(port: u16, provider: &str, fixture: &str) -> bool {
     String::from_utf8_lossy(&output.stdout).contains("-> 2") && output.status.success()
 }
 
+/// What the merchant received: how many deliveries, and their distinct `webhook-id`s,
+/// each delivery checked to verify with the notify secret.
+async fn signed_deliveries(merchant: &MockServer) -> (usize, std::collections::BTreeSet<String>) {
+    let deliveries = merchant.received_requests().await.expect("recorded");
+    let verifier = standardwebhooks::Webhook::new(&NOTIFY_SECRET).expect("secret");
+    let mut ids = std::collections::BTreeSet::new();
+    for delivery in &deliveries {
+        let mut headers = http::HeaderMap::new();
+        for (name, value) in delivery.headers.iter() {
+            headers.insert(name.clone(), value.clone());
+        }
+        assert!(verifier.verify(&delivery.body, &headers).is_ok(), "every delivery verifies");
+        ids.insert(headers["webhook-id"].to_str().expect("ascii").to_owned());
+    }
+    (deliveries.len(), ids)
+}
+
 #[tokio::test]
 async fn a_completed_payment_on_every_route_is_stored_once_and_delivered_signed() {
     let dynamodb = dynamodb_client(&endpoint("DYNAMODB_ENDPOINT"));
@@ -137,19 +154,9 @@ async fn a_completed_payment_on_every_route_is_stored_once_and_delivered_signed(
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
-    let deliveries = merchant.received_requests().await.expect("recorded");
-    let verifier = standardwebhooks::Webhook::new(&NOTIFY_SECRET).expect("secret");
-    let mut ids = std::collections::BTreeSet::new();
-    for delivery in &deliveries {
-        let mut headers = http::HeaderMap::new();
-        for (name, value) in delivery.headers.iter() {
-            headers.insert(name.clone(), value.clone());
-        }
-        assert!(verifier.verify(&delivery.body, &headers).is_ok(), "every delivery verifies");
-        ids.insert(headers["webhook-id"].to_str().expect("ascii").to_owned());
-    }
+    let (deliveries, ids) = signed_deliveries(&merchant).await;
     // At least once, one id per outcome: the merchant dedupes on webhook-id.
-    assert_eq!(ids.len(), 5, "{} deliveries", deliveries.len());
+    assert_eq!(ids.len(), 5, "{deliveries} deliveries");
     let status =
         client.get(format!("http://127.0.0.1:{port}/transactions/azqr/999999999999")).send().await.expect("get");
     assert_eq!(status.status().as_u16(), 404);
@@ -209,17 +216,7 @@ async fn the_status_sync_settles_a_transaction_whose_final_webhook_was_lost() {
     };
     assert_eq!(record["provider_status"], "completed");
     assert!(record.get("sync").is_none() && record.get("next_sync_at").is_none(), "{record}");
-    let deliveries = merchant.received_requests().await.expect("recorded");
-    let verifier = standardwebhooks::Webhook::new(&NOTIFY_SECRET).expect("secret");
-    let mut ids = std::collections::BTreeSet::new();
-    for delivery in &deliveries {
-        let mut headers = http::HeaderMap::new();
-        for (name, value) in delivery.headers.iter() {
-            headers.insert(name.clone(), value.clone());
-        }
-        assert!(verifier.verify(&delivery.body, &headers).is_ok(), "signed");
-        ids.insert(headers["webhook-id"].to_str().expect("ascii").to_owned());
-    }
+    let (_, ids) = signed_deliveries(&merchant).await;
     let expected = shared::model::event_id("azqr", &rrn, Status::Completed);
     assert_eq!(ids.into_iter().collect::<Vec<_>>(), [expected], "one event");
     println!("settled by sync and notified after {:?}", started.elapsed());

@@ -43,10 +43,8 @@ impl Counter {
 
 const KEY: &str = "request-count-azqr-key";
 
-#[tokio::test]
-async fn one_dynamodb_request_per_webhook_and_one_sqs_send_per_final_transition() {
-    let h = Harness::new().await;
-    let counter = Counter::default();
+/// `h`'s table and queue, through clients whose every request `counter` counts.
+fn counted(h: &Harness, counter: &Counter) -> (TransactionStore, EventQueue) {
     let endpoint = |name: &str| std::env::var(name).expect("scripts/test exports the emulator endpoints");
     let dynamodb_config = h
         .dynamodb
@@ -58,7 +56,14 @@ async fn one_dynamodb_request_per_webhook_and_one_sqs_send_per_final_transition(
     let sqs_config =
         h.sqs.config().to_builder().endpoint_url(endpoint("SQS_ENDPOINT")).interceptor(counter.clone()).build();
     let store = TransactionStore::new(aws_sdk_dynamodb::Client::from_conf(dynamodb_config), &h.resources.table_name);
-    let queue = EventQueue::new(aws_sdk_sqs::Client::from_conf(sqs_config), &h.resources.queue_url);
+    (store, EventQueue::new(aws_sdk_sqs::Client::from_conf(sqs_config), &h.resources.queue_url))
+}
+
+#[tokio::test]
+async fn one_dynamodb_request_per_webhook_and_one_sqs_send_per_final_transition() {
+    let h = Harness::new().await;
+    let counter = Counter::default();
+    let (store, queue) = counted(&h, &counter);
     let webhook = Webhook::new(azqr_webhook::Azqr::new(Secret::new(KEY)), store, queue);
     let rrn = unique_rrn();
     let send = |status: &'static str| {
@@ -128,18 +133,7 @@ async fn a_sync_run_costs_one_query_per_provider_and_one_write_per_transaction()
     use shared::{Provider, Simulator};
     let h = Harness::new().await;
     let counter = Counter::default();
-    let endpoint = |name: &str| std::env::var(name).expect("scripts/test exports the emulator endpoints");
-    let dynamodb_config = h
-        .dynamodb
-        .config()
-        .to_builder()
-        .endpoint_url(endpoint("DYNAMODB_ENDPOINT"))
-        .interceptor(counter.clone())
-        .build();
-    let sqs_config =
-        h.sqs.config().to_builder().endpoint_url(endpoint("SQS_ENDPOINT")).interceptor(counter.clone()).build();
-    let store = TransactionStore::new(aws_sdk_dynamodb::Client::from_conf(dynamodb_config), &h.resources.table_name);
-    let queue = EventQueue::new(aws_sdk_sqs::Client::from_conf(sqs_config), &h.resources.queue_url);
+    let (store, queue) = counted(&h, &counter);
     let recorder = shared::Recorder::new(store, queue, Default::default());
     let (azqr, env) = crate::providers::simulation::<AzqrSimulator>().await;
     let webhook = Webhook::with_recorder(azqr_webhook::Azqr::from_env(&env).expect("azqr"), recorder.clone());
