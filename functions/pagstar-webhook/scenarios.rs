@@ -39,7 +39,7 @@ async fn the_amount_comes_from_pagstar_not_the_hint() {
     let h = Harness::new().await;
     let (pagstar, webhook) = simulate::<PagstarSimulator>(&h).await;
     let reference = PagstarSimulator::new_reference(unique_number());
-    pagstar.stand_in.set(&reference, "CONCLUIDA", "42.10");
+    pagstar.stand_in().set(&reference, "CONCLUIDA", "42.10");
     let body = serde_json::json!({ "pix": [{ "txid": reference, "valor": "9999.99" }] }).to_string();
     let request = Inbound::new(http::Method::POST, body).with_header("content-type", "application/json");
     assert_eq!(webhook.answer(&request, at(0)).await.status().as_u16(), 200);

@@ -22,7 +22,8 @@ pub fn for_each(each: &mut impl EachProvider) {
     each.provider::<pagstar_webhook::simulator::PagstarSimulator>();
 }
 
-/// Starts every provider's simulation (Pagstar's API stand-in) and points `env` at what
+/// Starts every provider's simulation (the stand-ins of AZQR's, Pay3's and Pagstar's APIs, each
+/// unless its `*_API_URL` is set) and points `env` at what
 /// they started; a variable the environment already sets wins. Returns the variables set.
 pub async fn start_simulations(env: &mut crate::DevEnv, root: &std::path::Path) -> Result<Variables, SimulatorError> {
     type Start<'a> =

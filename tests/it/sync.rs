@@ -188,7 +188,7 @@ async fn an_expired_pagstar_charge_becomes_expired_by_sync_and_by_webhook() {
     let (by_sync, by_webhook) =
         (PagstarSimulator::new_reference(unique_number()), PagstarSimulator::new_reference(unique_number()));
     for txid in [&by_sync, &by_webhook] {
-        pagstar.stand_in.set_created(txid, "ATIVA", "25.00", at(0), 60);
+        pagstar.stand_in().set_created(txid, "ATIVA", "25.00", at(0), 60);
     }
     assert_eq!(send(&webhook, hint(&by_sync), 10).await, 200);
     assert_eq!(h.store.get("pagstar", &by_sync).await.expect("get").expect("item").status, Status::Created);

@@ -14,7 +14,8 @@ use crate::{Pagstar, PagstarCobStatus};
 
 #[derive(Debug)]
 pub struct PagstarSimulator {
-    pub stand_in: StandIn,
+    /// Its API's stand-in; none when the environment points at a real API (`PAGSTAR_API_URL`).
+    stand_in: Option<StandIn>,
 }
 
 /// `body` posted as Pagstar posts it.
@@ -29,6 +30,13 @@ pub fn hint(txid: &str) -> Inbound {
     post(body.to_string().as_bytes())
 }
 
+impl PagstarSimulator {
+    /// The stand-in of its API, which settles the truth the sync and the webhook ask for.
+    pub fn stand_in(&self) -> &StandIn {
+        self.stand_in.as_ref().expect("PAGSTAR_API_URL is set: the simulator started no stand-in to settle")
+    }
+}
+
 impl Simulator for PagstarSimulator {
     type Provider = Pagstar;
     const SEQUENCE: &'static [&'static str] = &["ATIVA", "CONCLUIDA"];
@@ -37,11 +45,14 @@ impl Simulator for PagstarSimulator {
     /// and mapping around that call on their own).
     const BENCH_FIXTURE: Option<&'static str> = None;
 
-    /// Starts the stand-in with the fixtures' charges.
-    async fn start(_env: &(impl Env + Sync), _root: &Path) -> Result<(Self, Variables), SimulatorError> {
+    /// Starts the stand-in with the fixtures' charges, unless `PAGSTAR_API_URL` points elsewhere.
+    async fn start(env: &(impl Env + Sync), _root: &Path) -> Result<(Self, Variables), SimulatorError> {
+        if env.optional("PAGSTAR_API_URL").is_some() {
+            return Ok((PagstarSimulator { stand_in: None }, Vec::new()));
+        }
         let stand_in = stand_in::start(stand_in::fixture_charges()).await?;
         let url = stand_in.url.clone();
-        Ok((PagstarSimulator { stand_in }, vec![("PAGSTAR_API_URL", url)]))
+        Ok((PagstarSimulator { stand_in: Some(stand_in) }, vec![("PAGSTAR_API_URL", url)]))
     }
 
     fn status_of(word: &str) -> Status {
@@ -61,7 +72,7 @@ impl Simulator for PagstarSimulator {
     }
 
     fn settle(&self, reference: &str, word: &str) {
-        self.stand_in.set(reference, word, "100.00");
+        self.stand_in().set(reference, word, "100.00");
     }
 
     fn deliver(&self, reference: &str, _word: &str, _now: OffsetDateTime) -> Inbound {
@@ -76,7 +87,7 @@ impl Simulator for PagstarSimulator {
 
     /// Pagstar answers with a status we do not know: acknowledged, nothing written.
     fn unknown_status(&self, reference: &str, _now: OffsetDateTime) -> (Inbound, u16) {
-        self.stand_in.set(reference, "EM_PROCESSAMENTO", "100.00");
+        self.stand_in().set(reference, "EM_PROCESSAMENTO", "100.00");
         (hint(reference), 200)
     }
 
