@@ -66,7 +66,8 @@ async fn main() -> Result<(), Error> {
 
     // The status sync, every STATUS_SYNC_INTERVAL_SECONDS (default 30), through the same
     // write path as the webhooks.
-    let recorder = Recorder::new(store.clone(), queue, shared::config::sync_policy(&env)?);
+    let recorder = Recorder::new(store.clone(), queue, shared::config::sync_policy(&env)?)
+        .with_events(shared::config::event_types(&env)?);
     let interval = shared::config::positive_integer(&env, "STATUS_SYNC_INTERVAL_SECONDS", 30)?;
     let batch = shared::config::positive_integer(&env, "STATUS_SYNC_BATCH", status_sync::BATCH)?;
     let sync = status_sync::StatusSync::new(recorder.clone(), registry::synced_providers(&env)?, batch);

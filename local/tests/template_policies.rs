@@ -79,6 +79,7 @@ fn each_function_gets_only_the_actions_it_uses() {
     assert_eq!(
         actions("NotifierFunction"),
         [
+            "dynamodb:GetItem",
             "dynamodb:UpdateItem",
             "sqs:ChangeMessageVisibility",
             "sqs:DeleteMessage",

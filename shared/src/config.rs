@@ -111,6 +111,16 @@ pub fn sync_policy(env: &impl Env) -> Result<crate::model::SyncPolicy, ConfigErr
     Ok(crate::model::SyncPolicy { after: std::time::Duration::from_secs(seconds) })
 }
 
+/// `NOTIFY_EVENT_TYPES`: the comma list of event types the merchant receives (default:
+/// every outcome and `transaction.conflict`; `transaction.updated` is opt in).
+pub fn event_types(env: &impl Env) -> Result<crate::model::notification::EventTypes, ConfigError> {
+    match env.optional("NOTIFY_EVENT_TYPES") {
+        None => Ok(Default::default()),
+        Some(list) => crate::model::notification::EventTypes::parse(&list)
+            .map_err(|e| ConfigError::Invalid { name: "NOTIFY_EVENT_TYPES", reason: e.to_string() }),
+    }
+}
+
 /// A provider API's base URL from `name`, without a trailing slash: https, or plain
 /// http on loopback only (the local stand-ins). `None` when unset.
 pub fn api_url(env: &impl Env, name: &'static str) -> Result<Option<String>, ConfigError> {

@@ -207,6 +207,8 @@ pub struct Observation {
     pub reason: Option<String>,
     /// Provider facts worth keeping that the model has no field for (e.g. a merchant code).
     pub details: BTreeMap<String, String>,
+    /// What the provider recommends showing the payer for this status (AZQR), if anything.
+    pub customer_message: Option<String>,
 }
 
 /// Longest failure reason kept from a provider.
@@ -229,6 +231,7 @@ impl Observation {
             currency: None,
             reason: None,
             details: BTreeMap::new(),
+            customer_message: None,
         }
     }
 }
@@ -260,6 +263,9 @@ pub struct TransactionRecord {
     pub reason: Option<String>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub details: BTreeMap<String, String>,
+    /// What the provider recommends showing the payer for the current status (AZQR).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub customer_message: Option<String>,
     #[serde(default)]
     pub history: Vec<HistoryEntry>,
     #[serde(with = "time::serde::rfc3339")]
@@ -441,7 +447,7 @@ impl Change {
     /// [`applies`] holds. A final status also sets `final_at` and the notification-pending
     /// marker, and ends the sync, in the same write; a non-final one schedules the next
     /// sync (`sync`: whether `provider` has a status API we ask, and the policy).
-    pub fn of(provider: &str, observation: &Observation, now: OffsetDateTime, sync: SyncPlan) -> Change {
+    pub fn of(provider: &str, observation: &Observation, now: OffsetDateTime, sync: WritePlan) -> Change {
         let status = observation.status;
         let text = |value: &str| Value::Text(value.to_owned());
         let mut fields = Vec::with_capacity(16);
@@ -466,10 +472,15 @@ impl Change {
         if !observation.details.is_empty() {
             fields.push(("details", Edit::Set, Value::Details(observation.details.clone())));
         }
+        if let Some(message) = &observation.customer_message {
+            fields.push(("customer_message", Edit::Set, text(message)));
+        }
         let mut removed: &'static [&'static str] = &[];
         if status.is_final() {
             fields.push(("final_at", Edit::Set, Value::Time(now)));
-            fields.push((notification::PENDING_FIELD, Edit::Set, Value::Pending(NotificationPending::Pending)));
+            if sync.events.notifies(status) {
+                fields.push((notification::PENDING_FIELD, Edit::Set, Value::Pending(NotificationPending::Pending)));
+            }
             removed = &SYNC_FIELDS;
         } else {
             schedule(&mut fields, sync.policy.first(sync.supported, now, None));
@@ -483,7 +494,7 @@ impl Change {
         reference: &str,
         registration: &Registration,
         now: OffsetDateTime,
-        sync: SyncPlan,
+        sync: WritePlan,
     ) -> Change {
         let text = |value: &str| Value::Text(value.to_owned());
         let mut fields = Vec::with_capacity(14);
@@ -506,11 +517,13 @@ impl Change {
     }
 }
 
-/// Whether a provider's status API is asked, and when.
+/// What a write schedules besides the record: whether and when the provider's status API
+/// is asked (`policy`, `supported`), and whether a final status is notified (`events`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct SyncPlan {
+pub struct WritePlan {
     pub policy: SyncPolicy,
     pub supported: bool,
+    pub events: notification::EventTypes,
 }
 
 fn registration_fields(
@@ -553,6 +566,7 @@ pub(crate) mod tests {
             currency: None,
             reason: None,
             details: BTreeMap::new(),
+            customer_message: None,
             history: Vec::new(),
             first_seen_at: at,
             updated_at: at,
@@ -613,7 +627,7 @@ pub(crate) mod tests {
     #[test]
     fn final_changes_end_the_sync_and_others_schedule_it() {
         let at = OffsetDateTime::from_unix_timestamp(1_795_000_000).expect("time");
-        let plan = SyncPlan { policy: SyncPolicy::default(), supported: true };
+        let plan = WritePlan { policy: SyncPolicy::default(), supported: true, ..WritePlan::default() };
         let pending = Change::of("azqr", &Observation::new("r", Status::Pending, "read"), at, plan);
         assert!(pending.removed.is_empty());
         let next = pending.fields.iter().find(|(name, _, _)| *name == "next_sync_at").expect("scheduled");
@@ -625,10 +639,14 @@ pub(crate) mod tests {
             "key2pay",
             &Observation::new("r", Status::Processing, "9"),
             at,
-            SyncPlan { supported: false, ..plan },
+            WritePlan { supported: false, ..plan },
         );
         let sync = unsupported.fields.iter().find(|(name, _, _)| *name == "sync").expect("sync");
         assert_eq!(sync.2, Value::Text("unsupported".into()));
+        let quiet = WritePlan { events: notification::EventTypes::parse("transaction.failed").expect("types"), ..plan };
+        let unnotified = Change::of("azqr", &Observation::new("r", Status::Completed, "completed"), at, quiet);
+        assert!(unnotified.fields.iter().all(|(name, _, _)| *name != notification::PENDING_FIELD), "type off");
+        assert!(done.fields.iter().any(|(name, _, _)| *name == notification::PENDING_FIELD));
     }
 
     #[test]

@@ -12,7 +12,8 @@ use time::OffsetDateTime;
 use crate::config::{ConfigError, Env, StorageConfig};
 use crate::error::{WebhookError, MAX_BODY_BYTES};
 use crate::inbound::Inbound;
-use crate::model::{notification, Decision, Observation, Skip, Status, SyncPlan, SyncPolicy, TerminalEvent};
+use crate::model::notification::{EventTypes, CONFLICT_EVENT_TYPE, UPDATED_EVENT_TYPE};
+use crate::model::{notification, Decision, Observation, Skip, Status, SyncPolicy, TerminalEvent, WritePlan};
 use crate::queue::EventQueue;
 use crate::store::{ConflictWrite, TransactionStore, WriteOutcome};
 
@@ -114,11 +115,29 @@ pub struct Recorder {
     store: TransactionStore,
     queue: EventQueue,
     policy: SyncPolicy,
+    events: EventTypes,
 }
 
 impl Recorder {
+    /// With the default event types (every outcome and conflicts).
     pub fn new(store: TransactionStore, queue: EventQueue, policy: SyncPolicy) -> Self {
-        Recorder { store, queue, policy }
+        Recorder { store, queue, policy, events: EventTypes::default() }
+    }
+
+    /// The event types the merchant receives (`NOTIFY_EVENT_TYPES`).
+    pub fn with_events(self, events: EventTypes) -> Self {
+        Recorder { events, ..self }
+    }
+
+    /// Builds the AWS clients from the Lambda environment (`TABLE_NAME`, `QUEUE_URL`,
+    /// `STATUS_SYNC_AFTER_SECONDS`, `NOTIFY_EVENT_TYPES`).
+    pub async fn from_env(env: &impl Env) -> Result<Self, ConfigError> {
+        let storage = StorageConfig::from_env(env)?;
+        let policy = crate::config::sync_policy(env)?;
+        let events = crate::config::event_types(env)?;
+        let aws = crate::AwsClients::from_env().await;
+        let store = TransactionStore::new(aws.dynamodb, storage.table_name);
+        Ok(Recorder::new(store, EventQueue::new(aws.sqs, storage.queue_url), policy).with_events(events))
     }
 
     pub fn store(&self) -> &TransactionStore {
@@ -138,7 +157,7 @@ impl Recorder {
         now: OffsetDateTime,
     ) -> Result<Outcome, WebhookError> {
         let reference = observation.reference.as_str();
-        let plan = SyncPlan { policy: self.policy, supported: has_status_api };
+        let plan = WritePlan { policy: self.policy, supported: has_status_api, events: self.events };
         let mut sent = false;
         let (decision, record) = match self.store.record(provider, &observation, now, plan).await? {
             WriteOutcome::Applied(record) => {
@@ -158,10 +177,17 @@ impl Recorder {
                 (skip.into(), current)
             }
         };
-        if let Some(event) = notification::to_send(decision == Decision::Apply, &record) {
-            self.queue.send(&event).await?;
-            let resend = decision != Decision::Apply;
-            tracing::info!(provider, reference, event_id = %event.id, event_type = %event.kind, resend, "terminal event sent to the queue (deduplicated by id)");
+        let applied = decision == Decision::Apply;
+        let outcome = notification::to_send(applied, &record).filter(|e| self.events.enabled(&e.kind));
+        // Progress (opt in): on the transition, and again on a duplicate while the
+        // transaction is at that status and not final (an earlier send may have been lost).
+        let progress = (applied || decision == Decision::Duplicate)
+            .then(|| TerminalEvent::for_update(&record))
+            .flatten()
+            .filter(|_| self.events.enabled(UPDATED_EVENT_TYPE));
+        for event in outcome.iter().chain(progress.iter()) {
+            self.queue.send(event).await?;
+            tracing::info!(provider, reference, event_id = %event.id, event_type = %event.kind, resend = !applied, "event sent to the queue (deduplicated by id)");
             sent = true;
         }
         Ok(Outcome { reference: observation.reference, decision, enqueued: sent })
@@ -185,6 +211,9 @@ impl Recorder {
         if new {
             tracing::error!(provider, reference, stored = %record.status, received = %observation.status, provider_status = %observation.provider_status, outcome = "conflict", alarm = "transaction_conflict", "final status conflicts with the stored final status: kept on the record, not applied");
             crate::metrics::count(crate::metrics::CONFLICTS, provider);
+        }
+        if !self.events.enabled(CONFLICT_EVENT_TYPE) {
+            return Ok(false);
         }
         let Some(conflict) = record.conflicts.iter().find(|c| c.status == observation.status) else {
             tracing::warn!(provider, reference, received = %observation.status, "conflict not kept: the record holds the most conflicts it may");
@@ -215,13 +244,10 @@ impl<P: Provider> Webhook<P> {
     }
 
     /// Builds the AWS clients from the Lambda environment (`TABLE_NAME`, `QUEUE_URL`,
-    /// `STATUS_SYNC_AFTER_SECONDS`).
+    /// `STATUS_SYNC_AFTER_SECONDS`, `NOTIFY_EVENT_TYPES`).
     pub async fn from_env(provider: P, env: &impl Env) -> Result<Self, ConfigError> {
-        let storage = StorageConfig::from_env(env)?;
-        let policy = crate::config::sync_policy(env)?;
-        let aws = crate::AwsClients::from_env().await;
-        let store = TransactionStore::new(aws.dynamodb, storage.table_name);
-        Ok(Webhook::with_recorder(provider, Recorder::new(store, EventQueue::new(aws.sqs, storage.queue_url), policy)))
+        let recorder = Recorder::from_env(env).await?;
+        Ok(Webhook::with_recorder(provider, recorder))
     }
 
     /// The whole flow for one request, without the HTTP answer.

@@ -13,7 +13,7 @@ use time::OffsetDateTime;
 use crate::model::notification::{NotificationOutcome, PENDING_FIELD};
 use crate::model::{
     transaction_key, Change, Condition, Conflict, Edit, NotificationPending, Observation, Registration,
-    RegistrationMatch, Skip, Status, SyncPlan, SyncState, SyncStep, TransactionRecord, Value, MAX_CONFLICTS,
+    RegistrationMatch, Skip, Status, SyncState, SyncStep, TransactionRecord, Value, WritePlan, MAX_CONFLICTS,
 };
 
 /// Partition key attribute of the table (string): `{provider}#{reference}`.
@@ -88,7 +88,7 @@ impl TransactionStore {
         provider: &str,
         observation: &Observation,
         now: OffsetDateTime,
-        sync: SyncPlan,
+        sync: WritePlan,
     ) -> Result<WriteOutcome, StoreError> {
         let change = Change::of(provider, observation, now, sync);
         match self.apply(provider, &observation.reference, change).await? {
@@ -106,7 +106,7 @@ impl TransactionStore {
         reference: &str,
         registration: &Registration,
         now: OffsetDateTime,
-        sync: SyncPlan,
+        sync: WritePlan,
     ) -> Result<Registered, StoreError> {
         let change = Change::register(provider, reference, registration, now, sync);
         let existing = match self.apply(provider, reference, change).await? {
@@ -358,7 +358,7 @@ pub fn build_update(
     observation: &Observation,
     now: OffsetDateTime,
 ) -> Result<(String, usize), StoreError> {
-    let update = Update::translate(Change::of(provider, observation, now, SyncPlan::default()))?;
+    let update = Update::translate(Change::of(provider, observation, now, WritePlan::default()))?;
     Ok((update.expression, update.values.len()))
 }
 
@@ -492,7 +492,7 @@ mod tests {
     #[test]
     fn non_final_update_sets_no_final_fields() {
         let observation = Observation::new("123456789012", Status::Pending, "read");
-        let update = Update::translate(Change::of("azqr", &observation, at(0), SyncPlan::default())).expect("update");
+        let update = Update::translate(Change::of("azqr", &observation, at(0), WritePlan::default())).expect("update");
         assert!(update.expression.starts_with("SET "));
         assert!(!update.values.contains_key(":final_at"));
         assert!(!update.values.contains_key(":notification_pending"));
@@ -510,7 +510,7 @@ mod tests {
         observation.currency = Some("AZN".into());
         observation.reason = Some("none".into());
         observation.details.insert("merchant_code".into(), "M1".into());
-        let update = Update::translate(Change::of("azqr", &observation, at(5), SyncPlan::default())).expect("update");
+        let update = Update::translate(Change::of("azqr", &observation, at(5), WritePlan::default())).expect("update");
         assert_eq!(
             update.expression,
             "SET #provider = :provider, #reference = :reference, #status = :status, \
@@ -533,7 +533,7 @@ mod tests {
         let mut observation = Observation::new("123456789012", Status::Failed, "incompleted");
         observation.reason = Some("AM04 InsufficientFunds".into());
         observation.amount = Some(Amount::parse("10.50").expect("amount"));
-        let update = Update::translate(Change::of("azqr", &observation, at(5), SyncPlan::default())).expect("update");
+        let update = Update::translate(Change::of("azqr", &observation, at(5), WritePlan::default())).expect("update");
         assert_eq!(update.values[":notification_pending"], AttributeValue::S("PENDING".into()));
         assert_eq!(update.values[":rank"], AttributeValue::N("4".into()));
         assert_eq!(update.values[":amount"], AttributeValue::S("10.50".into()));

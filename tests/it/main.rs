@@ -7,6 +7,7 @@ mod support;
 mod events;
 mod fuzz;
 mod logs;
+mod merchant_events;
 mod notifier;
 mod properties;
 mod providers;

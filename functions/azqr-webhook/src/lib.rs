@@ -60,6 +60,26 @@ impl From<AzqrStatus> for Status {
     }
 }
 
+impl AzqrStatus {
+    /// What AZQR recommends the merchant shows the payer on this status (its integration
+    /// guide, in Azerbaijani); `incompleted` names AZQR's `description`.
+    pub fn customer_message(self, description: &str) -> String {
+        match self {
+            AzqrStatus::Read => "QR code oxuduldu. Zəhmət olmasa ödənişi təsdiqləyin".to_owned(),
+            AzqrStatus::Paid => "Ödənişi təsdiq etdiniz. Zəhmət olmasa gözləyin".to_owned(),
+            AzqrStatus::Canceled => "Ödənişdən imtina etdiniz".to_owned(),
+            AzqrStatus::Expired => {
+                "QR code üzrə təyin olunmuş vaxt başa çatmışdır. Zəhmət olmasa yenidən cəhd edin".to_owned()
+            }
+            AzqrStatus::Incompleted => format!(
+                "Əməliyyatınız “{}” səbəbdən uğursuz olmuşdur. Zəhmət olmasa yenidən cəhd edin",
+                description.trim()
+            ),
+            AzqrStatus::Completed => "Əməliyyatınız uğurla başa çatmışdır".to_owned(),
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Azqr {
     api_key: Secret,
@@ -131,8 +151,10 @@ impl Provider for Azqr {
         let AzqrVerified { rrn, update } = verified;
         let status: AzqrStatus = parse_status(&update.status)?;
         let mut observation = Observation::new(rrn, status.into(), update.status);
+        let description = update.description.unwrap_or_default();
+        observation.customer_message = Some(status.customer_message(&description));
         if status == AzqrStatus::Incompleted {
-            observation.set_reason(update.description);
+            observation.set_reason(Some(description));
         }
         Ok(vec![observation])
     }
@@ -176,6 +198,27 @@ mod tests {
             // Only a failure carries its description as the reason.
             let reason = (word == "incompleted").then(|| "AM04 InsufficientFunds".to_owned());
             assert_eq!(observation.reason, reason, "{word}");
+        }
+    }
+
+    /// The texts of AZQR's integration guide (seed 000), one per status.
+    #[tokio::test]
+    async fn carries_the_customer_message_azqr_recommends() {
+        let cases = [
+            ("read", "QR code oxuduldu. Zəhmət olmasa ödənişi təsdiqləyin"),
+            ("paid", "Ödənişi təsdiq etdiniz. Zəhmət olmasa gözləyin"),
+            ("canceled", "Ödənişdən imtina etdiniz"),
+            ("expired", "QR code üzrə təyin olunmuş vaxt başa çatmışdır. Zəhmət olmasa yenidən cəhd edin"),
+            (
+                "incompleted",
+                "Əməliyyatınız “AM04 InsufficientFunds” səbəbdən uğursuz olmuşdur. Zəhmət olmasa yenidən cəhd edin",
+            ),
+            ("completed", "Əməliyyatınız uğurla başa çatmışdır"),
+        ];
+        for (word, message) in cases {
+            let body = format!(r#"{{"status":"{word}","description":"AM04 InsufficientFunds"}}"#);
+            let observations = receive(request("123456789012", Some(KEY), &body)).await.expect(word);
+            assert_eq!(observations[0].customer_message.as_deref(), Some(message), "{word}");
         }
     }
 

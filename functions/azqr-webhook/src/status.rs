@@ -79,8 +79,17 @@ impl AzqrStatusApi {
             return Ok(None);
         };
         let mut observation = Observation::new(rrn, status.into(), answer.status);
+        let description = answer.description.unwrap_or_default();
+        // `inprogress` has no text of its own: the record keeps the last one.
+        observation.customer_message = match status {
+            AzqrQueryStatus::Inprogress => None,
+            AzqrQueryStatus::Expired => Some(AzqrStatus::Expired.customer_message(&description)),
+            AzqrQueryStatus::Canceled => Some(AzqrStatus::Canceled.customer_message(&description)),
+            AzqrQueryStatus::Completed => Some(AzqrStatus::Completed.customer_message(&description)),
+            AzqrQueryStatus::Incompleted => Some(AzqrStatus::Incompleted.customer_message(&description)),
+        };
         if observation.status == Status::Failed {
-            observation.set_reason(answer.description);
+            observation.set_reason(Some(description));
         }
         Ok(Some(observation))
     }

@@ -41,7 +41,8 @@ pub const RETRY_AFTER_MAX: Duration = Duration::from_secs(60 * 60);
 #[derive(Debug, Clone)]
 pub struct NotifierConfig {
     pub notify_url: String,
-    /// `whsec_<base64>`.
+    /// `whsec_<base64>`, or several separated by spaces while the merchant rotates: every
+    /// delivery is signed with each.
     pub secret: Secret,
     pub table_name: String,
     pub queue_url: String,
@@ -59,6 +60,23 @@ impl NotifierConfig {
             dead_letter_queue_url: env.required("DEAD_LETTER_QUEUE_URL")?,
         })
     }
+}
+
+/// The signers for `NOTIFY_SECRET`: one or more `whsec_<base64>` secrets separated by
+/// spaces, at most 10.
+fn signers(secret: &Secret) -> Result<Vec<standardwebhooks::Webhook>, ConfigError> {
+    let invalid = |reason: &str| ConfigError::Invalid { name: "NOTIFY_SECRET", reason: reason.into() };
+    let secrets: Vec<&str> = secret.expose().split_whitespace().collect();
+    if secrets.is_empty() || secrets.len() > 10 {
+        return Err(invalid("must be 1 to 10 whsec_<base64> secrets separated by spaces"));
+    }
+    secrets
+        .into_iter()
+        .map(|one| match one.starts_with("whsec_") {
+            true => standardwebhooks::Webhook::new(one).map_err(|_| invalid("each secret must be whsec_<base64>")),
+            false => Err(invalid("each secret must be whsec_<base64>")),
+        })
+        .collect()
 }
 
 /// What one delivery attempt came to.
@@ -103,7 +121,8 @@ fn decode(message: &SqsMessage) -> Result<(TerminalEvent, &str), Disposition> {
 pub struct Notifier {
     http: reqwest::Client,
     url: String,
-    signer: standardwebhooks::Webhook,
+    /// One per secret of `NOTIFY_SECRET`, in its order.
+    signers: Vec<standardwebhooks::Webhook>,
     store: TransactionStore,
     sqs: aws_sdk_sqs::Client,
     queue_url: String,
@@ -115,7 +134,7 @@ impl std::fmt::Debug for Notifier {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Notifier")
             .field("url", &self.url)
-            .field("signer", &"[redacted]")
+            .field("signers", &self.signers.len())
             .field("queue_url", &self.queue_url)
             .finish_non_exhaustive()
     }
@@ -128,11 +147,7 @@ impl Notifier {
         sqs: aws_sdk_sqs::Client,
         timeout: Duration,
     ) -> Result<Self, ConfigError> {
-        if !config.secret.expose().starts_with("whsec_") {
-            return Err(ConfigError::Invalid { name: "NOTIFY_SECRET", reason: "must be whsec_<base64>".into() });
-        }
-        let signer = standardwebhooks::Webhook::new(config.secret.expose())
-            .map_err(|_| ConfigError::Invalid { name: "NOTIFY_SECRET", reason: "must be whsec_<base64>".into() })?;
+        let signers = signers(&config.secret)?;
         let http = https::merchant_client_builder()
             .timeout(timeout)
             .connect_timeout(timeout.min(Duration::from_secs(3)))
@@ -141,7 +156,7 @@ impl Notifier {
         Ok(Notifier {
             http,
             url: config.notify_url,
-            signer,
+            signers,
             store,
             sqs,
             queue_url: config.queue_url,
@@ -194,6 +209,7 @@ impl Notifier {
     async fn process(&self, message: &SqsMessage, now: OffsetDateTime) -> bool {
         let disposition = match decode(message) {
             Err(disposition) => disposition,
+            Ok((event, _)) if self.overtaken(&event).await => Disposition::Delete,
             Ok((event, body)) => match self.deliver(&event.id, body, now).await {
                 Delivery::Delivered { status } => self.on_delivered(&event, status, now).await,
                 Delivery::Refused => self.on_refused(message, &event, now).await,
@@ -201,6 +217,28 @@ impl Notifier {
             },
         };
         self.dispose(message, disposition).await
+    }
+
+    /// A progress event (`transaction.updated`) whose transaction is final by now is never
+    /// sent: the merchant has (or will have, in order) the outcome. The queue's FIFO group
+    /// already orders events sent before the outcome; this catches a late resend.
+    async fn overtaken(&self, event: &TerminalEvent) -> bool {
+        if event.kind != shared::model::notification::UPDATED_EVENT_TYPE {
+            return false;
+        }
+        let (provider, reference) = (event.data.provider.as_str(), event.data.reference.as_str());
+        match self.store.get(provider, reference).await {
+            Ok(Some(record)) if record.status.is_final() => {
+                tracing::info!(provider, reference, event_id = %event.id, "progress event after the outcome: dropped");
+                true
+            }
+            Ok(_) => false,
+            // Unknown: deliver it; order within the group still holds.
+            Err(error) => {
+                tracing::warn!(provider, reference, error = %error, "could not check the transaction before a progress event");
+                false
+            }
+        }
     }
 
     /// Delivered: the transaction is no longer pending notification (a conflict event
@@ -300,9 +338,13 @@ impl Notifier {
         }
     }
 
-    /// The `webhook-signature` value for `body` (`v1,<base64 HMAC-SHA256>`).
+    /// The `webhook-signature` value for `body`: `v1,<base64 HMAC-SHA256>` for each secret,
+    /// separated by spaces (Standard Webhooks), so that a merchant rotating its secret
+    /// verifies with either.
     pub fn sign(&self, event_id: &str, timestamp: i64, body: &str) -> Option<String> {
-        self.signer.sign(event_id, timestamp, body.as_bytes()).ok()
+        let signatures: Result<Vec<String>, _> =
+            self.signers.iter().map(|signer| signer.sign(event_id, timestamp, body.as_bytes())).collect();
+        signatures.ok().map(|list| list.join(" "))
     }
 
     /// POSTs `body` to the merchant with the Standard Webhooks headers.
@@ -522,5 +564,31 @@ mod tests {
         };
         let error = Notifier::new(config, n.store.clone(), n.sqs.clone(), DELIVERY_TIMEOUT).expect_err("not whsec");
         assert!(matches!(error, ConfigError::Invalid { name: "NOTIFY_SECRET", .. }));
+        for bad in ["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw plain", "   ", "whsec_!!!"] {
+            assert!(signers(&Secret::new(bad)).is_err(), "{bad:?}");
+        }
+    }
+
+    /// Rotation: with two secrets, every delivery carries two signatures, and a merchant
+    /// holding either secret verifies it with the standardwebhooks crate.
+    #[test]
+    fn with_two_secrets_each_signature_verifies_on_its_own() {
+        let (old, new) = ("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "whsec_c2Vjb25kLXNlY3JldC1mb3Itcm90YXRpb24=");
+        let mut n = notifier();
+        n.signers = signers(&Secret::new(format!("{old}  {new}"))).expect("two secrets");
+        let body = r#"{"id":"evt_a","type":"transaction.completed"}"#;
+        let timestamp = OffsetDateTime::now_utc().unix_timestamp();
+        let signature = n.sign("evt_a", timestamp, body).expect("signed");
+        assert_eq!(signature.split(' ').filter(|s| s.starts_with("v1,")).count(), 2, "{signature}");
+        let mut headers = http::HeaderMap::new();
+        headers.insert("webhook-id", "evt_a".parse().expect("header"));
+        headers.insert("webhook-timestamp", timestamp.to_string().parse().expect("header"));
+        headers.insert("webhook-signature", signature.parse().expect("header"));
+        for secret in [old, new] {
+            let merchant = standardwebhooks::Webhook::new(secret).expect("secret");
+            assert!(merchant.verify(body.as_bytes(), &headers).is_ok(), "verifies with {}", &secret[..10]);
+        }
+        let stranger = standardwebhooks::Webhook::new("whsec_b3RoZXItc2VjcmV0LW5vdC1pbi11c2U=").expect("secret");
+        assert!(stranger.verify(body.as_bytes(), &headers).is_err());
     }
 }

@@ -13,9 +13,9 @@
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
-use shared::config::{positive_integer, StorageConfig};
+use shared::config::positive_integer;
 use shared::model::{Decision, Observation, SyncStep, TransactionRecord};
-use shared::{ConfigError, Env, EventQueue, Provider, Recorder, StatusSource, SyncError, TransactionStore};
+use shared::{ConfigError, Env, Provider, Recorder, StatusSource, SyncError};
 use time::OffsetDateTime;
 
 /// How long one call to a provider may take, all included.
@@ -91,17 +91,12 @@ impl StatusSync {
         StatusSync { recorder, providers, batch: batch.min(1_000) as i32, budget: RUN_BUDGET }
     }
 
-    /// Reads `TABLE_NAME`, `QUEUE_URL`, `STATUS_SYNC_AFTER_SECONDS`, `STATUS_SYNC_BATCH`
-    /// and each provider's API configuration.
+    /// Reads `TABLE_NAME`, `QUEUE_URL`, `STATUS_SYNC_AFTER_SECONDS`, `NOTIFY_EVENT_TYPES`,
+    /// `STATUS_SYNC_BATCH` and each provider's API configuration.
     pub async fn from_env(env: &impl Env) -> Result<Self, ConfigError> {
-        let storage = StorageConfig::from_env(env)?;
-        let policy = shared::config::sync_policy(env)?;
         let batch = positive_integer(env, "STATUS_SYNC_BATCH", BATCH)?;
         let providers = providers(env)?;
-        let aws = shared::AwsClients::from_env().await;
-        let store = TransactionStore::new(aws.dynamodb, storage.table_name);
-        let recorder = Recorder::new(store, EventQueue::new(aws.sqs, storage.queue_url), policy);
-        Ok(StatusSync::new(recorder, providers, batch))
+        Ok(StatusSync::new(Recorder::from_env(env).await?, providers, batch))
     }
 
     /// One run at `now`: every provider concurrently.

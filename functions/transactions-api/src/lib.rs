@@ -11,7 +11,7 @@ use http::{Method, StatusCode};
 use lambda_http::{Body, Request, Response};
 use serde::Deserialize;
 use shared::edge::error_response;
-use shared::model::{Registration, RegistrationMatch, SyncPlan, SyncPolicy, TransactionRecord};
+use shared::model::{Registration, RegistrationMatch, SyncPolicy, TransactionRecord, WritePlan};
 use shared::store::Registered;
 use shared::{Amount, ConfigError, Env, Inbound, TransactionStore};
 use time::OffsetDateTime;
@@ -95,7 +95,7 @@ impl TransactionsApi {
             Ok(registration) => registration,
             Err(rejected) => return rejected.into_response(),
         };
-        let plan = SyncPlan { policy: self.policy, supported };
+        let plan = WritePlan { policy: self.policy, supported, ..WritePlan::default() };
         match self.store.register(provider, reference, &registration, now, plan).await {
             Ok(Registered::Created(record)) => {
                 tracing::info!(provider, reference, outcome = "created", "transaction registered");

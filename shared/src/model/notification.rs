@@ -60,6 +60,12 @@ pub fn event_id(provider: &str, reference: &str, status: Status) -> String {
     hashed_id(&[provider, reference, status.as_str()])
 }
 
+/// The deterministic id of the progress event for `status` (non-final): one per
+/// (provider, reference, status), so a resend is deduplicated like any event.
+pub fn updated_event_id(provider: &str, reference: &str, status: Status) -> String {
+    hashed_id(&[provider, reference, "updated", status.as_str()])
+}
+
 /// The deterministic id of the conflict event for `status` reported after a transaction's
 /// final status: one per (provider, reference, conflicting status).
 pub fn conflict_event_id(provider: &str, reference: &str, status: Status) -> String {
@@ -68,6 +74,57 @@ pub fn conflict_event_id(provider: &str, reference: &str, status: Status) -> Str
 
 /// The type of the event sent when a final status contradicts the stored one.
 pub const CONFLICT_EVENT_TYPE: &str = "transaction.conflict";
+/// The type of the opt-in event sent on every applied non-final transition.
+pub const UPDATED_EVENT_TYPE: &str = "transaction.updated";
+
+/// Every event type, in the order `NOTIFY_EVENT_TYPES` is documented.
+pub const EVENT_TYPES: [&str; 6] = [
+    "transaction.completed",
+    "transaction.failed",
+    "transaction.canceled",
+    "transaction.expired",
+    CONFLICT_EVENT_TYPE,
+    UPDATED_EVENT_TYPE,
+];
+
+/// The event types the merchant receives (`NOTIFY_EVENT_TYPES`). Events of other types
+/// are neither queued nor stored; a final status whose type is off is not marked pending.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EventTypes([bool; 6]);
+
+impl Default for EventTypes {
+    /// Every outcome and conflicts; not `transaction.updated`.
+    fn default() -> Self {
+        EventTypes([true, true, true, true, true, false])
+    }
+}
+
+/// A `NOTIFY_EVENT_TYPES` entry that is no event type.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown event type {0:?} (known: transaction.completed, .failed, .canceled, .expired, .conflict, .updated)")]
+pub struct UnknownEventType(pub String);
+
+impl EventTypes {
+    /// A comma list of event types; blanks around entries are ignored.
+    pub fn parse(list: &str) -> Result<Self, UnknownEventType> {
+        let mut enabled = [false; 6];
+        for entry in list.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+            let index =
+                EVENT_TYPES.iter().position(|t| *t == entry).ok_or_else(|| UnknownEventType(entry.to_owned()))?;
+            enabled[index] = true;
+        }
+        Ok(EventTypes(enabled))
+    }
+
+    pub fn enabled(&self, kind: &str) -> bool {
+        EVENT_TYPES.iter().position(|t| *t == kind).is_some_and(|index| self.0[index])
+    }
+
+    /// Whether reaching `status` (final) is notified.
+    pub fn notifies(&self, status: Status) -> bool {
+        status.is_final() && self.enabled(&format!("transaction.{status}"))
+    }
+}
 
 fn hashed_id(parts: &[&str]) -> String {
     let mut hash = Sha256::new();
@@ -106,6 +163,19 @@ impl TerminalEvent {
         })
     }
 
+    /// The progress event of a non-final record (`transaction.updated`); `None` if final.
+    pub fn for_update(record: &TransactionRecord) -> Option<Self> {
+        if record.status.is_final() {
+            return None;
+        }
+        Some(TerminalEvent {
+            id: updated_event_id(&record.provider, &record.reference, record.status),
+            kind: UPDATED_EVENT_TYPE.to_owned(),
+            created_at: record.updated_at,
+            data: record.clone(),
+        })
+    }
+
     /// The conflict event for `conflict`, kept on `record` (whose status is the stored final).
     pub fn for_conflict(record: &TransactionRecord, conflict: &Conflict) -> Self {
         TerminalEvent {
@@ -138,6 +208,21 @@ mod tests {
         assert_ne!(a, event_id("pay3", "123456789012", Status::Completed));
         // Length-prefixed parts: moving a boundary changes the id.
         assert_ne!(event_id("ab", "c", Status::Completed), event_id("a", "bc", Status::Completed));
+    }
+
+    #[test]
+    fn event_types_parse_from_a_comma_list() {
+        let default = EventTypes::default();
+        assert!(default.notifies(Status::Completed) && default.enabled("transaction.conflict"));
+        assert!(!default.enabled(UPDATED_EVENT_TYPE) && !default.notifies(Status::Pending));
+        let all = EventTypes::parse(&EVENT_TYPES.join(" , ")).expect("all");
+        assert!(EVENT_TYPES.iter().all(|t| all.enabled(t)));
+        let some = EventTypes::parse("transaction.completed,transaction.updated,").expect("some");
+        assert!(
+            some.notifies(Status::Completed) && !some.notifies(Status::Expired) && some.enabled(UPDATED_EVENT_TYPE)
+        );
+        assert_eq!(EventTypes::parse("transaction.paid"), Err(UnknownEventType("transaction.paid".into())));
+        assert!(!some.enabled("transaction.paid"));
     }
 
     #[test]
