@@ -10,6 +10,9 @@ pub enum QueueError {
     Encode(#[source] serde_json::Error),
 }
 
+/// The message attribute that says why a message was sent again (`resend`, `recover`).
+pub const KIND_ATTRIBUTE: &str = "kind";
+
 #[derive(Debug, Clone)]
 pub struct EventQueue {
     client: aws_sdk_sqs::Client,
@@ -35,6 +38,36 @@ impl EventQueue {
             .message_body(body)
             .message_group_id(transaction_key(&event.data.provider, &event.data.reference))
             .message_deduplication_id(&event.id)
+            .send()
+            .await
+            .map_err(|e| QueueError::Send(Box::new(e)))?;
+        Ok(())
+    }
+
+    /// Sends a stored event again on a merchant's request (`kind`: `resend` or `recover`,
+    /// carried as the message attribute the notifier records with the attempt). The body
+    /// and so the `webhook-id` are the same; the deduplication id is new (`<id>:<kind>:<n>`),
+    /// so SQS does not drop it within its 5-minute window as a repeat of the first send.
+    pub async fn resend(
+        &self,
+        body: &str,
+        group: &str,
+        event_id: &str,
+        kind: &str,
+        nonce: i128,
+    ) -> Result<(), QueueError> {
+        let attribute = aws_sdk_sqs::types::MessageAttributeValue::builder()
+            .data_type("String")
+            .string_value(kind)
+            .build()
+            .map_err(|e| QueueError::Send(Box::new(e)))?;
+        self.client
+            .send_message()
+            .queue_url(&self.url)
+            .message_body(body)
+            .message_group_id(group)
+            .message_deduplication_id(format!("{event_id}:{kind}:{nonce}"))
+            .message_attributes(KIND_ATTRIBUTE, attribute)
             .send()
             .await
             .map_err(|e| QueueError::Send(Box::new(e)))?;

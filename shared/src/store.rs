@@ -79,6 +79,11 @@ impl TransactionStore {
         &self.table
     }
 
+    /// The event log, kept in the same table (items `evt#<id>`), with its retention.
+    pub fn event_log(&self, retention: std::time::Duration) -> crate::EventLog {
+        crate::EventLog::new(self.client.clone(), self.table.clone(), retention)
+    }
+
     /// Applies `observation` if the transition rule allows it, in one conditional write:
     /// the model's [`Change`], with its condition [`crate::model::applies`] written as
     /// `attribute_not_exists(pk) OR rank < :rank`. When the condition fails, DynamoDB

@@ -147,6 +147,7 @@ async fn no_secret_token_signature_or_body_reaches_the_logs() {
         table_name: h.resources.table_name.clone(),
         queue_url: h.resources.queue_url.clone(),
         dead_letter_queue_url: h.resources.dead_letter_queue_url.clone(),
+        event_retention: Duration::from_secs(86_400),
     };
     let notifier =
         notifier::Notifier::new(config, h.store.clone(), h.sqs.clone(), Duration::from_secs(5)).expect("notifier");

@@ -92,6 +92,7 @@ async fn a_progress_event_after_the_outcome_is_never_delivered() {
         table_name: h.resources.table_name.clone(),
         queue_url: h.resources.queue_url.clone(),
         dead_letter_queue_url: h.resources.dead_letter_queue_url.clone(),
+        event_retention: Duration::from_secs(86_400),
     };
     let notifier =
         notifier::Notifier::new(config, h.store.clone(), h.sqs.clone(), Duration::from_secs(5)).expect("notifier");
@@ -107,4 +108,82 @@ async fn a_progress_event_after_the_outcome_is_never_delivered() {
         .collect();
     assert_eq!(delivered, [event_id("azqr", &rrn, Status::Completed)]);
     assert!(h.drain_queue().await.is_empty(), "the progress event was consumed, not retried");
+}
+
+fn notifier_for(h: &Harness, merchant: &MockServer) -> notifier::Notifier {
+    let config = notifier::NotifierConfig { notify_url: merchant.uri(), ..notifier_config(h) };
+    notifier::Notifier::new(config, h.store.clone(), h.sqs.clone(), Duration::from_secs(5))
+        .expect("notifier")
+        .with_backoff(vec![Duration::ZERO])
+}
+
+/// Every attempt is kept: its time, status, duration and the first 256 bytes of what the
+/// endpoint answered, through two failures and then the success.
+#[tokio::test]
+async fn attempts_are_recorded_through_failures_then_success() {
+    let h = Harness::new().await;
+    let webhook = azqr(&h, EventTypes::default());
+    let rrn = unique_rrn();
+    send(&webhook, &rrn, "completed", 0).await;
+    let merchant = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(500).set_body_string("é".repeat(200)))
+        .up_to_n_times(2)
+        .mount(&merchant)
+        .await;
+    Mock::given(method("POST")).respond_with(ResponseTemplate::new(204)).mount(&merchant).await;
+    let notifier = notifier_for(&h, &merchant);
+    let id = event_id("azqr", &rrn, Status::Completed);
+    let log = h.store.event_log(Duration::from_secs(30 * 86_400));
+    for _ in 0..20 {
+        notifier::poll_once(&notifier, 1).await.expect("poll");
+        if log.get(&id).await.expect("get").is_some_and(|e| e.delivered_at.is_some()) {
+            break;
+        }
+    }
+    let stored = log.get(&id).await.expect("get").expect("stored");
+    let statuses: Vec<Option<u16>> = stored.attempts.iter().map(|a| a.status).collect();
+    assert_eq!(statuses, [Some(500), Some(500), Some(204)]);
+    assert_eq!(stored.attempt_count, 3);
+    assert!(stored.delivered_at.is_some());
+    let first = stored.attempts[0].response.as_deref().expect("the start of the answer");
+    assert!(first.len() <= 256 && first.len() >= 254 && first.starts_with("éé"), "{} bytes", first.len());
+    assert_eq!(stored.attempts[2].response, None, "204 has no body");
+    assert!(stored.attempts.iter().all(|a| a.kind == shared::event_log::AttemptKind::Automatic && a.error.is_none()));
+    assert_eq!(stored.event["id"], id.as_str());
+    assert_eq!(stored.event["type"], "transaction.completed");
+    let sent: Vec<String> = merchant
+        .received_requests()
+        .await
+        .expect("recorded")
+        .iter()
+        .map(|r| String::from_utf8_lossy(&r.body).into_owned())
+        .collect();
+    assert!(sent.iter().all(|body| *body == stored.body), "the stored body is what was sent");
+
+    // A transport error is kept as such.
+    let closed = notifier::Notifier::new(
+        notifier::NotifierConfig { notify_url: crate::support::closed_port_endpoint(), ..notifier_config(&h) },
+        h.store.clone(),
+        h.sqs.clone(),
+        Duration::from_secs(2),
+    )
+    .expect("notifier");
+    let other = unique_rrn();
+    send(&webhook, &other, "completed", 1).await;
+    notifier::poll_once(&closed, 1).await.expect("poll");
+    let failed = log.get(&event_id("azqr", &other, Status::Completed)).await.expect("get").expect("stored");
+    assert_eq!((failed.attempts[0].status, failed.attempts[0].error.as_deref()), (None, Some("connection failed")));
+    assert_eq!(failed.delivered_at, None);
+}
+
+fn notifier_config(h: &Harness) -> notifier::NotifierConfig {
+    notifier::NotifierConfig {
+        notify_url: String::new(),
+        secret: Secret::new("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"),
+        table_name: h.resources.table_name.clone(),
+        queue_url: h.resources.queue_url.clone(),
+        dead_letter_queue_url: h.resources.dead_letter_queue_url.clone(),
+        event_retention: Duration::from_secs(30 * 86_400),
+    }
 }

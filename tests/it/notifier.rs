@@ -32,6 +32,7 @@ fn notifier(h: &Harness, merchant: &MockServer, timeout: Duration) -> Notifier {
         table_name: h.resources.table_name.clone(),
         queue_url: h.resources.queue_url.clone(),
         dead_letter_queue_url: h.resources.dead_letter_queue_url.clone(),
+        event_retention: Duration::from_secs(86_400),
     };
     // Retries become visible at once, so tests do not wait out the production backoff.
     Notifier::new(config, h.store.clone(), h.sqs.clone(), timeout).expect("notifier").with_backoff(vec![Duration::ZERO])
@@ -269,6 +270,7 @@ async fn a_merchant_that_closes_the_connection_is_a_retry() {
         table_name: h.resources.table_name.clone(),
         queue_url: h.resources.queue_url.clone(),
         dead_letter_queue_url: h.resources.dead_letter_queue_url.clone(),
+        event_retention: Duration::from_secs(86_400),
     };
     let hanging_up = Notifier::new(config, h.store.clone(), h.sqs.clone(), Duration::from_secs(5)).expect("notifier");
     let delivery = hanging_up.deliver("evt_x", "{}", OffsetDateTime::now_utc()).await;

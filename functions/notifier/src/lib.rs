@@ -17,7 +17,8 @@ use std::time::Duration;
 use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 use aws_sdk_sqs::types::MessageSystemAttributeName;
 use futures_util::future::join_all;
-use shared::{ConfigError, Env, NotificationOutcome, Secret, TerminalEvent, TransactionStore};
+use shared::event_log::{Attempt, AttemptKind, MAX_RESPONSE_BYTES};
+use shared::{ConfigError, Env, EventLog, NotificationOutcome, Secret, TerminalEvent, TransactionStore};
 use time::OffsetDateTime;
 
 mod https;
@@ -47,19 +48,36 @@ pub struct NotifierConfig {
     pub table_name: String,
     pub queue_url: String,
     pub dead_letter_queue_url: String,
+    /// How long the event log keeps an event and its attempts (`EVENT_RETENTION_DAYS`).
+    pub event_retention: Duration,
 }
 
+/// `EVENT_RETENTION_DAYS` when unset.
+pub const EVENT_RETENTION_DAYS: u64 = 30;
+
 impl NotifierConfig {
-    /// Reads `NOTIFY_URL`, `NOTIFY_SECRET`, `TABLE_NAME`, `QUEUE_URL` and `DEAD_LETTER_QUEUE_URL`.
+    /// Reads `NOTIFY_URL`, `NOTIFY_SECRET`, `TABLE_NAME`, `QUEUE_URL`,
+    /// `DEAD_LETTER_QUEUE_URL` and `EVENT_RETENTION_DAYS` (default 30).
     pub fn from_env(env: &impl Env) -> Result<Self, ConfigError> {
+        let days = shared::config::positive_integer(env, "EVENT_RETENTION_DAYS", EVENT_RETENTION_DAYS)?.min(3650);
         Ok(NotifierConfig {
             notify_url: env.required("NOTIFY_URL")?,
             secret: env.secret("NOTIFY_SECRET")?,
             table_name: env.required("TABLE_NAME")?,
             queue_url: env.required("QUEUE_URL")?,
             dead_letter_queue_url: env.required("DEAD_LETTER_QUEUE_URL")?,
+            event_retention: Duration::from_secs(days * 24 * 60 * 60),
         })
     }
+}
+
+/// What the merchant's endpoint did with one attempt, as the event log keeps it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Answer {
+    pub status: Option<u16>,
+    pub error: Option<String>,
+    pub response: Option<String>,
+    pub duration: Duration,
 }
 
 /// The signers for `NOTIFY_SECRET`: one or more `whsec_<base64>` secrets separated by
@@ -124,6 +142,7 @@ pub struct Notifier {
     /// One per secret of `NOTIFY_SECRET`, in its order.
     signers: Vec<standardwebhooks::Webhook>,
     store: TransactionStore,
+    events: EventLog,
     sqs: aws_sdk_sqs::Client,
     queue_url: String,
     dead_letter_queue_url: String,
@@ -157,6 +176,7 @@ impl Notifier {
             http,
             url: config.notify_url,
             signers,
+            events: store.event_log(config.event_retention),
             store,
             sqs,
             queue_url: config.queue_url,
@@ -210,13 +230,44 @@ impl Notifier {
         let disposition = match decode(message) {
             Err(disposition) => disposition,
             Ok((event, _)) if self.overtaken(&event).await => Disposition::Delete,
-            Ok((event, body)) => match self.deliver(&event.id, body, now).await {
-                Delivery::Delivered { status } => self.on_delivered(&event, status, now).await,
-                Delivery::Refused => self.on_refused(message, &event, now).await,
-                Delivery::Failed { reason, retry_after } => self.on_failed(message, &event, &reason, retry_after),
-            },
+            Ok((event, body)) => {
+                let (delivery, answer) = self.deliver_recorded(&event.id, body, now).await;
+                self.record_attempt(message, &event, body, &delivery, answer, now).await;
+                match delivery {
+                    Delivery::Delivered { status } => self.on_delivered(&event, status, now).await,
+                    Delivery::Refused => self.on_refused(message, &event, now).await,
+                    Delivery::Failed { reason, retry_after } => self.on_failed(message, &event, &reason, retry_after),
+                }
+            }
         };
         self.dispose(message, disposition).await
+    }
+
+    /// Keeps the attempt in the event log (storing the event the first time). Best
+    /// effort: a failure is logged and changes nothing about the delivery.
+    async fn record_attempt(
+        &self,
+        message: &SqsMessage,
+        event: &TerminalEvent,
+        body: &str,
+        delivery: &Delivery,
+        answer: Answer,
+        now: OffsetDateTime,
+    ) {
+        let kind =
+            message.message_attributes.get(shared::queue::KIND_ATTRIBUTE).and_then(|a| a.string_value.as_deref());
+        let attempt = Attempt {
+            at: now,
+            status: answer.status,
+            error: answer.error,
+            duration_ms: answer.duration.as_millis().min(u128::from(u64::MAX)) as u64,
+            response: answer.response,
+            kind: AttemptKind::from_attribute(kind),
+        };
+        let delivered = matches!(delivery, Delivery::Delivered { .. });
+        if let Err(error) = self.events.record_attempt(event, body, &attempt, delivered).await {
+            tracing::error!(event_id = %event.id, error = %error, "delivery attempt not recorded in the event log");
+        }
     }
 
     /// A progress event (`transaction.updated`) whose transaction is final by now is never
@@ -349,10 +400,19 @@ impl Notifier {
 
     /// POSTs `body` to the merchant with the Standard Webhooks headers.
     pub async fn deliver(&self, event_id: &str, body: &str, now: OffsetDateTime) -> Delivery {
+        self.deliver_recorded(event_id, body, now).await.0
+    }
+
+    /// [`Self::deliver`], and what the endpoint answered, for the event log.
+    pub async fn deliver_recorded(&self, event_id: &str, body: &str, now: OffsetDateTime) -> (Delivery, Answer) {
+        let started = std::time::Instant::now();
         let timestamp = now.unix_timestamp();
         let signature = match self.sign(event_id, timestamp, body) {
             Some(signature) => signature,
-            None => return Delivery::Failed { reason: "body is not UTF-8".into(), retry_after: None },
+            None => {
+                let answer = Answer { error: Some("body is not UTF-8".into()), ..Answer::default() };
+                return (Delivery::Failed { reason: "body is not UTF-8".into(), retry_after: None }, answer);
+            }
         };
         let response = self
             .http
@@ -364,21 +424,32 @@ impl Notifier {
             .body(body.to_owned())
             .send()
             .await;
-        match response {
-            Ok(response) if response.status().is_success() => {
-                Delivery::Delivered { status: response.status().as_u16() }
+        let response = match response {
+            Ok(response) => response,
+            Err(error) => {
+                let reason = if error.is_timeout() {
+                    "timed out"
+                } else if error.is_connect() {
+                    "connection failed"
+                } else {
+                    "request failed"
+                };
+                let answer =
+                    Answer { error: Some(reason.to_owned()), duration: started.elapsed(), ..Answer::default() };
+                return (Delivery::Failed { reason: reason.into(), retry_after: None }, answer);
             }
-            Ok(response) if response.status().as_u16() == 410 => Delivery::Refused,
-            Ok(response) => Delivery::Failed {
-                reason: format!("merchant answered {}", response.status().as_u16()),
+        };
+        let status = response.status().as_u16();
+        let delivery = match status {
+            200..=299 => Delivery::Delivered { status },
+            410 => Delivery::Refused,
+            _ => Delivery::Failed {
+                reason: format!("merchant answered {status}"),
                 retry_after: retry_after(response.headers(), now),
             },
-            Err(error) if error.is_timeout() => Delivery::Failed { reason: "timed out".into(), retry_after: None },
-            Err(error) if error.is_connect() => {
-                Delivery::Failed { reason: "connection failed".into(), retry_after: None }
-            }
-            Err(_) => Delivery::Failed { reason: "request failed".into(), retry_after: None },
-        }
+        };
+        let response_start = first_bytes(response).await;
+        (delivery, Answer { status: Some(status), error: None, response: response_start, duration: started.elapsed() })
     }
 
     /// Sends the message to the dead-letter queue (same group, same event id); `true` if it
@@ -436,6 +507,7 @@ pub async fn poll_once(notifier: &Notifier, wait_seconds: i32) -> Result<usize, 
         .max_number_of_messages(10)
         .wait_time_seconds(wait_seconds)
         .message_system_attribute_names(MessageSystemAttributeName::All)
+        .message_attribute_names("All")
         .send()
         .await?;
     let messages = output.messages.unwrap_or_default();
@@ -453,6 +525,26 @@ pub async fn poll_once(notifier: &Notifier, wait_seconds: i32) -> Result<usize, 
     Ok(messages.len())
 }
 
+/// At most the first [`MAX_RESPONSE_BYTES`] of a response body (cut on a character
+/// boundary), read for at most a second; `None` when empty. Never logged.
+async fn first_bytes(mut response: reqwest::Response) -> Option<String> {
+    let mut bytes = Vec::new();
+    let read = async {
+        while bytes.len() < MAX_RESPONSE_BYTES {
+            match response.chunk().await {
+                Ok(Some(chunk)) => bytes.extend_from_slice(&chunk),
+                Ok(None) | Err(_) => break,
+            }
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(1), read).await;
+    let mut text = String::from_utf8_lossy(&bytes[..bytes.len().min(MAX_RESPONSE_BYTES)]).into_owned();
+    while text.len() > MAX_RESPONSE_BYTES {
+        text.pop();
+    }
+    (!text.is_empty()).then_some(text)
+}
+
 /// The event Lambda's SQS trigger would build from these messages.
 pub fn to_sqs_event(messages: &[aws_sdk_sqs::types::Message]) -> SqsEvent {
     let records = messages
@@ -467,6 +559,17 @@ pub fn to_sqs_event(messages: &[aws_sdk_sqs::types::Message]) -> SqsEvent {
                 .iter()
                 .flatten()
                 .map(|(k, v)| (k.as_str().to_owned(), v.clone()))
+                .collect::<HashMap<_, _>>();
+            record.message_attributes = m
+                .message_attributes
+                .iter()
+                .flatten()
+                .map(|(name, value)| {
+                    let mut attribute = aws_lambda_events::sqs::SqsMessageAttribute::default();
+                    attribute.string_value = value.string_value.clone();
+                    attribute.data_type = Some(value.data_type.clone());
+                    (name.clone(), attribute)
+                })
                 .collect::<HashMap<_, _>>();
             record
         })
@@ -492,6 +595,7 @@ mod tests {
             table_name: "t".into(),
             queue_url: "q".into(),
             dead_letter_queue_url: "d".into(),
+            event_retention: Duration::from_secs(86_400),
         };
         let store = TransactionStore::new(aws_sdk_dynamodb::Client::from_conf(dynamo), "t");
         Notifier::new(config_values, store, aws_sdk_sqs::Client::from_conf(config), DELIVERY_TIMEOUT).expect("notifier")
@@ -561,6 +665,7 @@ mod tests {
             table_name: "t".into(),
             queue_url: "q".into(),
             dead_letter_queue_url: "d".into(),
+            event_retention: Duration::from_secs(86_400),
         };
         let error = Notifier::new(config, n.store.clone(), n.sqs.clone(), DELIVERY_TIMEOUT).expect_err("not whsec");
         assert!(matches!(error, ConfigError::Invalid { name: "NOTIFY_SECRET", .. }));
