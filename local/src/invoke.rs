@@ -629,7 +629,7 @@ mod tests {
     fn every_template_function_is_described() {
         let template = template();
         let ids = template.function_ids();
-        assert_eq!(ids.len(), 9, "{ids:?}");
+        assert_eq!(ids.len(), 10, "{ids:?}");
         for id in ids {
             let function = template.function(&id).expect("function");
             assert!(function.variables.contains_key("TABLE_NAME"), "{id}: Globals applied");

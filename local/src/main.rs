@@ -66,6 +66,7 @@ async fn main() -> Result<(), Error> {
 
     // The status sync, every STATUS_SYNC_INTERVAL_SECONDS (default 30), through the same
     // write path as the webhooks.
+    let queue_for_events = queue.clone();
     let recorder = Recorder::new(store.clone(), queue, shared::config::sync_policy(&env)?)
         .with_events(shared::config::event_types(&env)?);
     let interval = shared::config::positive_integer(&env, "STATUS_SYNC_INTERVAL_SECONDS", 30)?;
@@ -80,13 +81,16 @@ async fn main() -> Result<(), Error> {
         }
     });
 
-    // Every provider of the registry at its template.yaml routes, and the transactions API.
+    // Every provider of the registry at its template.yaml routes, the transactions API and
+    // the events API.
+    let events = events_api::EventsApi::new(store.event_log(Duration::from_secs(30 * 86_400)), queue_for_events);
     let transactions =
         std::sync::Arc::new(transactions_api::TransactionsApi::new(store, recorder.policy(), status_sync::known()));
     let app = Routes::new(recorder)
         .mount_providers(&env)?
         .mount_handler(transactions_api::METHOD, transactions_api::PATH, std::sync::Arc::clone(&transactions))
         .mount_handler(transactions_api::REGISTER_METHOD, transactions_api::PATH, transactions)
+        .mount_events(events)
         .into_router();
 
     let port: u16 = env.optional("PORT").unwrap_or_else(|| "3000".into()).parse()?;

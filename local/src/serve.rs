@@ -34,6 +34,20 @@ impl Handler for transactions_api::TransactionsApi {
     }
 }
 
+/// One route of the events API (API Gateway tells them apart by route; locally each is
+/// mounted on its own).
+#[derive(Debug, Clone)]
+pub struct EventsRoute {
+    pub api: Arc<events_api::EventsApi>,
+    pub route: events_api::Route,
+}
+
+impl Handler for EventsRoute {
+    async fn call(&self, request: Inbound) -> lambda_http::Response<lambda_http::Body> {
+        self.api.answer(self.route, &request, OffsetDateTime::now_utc()).await
+    }
+}
+
 impl<H: Handler> Handler for Arc<H> {
     async fn call(&self, request: Inbound) -> lambda_http::Response<lambda_http::Body> {
         self.as_ref().call(request).await
@@ -82,6 +96,15 @@ impl Routes {
         let mut mount = Mount { routes: &mut self, env, result: Ok(()) };
         crate::registry::for_each(&mut mount);
         mount.result.map(|()| self)
+    }
+
+    /// Serves every route of the events API.
+    pub fn mount_events(mut self, api: events_api::EventsApi) -> Self {
+        let api = Arc::new(api);
+        for (route, method, path) in events_api::ROUTES {
+            self.router = mount(self.router, method, path, EventsRoute { api: Arc::clone(&api), route });
+        }
+        self
     }
 
     /// Serves any other handler (the transactions API) at `method path`.

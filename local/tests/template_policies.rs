@@ -93,6 +93,10 @@ fn each_function_gets_only_the_actions_it_uses() {
     // The status sync reads its index and writes through the webhooks' path (the
     // conditional update, and the terminal event it causes).
     assert_eq!(actions("StatusSyncFunction"), ["dynamodb:Query", "dynamodb:UpdateItem", "sqs:SendMessage"]);
+    // The events API reads the log (an item, its index) and queues resends.
+    assert_eq!(actions("EventsApiFunction"), ["dynamodb:GetItem", "dynamodb:Query", "sqs:SendMessage"]);
+    let feed = grants()["EventsApiFunction"].iter().find(|(a, _)| a == "dynamodb:Query").cloned().expect("Query");
+    assert!(feed.1.contains("/index/EventFeed"), "only its index: {}", feed.1);
     let query = grants()["StatusSyncFunction"].iter().find(|(a, _)| a == "dynamodb:Query").cloned().expect("Query");
     assert!(query.1.contains("/index/SyncSchedule"), "only its index: {}", query.1);
 }

@@ -206,7 +206,8 @@ impl EventLog {
         let from = match (&query.after, query.since) {
             (Some(after), _) => after.clone(),
             (None, Some(since)) => format!("{:020}", since.unix_timestamp_nanos().max(0)),
-            (None, None) => String::new(),
+            // Below every position (DynamoDB takes no empty key value).
+            (None, None) => "0".to_owned(),
         };
         let until = query.until.map(|t| format!("{:020}", t.unix_timestamp_nanos().max(0)));
         let mut events = Vec::new();

@@ -142,6 +142,8 @@ async fn attempts_are_recorded_through_failures_then_success() {
         }
     }
     let stored = log.get(&id).await.expect("get").expect("stored");
+    let attempt_bytes: usize = stored.attempts.iter().map(|a| serde_json::to_string(a).map_or(0, |t| t.len())).sum();
+    println!("event log: body {} bytes, 3 attempts {} bytes", stored.body.len(), attempt_bytes);
     let statuses: Vec<Option<u16>> = stored.attempts.iter().map(|a| a.status).collect();
     assert_eq!(statuses, [Some(500), Some(500), Some(204)]);
     assert_eq!(stored.attempt_count, 3);
@@ -185,5 +187,168 @@ fn notifier_config(h: &Harness) -> notifier::NotifierConfig {
         queue_url: h.resources.queue_url.clone(),
         dead_letter_queue_url: h.resources.dead_letter_queue_url.clone(),
         event_retention: Duration::from_secs(30 * 86_400),
+    }
+}
+
+// --- The events API ----------------------------------------------------------------
+
+fn events_api(h: &Harness) -> events_api::EventsApi {
+    events_api::EventsApi::new(h.store.event_log(Duration::from_secs(30 * 86_400)), h.queue.clone())
+}
+
+async fn call(
+    api: &events_api::EventsApi,
+    route: events_api::Route,
+    request: shared::Inbound,
+) -> (u16, serde_json::Value) {
+    let response = api.answer(route, &request, OffsetDateTime::now_utc()).await;
+    let status = response.status().as_u16();
+    (status, serde_json::from_slice(response.body().as_ref()).expect("JSON"))
+}
+
+fn get(query: &[(&str, &str)]) -> shared::Inbound {
+    query.iter().fold(shared::Inbound::new(http::Method::GET, ""), |r, (name, value)| r.with_query(name, value))
+}
+
+/// A stored event for a transaction of `reference`, created at `t` seconds, delivered or not.
+async fn logged(h: &Harness, reference: &str, t: i64, delivered: bool) -> String {
+    let at = OffsetDateTime::from_unix_timestamp(1_795_000_000 + t).expect("time");
+    let mut record = shared::TransactionRecord {
+        final_at: Some(at),
+        ..serde_json::from_value(serde_json::json!({
+            "provider": "azqr", "reference": reference, "status": "completed", "provider_status": "completed",
+            "first_seen_at": "2026-11-18T11:06:40Z", "updated_at": "2026-11-18T11:06:40Z"
+        }))
+        .expect("record")
+    };
+    record.updated_at = at;
+    let event = TerminalEvent::for_record(&record).expect("final");
+    let body = serde_json::to_string(&event).expect("JSON");
+    let attempt = shared::event_log::Attempt {
+        at,
+        status: Some(if delivered { 204 } else { 500 }),
+        error: None,
+        duration_ms: 3,
+        response: None,
+        kind: shared::event_log::AttemptKind::Automatic,
+    };
+    let log = h.store.event_log(Duration::from_secs(86_400));
+    log.record_attempt(&event, &body, &attempt, delivered).await.expect("record");
+    event.id
+}
+
+/// The catch-up feed pages through 260 events, oldest first, with no gap and no repeat;
+/// filters and bad parameters.
+#[tokio::test]
+async fn the_feed_pages_through_every_event_in_creation_order() {
+    let h = Harness::new().await;
+    let mut expected = Vec::new();
+    for i in 0..260 {
+        // Created out of order in time; the feed orders them by creation.
+        let t = (i * 7919) % 260;
+        expected.push((t, logged(&h, &format!("{:012}", 900_000_000_000_u64 + i as u64), t, i % 3 == 0).await));
+    }
+    expected.sort();
+    let expected: Vec<String> = expected.into_iter().map(|(_, id)| id).collect();
+    let api = events_api(&h);
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    let mut pages = 0;
+    loop {
+        let mut query = vec![("limit", "37")];
+        if let Some(after) = &cursor {
+            query.push(("after", after.as_str()));
+        }
+        let (status, page) = call(&api, events_api::Route::List, get(&query)).await;
+        assert_eq!(status, 200, "{page}");
+        pages += 1;
+        let data = page["data"].as_array().expect("data");
+        assert!(data.len() <= 37);
+        seen.extend(data.iter().map(|e| e["id"].as_str().expect("id").to_owned()));
+        match page["next"].as_str() {
+            Some(next) => cursor = Some(next.to_owned()),
+            None => break,
+        }
+        assert!(pages < 20, "the feed ends");
+    }
+    assert_eq!(seen, expected, "every event once, oldest first ({pages} pages)");
+
+    let (_, undelivered) = call(&api, events_api::Route::List, get(&[("delivered", "false"), ("limit", "100")])).await;
+    let data = undelivered["data"].as_array().expect("data");
+    assert_eq!(data.len(), 100);
+    assert!(data.iter().all(|e| e["delivered_at"].is_null() && e["attempt_count"] == 1));
+    let since = "2026-11-18T11:10:00Z"; // t >= 200 s
+    let (_, recent) = call(&api, events_api::Route::List, get(&[("since", since), ("limit", "100")])).await;
+    assert_eq!(recent["data"].as_array().map(Vec::len), Some(60));
+    let (_, none) = call(&api, events_api::Route::List, get(&[("type", "transaction.failed")])).await;
+    assert_eq!((none["data"].as_array().map(Vec::len), &none["next"]), (Some(0), &serde_json::Value::Null));
+    for bad in [("limit", "0"), ("after", "x"), ("since", "today"), ("type", "payment"), ("delivered", "1")] {
+        let (status, body) = call(&api, events_api::Route::List, get(&[bad])).await;
+        assert_eq!((status, body["error"]["code"].as_str()), (400, Some("invalid_field")), "{bad:?}");
+    }
+}
+
+/// A resend within SQS's 5-minute deduplication window is delivered, with the same
+/// `webhook-id`, and recorded as a resend; an unknown id is 404.
+#[tokio::test]
+async fn a_resend_within_five_minutes_is_delivered_again() {
+    let h = Harness::new().await;
+    let webhook = azqr(&h, EventTypes::default());
+    let rrn = unique_rrn();
+    send(&webhook, &rrn, "completed", 0).await;
+    let merchant = MockServer::start().await;
+    Mock::given(method("POST")).respond_with(ResponseTemplate::new(204)).mount(&merchant).await;
+    let notifier = notifier_for(&h, &merchant);
+    notifier::poll_once(&notifier, 1).await.expect("poll");
+    let id = event_id("azqr", &rrn, Status::Completed);
+    let api = events_api(&h);
+    let resend = shared::Inbound::new(http::Method::POST, "").with_path_parameter("id", &id);
+    let (status, body) = call(&api, events_api::Route::Resend, resend).await;
+    assert_eq!((status, body["id"].as_str()), (202, Some(id.as_str())));
+    notifier::poll_once(&notifier, 1).await.expect("poll");
+    let ids: Vec<String> = merchant
+        .received_requests()
+        .await
+        .expect("recorded")
+        .iter()
+        .map(|r| r.headers["webhook-id"].to_str().expect("ascii").to_owned())
+        .collect();
+    assert_eq!(ids, [id.clone(), id.clone()], "delivered twice, the same webhook-id");
+    let attempts = shared::Inbound::new(http::Method::GET, "").with_path_parameter("id", &id);
+    let (_, attempts) = call(&api, events_api::Route::Attempts, attempts).await;
+    let kinds: Vec<&str> =
+        attempts["data"].as_array().expect("data").iter().map(|a| a["kind"].as_str().expect("kind")).collect();
+    assert_eq!(kinds, ["automatic", "resend"]);
+    let one = shared::Inbound::new(http::Method::GET, "").with_path_parameter("id", &id);
+    let (status, event) = call(&api, events_api::Route::Get, one).await;
+    assert_eq!((status, event["attempt_count"].as_u64(), event["delivered_at"].is_string()), (200, Some(2), true));
+    for unknown in ["evt_00000000000000000000000000000000", "nope"] {
+        let request = shared::Inbound::new(http::Method::POST, "").with_path_parameter("id", unknown);
+        assert_eq!(call(&api, events_api::Route::Resend, request).await.0, 404, "{unknown}");
+    }
+}
+
+/// Recover resends the undelivered events of its window, and only those.
+#[tokio::test]
+async fn recover_resends_only_undelivered_events_in_its_window() {
+    let h = Harness::new().await;
+    let delivered = logged(&h, "910000000001", 100, true).await;
+    let undelivered = logged(&h, "910000000002", 110, false).await;
+    let outside = logged(&h, "910000000003", 500, false).await;
+    let api = events_api(&h);
+    let window = r#"{"since":"2026-11-18T11:08:00Z","until":"2026-11-18T11:10:00Z"}"#; // 80 s to 200 s
+    let (status, body) = call(&api, events_api::Route::Recover, shared::Inbound::new(http::Method::POST, window)).await;
+    assert_eq!((status, body["resent"].as_u64()), (202, Some(1)));
+    let queued = h.drain_events().await;
+    assert_eq!(queued.iter().map(|e| e.id.as_str()).collect::<Vec<_>>(), [undelivered.as_str()]);
+    assert!(![delivered, outside].iter().any(|id| queued.iter().any(|e| &e.id == id)));
+    for bad in [
+        r#"{"since":"2026-11-18T11:10:00Z","until":"2026-11-18T11:08:00Z"}"#,
+        r#"{"since":"2026-10-01T00:00:00Z","until":"2026-11-18T11:10:00Z"}"#,
+        r#"{"until":"2026-11-18T11:10:00Z"}"#,
+        r#"{"since":"2026-11-18T11:08:00Z","extra":1}"#,
+    ] {
+        let status = call(&api, events_api::Route::Recover, shared::Inbound::new(http::Method::POST, bad)).await.0;
+        assert_eq!(status, 400, "{bad}");
     }
 }
