@@ -97,6 +97,7 @@ fn webhooks(c: &mut Criterion) {
         queue_url: "q".into(),
         dead_letter_queue_url: "d".into(),
         event_retention: std::time::Duration::from_secs(86_400),
+        failing_alert: std::time::Duration::from_secs(30 * 60),
     };
     let store = shared::TransactionStore::new(aws_sdk_dynamodb::Client::from_conf(dummy), "t");
     let notifier =

@@ -79,6 +79,11 @@ impl TransactionStore {
         &self.table
     }
 
+    /// The DynamoDB client and table, for the notifier's delivery-health item.
+    pub fn parts(&self) -> (aws_sdk_dynamodb::Client, String) {
+        (self.client.clone(), self.table.clone())
+    }
+
     /// The event log, kept in the same table (items `evt#<id>`), with its retention.
     pub fn event_log(&self, retention: std::time::Duration) -> crate::EventLog {
         crate::EventLog::new(self.client.clone(), self.table.clone(), retention)

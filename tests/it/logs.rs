@@ -136,11 +136,18 @@ async fn no_secret_token_signature_or_body_reaches_the_logs() {
         .respond_with(ResponseTemplate::new(410))
         .mount(&merchant)
         .await;
+    // The merchant's answers, which the event log keeps, never reach a log line.
+    let answer = |n: u32| format!("merchant-answer-body-{n}-must-not-be-logged");
     Mock::given(header("webhook-id", events[1].id.as_str()))
-        .respond_with(ResponseTemplate::new(500))
+        .respond_with(ResponseTemplate::new(500).set_body_string(answer(500)))
         .mount(&merchant)
         .await;
-    Mock::given(method("POST")).respond_with(ResponseTemplate::new(204)).mount(&merchant).await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200).set_body_string(answer(200)))
+        .mount(&merchant)
+        .await;
+    secrets.push(("a merchant's 500 answer".into(), answer(500)));
+    secrets.push(("a merchant's 200 answer".into(), answer(200)));
     let config = notifier::NotifierConfig {
         notify_url: merchant.uri(),
         secret: shared::Secret::new(env.required("NOTIFY_SECRET").expect("secret")),
@@ -148,10 +155,13 @@ async fn no_secret_token_signature_or_body_reaches_the_logs() {
         queue_url: h.resources.queue_url.clone(),
         dead_letter_queue_url: h.resources.dead_letter_queue_url.clone(),
         event_retention: Duration::from_secs(86_400),
+        failing_alert: Duration::from_secs(30 * 60),
     };
     let notifier =
         notifier::Notifier::new(config, h.store.clone(), h.sqs.clone(), Duration::from_secs(5)).expect("notifier");
     while notifier::poll_once(&notifier, 0).await.expect("poll") > 0 {}
+    let kept = h.store.event_log(Duration::from_secs(86_400)).get(&events[1].id).await.expect("get").expect("logged");
+    assert_eq!(kept.attempts[0].response.as_deref(), Some(answer(500).as_str()), "kept in the event log");
     for request in merchant.received_requests().await.expect("recorded") {
         let signature = request.headers["webhook-signature"].to_str().expect("ascii").to_owned();
         secrets.push(("webhook-signature".into(), signature.trim_start_matches("v1,").to_owned()));

@@ -93,6 +93,7 @@ async fn a_progress_event_after_the_outcome_is_never_delivered() {
         queue_url: h.resources.queue_url.clone(),
         dead_letter_queue_url: h.resources.dead_letter_queue_url.clone(),
         event_retention: Duration::from_secs(86_400),
+        failing_alert: Duration::from_secs(30 * 60),
     };
     let notifier =
         notifier::Notifier::new(config, h.store.clone(), h.sqs.clone(), Duration::from_secs(5)).expect("notifier");
@@ -187,6 +188,7 @@ fn notifier_config(h: &Harness) -> notifier::NotifierConfig {
         queue_url: h.resources.queue_url.clone(),
         dead_letter_queue_url: h.resources.dead_letter_queue_url.clone(),
         event_retention: Duration::from_secs(30 * 86_400),
+        failing_alert: Duration::from_secs(30 * 60),
     }
 }
 
@@ -351,4 +353,31 @@ async fn recover_resends_only_undelivered_events_in_its_window() {
         let status = call(&api, events_api::Route::Recover, shared::Inbound::new(http::Method::POST, bad)).await.0;
         assert_eq!(status, 400, "{bad}");
     }
+}
+
+/// Delivery health: the endpoint counts as failing once every attempt has failed for
+/// NOTIFY_FAILING_ALERT_MINUTES; one success, from any instance, ends the run.
+#[tokio::test]
+async fn the_endpoint_counts_as_failing_after_every_attempt_failed_for_the_threshold() {
+    use notifier::health::Health;
+    let h = Harness::new().await;
+    let (client, table) = h.store.parts();
+    let threshold = Duration::from_secs(30 * 60);
+    let one = Health::new(client.clone(), table.clone(), threshold);
+    let other = Health::new(client, table, threshold);
+    let at = |seconds: i64| OffsetDateTime::from_unix_timestamp(1_795_000_000 + seconds).expect("time");
+    let minutes = |m: i64| at(m * 60);
+    assert_eq!(one.failure(minutes(0)).await.expect("write"), None);
+    assert_eq!(other.failure(minutes(29)).await.expect("write"), None, "29 minutes: not yet");
+    assert_eq!(one.failure(minutes(31)).await.expect("write"), Some(Duration::from_secs(31 * 60)));
+    other.success(minutes(32)).await.expect("write");
+    assert_eq!(one.failure(minutes(33)).await.expect("write"), None, "a success ended the run");
+    assert_eq!(one.failure(minutes(62)).await.expect("write"), None, "the new run began at 33");
+    assert_eq!(one.failure(minutes(63)).await.expect("write"), Some(Duration::from_secs(30 * 60)));
+    // A success written less than a minute ago is not written again...
+    other.success(minutes(64)).await.expect("write");
+    assert_eq!(one.failure(minutes(64) + Duration::from_secs(10)).await.expect("write"), None);
+    other.success(minutes(64) + Duration::from_secs(30)).await.expect("write");
+    let still = one.failure(minutes(95)).await.expect("write");
+    assert!(still.is_some(), "the skipped success did not end the run that began after it");
 }

@@ -33,6 +33,7 @@ fn notifier(h: &Harness, merchant: &MockServer, timeout: Duration) -> Notifier {
         queue_url: h.resources.queue_url.clone(),
         dead_letter_queue_url: h.resources.dead_letter_queue_url.clone(),
         event_retention: Duration::from_secs(86_400),
+        failing_alert: Duration::from_secs(30 * 60),
     };
     // Retries become visible at once, so tests do not wait out the production backoff.
     Notifier::new(config, h.store.clone(), h.sqs.clone(), timeout).expect("notifier").with_backoff(vec![Duration::ZERO])
@@ -271,6 +272,7 @@ async fn a_merchant_that_closes_the_connection_is_a_retry() {
         queue_url: h.resources.queue_url.clone(),
         dead_letter_queue_url: h.resources.dead_letter_queue_url.clone(),
         event_retention: Duration::from_secs(86_400),
+        failing_alert: Duration::from_secs(30 * 60),
     };
     let hanging_up = Notifier::new(config, h.store.clone(), h.sqs.clone(), Duration::from_secs(5)).expect("notifier");
     let delivery = hanging_up.deliver("evt_x", "{}", OffsetDateTime::now_utc()).await;

@@ -21,6 +21,8 @@ use shared::event_log::{Attempt, AttemptKind, MAX_RESPONSE_BYTES};
 use shared::{ConfigError, Env, EventLog, NotificationOutcome, Secret, TerminalEvent, TransactionStore};
 use time::OffsetDateTime;
 
+pub mod health;
+
 mod https;
 pub mod replay;
 
@@ -50,14 +52,20 @@ pub struct NotifierConfig {
     pub dead_letter_queue_url: String,
     /// How long the event log keeps an event and its attempts (`EVENT_RETENTION_DAYS`).
     pub event_retention: Duration,
+    /// After how long of every attempt failing the endpoint counts as failing
+    /// (`NOTIFY_FAILING_ALERT_MINUTES`).
+    pub failing_alert: Duration,
 }
 
 /// `EVENT_RETENTION_DAYS` when unset.
 pub const EVENT_RETENTION_DAYS: u64 = 30;
+/// `NOTIFY_FAILING_ALERT_MINUTES` when unset.
+pub const NOTIFY_FAILING_ALERT_MINUTES: u64 = 30;
 
 impl NotifierConfig {
     /// Reads `NOTIFY_URL`, `NOTIFY_SECRET`, `TABLE_NAME`, `QUEUE_URL`,
-    /// `DEAD_LETTER_QUEUE_URL` and `EVENT_RETENTION_DAYS` (default 30).
+    /// `DEAD_LETTER_QUEUE_URL`, `EVENT_RETENTION_DAYS` (default 30) and
+    /// `NOTIFY_FAILING_ALERT_MINUTES` (default 30).
     pub fn from_env(env: &impl Env) -> Result<Self, ConfigError> {
         let days = shared::config::positive_integer(env, "EVENT_RETENTION_DAYS", EVENT_RETENTION_DAYS)?.min(3650);
         Ok(NotifierConfig {
@@ -67,6 +75,10 @@ impl NotifierConfig {
             queue_url: env.required("QUEUE_URL")?,
             dead_letter_queue_url: env.required("DEAD_LETTER_QUEUE_URL")?,
             event_retention: Duration::from_secs(days * 24 * 60 * 60),
+            failing_alert: Duration::from_secs(
+                shared::config::positive_integer(env, "NOTIFY_FAILING_ALERT_MINUTES", NOTIFY_FAILING_ALERT_MINUTES)?
+                    * 60,
+            ),
         })
     }
 }
@@ -143,6 +155,7 @@ pub struct Notifier {
     signers: Vec<standardwebhooks::Webhook>,
     store: TransactionStore,
     events: EventLog,
+    health: health::Health,
     sqs: aws_sdk_sqs::Client,
     queue_url: String,
     dead_letter_queue_url: String,
@@ -177,6 +190,10 @@ impl Notifier {
             url: config.notify_url,
             signers,
             events: store.event_log(config.event_retention),
+            health: {
+                let (client, table) = store.parts();
+                health::Health::new(client, table, config.failing_alert)
+            },
             store,
             sqs,
             queue_url: config.queue_url,
@@ -267,6 +284,23 @@ impl Notifier {
         let delivered = matches!(delivery, Delivery::Delivered { .. });
         if let Err(error) = self.events.record_attempt(event, body, &attempt, delivered).await {
             tracing::error!(event_id = %event.id, error = %error, "delivery attempt not recorded in the event log");
+        }
+        let health = match delivery {
+            Delivery::Delivered { .. } => self.health.success(now).await.map(|()| None),
+            Delivery::Failed { .. } => self.health.failure(now).await,
+            Delivery::Refused => Ok(None),
+        };
+        match health {
+            Ok(Some(failing)) => {
+                tracing::error!(
+                    failing_minutes = failing.as_secs() / 60,
+                    alarm = "merchant_endpoint_failing",
+                    "every delivery to the merchant has failed for too long"
+                );
+                shared::metrics::count(health::FAILING_METRIC, &event.data.provider);
+            }
+            Ok(None) => {}
+            Err(error) => tracing::warn!(error = %error, "delivery health not recorded"),
         }
     }
 
@@ -596,6 +630,7 @@ mod tests {
             queue_url: "q".into(),
             dead_letter_queue_url: "d".into(),
             event_retention: Duration::from_secs(86_400),
+            failing_alert: Duration::from_secs(30 * 60),
         };
         let store = TransactionStore::new(aws_sdk_dynamodb::Client::from_conf(dynamo), "t");
         Notifier::new(config_values, store, aws_sdk_sqs::Client::from_conf(config), DELIVERY_TIMEOUT).expect("notifier")
@@ -666,6 +701,7 @@ mod tests {
             queue_url: "q".into(),
             dead_letter_queue_url: "d".into(),
             event_retention: Duration::from_secs(86_400),
+            failing_alert: Duration::from_secs(30 * 60),
         };
         let error = Notifier::new(config, n.store.clone(), n.sqs.clone(), DELIVERY_TIMEOUT).expect_err("not whsec");
         assert!(matches!(error, ConfigError::Invalid { name: "NOTIFY_SECRET", .. }));
