@@ -133,12 +133,13 @@ async fn a_completed_payment_on_every_route_is_stored_once_and_delivered_signed(
         assert_eq!(record.status, Status::Completed, "{fixture}");
         assert_eq!(record.history.len(), 1, "{fixture}");
     }
-    // Transactions only: the event log keeps its items (`evt#<id>`) in the same table.
+    // Transactions only: the event log (`evt#<id>`) and the delivery-health item
+    // (`health#merchant`) live in the same table, and carry no status.
     let scan = dynamodb
         .scan()
         .table_name(&table)
-        .filter_expression("NOT begins_with(pk, :event)")
-        .expression_attribute_values(":event", aws_sdk_dynamodb::types::AttributeValue::S("evt#".into()))
+        .filter_expression("attribute_exists(#status)")
+        .expression_attribute_names("#status", "status")
         .send()
         .await
         .expect("scan");
