@@ -86,29 +86,19 @@ async fn a_progress_event_after_the_outcome_is_never_delivered() {
 
     let merchant = MockServer::start().await;
     Mock::given(method("POST")).respond_with(ResponseTemplate::new(204)).mount(&merchant).await;
-    let config = notifier::NotifierConfig {
-        notify_url: merchant.uri(),
-        secret: Secret::new("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"),
-        table_name: h.resources.table_name.clone(),
-        queue_url: h.resources.queue_url.clone(),
-        dead_letter_queue_url: h.resources.dead_letter_queue_url.clone(),
-        event_retention: Duration::from_secs(86_400),
-        failing_alert: Duration::from_secs(30 * 60),
-    };
-    let notifier =
-        notifier::Notifier::new(config, h.store.clone(), h.sqs.clone(), Duration::from_secs(5)).expect("notifier");
+    let notifier = notifier_for(&h, &merchant);
     for _ in 0..2 {
         notifier::poll_once(&notifier, 1).await.expect("poll");
     }
-    let delivered: Vec<String> = merchant
-        .received_requests()
-        .await
-        .expect("recorded")
-        .iter()
-        .map(|r| r.headers["webhook-id"].to_str().expect("ascii").to_owned())
-        .collect();
+    let delivered = webhook_ids(&merchant).await;
     assert_eq!(delivered, [event_id("azqr", &rrn, Status::Completed)]);
     assert!(h.drain_queue().await.is_empty(), "the progress event was consumed, not retried");
+}
+
+/// The `webhook-id` of every delivery the merchant received, in order.
+async fn webhook_ids(merchant: &MockServer) -> Vec<String> {
+    let requests = merchant.received_requests().await.expect("recorded");
+    requests.iter().map(|r| r.headers["webhook-id"].to_str().expect("ascii").to_owned()).collect()
 }
 
 fn notifier_for(h: &Harness, merchant: &MockServer) -> notifier::Notifier {
@@ -308,13 +298,7 @@ async fn a_resend_within_five_minutes_is_delivered_again() {
     let (status, body) = call(&api, events_api::Route::Resend, resend).await;
     assert_eq!((status, body["id"].as_str()), (202, Some(id.as_str())));
     notifier::poll_once(&notifier, 1).await.expect("poll");
-    let ids: Vec<String> = merchant
-        .received_requests()
-        .await
-        .expect("recorded")
-        .iter()
-        .map(|r| r.headers["webhook-id"].to_str().expect("ascii").to_owned())
-        .collect();
+    let ids = webhook_ids(&merchant).await;
     assert_eq!(ids, [id.clone(), id.clone()], "delivered twice, the same webhook-id");
     let attempts = shared::Inbound::new(http::Method::GET, "").with_path_parameter("id", &id);
     let (_, attempts) = call(&api, events_api::Route::Attempts, attempts).await;
