@@ -74,6 +74,10 @@ async fn one_dynamodb_request_per_webhook_and_one_sqs_send_per_final_transition(
 
     let mut table = Vec::new();
     let mut case = |name: &'static str, counts: (usize, usize)| table.push((name, counts));
+    // A request that fails verification costs no AWS call at all.
+    let forged = azqr_webhook::simulator::put(&rrn, Some("not-the-key"), r#"{"status":"completed"}"#);
+    assert_eq!(webhook.answer(&forged, OffsetDateTime::now_utc()).await.status().as_u16(), 401);
+    case("fails verification", counter.take());
     assert_eq!(send("read").await, 204);
     case("first status (non-final)", counter.take());
     assert_eq!(send("paid").await, 204);
@@ -107,6 +111,7 @@ async fn one_dynamodb_request_per_webhook_and_one_sqs_send_per_final_transition(
         println!("requests: {name:48} DynamoDB {} SQS {}", counts.0, counts.1);
     }
     let expected = [
+        ("fails verification", (0, 0)),
         ("first status (non-final)", (1, 0)),
         ("higher status (non-final)", (1, 0)),
         ("duplicate (non-final)", (1, 0)),
