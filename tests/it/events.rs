@@ -26,6 +26,11 @@ fn expectations() -> BTreeMap<String, Expectation> {
     // earlier in this order, and one that does not exist.
     all.insert("transactions/get-completed.json".into(), (200, None));
     all.insert("transactions/get-unknown.json".into(), (404, None));
+    // A registration attached to that completed transaction: no new item, no event.
+    all.insert("transactions/register-completed.json".into(), (200, None));
+    // The events API (writes nothing): the undelivered events, and an unknown id.
+    all.insert("events/list-undelivered.json".into(), (200, None));
+    all.insert("events/get-unknown.json".into(), (404, None));
     all
 }
 

@@ -141,6 +141,7 @@ pub struct DevWebhooks {
     store: shared::TransactionStore,
     queue: shared::EventQueue,
     transactions: transactions_api::TransactionsApi,
+    events: events_api::EventsApi,
     pub env: local_pipeline::DevEnv,
 }
 
@@ -155,6 +156,10 @@ impl DevWebhooks {
                 h.store.clone(),
                 Default::default(),
                 status_sync::known(),
+            ),
+            events: events_api::EventsApi::new(
+                h.store.event_log(std::time::Duration::from_secs(86_400)),
+                h.queue.clone(),
             ),
             env,
         }
@@ -173,6 +178,9 @@ impl DevWebhooks {
         let folder = file.split('/').next().expect("provider dir");
         if folder == "transactions" {
             return self.transactions.handle(request).await.status().as_u16();
+        }
+        if folder == "events" {
+            return self.events.handle(request).await.status().as_u16();
         }
         let mut pick = Pick { folder, webhooks: self, request: Some(request), now, answer: None };
         local_pipeline::registry::for_each(&mut pick);

@@ -82,7 +82,8 @@ fn event_of(method: &str, route: &str, request: &Inbound) -> Result<Value, Error
     Ok(value)
 }
 
-/// The status API: the AZQR fixture's completed transaction, and one that does not exist.
+/// The transactions API: the AZQR fixture's completed transaction, one that does not
+/// exist, and a registration attached to the completed one.
 fn transactions() -> Result<Vec<(&'static str, Value)>, Error> {
     let get = |reference: &str| {
         let request = Inbound::new(http::Method::GET, "")
@@ -90,7 +91,25 @@ fn transactions() -> Result<Vec<(&'static str, Value)>, Error> {
             .with_path_parameter("reference", reference);
         event_of(transactions_api::METHOD, transactions_api::PATH, &request)
     };
-    Ok(vec![("get-completed", get("100000000006")?), ("get-unknown", get("999999999999")?)])
+    let register = Inbound::new(http::Method::PUT, r#"{"amount":"10.00","currency":"AZN"}"#)
+        .with_header("content-type", "application/json")
+        .with_path_parameter("provider", "azqr")
+        .with_path_parameter("reference", "100000000006");
+    Ok(vec![
+        ("get-completed", get("100000000006")?),
+        ("get-unknown", get("999999999999")?),
+        ("register-completed", event_of(transactions_api::REGISTER_METHOD, transactions_api::PATH, &register)?),
+    ])
+}
+
+/// The events API: the undelivered events (none are, with no notifier), and an unknown id.
+fn events() -> Result<Vec<(&'static str, Value)>, Error> {
+    let list = Inbound::new(http::Method::GET, "").with_query("delivered", "false").with_query("limit", "10");
+    let unknown = Inbound::new(http::Method::GET, "").with_path_parameter("id", "evt_00000000000000000000000000000000");
+    Ok(vec![
+        ("list-undelivered", event_of("GET", "/events", &list)?),
+        ("get-unknown", event_of("GET", "/events/{id}", &unknown)?),
+    ])
 }
 
 /// Every provider's fixtures, from its simulator.
@@ -132,6 +151,7 @@ async fn main() -> Result<(), Error> {
     let env = DevEnv::load(&root.join("local.env.example"))?;
     let mut providers = providers(&env, root).await?;
     providers.push(("transactions", transactions()?));
+    providers.push(("events", events()?));
     for (provider, events) in providers {
         let dir = root.join("events").join(provider);
         std::fs::create_dir_all(&dir)?;
