@@ -164,8 +164,23 @@ def env_for(port):
         "AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local",  # DynamoDB Local keeps one database per access key
         "AWS_ENDPOINT_URL_DYNAMODB": os.environ["DYNAMODB_ENDPOINT"], "AWS_ENDPOINT_URL_SQS": os.environ["SQS_ENDPOINT"],
         "PAGSTAR_API_URL": "http://127.0.0.1:9", "NOTIFY_URL": "http://127.0.0.1:9/merchant",
+        "AWS_ENDPOINT_URL_SECRETS_MANAGER": os.environ["SQS_ENDPOINT"],
     })
+    # As deployed, each function reads its secret by ARN from Secrets Manager (moto, set
+    # up by target/release/provision): the plain values go. SECRETS=plain measures the
+    # development fallback instead (no Secrets Manager call at init).
+    arns = [k for k in env if k.endswith("_SECRET_ARN")]
+    if os.environ.get("SECRETS") == "plain":
+        for k in arns:
+            env.pop(k)
+    else:
+        for k in SECRET_KEYS:
+            env.pop(k, None)
     return env
+
+
+SECRET_KEYS = ["AZQR_API_KEY", "PAY3_JWT_SECRET", "PAY3_ACCESS_TOKEN", "QITECH_API_CLIENT_KEY", "QITECH_PUBLIC_KEY",
+               "KEY2PAY_WEBHOOK_TOKEN", "PAGSTAR_CLIENT_SECRET", "PAGSTAR_CLIENT_CERT", "PAGSTAR_CLIENT_KEY", "NOTIFY_SECRET"]
 
 
 def summary(values):

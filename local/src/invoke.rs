@@ -129,27 +129,6 @@ impl Template {
         })
     }
 
-    /// The environment variables, over every function, whose value is a NoEcho parameter:
-    /// the secrets, sorted and without repeats.
-    pub fn secret_variables(&self) -> Vec<String> {
-        let mut secrets: Vec<String> = self
-            .function_ids()
-            .iter()
-            .filter_map(|id| self.function(id).ok())
-            .flat_map(|function| {
-                let secret =
-                    |name: &str| self.parameters.get(name).is_some_and(|p| p["NoEcho"].as_bool() == Some(true));
-                function.variables.into_iter().filter_map(move |(variable, value)| match value {
-                    EnvValue::Ref(name) if secret(&name) => Some(variable),
-                    EnvValue::Ref(_) | EnvValue::Literal(_) => None,
-                })
-            })
-            .collect();
-        secrets.sort();
-        secrets.dedup();
-        secrets
-    }
-
     /// Every function's logical id.
     pub fn function_ids(&self) -> Vec<String> {
         self.resources
@@ -236,6 +215,8 @@ impl Function {
             ("AWS_EC2_METADATA_DISABLED", "true"),
             ("AWS_ENDPOINT_URL_DYNAMODB", bindings.endpoints.dynamodb.as_str()),
             ("AWS_ENDPOINT_URL_SQS", bindings.endpoints.sqs.as_str()),
+            // moto's server answers Secrets Manager as well as SQS.
+            ("AWS_ENDPOINT_URL_SECRETS_MANAGER", bindings.endpoints.sqs.as_str()),
             ("_HANDLER", "bootstrap"),
         ];
         env.extend(lambda.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
@@ -260,6 +241,9 @@ fn resolve_ref<E: Env>(
         QUEUE => return Ok(bindings.resources.queue_url.clone()),
         DEAD_LETTER_QUEUE => return Ok(bindings.resources.dead_letter_queue_url.clone()),
         _ => {}
+    }
+    if let Some(arn) = bindings.resources.secrets.get(name) {
+        return Ok(arn.clone());
     }
     let declared = template
         .parameters
@@ -583,6 +567,10 @@ mod tests {
             table_name: "local-TransactionsTable".into(),
             queue_url: "http://sqs/q.fifo".into(),
             dead_letter_queue_url: "http://sqs/dlq.fifo".into(),
+            secrets: BTreeMap::from([(
+                "PagstarSecret".to_owned(),
+                "arn:aws:secretsmanager:us-east-1:123456789012:secret:local-PagstarSecret-AbCdEf".to_owned(),
+            )]),
         }
     }
 
@@ -594,8 +582,7 @@ mod tests {
         assert_eq!(function.timeout_seconds, 29, "its own Timeout wins over Globals");
         assert_eq!(function.memory_mb, 128, "MemorySize from Globals");
         let overrides = BTreeMap::from([("PagstarApiUrl".to_owned(), "http://127.0.0.1:9/".to_owned())]);
-        let dev_env =
-            [("PAGSTAR_CLIENT_ID", "id"), ("PAGSTAR_CLIENT_SECRET", "secret"), ("PAGSTAR_API_URL", "ignored")];
+        let dev_env = [("PAGSTAR_CLIENT_ID", "id"), ("PAGSTAR_API_URL", "ignored")];
         let endpoints = Endpoints { dynamodb: "http://127.0.0.1:1".into(), sqs: "http://127.0.0.1:2".into() };
         let resources = resources();
         let bindings =
@@ -604,8 +591,10 @@ mod tests {
         assert_eq!(env["TABLE_NAME"], "local-TransactionsTable");
         assert_eq!(env["QUEUE_URL"], "http://sqs/q.fifo");
         assert_eq!(env["PAGSTAR_API_URL"], "http://127.0.0.1:9/", "an override beats the env file");
-        assert_eq!(env["PAGSTAR_CLIENT_SECRET"], "secret");
-        assert_eq!(env["PAGSTAR_CLIENT_CERT"], "", "the parameter's default");
+        assert!(env["PAGSTAR_SECRET_ARN"].ends_with(":secret:local-PagstarSecret-AbCdEf"), "the secret's ARN");
+        assert!(!env.contains_key("PAGSTAR_CLIENT_SECRET"), "no secret value in the environment");
+        assert_eq!(env["SECRET_PREVIOUS_GRACE_MINUTES"], "60", "the parameter's default");
+        assert_eq!(env["AWS_ENDPOINT_URL_SECRETS_MANAGER"], "http://127.0.0.1:2", "moto");
         assert_eq!(env["AWS_LAMBDA_LOG_FORMAT"], "JSON", "LoggingConfig.LogFormat");
         assert_eq!(env["AWS_LAMBDA_FUNCTION_TIMEOUT"], "29");
         assert_eq!(env["AWS_ENDPOINT_URL_DYNAMODB"], "http://127.0.0.1:1");
@@ -615,14 +604,17 @@ mod tests {
     #[test]
     fn a_parameter_without_a_value_is_an_error_naming_it() {
         let template = template();
-        let function = template.function("AzqrWebhookFunction").expect("function");
+        let function = template.function("PagstarWebhookFunction").expect("function");
         let endpoints = Endpoints { dynamodb: String::new(), sqs: String::new() };
         let resources = resources();
         let none: [(&str, &str); 0] = [];
         let bindings =
             Bindings { overrides: &BTreeMap::new(), dev_env: &none, resources: &resources, endpoints: &endpoints };
-        let error = function.environment(&template, &bindings).expect_err("AzqrApiKey has no default");
-        assert!(error.to_string().contains("AzqrApiKey") && error.to_string().contains("AZQR_API_KEY"), "{error}");
+        let error = function.environment(&template, &bindings).expect_err("PagstarApiUrl has no default");
+        assert!(
+            error.to_string().contains("PagstarApiUrl") && error.to_string().contains("PAGSTAR_API_URL"),
+            "{error}"
+        );
     }
 
     #[test]
@@ -644,12 +636,13 @@ mod tests {
             Some("TransactionsApiFunction")
         );
         assert_eq!(template.function_for_route("POST /webhooks/azqr/qr/{rrn}/status"), None);
-        let secrets = template.secret_variables();
-        assert!(
-            secrets.contains(&"AZQR_API_KEY".to_owned()) && secrets.contains(&"NOTIFY_SECRET".to_owned()),
-            "{secrets:?}"
-        );
-        assert!(!secrets.contains(&"PAGSTAR_API_URL".to_owned()), "not NoEcho");
+        let secrets = template.secrets();
+        assert_eq!(secrets.len(), 6, "one per provider, and the notify secret: {secrets:?}");
+        assert_eq!(secrets["Key2PaySecret"], ["KEY2PAY_WEBHOOK_TOKEN"], "the generated key");
+        assert_eq!(secrets["PagstarSecret"], ["PAGSTAR_CLIENT_CERT", "PAGSTAR_CLIENT_KEY", "PAGSTAR_CLIENT_SECRET"]);
+        let variables = template.secret_arn_variables();
+        assert_eq!(variables["NOTIFY_SECRET_ARN"], "NotifySecret");
+        assert_eq!(variables.len(), 6, "{variables:?}");
     }
 
     #[test]

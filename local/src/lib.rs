@@ -39,6 +39,53 @@ pub fn sqs_client(endpoint: &str) -> aws_sdk_sqs::Client {
     aws_sdk_sqs::Client::from_conf(config)
 }
 
+/// A Secrets Manager client for moto at `endpoint` (dummy credentials, us-east-1), with
+/// the functions' timeouts.
+pub fn secrets_client(endpoint: &str) -> aws_sdk_secretsmanager::Client {
+    let config = aws_config::SdkConfig::builder()
+        .behavior_version(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_dynamodb::config::SharedCredentialsProvider::new(Credentials::new(
+            "local", "local", None, None, "local",
+        )))
+        .endpoint_url(endpoint)
+        .build();
+    shared::aws::secrets_client(&config)
+}
+
+/// The environment the functions get, as in AWS: the development environment, with each
+/// secret's ARN (`*_SECRET_ARN`, the secrets provisioned in moto) and without the plain
+/// secret values, so that every secret is read through the Lambda path.
+#[derive(Debug, Clone)]
+pub struct LambdaEnv {
+    base: DevEnv,
+    arns: HashMap<String, String>,
+    hidden: std::collections::HashSet<String>,
+}
+
+impl LambdaEnv {
+    /// Over `base`, with the ARNs `resources` holds for the template's secrets.
+    pub fn new(base: DevEnv, template: &Template, resources: &Resources) -> Self {
+        let arns = template
+            .secret_arn_variables()
+            .into_iter()
+            .filter_map(|(variable, id)| resources.secrets.get(&id).map(|arn| (variable, arn.clone())))
+            .collect();
+        let hidden = template.secrets().into_values().flatten().collect();
+        LambdaEnv { base, arns, hidden }
+    }
+}
+
+impl Env for LambdaEnv {
+    fn var(&self, name: &str) -> Option<String> {
+        match (self.arns.get(name), self.hidden.contains(name)) {
+            (Some(arn), _) => Some(arn.clone()),
+            (None, true) => None,
+            (None, false) => self.base.var(name),
+        }
+    }
+}
+
 /// The process environment over the defaults of a dotenv file (the checked-in example
 /// env), read with `dotenvy`: a variable set in the environment wins.
 #[derive(Debug, Default, Clone)]

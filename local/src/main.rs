@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use local_pipeline::{dynamodb_client, merchant, registry, sqs_client, DevEnv, Routes, Template};
+use local_pipeline::{dynamodb_client, merchant, secrets_client, sqs_client, DevEnv, LambdaEnv, Routes, Template};
 use notifier::{NotifierConfig, DELIVERY_TIMEOUT};
 use reconciler::Reconciler;
 use shared::{Env, EventQueue, Recorder, TransactionStore};
@@ -21,8 +21,13 @@ async fn main() -> Result<(), Error> {
     let dynamodb = dynamodb_client(&env.required("DYNAMODB_ENDPOINT")?);
     let sqs = sqs_client(&env.required("SQS_ENDPOINT")?);
     let prefix = env.optional("LOCAL_RESOURCE_PREFIX").unwrap_or_else(|| "local-".into());
-    let resources = Template::load(Path::new("template.yaml"))?.provision(&dynamodb, &sqs, &prefix).await?;
-    for (variable, value) in registry::start_simulations(&mut env, Path::new(".")).await? {
+    let template = Template::load(Path::new("template.yaml"))?;
+    let mut resources = template.provision(&dynamodb, &sqs, &prefix).await?;
+    // moto's server answers Secrets Manager too: the secrets are created there from the
+    // development values, and every function reads its own by ARN, as in AWS.
+    let secrets = secrets_client(&env.required("SQS_ENDPOINT")?);
+    template.provision_secrets(&secrets, &prefix, &env, &mut resources).await?;
+    for (variable, value) in local_pipeline::registry::start_simulations(&mut env, Path::new(".")).await? {
         tracing::info!(variable, %value, "local stand-in started ({variable} is unset)");
     }
 
@@ -39,7 +44,12 @@ async fn main() -> Result<(), Error> {
     env.set_default("TABLE_NAME", resources.table_name.clone());
     env.set_default("QUEUE_URL", resources.queue_url.clone());
     env.set_default("DEAD_LETTER_QUEUE_URL", resources.dead_letter_queue_url.clone());
-    let notifier = notifier::Notifier::new(NotifierConfig::from_env(&env)?, store.clone(), sqs, DELIVERY_TIMEOUT)?;
+    let lambda_env: std::sync::Arc<dyn Env + Send + Sync> =
+        std::sync::Arc::new(LambdaEnv::new(env.clone(), &template, &resources));
+    let now = time::OffsetDateTime::now_utc();
+    let signers = notifier::signers_from_env(std::sync::Arc::clone(&lambda_env), &secrets, now).await?;
+    let notifier =
+        notifier::Notifier::new(NotifierConfig::from_env(&env)?, signers, store.clone(), sqs, DELIVERY_TIMEOUT)?;
     tokio::spawn(async move {
         loop {
             if let Err(error) = notifier::poll_once(&notifier, 5).await {
@@ -71,7 +81,8 @@ async fn main() -> Result<(), Error> {
         .with_events(shared::config::event_types(&env)?);
     let interval = shared::config::positive_integer(&env, "STATUS_SYNC_INTERVAL_SECONDS", 30)?;
     let batch = shared::config::positive_integer(&env, "STATUS_SYNC_BATCH", status_sync::BATCH)?;
-    let sync = status_sync::StatusSync::new(recorder.clone(), registry::synced_providers(&env)?, batch);
+    let synced = status_sync::providers(std::sync::Arc::clone(&lambda_env), &secrets, now).await?;
+    let sync = status_sync::StatusSync::new(recorder.clone(), synced, batch);
     tokio::spawn(async move {
         let mut timer = tokio::time::interval(Duration::from_secs(interval));
         timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -87,7 +98,8 @@ async fn main() -> Result<(), Error> {
     let transactions =
         std::sync::Arc::new(transactions_api::TransactionsApi::new(store, recorder.policy(), status_sync::known()));
     let app = Routes::new(recorder)
-        .mount_providers(&env)?
+        .mount_providers(lambda_env, &secrets)
+        .await?
         .mount_handler(transactions_api::METHOD, transactions_api::PATH, std::sync::Arc::clone(&transactions))
         .mount_handler(transactions_api::REGISTER_METHOD, transactions_api::PATH, transactions)
         .mount_events(events)

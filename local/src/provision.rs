@@ -1,6 +1,7 @@
 //! Creates the table and queues on local emulators from their definitions in
 //! template.yaml, so that local runs and tests use what AWS would get.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use aws_sdk_dynamodb::types::{
@@ -36,6 +37,8 @@ pub struct Resources {
     pub table_name: String,
     pub queue_url: String,
     pub dead_letter_queue_url: String,
+    /// Each `AWS::SecretsManager::Secret` of the template (logical id) → its ARN.
+    pub secrets: BTreeMap<String, String>,
 }
 
 /// The parsed template: its resources, and the parameters and globals a function's
@@ -157,7 +160,81 @@ impl Template {
         self.create_table(dynamodb, TABLE, &table_name).await?;
         let queue_url = self.create_queue(sqs, QUEUE, prefix).await?;
         let dead_letter_queue_url = self.create_queue(sqs, DEAD_LETTER_QUEUE, prefix).await?;
-        Ok(Resources { table_name, queue_url, dead_letter_queue_url })
+        Ok(Resources { table_name, queue_url, dead_letter_queue_url, secrets: BTreeMap::new() })
+    }
+
+    /// The template's secrets (logical id → the keys of its JSON object: those of its
+    /// `SecretString`, and its `GenerateStringKey`).
+    pub fn secrets(&self) -> BTreeMap<String, Vec<String>> {
+        let mut secrets = BTreeMap::new();
+        for (id, resource) in &self.resources {
+            let (Some(id), Some("AWS::SecretsManager::Secret")) = (id.as_str(), resource["Type"].as_str()) else {
+                continue;
+            };
+            let properties = &resource["Properties"];
+            let text = properties["SecretString"]
+                .as_str()
+                .or_else(|| properties["GenerateSecretString"]["SecretStringTemplate"].as_str())
+                .unwrap_or("{}");
+            let object: BTreeMap<String, serde_json::Value> = serde_json::from_str(text).unwrap_or_default();
+            let mut keys: Vec<String> = object.into_keys().collect();
+            keys.extend(properties["GenerateSecretString"]["GenerateStringKey"].as_str().map(str::to_owned));
+            secrets.insert(id.to_owned(), keys);
+        }
+        secrets
+    }
+
+    /// Every function's variable holding a secret's ARN (`!Ref <secret>`) → the secret's
+    /// logical id.
+    pub fn secret_arn_variables(&self) -> BTreeMap<String, String> {
+        let secrets = self.secrets();
+        let mut variables = BTreeMap::new();
+        for id in self.function_ids() {
+            let Ok(function) = self.function(&id) else { continue };
+            for (variable, value) in function.variables {
+                if let crate::invoke::EnvValue::Ref(name) = value {
+                    if secrets.contains_key(&name) {
+                        variables.insert(variable, name);
+                    }
+                }
+            }
+        }
+        variables
+    }
+
+    /// Creates the template's secrets in Secrets Manager (moto), named `prefix` + logical
+    /// id, each key's value taken from `values` (the development values), and puts them
+    /// in `resources`. A secret that exists already gets a new current version.
+    pub async fn provision_secrets(
+        &self,
+        client: &aws_sdk_secretsmanager::Client,
+        prefix: &str,
+        values: &impl shared::Env,
+        resources: &mut Resources,
+    ) -> Result<(), ProvisionError> {
+        for (id, keys) in self.secrets() {
+            let object: BTreeMap<&str, String> =
+                keys.iter().map(|key| (key.as_str(), values.var(key).unwrap_or_default())).collect();
+            let text = serde_json::to_string(&object).map_err(request_error)?;
+            let name = format!("{prefix}{id}");
+            let arn = match client.create_secret().name(&name).secret_string(&text).send().await {
+                Ok(output) => output.arn,
+                Err(error) if error.as_service_error().is_some_and(|e| e.is_resource_exists_exception()) => {
+                    client
+                        .put_secret_value()
+                        .secret_id(&name)
+                        .secret_string(&text)
+                        .send()
+                        .await
+                        .map_err(request_error)?
+                        .arn
+                }
+                Err(error) => return Err(request_error(error)),
+            };
+            let arn = arn.ok_or_else(|| ProvisionError::Unsupported(format!("{name}: no ARN returned")))?;
+            resources.secrets.insert(id, arn);
+        }
+        Ok(())
     }
 
     async fn create_table(

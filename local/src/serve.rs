@@ -67,35 +67,47 @@ impl Routes {
     }
 
     /// Serves `provider`'s webhook at its routes (exactly as in template.yaml).
-    fn add_provider<P: Provider + 'static>(&mut self, provider: P) {
-        let webhook = Arc::new(Webhook::with_recorder(provider, self.recorder.clone()));
+    fn add_provider<P: Provider>(&mut self, provider: shared::Rotating<P>) {
+        let webhook = Arc::new(Webhook::rotating(provider, self.recorder.clone()));
         for path in std::iter::once(P::PATH).chain(P::ALSO_AT.iter().copied()) {
             self.router = mount(std::mem::take(&mut self.router), P::METHOD, path, Arc::clone(&webhook));
         }
     }
 
-    /// Serves every provider of the registry at its route, each configured from `env`.
-    /// The first configuration error stops it, as at start-up of each function.
-    pub fn mount_providers(mut self, env: &impl Env) -> Result<Self, ConfigError> {
-        struct Mount<'a, E> {
-            routes: &'a mut Routes,
-            env: &'a E,
-            result: Result<(), ConfigError>,
+    /// Serves every provider of the registry at its route, each configured from `env`
+    /// exactly as its Lambda function is at init (its secret read by ARN from Secrets
+    /// Manager, and kept current). The first configuration error stops it, as at start-up
+    /// of each function.
+    pub async fn mount_providers(
+        mut self,
+        env: Arc<dyn Env + Send + Sync>,
+        secrets: &shared::secrets::SecretsClient,
+    ) -> Result<Self, ConfigError> {
+        type Load<'a> = std::pin::Pin<
+            Box<dyn Future<Output = Result<Box<dyn FnOnce(&mut Routes) + Send>, ConfigError>> + Send + 'a>,
+        >;
+        struct Mount<'a> {
+            env: Arc<dyn Env + Send + Sync>,
+            secrets: &'a shared::secrets::SecretsClient,
+            loads: Vec<Load<'a>>,
         }
-        impl<E: Env> EachProvider for Mount<'_, E> {
+        impl EachProvider for Mount<'_> {
             fn provider<S: shared::Simulator>(&mut self) {
-                if self.result.is_err() {
-                    return;
-                }
-                match S::Provider::from_env(self.env) {
-                    Ok(provider) => self.routes.add_provider(provider),
-                    Err(error) => self.result = Err(error),
-                }
+                let (env, secrets) = (Arc::clone(&self.env), self.secrets);
+                self.loads.push(Box::pin(async move {
+                    let now = OffsetDateTime::now_utc();
+                    let provider = Webhook::<S::Provider>::provider_from_env(env, secrets, now).await?;
+                    Ok(Box::new(move |routes: &mut Routes| routes.add_provider(provider))
+                        as Box<dyn FnOnce(&mut Routes) + Send>)
+                }));
             }
         }
-        let mut mount = Mount { routes: &mut self, env, result: Ok(()) };
+        let mut mount = Mount { env, secrets, loads: Vec::new() };
         crate::registry::for_each(&mut mount);
-        mount.result.map(|()| self)
+        for load in mount.loads {
+            load.await?(&mut self);
+        }
+        Ok(self)
     }
 
     /// Serves every route of the events API.

@@ -65,6 +65,7 @@ fn each_function_gets_only_the_actions_it_uses() {
     let actions = |function: &str| -> Vec<String> {
         let mut list: Vec<String> = grants()[function].iter().map(|(a, _)| a.clone()).collect();
         list.sort();
+        list.dedup();
         list
     };
     // Every provider's webhook function (the registry's routes, found in the template).
@@ -74,13 +75,18 @@ fn each_function_gets_only_the_actions_it_uses() {
     for route in local_pipeline::registry::routes() {
         let webhook =
             template.function_for_route(&route.key()).unwrap_or_else(|| panic!("{}: no function", route.name));
-        assert_eq!(actions(&webhook), ["dynamodb:UpdateItem", "sqs:SendMessage"], "{webhook}");
+        assert_eq!(
+            actions(&webhook),
+            ["dynamodb:UpdateItem", "secretsmanager:GetSecretValue", "sqs:SendMessage"],
+            "{webhook}"
+        );
     }
     assert_eq!(
         actions("NotifierFunction"),
         [
             "dynamodb:GetItem",
             "dynamodb:UpdateItem",
+            "secretsmanager:GetSecretValue",
             "sqs:ChangeMessageVisibility",
             "sqs:DeleteMessage",
             "sqs:GetQueueAttributes",
@@ -92,7 +98,10 @@ fn each_function_gets_only_the_actions_it_uses() {
     assert_eq!(actions("TransactionsApiFunction"), ["dynamodb:GetItem", "dynamodb:UpdateItem"]);
     // The status sync reads its index and writes through the webhooks' path (the
     // conditional update, and the terminal event it causes).
-    assert_eq!(actions("StatusSyncFunction"), ["dynamodb:Query", "dynamodb:UpdateItem", "sqs:SendMessage"]);
+    assert_eq!(
+        actions("StatusSyncFunction"),
+        ["dynamodb:Query", "dynamodb:UpdateItem", "secretsmanager:GetSecretValue", "sqs:SendMessage"]
+    );
     // The events API reads the log (an item, its index) and queues resends.
     assert_eq!(actions("EventsApiFunction"), ["dynamodb:GetItem", "dynamodb:Query", "sqs:SendMessage"]);
     let feed = grants()["EventsApiFunction"].iter().find(|(a, _)| a == "dynamodb:Query").cloned().expect("Query");
@@ -101,25 +110,159 @@ fn each_function_gets_only_the_actions_it_uses() {
     assert!(query.1.contains("/index/SyncSchedule"), "only its index: {}", query.1);
 }
 
-/// Every parameter named like a secret (…Secret, …Token, …Key, but not …PublicKey) is
-/// NoEcho, and a NoEcho parameter has no default but an empty one (an optional secret,
-/// such as Pagstar's mutual-TLS key).
+/// Each function may read only its own secrets: `secretsmanager:GetSecretValue` on
+/// exactly the secrets whose ARNs its environment holds (one statement each, on the
+/// secret's ARN), and no function that reads none may read any.
 #[test]
-fn secrets_are_no_echo_parameters_without_defaults() {
+fn each_function_reads_only_its_own_secrets() {
     let template = template();
-    let parameters = template["Parameters"].as_mapping().expect("Parameters");
-    let mut secrets = 0;
-    for (name, parameter) in parameters {
-        let name = name.as_str().expect("parameter name");
-        let secret_like =
-            ["Secret", "Token", "Key"].iter().any(|suffix| name.ends_with(suffix)) && !name.ends_with("PublicKey");
-        let no_echo = parameter["NoEcho"].as_bool() == Some(true);
-        assert!(!secret_like || no_echo, "{name} looks like a secret and is not NoEcho");
-        if no_echo {
-            secrets += 1;
-            let default = parameter.get("Default").map(|d| d.as_str().unwrap_or("not a string"));
-            assert!(matches!(default, None | Some("")), "{name} has a default");
+    let resources = template["Resources"].as_mapping().expect("Resources");
+    let is_secret =
+        |name: &str| resources.get(name).is_some_and(|r| r["Type"].as_str() == Some("AWS::SecretsManager::Secret"));
+    let reference = |value: &Value| match value {
+        Value::Tagged(tagged) if tagged.tag == "!Ref" || tagged.tag == "Ref" => {
+            tagged.value.as_str().map(str::to_owned)
         }
+        Value::Mapping(map) => map.get("Ref").and_then(Value::as_str).map(str::to_owned),
+        Value::Null | Value::Bool(_) | Value::Number(_) | Value::String(_) | Value::Sequence(_) | Value::Tagged(_) => {
+            None
+        }
+    };
+    let mut readers = 0;
+    for (id, list) in grants() {
+        let variables = &resources[id.as_str()]["Properties"]["Environment"]["Variables"];
+        let mut own: Vec<String> = variables
+            .as_mapping()
+            .map(|map| {
+                map.iter()
+                    .filter_map(|(name, value)| {
+                        let target = reference(value).filter(|target| is_secret(target))?;
+                        assert!(
+                            name.as_str().is_some_and(|n| n.ends_with("_SECRET_ARN")),
+                            "{id}: {name:?} names a secret"
+                        );
+                        Some(target)
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        own.sort();
+        let mut granted: Vec<String> = list
+            .iter()
+            .filter(|(action, _)| action.starts_with("secretsmanager:"))
+            .map(|(action, resource)| {
+                assert_eq!(action, "secretsmanager:GetSecretValue", "{id}: only reads");
+                let target = resources
+                    .keys()
+                    .filter_map(Value::as_str)
+                    .find(|name| is_secret(name) && resource.contains(&format!("\"{name}\"")))
+                    .unwrap_or_else(|| panic!("{id}: GetSecretValue on {resource}, not on one secret"));
+                target.to_owned()
+            })
+            .collect();
+        granted.sort();
+        assert_eq!(granted, own, "{id}: reads exactly the secrets its environment names");
+        readers += usize::from(!own.is_empty());
     }
-    assert!(secrets >= 6, "the providers' secrets and the notify secret: {secrets}");
+    assert_eq!(readers, 7, "five webhooks, the notifier and the status sync read secrets");
+    let sync: Vec<String> = ["AzqrSecret", "PagstarSecret", "Pay3Secret"].map(String::from).to_vec();
+    let sync_reads: Vec<String> = {
+        let mut list: Vec<String> = grants()["StatusSyncFunction"]
+            .iter()
+            .filter(|(a, _)| a.starts_with("secretsmanager:"))
+            .map(|(_, r)| sync.iter().find(|s| r.contains(s.as_str())).cloned().expect("a provider with a status API"))
+            .collect();
+        list.sort();
+        list
+    };
+    assert_eq!(sync_reads, sync, "the status sync reads only the providers it can ask");
+}
+
+/// No secret is a stack parameter any more (they are readable in the Lambda console):
+/// no parameter is NoEcho or named like a secret, and no function's environment holds a
+/// key of a secret.
+#[test]
+fn no_secret_is_a_parameter_or_an_environment_value() {
+    let template = template();
+    for (name, parameter) in template["Parameters"].as_mapping().expect("Parameters") {
+        let name = name.as_str().expect("parameter name");
+        assert_ne!(parameter["NoEcho"].as_bool(), Some(true), "{name} is NoEcho: put it in a secret");
+        let secret_like = ["Secret", "Token", "Key"].iter().any(|suffix| name.ends_with(suffix));
+        assert!(!secret_like, "{name} looks like a secret");
+    }
+    let keys: Vec<String> =
+        local_pipeline::Template::load(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../template.yaml"))
+            .expect("template")
+            .secrets()
+            .into_values()
+            .flatten()
+            .collect();
+    assert!(keys.len() >= 10, "{keys:?}");
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../template.yaml")).expect("template");
+    for key in keys {
+        assert!(!text.contains(&format!("{key}: ")), "{key} is an environment variable in template.yaml");
+    }
+}
+
+/// The longest value a `!Ref` may give, as template.yaml bounds it: a parameter's
+/// `MaxLength`, longest `AllowedValues` or `MaxValue`; a resource's longest name or ARN as
+/// CloudFormation generates it (the longest partition and region, a 12-digit account).
+fn longest(template: &Value, name: &str) -> usize {
+    const PREFIX: usize = "arn:aws-us-gov:secretsmanager:ap-southeast-4:123456789012:secret:".len();
+    const QUEUE_URL: usize = "https://sqs.ap-southeast-4.amazonaws.com/123456789012/".len();
+    if let Some(parameter) = template["Parameters"].get(name) {
+        if let Some(max) = parameter["MaxLength"].as_u64() {
+            return max as usize;
+        }
+        if let Some(values) = parameter["AllowedValues"].as_sequence() {
+            return values.iter().filter_map(Value::as_str).map(str::len).max().unwrap_or(0);
+        }
+        if let Some(max) = parameter["MaxValue"].as_u64() {
+            return max.to_string().len();
+        }
+        panic!("parameter {name} has no MaxLength, AllowedValues or MaxValue: its value is unbounded");
+    }
+    match template["Resources"][name]["Type"].as_str() {
+        // <stack name (128)>-<logical id>-<12 characters>, at most 255.
+        Some("AWS::DynamoDB::Table") => (128 + 1 + name.len() + 1 + 12).min(255),
+        // A queue name is at most 80 characters, .fifo included.
+        Some("AWS::SQS::Queue") => QUEUE_URL + 80,
+        // <logical id>-<12 characters>, and the 6 characters Secrets Manager appends.
+        Some("AWS::SecretsManager::Secret") => PREFIX + name.len() + 1 + 12 + 1 + 6,
+        other => panic!("!Ref {name}: no bound for {other:?}"),
+    }
+}
+
+/// Lambda caps a function's whole environment (names and values) at 4 KB. Each function's,
+/// as template.yaml defines it with the longest values its parameters and resources
+/// allow, stays under 2 KB: secrets are ARNs now, never PEM certificates or keys.
+#[test]
+fn every_function_environment_stays_under_2_kb_with_the_longest_values() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let parsed = local_pipeline::Template::load(&root.join("template.yaml")).expect("template");
+    let template = template();
+    let mut sizes = Vec::new();
+    for id in parsed.function_ids() {
+        let function = parsed.function(&id).expect("function");
+        let size: usize = function
+            .variables
+            .iter()
+            .map(|(variable, value)| {
+                variable.len()
+                    + match value {
+                        local_pipeline::invoke::EnvValue::Literal(text) => text.len(),
+                        local_pipeline::invoke::EnvValue::Ref(name) => longest(&template, name),
+                    }
+            })
+            .sum();
+        sizes.push((id, size));
+    }
+    sizes.sort_by_key(|(_, size)| std::cmp::Reverse(*size));
+    for (id, size) in &sizes {
+        println!("environment: {id:28} at most {size:5} bytes");
+    }
+    assert_eq!(sizes.len(), 10);
+    for (id, size) in &sizes {
+        assert!(*size < 2048, "{id}: its environment may reach {size} bytes");
+    }
 }

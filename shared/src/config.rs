@@ -9,6 +9,16 @@ pub enum ConfigError {
     Missing(&'static str),
     #[error("environment variable {name} is invalid: {reason}")]
     Invalid { name: &'static str, reason: String },
+    /// A secret given both ways.
+    #[error("{value} and {arn} are both set: set only {arn} (the plain {value} is a development fallback)")]
+    SecretTwice { value: &'static str, arn: &'static str },
+    /// Secrets Manager could not be asked, or refused: the function does not start.
+    #[error("could not read the secret {name} names ({arn}): {reason}")]
+    SecretUnreadable { name: &'static str, arn: String, reason: String },
+    #[error("the secret {arn} names has no {key}: set it with `aws secretsmanager put-secret-value` (see the README)")]
+    SecretKeyMissing { arn: &'static str, key: &'static str },
+    #[error("missing environment variable {arn} (or, for development only, {key})")]
+    SecretMissing { arn: &'static str, key: &'static str },
 }
 
 /// Where configuration comes from: the process environment in production, a map in tests.
@@ -46,6 +56,12 @@ pub struct ProcessEnv;
 impl Env for ProcessEnv {
     fn var(&self, name: &str) -> Option<String> {
         std::env::var(name).ok()
+    }
+}
+
+impl<E: Env + ?Sized> Env for std::sync::Arc<E> {
+    fn var(&self, name: &str) -> Option<String> {
+        self.as_ref().var(name)
     }
 }
 

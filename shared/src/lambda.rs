@@ -20,6 +20,15 @@ pub async fn run<P: Provider>(webhook: Webhook<P>) -> Result<(), lambda_http::Er
     .await
 }
 
+/// A provider's webhook function, whole: logging, then at init its configuration, its
+/// clients and its secret (an error ends init, naming what is missing), then serving.
+pub async fn serve<P: Provider>() -> Result<(), lambda_http::Error> {
+    init_tracing();
+    let env = std::sync::Arc::new(crate::ProcessEnv);
+    let webhook = or_exit(Webhook::<P>::from_env(env, OffsetDateTime::now_utc()).await);
+    run(webhook).await
+}
+
 /// Unwraps what a function builds at init (its configuration, its clients). A failure is
 /// logged, as one JSON line on Lambda, naming what is missing or invalid, and the process
 /// exits with status 1, which Lambda reports as an init error. Returning it from `main`

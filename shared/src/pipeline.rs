@@ -4,6 +4,7 @@
 //! event. `Webhook::process` takes these steps in this order.
 
 use std::future::Future;
+use std::sync::Arc;
 
 use http::StatusCode;
 use serde::de::{DeserializeOwned, IntoDeserializer};
@@ -15,10 +16,11 @@ use crate::inbound::Inbound;
 use crate::model::notification::{EventTypes, CONFLICT_EVENT_TYPE, UPDATED_EVENT_TYPE};
 use crate::model::{notification, Decision, Observation, Skip, Status, SyncPolicy, TerminalEvent, WritePlan};
 use crate::queue::EventQueue;
+use crate::secrets::{Keys, Rotating};
 use crate::store::{ConflictWrite, TransactionStore, WriteOutcome};
 
 /// A payment provider's webhook: how to verify it and what it says.
-pub trait Provider: Send + Sync {
+pub trait Provider: Send + Sync + 'static {
     /// Short lowercase name, used in transaction keys, logs and events.
     const NAME: &'static str;
     /// The status answered when a webhook is acknowledged (the provider's expectation).
@@ -37,7 +39,12 @@ pub trait Provider: Send + Sync {
     /// status API we call). Without one, a record says `"sync": "unsupported"`.
     const HAS_STATUS_API: bool;
 
-    /// Reads its configuration (secrets, its API's URL) from the environment, once.
+    /// Its secrets: one Secrets Manager secret, found by the ARN in `SECRET.arn`, whose
+    /// keys [`Self::from_env`] reads as if they were environment variables.
+    const SECRET: crate::SecretSpec;
+
+    /// Reads its configuration (secrets, its API's URL) from the environment; called
+    /// again with the new values whenever its secret rotates.
     fn from_env(env: &impl Env) -> Result<Self, ConfigError>
     where
         Self: Sized;
@@ -129,15 +136,14 @@ impl Recorder {
         Recorder { events, ..self }
     }
 
-    /// Builds the AWS clients from the Lambda environment (`TABLE_NAME`, `QUEUE_URL`,
+    /// With `aws`'s clients and the Lambda environment (`TABLE_NAME`, `QUEUE_URL`,
     /// `STATUS_SYNC_AFTER_SECONDS`, `NOTIFY_EVENT_TYPES`).
-    pub async fn from_env(env: &impl Env) -> Result<Self, ConfigError> {
+    pub fn from_env(env: &impl Env, aws: &crate::AwsClients) -> Result<Self, ConfigError> {
         let storage = StorageConfig::from_env(env)?;
         let policy = crate::config::sync_policy(env)?;
         let events = crate::config::event_types(env)?;
-        let aws = crate::AwsClients::from_env().await;
-        let store = TransactionStore::new(aws.dynamodb, storage.table_name);
-        Ok(Recorder::new(store, EventQueue::new(aws.sqs, storage.queue_url), policy).with_events(events))
+        let store = TransactionStore::new(aws.dynamodb.clone(), storage.table_name);
+        Ok(Recorder::new(store, EventQueue::new(aws.sqs.clone(), storage.queue_url), policy).with_events(events))
     }
 
     pub fn store(&self) -> &TransactionStore {
@@ -229,7 +235,7 @@ impl Recorder {
 /// A provider's webhook wired to the store and the queue.
 #[derive(Debug)]
 pub struct Webhook<P> {
-    provider: P,
+    provider: Rotating<P>,
     recorder: Recorder,
 }
 
@@ -239,22 +245,60 @@ impl<P: Provider> Webhook<P> {
         Webhook::with_recorder(provider, Recorder::new(store, queue, SyncPolicy::default()))
     }
 
+    /// A provider built by the caller, its secrets fixed.
     pub fn with_recorder(provider: P, recorder: Recorder) -> Self {
+        Webhook::rotating(Rotating::fixed(provider), recorder)
+    }
+
+    pub fn rotating(provider: Rotating<P>, recorder: Recorder) -> Self {
         Webhook { provider, recorder }
     }
 
-    /// Builds the AWS clients from the Lambda environment (`TABLE_NAME`, `QUEUE_URL`,
-    /// `STATUS_SYNC_AFTER_SECONDS`, `NOTIFY_EVENT_TYPES`).
-    pub async fn from_env(provider: P, env: &impl Env) -> Result<Self, ConfigError> {
-        let recorder = Recorder::from_env(env).await?;
-        Ok(Webhook::with_recorder(provider, recorder))
+    /// The provider as configured by `env`, its secret read from Secrets Manager
+    /// (`P::SECRET`; plain variables only as a development fallback) and kept current.
+    pub async fn provider_from_env(
+        env: Arc<dyn Env + Send + Sync>,
+        secrets: &aws_sdk_secretsmanager::Client,
+        now: OffsetDateTime,
+    ) -> Result<Rotating<P>, ConfigError> {
+        let grace = crate::secrets::previous_grace(&env)?;
+        Rotating::load(P::SECRET, env, secrets, Some(grace), now, Box::new(|env| P::from_env(env))).await
+    }
+
+    /// The Lambda function at init: its AWS clients, its provider and its secret, from the
+    /// environment (`TABLE_NAME`, `QUEUE_URL`, `STATUS_SYNC_AFTER_SECONDS`,
+    /// `NOTIFY_EVENT_TYPES`, `SECRET_PREVIOUS_GRACE_MINUTES`, and the provider's own).
+    pub async fn from_env(env: Arc<dyn Env + Send + Sync>, now: OffsetDateTime) -> Result<Self, ConfigError> {
+        let aws = crate::AwsClients::from_env().await;
+        let recorder = Recorder::from_env(&env, &aws)?;
+        Ok(Webhook::rotating(Self::provider_from_env(env, &aws.secrets, now).await?, recorder))
+    }
+
+    /// Step 1 with the current secret, then the previous one while its grace lasts; and
+    /// when both fail, once more after reading the secret again early (at most once a
+    /// minute), so a key the provider just rotated is accepted.
+    async fn authenticate(
+        &self,
+        request: &Inbound,
+        now: OffsetDateTime,
+    ) -> Result<(Arc<P>, P::Verified), WebhookError> {
+        let keys = self.provider.get(now).await;
+        match authenticate_with(&keys, request, now).await {
+            Err(error) if matches!(error, WebhookError::Unauthorized { .. }) => {
+                match self.provider.refresh_early(now).await {
+                    Some(keys) => authenticate_with(&keys, request, now).await,
+                    None => Err(error),
+                }
+            }
+            result => result,
+        }
     }
 
     /// The whole flow for one request, without the HTTP answer.
     pub async fn process(&self, request: &Inbound, now: OffsetDateTime) -> Result<Vec<Outcome>, WebhookError> {
         check_body(request)?;
-        let verified = self.provider.authenticate(request, now).await?;
-        let observations = self.provider.normalize(verified)?;
+        let (provider, verified) = self.authenticate(request, now).await?;
+        let observations = provider.normalize(verified)?;
         for observation in &observations {
             check_reference(&observation.reference)?;
         }
@@ -263,6 +307,24 @@ impl<P: Provider> Webhook<P> {
             outcomes.push(self.recorder.apply(P::NAME, P::HAS_STATUS_API, observation, now).await?);
         }
         Ok(outcomes)
+    }
+}
+
+async fn authenticate_with<P: Provider>(
+    keys: &Keys<P>,
+    request: &Inbound,
+    now: OffsetDateTime,
+) -> Result<(Arc<P>, P::Verified), WebhookError> {
+    match keys.current.authenticate(request, now).await {
+        Ok(verified) => Ok((Arc::clone(&keys.current), verified)),
+        Err(error) => match (&keys.previous, matches!(error, WebhookError::Unauthorized { .. })) {
+            (Some(previous), true) => {
+                let verified = previous.authenticate(request, now).await?;
+                tracing::info!(provider = P::NAME, "verified with the previous version of the secret (rotation grace)");
+                Ok((Arc::clone(previous), verified))
+            }
+            (Some(_), false) | (None, _) => Err(error),
+        },
     }
 }
 

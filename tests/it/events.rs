@@ -76,9 +76,12 @@ async fn every_fixture_through_the_built_artifact_under_the_lambda_runtime_emula
         dynamodb: dev_env.required("DYNAMODB_ENDPOINT").expect("scripts/test exports DYNAMODB_ENDPOINT"),
         sqs: dev_env.required("SQS_ENDPOINT").expect("scripts/test exports SQS_ENDPOINT"),
     };
+    // Each function reads its secret by ARN from Secrets Manager (moto), as in AWS.
+    let mut resources = h.resources.clone();
+    let prefix = format!("t{}-", crate::support::unique_number());
+    template.provision_secrets(&h.secrets, &prefix, &dev_env, &mut resources).await.expect("secrets");
     let overrides = BTreeMap::new();
-    let bindings =
-        Bindings { overrides: &overrides, dev_env: &dev_env, resources: &h.resources, endpoints: &endpoints };
+    let bindings = Bindings { overrides: &overrides, dev_env: &dev_env, resources: &resources, endpoints: &endpoints };
 
     let mut log_lines = 0;
     for (file, (status, stored)) in expectations() {

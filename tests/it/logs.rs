@@ -81,10 +81,10 @@ async fn no_secret_token_signature_or_body_reaches_the_logs() {
     let h = Harness::new().await;
     let webhooks = DevWebhooks::new(&h).await;
     let env = &webhooks.env;
-    // Every variable template.yaml fills from a NoEcho parameter, with its dev value
-    // (PAGSTAR_CLIENT_KEY is empty here: no mTLS in the dev setup).
+    // Every key of template.yaml's secrets, with its dev value (PAGSTAR_CLIENT_KEY is
+    // empty here: no mTLS in the dev setup). The webhooks read them from Secrets Manager.
     let template = local_pipeline::Template::load(&root().join("template.yaml")).expect("template.yaml");
-    let secret_names = template.secret_variables();
+    let secret_names: Vec<String> = template.secrets().into_values().flatten().collect();
     assert!(secret_names.len() >= 6, "{secret_names:?}");
     let mut secrets: Vec<(String, String)> = secret_names
         .into_iter()
@@ -150,15 +150,15 @@ async fn no_secret_token_signature_or_body_reaches_the_logs() {
     secrets.push(("a merchant's 200 answer".into(), answer(200)));
     let config = notifier::NotifierConfig {
         notify_url: merchant.uri(),
-        secret: shared::Secret::new(env.required("NOTIFY_SECRET").expect("secret")),
         table_name: h.resources.table_name.clone(),
         queue_url: h.resources.queue_url.clone(),
         dead_letter_queue_url: h.resources.dead_letter_queue_url.clone(),
         event_retention: Duration::from_secs(86_400),
         failing_alert: Duration::from_secs(30 * 60),
     };
-    let notifier =
-        notifier::Notifier::new(config, h.store.clone(), h.sqs.clone(), Duration::from_secs(5)).expect("notifier");
+    let signers = notifier::signers_from_env(webhooks.lambda_env.clone(), &h.secrets, now).await.expect("signers");
+    let notifier = notifier::Notifier::new(config, signers, h.store.clone(), h.sqs.clone(), Duration::from_secs(5))
+        .expect("notifier");
     while notifier::poll_once(&notifier, 0).await.expect("poll") > 0 {}
     let kept = h.store.event_log(Duration::from_secs(86_400)).get(&events[1].id).await.expect("get").expect("logged");
     assert_eq!(kept.attempts[0].response.as_deref(), Some(answer(500).as_str()), "kept in the event log");

@@ -13,6 +13,7 @@ mod properties;
 mod providers;
 mod reconciler_and_status;
 mod request_count;
+mod secrets;
 mod sync;
 
 /// Each provider's own scenarios, from its folder (`functions/<provider>/scenarios.rs`),

@@ -103,9 +103,15 @@ async fn webhook_ids(merchant: &MockServer) -> Vec<String> {
 
 fn notifier_for(h: &Harness, merchant: &MockServer) -> notifier::Notifier {
     let config = notifier::NotifierConfig { notify_url: merchant.uri(), ..notifier_config(h) };
-    notifier::Notifier::new(config, h.store.clone(), h.sqs.clone(), Duration::from_secs(5))
-        .expect("notifier")
-        .with_backoff(vec![Duration::ZERO])
+    notifier::Notifier::new(
+        config,
+        notifier::fixed_signers(MERCHANT_SECRET).expect("signers"),
+        h.store.clone(),
+        h.sqs.clone(),
+        Duration::from_secs(5),
+    )
+    .expect("notifier")
+    .with_backoff(vec![Duration::ZERO])
 }
 
 /// Every attempt is kept: its time, status, duration and the first 256 bytes of what the
@@ -157,6 +163,7 @@ async fn attempts_are_recorded_through_failures_then_success() {
     // A transport error is kept as such.
     let closed = notifier::Notifier::new(
         notifier::NotifierConfig { notify_url: crate::support::closed_port_endpoint(), ..notifier_config(&h) },
+        notifier::fixed_signers(MERCHANT_SECRET).expect("signers"),
         h.store.clone(),
         h.sqs.clone(),
         Duration::from_secs(2),
@@ -170,10 +177,11 @@ async fn attempts_are_recorded_through_failures_then_success() {
     assert_eq!(failed.delivered_at, None);
 }
 
+const MERCHANT_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
 fn notifier_config(h: &Harness) -> notifier::NotifierConfig {
     notifier::NotifierConfig {
         notify_url: String::new(),
-        secret: Secret::new("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"),
         table_name: h.resources.table_name.clone(),
         queue_url: h.resources.queue_url.clone(),
         dead_letter_queue_url: h.resources.dead_letter_queue_url.clone(),

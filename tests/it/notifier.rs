@@ -28,7 +28,6 @@ async fn complete_payment(h: &Harness) -> String {
 fn notifier(h: &Harness, merchant: &MockServer, timeout: Duration) -> Notifier {
     let config = NotifierConfig {
         notify_url: format!("{}/payments/webhook", merchant.uri()),
-        secret: Secret::new(SECRET),
         table_name: h.resources.table_name.clone(),
         queue_url: h.resources.queue_url.clone(),
         dead_letter_queue_url: h.resources.dead_letter_queue_url.clone(),
@@ -36,7 +35,9 @@ fn notifier(h: &Harness, merchant: &MockServer, timeout: Duration) -> Notifier {
         failing_alert: Duration::from_secs(30 * 60),
     };
     // Retries become visible at once, so tests do not wait out the production backoff.
-    Notifier::new(config, h.store.clone(), h.sqs.clone(), timeout).expect("notifier").with_backoff(vec![Duration::ZERO])
+    Notifier::new(config, notifier::fixed_signers(SECRET).expect("signers"), h.store.clone(), h.sqs.clone(), timeout)
+        .expect("notifier")
+        .with_backoff(vec![Duration::ZERO])
 }
 
 /// Standard Webhooks verification written from the specification, independent of the
@@ -267,14 +268,20 @@ async fn a_merchant_that_closes_the_connection_is_a_retry() {
     });
     let config = NotifierConfig {
         notify_url: url,
-        secret: Secret::new(SECRET),
         table_name: h.resources.table_name.clone(),
         queue_url: h.resources.queue_url.clone(),
         dead_letter_queue_url: h.resources.dead_letter_queue_url.clone(),
         event_retention: Duration::from_secs(86_400),
         failing_alert: Duration::from_secs(30 * 60),
     };
-    let hanging_up = Notifier::new(config, h.store.clone(), h.sqs.clone(), Duration::from_secs(5)).expect("notifier");
+    let hanging_up = Notifier::new(
+        config,
+        notifier::fixed_signers(SECRET).expect("signers"),
+        h.store.clone(),
+        h.sqs.clone(),
+        Duration::from_secs(5),
+    )
+    .expect("notifier");
     let delivery = hanging_up.deliver("evt_x", "{}", OffsetDateTime::now_utc()).await;
     assert!(matches!(delivery, notifier::Delivery::Failed { .. }), "{delivery:?}");
     poll_once(&hanging_up.with_backoff(vec![Duration::ZERO]), 0).await.expect("poll");

@@ -14,7 +14,7 @@ use time::OffsetDateTime;
 
 /// Counts requests by operation (`x-amz-target`, e.g. `DynamoDB_20120810.UpdateItem`).
 #[derive(Debug, Clone, Default)]
-struct Counter(Arc<Mutex<BTreeMap<String, usize>>>);
+pub(crate) struct Counter(Arc<Mutex<BTreeMap<String, usize>>>);
 
 impl Intercept for Counter {
     fn name(&self) -> &'static str {
@@ -33,6 +33,12 @@ impl Intercept for Counter {
 }
 
 impl Counter {
+    /// How many requests of `target` (e.g. `secretsmanager.GetSecretValue`) since the
+    /// last call; the other counts are kept.
+    pub(crate) fn take_target(&self, target: &str) -> usize {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).remove(target).unwrap_or_default()
+    }
+
     /// The counts since the last call, as (DynamoDB requests, SQS requests).
     fn take(&self) -> (usize, usize) {
         let counts = std::mem::take(&mut *self.0.lock().unwrap_or_else(|p| p.into_inner()));

@@ -56,6 +56,8 @@ pub struct Harness {
     pub resources: Resources,
     pub store: TransactionStore,
     pub queue: EventQueue,
+    /// Secrets Manager on moto's server.
+    pub secrets: shared::secrets::SecretsClient,
 }
 
 impl Harness {
@@ -68,7 +70,8 @@ impl Harness {
         let resources = template.provision(&dynamodb, &sqs, &prefix).await.expect("provision emulators");
         let store = TransactionStore::new(dynamodb.clone(), &resources.table_name);
         let queue = EventQueue::new(sqs.clone(), &resources.queue_url);
-        Harness { dynamodb, sqs, resources, store, queue }
+        let secrets = local_pipeline::secrets_client(&endpoint("SQS_ENDPOINT", "an SQS server (moto)"));
+        Harness { dynamodb, sqs, resources, store, queue, secrets }
     }
 
     /// A queue client whose server refuses connections.
@@ -136,19 +139,29 @@ impl Harness {
 
 /// Every webhook, configured with the dev secrets the fixtures in events/ were made
 /// with, on the harness's table and queue (Pagstar against its API's stand-in over HTTP).
-/// The providers come from the registry.
+/// The providers come from the registry. Each reads its secret as its Lambda function
+/// does: by ARN from Secrets Manager (moto), where the dev values were put.
 pub struct DevWebhooks {
     store: shared::TransactionStore,
     queue: shared::EventQueue,
     transactions: transactions_api::TransactionsApi,
     events: events_api::EventsApi,
+    /// The development values (what the simulators sign with).
     pub env: local_pipeline::DevEnv,
+    /// What the functions get: the secrets' ARNs, no plain secret value.
+    pub lambda_env: std::sync::Arc<local_pipeline::LambdaEnv>,
+    secrets: shared::secrets::SecretsClient,
 }
 
 impl DevWebhooks {
     pub async fn new(h: &Harness) -> DevWebhooks {
         let mut env = dev_env();
         local_pipeline::registry::start_simulations(&mut env, &root()).await.expect("simulations");
+        let template = Template::load(&root().join("template.yaml")).expect("template.yaml");
+        let mut resources = h.resources.clone();
+        let prefix = format!("t{}-", unique_number());
+        template.provision_secrets(&h.secrets, &prefix, &env, &mut resources).await.expect("secrets in moto");
+        let lambda_env = std::sync::Arc::new(local_pipeline::LambdaEnv::new(env.clone(), &template, &resources));
         DevWebhooks {
             store: h.store.clone(),
             queue: h.queue.clone(),
@@ -162,6 +175,8 @@ impl DevWebhooks {
                 h.queue.clone(),
             ),
             env,
+            lambda_env,
+            secrets: h.secrets.clone(),
         }
     }
 
@@ -205,10 +220,19 @@ impl local_pipeline::registry::EachProvider for Pick<'_> {
         if S::Provider::NAME != self.folder {
             return;
         }
-        let provider = S::Provider::from_env(&self.webhooks.env).unwrap_or_else(|e| panic!("{}: {e}", self.folder));
-        let webhook = shared::Webhook::new(provider, self.webhooks.store.clone(), self.webhooks.queue.clone());
+        let recorder =
+            shared::Recorder::new(self.webhooks.store.clone(), self.webhooks.queue.clone(), Default::default());
+        let env: std::sync::Arc<dyn shared::Env + Send + Sync> = self.webhooks.lambda_env.clone();
+        let secrets = self.webhooks.secrets.clone();
+        let folder = self.folder.to_owned();
         let (request, now) = (self.request.take().expect("one provider per name"), self.now);
-        self.answer = Some(Box::pin(async move { webhook.handle(request, now).await.status().as_u16() }));
+        self.answer = Some(Box::pin(async move {
+            let provider = shared::Webhook::<S::Provider>::provider_from_env(env, &secrets, now)
+                .await
+                .unwrap_or_else(|e| panic!("{folder}: {e}"));
+            let webhook = shared::Webhook::rotating(provider, recorder);
+            webhook.handle(request, now).await.status().as_u16()
+        }));
     }
 }
 

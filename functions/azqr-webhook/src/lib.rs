@@ -10,7 +10,7 @@ use http::StatusCode;
 use serde::Deserialize;
 use shared::{
     check_shared_secret, parse_json, parse_status, ConfigError, Env, Expected, Inbound, Observation, Provider, Secret,
-    Status, WebhookError,
+    SecretSpec, Status, WebhookError,
 };
 use time::OffsetDateTime;
 
@@ -118,6 +118,8 @@ impl Provider for Azqr {
     const METHOD: &'static str = METHOD;
     const PATH: &'static str = PATH;
     const HAS_STATUS_API: bool = true;
+    /// Its secret: its `apiKey`, for the webhook and the status API.
+    const SECRET: SecretSpec = SecretSpec { arn: "AZQR_SECRET_ARN", keys: &["AZQR_API_KEY"] };
     const FIXTURES: &'static [Expected] = &[
         Expected::stored("read.json", 204, "100000000001", Status::Pending),
         Expected::stored("paid.json", 204, "100000000002", Status::Processing),

@@ -12,13 +12,16 @@
 //! the dead-letter queue at once.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 use aws_sdk_sqs::types::MessageSystemAttributeName;
 use futures_util::future::join_all;
 use shared::event_log::{Attempt, AttemptKind, MAX_RESPONSE_BYTES};
-use shared::{ConfigError, Env, EventLog, NotificationOutcome, Secret, TerminalEvent, TransactionStore};
+use shared::{
+    ConfigError, Env, EventLog, NotificationOutcome, Rotating, Secret, SecretSpec, TerminalEvent, TransactionStore,
+};
 use time::OffsetDateTime;
 
 pub mod health;
@@ -44,9 +47,6 @@ pub const RETRY_AFTER_MAX: Duration = Duration::from_secs(60 * 60);
 #[derive(Debug, Clone)]
 pub struct NotifierConfig {
     pub notify_url: String,
-    /// `whsec_<base64>`, or several separated by spaces while the merchant rotates: every
-    /// delivery is signed with each.
-    pub secret: Secret,
     pub table_name: String,
     pub queue_url: String,
     pub dead_letter_queue_url: String,
@@ -63,14 +63,13 @@ pub const EVENT_RETENTION_DAYS: u64 = 30;
 pub const NOTIFY_FAILING_ALERT_MINUTES: u64 = 30;
 
 impl NotifierConfig {
-    /// Reads `NOTIFY_URL`, `NOTIFY_SECRET`, `TABLE_NAME`, `QUEUE_URL`,
+    /// Reads `NOTIFY_URL`, `TABLE_NAME`, `QUEUE_URL`,
     /// `DEAD_LETTER_QUEUE_URL`, `EVENT_RETENTION_DAYS` (default 30) and
     /// `NOTIFY_FAILING_ALERT_MINUTES` (default 30).
     pub fn from_env(env: &impl Env) -> Result<Self, ConfigError> {
         let days = shared::config::positive_integer(env, "EVENT_RETENTION_DAYS", EVENT_RETENTION_DAYS)?.min(3650);
         Ok(NotifierConfig {
             notify_url: env.required("NOTIFY_URL")?,
-            secret: env.secret("NOTIFY_SECRET")?,
             table_name: env.required("TABLE_NAME")?,
             queue_url: env.required("QUEUE_URL")?,
             dead_letter_queue_url: env.required("DEAD_LETTER_QUEUE_URL")?,
@@ -92,8 +91,30 @@ pub struct Answer {
     pub duration: Duration,
 }
 
-/// The signers for `NOTIFY_SECRET`: one or more `whsec_<base64>` secrets separated by
-/// spaces, at most 10.
+/// The notify secret: `NOTIFY_SECRET` in the secret `NOTIFY_SECRET_ARN` names (the stack
+/// generates it). `whsec_<base64>` (the prefix may be left out, as in the generated
+/// value), or several separated by spaces while the merchant rotates: every delivery is
+/// signed with each.
+pub const SECRET: SecretSpec = SecretSpec { arn: "NOTIFY_SECRET_ARN", keys: &["NOTIFY_SECRET"] };
+
+/// The signers, one per secret of `NOTIFY_SECRET`, in its order; kept current as it rotates.
+pub type Signers = Rotating<Vec<standardwebhooks::Webhook>>;
+
+/// Signers for `secret`, never read again (tests, benchmarks).
+pub fn fixed_signers(secret: &str) -> Result<Signers, ConfigError> {
+    signers(&Secret::new(secret)).map(Rotating::fixed)
+}
+
+/// The signers of [`SECRET`] as `env` configures it, read again every 5 minutes.
+pub async fn signers_from_env(
+    env: Arc<dyn Env + Send + Sync>,
+    secrets: &shared::secrets::SecretsClient,
+    now: OffsetDateTime,
+) -> Result<Signers, ConfigError> {
+    Rotating::load(SECRET, env, secrets, None, now, Box::new(|env| signers(&env.secret("NOTIFY_SECRET")?))).await
+}
+
+/// One or more `whsec_<base64>` secrets separated by spaces, at most 10.
 fn signers(secret: &Secret) -> Result<Vec<standardwebhooks::Webhook>, ConfigError> {
     let invalid = |reason: &str| ConfigError::Invalid { name: "NOTIFY_SECRET", reason: reason.into() };
     let secrets: Vec<&str> = secret.expose().split_whitespace().collect();
@@ -102,9 +123,14 @@ fn signers(secret: &Secret) -> Result<Vec<standardwebhooks::Webhook>, ConfigErro
     }
     secrets
         .into_iter()
-        .map(|one| match one.starts_with("whsec_") {
-            true => standardwebhooks::Webhook::new(one).map_err(|_| invalid("each secret must be whsec_<base64>")),
-            false => Err(invalid("each secret must be whsec_<base64>")),
+        .map(|one| {
+            let key = one.strip_prefix("whsec_").unwrap_or(one);
+            let decoded = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, key);
+            match decoded.map(|bytes| bytes.len()) {
+                Ok(24..=64) => standardwebhooks::Webhook::new(one)
+                    .map_err(|_| invalid("each secret must be whsec_<base64> of 24 to 64 bytes")),
+                Ok(_) | Err(_) => Err(invalid("each secret must be whsec_<base64> of 24 to 64 bytes")),
+            }
         })
         .collect()
 }
@@ -151,8 +177,7 @@ fn decode(message: &SqsMessage) -> Result<(TerminalEvent, &str), Disposition> {
 pub struct Notifier {
     http: reqwest::Client,
     url: String,
-    /// One per secret of `NOTIFY_SECRET`, in its order.
-    signers: Vec<standardwebhooks::Webhook>,
+    signers: Signers,
     store: TransactionStore,
     events: EventLog,
     health: health::Health,
@@ -166,7 +191,7 @@ impl std::fmt::Debug for Notifier {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Notifier")
             .field("url", &self.url)
-            .field("signers", &self.signers.len())
+            .field("signers", &self.signers)
             .field("queue_url", &self.queue_url)
             .finish_non_exhaustive()
     }
@@ -175,11 +200,11 @@ impl std::fmt::Debug for Notifier {
 impl Notifier {
     pub fn new(
         config: NotifierConfig,
+        signers: Signers,
         store: TransactionStore,
         sqs: aws_sdk_sqs::Client,
         timeout: Duration,
     ) -> Result<Self, ConfigError> {
-        let signers = signers(&config.secret)?;
         let http = https::merchant_client_builder()
             .timeout(timeout)
             .connect_timeout(timeout.min(Duration::from_secs(3)))
@@ -202,12 +227,13 @@ impl Notifier {
         })
     }
 
-    /// With AWS clients from the Lambda environment.
-    pub async fn from_env(env: &impl Env) -> Result<Self, ConfigError> {
-        let config = NotifierConfig::from_env(env)?;
+    /// With AWS clients from the Lambda environment, and the notify secret read at init.
+    pub async fn from_env(env: Arc<dyn Env + Send + Sync>, now: OffsetDateTime) -> Result<Self, ConfigError> {
+        let config = NotifierConfig::from_env(&env)?;
         let aws = shared::AwsClients::from_env().await;
+        let signers = signers_from_env(env, &aws.secrets, now).await?;
         let store = TransactionStore::new(aws.dynamodb, &config.table_name);
-        Notifier::new(config, store, aws.sqs, DELIVERY_TIMEOUT)
+        Notifier::new(config, signers, store, aws.sqs, DELIVERY_TIMEOUT)
     }
 
     /// Replaces the backoff schedule (tests and local runs use short ones).
@@ -426,9 +452,12 @@ impl Notifier {
     /// The `webhook-signature` value for `body`: `v1,<base64 HMAC-SHA256>` for each secret,
     /// separated by spaces (Standard Webhooks), so that a merchant rotating its secret
     /// verifies with either.
-    pub fn sign(&self, event_id: &str, timestamp: i64, body: &str) -> Option<String> {
+    /// The secret is read again first when its cache expired.
+    pub async fn sign(&self, event_id: &str, timestamp: i64, body: &str) -> Option<String> {
+        let now = OffsetDateTime::from_unix_timestamp(timestamp).ok()?;
+        let signers = self.signers.get(now).await.current;
         let signatures: Result<Vec<String>, _> =
-            self.signers.iter().map(|signer| signer.sign(event_id, timestamp, body.as_bytes())).collect();
+            signers.iter().map(|signer| signer.sign(event_id, timestamp, body.as_bytes())).collect();
         signatures.ok().map(|list| list.join(" "))
     }
 
@@ -441,7 +470,7 @@ impl Notifier {
     pub async fn deliver_recorded(&self, event_id: &str, body: &str, now: OffsetDateTime) -> (Delivery, Answer) {
         let started = std::time::Instant::now();
         let timestamp = now.unix_timestamp();
-        let signature = match self.sign(event_id, timestamp, body) {
+        let signature = match self.sign(event_id, timestamp, body).await {
             Some(signature) => signature,
             None => {
                 let answer = Answer { error: Some("body is not UTF-8".into()), ..Answer::default() };
@@ -625,7 +654,6 @@ mod tests {
             .build();
         let config_values = NotifierConfig {
             notify_url: "http://127.0.0.1:9/merchant".into(),
-            secret: Secret::new("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"),
             table_name: "t".into(),
             queue_url: "q".into(),
             dead_letter_queue_url: "d".into(),
@@ -633,7 +661,9 @@ mod tests {
             failing_alert: Duration::from_secs(30 * 60),
         };
         let store = TransactionStore::new(aws_sdk_dynamodb::Client::from_conf(dynamo), "t");
-        Notifier::new(config_values, store, aws_sdk_sqs::Client::from_conf(config), DELIVERY_TIMEOUT).expect("notifier")
+        let signers = fixed_signers("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").expect("signers");
+        Notifier::new(config_values, signers, store, aws_sdk_sqs::Client::from_conf(config), DELIVERY_TIMEOUT)
+            .expect("notifier")
     }
 
     #[test]
@@ -694,32 +724,26 @@ mod tests {
     fn the_secret_must_be_a_whsec_value_and_is_never_printed() {
         let n = notifier();
         assert!(!format!("{n:?}").contains("MfKQ9r8G"));
-        let config = NotifierConfig {
-            notify_url: "http://x".into(),
-            secret: Secret::new("plain-secret"),
-            table_name: "t".into(),
-            queue_url: "q".into(),
-            dead_letter_queue_url: "d".into(),
-            event_retention: Duration::from_secs(86_400),
-            failing_alert: Duration::from_secs(30 * 60),
-        };
-        let error = Notifier::new(config, n.store.clone(), n.sqs.clone(), DELIVERY_TIMEOUT).expect_err("not whsec");
+        let error = fixed_signers("plain-secret").expect_err("not whsec");
         assert!(matches!(error, ConfigError::Invalid { name: "NOTIFY_SECRET", .. }));
-        for bad in ["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw plain", "   ", "whsec_!!!"] {
+        for bad in ["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw plain", "   ", "whsec_!!!", "whsec_c2hvcnQ="] {
             assert!(signers(&Secret::new(bad)).is_err(), "{bad:?}");
         }
+        // The stack's generated value: 48 letters and digits, without the prefix.
+        let generated = "Q3kT9xWm2ZpL7vRb4NcY8sHd1FgJ6uAe5KtE0oViXyMnBqUw";
+        assert_eq!(signers(&Secret::new(generated)).map(|s| s.len()).ok(), Some(1));
     }
 
     /// Rotation: with two secrets, every delivery carries two signatures, and a merchant
     /// holding either secret verifies it with the standardwebhooks crate.
-    #[test]
-    fn with_two_secrets_each_signature_verifies_on_its_own() {
+    #[tokio::test]
+    async fn with_two_secrets_each_signature_verifies_on_its_own() {
         let (old, new) = ("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "whsec_c2Vjb25kLXNlY3JldC1mb3Itcm90YXRpb24=");
         let mut n = notifier();
-        n.signers = signers(&Secret::new(format!("{old}  {new}"))).expect("two secrets");
+        n.signers = fixed_signers(&format!("{old}  {new}")).expect("two secrets");
         let body = r#"{"id":"evt_a","type":"transaction.completed"}"#;
         let timestamp = OffsetDateTime::now_utc().unix_timestamp();
-        let signature = n.sign("evt_a", timestamp, body).expect("signed");
+        let signature = n.sign("evt_a", timestamp, body).await.expect("signed");
         assert_eq!(signature.split(' ').filter(|s| s.starts_with("v1,")).count(), 2, "{signature}");
         let mut headers = http::HeaderMap::new();
         headers.insert("webhook-id", "evt_a".parse().expect("header"));

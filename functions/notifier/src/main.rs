@@ -9,7 +9,8 @@ use time::OffsetDateTime;
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     lambda::init_tracing();
-    let notifier = lambda::or_exit(Notifier::from_env(&ProcessEnv).await);
+    let env = std::sync::Arc::new(ProcessEnv);
+    let notifier = lambda::or_exit(Notifier::from_env(env, OffsetDateTime::now_utc()).await);
     let notifier = &notifier;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
         Ok::<_, Infallible>(notifier.handle_batch(event.payload, OffsetDateTime::now_utc()).await)

@@ -13,7 +13,8 @@
 use http::StatusCode;
 use serde::Deserialize;
 use shared::{
-    parse_json, parse_status, Amount, ConfigError, Env, Expected, Inbound, Observation, Provider, Status, WebhookError,
+    parse_json, parse_status, Amount, ConfigError, Env, Expected, Inbound, Observation, Provider, SecretSpec, Status,
+    WebhookError,
 };
 use time::OffsetDateTime;
 
@@ -159,6 +160,11 @@ impl Provider for Pagstar {
     const PATH: &'static str = PATH;
     const ALSO_AT: &'static [&'static str] = &[PIX_PATH];
     const HAS_STATUS_API: bool = true;
+    /// Its secret: the OAuth2 client secret, and the mutual-TLS certificate and key (both optional).
+    const SECRET: SecretSpec = SecretSpec {
+        arn: "PAGSTAR_SECRET_ARN",
+        keys: &["PAGSTAR_CLIENT_SECRET", "PAGSTAR_CLIENT_CERT", "PAGSTAR_CLIENT_KEY"],
+    };
     const FIXTURES: &'static [Expected] = &[
         Expected::stored("ativa.json", 200, "pagstarativa00000000000000001", Status::Created),
         Expected::stored("concluida.json", 200, "pagstarconcluida0000000000001", Status::Completed),

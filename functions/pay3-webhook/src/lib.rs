@@ -11,7 +11,8 @@ use http::StatusCode;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
 use shared::{
-    parse_json, parse_status, ConfigError, Env, Expected, Inbound, Observation, Provider, Secret, Status, WebhookError,
+    parse_json, parse_status, ConfigError, Env, Expected, Inbound, Observation, Provider, Secret, SecretSpec, Status,
+    WebhookError,
 };
 use time::OffsetDateTime;
 
@@ -174,6 +175,8 @@ impl Provider for Pay3 {
     const METHOD: &'static str = METHOD;
     const PATH: &'static str = PATH;
     const HAS_STATUS_API: bool = true;
+    /// Its secret: the webhook JWT's secret, and the order query's access token.
+    const SECRET: SecretSpec = SecretSpec { arn: "PAY3_SECRET_ARN", keys: &["PAY3_JWT_SECRET", "PAY3_ACCESS_TOKEN"] };
     const FIXTURES: &'static [Expected] = &[
         Expected::stored("created.json", 200, "pay3-order-1:CHECKOUT", Status::Created),
         Expected::stored("order-started.json", 200, "pay3-order-2:CHECKOUT", Status::Pending),

@@ -19,7 +19,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use shared::{
     check_shared_secret, parse_json, parse_status, Amount, ConfigError, Env, Expected, Inbound, Observation, Provider,
-    Secret, Status, WebhookError,
+    Secret, SecretSpec, Status, WebhookError,
 };
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
@@ -95,7 +95,8 @@ struct JwsHeader {
 }
 
 pub struct QiTech {
-    public_key: ParsedPublicKey,
+    /// Every key a signature may verify with (more than one while QI Tech changes keys).
+    public_keys: Vec<ParsedPublicKey>,
     client_key: Secret,
     webhook_path: String,
 }
@@ -123,9 +124,26 @@ pub fn parse_public_key(pem: &str) -> Result<ParsedPublicKey, String> {
     ParsedPublicKey::new(&ECDSA_P521_SHA512_FIXED, der.as_ref()).map_err(|e| format!("not a P-521 public key: {e}"))
 }
 
+/// Parses every PEM `PUBLIC KEY` in `pem` (one or more, as QI Tech's key list during a
+/// key change): at least one, each a P-521 key.
+pub fn parse_public_keys(pem: &str) -> Result<Vec<ParsedPublicKey>, String> {
+    let pem = shared::config::multiline(pem);
+    let keys = SubjectPublicKeyInfoDer::pem_slice_iter(pem.as_bytes())
+        .map(|der| {
+            let der = der.map_err(|e| format!("not a PEM public key: {e}"))?;
+            ParsedPublicKey::new(&ECDSA_P521_SHA512_FIXED, der.as_ref())
+                .map_err(|e| format!("not a P-521 public key: {e}"))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    match keys.len() {
+        0 => Err("no PEM public key".into()),
+        _ => Ok(keys),
+    }
+}
+
 impl QiTech {
-    pub fn new(public_key: ParsedPublicKey, client_key: Secret, webhook_path: impl Into<String>) -> Self {
-        QiTech { public_key, client_key, webhook_path: webhook_path.into() }
+    pub fn new(public_keys: Vec<ParsedPublicKey>, client_key: Secret, webhook_path: impl Into<String>) -> Self {
+        QiTech { public_keys, client_key, webhook_path: webhook_path.into() }
     }
 
     /// Webhook v2 authentication: the client key, then the ES512 JWT and every claim.
@@ -147,9 +165,10 @@ impl QiTech {
         if header.alg != "ES512" {
             return Err(unauthorized("JWT algorithm is not ES512"));
         }
-        self.public_key
-            .verify_sig(signing_input.as_bytes(), &decode(signature)?)
-            .map_err(|_| unauthorized("JWT signature invalid"))?;
+        let signature = decode(signature)?;
+        if !self.public_keys.iter().any(|key| key.verify_sig(signing_input.as_bytes(), &signature).is_ok()) {
+            return Err(unauthorized("JWT signature invalid"));
+        }
         let claims: AuthClaims =
             serde_json::from_slice(&decode(claims)?).map_err(|_| unauthorized("JWT claims malformed"))?;
 
@@ -177,6 +196,9 @@ impl Provider for QiTech {
     const METHOD: &'static str = METHOD;
     const PATH: &'static str = PATH;
     const HAS_STATUS_API: bool = false;
+    /// Its secret: the client key, and its public key(s): during a key change, both PEMs.
+    const SECRET: SecretSpec =
+        SecretSpec { arn: "QITECH_SECRET_ARN", keys: &["QITECH_API_CLIENT_KEY", "QITECH_PUBLIC_KEY"] };
     const FIXTURES: &'static [Expected] = &[
         Expected::stored("processing-conclusion.json", 200, "00000000-0000-4000-8000-000000000001", Status::Processing),
         Expected::stored(
@@ -197,14 +219,14 @@ impl Provider for QiTech {
         Expected::nothing("bad-malformed-json.json", 400),
     ];
 
-    /// Reads `QITECH_PUBLIC_KEY` (PEM), `QITECH_API_CLIENT_KEY` and `QITECH_WEBHOOK_PATH`
+    /// Reads `QITECH_PUBLIC_KEY` (one PEM, or several one after the other), `QITECH_API_CLIENT_KEY` and `QITECH_WEBHOOK_PATH`
     /// (default `/webhooks/qitech`).
     fn from_env(env: &impl Env) -> Result<Self, ConfigError> {
-        let public_key = parse_public_key(&env.required("QITECH_PUBLIC_KEY")?)
+        let public_keys = parse_public_keys(&env.required("QITECH_PUBLIC_KEY")?)
             .map_err(|reason| ConfigError::Invalid { name: "QITECH_PUBLIC_KEY", reason })?;
         let client_key = env.secret("QITECH_API_CLIENT_KEY")?;
         let path = env.optional("QITECH_WEBHOOK_PATH").unwrap_or_else(|| PATH.into());
-        Ok(QiTech::new(public_key, client_key, path))
+        Ok(QiTech::new(public_keys, client_key, path))
     }
 
     type Verified = QiTechWebhook;
@@ -243,7 +265,7 @@ mod tests {
     }
 
     fn provider() -> QiTech {
-        QiTech::new(parse_public_key(PUBLIC_KEY).expect("public key"), Secret::new(CLIENT_KEY), PATH)
+        QiTech::new(parse_public_keys(PUBLIC_KEY).expect("public key"), Secret::new(CLIENT_KEY), PATH)
     }
 
     fn body(status: &str) -> String {
@@ -262,6 +284,33 @@ mod tests {
         Inbound::new(http::Method::POST, body)
             .with_header("AUTHORIZATION", &jwt)
             .with_header("API-CLIENT-KEY", CLIENT_KEY)
+    }
+
+    /// Another P-521 public key, not the dev key's.
+    const OTHER_PUBLIC_KEY: &str = "-----BEGIN PUBLIC KEY-----
+MIGbMBAGByqGSM49AgEGBSuBBAAjA4GGAAQA5suVi1fx6BMdFU6WkiCbr5U8Lr0p
+6zJyfSpzBwYz3hAZNvMQV54M35gHWDziStC98eHMWrN09Xk6ZJgVhGVhJMAB5JKg
+kzIRyo6qGqUY+4GH5MVDJXduiNsgDBV5P8WUrYnJNaFoC/QSIcvvzP9tfl++Bjsi
+DdKgznLNV739WnC7lJI=
+-----END PUBLIC KEY-----
+";
+
+    /// While QI Tech changes keys, `QITECH_PUBLIC_KEY` holds both PEMs: a signature by
+    /// either verifies; with only the other key, the dev key's signature does not.
+    #[tokio::test]
+    async fn the_public_key_may_be_a_list() {
+        let both = format!("{OTHER_PUBLIC_KEY}{PUBLIC_KEY}");
+        let env = [("QITECH_PUBLIC_KEY", both.as_str()), ("QITECH_API_CLIENT_KEY", CLIENT_KEY)];
+        let listed = QiTech::from_env(&env).expect("two keys");
+        assert_eq!(listed.public_keys.len(), 2);
+        let request = signed(&body("concluded"), "POST", PATH, now());
+        assert!(listed.receive(&request, now()).await.is_ok(), "signed by the second key of the list");
+        let other = QiTech::new(parse_public_keys(OTHER_PUBLIC_KEY).expect("key"), Secret::new(CLIENT_KEY), PATH);
+        let error = other.receive(&request, now()).await.expect_err("not its key");
+        assert!(matches!(error, WebhookError::Unauthorized { reason: "JWT signature invalid" }), "{error:?}");
+        for bad in ["", "not a pem", "-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----"] {
+            assert!(parse_public_keys(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[tokio::test]

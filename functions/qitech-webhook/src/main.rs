@@ -1,9 +1,4 @@
-use shared::{lambda, ProcessEnv, Provider, Webhook};
-
 #[tokio::main]
-async fn main() -> Result<(), lambda::Error> {
-    lambda::init_tracing();
-    let provider = lambda::or_exit(qitech_webhook::QiTech::from_env(&ProcessEnv));
-    let webhook = lambda::or_exit(Webhook::from_env(provider, &ProcessEnv).await);
-    lambda::run(webhook).await
+async fn main() -> Result<(), shared::lambda::Error> {
+    shared::lambda::serve::<qitech_webhook::QiTech>().await
 }

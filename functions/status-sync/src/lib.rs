@@ -10,12 +10,14 @@
 //! the same transactions are due again next run, and the other providers, synced
 //! concurrently, are not held up.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use shared::config::positive_integer;
 use shared::model::{Decision, Observation, SyncStep, TransactionRecord};
-use shared::{ConfigError, Env, Provider, Recorder, StatusSource, SyncError};
+use shared::secrets::SecretsClient;
+use shared::{ConfigError, Env, Provider, Recorder, Rotating, StatusSource, SyncError};
 use time::OffsetDateTime;
 
 /// How long one call to a provider may take, all included.
@@ -28,38 +30,72 @@ pub const RUN_BUDGET: Duration = Duration::from_secs(60);
 /// Transactions per provider per run (`STATUS_SYNC_BATCH`).
 pub const BATCH: u64 = 50;
 
+/// A status API client, or none where the provider has none or this deployment does
+/// not configure it.
+pub type Source = Option<Box<dyn StatusSource>>;
+
 /// A provider as the sync sees it: whether it has a status API, and the client for it
-/// when it is configured in this deployment.
+/// when it is configured in this deployment (its credentials kept current as its secret
+/// rotates).
 #[derive(Debug)]
 pub struct SyncedProvider {
     pub name: &'static str,
     pub has_status_api: bool,
-    pub source: Option<Box<dyn StatusSource>>,
+    pub source: Rotating<Source>,
 }
 
 impl SyncedProvider {
+    /// Configured from `env` alone, its credentials fixed (tests, and providers without
+    /// a status API).
     pub fn of<P: Provider>(env: &impl Env) -> Result<Self, ConfigError> {
-        Ok(SyncedProvider { name: P::NAME, has_status_api: P::HAS_STATUS_API, source: P::status_api(env)? })
+        Ok(SyncedProvider {
+            name: P::NAME,
+            has_status_api: P::HAS_STATUS_API,
+            source: Rotating::fixed(P::status_api(env)?),
+        })
+    }
+
+    /// Configured from `env`, its credentials read from the provider's secret (only
+    /// for a provider with a status API: the others' secrets are never read).
+    pub async fn load<P: Provider>(
+        env: Arc<dyn Env + Send + Sync>,
+        secrets: &SecretsClient,
+        now: OffsetDateTime,
+    ) -> Result<Self, ConfigError> {
+        if !P::HAS_STATUS_API {
+            return Ok(SyncedProvider { name: P::NAME, has_status_api: false, source: Rotating::fixed(None) });
+        }
+        let source = Rotating::load(P::SECRET, env, secrets, None, now, Box::new(|env| P::status_api(env))).await?;
+        Ok(SyncedProvider { name: P::NAME, has_status_api: true, source })
     }
 }
 
 /// Every provider the function syncs (each provider's `status_api` says whether and how).
-pub fn providers(env: &impl Env) -> Result<Vec<SyncedProvider>, ConfigError> {
+pub async fn providers(
+    env: Arc<dyn Env + Send + Sync>,
+    secrets: &SecretsClient,
+    now: OffsetDateTime,
+) -> Result<Vec<SyncedProvider>, ConfigError> {
+    let e = || Arc::clone(&env);
     Ok(vec![
-        SyncedProvider::of::<azqr_webhook::Azqr>(env)?,
-        SyncedProvider::of::<pay3_webhook::Pay3>(env)?,
-        SyncedProvider::of::<qitech_webhook::QiTech>(env)?,
-        SyncedProvider::of::<key2pay_webhook::Key2Pay>(env)?,
-        SyncedProvider::of::<pagstar_webhook::Pagstar>(env)?,
+        SyncedProvider::load::<azqr_webhook::Azqr>(e(), secrets, now).await?,
+        SyncedProvider::load::<pay3_webhook::Pay3>(e(), secrets, now).await?,
+        SyncedProvider::load::<qitech_webhook::QiTech>(e(), secrets, now).await?,
+        SyncedProvider::load::<key2pay_webhook::Key2Pay>(e(), secrets, now).await?,
+        SyncedProvider::load::<pagstar_webhook::Pagstar>(e(), secrets, now).await?,
     ])
 }
 
 /// Every provider's name, and whether it has a status API (for writes that schedule the
 /// sync outside a webhook: registrations).
 pub fn known() -> Vec<(&'static str, bool)> {
-    // With no configuration no client is built, so this cannot fail.
-    let none: [(&str, &str); 0] = [];
-    providers(&none).unwrap_or_default().into_iter().map(|p| (p.name, p.has_status_api)).collect()
+    vec![
+        (azqr_webhook::Azqr::NAME, azqr_webhook::Azqr::HAS_STATUS_API),
+        (pay3_webhook::Pay3::NAME, pay3_webhook::Pay3::HAS_STATUS_API),
+        (qitech_webhook::QiTech::NAME, qitech_webhook::QiTech::HAS_STATUS_API),
+        (key2pay_webhook::Key2Pay::NAME, key2pay_webhook::Key2Pay::HAS_STATUS_API),
+        (pagstar_webhook::Pagstar::NAME, pagstar_webhook::Pagstar::HAS_STATUS_API),
+    ]
 }
 
 /// What one run did for one provider.
@@ -93,10 +129,13 @@ impl StatusSync {
 
     /// Reads `TABLE_NAME`, `QUEUE_URL`, `STATUS_SYNC_AFTER_SECONDS`, `NOTIFY_EVENT_TYPES`,
     /// `STATUS_SYNC_BATCH` and each provider's API configuration.
-    pub async fn from_env(env: &impl Env) -> Result<Self, ConfigError> {
-        let batch = positive_integer(env, "STATUS_SYNC_BATCH", BATCH)?;
-        let providers = providers(env)?;
-        Ok(StatusSync::new(Recorder::from_env(env).await?, providers, batch))
+    /// Each provider's credentials are read from its secret at init.
+    pub async fn from_env(env: Arc<dyn Env + Send + Sync>, now: OffsetDateTime) -> Result<Self, ConfigError> {
+        let batch = positive_integer(&env, "STATUS_SYNC_BATCH", BATCH)?;
+        let aws = shared::AwsClients::from_env().await;
+        let recorder = Recorder::from_env(&env, &aws)?;
+        let providers = providers(env, &aws.secrets, now).await?;
+        Ok(StatusSync::new(recorder, providers, batch))
     }
 
     /// One run at `now`: every provider concurrently.
@@ -131,6 +170,7 @@ impl StatusSync {
             }
         };
         run.due = due.len();
+        let source = provider.source.get(now).await.current;
         for record in due {
             if Instant::now() >= deadline {
                 break;
@@ -140,7 +180,7 @@ impl StatusSync {
                 continue;
             }
             let reference = record.reference.as_str();
-            let answer = match &provider.source {
+            let answer = match source.as_ref() {
                 None => None,
                 Some(source) => match ask(source.as_ref(), &record, now).await {
                     // An answer that cannot apply to the record as listed cannot apply to
@@ -170,7 +210,7 @@ impl StatusSync {
                     }
                 }
             }
-            if let Err(error) = self.nothing_new(provider, &record, now, &mut run).await {
+            if let Err(error) = self.nothing_new(provider, source.is_some(), &record, now, &mut run).await {
                 tracing::error!(provider = name, reference, error = %error, "status sync could not reschedule");
                 run.failed = true;
                 break;
@@ -183,11 +223,12 @@ impl StatusSync {
     async fn nothing_new(
         &self,
         provider: &SyncedProvider,
+        configured: bool,
         record: &TransactionRecord,
         now: OffsetDateTime,
         run: &mut ProviderRun,
     ) -> Result<(), shared::store::StoreError> {
-        let step = self.recorder.policy().next(record, provider.source.is_some(), now);
+        let step = self.recorder.policy().next(record, configured, now);
         if !self.recorder.store().reschedule(record, step).await? {
             return Ok(()); // moved meanwhile (a webhook): it has its own schedule
         }

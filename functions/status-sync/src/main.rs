@@ -6,7 +6,8 @@ use time::OffsetDateTime;
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     lambda::init_tracing();
-    let sync = lambda::or_exit(StatusSync::from_env(&ProcessEnv).await);
+    let env = std::sync::Arc::new(ProcessEnv);
+    let sync = lambda::or_exit(StatusSync::from_env(env, OffsetDateTime::now_utc()).await);
     let sync = &sync;
     // The scheduled event carries nothing we need. One provider's failure is logged and
     // retried in a later run; it does not fail the others' run.

@@ -1,21 +1,30 @@
-//! Creates the table and queues of template.yaml on the emulators (DYNAMODB_ENDPOINT,
-//! SQS_ENDPOINT) with names starting with $LOCAL_RESOURCE_PREFIX, and prints them as
-//! environment lines (TABLE_NAME, QUEUE_URL, DEAD_LETTER_QUEUE_URL). Used by scripts/bench.
+//! Creates the table, queues and secrets of template.yaml on the emulators
+//! (DYNAMODB_ENDPOINT, SQS_ENDPOINT; moto's server also answers Secrets Manager) with
+//! names starting with $LOCAL_RESOURCE_PREFIX, and prints them as environment lines
+//! (TABLE_NAME, QUEUE_URL, DEAD_LETTER_QUEUE_URL, and each `*_SECRET_ARN`, the secrets
+//! holding the development values of local.env.example). Used by scripts/bench.
 
 use std::path::Path;
 
-use local_pipeline::{dynamodb_client, sqs_client, DevEnv, Template};
+use local_pipeline::{dynamodb_client, secrets_client, sqs_client, DevEnv, Template};
 use shared::Env;
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-    let env = DevEnv::default();
+    let env = DevEnv::load(Path::new("local.env.example"))?;
     let dynamodb = dynamodb_client(&env.required("DYNAMODB_ENDPOINT")?);
     let sqs = sqs_client(&env.required("SQS_ENDPOINT")?);
     let prefix = env.optional("LOCAL_RESOURCE_PREFIX").unwrap_or_else(|| "bench-".into());
-    let resources = Template::load(Path::new("template.yaml"))?.provision(&dynamodb, &sqs, &prefix).await?;
+    let template = Template::load(Path::new("template.yaml"))?;
+    let mut resources = template.provision(&dynamodb, &sqs, &prefix).await?;
+    template.provision_secrets(&secrets_client(&env.required("SQS_ENDPOINT")?), &prefix, &env, &mut resources).await?;
     println!("TABLE_NAME={}", resources.table_name);
     println!("QUEUE_URL={}", resources.queue_url);
     println!("DEAD_LETTER_QUEUE_URL={}", resources.dead_letter_queue_url);
+    for (variable, id) in template.secret_arn_variables() {
+        if let Some(arn) = resources.secrets.get(&id) {
+            println!("{variable}={arn}");
+        }
+    }
     Ok(())
 }
