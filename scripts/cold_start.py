@@ -6,7 +6,10 @@ imports boto3 and builds DynamoDB and SQS clients. Prints medians and spread.
 
 Run by scripts/bench, which builds the binaries, starts the emulators and provisions a
 table and queues (the first invocation really writes). Environment in: the emulator
-endpoints, TABLE_NAME, QUEUE_URL, DEAD_LETTER_QUEUE_URL, RUNS (default 15)."""
+endpoints, TABLE_NAME, QUEUE_URL, DEAD_LETTER_QUEUE_URL, each *_SECRET_ARN (the secrets
+provisioned in moto: init reads them from Secrets Manager, as on Lambda; SECRETS=plain
+measures the development fallback instead), RUNS (default 15), ONLY (a comma list of
+binaries)."""
 
 import json, os, pathlib, re, statistics, subprocess, sys, threading, time
 import yaml
@@ -219,7 +222,10 @@ def run_once(binary, event, timeout):
 
 def main():
     results = {}
+    only = [n for n in os.environ.get("ONLY", "").split(",") if n]  # e.g. ONLY=azqr-webhook,notifier
     for name, event in functions():
+        if only and name not in only:
+            continue
         binary = ROOT / "target" / "release" / name
         # One discarded run first: it warms the emulators (a fresh DynamoDB Local's first
         # requests are slow), which is not the function's cold start.

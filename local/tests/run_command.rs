@@ -234,9 +234,15 @@ async fn the_status_sync_settles_a_transaction_whose_final_webhook_was_lost() {
 /// `scripts/invoke`'s binary, run as a user would from the workspace root, on the artifact
 /// `sam build` made (scripts/test runs `sam build` first). Returns (exit ok, stdout, stderr).
 fn invoke(prefix: &str, args: &[&str]) -> (bool, String, String) {
+    invoke_with(prefix, args, &[])
+}
+
+/// As [`invoke`], with more environment variables (development values).
+fn invoke_with(prefix: &str, args: &[&str], env: &[(&str, &str)]) -> (bool, String, String) {
     let output = Command::new(env!("CARGO_BIN_EXE_invoke"))
         .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
         .env("LOCAL_RESOURCE_PREFIX", prefix)
+        .envs(env.iter().copied())
         .args(args)
         .output()
         .expect("run invoke");
@@ -282,9 +288,12 @@ async fn invoke_runs_the_built_artifact_like_sam_local_invoke() {
     let event: serde_json::Value = serde_json::from_str(received[0].body().expect("body")).expect("JSON");
     assert_eq!(event["type"], "transaction.completed");
 
-    // A function that cannot start fails the invoke, and says why.
+    // A function that cannot read its secret does not start: the invoke fails, and says
+    // which secret.
     let env_vars = std::env::temp_dir().join(format!("{prefix}env.json"));
-    std::fs::write(&env_vars, r#"{"AzqrWebhookFunction": {"AZQR_API_KEY": ""}}"#).expect("write");
+    let missing = "arn:aws:secretsmanager:us-east-1:123456789012:secret:no-such-secret-AbCdEf";
+    std::fs::write(&env_vars, format!(r#"{{"AzqrWebhookFunction": {{"AZQR_SECRET_ARN": "{missing}"}}}}"#))
+        .expect("write");
     let args =
         ["AzqrWebhookFunction", "-e", "events/azqr/completed.json", "--env-vars", env_vars.to_str().expect("utf-8")];
     let (ok, _, stderr) = invoke(&prefix, &args);
@@ -293,17 +302,20 @@ async fn invoke_runs_the_built_artifact_like_sam_local_invoke() {
     let init_error = stderr.lines().find(|l| l.contains("function could not start")).expect("the init error is logged");
     let init_error: serde_json::Value = serde_json::from_str(init_error).expect("as one JSON object");
     assert_eq!(init_error["level"], "ERROR");
-    assert!(init_error["fields"]["error"].as_str().is_some_and(|e| e.contains("AZQR_API_KEY")), "{init_error}");
+    let error = init_error["fields"]["error"].as_str().unwrap_or_default();
+    assert!(error.contains("AZQR_SECRET_ARN") && error.contains(missing), "{init_error}");
 
-    // A parameter override reaches the function: with another key the fixture's is refused.
-    let args = [
-        "AzqrWebhookFunction",
-        "-e",
-        "events/azqr/completed.json",
-        "--parameter-overrides",
-        "AzqrApiKey=another-key-0123456789",
-    ];
-    let (ok, stdout, stderr) = invoke(&prefix, &args);
+    // A parameter override reaches the function: an invalid grace window stops it.
+    let args =
+        ["AzqrWebhookFunction", "-e", "events/azqr/completed.json", "--parameter-overrides", "SecretPreviousGraceMinutes=soon"];
+    let (ok, _, stderr) = invoke(&prefix, &args);
+    assert!(!ok && stderr.contains("SECRET_PREVIOUS_GRACE_MINUTES"), "{stderr}");
+
+    // The secret holds the development value, as the environment gives it: with another
+    // key in the secret the fixture's is refused.
+    let args = ["AzqrWebhookFunction", "-e", "events/azqr/completed.json"];
+    let (ok, stdout, stderr) = invoke_with(&prefix, &args, &[("AZQR_API_KEY", "another-key-0123456789")]);
     assert!(ok, "{stderr}");
     assert!(stdout.contains("\"statusCode\":401"), "{stdout}");
+    assert!(!stderr.contains("another-key-0123456789"), "the secret is never logged");
 }
