@@ -306,14 +306,26 @@ async fn invoke_runs_the_built_artifact_like_sam_local_invoke() {
     assert!(error.contains("AZQR_SECRET_ARN") && error.contains(missing), "{init_error}");
 
     // A parameter override reaches the function: an invalid grace window stops it.
-    let args =
-        ["AzqrWebhookFunction", "-e", "events/azqr/completed.json", "--parameter-overrides", "SecretPreviousGraceMinutes=soon"];
+    let args = [
+        "AzqrWebhookFunction",
+        "-e",
+        "events/azqr/completed.json",
+        "--parameter-overrides",
+        "SecretPreviousGraceMinutes=soon",
+    ];
     let (ok, _, stderr) = invoke(&prefix, &args);
     assert!(!ok && stderr.contains("SECRET_PREVIOUS_GRACE_MINUTES"), "{stderr}");
 
     // The secret holds the development value, as the environment gives it: with another
-    // key in the secret the fixture's is refused.
-    let args = ["AzqrWebhookFunction", "-e", "events/azqr/completed.json"];
+    // key put in the secret the fixture's is refused (its previous version would still
+    // verify it for an hour: the override turns that window off).
+    let args = [
+        "AzqrWebhookFunction",
+        "-e",
+        "events/azqr/completed.json",
+        "--parameter-overrides",
+        "SecretPreviousGraceMinutes=0",
+    ];
     let (ok, stdout, stderr) = invoke_with(&prefix, &args, &[("AZQR_API_KEY", "another-key-0123456789")]);
     assert!(ok, "{stderr}");
     assert!(stdout.contains("\"statusCode\":401"), "{stdout}");
