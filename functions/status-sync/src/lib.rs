@@ -76,14 +76,17 @@ pub async fn providers(
     secrets: &SecretsClient,
     now: OffsetDateTime,
 ) -> Result<Vec<SyncedProvider>, ConfigError> {
+    // Read concurrently: init waits for the slowest secret, not for their sum.
     let e = || Arc::clone(&env);
-    Ok(vec![
-        SyncedProvider::load::<azqr_webhook::Azqr>(e(), secrets, now).await?,
-        SyncedProvider::load::<pay3_webhook::Pay3>(e(), secrets, now).await?,
-        SyncedProvider::load::<qitech_webhook::QiTech>(e(), secrets, now).await?,
-        SyncedProvider::load::<key2pay_webhook::Key2Pay>(e(), secrets, now).await?,
-        SyncedProvider::load::<pagstar_webhook::Pagstar>(e(), secrets, now).await?,
-    ])
+    let (azqr, pay3, qitech, key2pay, pagstar) = futures_util::future::try_join5(
+        SyncedProvider::load::<azqr_webhook::Azqr>(e(), secrets, now),
+        SyncedProvider::load::<pay3_webhook::Pay3>(e(), secrets, now),
+        SyncedProvider::load::<qitech_webhook::QiTech>(e(), secrets, now),
+        SyncedProvider::load::<key2pay_webhook::Key2Pay>(e(), secrets, now),
+        SyncedProvider::load::<pagstar_webhook::Pagstar>(e(), secrets, now),
+    )
+    .await?;
+    Ok(vec![azqr, pay3, qitech, key2pay, pagstar])
 }
 
 /// Every provider's name, and whether it has a status API (for writes that schedule the
