@@ -2,6 +2,7 @@
 //! every webhook function on one HTTP port. Used by the run command and the tests.
 
 pub mod fixtures;
+pub mod fuzzing;
 pub mod invoke;
 pub mod merchant;
 pub mod provision;

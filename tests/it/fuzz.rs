@@ -111,3 +111,33 @@ fn every_provider_answers_arbitrary_input_with_a_4xx_at_worst() {
     registry::for_each(&mut each);
     assert!(each.1 >= 5, "every provider");
 }
+
+/// The coverage-guided fuzz targets (`fuzz/`, run by `scripts/fuzz` with cargo fuzz) on
+/// stable: every target has its cargo-fuzz file, and its seed corpus (the fixtures'
+/// bodies) and every input saved under `fuzz/regressions/<target>/` run through it
+/// without a violation. A crash `scripts/fuzz` finds is saved there, so it stays fixed.
+#[test]
+fn fuzz_seeds_and_saved_regressions_replay_without_a_violation() {
+    use local_pipeline::fuzzing::{regressions, Targets};
+    let targets = Targets::new();
+    let names = targets.names();
+    assert!(names.len() >= 10, "{names:?}");
+    let mut replayed = 0;
+    for name in &names {
+        let file = root().join("fuzz/fuzz_targets").join(format!("{name}.rs"));
+        assert!(file.is_file(), "{name}: no {}", file.display());
+        for seed in Targets::seeds(name) {
+            targets.run(name, &seed);
+            replayed += 1;
+        }
+    }
+    for (target, files) in regressions() {
+        assert!(names.contains(&target.as_str()), "fuzz/regressions/{target}: no such target");
+        for file in files {
+            targets.run(&target, &std::fs::read(&file).expect("regression input"));
+            replayed += 1;
+        }
+    }
+    assert!(replayed >= 40, "{replayed} inputs");
+    println!("fuzz: {} targets, {replayed} seed and regression inputs replayed", names.len());
+}

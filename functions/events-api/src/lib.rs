@@ -245,6 +245,12 @@ fn is_event_id(id: &str) -> bool {
     id.strip_prefix("evt_").is_some_and(|hex| hex.len() == 32 && hex.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
+/// The status a listing's parameters are refused with, or None when they are valid (for
+/// the fuzz targets: every refusal must be a 4xx).
+pub fn refused_listing(request: &Inbound) -> Option<StatusCode> {
+    list_query(request).err().map(|refusal| refusal.status)
+}
+
 /// The listing's parameters, each checked.
 fn list_query(request: &Inbound) -> Result<EventQuery, Refusal> {
     let mut query = EventQuery { limit: DEFAULT_LIMIT, ..EventQuery::default() };

@@ -165,7 +165,7 @@ pub enum Disposition {
 /// Stage one: the message's terminal event and its body, sent to the merchant as it is.
 /// A message that is not one is kept failing until SQS moves it to the dead-letter
 /// queue, where it can be read.
-fn decode(message: &SqsMessage) -> Result<(TerminalEvent, &str), Disposition> {
+pub fn decode(message: &SqsMessage) -> Result<(TerminalEvent, &str), Disposition> {
     let body = message.body.as_deref().unwrap_or_default();
     serde_json::from_str(body).map(|event| (event, body)).map_err(|error| {
         let message_id = message.message_id.as_deref().unwrap_or_default();

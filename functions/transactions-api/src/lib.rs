@@ -140,6 +140,12 @@ impl Rejected {
     }
 }
 
+/// The status a registration request is refused with, or None when its body is a valid
+/// registration (for the fuzz targets: every refusal must be a 4xx).
+pub fn refused_registration(request: &Inbound) -> Option<StatusCode> {
+    parse(request).err().map(|rejected| rejected.status)
+}
+
 /// The registration in the body, or why it is refused.
 fn parse(request: &Inbound) -> Result<Registration, Rejected> {
     if request.body.len() > MAX_BODY_BYTES {

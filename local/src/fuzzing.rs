@@ -1,0 +1,183 @@
+//! The bodies of the coverage-guided fuzz targets, shared by `fuzz/` (cargo fuzz,
+//! libFuzzer, nightly: `scripts/fuzz`) and the test command, which replays every input
+//! saved under `fuzz/regressions/<target>/` and the seed corpus through them on stable.
+//!
+//! Each target takes arbitrary bytes and checks what must hold for any input: no panic,
+//! and no 5xx (a refusal is a 4xx). Where a signature stands in the way, the provider's
+//! simulator signs the input with the development keys (`local.env.example`), so the
+//! fuzzer reaches the parser behind verification.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use shared::{Inbound, Provider, Simulator};
+use time::OffsetDateTime;
+
+use crate::registry::{self, EachProvider};
+
+type Body = Box<dyn Fn(&[u8]) + Send + Sync>;
+
+/// Every target, by name (the file names of `fuzz/fuzz_targets/`).
+pub struct Targets {
+    runtime: tokio::runtime::Runtime,
+    targets: BTreeMap<String, Body>,
+}
+
+impl std::fmt::Debug for Targets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Targets").field("targets", &self.targets.keys().collect::<Vec<_>>()).finish()
+    }
+}
+
+/// The clock of every case; the simulators sign their requests (QI Tech's) for it.
+fn now() -> OffsetDateTime {
+    OffsetDateTime::from_unix_timestamp(1_795_341_600).unwrap_or(OffsetDateTime::UNIX_EPOCH)
+}
+
+/// The workspace root (where `events/` and `local.env.example` are).
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+impl Default for Targets {
+    fn default() -> Self {
+        Targets::new()
+    }
+}
+
+impl Targets {
+    /// Starts every provider's simulation (Pagstar's API stand-in on loopback) and builds
+    /// each provider from the development environment.
+    pub fn new() -> Targets {
+        // Multi-threaded: a simulated API (Pagstar's) keeps serving on the workers while a
+        // case blocks on the provider.
+        let runtime = tokio::runtime::Runtime::new().unwrap_or_else(|e| panic!("runtime: {e}"));
+        let mut targets: BTreeMap<String, Body> = BTreeMap::new();
+        struct Each<'a> {
+            runtime: &'a tokio::runtime::Runtime,
+            targets: &'a mut BTreeMap<String, Body>,
+        }
+        impl EachProvider for Each<'_> {
+            fn provider<S: Simulator>(&mut self) {
+                let name = S::Provider::NAME;
+                let mut env = crate::DevEnv::load(&root().join("local.env.example"))
+                    .unwrap_or_else(|e| panic!("local.env.example: {e}"));
+                let (simulator, variables) =
+                    self.runtime.block_on(S::start(&env, &root())).unwrap_or_else(|e| panic!("{name}: {e}"));
+                for (variable, value) in variables {
+                    env.set_default(variable, value);
+                }
+                let provider =
+                    std::sync::Arc::new(S::Provider::from_env(&env).unwrap_or_else(|e| panic!("{name}: {e}")));
+                let simulator = std::sync::Arc::new(simulator);
+                let handle = self.runtime.handle().clone();
+                let (p, s, h) = (provider.clone(), simulator.clone(), handle.clone());
+                self.targets
+                    .insert(name.to_owned(), Box::new(move |bytes| receive(&h, name, &*p, &s.with_body(bytes, now()))));
+                let reference = S::new_reference(1);
+                if S::SEQUENCE.iter().any(|word| simulator.signed_content(&reference, word).is_some()) {
+                    self.targets.insert(
+                        format!("{name}-content"),
+                        Box::new(move |bytes| {
+                            receive(&handle, name, &*provider, &simulator.sign_content(bytes, now()))
+                        }),
+                    );
+                }
+            }
+        }
+        registry::for_each(&mut Each { runtime: &runtime, targets: &mut targets });
+        targets.insert("notifier-decode".into(), Box::new(notifier_decode));
+        targets.insert("registration".into(), Box::new(registration));
+        targets.insert("events-query".into(), Box::new(events_query));
+        targets.insert("status-api".into(), Box::new(status_api));
+        Targets { runtime, targets }
+    }
+
+    pub fn names(&self) -> Vec<&str> {
+        self.targets.keys().map(String::as_str).collect()
+    }
+
+    /// Runs one input through `target`; panics on a violation (what libFuzzer reports).
+    pub fn run(&self, target: &str, data: &[u8]) {
+        let _guard = self.runtime.enter();
+        let body = self.targets.get(target).unwrap_or_else(|| panic!("no fuzz target {target}"));
+        body(data)
+    }
+
+    /// The seed corpus of `target`: the bodies of the fixtures in `events/` it reads.
+    pub fn seeds(target: &str) -> Vec<Vec<u8>> {
+        let folder = match target {
+            "registration" => "transactions",
+            "notifier-decode" | "events-query" | "status-api" => return Vec::new(),
+            provider => provider.trim_end_matches("-content"),
+        };
+        let Ok(entries) = std::fs::read_dir(root().join("events").join(folder)) else { return Vec::new() };
+        let mut seeds: Vec<Vec<u8>> = entries
+            .filter_map(Result::ok)
+            .filter_map(|entry| std::fs::read_to_string(entry.path()).ok())
+            .filter_map(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
+            .filter_map(|event| event["body"].as_str().map(|body| body.as_bytes().to_vec()))
+            .collect();
+        seeds.sort();
+        seeds
+    }
+}
+
+/// A provider's verify-and-parse entry point: any failure is a 4xx.
+fn receive<P: Provider>(handle: &tokio::runtime::Handle, name: &str, provider: &P, request: &Inbound) {
+    if let Err(error) = handle.block_on(provider.receive(request, now())) {
+        assert!(error.status().is_client_error(), "{name}: {} {error}", error.status());
+    }
+}
+
+/// The notifier's first stage: a queue message that decodes is a terminal event whose
+/// JSON reads back as the same event.
+fn notifier_decode(data: &[u8]) {
+    let mut message = aws_lambda_events::sqs::SqsMessage::default();
+    message.body = Some(String::from_utf8_lossy(data).into_owned());
+    message.message_id = Some("fuzz".into());
+    if let Ok((event, _)) = notifier::decode(&message) {
+        let text = serde_json::to_string(&event).unwrap_or_else(|e| panic!("re-encode: {e}"));
+        let again: shared::TerminalEvent = serde_json::from_str(&text).unwrap_or_else(|e| panic!("read back: {e}"));
+        assert_eq!(again.id, event.id);
+    }
+}
+
+/// A registration body (`PUT /transactions/{provider}/{reference}`): valid or a 4xx.
+fn registration(data: &[u8]) {
+    let request = Inbound::new(http::Method::PUT, data.to_vec()).with_header("content-type", "application/json");
+    if let Some(status) = transactions_api::refused_registration(&request) {
+        assert!(status.is_client_error(), "registration refused with {status}");
+    }
+}
+
+/// The events API's listing parameters (`GET /events?...`): valid or a 4xx.
+fn events_query(data: &[u8]) {
+    let request = Inbound::new(http::Method::GET, Vec::new()).with_query_string(&String::from_utf8_lossy(data));
+    if let Some(status) = events_api::refused_listing(&request) {
+        assert!(status.is_client_error(), "listing refused with {status}");
+    }
+}
+
+/// The status API's path parameters (`GET /transactions/{provider}/{reference}`): a
+/// reference that passes the check is a usable DynamoDB key part and SQS group id.
+fn status_api(data: &[u8]) {
+    let text = String::from_utf8_lossy(data);
+    if shared::pipeline::check_reference(&text).is_ok() {
+        assert!(!text.is_empty() && text.len() <= 100 && !text.contains(char::is_whitespace), "{text:?}");
+    }
+}
+
+/// Every file saved under `fuzz/regressions/<target>/`, by target.
+pub fn regressions() -> BTreeMap<String, Vec<PathBuf>> {
+    let mut found = BTreeMap::new();
+    let Ok(targets) = std::fs::read_dir(root().join("fuzz/regressions")) else { return found };
+    for target in targets.filter_map(Result::ok).filter(|e| e.path().is_dir()) {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(target.path())
+            .map(|files| files.filter_map(Result::ok).map(|f| f.path()).filter(|p| p.is_file()).collect())
+            .unwrap_or_default();
+        files.sort();
+        found.insert(target.file_name().to_string_lossy().into_owned(), files);
+    }
+    found
+}
