@@ -15,21 +15,25 @@ use time::{Duration, OffsetDateTime};
 
 const GET: &str = "secretsmanager.GetSecretValue";
 
-/// A new secret holding `{"AZQR_API_KEY": key}`; returns its ARN.
-async fn azqr_secret(secrets: &SecretsClient, key: &str) -> String {
-    let output = secrets
-        .create_secret()
-        .name(format!("t{}-AzqrSecret", unique_number()))
-        .secret_string(serde_json::json!({ "AZQR_API_KEY": key }).to_string())
-        .send()
-        .await
-        .expect("create the secret in moto");
+/// A new secret named after `id` holding `value`; returns its ARN.
+async fn create(secrets: &SecretsClient, id: &str, value: serde_json::Value) -> String {
+    let name = format!("t{}-{id}", unique_number());
+    let output = secrets.create_secret().name(name).secret_string(value.to_string()).send().await.expect("create");
     output.arn.expect("arn")
 }
 
+/// A new current version of the secret `arn` (the one before becomes `AWSPREVIOUS`).
+async fn put(secrets: &SecretsClient, arn: &str, value: serde_json::Value) {
+    secrets.put_secret_value().secret_id(arn).secret_string(value.to_string()).send().await.expect("put-secret-value");
+}
+
+/// A new secret holding `{"AZQR_API_KEY": key}`; returns its ARN.
+async fn azqr_secret(secrets: &SecretsClient, key: &str) -> String {
+    create(secrets, "AzqrSecret", serde_json::json!({ "AZQR_API_KEY": key })).await
+}
+
 async fn rotate(secrets: &SecretsClient, arn: &str, key: &str) {
-    let value = serde_json::json!({ "AZQR_API_KEY": key }).to_string();
-    secrets.put_secret_value().secret_id(arn).secret_string(value).send().await.expect("put-secret-value");
+    put(secrets, arn, serde_json::json!({ "AZQR_API_KEY": key })).await
 }
 
 /// The function's environment: the secret's ARN, and the grace window in minutes.
@@ -148,15 +152,7 @@ async fn get_secret_value_is_called_once_per_cache_period() {
 async fn the_notifier_signs_with_a_rotated_secret_after_the_cache_period() {
     let h = Harness::new().await;
     let (old, new) = ("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "whsec_c2Vjb25kLXNlY3JldC1mb3Itcm90YXRpb24=");
-    let output = h
-        .secrets
-        .create_secret()
-        .name(format!("t{}-NotifySecret", unique_number()))
-        .secret_string(serde_json::json!({ "NOTIFY_SECRET": old }).to_string())
-        .send()
-        .await
-        .expect("create");
-    let arn = output.arn.expect("arn");
+    let arn = create(&h.secrets, "NotifySecret", serde_json::json!({ "NOTIFY_SECRET": old })).await;
     let mut env = local_pipeline::DevEnv::default();
     env.set_default("NOTIFY_SECRET_ARN", &arn);
     let t0 = OffsetDateTime::now_utc();
@@ -180,18 +176,13 @@ async fn the_notifier_signs_with_a_rotated_secret_after_the_cache_period() {
         let notifier = &notifier;
         async move { notifier.sign("evt_rotation", at.unix_timestamp(), "{}").await.expect("signature") }
     };
-    rotate_notify(&h.secrets, &arn, new).await;
+    put(&h.secrets, &arn, serde_json::json!({ "NOTIFY_SECRET": new })).await;
     let before = sign(t0 + Duration::seconds(240)).await;
     assert!(verifies_with(old, t0 + Duration::seconds(240), &before), "the cached secret, 4 minutes in");
     // (A signature's timestamp is in whole seconds: one second more than the 5 minutes.)
     let after = sign(t0 + Duration::seconds(301)).await;
     assert!(verifies_with(new, t0 + Duration::seconds(301), &after), "read again after 5 minutes: the new secret");
     assert!(!verifies_with(old, t0 + Duration::seconds(301), &after), "the old one no longer signs");
-}
-
-async fn rotate_notify(secrets: &SecretsClient, arn: &str, value: &str) {
-    let value = serde_json::json!({ "NOTIFY_SECRET": value }).to_string();
-    secrets.put_secret_value().secret_id(arn).secret_string(value).send().await.expect("put-secret-value");
 }
 
 /// Secrets Manager unreachable at init: the function does not start, and the error names
