@@ -8,6 +8,24 @@ use std::time::Duration;
 /// read its secrets fails its init well within Lambda's 10 s.
 pub const SECRETS_TIMEOUT: Duration = Duration::from_secs(4);
 
+/// How long one attempt of a DynamoDB or SQS request may take. A stalled connection is
+/// given up and the request tried again (the SDK's standard retries), instead of holding
+/// the function until Lambda's own timeout ends it.
+pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long one DynamoDB or SQS request may take, retries included: within a webhook
+/// function's 10 s, so that a failure is our 5xx and the provider retries.
+pub const OPERATION_TIMEOUT: Duration = Duration::from_secs(8);
+
+/// The time limits of the DynamoDB and SQS clients ([`ATTEMPT_TIMEOUT`], [`OPERATION_TIMEOUT`],
+/// and a 1 s connect timeout).
+pub fn storage_timeouts() -> aws_config::timeout::TimeoutConfig {
+    aws_config::timeout::TimeoutConfig::builder()
+        .connect_timeout(Duration::from_secs(1))
+        .operation_attempt_timeout(ATTEMPT_TIMEOUT)
+        .operation_timeout(OPERATION_TIMEOUT)
+        .build()
+}
+
 #[derive(Debug, Clone)]
 pub struct AwsClients {
     pub dynamodb: aws_sdk_dynamodb::Client,
@@ -19,8 +37,12 @@ impl AwsClients {
     pub async fn from_env() -> AwsClients {
         let config = aws_config::load_from_env().await;
         AwsClients {
-            dynamodb: aws_sdk_dynamodb::Client::new(&config),
-            sqs: aws_sdk_sqs::Client::new(&config),
+            dynamodb: aws_sdk_dynamodb::Client::from_conf(
+                aws_sdk_dynamodb::config::Builder::from(&config).timeout_config(storage_timeouts()).build(),
+            ),
+            sqs: aws_sdk_sqs::Client::from_conf(
+                aws_sdk_sqs::config::Builder::from(&config).timeout_config(storage_timeouts()).build(),
+            ),
             secrets: secrets_client(&config),
         }
     }
