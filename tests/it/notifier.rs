@@ -26,6 +26,11 @@ async fn complete_payment(h: &Harness) -> String {
 }
 
 fn notifier(h: &Harness, merchant: &MockServer, timeout: Duration) -> Notifier {
+    notifier_on(h, h.store.clone(), merchant, timeout)
+}
+
+/// The notifier, writing through `store`.
+fn notifier_on(h: &Harness, store: shared::TransactionStore, merchant: &MockServer, timeout: Duration) -> Notifier {
     let config = NotifierConfig {
         notify_url: format!("{}/payments/webhook", merchant.uri()),
         table_name: h.resources.table_name.clone(),
@@ -35,7 +40,7 @@ fn notifier(h: &Harness, merchant: &MockServer, timeout: Duration) -> Notifier {
         failing_alert: Duration::from_secs(30 * 60),
     };
     // Retries become visible at once, so tests do not wait out the production backoff.
-    Notifier::new(config, notifier::fixed_signers(SECRET).expect("signers"), h.store.clone(), h.sqs.clone(), timeout)
+    Notifier::new(config, notifier::fixed_signers(SECRET).expect("signers"), store, h.sqs.clone(), timeout)
         .expect("notifier")
         .with_backoff(vec![Duration::ZERO])
 }
@@ -290,4 +295,68 @@ async fn a_merchant_that_closes_the_connection_is_a_retry() {
     let up = ok_merchant().await;
     poll_once(&notifier(&h, &up, Duration::from_secs(5)), 0).await.expect("poll");
     assert!(!h.store.get("azqr", &rrn).await.expect("get").expect("item").is_notification_pending());
+}
+
+/// Fails the first `left` DynamoDB requests that write an event-log item (`evt#…`), at
+/// the SDK's HTTP layer, before they are sent.
+#[derive(Debug)]
+struct EventLogDown(std::sync::atomic::AtomicUsize);
+
+impl aws_sdk_dynamodb::config::Intercept for EventLogDown {
+    fn name(&self) -> &'static str {
+        "event log down"
+    }
+    fn modify_before_transmit(
+        &self,
+        context: &mut aws_sdk_dynamodb::config::interceptors::BeforeTransmitInterceptorContextMut<'_>,
+        _: &aws_sdk_dynamodb::config::RuntimeComponents,
+        _: &mut aws_sdk_dynamodb::config::ConfigBag,
+    ) -> Result<(), aws_sdk_dynamodb::error::BoxError> {
+        let body = context.request().body().bytes().unwrap_or_default();
+        let event_log = String::from_utf8_lossy(body).contains("evt#");
+        let fail = event_log
+            && self
+                .0
+                .fetch_update(std::sync::atomic::Ordering::SeqCst, std::sync::atomic::Ordering::SeqCst, |n| {
+                    n.checked_sub(1)
+                })
+                .is_ok();
+        if fail {
+            return Err("connection reset (injected)".into());
+        }
+        Ok(())
+    }
+}
+
+/// An event whose attempt the event log could not record is not dropped from the queue
+/// although the merchant took it (found by `scripts/chaos`): it is delivered again, with
+/// the same `webhook-id`, and then it is in the event log and no longer pending.
+#[tokio::test]
+async fn a_delivery_the_event_log_missed_is_delivered_again_and_then_logged() {
+    let h = Harness::new().await;
+    let merchant = ok_merchant().await;
+    let rrn = complete_payment(&h).await;
+    let client = aws_sdk_dynamodb::Client::from_conf(
+        h.dynamodb.config().to_builder().interceptor(EventLogDown(1.into())).build(),
+    );
+    let store = shared::TransactionStore::new(client, &h.resources.table_name);
+    let notifier = notifier_on(&h, store, &merchant, Duration::from_secs(5));
+    let id = shared::model::event_id("azqr", &rrn, Status::Completed);
+    let log = h.store.event_log(Duration::from_secs(86_400));
+
+    assert_eq!(poll_once(&notifier, 0).await.expect("poll"), 1);
+    assert_eq!(merchant.received_requests().await.expect("recorded").len(), 1, "the merchant took it");
+    assert!(log.get(&id).await.expect("read").is_none(), "the event log missed it");
+    let record = h.store.get("azqr", &rrn).await.expect("get").expect("item");
+    assert!(record.notification_pending.is_some(), "not marked notified while the log lacks it");
+
+    assert_eq!(poll_once(&notifier, 1).await.expect("poll"), 1, "the message was kept");
+    let deliveries = merchant.received_requests().await.expect("recorded");
+    let ids: Vec<_> = deliveries.iter().map(|r| r.headers["webhook-id"].to_str().expect("ascii").to_owned()).collect();
+    assert_eq!(ids, [id.clone(), id.clone()], "delivered again, same webhook-id");
+    let stored = log.get(&id).await.expect("read").expect("now in the event log");
+    assert_eq!(stored.id(), id);
+    let record = h.store.get("azqr", &rrn).await.expect("get").expect("item");
+    assert_eq!(record.notification_pending, None);
+    assert_eq!(poll_once(&notifier, 0).await.expect("poll"), 0, "nothing left");
 }

@@ -275,7 +275,12 @@ impl Notifier {
             Ok((event, _)) if self.overtaken(&event).await => Disposition::Delete,
             Ok((event, body)) => {
                 let (delivery, answer) = self.deliver_recorded(&event.id, body, now).await;
-                self.record_attempt(message, &event, body, &delivery, answer, now).await;
+                if !self.record_attempt(message, &event, body, &delivery, answer, now).await {
+                    // An event leaves the queue only once the event log holds it (the events
+                    // API lists it, and recovery finds it): tried again, whatever the answer.
+                    let reason = "the attempt could not be recorded in the event log";
+                    return self.dispose(message, self.on_failed(message, &event, reason, None)).await;
+                }
                 match delivery {
                     Delivery::Delivered { status } => self.on_delivered(&event, status, now).await,
                     Delivery::Refused => self.on_refused(message, &event, now).await,
@@ -286,8 +291,9 @@ impl Notifier {
         self.dispose(message, disposition).await
     }
 
-    /// Keeps the attempt in the event log (storing the event the first time). Best
-    /// effort: a failure is logged and changes nothing about the delivery.
+    /// Keeps the attempt in the event log (storing the event the first time); returns
+    /// whether it did. A failure is logged, and the message is tried again: found by
+    /// `scripts/chaos`, where a delivered event was missing from `GET /events`.
     async fn record_attempt(
         &self,
         message: &SqsMessage,
@@ -296,7 +302,7 @@ impl Notifier {
         delivery: &Delivery,
         answer: Answer,
         now: OffsetDateTime,
-    ) {
+    ) -> bool {
         let kind =
             message.message_attributes.get(shared::queue::KIND_ATTRIBUTE).and_then(|a| a.string_value.as_deref());
         let attempt = Attempt {
@@ -308,9 +314,13 @@ impl Notifier {
             kind: AttemptKind::from_attribute(kind),
         };
         let delivered = matches!(delivery, Delivery::Delivered { .. });
-        if let Err(error) = self.events.record_attempt(event, body, &attempt, delivered).await {
-            tracing::error!(event_id = %event.id, error = %error, "delivery attempt not recorded in the event log");
-        }
+        let recorded = match self.events.record_attempt(event, body, &attempt, delivered).await {
+            Ok(_) => true,
+            Err(error) => {
+                tracing::error!(event_id = %event.id, error = %error, "delivery attempt not recorded in the event log; the event will be delivered again");
+                false
+            }
+        };
         let health = match delivery {
             Delivery::Delivered { .. } => self.health.success(now).await.map(|()| None),
             Delivery::Failed { .. } => self.health.failure(now).await,
@@ -328,6 +338,7 @@ impl Notifier {
             Ok(None) => {}
             Err(error) => tracing::warn!(error = %error, "delivery health not recorded"),
         }
+        recorded
     }
 
     /// A progress event (`transaction.updated`) whose transaction is final by now is never
@@ -571,6 +582,8 @@ pub async fn poll_once(notifier: &Notifier, wait_seconds: i32) -> Result<usize, 
         .wait_time_seconds(wait_seconds)
         .message_system_attribute_names(MessageSystemAttributeName::All)
         .message_attribute_names("All")
+        .customize()
+        .config_override(long_poll_timeouts(wait_seconds))
         .send()
         .await?;
     let messages = output.messages.unwrap_or_default();
@@ -586,6 +599,17 @@ pub async fn poll_once(notifier: &Notifier, wait_seconds: i32) -> Result<usize, 
         }
     }
     Ok(messages.len())
+}
+
+/// A long poll waits up to `wait_seconds` for a message: longer than the clients'
+/// attempt timeout, which is for requests that answer at once.
+fn long_poll_timeouts(wait_seconds: i32) -> aws_sdk_sqs::config::Builder {
+    let wait = Duration::from_secs(u64::try_from(wait_seconds).unwrap_or_default());
+    let timeouts = aws_sdk_sqs::config::timeout::TimeoutConfig::builder()
+        .operation_attempt_timeout(wait + shared::aws::ATTEMPT_TIMEOUT)
+        .operation_timeout(wait + shared::aws::OPERATION_TIMEOUT)
+        .build();
+    aws_sdk_sqs::config::Builder::default().timeout_config(timeouts)
 }
 
 /// At most the first [`MAX_RESPONSE_BYTES`] of a response body (cut on a character
