@@ -1,6 +1,7 @@
 //! The local pipeline: emulator clients, provisioning from template.yaml, and serving
 //! every webhook function on one HTTP port. Used by the run command and the tests.
 
+pub mod chaos;
 pub mod fixtures;
 pub mod fuzzing;
 pub mod invoke;
@@ -8,6 +9,7 @@ pub mod merchant;
 pub mod provision;
 pub mod registry;
 pub mod serve;
+pub mod timing;
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -17,25 +19,33 @@ use shared::Env;
 
 pub use provision::{Resources, Template};
 pub use serve::{mount, Routes};
+pub use timing::LocalTiming;
 
-/// A DynamoDB client for an emulator at `endpoint` (dummy credentials, us-east-1).
+/// A DynamoDB client for an emulator at `endpoint` (dummy credentials, us-east-1), with
+/// the functions' time limits; each request carries the id of the webhook request being
+/// served, if any ([`serve::RequestTag`]).
 pub fn dynamodb_client(endpoint: &str) -> aws_sdk_dynamodb::Client {
     let config = aws_sdk_dynamodb::Config::builder()
         .behavior_version(BehaviorVersion::latest())
         .region(Region::new("us-east-1"))
         .credentials_provider(Credentials::new("local", "local", None, None, "local"))
         .endpoint_url(endpoint)
+        .timeout_config(shared::aws::storage_timeouts())
+        .interceptor(serve::RequestTag)
         .build();
     aws_sdk_dynamodb::Client::from_conf(config)
 }
 
-/// An SQS client for an emulator at `endpoint` (dummy credentials, us-east-1).
+/// An SQS client for an emulator at `endpoint` (dummy credentials, us-east-1), as
+/// [`dynamodb_client`].
 pub fn sqs_client(endpoint: &str) -> aws_sdk_sqs::Client {
     let config = aws_sdk_sqs::Config::builder()
         .behavior_version(aws_sdk_sqs::config::BehaviorVersion::latest())
         .region(aws_sdk_sqs::config::Region::new("us-east-1"))
         .credentials_provider(aws_sdk_sqs::config::Credentials::new("local", "local", None, None, "local"))
         .endpoint_url(endpoint)
+        .timeout_config(shared::aws::storage_timeouts())
+        .interceptor(serve::RequestTag)
         .build();
     aws_sdk_sqs::Client::from_conf(config)
 }

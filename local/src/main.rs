@@ -4,8 +4,10 @@
 use std::path::Path;
 use std::time::Duration;
 
-use local_pipeline::{dynamodb_client, merchant, secrets_client, sqs_client, DevEnv, LambdaEnv, Routes, Template};
-use notifier::{NotifierConfig, DELIVERY_TIMEOUT};
+use local_pipeline::{
+    dynamodb_client, merchant, secrets_client, sqs_client, DevEnv, LambdaEnv, LocalTiming, Routes, Template,
+};
+use notifier::NotifierConfig;
 use reconciler::Reconciler;
 use shared::{Env, EventQueue, Recorder, TransactionStore};
 use tracing_subscriber::EnvFilter;
@@ -21,7 +23,11 @@ async fn main() -> Result<(), Error> {
     let dynamodb = dynamodb_client(&env.required("DYNAMODB_ENDPOINT")?);
     let sqs = sqs_client(&env.required("SQS_ENDPOINT")?);
     let prefix = env.optional("LOCAL_RESOURCE_PREFIX").unwrap_or_else(|| "local-".into());
-    let template = Template::load(Path::new("template.yaml"))?;
+    let timing = LocalTiming::from_env(&env)?;
+    let mut template = Template::load(Path::new("template.yaml"))?;
+    if let Some(seconds) = timing.queue_visibility {
+        template.set_queue_visibility_timeout(seconds);
+    }
     let mut resources = template.provision(&dynamodb, &sqs, &prefix).await?;
     // moto's server answers Secrets Manager too: the secrets are created there from the
     // development values, and every function reads its own by ARN, as in AWS.
@@ -49,23 +55,25 @@ async fn main() -> Result<(), Error> {
     let now = time::OffsetDateTime::now_utc();
     let signers = notifier::signers_from_env(std::sync::Arc::clone(&lambda_env), &secrets, now).await?;
     let notifier =
-        notifier::Notifier::new(NotifierConfig::from_env(&env)?, signers, store.clone(), sqs, DELIVERY_TIMEOUT)?;
-    tokio::spawn(async move {
-        loop {
-            if let Err(error) = notifier::poll_once(&notifier, 5).await {
-                tracing::error!(error = %error, "notifier poll failed");
-                tokio::time::sleep(Duration::from_secs(2)).await;
+        notifier::Notifier::new(NotifierConfig::from_env(&env)?, signers, store.clone(), sqs, timing.notify_timeout)?
+            .with_backoff(timing.notify_backoff.clone());
+    let notifier = std::sync::Arc::new(notifier);
+    for _ in 0..timing.notifier_pollers {
+        let notifier = std::sync::Arc::clone(&notifier);
+        tokio::spawn(async move {
+            loop {
+                if let Err(error) = notifier::poll_once(&notifier, 5).await {
+                    tracing::error!(error = %error, "notifier poll failed");
+                    tokio::time::sleep(Duration::from_secs(2)).await;
+                }
             }
-        }
-    });
-    // The reconciler, on a short timer: stuck after 1 minute, re-enqueued every 10.
-    let reconciler = Reconciler::new(store.clone(), queue.clone()).with_timing(
-        Duration::from_secs(60),
-        Duration::from_secs(30),
-        Duration::from_secs(600),
-    );
+        });
+    }
+    // The reconciler, on a short timer: by default stuck after 1 minute, re-enqueued every 10.
+    let (grace, every, repeat) = timing.reconciler;
+    let reconciler = Reconciler::new(store.clone(), queue.clone()).with_timing(grace, every, repeat);
     tokio::spawn(async move {
-        let mut timer = tokio::time::interval(Duration::from_secs(30));
+        let mut timer = tokio::time::interval(every);
         loop {
             timer.tick().await;
             if let Err(error) = reconciler.run(time::OffsetDateTime::now_utc()).await {

@@ -136,6 +136,16 @@ impl Template {
         Ok(Template { resources, parameters, globals })
     }
 
+    /// Sets the terminal-events queue's `VisibilityTimeout` (how long a message received by
+    /// a notifier that then died stays hidden), for runs that compress time.
+    pub fn set_queue_visibility_timeout(&mut self, seconds: u32) {
+        if let Some(properties) = self.resources.get_mut(QUEUE).and_then(|queue| queue.get_mut("Properties")) {
+            if let Some(properties) = properties.as_mapping_mut() {
+                properties.insert("VisibilityTimeout".into(), seconds.into());
+            }
+        }
+    }
+
     fn properties<T: serde::de::DeserializeOwned>(&self, logical_id: &str, kind: &str) -> Result<T, ProvisionError> {
         let resource = self
             .resources

@@ -14,6 +14,38 @@ use shared::{ConfigError, Env, Inbound, Provider, Recorder, Webhook};
 use crate::registry::EachProvider;
 use time::OffsetDateTime;
 
+/// A request may carry its id in this header (`scripts/chaos` does); every AWS request
+/// made while serving it carries it too, so that a fault proxy in front of DynamoDB and
+/// SQS can tell which request met which fault.
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
+
+tokio::task_local! {
+    static REQUEST_ID: String;
+}
+
+/// The SDK interceptor of the local clients that adds [`REQUEST_ID_HEADER`] to each AWS
+/// request made while serving a request that carried it.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestTag;
+
+impl aws_sdk_dynamodb::config::Intercept for RequestTag {
+    fn name(&self) -> &'static str {
+        "request tag"
+    }
+
+    fn modify_before_transmit(
+        &self,
+        context: &mut aws_sdk_dynamodb::config::interceptors::BeforeTransmitInterceptorContextMut<'_>,
+        _: &aws_sdk_dynamodb::config::RuntimeComponents,
+        _: &mut aws_sdk_dynamodb::config::ConfigBag,
+    ) -> Result<(), aws_sdk_dynamodb::error::BoxError> {
+        if let Ok(id) = REQUEST_ID.try_with(Clone::clone) {
+            let _ = context.request_mut().headers_mut().try_insert(REQUEST_ID_HEADER, id);
+        }
+        Ok(())
+    }
+}
+
 /// API Gateway's own payload limit; the handlers enforce the project's smaller one.
 const GATEWAY_MAX_BODY: usize = 10 * 1024 * 1024;
 
@@ -162,8 +194,12 @@ async fn invoke<H: Handler>(handler: &H, params: HashMap<String, String>, reques
     let mut request =
         Inbound::new(parts.method, bytes.to_vec()).with_query_string(parts.uri.query().unwrap_or_default());
     request.path_parameters = params;
+    let id = parts.headers.get(REQUEST_ID_HEADER).and_then(|v| v.to_str().ok()).map(str::to_owned);
     request.headers = parts.headers;
-    let response = handler.call(request).await;
+    let response = match id {
+        Some(id) => REQUEST_ID.scope(id, handler.call(request)).await,
+        None => handler.call(request).await,
+    };
     tracing::info!(%method, path, status = response.status().as_u16(), "request handled");
     let (parts, body) = response.into_parts();
     Response::from_parts(parts, axum::body::Body::from(body.as_ref().to_vec()))

@@ -331,3 +331,38 @@ async fn invoke_runs_the_built_artifact_like_sam_local_invoke() {
     assert!(stdout.contains("\"statusCode\":401"), "{stdout}");
     assert!(!stderr.contains("another-key-0123456789"), "the secret is never logged");
 }
+
+/// The chaos run's smaller size (issue 16), as `scripts/chaos` runs it: 500 transactions
+/// of all providers over HTTP to the real `local-pipeline` binary, every fault kind on the
+/// wire and from the merchant, one SIGKILL and restart, and the invariants at the end.
+#[test]
+fn chaos_run_with_every_fault_and_a_kill_ends_with_no_violation() {
+    let (dynamodb, sqs) = (endpoint("DYNAMODB_ENDPOINT"), endpoint("SQS_ENDPOINT"));
+    let output = Command::new(env!("CARGO_BIN_EXE_chaos"))
+        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+        .env("DYNAMODB_ENDPOINT", dynamodb)
+        .env("SQS_ENDPOINT", sqs)
+        .args(["--transactions", "500", "--seed", "7", "--kills", "1", "--heal-timeout", "150"])
+        .output()
+        .expect("run chaos");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    println!("{stdout}");
+    assert!(output.status.success(), "chaos failed:\n{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+    let figure = |label: &str| -> usize {
+        let line = stdout.lines().find(|l| l.trim_start().starts_with(label)).unwrap_or_else(|| panic!("no {label}"));
+        let digits: String =
+            line.trim_start()[label.len()..].trim_start().chars().take_while(char::is_ascii_digit).collect();
+        digits.parse().unwrap_or_else(|_| panic!("{line}"))
+    };
+    assert_eq!(figure("transactions"), 500);
+    assert_eq!(figure("kills (SIGKILL + restart)"), 1);
+    assert_eq!(figure("lost"), 0);
+    assert_eq!(figure("violations"), 0);
+    assert!(figure("deliveries to the merchant") >= 400, "every final outcome delivered");
+    let faults: Vec<&str> = stdout.lines().filter(|l| l.trim_start().starts_with("fault: ")).collect();
+    assert_eq!(faults.len(), local_pipeline::chaos::faults::Fault::ALL.len(), "{stdout}");
+    for line in faults {
+        let count: usize = line.split_whitespace().last().and_then(|n| n.parse().ok()).unwrap_or_default();
+        assert!(count > 0, "a fault kind was never injected: {line}");
+    }
+}

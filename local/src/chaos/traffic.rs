@@ -1,0 +1,278 @@
+//! The providers' side of a chaos run: each provider's transactions, their webhooks
+//! shuffled, duplicated and delayed, sent over HTTP to the local pipeline, and retried on a
+//! non-2xx answer (or none) the way that provider retries.
+
+use std::path::Path;
+use std::time::Duration;
+
+use shared::simulator::{SimulatorError, Variables};
+use shared::{Inbound, Provider, Simulator, Status};
+use time::OffsetDateTime;
+
+use super::faults::roll;
+use crate::registry::{self, EachProvider, Route};
+use crate::serve::REQUEST_ID_HEADER;
+use crate::DevEnv;
+
+/// A provider's simulation, as the chaos run drives it (any [`Simulator`]).
+pub trait Simulated: Send + Sync {
+    fn sequence(&self) -> &'static [&'static str];
+    fn status_of(&self, word: &str) -> Status;
+    fn new_reference(&self, unique: u64) -> String;
+    fn stored_reference(&self, reference: &str) -> String;
+    fn settle(&self, reference: &str, word: &str);
+    fn deliver(&self, reference: &str, word: &str, now: OffsetDateTime) -> Inbound;
+}
+
+impl<S: Simulator> Simulated for S {
+    fn sequence(&self) -> &'static [&'static str] {
+        S::SEQUENCE
+    }
+    fn status_of(&self, word: &str) -> Status {
+        S::status_of(word)
+    }
+    fn new_reference(&self, unique: u64) -> String {
+        S::new_reference(unique)
+    }
+    fn stored_reference(&self, reference: &str) -> String {
+        S::stored_reference(reference)
+    }
+    fn settle(&self, reference: &str, word: &str) {
+        Simulator::settle(self, reference, word);
+    }
+    fn deliver(&self, reference: &str, word: &str, now: OffsetDateTime) -> Inbound {
+        Simulator::deliver(self, reference, word, now)
+    }
+}
+
+/// How a provider retries a webhook that was not answered with a 2xx.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    pub retries: u32,
+    /// Where the number comes from.
+    pub source: &'static str,
+}
+
+/// Each provider's published retry count (`../shared/providers/README.md`); 5 where it
+/// publishes none. The delays are compressed (1 s, doubling, at most 8 s).
+pub fn retry_policy(provider: &str) -> RetryPolicy {
+    match provider {
+        "pay3" => RetryPolicy { retries: 10, source: "Pay3: retries 10 times" },
+        "qitech" => RetryPolicy { retries: 8, source: "QI Tech: 8 (its bookkeeping product's policy)" },
+        "pagstar" => RetryPolicy { retries: 2, source: "Pagstar: its older API retried twice, then stopped" },
+        _ => RetryPolicy { retries: 5, source: "not published: 5 retries with backoff" },
+    }
+}
+
+/// The delay before retry `attempt` (1, 2, …) of delivery `id`: 1 s doubling up to 8 s,
+/// with up to a quarter of jitter from the seed.
+pub fn retry_delay(seed: u64, id: &str, attempt: u32) -> Duration {
+    let base = 1000_u64 << (attempt.saturating_sub(1)).min(3);
+    let jitter = (roll(seed, id, u64::from(attempt)) * base as f64 / 4.0) as u64;
+    Duration::from_millis(base + jitter)
+}
+
+/// One provider in a run.
+pub struct ChaosProvider {
+    pub name: &'static str,
+    pub has_status_api: bool,
+    pub route: Route,
+    pub simulation: Box<dyn Simulated>,
+    /// The variables that point the pipeline at what the simulation started.
+    pub variables: Variables,
+}
+
+impl std::fmt::Debug for ChaosProvider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChaosProvider").field("name", &self.name).finish_non_exhaustive()
+    }
+}
+
+/// Starts every provider's simulation (its API stand-in, where it has one).
+pub async fn start_providers(env: &DevEnv, root: &Path) -> Result<Vec<ChaosProvider>, SimulatorError> {
+    type Start<'a> =
+        std::pin::Pin<Box<dyn std::future::Future<Output = Result<ChaosProvider, SimulatorError>> + Send + 'a>>;
+    struct Collect<'a> {
+        env: &'a DevEnv,
+        root: &'a Path,
+        routes: Vec<Route>,
+        starts: Vec<Start<'a>>,
+    }
+    impl EachProvider for Collect<'_> {
+        fn provider<S: Simulator>(&mut self) {
+            let (env, root) = (self.env, self.root);
+            let name = S::Provider::NAME;
+            let Some(route) = self.routes.iter().find(|r| r.name == name).copied() else { return };
+            self.starts.push(Box::pin(async move {
+                let (simulator, variables) = S::start(env, root).await?;
+                Ok(ChaosProvider {
+                    name,
+                    has_status_api: S::Provider::HAS_STATUS_API,
+                    route,
+                    simulation: Box::new(simulator),
+                    variables,
+                })
+            }));
+        }
+    }
+    let mut collect = Collect { env, root, routes: registry::routes(), starts: Vec::new() };
+    registry::for_each(&mut collect);
+    let mut providers = Vec::new();
+    for start in collect.starts {
+        providers.push(start.await?);
+    }
+    Ok(providers)
+}
+
+/// A small deterministic generator (xorshift), for the plan.
+#[derive(Debug, Clone)]
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Self {
+        Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1)
+    }
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next_u64() % n.max(1) as u64) as usize
+    }
+    pub fn shuffle<T>(&mut self, items: &mut [T]) {
+        for i in (1..items.len()).rev() {
+            items.swap(i, self.below(i + 1));
+        }
+    }
+}
+
+/// One transaction of the run, and the status its provider's final word implies.
+#[derive(Debug, Clone)]
+pub struct Transaction {
+    /// Its provider: the index in the run's providers, and the name.
+    pub provider: usize,
+    pub name: &'static str,
+    /// As sent (Key2Pay's is the merchant's track id).
+    pub reference: String,
+    /// As stored.
+    pub stored: String,
+    pub expected: Status,
+}
+
+/// One webhook to send: about which transaction, which word, and after what delay.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    pub id: String,
+    pub transaction: usize,
+    pub word: &'static str,
+    pub delay: Duration,
+}
+
+/// Plans `count` transactions over the providers, round robin: each one's words in a
+/// shuffled order, a fifth of them never final, each word sent one to three times, each
+/// send delayed by up to 2 s; all sends shuffled together. Settles each provider's truth
+/// (its API's answer) first.
+pub fn plan(providers: &[ChaosProvider], count: usize, seed: u64) -> (Vec<Transaction>, Vec<Delivery>) {
+    let mut rng = Rng::new(seed);
+    let mut transactions = Vec::with_capacity(count);
+    let mut deliveries = Vec::new();
+    for i in 0..count {
+        let index = i % providers.len();
+        let simulation = &providers[index].simulation;
+        let reference = simulation.new_reference(seed.wrapping_mul(10_000_000).wrapping_add(i as u64 + 1));
+        let mut words: Vec<&'static str> = simulation.sequence().to_vec();
+        if i % 5 == 4 {
+            words.retain(|w| !simulation.status_of(w).is_final());
+        }
+        let Some(truth) = words.iter().copied().max_by_key(|w| simulation.status_of(w).rank()) else { continue };
+        simulation.settle(&reference, truth);
+        rng.shuffle(&mut words);
+        for word in words {
+            for _ in 0..=rng.below(3) {
+                deliveries.push(Delivery {
+                    id: format!("s{seed}-d{}", deliveries.len()),
+                    transaction: transactions.len(),
+                    word,
+                    delay: Duration::from_millis(rng.below(2000) as u64),
+                });
+            }
+        }
+        let stored = simulation.stored_reference(&reference);
+        transactions.push(Transaction {
+            provider: index,
+            name: providers[index].name,
+            reference,
+            stored,
+            expected: simulation.status_of(truth),
+        });
+    }
+    rng.shuffle(&mut deliveries);
+    (transactions, deliveries)
+}
+
+/// What became of one send (all its attempts).
+#[derive(Debug, Clone, Default)]
+pub struct Sent {
+    /// Every attempt's id (`<delivery>-a<n>`) and answer (`None`: no answer, e.g. the
+    /// process was killed or not listening).
+    pub attempts: Vec<(String, Option<u16>)>,
+    /// Whether some attempt was answered with a 2xx.
+    pub accepted: bool,
+}
+
+/// The URL path of `request` on `route` (its `{parameters}` filled in).
+pub fn path_of(route: &Route, request: &Inbound) -> String {
+    route
+        .path
+        .split('/')
+        .map(|part| match part.strip_prefix('{').and_then(|p| p.strip_suffix('}')) {
+            Some(name) => request.path_parameter(name).unwrap_or_default(),
+            None => part,
+        })
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+/// Sends one delivery to `base` and retries it as its provider would.
+pub async fn send(
+    client: &reqwest::Client,
+    base: &str,
+    provider: &ChaosProvider,
+    transaction: &Transaction,
+    delivery: &Delivery,
+    seed: u64,
+) -> Sent {
+    tokio::time::sleep(delivery.delay).await;
+    let request = provider.simulation.deliver(&transaction.reference, delivery.word, OffsetDateTime::now_utc());
+    let url = format!("{base}{}", path_of(&provider.route, &request));
+    let query: Vec<(&String, &String)> = request.query.iter().collect();
+    let policy = retry_policy(provider.name);
+    let mut sent = Sent::default();
+    for attempt in 0..=policy.retries {
+        if attempt > 0 {
+            tokio::time::sleep(retry_delay(seed, &delivery.id, attempt)).await;
+        }
+        let id = format!("{}-a{attempt}", delivery.id);
+        let mut headers = request.headers.clone();
+        if let Ok(value) = http::HeaderValue::from_str(&id) {
+            headers.insert(REQUEST_ID_HEADER, value);
+        }
+        let answer = client
+            .request(request.method.clone(), &url)
+            .query(&query)
+            .headers(headers)
+            .body(request.body.clone())
+            .send()
+            .await
+            .ok()
+            .map(|response| response.status().as_u16());
+        sent.attempts.push((id, answer));
+        if answer.is_some_and(|status| (200..300).contains(&status)) {
+            sent.accepted = true;
+            break;
+        }
+    }
+    sent
+}
