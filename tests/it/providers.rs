@@ -9,6 +9,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use crate::support::{dev_env, root, unique_number, Harness};
+use local_pipeline::chaos::traffic::Rng;
 use local_pipeline::registry::{self, EachProvider};
 use shared::model::{decide, event_id, Decision};
 use shared::{Inbound, Provider, Simulator, Status, Webhook};
@@ -219,26 +220,6 @@ mod every_provider {
 
 // --- Many transactions, all providers, concurrently --------------------------------
 
-/// A small deterministic generator, so a failure can be replayed from its seed.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-    fn shuffle<T>(&mut self, items: &mut [T]) {
-        for i in (1..items.len()).rev() {
-            items.swap(i, self.below(i + 1));
-        }
-    }
-}
-
 type Delivery = Pin<Box<dyn Future<Output = (String, u16)> + Send>>;
 
 /// What the concurrency test expects of one transaction.
@@ -297,7 +278,7 @@ async fn five_hundred_transactions_shuffled_duplicated_and_concurrent() {
     const PER_PROVIDER: usize = 100;
     const CONCURRENCY: usize = 16;
     let seed = std::env::var("CONCURRENCY_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(0x5eed_1234_u64);
-    let mut rng = Rng(seed);
+    let mut rng = Rng::new(seed);
     let h = Harness::new().await;
 
     type Planned<'a> = Pin<Box<dyn Future<Output = Plan> + 'a>>;
@@ -308,11 +289,11 @@ async fn five_hundred_transactions_shuffled_duplicated_and_concurrent() {
     }
     impl<'a> EachProvider for Each<'a> {
         fn provider<S: Simulator>(&mut self) {
-            let rng = Rng(self.rng.next());
+            let rng = Rng::new(self.rng.next_u64());
             self.plans.push(Box::pin(plan::<S>(self.h, PER_PROVIDER, rng)));
         }
     }
-    let mut each = Each { h: &h, rng: Rng(rng.next()), plans: Vec::new() };
+    let mut each = Each { h: &h, rng: Rng::new(rng.next_u64()), plans: Vec::new() };
     registry::for_each(&mut each);
     let (mut expected, mut deliveries, mut distinct) = (Vec::new(), Vec::new(), 0);
     for planned in each.plans {

@@ -17,6 +17,7 @@ use crate::DevEnv;
 /// A provider's simulation, as the chaos run drives it (any [`Simulator`]).
 pub trait Simulated: Send + Sync {
     fn sequence(&self) -> &'static [&'static str];
+    fn conflict(&self) -> (&'static str, &'static str);
     fn status_of(&self, word: &str) -> Status;
     fn new_reference(&self, unique: u64) -> String;
     fn stored_reference(&self, reference: &str) -> String;
@@ -27,6 +28,9 @@ pub trait Simulated: Send + Sync {
 impl<S: Simulator> Simulated for S {
     fn sequence(&self) -> &'static [&'static str] {
         S::SEQUENCE
+    }
+    fn conflict(&self) -> (&'static str, &'static str) {
+        S::CONFLICT
     }
     fn status_of(&self, word: &str) -> Status {
         S::status_of(word)
@@ -102,8 +106,9 @@ pub async fn start_providers(env: &DevEnv, root: &Path) -> Result<Vec<ChaosProvi
         fn provider<S: Simulator>(&mut self) {
             let (env, root) = (self.env, self.root);
             let name = S::Provider::NAME;
-            let Some(route) = self.routes.iter().find(|r| r.name == name).copied() else { return };
+            let route = self.routes.iter().find(|r| r.name == name).copied();
             self.starts.push(Box::pin(async move {
+                let route = route.ok_or_else(|| format!("{name} has no route in the registry"))?;
                 let (simulator, variables) = S::start(env, root).await?;
                 Ok(ChaosProvider {
                     name,
@@ -124,7 +129,7 @@ pub async fn start_providers(env: &DevEnv, root: &Path) -> Result<Vec<ChaosProvi
     Ok(providers)
 }
 
-/// A small deterministic generator (xorshift), for the plan.
+/// A small deterministic generator (xorshift), so that a run can be replayed from its seed.
 #[derive(Debug, Clone)]
 pub struct Rng(u64);
 
@@ -159,6 +164,16 @@ pub struct Transaction {
     /// As stored.
     pub stored: String,
     pub expected: Status,
+    /// For a transaction whose provider sends two different final words: the other one's
+    /// status (whichever lands first stands, and the other is recorded as a conflict).
+    pub alternative: Option<Status>,
+}
+
+impl Transaction {
+    /// Whether `status` is what the provider's final word implies.
+    pub fn accepts(&self, status: Status) -> bool {
+        status == self.expected || Some(status) == self.alternative
+    }
 }
 
 /// One webhook to send: about which transaction, which word, and after what delay.
@@ -171,9 +186,10 @@ pub struct Delivery {
 }
 
 /// Plans `count` transactions over the providers, round robin: each one's words in a
-/// shuffled order, a fifth of them never final, each word sent one to three times, each
-/// send delayed by up to 2 s; all sends shuffled together. Settles each provider's truth
-/// (its API's answer) first.
+/// shuffled order, a fifth of them never final and one in 47 with two different final
+/// words (the provider's `CONFLICT`), each word sent one to three times, each send delayed
+/// by up to 2 s; all sends shuffled together. Settles each provider's truth (its API's
+/// answer, the first final word for a conflict) first.
 pub fn plan(providers: &[ChaosProvider], count: usize, seed: u64) -> (Vec<Transaction>, Vec<Delivery>) {
     let mut rng = Rng::new(seed);
     let mut transactions = Vec::with_capacity(count);
@@ -183,10 +199,17 @@ pub fn plan(providers: &[ChaosProvider], count: usize, seed: u64) -> (Vec<Transa
         let simulation = &providers[index].simulation;
         let reference = simulation.new_reference(seed.wrapping_mul(10_000_000).wrapping_add(i as u64 + 1));
         let mut words: Vec<&'static str> = simulation.sequence().to_vec();
-        if i % 5 == 4 {
+        let mut alternative = None;
+        if i % 5 == 4 || i % 47 == 7 {
             words.retain(|w| !simulation.status_of(w).is_final());
         }
+        if i % 47 == 7 {
+            let (first, second) = simulation.conflict();
+            words.extend([second, first]);
+            alternative = Some(simulation.status_of(second));
+        }
         let Some(truth) = words.iter().copied().max_by_key(|w| simulation.status_of(w).rank()) else { continue };
+        let truth = if alternative.is_some() { simulation.conflict().0 } else { truth };
         simulation.settle(&reference, truth);
         rng.shuffle(&mut words);
         for word in words {
@@ -206,6 +229,7 @@ pub fn plan(providers: &[ChaosProvider], count: usize, seed: u64) -> (Vec<Transa
             reference,
             stored,
             expected: simulation.status_of(truth),
+            alternative,
         });
     }
     rng.shuffle(&mut deliveries);
