@@ -125,7 +125,7 @@ pub async fn check(run: Run<'_>) -> Result<Report, Error> {
     report.listed_events = listed.len();
 
     // Every transaction, as stored.
-    let records = futures_util::stream::iter(run.transactions)
+    let records = futures_util::stream::iter(run.transactions.iter().filter(|t| t.reached))
         .map(|t| async move { (t, run.store.get(t.name, &t.stored).await) })
         .buffer_unordered(16)
         .collect::<Vec<_>>()

@@ -68,6 +68,7 @@ pub struct Report {
     /// Answered 5xx without having met a fault (each a violation).
     pub unexplained_5xx: usize,
     pub gave_up: BTreeMap<&'static str, usize>,
+    pub unheard: traffic::Unheard,
     pub deliveries: usize,
     pub duplicates: usize,
     /// Outcomes the merchant only ever answered with 410 (provider, reference, event id).
@@ -98,6 +99,11 @@ impl std::fmt::Display for Report {
             f,
             "  sends given up by provider {}",
             if gave_up.is_empty() { "none".into() } else { gave_up.join(", ") }
+        )?;
+        writeln!(
+            f,
+            "  unheard                    {} transactions (no webhook got through), {} final words (no status API to ask)",
+            self.unheard.transactions, self.unheard.final_words
         )?;
         writeln!(f, "  deliveries to the merchant {} ({} duplicates)", self.deliveries, self.duplicates)?;
         writeln!(
@@ -226,8 +232,8 @@ pub async fn run(options: &Options) -> Result<Report, Error> {
         }
     }
     let (transactions, deliveries) = traffic::plan(&providers, options.transactions, seed);
-    let finals = transactions.iter().filter(|t| t.expected.is_final()).count();
-    let burst = merchant::Burst { after: finals / 3, length: 25 };
+    let planned_finals = transactions.iter().filter(|t| t.expected.is_final()).count();
+    let burst = merchant::Burst { after: planned_finals / 3, length: 25 };
     let merchant = merchant::ChaosMerchant::start(
         &env.required("NOTIFY_SECRET")?,
         seed,
@@ -270,6 +276,9 @@ pub async fn run(options: &Options) -> Result<Report, Error> {
     let started = Instant::now();
     let (sent, kills) = drive(options, &client, &base, &providers, &transactions, &deliveries, &mut pipeline).await?;
     let traffic_time = started.elapsed();
+    let mut transactions = transactions;
+    let unheard = traffic::as_heard(&providers, &mut transactions, &sent);
+    let finals = transactions.iter().filter(|t| t.reached && t.expected.is_final()).count();
 
     // Healing: no more faults; everything retries until nothing is left to do.
     log.stop();
@@ -292,6 +301,7 @@ pub async fn run(options: &Options) -> Result<Report, Error> {
     pipeline.kill()?;
     report.seed = seed;
     report.finals = finals;
+    report.unheard = unheard;
     report.kills = kills;
     report.faults = log.counts();
     report.traffic_time = traffic_time;
@@ -419,7 +429,7 @@ async fn left_to_do(
     if queued + pending > 0 {
         return Some(queued + pending);
     }
-    let wrong = futures_util::stream::iter(transactions)
+    let wrong = futures_util::stream::iter(transactions.iter().filter(|t| t.reached))
         .map(|t| async move {
             match store.get(t.name, &t.stored).await {
                 Ok(Some(record)) if t.accepts(record.status) => 0,

@@ -167,6 +167,8 @@ pub struct Transaction {
     /// For a transaction whose provider sends two different final words: the other one's
     /// status (whichever lands first stands, and the other is recorded as a conflict).
     pub alternative: Option<Status>,
+    /// Whether any of its webhooks reached the pipeline (a provider may give up on all).
+    pub reached: bool,
 }
 
 impl Transaction {
@@ -200,7 +202,8 @@ pub fn plan(providers: &[ChaosProvider], count: usize, seed: u64) -> (Vec<Transa
         let reference = simulation.new_reference(seed.wrapping_mul(10_000_000).wrapping_add(i as u64 + 1));
         let mut words: Vec<&'static str> = simulation.sequence().to_vec();
         let mut alternative = None;
-        if i % 5 == 4 || i % 47 == 7 {
+        let never_final = (i / providers.len()) % 5 == 4;
+        if never_final || i % 47 == 7 {
             words.retain(|w| !simulation.status_of(w).is_final());
         }
         if i % 47 == 7 {
@@ -230,6 +233,7 @@ pub fn plan(providers: &[ChaosProvider], count: usize, seed: u64) -> (Vec<Transa
             stored,
             expected: simulation.status_of(truth),
             alternative,
+            reached: true,
         });
     }
     rng.shuffle(&mut deliveries);
@@ -299,4 +303,134 @@ pub async fn send(
         }
     }
     sent
+}
+
+/// Transactions whose provider's word did not all reach the pipeline (every retry of a
+/// send failed, e.g. around a kill, and the provider gave up).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Unheard {
+    /// No webhook of the transaction reached the pipeline: nothing can know of it.
+    pub transactions: usize,
+    /// Its final word never reached the pipeline and its provider has no status API to
+    /// ask: the provider's last word we heard stands.
+    pub final_words: usize,
+}
+
+/// Sets each transaction's expectation to what reached the pipeline: for a provider with
+/// a status API, its API's answer (the sync asks it) once any webhook made the
+/// transaction known; for one without, the words it delivered.
+pub fn as_heard(providers: &[ChaosProvider], transactions: &mut [Transaction], sent: &[(Delivery, Sent)]) -> Unheard {
+    let mut heard: Vec<Vec<&'static str>> = vec![Vec::new(); transactions.len()];
+    for (delivery, sent) in sent {
+        if sent.accepted && !heard[delivery.transaction].contains(&delivery.word) {
+            heard[delivery.transaction].push(delivery.word);
+        }
+    }
+    let mut unheard = Unheard::default();
+    for (transaction, words) in transactions.iter_mut().zip(heard) {
+        let provider = &providers[transaction.provider];
+        if words.is_empty() {
+            transaction.reached = false;
+            unheard.transactions += 1;
+            continue;
+        }
+        if provider.has_status_api {
+            continue;
+        }
+        let statuses: Vec<Status> = words.iter().map(|w| provider.simulation.status_of(w)).collect();
+        let mut finals: Vec<Status> = statuses.iter().copied().filter(|s| s.is_final()).collect();
+        finals.dedup();
+        let expected_final = transaction.expected.is_final();
+        match finals.as_slice() {
+            [] => {
+                if expected_final {
+                    unheard.final_words += 1;
+                }
+                transaction.alternative = None;
+                if let Some(highest) = statuses.iter().copied().max_by_key(|s| s.rank()) {
+                    transaction.expected = highest;
+                }
+            }
+            [only] => {
+                transaction.expected = *only;
+                transaction.alternative = None;
+            }
+            [first, second, ..] => {
+                transaction.expected = *first;
+                transaction.alternative = Some(*second);
+            }
+        }
+    }
+    unheard
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Words are status names.
+    struct Words;
+
+    impl Simulated for Words {
+        fn sequence(&self) -> &'static [&'static str] {
+            &["processing", "completed"]
+        }
+        fn conflict(&self) -> (&'static str, &'static str) {
+            ("completed", "failed")
+        }
+        fn status_of(&self, word: &str) -> Status {
+            Status::ALL.into_iter().find(|s| s.as_str() == word).unwrap_or(Status::Pending)
+        }
+        fn new_reference(&self, unique: u64) -> String {
+            unique.to_string()
+        }
+        fn stored_reference(&self, reference: &str) -> String {
+            reference.to_owned()
+        }
+        fn settle(&self, _: &str, _: &str) {}
+        fn deliver(&self, _: &str, _: &str, _: OffsetDateTime) -> Inbound {
+            Inbound::new(http::Method::POST, "")
+        }
+    }
+
+    fn provider(name: &'static str, has_status_api: bool) -> ChaosProvider {
+        let route = Route { name, method: "POST", path: "/x", also_at: &[] };
+        ChaosProvider { name, has_status_api, route, simulation: Box::new(Words), variables: Vec::new() }
+    }
+
+    fn send(transaction: usize, word: &'static str, accepted: bool) -> (Delivery, Sent) {
+        let delivery = Delivery { id: format!("{transaction}-{word}"), transaction, word, delay: Duration::ZERO };
+        (delivery, Sent { attempts: Vec::new(), accepted })
+    }
+
+    /// What the pipeline could know: the API's answer where there is one, else the words
+    /// that got through; nothing of a transaction none of whose words did.
+    #[test]
+    fn expectations_follow_what_got_through() {
+        let providers = [provider("asked", true), provider("unasked", false)];
+        let (plan, _) = plan(&providers, 10, 3);
+        let mut transactions: Vec<Transaction> = plan.into_iter().take(4).collect();
+        for t in &mut transactions {
+            t.expected = Status::Completed;
+            t.alternative = None;
+        }
+        // 0 (asked): only "processing" got through; 1 (unasked): the same;
+        // 2 (asked): nothing got through; 3 (unasked): both conflicting finals.
+        let sent = [
+            send(0, "processing", true),
+            send(0, "completed", false),
+            send(1, "processing", true),
+            send(1, "completed", false),
+            send(2, "processing", false),
+            send(3, "failed", true),
+            send(3, "completed", true),
+        ];
+        let unheard = as_heard(&providers, &mut transactions, &sent);
+        assert_eq!((unheard.transactions, unheard.final_words), (1, 1));
+        assert_eq!((transactions[0].reached, transactions[0].expected), (true, Status::Completed), "the sync asks");
+        assert_eq!(transactions[1].expected, Status::Processing, "its last word we heard");
+        assert!(!transactions[2].reached);
+        assert_eq!((transactions[3].expected, transactions[3].alternative), (Status::Failed, Some(Status::Completed)));
+        assert!(transactions[3].accepts(Status::Completed) && !transactions[3].accepts(Status::Processing));
+    }
 }
