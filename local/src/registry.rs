@@ -65,10 +65,28 @@ pub struct Route {
 }
 
 impl Route {
+    /// The path `request` is sent to: the route's `{parameters}` filled in from its path
+    /// parameters.
+    pub fn path_of(&self, request: &shared::Inbound) -> String {
+        fill(self.path, request)
+    }
+
     /// "METHOD /path", as API Gateway's `routeKey` writes it.
     pub fn key(&self) -> String {
         format!("{} {}", self.method, self.path)
     }
+}
+
+/// `route` (a template.yaml path) with its `{parameters}` filled in from `request`.
+pub fn fill(route: &str, request: &shared::Inbound) -> String {
+    route
+        .split('/')
+        .map(|part| match part.strip_prefix('{').and_then(|p| p.strip_suffix('}')) {
+            Some(name) => request.path_parameter(name).unwrap_or_default(),
+            None => part,
+        })
+        .collect::<Vec<_>>()
+        .join("/")
 }
 
 /// Every provider's name and route.

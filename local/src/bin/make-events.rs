@@ -29,14 +29,7 @@ const AUTHORIZER_V1_ONLY: [&str; 6] =
 /// The API Gateway HTTP API (payload 2.0) event of `request` to the route `method route`,
 /// as `aws_lambda_events` types it.
 fn event_of(method: &str, route: &str, request: &Inbound) -> Result<Value, Error> {
-    let path = route
-        .split('/')
-        .map(|part| match part.strip_prefix('{').and_then(|p| p.strip_suffix('}')) {
-            Some(name) => request.path_parameter(name).unwrap_or_default(),
-            None => part,
-        })
-        .collect::<Vec<_>>()
-        .join("/");
+    let path = local_pipeline::registry::fill(route, request);
     let mut query: Vec<(&String, &String)> = request.query.iter().collect();
     query.sort();
     let raw_query = query.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("&");

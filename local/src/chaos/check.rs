@@ -27,9 +27,6 @@ pub struct Run<'a> {
     pub base: &'a str,
 }
 
-const OUTCOME_TYPES: [&str; 4] =
-    ["transaction.completed", "transaction.failed", "transaction.canceled", "transaction.expired"];
-
 pub async fn check(run: Run<'_>) -> Result<Report, Error> {
     let mut report = Report { transactions: run.transactions.len(), ..Report::default() };
     let violations = &mut report.violations;
@@ -76,7 +73,7 @@ pub async fn check(run: Run<'_>) -> Result<Report, Error> {
     // What the merchant saw.
     report.deliveries = run.received.len();
     let mut ids_seen = HashSet::new();
-    let mut outcomes: HashMap<(String, String), BTreeSet<String>> = HashMap::new();
+    let mut outcomes: HashMap<(String, String), HashSet<shared::Status>> = HashMap::new();
     let mut delivered: HashSet<&str> = HashSet::new();
     let mut refused: BTreeSet<String> = BTreeSet::new();
     let mut accepted: HashSet<&str> = HashSet::new();
@@ -96,21 +93,19 @@ pub async fn check(run: Run<'_>) -> Result<Report, Error> {
             }
             Some(_) | None => {}
         }
-        if OUTCOME_TYPES.contains(&received.kind.as_str()) {
+        let Some(event) = &received.event else {
+            violations.push(format!("delivery {} is not a terminal event", received.webhook_id));
+            continue;
+        };
+        if let Some(status) = event.outcome() {
+            let (provider, reference) = (event.data.provider.as_str(), event.data.reference.as_str());
             delivered.insert(received.webhook_id.as_str());
-            outcomes
-                .entry((received.provider.clone(), received.reference.clone()))
-                .or_default()
-                .insert(received.status.clone());
-            let Some(status) = shared::Status::ALL.into_iter().find(|s| s.as_str() == received.status) else {
-                violations.push(format!("delivery {} has status {:?}", received.webhook_id, received.status));
-                continue;
-            };
-            let expected = event_id(&received.provider, &received.reference, status);
+            outcomes.entry((provider.to_owned(), reference.to_owned())).or_default().insert(status);
+            let expected = event_id(provider, reference, status);
             if received.webhook_id != expected {
                 violations.push(format!(
-                    "{} {} {}: delivered with webhook-id {}, not {expected}",
-                    received.provider, received.reference, received.status, received.webhook_id
+                    "{provider} {reference} {status}: delivered with webhook-id {}, not {expected}",
+                    received.webhook_id
                 ));
             }
         }
@@ -156,7 +151,7 @@ pub async fn check(run: Run<'_>) -> Result<Report, Error> {
                 "{label}: two different outcomes delivered ({delivered_statuses:?}) and no conflict recorded"
             ));
         }
-        let other = delivered_statuses.and_then(|s| s.iter().find(|status| **status != record.status.as_str()));
+        let other = delivered_statuses.and_then(|s| s.iter().find(|status| **status != record.status));
         if let (Some(other), true) = (other, record.conflicts.is_empty()) {
             violations.push(format!("{label}: outcome {other} delivered, and the record says {}", record.status));
         }

@@ -19,12 +19,8 @@ use super::faults::{roll, Fault, FaultLog};
 #[derive(Debug, Clone)]
 pub struct Received {
     pub webhook_id: String,
-    /// The event's `type`.
-    pub kind: String,
-    pub provider: String,
-    pub reference: String,
-    /// `data.status`.
-    pub status: String,
+    /// The event, decoded; `None` when the body is not one.
+    pub event: Option<shared::TerminalEvent>,
     pub verified: bool,
     /// What it answered; `None` when it hung past the notifier's timeout.
     pub answer: Option<u16>,
@@ -98,14 +94,9 @@ impl ChaosMerchant {
 async fn receive(State(merchant): State<Arc<Merchant>>, headers: HeaderMap, body: Bytes) -> Response {
     let webhook_id = headers.get("webhook-id").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
     let verified = merchant.verifier.verify(&body, &headers).is_ok();
-    let event: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
-    let text = |value: &serde_json::Value| value.as_str().unwrap_or_default().to_owned();
     let mut received = Received {
         webhook_id: webhook_id.clone(),
-        kind: text(&event["type"]),
-        provider: text(&event["data"]["provider"]),
-        reference: text(&event["data"]["reference"]),
-        status: text(&event["data"]["status"]),
+        event: serde_json::from_slice(&body).ok(),
         verified,
         answer: Some(204),
     };

@@ -49,22 +49,19 @@ impl<S: Simulator> Simulated for S {
     }
 }
 
-/// How a provider retries a webhook that was not answered with a 2xx.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RetryPolicy {
-    pub retries: u32,
-    /// Where the number comes from.
-    pub source: &'static str,
-}
-
-/// Each provider's published retry count (`../shared/providers/README.md`); 5 where it
-/// publishes none. The delays are compressed (1 s, doubling, at most 8 s).
-pub fn retry_policy(provider: &str) -> RetryPolicy {
+/// How many times a provider retries a webhook not answered with a 2xx: its published
+/// count (`../shared/providers/README.md`), or 5 where it publishes none. The delays are
+/// compressed (1 s, doubling, at most 8 s).
+pub fn retries(provider: &str) -> u32 {
     match provider {
-        "pay3" => RetryPolicy { retries: 10, source: "Pay3: retries 10 times" },
-        "qitech" => RetryPolicy { retries: 8, source: "QI Tech: 8 (its bookkeeping product's policy)" },
-        "pagstar" => RetryPolicy { retries: 2, source: "Pagstar: its older API retried twice, then stopped" },
-        _ => RetryPolicy { retries: 5, source: "not published: 5 retries with backoff" },
+        // Pay3 retries 10 times.
+        "pay3" => 10,
+        // QI Tech: its bookkeeping product's 8 (its BaaS policy is not published).
+        "qitech" => 8,
+        // Pagstar: its older API retried twice, then stopped.
+        "pagstar" => 2,
+        // AZQR and Key2Pay publish nothing.
+        _ => 5,
     }
 }
 
@@ -250,19 +247,6 @@ pub struct Sent {
     pub accepted: bool,
 }
 
-/// The URL path of `request` on `route` (its `{parameters}` filled in).
-pub fn path_of(route: &Route, request: &Inbound) -> String {
-    route
-        .path
-        .split('/')
-        .map(|part| match part.strip_prefix('{').and_then(|p| p.strip_suffix('}')) {
-            Some(name) => request.path_parameter(name).unwrap_or_default(),
-            None => part,
-        })
-        .collect::<Vec<_>>()
-        .join("/")
-}
-
 /// Sends one delivery to `base` and retries it as its provider would.
 pub async fn send(
     client: &reqwest::Client,
@@ -274,11 +258,10 @@ pub async fn send(
 ) -> Sent {
     tokio::time::sleep(delivery.delay).await;
     let request = provider.simulation.deliver(&transaction.reference, delivery.word, OffsetDateTime::now_utc());
-    let url = format!("{base}{}", path_of(&provider.route, &request));
+    let url = format!("{base}{}", provider.route.path_of(&request));
     let query: Vec<(&String, &String)> = request.query.iter().collect();
-    let policy = retry_policy(provider.name);
     let mut sent = Sent::default();
-    for attempt in 0..=policy.retries {
+    for attempt in 0..=retries(provider.name) {
         if attempt > 0 {
             tokio::time::sleep(retry_delay(seed, &delivery.id, attempt)).await;
         }
