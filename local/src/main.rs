@@ -90,7 +90,12 @@ async fn main() -> Result<(), Error> {
     let interval = shared::config::positive_integer(&env, "STATUS_SYNC_INTERVAL_SECONDS", 30)?;
     let batch = shared::config::positive_integer(&env, "STATUS_SYNC_BATCH", status_sync::BATCH)?;
     let synced = status_sync::providers(std::sync::Arc::clone(&lambda_env), &secrets, now).await?;
-    let sync = status_sync::StatusSync::new(recorder.clone(), synced, batch);
+    let concurrency = shared::config::positive_integer(&env, "STATUS_SYNC_CONCURRENCY", status_sync::CONCURRENCY)?;
+    // Runs follow one another in this loop: the lease only has to outlast the interval,
+    // so that a killed process does not hold up the next run.
+    let sync = status_sync::StatusSync::new(recorder.clone(), synced, batch)
+        .with_concurrency(concurrency)
+        .with_lease(Duration::from_secs(interval));
     tokio::spawn(async move {
         let mut timer = tokio::time::interval(Duration::from_secs(interval));
         timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

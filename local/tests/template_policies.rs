@@ -97,10 +97,17 @@ fn each_function_gets_only_the_actions_it_uses() {
     assert_eq!(actions("ReconcilerFunction"), ["dynamodb:Query", "sqs:SendMessage"]);
     assert_eq!(actions("TransactionsApiFunction"), ["dynamodb:GetItem", "dynamodb:UpdateItem"]);
     // The status sync reads its index and writes through the webhooks' path (the
-    // conditional update, and the terminal event it causes).
+    // conditional update, and the terminal event it causes); it takes and gives back
+    // each provider's lease.
     assert_eq!(
         actions("StatusSyncFunction"),
-        ["dynamodb:Query", "dynamodb:UpdateItem", "secretsmanager:GetSecretValue", "sqs:SendMessage"]
+        [
+            "dynamodb:DeleteItem",
+            "dynamodb:Query",
+            "dynamodb:UpdateItem",
+            "secretsmanager:GetSecretValue",
+            "sqs:SendMessage"
+        ]
     );
     // The events API reads the log (an item, its index) and queues resends.
     assert_eq!(actions("EventsApiFunction"), ["dynamodb:GetItem", "dynamodb:Query", "sqs:SendMessage"]);

@@ -30,4 +30,4 @@ pub use queue::EventQueue;
 pub use secrets::{Rotating, SecretSpec};
 pub use simulator::Simulator;
 pub use store::{TransactionStore, WriteOutcome};
-pub use sync::{StatusSource, SyncError};
+pub use sync::{StatusSource, SyncError, SyncScope};

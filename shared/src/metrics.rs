@@ -11,28 +11,64 @@ pub const CONFLICTS: &str = "TransactionConflicts";
 /// A transaction the status sync gave up on, left non-final.
 pub const SYNC_GAVE_UP: &str = "StatusSyncGaveUp";
 
+/// The age of the oldest transaction due for a status sync, per provider run: how far
+/// the sync is behind (0 when nothing is due).
+pub const SYNC_LAG: &str = "StatusSyncLagSeconds";
+
+fn on_lambda() -> bool {
+    static ON_LAMBDA: OnceLock<bool> = OnceLock::new();
+    *ON_LAMBDA.get_or_init(|| std::env::var_os("AWS_LAMBDA_FUNCTION_NAME").is_some())
+}
+
+fn now_millis() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp() * 1000
+}
+
 /// Counts one `metric` for `provider`.
 pub fn count(metric: &str, provider: &str) {
-    static ON_LAMBDA: OnceLock<bool> = OnceLock::new();
-    if *ON_LAMBDA.get_or_init(|| std::env::var_os("AWS_LAMBDA_FUNCTION_NAME").is_some()) {
-        let millis = time::OffsetDateTime::now_utc().unix_timestamp() * 1000;
-        println!("{}", line(metric, provider, millis));
+    if on_lambda() {
+        println!("{}", line(metric, provider, now_millis()));
+    }
+}
+
+/// Records `seconds` of `metric` for `provider`, as the metric on its own (what an alarm
+/// watches, whichever provider) and per provider (dimension `provider`).
+pub fn seconds(metric: &str, provider: &str, seconds: u64) {
+    if on_lambda() {
+        println!("{}", seconds_line(metric, provider, seconds, now_millis()));
     }
 }
 
 /// The embedded-metric-format line for one count of `metric`.
 pub fn line(metric: &str, provider: &str, timestamp_millis: i64) -> String {
+    emf(metric, provider, serde_json::json!(1), "Count", serde_json::json!([[]]), timestamp_millis)
+}
+
+/// The embedded-metric-format line for `seconds` of `metric`.
+pub fn seconds_line(metric: &str, provider: &str, seconds: u64, timestamp_millis: i64) -> String {
+    let dimensions = serde_json::json!([[], ["provider"]]);
+    emf(metric, provider, serde_json::json!(seconds), "Seconds", dimensions, timestamp_millis)
+}
+
+fn emf(
+    metric: &str,
+    provider: &str,
+    value: serde_json::Value,
+    unit: &str,
+    dimensions: serde_json::Value,
+    timestamp_millis: i64,
+) -> String {
     serde_json::json!({
         "_aws": {
             "Timestamp": timestamp_millis,
             "CloudWatchMetrics": [{
                 "Namespace": NAMESPACE,
-                "Dimensions": [[]],
-                "Metrics": [{ "Name": metric, "Unit": "Count" }],
+                "Dimensions": dimensions,
+                "Metrics": [{ "Name": metric, "Unit": unit }],
             }],
         },
         "provider": provider,
-        metric: 1,
+        metric: value,
     })
     .to_string()
 }
@@ -50,5 +86,11 @@ mod tests {
         assert_eq!(directive["Namespace"], "PaymentWebhooks");
         assert_eq!(directive["Metrics"][0]["Name"], "TransactionConflicts");
         assert_eq!(value["_aws"]["Timestamp"], 1_795_000_000_000_i64);
+        let lag: serde_json::Value =
+            serde_json::from_str(&super::seconds_line(super::SYNC_LAG, "pagstar", 420, 1)).expect("JSON");
+        assert_eq!((lag["StatusSyncLagSeconds"].as_u64(), lag["provider"].as_str()), (Some(420), Some("pagstar")));
+        let directive = &lag["_aws"]["CloudWatchMetrics"][0];
+        assert_eq!(directive["Metrics"][0]["Unit"], "Seconds");
+        assert_eq!(directive["Dimensions"], serde_json::json!([[], ["provider"]]));
     }
 }

@@ -222,28 +222,94 @@ impl TransactionStore {
     }
 
     /// `provider`'s non-final transactions whose next sync is due at `now`, oldest first,
-    /// at most `limit`, from the sparse sync index (no scan).
+    /// at most `limit`, from the sparse sync index (no scan), page after page until
+    /// `limit` (a page stops at 1 MB).
     pub async fn due_for_sync(
         &self,
         provider: &str,
         now: OffsetDateTime,
-        limit: i32,
+        limit: usize,
     ) -> Result<Vec<TransactionRecord>, StoreError> {
-        let output = self
+        let now = timestamp(crate::model::sync::index_time(now))?;
+        let mut due = Vec::new();
+        let mut start = None;
+        loop {
+            let output = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name(SYNC_INDEX)
+                .key_condition_expression("#provider = :provider AND #next <= :now")
+                .expression_attribute_names("#provider", "provider")
+                .expression_attribute_names("#next", "next_sync_at")
+                .expression_attribute_values(":provider", AttributeValue::S(provider.to_owned()))
+                .expression_attribute_values(":now", AttributeValue::S(now.clone()))
+                .limit(i32::try_from(limit - due.len()).unwrap_or(i32::MAX))
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| StoreError::Request(Box::new(e)))?;
+            for item in output.items.unwrap_or_default() {
+                due.push(decode(item)?);
+            }
+            start = output.last_evaluated_key.filter(|key| !key.is_empty());
+            if start.is_none() || due.len() >= limit {
+                return Ok(due);
+            }
+        }
+    }
+
+    /// Takes the lease `name` for `holder` until `until`, if no one holds it at `now`
+    /// (one conditional write; the lease item `lease#<name>` is no transaction). Returns
+    /// whether it was taken.
+    pub async fn take_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        now: OffsetDateTime,
+        until: OffsetDateTime,
+    ) -> Result<bool, StoreError> {
+        let result = self
             .client
-            .query()
+            .update_item()
             .table_name(&self.table)
-            .index_name(SYNC_INDEX)
-            .key_condition_expression("#provider = :provider AND #next <= :now")
-            .expression_attribute_names("#provider", "provider")
-            .expression_attribute_names("#next", "next_sync_at")
-            .expression_attribute_values(":provider", AttributeValue::S(provider.to_owned()))
-            .expression_attribute_values(":now", AttributeValue::S(timestamp(crate::model::sync::index_time(now))?))
-            .limit(limit)
+            .key(KEY_ATTRIBUTE, AttributeValue::S(lease_key(name)))
+            .update_expression("SET #holder = :holder, #until = :until")
+            .condition_expression("attribute_not_exists(#until) OR #until < :now")
+            .expression_attribute_names("#holder", "holder")
+            .expression_attribute_names("#until", "held_until")
+            .expression_attribute_values(":holder", AttributeValue::S(holder.to_owned()))
+            .expression_attribute_values(":until", AttributeValue::S(timestamp(until)?))
+            .expression_attribute_values(":now", AttributeValue::S(timestamp(now)?))
             .send()
-            .await
-            .map_err(|e| StoreError::Request(Box::new(e)))?;
-        output.items.unwrap_or_default().into_iter().map(decode).collect()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(error) if error.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => {
+                Ok(false)
+            }
+            Err(error) => Err(StoreError::Request(Box::new(error))),
+        }
+    }
+
+    /// Gives the lease `name` back, if `holder` still holds it (the item is deleted).
+    pub async fn release_lease(&self, name: &str, holder: &str) -> Result<(), StoreError> {
+        let result = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .key(KEY_ATTRIBUTE, AttributeValue::S(lease_key(name)))
+            .condition_expression("#holder = :holder")
+            .expression_attribute_names("#holder", "holder")
+            .expression_attribute_values(":holder", AttributeValue::S(holder.to_owned()))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            // Expired and taken by another run meanwhile: theirs now.
+            Err(error) if error.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => Ok(()),
+            Err(error) => Err(StoreError::Request(Box::new(error))),
+        }
     }
 
     /// Records what a sync that changed nothing decided for `record`: the next sync, or
@@ -370,6 +436,12 @@ pub fn build_update(
 ) -> Result<(String, usize), StoreError> {
     let update = Update::translate(Change::of(provider, observation, now, WritePlan::default()))?;
     Ok((update.expression, update.values.len()))
+}
+
+/// The key of a lease item: `lease#` cannot begin a transaction key (`{provider}#...`,
+/// providers are lowercase letters and digits) or an event's (`evt#`).
+fn lease_key(name: &str) -> String {
+    format!("lease#{name}")
 }
 
 /// A time as stored: RFC 3339 text, the format the record's serde uses too.

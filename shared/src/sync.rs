@@ -14,15 +14,47 @@ use crate::model::{Observation, TransactionRecord};
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(4);
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// The provider could not be asked (unreachable, too slow, failing, or an answer we
-/// cannot read): nothing is written, and it is asked again in a later run.
+/// Whom a failed status query concerns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SyncScope {
+    /// The provider as a whole (unreachable, too slow, 5xx, 429, our credentials refused):
+    /// its run ends, nothing is written, and its transactions are asked again later.
+    Provider,
+    /// This one transaction (a 4xx for its reference, an answer that cannot be read): it is
+    /// rescheduled along the backoff like an answer with nothing new, and the run goes on.
+    Transaction,
+}
+
+/// A status query that failed, and whom the failure concerns.
 #[derive(Debug, thiserror::Error)]
-#[error("provider status API unavailable: {0}")]
-pub struct SyncError(#[source] pub Box<dyn std::error::Error + Send + Sync>);
+#[error("provider status query failed: {source}")]
+pub struct SyncError {
+    pub scope: SyncScope,
+    #[source]
+    source: Box<dyn std::error::Error + Send + Sync>,
+}
 
 impl SyncError {
+    /// A failure of the provider as a whole.
     pub fn new(error: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
-        SyncError(error.into())
+        SyncError { scope: SyncScope::Provider, source: error.into() }
+    }
+
+    /// A failure that belongs to the transaction asked about.
+    pub fn transaction(error: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        SyncError { scope: SyncScope::Transaction, source: error.into() }
+    }
+
+    /// An HTTP status other than the ones a source reads: a server error, a timeout, a
+    /// rate limit or a refusal of our credentials concern the provider; any other client
+    /// error concerns the transaction (the provider rejects this reference).
+    pub fn status(provider: &str, status: u16) -> Self {
+        let error = format!("{provider} answered {status}");
+        match status {
+            401 | 403 | 408 | 429 => SyncError::new(error),
+            400..=499 => SyncError::transaction(error),
+            _ => SyncError::new(error),
+        }
     }
 }
 

@@ -153,6 +153,94 @@ async fn a_provider_down_writes_nothing_and_never_holds_up_the_others() {
     assert_eq!(h.store.get("azqr", &rrn).await.expect("get").expect("item").status, Status::Completed);
 }
 
+/// AZQR's query on a wiremock server: `paths` of `/qr/{rrn}/status` and their answers,
+/// each after `delay`.
+async fn azqr_api(answers: &[(&str, wiremock::ResponseTemplate)]) -> wiremock::MockServer {
+    let api = wiremock::MockServer::start().await;
+    for (rrn, answer) in answers {
+        wiremock::Mock::given(wiremock::matchers::path(format!("/qr/{rrn}/status")))
+            .respond_with(answer.clone())
+            .mount(&api)
+            .await;
+    }
+    api
+}
+
+/// How many times `api` was asked about `rrn`.
+async fn asked(api: &wiremock::MockServer, rrn: &str) -> usize {
+    let requests = api.received_requests().await.unwrap_or_default();
+    requests.iter().filter(|r| r.url.path() == format!("/qr/{rrn}/status")).count()
+}
+
+/// A query that AZQR answers 400, and one whose answer cannot be read, belong to their
+/// transactions: each is rescheduled one rung up the backoff and counted, and a third
+/// transaction of the same provider, due after them, is settled in the same run, also
+/// when the calls are made one at a time.
+#[tokio::test]
+async fn a_query_failing_for_one_transaction_reschedules_it_and_the_run_goes_on() {
+    use azqr_webhook::simulator::AzqrSimulator;
+    let h = Harness::new().await;
+    let (azqr, mut env) = simulation::<AzqrSimulator>().await;
+    let webhook = Webhook::with_recorder(azqr_webhook::Azqr::from_env(&env).expect("azqr"), recorder(&h));
+    let (rejected, unreadable, settled) = (unique_rrn(), unique_rrn(), unique_rrn());
+    let completed = serde_json::json!({"status": "completed", "description": "Payment completed"});
+    let api = azqr_api(&[
+        (&rejected, wiremock::ResponseTemplate::new(400).set_body_string(r#"{"error":"invalid rrn"}"#)),
+        (&unreadable, wiremock::ResponseTemplate::new(200).set_body_string("<html>maintenance</html>")),
+        (&settled, wiremock::ResponseTemplate::new(200).set_body_json(completed)),
+    ])
+    .await;
+    env.set_default("AZQR_API_URL", api.uri());
+    assert_eq!(send(&webhook, azqr.webhook(&rejected, "paid", at(0)), 0).await, 204);
+    assert_eq!(send(&webhook, azqr.webhook(&unreadable, "paid", at(0)), 0).await, 204);
+    assert_eq!(send(&webhook, azqr.webhook(&settled, "paid", at(1)), 1).await, 204);
+
+    let sync = status_sync(&h, &env).with_concurrency(1);
+    let run = run_of(&sync.run(at(302)).await, "azqr").clone();
+    assert_eq!((run.due, run.applied, run.rejected, run.rescheduled), (3, 1, 2, 0), "{run:?}");
+    assert!(!run.unavailable && !run.failed, "{run:?}");
+    assert_eq!(run.lag_seconds, 2, "the oldest was due at 300 s");
+    for rrn in [&rejected, &unreadable] {
+        let record = h.store.get("azqr", rrn).await.expect("get").expect("item");
+        assert_eq!((record.status, record.sync_attempts), (Status::Processing, 1), "{rrn}: one rung up");
+        assert_eq!(record.next_sync_at, Some(at(302 + 900)), "{rrn}: 15 minutes later");
+        assert_eq!(asked(&api, rrn).await, 1, "{rrn}: a client error is not asked again in the run");
+    }
+    assert_eq!(h.store.get("azqr", &settled).await.expect("get").expect("item").status, Status::Completed);
+    assert_eq!(run_of(&sync.run(at(400)).await, "azqr").due, 0, "nothing due before the next rung");
+}
+
+/// Two runs at once (a slow run and the next scheduled one): one holds AZQR's lease, the
+/// other skips AZQR, and no transaction is asked about twice.
+#[tokio::test]
+async fn overlapping_runs_never_ask_about_the_same_transaction_twice() {
+    use azqr_webhook::simulator::AzqrSimulator;
+    let h = Harness::new().await;
+    let (azqr, mut env) = simulation::<AzqrSimulator>().await;
+    let webhook = Webhook::with_recorder(azqr_webhook::Azqr::from_env(&env).expect("azqr"), recorder(&h));
+    let rrns: Vec<String> = (0..6).map(|_| unique_rrn()).collect();
+    let slow = wiremock::ResponseTemplate::new(200)
+        .set_body_json(serde_json::json!({"status": "inprogress"}))
+        .set_delay(Duration::from_millis(300));
+    let answers: Vec<(&str, wiremock::ResponseTemplate)> = rrns.iter().map(|r| (r.as_str(), slow.clone())).collect();
+    let api = azqr_api(&answers).await;
+    env.set_default("AZQR_API_URL", api.uri());
+    for rrn in &rrns {
+        assert_eq!(send(&webhook, azqr.webhook(rrn, "paid", at(0)), 0).await, 204);
+    }
+    let (first, second) = (status_sync(&h, &env).with_concurrency(2), status_sync(&h, &env).with_concurrency(2));
+    let (a, b) = tokio::join!(first.run(at(301)), second.run(at(301)));
+    let (a, b) = (run_of(&a, "azqr"), run_of(&b, "azqr"));
+    assert!(a.busy != b.busy, "exactly one run skipped AZQR: {a:?} {b:?}");
+    assert_eq!(a.rescheduled + b.rescheduled, rrns.len(), "{a:?} {b:?}");
+    for rrn in &rrns {
+        assert_eq!(asked(&api, rrn).await, 1, "{rrn}");
+    }
+    // The lease was given back: the next run takes it.
+    let next = run_of(&status_sync(&h, &env).run(at(301 + 900)).await, "azqr").clone();
+    assert!(!next.busy && next.rescheduled == rrns.len(), "{next:?}");
+}
+
 /// A sync that learns nothing moves the transaction up the backoff ladder.
 #[tokio::test]
 async fn nothing_new_backs_off() {

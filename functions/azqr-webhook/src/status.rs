@@ -71,9 +71,9 @@ impl AzqrStatusApi {
         match response.status().as_u16() {
             200 => {}
             404 => return Ok(None),
-            status => return Err(SyncError::new(format!("AZQR answered {status}"))),
+            status => return Err(SyncError::status("AZQR", status)),
         }
-        let answer: AzqrQueryAnswer = response.json().await.map_err(SyncError::new)?;
+        let answer: AzqrQueryAnswer = response.json().await.map_err(SyncError::transaction)?;
         let Ok(status) = parse_status::<AzqrQueryStatus>(&answer.status) else {
             tracing::warn!(provider = Azqr::NAME, rrn, provider_status = %answer.status, "unknown status from AZQR's query: nothing applied");
             return Ok(None);

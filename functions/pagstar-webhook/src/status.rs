@@ -5,7 +5,7 @@ use shared::sync::StatusFuture;
 use shared::{ConfigError, Env, Observation, SyncError, TransactionRecord};
 use time::OffsetDateTime;
 
-use crate::{Pagstar, PagstarApi, PagstarCharge, PagstarConfig};
+use crate::{Pagstar, PagstarApi, PagstarCharge, PagstarConfig, PagstarError};
 
 #[derive(Debug)]
 pub struct PagstarStatusApi {
@@ -26,8 +26,19 @@ impl PagstarStatusApi {
     }
 
     async fn ask(&self, txid: &str, now: OffsetDateTime) -> Result<Option<Observation>, SyncError> {
-        let cob = self.api.cob(txid).await.map_err(SyncError::new)?;
-        Pagstar::observe(PagstarCharge { txid: txid.to_owned(), cob, checked_at: now }).map_err(SyncError::new)
+        let cob = self.api.cob(txid).await.map_err(scoped)?;
+        // An answer read but not usable (BACEN's rules broken) belongs to this charge.
+        Pagstar::observe(PagstarCharge { txid: txid.to_owned(), cob, checked_at: now }).map_err(SyncError::transaction)
+    }
+}
+
+/// Whom a failed call concerns: the token endpoint and the transport are Pagstar's as a
+/// whole; a charge query's client error or unreadable answer is that charge's.
+fn scoped(error: PagstarError) -> SyncError {
+    match error {
+        PagstarError::Status { operation: "cob", status } => SyncError::status("Pagstar", status),
+        PagstarError::Decode { operation: "cob", .. } => SyncError::transaction(error),
+        PagstarError::Request(_) | PagstarError::Status { .. } | PagstarError::Decode { .. } => SyncError::new(error),
     }
 }
 

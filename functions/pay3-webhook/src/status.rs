@@ -92,9 +92,9 @@ impl Pay3StatusApi {
         match response.status().as_u16() {
             200 => {}
             404 => return Ok(None),
-            status => return Err(SyncError::new(format!("Pay3 answered {status}"))),
+            status => return Err(SyncError::status("Pay3", status)),
         }
-        let answer: Pay3OrdersAnswer = response.json().await.map_err(SyncError::new)?;
+        let answer: Pay3OrdersAnswer = response.json().await.map_err(SyncError::transaction)?;
         let order = answer
             .data
             .into_iter()

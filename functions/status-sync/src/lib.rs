@@ -4,20 +4,27 @@
 //! through the webhooks' own write path ([`Recorder`]), so a sync and a webhook can race
 //! without regressing a transaction or duplicating its event.
 //!
-//! An answer that changes nothing moves the transaction one rung up the backoff; one
-//! unchanged for 7 days is given up (left non-final, an alarm raised). A provider that
-//! cannot be asked (down, slow, failing) ends that provider's run: nothing is written,
-//! the same transactions are due again next run, and the other providers, synced
-//! concurrently, are not held up.
+//! Within a provider's run, up to `STATUS_SYNC_CONCURRENCY` calls are under way at once,
+//! under the provider's lease, so that overlapping runs never ask about the same
+//! transaction. An answer that changes nothing moves the transaction one rung up the
+//! backoff; so does a failure that belongs to that transaction alone (a 4xx for its
+//! reference, an answer that cannot be read), which never stops the run. One unchanged
+//! for 7 days is given up (left non-final, an alarm raised). A provider that cannot be
+//! asked (down, slow, 5xx) ends that provider's run: nothing is written, the same
+//! transactions are due again next run, and the other providers, synced concurrently,
+//! are not held up. Each run reports how far behind it is (`StatusSyncLagSeconds`).
 
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
 
 use serde::Serialize;
 use shared::config::positive_integer;
 use shared::model::{Decision, Observation, SyncStep, TransactionRecord};
 use shared::secrets::SecretsClient;
-use shared::{ConfigError, Env, Provider, Recorder, Rotating, StatusSource, SyncError};
+use shared::{ConfigError, Env, Provider, Recorder, Rotating, StatusSource, SyncError, SyncScope};
 use time::OffsetDateTime;
 
 /// How long one call to a provider may take, all included.
@@ -28,7 +35,17 @@ pub const RETRY_PAUSE: Duration = Duration::from_millis(500);
 /// A run takes no new transaction after this long (the function's timeout is 120 s).
 pub const RUN_BUDGET: Duration = Duration::from_secs(60);
 /// Transactions per provider per run (`STATUS_SYNC_BATCH`).
-pub const BATCH: u64 = 50;
+pub const BATCH: u64 = 500;
+/// The most `STATUS_SYNC_BATCH` may be.
+pub const MAX_BATCH: u64 = 5_000;
+/// Calls to one provider at once (`STATUS_SYNC_CONCURRENCY`).
+pub const CONCURRENCY: u64 = 10;
+/// The most `STATUS_SYNC_CONCURRENCY` may be.
+pub const MAX_CONCURRENCY: u64 = 100;
+/// How long a run holds a provider's lease at most: the budget, then the calls under way
+/// (at most [`CALL_ATTEMPTS`] × [`CALL_TIMEOUT`]) and their writes, within the
+/// function's 120 s.
+pub const LEASE: Duration = Duration::from_secs(100);
 
 /// A status API client, or none where the provider has none or this deployment does
 /// not configure it.
@@ -110,35 +127,81 @@ pub struct ProviderRun {
     pub applied: usize,
     /// Transactions asked again later (nothing new, or no status API).
     pub rescheduled: usize,
+    /// Transactions whose own query failed (a 4xx for their reference, an answer that
+    /// cannot be read): rescheduled along the backoff, the run going on.
+    pub rejected: usize,
     pub gave_up: usize,
+    /// How long the oldest due transaction had been due ([`shared::metrics::SYNC_LAG`]).
+    pub lag_seconds: u64,
     /// The provider could not be asked: its run ended, nothing written.
     pub unavailable: bool,
     /// Our store or queue failed: its run ended.
     pub failed: bool,
+    /// Another run holds this provider's lease: this one asked nothing.
+    pub busy: bool,
+}
+
+/// What became of one due transaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    Applied,
+    Rescheduled,
+    Rejected,
+    GaveUp,
+    /// Moved by a webhook meanwhile, final in the index's lag, or not reached.
+    Untouched,
+    Unavailable,
+    Failed,
 }
 
 #[derive(Debug)]
 pub struct StatusSync {
     recorder: Recorder,
     providers: Vec<SyncedProvider>,
-    batch: i32,
+    batch: usize,
+    concurrency: usize,
     budget: Duration,
+    lease: Duration,
 }
 
 impl StatusSync {
+    /// `batch` transactions per provider per run, asked [`CONCURRENCY`] at a time.
     pub fn new(recorder: Recorder, providers: Vec<SyncedProvider>, batch: u64) -> Self {
-        StatusSync { recorder, providers, batch: batch.min(1_000) as i32, budget: RUN_BUDGET }
+        StatusSync {
+            recorder,
+            providers,
+            batch: usize::try_from(batch.clamp(1, MAX_BATCH)).unwrap_or(1),
+            concurrency: CONCURRENCY as usize,
+            budget: RUN_BUDGET,
+            lease: LEASE,
+        }
+    }
+
+    /// Calls to one provider at once (`STATUS_SYNC_CONCURRENCY`), at least 1.
+    pub fn with_concurrency(mut self, concurrency: u64) -> Self {
+        self.concurrency = usize::try_from(concurrency.clamp(1, MAX_CONCURRENCY)).unwrap_or(1);
+        self
+    }
+
+    /// How long a provider's lease is held at most. It must outlast a run (the budget,
+    /// then the calls under way) wherever runs can overlap; the local pipeline, whose runs
+    /// follow one another in one loop, holds it only for its interval, so that a process
+    /// killed mid-run does not hold up the next one.
+    pub fn with_lease(mut self, lease: Duration) -> Self {
+        self.lease = lease;
+        self
     }
 
     /// Reads `TABLE_NAME`, `QUEUE_URL`, `STATUS_SYNC_AFTER_SECONDS`, `NOTIFY_EVENT_TYPES`,
-    /// `STATUS_SYNC_BATCH` and each provider's API configuration.
-    /// Each provider's credentials are read from its secret at init.
+    /// `STATUS_SYNC_BATCH`, `STATUS_SYNC_CONCURRENCY` and each provider's API
+    /// configuration. Each provider's credentials are read from its secret at init.
     pub async fn from_env(env: Arc<dyn Env + Send + Sync>, now: OffsetDateTime) -> Result<Self, ConfigError> {
         let batch = positive_integer(&env, "STATUS_SYNC_BATCH", BATCH)?;
+        let concurrency = positive_integer(&env, "STATUS_SYNC_CONCURRENCY", CONCURRENCY)?;
         let aws = shared::AwsClients::from_env().await;
         let recorder = Recorder::from_env(&env, &aws)?;
         let providers = providers(env, &aws.secrets, now).await?;
-        Ok(StatusSync::new(recorder, providers, batch))
+        Ok(StatusSync::new(recorder, providers, batch).with_concurrency(concurrency))
     }
 
     /// One run at `now`: every provider concurrently.
@@ -152,99 +215,170 @@ impl StatusSync {
                 due = run.due,
                 applied = run.applied,
                 rescheduled = run.rescheduled,
+                rejected = run.rejected,
                 gave_up = run.gave_up,
+                lag_seconds = run.lag_seconds,
                 unavailable = run.unavailable,
                 failed = run.failed,
+                busy = run.busy,
                 "status sync run"
             );
         }
         runs
     }
 
+    /// One provider's run, under its lease: two runs that overlap (a slow run and the
+    /// next scheduled one) never ask about the same transaction.
     async fn sync_provider(&self, provider: &SyncedProvider, now: OffsetDateTime, deadline: Instant) -> ProviderRun {
         let name = provider.name;
         let mut run = ProviderRun { provider: name, ..ProviderRun::default() };
+        let store = self.recorder.store();
+        let lease = format!("sync#{name}");
+        let holder = holder();
+        match store.take_lease(&lease, &holder, now, now + self.lease).await {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::info!(provider = name, "another status sync run holds this provider: skipped");
+                run.busy = true;
+                return run;
+            }
+            Err(error) => {
+                tracing::error!(provider = name, error = %error, "status sync could not take its lease");
+                run.failed = true;
+                return run;
+            }
+        }
+        self.sync_due(provider, now, deadline, &mut run).await;
+        if let Err(error) = store.release_lease(&lease, &holder).await {
+            tracing::warn!(provider = name, error = %error, "status sync lease not released; it expires on its own");
+        }
+        run
+    }
+
+    async fn sync_due(&self, provider: &SyncedProvider, now: OffsetDateTime, deadline: Instant, run: &mut ProviderRun) {
+        let name = provider.name;
         let due = match self.recorder.store().due_for_sync(name, now, self.batch).await {
             Ok(due) => due,
             Err(error) => {
                 tracing::error!(provider = name, error = %error, "status sync could not read its index");
                 run.failed = true;
-                return run;
+                return;
             }
         };
         run.due = due.len();
+        // Oldest first: the first one says how far behind the sync is.
+        let oldest = due.first().and_then(|record| record.next_sync_at);
+        run.lag_seconds = oldest.map_or(0, |at| u64::try_from((now - at).whole_seconds()).unwrap_or(0));
+        shared::metrics::seconds(shared::metrics::SYNC_LAG, name, run.lag_seconds);
         let source = provider.source.get(now).await.current;
-        for record in due {
-            if Instant::now() >= deadline {
-                break;
-            }
-            // The index lags the table: a transaction final a moment ago may still be listed.
-            if record.status.is_final() {
-                continue;
-            }
-            let reference = record.reference.as_str();
-            let answer = match source.as_ref() {
-                None => None,
-                Some(source) => match ask(source.as_ref(), &record, now).await {
-                    // An answer that cannot apply to the record as listed cannot apply to
-                    // it as stored either (the index only lags, to a lower rank, and the
-                    // record listed is not final): no write for it, only the reschedule.
-                    Ok(answer) => answer
-                        .filter(|o| same_transaction(name, &record, o))
-                        .filter(|o| shared::model::applies(Some(record.status), o.status)),
-                    Err(error) => {
-                        tracing::warn!(provider = name, reference, error = %error, "provider status API unavailable: nothing written, asked again in a later run");
-                        run.unavailable = true;
-                        break;
-                    }
-                },
-            };
-            if let Some(observation) = answer {
-                match self.recorder.apply(name, provider.has_status_api, observation, now).await {
-                    Ok(outcome) if outcome.decision == Decision::Apply => {
-                        run.applied += 1;
-                        continue;
-                    }
-                    Ok(_) => {}
-                    Err(error) => {
-                        tracing::error!(provider = name, reference, error = %error, "status sync could not apply the answer");
-                        run.failed = true;
-                        break;
-                    }
-                }
-            }
-            if let Err(error) = self.nothing_new(provider, source.is_some(), &record, now, &mut run).await {
-                tracing::error!(provider = name, reference, error = %error, "status sync could not reschedule");
-                run.failed = true;
-                break;
+        let stop = AtomicBool::new(false);
+        let steps: Vec<Step> = futures_util::stream::iter(due)
+            .map(|record| self.sync_one(provider, source.as_deref(), record, now, deadline, &stop))
+            .buffer_unordered(self.concurrency)
+            .collect()
+            .await;
+        for step in steps {
+            match step {
+                Step::Applied => run.applied += 1,
+                Step::Rescheduled => run.rescheduled += 1,
+                Step::Rejected => run.rejected += 1,
+                Step::GaveUp => run.gave_up += 1,
+                Step::Untouched => {}
+                Step::Unavailable => run.unavailable = true,
+                Step::Failed => run.failed = true,
             }
         }
-        run
     }
 
-    /// The provider said nothing that moves `record`: the next rung, or give up.
+    /// One due transaction: ask, apply what moves it, or reschedule it. A failure of the
+    /// provider or of our store sets `stop`: the calls not yet started are not made.
+    async fn sync_one(
+        &self,
+        provider: &SyncedProvider,
+        source: Option<&dyn StatusSource>,
+        record: TransactionRecord,
+        now: OffsetDateTime,
+        deadline: Instant,
+        stop: &AtomicBool,
+    ) -> Step {
+        // The index lags the table: a transaction final a moment ago may still be listed.
+        if stop.load(Ordering::Relaxed) || Instant::now() >= deadline || record.status.is_final() {
+            return Step::Untouched;
+        }
+        let name = provider.name;
+        let reference = record.reference.as_str();
+        let mut rejected = false;
+        let answer = match source {
+            None => None,
+            Some(source) => match ask(source, &record, now).await {
+                // An answer that cannot apply to the record as listed cannot apply to it
+                // as stored either (the index only lags, to a lower rank, and the record
+                // listed is not final): no write for it, only the reschedule.
+                Ok(answer) => answer
+                    .filter(|o| same_transaction(name, &record, o))
+                    .filter(|o| shared::model::applies(Some(record.status), o.status)),
+                Err(error) if error.scope == SyncScope::Transaction => {
+                    tracing::warn!(provider = name, reference, error = %error, "provider status query failed for this transaction: rescheduled along the backoff");
+                    rejected = true;
+                    None
+                }
+                Err(error) => {
+                    tracing::warn!(provider = name, reference, error = %error, "provider status API unavailable: nothing written, asked again in a later run");
+                    stop.store(true, Ordering::Relaxed);
+                    return Step::Unavailable;
+                }
+            },
+        };
+        if let Some(observation) = answer {
+            match self.recorder.apply(name, provider.has_status_api, observation, now).await {
+                Ok(outcome) if outcome.decision == Decision::Apply => return Step::Applied,
+                Ok(_) => {}
+                Err(error) => {
+                    tracing::error!(provider = name, reference, error = %error, "status sync could not apply the answer");
+                    stop.store(true, Ordering::Relaxed);
+                    return Step::Failed;
+                }
+            }
+        }
+        match self.nothing_new(provider, source.is_some(), &record, now).await {
+            Ok(Some(SyncStep::Retry { .. })) if rejected => Step::Rejected,
+            Ok(Some(SyncStep::Retry { .. })) => Step::Rescheduled,
+            Ok(Some(SyncStep::GiveUp)) => Step::GaveUp,
+            Ok(None) => Step::Untouched,
+            Err(error) => {
+                tracing::error!(provider = name, reference, error = %error, "status sync could not reschedule");
+                stop.store(true, Ordering::Relaxed);
+                Step::Failed
+            }
+        }
+    }
+
+    /// The provider said nothing that moves `record`: the next rung, or give up. `None`
+    /// when the record moved meanwhile (a webhook), which scheduled it afresh.
     async fn nothing_new(
         &self,
         provider: &SyncedProvider,
         configured: bool,
         record: &TransactionRecord,
         now: OffsetDateTime,
-        run: &mut ProviderRun,
-    ) -> Result<(), shared::store::StoreError> {
+    ) -> Result<Option<SyncStep>, shared::store::StoreError> {
         let step = self.recorder.policy().next(record, configured, now);
         if !self.recorder.store().reschedule(record, step).await? {
-            return Ok(()); // moved meanwhile (a webhook): it has its own schedule
+            return Ok(None);
         }
-        match step {
-            SyncStep::Retry { .. } => run.rescheduled += 1,
-            SyncStep::GiveUp => {
-                run.gave_up += 1;
-                tracing::error!(provider = provider.name, reference = %record.reference, status = %record.status, updated_at = %record.updated_at, alarm = "status_sync_gave_up", "no final status after 7 days unchanged: status sync gave up, the transaction stays non-final");
-                shared::metrics::count(shared::metrics::SYNC_GAVE_UP, provider.name);
-            }
+        if step == SyncStep::GiveUp {
+            tracing::error!(provider = provider.name, reference = %record.reference, status = %record.status, updated_at = %record.updated_at, alarm = "status_sync_gave_up", "no final status after 7 days unchanged: status sync gave up, the transaction stays non-final");
+            shared::metrics::count(shared::metrics::SYNC_GAVE_UP, provider.name);
         }
-        Ok(())
+        Ok(Some(step))
     }
+}
+
+/// A name for this run's hold on a lease, unique across instances and runs.
+fn holder() -> String {
+    static RUNS: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos();
+    format!("{}-{nanos}-{}", std::process::id(), RUNS.fetch_add(1, Ordering::Relaxed))
 }
 
 /// One call with a timeout, tried [`CALL_ATTEMPTS`] times.
@@ -260,6 +394,8 @@ async fn ask(
         }
         match tokio::time::timeout(CALL_TIMEOUT, source.status(record, now)).await {
             Ok(Ok(answer)) => return Ok(answer),
+            // Asking again would get the same refusal.
+            Ok(Err(error)) if error.scope == SyncScope::Transaction => return Err(error),
             Ok(Err(error)) => last = error,
             Err(_) => last = SyncError::new(format!("no answer within {} s", CALL_TIMEOUT.as_secs())),
         }
