@@ -107,6 +107,9 @@ struct QueueProperties {
     content_based_deduplication: Option<bool>,
     visibility_timeout: Option<u32>,
     message_retention_period: Option<u32>,
+    maximum_message_size: Option<u32>,
+    deduplication_scope: Option<String>,
+    fifo_throughput_limit: Option<String>,
     redrive_policy: Option<RedrivePolicy>,
 }
 
@@ -311,6 +314,15 @@ impl Template {
         if let Some(value) = properties.message_retention_period {
             attributes.insert(QueueAttributeName::MessageRetentionPeriod, value.to_string());
         }
+        if let Some(value) = properties.maximum_message_size {
+            attributes.insert(QueueAttributeName::MaximumMessageSize, value.to_string());
+        }
+        if let Some(value) = properties.deduplication_scope {
+            attributes.insert(QueueAttributeName::DeduplicationScope, value);
+        }
+        if let Some(value) = properties.fifo_throughput_limit {
+            attributes.insert(QueueAttributeName::FifoThroughputLimit, value);
+        }
         if let Some(policy) = properties.redrive_policy {
             let target = get_att_arn(&policy.dead_letter_target_arn)?;
             let target_url = Box::pin(self.create_queue(client, &target, prefix)).await?;
@@ -384,6 +396,9 @@ mod tests {
         assert_eq!(table.key_schema[0].attribute_name, "pk");
         let queue: QueueProperties = template.properties(QUEUE, "AWS::SQS::Queue").expect("queue");
         assert!(queue.fifo_queue);
+        // High-throughput FIFO, as provisioned locally too.
+        assert_eq!(queue.deduplication_scope.as_deref(), Some("messageGroup"));
+        assert_eq!(queue.fifo_throughput_limit.as_deref(), Some("perMessageGroupId"));
         let policy = queue.redrive_policy.expect("redrive policy");
         assert_eq!(get_att_arn(&policy.dead_letter_target_arn).expect("GetAtt"), DEAD_LETTER_QUEUE);
         let dlq: QueueProperties = template.properties(DEAD_LETTER_QUEUE, "AWS::SQS::Queue").expect("dlq");

@@ -26,6 +26,18 @@ pub fn storage_timeouts() -> aws_config::timeout::TimeoutConfig {
         .build()
 }
 
+/// Retries of a DynamoDB or SQS request: the SDK's standard mode (3 attempts, a retry
+/// token bucket), with backoffs from 50 ms up to 1 s. Under throttling a request gives up
+/// within about 2 s of waiting, so a webhook answers its retryable 5xx (and the notifier
+/// gives its message back) instead of holding its Lambda slot for the whole
+/// [`OPERATION_TIMEOUT`], which is for stalled connections.
+pub fn storage_retries() -> aws_config::retry::RetryConfig {
+    aws_config::retry::RetryConfig::standard()
+        .with_max_attempts(3)
+        .with_initial_backoff(Duration::from_millis(50))
+        .with_max_backoff(Duration::from_secs(1))
+}
+
 #[derive(Debug, Clone)]
 pub struct AwsClients {
     pub dynamodb: aws_sdk_dynamodb::Client,
@@ -38,10 +50,16 @@ impl AwsClients {
         let config = aws_config::load_from_env().await;
         AwsClients {
             dynamodb: aws_sdk_dynamodb::Client::from_conf(
-                aws_sdk_dynamodb::config::Builder::from(&config).timeout_config(storage_timeouts()).build(),
+                aws_sdk_dynamodb::config::Builder::from(&config)
+                    .timeout_config(storage_timeouts())
+                    .retry_config(storage_retries())
+                    .build(),
             ),
             sqs: aws_sdk_sqs::Client::from_conf(
-                aws_sdk_sqs::config::Builder::from(&config).timeout_config(storage_timeouts()).build(),
+                aws_sdk_sqs::config::Builder::from(&config)
+                    .timeout_config(storage_timeouts())
+                    .retry_config(storage_retries())
+                    .build(),
             ),
             secrets: secrets_client(&config),
         }

@@ -213,6 +213,20 @@ pub struct Observation {
 
 /// Longest failure reason kept from a provider.
 pub const MAX_REASON_CHARS: usize = 500;
+/// Longest provider text kept in any other field (a customer message, a detail's value),
+/// so that no record or event grows with what a provider sends.
+pub const MAX_TEXT_CHARS: usize = 500;
+/// Most details kept on a record, and the longest name of one.
+pub const MAX_DETAILS: usize = 16;
+pub const MAX_DETAIL_NAME_CHARS: usize = 64;
+/// Longest provider status word and currency kept.
+pub const MAX_PROVIDER_STATUS_CHARS: usize = 64;
+pub const MAX_CURRENCY_CHARS: usize = 16;
+
+/// At most `max` characters of `text`.
+fn bounded(text: &str, max: usize) -> String {
+    text.chars().take(max).collect()
+}
 
 impl Observation {
     /// Sets the failure reason from the provider's text: at most [`MAX_REASON_CHARS`]
@@ -454,27 +468,31 @@ impl Change {
         fields.push(("provider", Edit::Set, text(provider)));
         fields.push(("reference", Edit::Set, text(&observation.reference)));
         fields.push(("status", Edit::Set, text(status.as_str())));
-        fields.push(("provider_status", Edit::Set, text(&observation.provider_status)));
+        let provider_status = bounded(&observation.provider_status, MAX_PROVIDER_STATUS_CHARS);
+        fields.push(("provider_status", Edit::Set, Value::Text(provider_status.clone())));
         fields.push(("rank", Edit::Set, Value::Number(status.rank())));
         fields.push(("updated_at", Edit::Set, Value::Time(now)));
         fields.push(("first_seen_at", Edit::SetIfAbsent, Value::Time(now)));
-        let entry = HistoryEntry { status, provider_status: observation.provider_status.clone(), received_at: now };
+        let entry = HistoryEntry { status, provider_status, received_at: now };
         fields.push(("history", Edit::Append, Value::History(entry)));
         if let Some(amount) = &observation.amount {
             fields.push(("amount", Edit::Set, text(amount.as_str())));
         }
         if let Some(currency) = &observation.currency {
-            fields.push(("currency", Edit::Set, text(currency)));
+            fields.push(("currency", Edit::Set, Value::Text(bounded(currency, MAX_CURRENCY_CHARS))));
         }
         if let Some(reason) = &observation.reason {
-            fields.push(("reason", Edit::Set, text(reason)));
+            fields.push(("reason", Edit::Set, Value::Text(bounded(reason, MAX_REASON_CHARS))));
         }
         if !observation.details.is_empty() {
-            fields.push(("details", Edit::Set, Value::Details(observation.details.clone())));
+            let details = observation.details.iter().take(MAX_DETAILS);
+            let details = details.map(|(k, v)| (bounded(k, MAX_DETAIL_NAME_CHARS), bounded(v, MAX_TEXT_CHARS)));
+            fields.push(("details", Edit::Set, Value::Details(details.collect())));
         }
         if let Some(message) = &observation.customer_message {
-            fields.push(("customer_message", Edit::Set, text(message)));
+            fields.push(("customer_message", Edit::Set, Value::Text(bounded(message, MAX_TEXT_CHARS))));
         }
+
         let mut removed: &'static [&'static str] = &[];
         if status.is_final() {
             fields.push(("final_at", Edit::Set, Value::Time(now)));
@@ -693,6 +711,66 @@ pub(crate) mod tests {
         assert_eq!(decide(Some(Completed), Pending), Decision::Stale);
         assert_eq!(decide(Some(Completed), Completed), Decision::Duplicate);
         assert_eq!(decide(Some(Completed), Failed), Decision::Conflict);
+    }
+
+    /// Whatever a provider sends, a change keeps at most the bounded text, and the
+    /// largest record those bounds allow (every field at its longest, in 4-byte
+    /// characters, the most history entries, conflicts and details) makes an event under
+    /// 64 KB.
+    #[test]
+    fn provider_text_is_bounded_and_the_largest_event_stays_under_64_kb() {
+        let huge = "\u{1F4B8}".repeat(10_000);
+        let mut observation = Observation::new("r".repeat(100), Status::Failed, huge.clone());
+        observation.reason = Some(huge.clone());
+        observation.customer_message = Some(huge.clone());
+        observation.currency = Some(huge.clone());
+        observation.amount = Some(Amount::parse(&format!("{}.{}", "9".repeat(20), "9".repeat(20))).expect("amount"));
+        for i in 0..100 {
+            observation.details.insert(format!("{i:03}{huge}"), huge.clone());
+        }
+        let at = OffsetDateTime::from_unix_timestamp(1_795_000_000).expect("time");
+        let change = Change::of("azqrpay3qitech12", &observation, at, WritePlan::default());
+        let text = |name: &str| match change.fields.iter().find(|(n, _, _)| *n == name).map(|(_, _, v)| v) {
+            Some(Value::Text(text)) => text.clone(),
+            other => panic!("{name}: {other:?}"),
+        };
+        let Some(Value::Details(details)) = change.fields.iter().find(|(n, _, _)| *n == "details").map(|(_, _, v)| v)
+        else {
+            panic!("details");
+        };
+        assert_eq!(details.len(), MAX_DETAILS);
+        assert!(details
+            .iter()
+            .all(|(k, v)| k.chars().count() <= MAX_DETAIL_NAME_CHARS && v.chars().count() <= MAX_TEXT_CHARS));
+        let (reason, message, status) = (text("reason"), text("customer_message"), text("provider_status"));
+        assert_eq!(reason.chars().count(), MAX_REASON_CHARS);
+        assert_eq!(message.chars().count(), MAX_TEXT_CHARS);
+        assert_eq!(status.chars().count(), MAX_PROVIDER_STATUS_CHARS);
+        assert_eq!(text("currency").chars().count(), MAX_CURRENCY_CHARS);
+
+        let mut record = record("azqrpay3qitech12", &"r".repeat(100), Status::Failed, at);
+        record.provider_status = status.clone();
+        record.reason = Some(reason);
+        record.customer_message = Some(message);
+        record.currency = Some(text("currency"));
+        record.expected_currency = Some(text("currency"));
+        record.amount = observation.amount.clone();
+        record.expected_amount = observation.amount.clone();
+        record.details = details.clone();
+        // One entry per rank reached, at most: ranks only rise, and a final absorbs.
+        record.history = (0..=FINAL_RANK)
+            .map(|_| HistoryEntry { status: Status::Failed, provider_status: status.clone(), received_at: at })
+            .collect();
+        record.conflicts = (0..MAX_CONFLICTS)
+            .map(|_| Conflict { provider_status: status.clone(), status: Status::Expired, received_at: at })
+            .collect();
+        (record.final_at, record.notified_at, record.registered_at, record.expires_at) =
+            (Some(at), Some(at), Some(at), Some(at));
+        let record = record.derive();
+        let event = TerminalEvent::for_record(&record).expect("final");
+        let size = serde_json::to_string(&event).expect("JSON").len();
+        println!("largest event: {size} bytes");
+        assert!(size < 64 * 1024, "the largest event is {size} bytes");
     }
 
     #[test]

@@ -178,7 +178,11 @@ impl TransactionStore {
         now: OffsetDateTime,
     ) -> Result<ConflictWrite, StoreError> {
         let conflict = Conflict {
-            provider_status: observation.provider_status.clone(),
+            provider_status: observation
+                .provider_status
+                .chars()
+                .take(crate::model::MAX_PROVIDER_STATUS_CHARS)
+                .collect(),
             status: observation.status,
             received_at: now,
         };

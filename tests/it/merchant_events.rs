@@ -95,6 +95,44 @@ async fn a_progress_event_after_the_outcome_is_never_delivered() {
     assert!(h.drain_queue().await.is_empty(), "the progress event was consumed, not retried");
 }
 
+/// A `transaction.updated` and the outcome of one transaction reach the notifier in one
+/// batch, long after the outcome was written (the record is final when the progress
+/// event is read): the merchant receives both, in order, also when the first delivery
+/// fails once; the outcome waits behind the failed progress event, untried.
+#[tokio::test]
+async fn a_progress_event_and_its_outcome_in_one_batch_arrive_in_order_through_a_failure() {
+    let h = Harness::new().await;
+    let webhook = azqr(&h, EventTypes::parse("transaction.completed, transaction.updated").expect("types"));
+    let rrn = unique_rrn();
+    send(&webhook, &rrn, "paid", 0).await;
+    send(&webhook, &rrn, "completed", 1).await;
+    let merchant = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(500))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&merchant)
+        .await;
+    Mock::given(method("POST")).respond_with(ResponseTemplate::new(204)).with_priority(2).mount(&merchant).await;
+    let notifier = notifier_for(&h, &merchant);
+    let (progress, outcome) =
+        (updated_event_id("azqr", &rrn, Status::Processing), event_id("azqr", &rrn, Status::Completed));
+
+    let batch = h.receive().await;
+    assert_eq!(batch.len(), 2, "one batch holds both");
+    let response = notifier.handle_batch(notifier::to_sqs_event(&batch), OffsetDateTime::now_utc()).await;
+    assert_eq!(response.batch_item_failures.len(), 2, "the outcome is held behind the failed progress event");
+    assert_eq!(webhook_ids(&merchant).await, std::slice::from_ref(&progress), "the outcome was not tried");
+
+    let batch = h.receive().await;
+    assert_eq!(batch.len(), 2, "both back together, in order");
+    let response = notifier.handle_batch(notifier::to_sqs_event(&batch), OffsetDateTime::now_utc()).await;
+    assert!(response.batch_item_failures.is_empty());
+    assert_eq!(webhook_ids(&merchant).await, [progress.clone(), progress, outcome], "in order");
+    let record = h.store.get("azqr", &rrn).await.expect("get").expect("item");
+    assert!(record.notified_at.is_some() && record.notification_pending.is_none());
+}
+
 /// The `webhook-id` of every delivery the merchant received, in order.
 async fn webhook_ids(merchant: &MockServer) -> Vec<String> {
     let requests = merchant.received_requests().await.expect("recorded");

@@ -135,9 +135,10 @@ async fn one_dynamodb_request_per_webhook_and_one_sqs_send_per_final_transition(
     assert_eq!(table, expected);
 }
 
-/// What a status-sync run costs in AWS requests: one Query per provider per run, then per
-/// due transaction one UpdateItem (the answer applied, or the next sync scheduled) and one
-/// SQS send when the answer is final. Counted on the wire as above.
+/// What a status-sync run costs in AWS requests: per provider per run, the lease taken
+/// (UpdateItem), one Query and the lease given back (DeleteItem); then per due
+/// transaction one UpdateItem (the answer applied, or the next sync scheduled) and one SQS
+/// send when the answer is final. Counted on the wire as above.
 #[tokio::test]
 async fn a_sync_run_costs_one_query_per_provider_and_one_write_per_transaction() {
     use azqr_webhook::simulator::AzqrSimulator;
@@ -163,7 +164,7 @@ async fn a_sync_run_costs_one_query_per_provider_and_one_write_per_transaction()
     let counts = counter.take();
     assert_eq!((run[0].applied, run[0].rescheduled), (1, 1), "{run:?}");
     println!("requests: sync run, 1 provider, 2 due (1 settled, 1 unchanged): DynamoDB {} SQS {}", counts.0, counts.1);
-    assert_eq!(counts, (3, 1), "1 Query, 2 UpdateItem; 1 SendMessage for the settled one");
+    assert_eq!(counts, (5, 1), "the lease, 1 Query, 2 UpdateItem, the lease back; 1 SendMessage for the settled one");
     let run = sync.run(crate::providers::at(302)).await;
-    assert_eq!((run[0].due, counter.take()), (0, (1, 0)), "nothing due: the Query alone");
+    assert_eq!((run[0].due, counter.take()), (0, (3, 0)), "nothing due: the lease and the Query");
 }

@@ -248,29 +248,56 @@ impl Notifier {
         &self.queue_url
     }
 
-    /// Handles one SQS batch, delivering concurrently; reports exactly the failed messages.
+    /// Handles one SQS batch; reports exactly the failed messages. FIFO order holds: the
+    /// messages of one group (one transaction) are delivered one after another, in the
+    /// batch's order, and after a failure the rest of that group is reported failed too,
+    /// untried; different groups are delivered at once.
     pub async fn handle_batch(&self, event: SqsEvent, now: OffsetDateTime) -> SqsBatchResponse {
-        let outcomes = join_all(event.records.iter().map(|message| self.process(message, now))).await;
-        let batch_item_failures = event
-            .records
-            .iter()
-            .zip(outcomes)
-            .filter(|(_, delivered)| !delivered)
-            .map(|(message, _)| {
+        let groups = in_groups(&event.records);
+        let failed = join_all(groups.iter().map(|group| self.deliver_group(group, now))).await;
+        let mut response = SqsBatchResponse::default();
+        response.batch_item_failures = failed
+            .into_iter()
+            .flatten()
+            .map(|message| {
                 let mut failure = BatchItemFailure::default();
                 failure.item_identifier = message.message_id.clone().unwrap_or_default();
                 failure
             })
             .collect();
-        let mut response = SqsBatchResponse::default();
-        response.batch_item_failures = batch_item_failures;
         response
     }
 
+    /// One group's messages in order, up to the first that is not done with; returns it
+    /// and every message after it, which wait behind it: all come back together after its
+    /// retry delay (one batch call sets it on them all).
+    async fn deliver_group<'a>(&self, group: &[&'a SqsMessage], now: OffsetDateTime) -> Vec<&'a SqsMessage> {
+        for (index, message) in group.iter().enumerate() {
+            let disposition = self.process(message, now).await;
+            if disposition == Disposition::Delete {
+                continue;
+            }
+            let held = &group[index..];
+            if let Disposition::RetryAfter(delay) = disposition {
+                self.delay(held, delay).await;
+            }
+            if held.len() > 1 {
+                let message_id = message.message_id.as_deref().unwrap_or_default();
+                tracing::info!(
+                    message_id,
+                    held = held.len() - 1,
+                    "later messages of the same transaction wait behind a failed one"
+                );
+            }
+            return held.to_vec();
+        }
+        Vec::new()
+    }
+
     /// One message, in stages: decode, deliver, then exactly one of delivered, refused or
-    /// failed, each saying what happens to the message. `true` when it may be deleted.
-    async fn process(&self, message: &SqsMessage, now: OffsetDateTime) -> bool {
-        let disposition = match decode(message) {
+    /// failed, each saying what happens to the message.
+    async fn process(&self, message: &SqsMessage, now: OffsetDateTime) -> Disposition {
+        match decode(message) {
             Err(disposition) => disposition,
             Ok((event, _)) if self.overtaken(&event).await => Disposition::Delete,
             Ok((event, body)) => {
@@ -279,7 +306,7 @@ impl Notifier {
                     // An event leaves the queue only once the event log holds it (the events
                     // API lists it, and recovery finds it): tried again, whatever the answer.
                     let reason = "the attempt could not be recorded in the event log";
-                    return self.dispose(message, self.on_failed(message, &event, reason, None)).await;
+                    return self.on_failed(message, &event, reason, None);
                 }
                 match delivery {
                     Delivery::Delivered { status } => self.on_delivered(&event, status, now).await,
@@ -287,8 +314,7 @@ impl Notifier {
                     Delivery::Failed { reason, retry_after } => self.on_failed(message, &event, &reason, retry_after),
                 }
             }
-        };
-        self.dispose(message, disposition).await
+        }
     }
 
     /// Keeps the attempt in the event log (storing the event the first time); returns
@@ -341,17 +367,19 @@ impl Notifier {
         recorded
     }
 
-    /// A progress event (`transaction.updated`) whose transaction is final by now is never
-    /// sent: the merchant has (or will have, in order) the outcome. The queue's FIFO group
-    /// already orders events sent before the outcome; this catches a late resend.
+    /// A progress event (`transaction.updated`) is dropped once the merchant has the
+    /// transaction's outcome (its delivery, or its refusal for good, is recorded): a late
+    /// resend. Never merely because the record is final: under a backlog the outcome is
+    /// written long before the notifier reads the progress events queued ahead of it in
+    /// the transaction's FIFO group, and those are delivered, in order.
     async fn overtaken(&self, event: &TerminalEvent) -> bool {
         if event.kind != shared::model::notification::UPDATED_EVENT_TYPE {
             return false;
         }
         let (provider, reference) = (event.data.provider.as_str(), event.data.reference.as_str());
         match self.store.get(provider, reference).await {
-            Ok(Some(record)) if record.status.is_final() => {
-                tracing::info!(provider, reference, event_id = %event.id, "progress event after the outcome: dropped");
+            Ok(Some(record)) if record.notified_at.is_some() || record.notification_refused_at.is_some() => {
+                tracing::info!(provider, reference, event_id = %event.id, "progress event after the merchant had the outcome: dropped");
                 true
             }
             Ok(_) => false,
@@ -420,29 +448,45 @@ impl Notifier {
         Disposition::RetryAfter(delay)
     }
 
-    /// Carries out a disposition; `true` when the message may be deleted.
-    async fn dispose(&self, message: &SqsMessage, disposition: Disposition) -> bool {
-        match disposition {
-            Disposition::Delete => true,
-            Disposition::Keep => false,
-            Disposition::RetryAfter(delay) => {
-                if let Some(handle) = message.receipt_handle.as_deref() {
-                    let visibility = i32::try_from(delay.as_secs()).unwrap_or(i32::MAX);
-                    let changed = self
-                        .sqs
-                        .change_message_visibility()
-                        .queue_url(&self.queue_url)
-                        .receipt_handle(handle)
-                        .visibility_timeout(visibility)
-                        .send()
-                        .await;
-                    if let Err(error) = changed {
-                        let message_id = message.message_id.as_deref().unwrap_or_default();
-                        tracing::warn!(message_id, error = %error, "could not set the retry delay; the queue's visibility timeout applies");
-                    }
-                }
-                false
+    /// Makes `messages` (at most a batch, 10) visible again after `delay`, in one call. A
+    /// failure leaves the queue's visibility timeout in force: logged, nothing lost.
+    async fn delay(&self, messages: &[&SqsMessage], delay: Duration) {
+        let visibility = i32::try_from(delay.as_secs()).unwrap_or(i32::MAX);
+        let entries: Vec<_> = messages
+            .iter()
+            .enumerate()
+            .filter_map(|(index, message)| {
+                let handle = message.receipt_handle.as_deref()?;
+                aws_sdk_sqs::types::ChangeMessageVisibilityBatchRequestEntry::builder()
+                    .id(index.to_string())
+                    .receipt_handle(handle)
+                    .visibility_timeout(visibility)
+                    .build()
+                    .ok()
+            })
+            .collect();
+        if entries.is_empty() {
+            return;
+        }
+        let changed = self
+            .sqs
+            .change_message_visibility_batch()
+            .queue_url(&self.queue_url)
+            .set_entries(Some(entries))
+            .send()
+            .await;
+        let failed = match changed {
+            Ok(output) => output.failed.len(),
+            Err(error) => {
+                tracing::warn!(error = %error, "could not set the retry delay; the queue's visibility timeout applies");
+                return;
             }
+        };
+        if failed > 0 {
+            tracing::warn!(
+                failed,
+                "could not set the retry delay of some messages; the queue's visibility timeout applies"
+            );
         }
     }
 
@@ -547,6 +591,21 @@ impl Notifier {
             }
         }
     }
+}
+
+/// The batch's messages by FIFO group (`MessageGroupId`), each group in the batch's
+/// order, the groups in the order they first appear. A message without a group (not from
+/// a FIFO queue) is a group of its own.
+fn in_groups(messages: &[SqsMessage]) -> Vec<Vec<&SqsMessage>> {
+    let mut groups: Vec<(Option<&str>, Vec<&SqsMessage>)> = Vec::new();
+    for message in messages {
+        let group = message.attributes.get("MessageGroupId").map(String::as_str);
+        match groups.iter_mut().find(|(id, _)| group.is_some() && *id == group) {
+            Some((_, members)) => members.push(message),
+            None => groups.push((group, vec![message])),
+        }
+    }
+    groups.into_iter().map(|(_, members)| members).collect()
 }
 
 /// A part of `max` that depends only on the event and the attempt: the same inputs give
