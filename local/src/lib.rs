@@ -31,6 +31,7 @@ pub fn dynamodb_client(endpoint: &str) -> aws_sdk_dynamodb::Client {
         .credentials_provider(Credentials::new("local", "local", None, None, "local"))
         .endpoint_url(endpoint)
         .timeout_config(shared::aws::storage_timeouts())
+        .retry_config(shared::aws::storage_retries())
         .interceptor(serve::RequestTag)
         .build();
     aws_sdk_dynamodb::Client::from_conf(config)
@@ -45,6 +46,7 @@ pub fn sqs_client(endpoint: &str) -> aws_sdk_sqs::Client {
         .credentials_provider(aws_sdk_sqs::config::Credentials::new("local", "local", None, None, "local"))
         .endpoint_url(endpoint)
         .timeout_config(shared::aws::storage_timeouts())
+        .retry_config(shared::aws::storage_retries())
         .interceptor(serve::RequestTag)
         .build();
     aws_sdk_sqs::Client::from_conf(config)

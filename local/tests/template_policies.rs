@@ -94,7 +94,7 @@ fn each_function_gets_only_the_actions_it_uses() {
             "sqs:SendMessage"
         ]
     );
-    assert_eq!(actions("ReconcilerFunction"), ["dynamodb:Query", "sqs:SendMessage"]);
+    assert_eq!(actions("ReconcilerFunction"), ["dynamodb:Query", "dynamodb:UpdateItem", "sqs:SendMessage"]);
     assert_eq!(actions("TransactionsApiFunction"), ["dynamodb:GetItem", "dynamodb:UpdateItem"]);
     // The status sync reads its index and writes through the webhooks' path (the
     // conditional update, and the terminal event it causes); it takes and gives back

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 pub mod notification;
+pub mod shard;
 pub mod sync;
 
 pub use notification::{event_id, NotificationPending, TerminalEvent};
@@ -320,6 +321,10 @@ pub struct TransactionRecord {
     /// Syncs since the last change that learned nothing new (the backoff's rung).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub sync_attempts: u32,
+    /// The reconciler's send of its event failed: it is sent again on the next run, not
+    /// a repeat period later. Kept in the store only, never shown.
+    #[serde(default, skip_serializing)]
+    pub requeue_failed: bool,
 }
 
 fn is_zero(value: &u32) -> bool {
@@ -420,7 +425,6 @@ pub enum Value {
     Time(OffsetDateTime),
     History(HistoryEntry),
     Details(BTreeMap<String, String>),
-    Pending(NotificationPending),
 }
 
 /// How a field changes.
@@ -497,7 +501,8 @@ impl Change {
         if status.is_final() {
             fields.push(("final_at", Edit::Set, Value::Time(now)));
             if sync.events.notifies(status) {
-                fields.push((notification::PENDING_FIELD, Edit::Set, Value::Pending(NotificationPending::Pending)));
+                let marker = NotificationPending::marker(provider, &observation.reference);
+                fields.push((notification::PENDING_FIELD, Edit::Set, Value::Text(marker)));
             }
             removed = &SYNC_FIELDS;
         } else {
@@ -601,6 +606,7 @@ pub(crate) mod tests {
             sync: None,
             next_sync_at: None,
             sync_attempts: 0,
+            requeue_failed: false,
         }
     }
 

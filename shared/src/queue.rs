@@ -10,6 +10,11 @@ pub enum QueueError {
     Encode(#[source] serde_json::Error),
 }
 
+/// Why one entry of a batch was not sent.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("batch entry not sent: {0}")]
+pub struct BatchEntryError(String);
+
 /// The message attribute that says why a message was sent again (`resend`, `recover`).
 pub const KIND_ATTRIBUTE: &str = "kind";
 
@@ -42,6 +47,63 @@ impl EventQueue {
             .await
             .map_err(|e| QueueError::Send(Box::new(e)))?;
         Ok(())
+    }
+
+    /// Sends up to 10 events in one `SendMessageBatch` call, each as [`Self::send`] sends
+    /// it; returns, in order, whether each was accepted. A call that fails as a whole
+    /// fails every entry.
+    pub async fn send_batch(&self, events: &[TerminalEvent]) -> Vec<Result<(), QueueError>> {
+        let mut entries = Vec::with_capacity(events.len());
+        for (index, event) in events.iter().enumerate() {
+            let body = match serde_json::to_string(event) {
+                Ok(body) => body,
+                Err(error) => {
+                    return events
+                        .iter()
+                        .map(|_| Err(QueueError::Send(Box::new(BatchEntryError(error.to_string())))))
+                        .collect()
+                }
+            };
+            let entry = aws_sdk_sqs::types::SendMessageBatchRequestEntry::builder()
+                .id(index.to_string())
+                .message_body(body)
+                .message_group_id(transaction_key(&event.data.provider, &event.data.reference))
+                .message_deduplication_id(&event.id)
+                .build();
+            match entry {
+                Ok(entry) => entries.push(entry),
+                Err(error) => {
+                    return events
+                        .iter()
+                        .map(|_| Err(QueueError::Send(Box::new(BatchEntryError(error.to_string())))))
+                        .collect()
+                }
+            }
+        }
+        if entries.is_empty() {
+            return Vec::new();
+        }
+        let output = match self.client.send_message_batch().queue_url(&self.url).set_entries(Some(entries)).send().await
+        {
+            Ok(output) => output,
+            Err(error) => {
+                let error = BatchEntryError(aws_sdk_sqs::error::DisplayErrorContext(&error).to_string());
+                return events.iter().map(|_| Err(QueueError::Send(Box::new(error.clone())))).collect();
+            }
+        };
+        (0..events.len())
+            .map(|index| {
+                let id = index.to_string();
+                match output.failed.iter().find(|f| f.id == id) {
+                    Some(failed) => Err(QueueError::Send(Box::new(BatchEntryError(format!(
+                        "{}: {}",
+                        failed.code,
+                        failed.message.as_deref().unwrap_or_default()
+                    ))))),
+                    None => Ok(()),
+                }
+            })
+            .collect()
     }
 
     /// Sends a stored event again on a merchant's request (`kind`: `resend` or `recover`,

@@ -389,31 +389,54 @@ impl TransactionStore {
         }
     }
 
+    /// Records whether the reconciler's last send of `record`'s event failed (so that it
+    /// is sent again on its next run), while the record is still pending notification.
+    pub async fn set_requeue_failed(&self, record: &TransactionRecord, failed: bool) -> Result<(), StoreError> {
+        let request = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key(KEY_ATTRIBUTE, AttributeValue::S(transaction_key(&record.provider, &record.reference)))
+            .condition_expression("attribute_exists(#pending)")
+            .expression_attribute_names("#pending", PENDING_ATTRIBUTE)
+            .expression_attribute_names("#failed", "requeue_failed");
+        let request = match failed {
+            true => request
+                .update_expression("SET #failed = :true")
+                .expression_attribute_values(":true", AttributeValue::Bool(true)),
+            false => request.update_expression("REMOVE #failed"),
+        };
+        match request.send().await {
+            Ok(_) => Ok(()),
+            Err(error) if error.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => Ok(()),
+            Err(error) => Err(StoreError::Request(Box::new(error))),
+        }
+    }
+
     /// Final transactions whose notification is still pending and whose final status was
-    /// reached before `final_before`, from the sparse index on the pending marker (no scan).
+    /// reached before `final_before`, from the sparse index on the pending marker (no
+    /// scan), a page at a time: memory stays bounded whatever the backlog.
+    pub fn pending_pages(&self, final_before: OffsetDateTime) -> Result<PendingPages<'_>, StoreError> {
+        Ok(PendingPages {
+            store: self,
+            cutoff: timestamp(final_before)?,
+            values: NotificationPending::index_values(),
+            value: 0,
+            start: None,
+        })
+    }
+
+    /// Every page of [`Self::pending_pages`] at once (tools and tests; a backlog's size).
     pub async fn pending_notifications(
         &self,
         final_before: OffsetDateTime,
     ) -> Result<Vec<TransactionRecord>, StoreError> {
-        let cutoff = timestamp(final_before)?;
-        let pending = serde_dynamo::to_attribute_value(NotificationPending::Pending).map_err(StoreError::Decode)?;
-        let pages = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .index_name(PENDING_INDEX)
-            .key_condition_expression("#pending = :pending AND #final_at < :cutoff")
-            .expression_attribute_names("#pending", PENDING_ATTRIBUTE)
-            .expression_attribute_names("#final_at", "final_at")
-            .expression_attribute_values(":pending", pending)
-            .expression_attribute_values(":cutoff", AttributeValue::S(cutoff))
-            .into_paginator()
-            .items()
-            .send()
-            .collect::<Result<Vec<_>, _>>()
-            .await
-            .map_err(|e| StoreError::Request(Box::new(e)))?;
-        pages.into_iter().map(decode).collect()
+        let mut pages = self.pending_pages(final_before)?;
+        let mut all = Vec::new();
+        while let Some(page) = pages.next().await? {
+            all.extend(page);
+        }
+        Ok(all)
     }
 
     /// Reads one transaction (for tests, tools and the status API; the webhook path never reads).
@@ -428,6 +451,45 @@ impl TransactionStore {
             .await
             .map_err(|e| StoreError::Request(Box::new(e)))?;
         output.item.map(decode).transpose()
+    }
+}
+
+/// The pending-notification index, a page at a time, one shard after another.
+#[derive(Debug)]
+pub struct PendingPages<'a> {
+    store: &'a TransactionStore,
+    cutoff: String,
+    values: Vec<String>,
+    value: usize,
+    start: Option<HashMap<String, AttributeValue>>,
+}
+
+impl PendingPages<'_> {
+    /// The next page (up to 1 MB of items), or `None` when every shard has been read.
+    pub async fn next(&mut self) -> Result<Option<Vec<TransactionRecord>>, StoreError> {
+        let Some(value) = self.values.get(self.value) else {
+            return Ok(None);
+        };
+        let output = self
+            .store
+            .client
+            .query()
+            .table_name(&self.store.table)
+            .index_name(PENDING_INDEX)
+            .key_condition_expression("#pending = :pending AND #final_at < :cutoff")
+            .expression_attribute_names("#pending", PENDING_ATTRIBUTE)
+            .expression_attribute_names("#final_at", "final_at")
+            .expression_attribute_values(":pending", AttributeValue::S(value.clone()))
+            .expression_attribute_values(":cutoff", AttributeValue::S(self.cutoff.clone()))
+            .set_exclusive_start_key(self.start.take())
+            .send()
+            .await
+            .map_err(|e| StoreError::Request(Box::new(e)))?;
+        self.start = output.last_evaluated_key.filter(|key| !key.is_empty());
+        if self.start.is_none() {
+            self.value += 1;
+        }
+        output.items.unwrap_or_default().into_iter().map(decode).collect::<Result<Vec<_>, _>>().map(Some)
     }
 }
 
@@ -500,7 +562,6 @@ impl Update {
                     AttributeValue::L(vec![serde_dynamo::to_attribute_value(entry).map_err(StoreError::Decode)?])
                 }
                 Value::Details(details) => serde_dynamo::to_attribute_value(details).map_err(StoreError::Decode)?,
-                Value::Pending(marker) => serde_dynamo::to_attribute_value(marker).map_err(StoreError::Decode)?,
             };
             match edit {
                 Edit::Set => update.set(field, value),
@@ -620,7 +681,12 @@ mod tests {
         observation.reason = Some("AM04 InsufficientFunds".into());
         observation.amount = Some(Amount::parse("10.50").expect("amount"));
         let update = Update::translate(Change::of("azqr", &observation, at(5), WritePlan::default())).expect("update");
-        assert_eq!(update.values[":notification_pending"], AttributeValue::S("PENDING".into()));
+        // The marker, sharded by the transaction's key (shown as PENDING).
+        let marker = NotificationPending::marker("azqr", "123456789012");
+        assert_eq!(update.values[":notification_pending"], AttributeValue::S(marker.clone()));
+        assert!(marker.starts_with("PENDING#"));
+        let shown: NotificationPending = serde_json::from_value(serde_json::json!(marker)).expect("marker");
+        assert_eq!(serde_json::to_value(shown).expect("JSON"), "PENDING");
         assert_eq!(update.values[":rank"], AttributeValue::N("4".into()));
         assert_eq!(update.values[":amount"], AttributeValue::S("10.50".into()));
         assert!(update.expression.contains("#final_at = :final_at"));

@@ -51,6 +51,79 @@ async fn the_reconciler_re_enqueues_exactly_the_stuck_transactions() {
     assert_eq!(reconciler.run(now + Duration::minutes(122)).await.expect("run"), 1);
 }
 
+/// Fails the `n`th `SendMessageBatch` call (counting from 1), every attempt of it, at the
+/// SDK's HTTP layer before it is sent, as a connection reset would.
+#[derive(Debug)]
+struct NthBatchFails(usize, std::sync::Mutex<(usize, Option<String>)>);
+
+impl aws_sdk_sqs::config::Intercept for NthBatchFails {
+    fn name(&self) -> &'static str {
+        "nth batch fails"
+    }
+    fn modify_before_transmit(
+        &self,
+        context: &mut aws_sdk_sqs::config::interceptors::BeforeTransmitInterceptorContextMut<'_>,
+        _: &aws_sdk_sqs::config::RuntimeComponents,
+        _: &mut aws_sdk_sqs::config::ConfigBag,
+    ) -> Result<(), aws_sdk_sqs::error::BoxError> {
+        let target = context.request().headers().get("x-amz-target").unwrap_or_default();
+        if !target.ends_with("SendMessageBatch") {
+            return Ok(());
+        }
+        // Every attempt of one call carries the same invocation id.
+        let call = context.request().headers().get("amz-sdk-invocation-id").unwrap_or_default().to_owned();
+        let mut seen = self.1.lock().expect("lock");
+        let failing = match &seen.1 {
+            Some(failing) => *failing == call,
+            None => {
+                seen.0 += 1;
+                seen.0 == self.0
+            }
+        };
+        if failing {
+            seen.1 = Some(call);
+            return Err("connection reset (injected)".into());
+        }
+        Ok(())
+    }
+}
+
+/// 25 stuck transactions are re-enqueued ten to a batch; the second batch fails on the
+/// wire. The run goes on: the other 15 are sent, and the 10 whose send failed are sent on
+/// the very next run (not two hours later), and only they.
+#[tokio::test]
+async fn the_reconciler_goes_on_past_a_failed_send_and_retries_it_next_run() {
+    let h = Harness::new().await;
+    let now = OffsetDateTime::now_utc();
+    let mut stuck = Vec::new();
+    for _ in 0..25 {
+        let rrn = unique_rrn();
+        azqr(&h, &rrn, "completed", now - Duration::minutes(7)).await;
+        stuck.push(rrn);
+    }
+    assert_eq!(h.drain_events().await.len(), 25, "the original sends, lost");
+    let sqs = aws_sdk_sqs::Client::from_conf(
+        h.sqs.config().to_builder().interceptor(NthBatchFails(2, Default::default())).build(),
+    );
+    let queue = shared::EventQueue::new(sqs, &h.resources.queue_url);
+    let reconciler = Reconciler::new(h.store.clone(), queue);
+
+    let sent = reconciler.run(now).await.expect("run");
+    let first: Vec<String> = h.drain_events().await.into_iter().map(|e| e.data.reference).collect();
+    assert_eq!(sent, 15, "the batches before and after the failed one: {first:?}");
+    assert_eq!(first.len(), 15);
+    let failed: Vec<&String> = stuck.iter().filter(|r| !first.contains(r)).collect();
+    assert_eq!(failed.len(), 10);
+
+    assert_eq!(reconciler.run(now + Duration::minutes(5)).await.expect("run"), 10, "the failed ones, next run");
+    let mut second: Vec<String> = h.drain_events().await.into_iter().map(|e| e.data.reference).collect();
+    second.sort();
+    let mut expected: Vec<String> = failed.into_iter().cloned().collect();
+    expected.sort();
+    assert_eq!(second, expected);
+    assert_eq!(reconciler.run(now + Duration::minutes(10)).await.expect("run"), 0, "then nothing until the repeat");
+}
+
 #[tokio::test]
 async fn the_status_api_answers_200_with_the_record_or_404() {
     let h = Harness::new().await;

@@ -5,17 +5,21 @@
 //!
 //! A transaction is re-enqueued in the run right after `grace` has passed since it
 //! became final, and then once per `repeat` while it stays pending: a merchant outage
-//! does not add a copy per transaction every run.
+//! does not add a copy per transaction every run. The index is read a page at a time and
+//! events are sent ten to a batch; a send that fails is marked on the record and tried
+//! again on the next run, and never stops the run.
 
 use std::time::Duration;
 
-use shared::{ConfigError, Env, EventQueue, TerminalEvent, TransactionStore};
+use shared::{ConfigError, Env, EventQueue, TerminalEvent, TransactionRecord, TransactionStore};
 use time::OffsetDateTime;
 
 /// Pending longer than this after becoming final counts as stuck.
 pub const GRACE: Duration = Duration::from_secs(5 * 60);
 /// How often the reconciler runs (the template's schedule).
 pub const INTERVAL: Duration = Duration::from_secs(5 * 60);
+/// Events per `SendMessageBatch` (SQS takes at most 10).
+const MAX_BATCH: usize = 10;
 /// A transaction still pending is re-enqueued again after this long.
 pub const REPEAT: Duration = Duration::from_secs(2 * 60 * 60);
 
@@ -25,6 +29,14 @@ pub enum ReconcileError {
     Store(#[from] shared::store::StoreError),
     #[error("event queue failed")]
     Queue(#[from] shared::queue::QueueError),
+}
+
+/// What one run has done so far.
+#[derive(Debug, Default)]
+struct Run {
+    pending: usize,
+    sent: usize,
+    failed: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -68,23 +80,59 @@ impl Reconciler {
         }
     }
 
-    /// One run: re-enqueues the due transactions; returns how many.
+    /// One run: re-enqueues the due transactions, a page of the index at a time (bounded
+    /// memory), ten to a `SendMessageBatch`; returns how many were sent. A send that fails
+    /// does not stop the run: the transaction is marked and sent again on the next run.
     pub async fn run(&self, now: OffsetDateTime) -> Result<usize, ReconcileError> {
-        let stuck = self.store.pending_notifications(now - self.grace).await?;
-        let mut sent = 0;
-        for record in &stuck {
-            let age = record.final_at.map(|at| (now - at).unsigned_abs()).unwrap_or_default();
-            if !self.due(age) {
-                continue;
-            }
-            if let Some(event) = TerminalEvent::for_record(record) {
-                self.queue.send(&event).await?;
-                tracing::warn!(provider = %record.provider, reference = %record.reference, event_id = %event.id, age_seconds = age.as_secs(), "terminal event still pending: enqueued again");
-                sent += 1;
+        let mut pages = self.store.pending_pages(now - self.grace)?;
+        let mut run = Run::default();
+        // Due transactions wait here until a batch is full: never more than a page and a batch.
+        let mut due: Vec<TransactionRecord> = Vec::new();
+        while let Some(page) = pages.next().await? {
+            run.pending += page.len();
+            due.extend(page.into_iter().filter(|record| self.due_record(record, now)));
+            while due.len() >= MAX_BATCH {
+                let batch: Vec<TransactionRecord> = due.drain(..MAX_BATCH).collect();
+                self.send(&batch, &mut run).await?;
             }
         }
-        tracing::info!(pending = stuck.len(), sent, "reconciliation done");
-        Ok(sent)
+        self.send(&due, &mut run).await?;
+        tracing::info!(pending = run.pending, sent = run.sent, failed = run.failed, "reconciliation done");
+        Ok(run.sent)
+    }
+
+    /// One `SendMessageBatch` of `records`' events; each failure is marked on its record.
+    async fn send(&self, records: &[TransactionRecord], run: &mut Run) -> Result<(), ReconcileError> {
+        let records: Vec<&TransactionRecord> = records.iter().filter(|r| r.status.is_final()).collect();
+        let events: Vec<TerminalEvent> = records.iter().filter_map(|r| TerminalEvent::for_record(r)).collect();
+        if events.is_empty() {
+            return Ok(());
+        }
+        for (record, result) in records.into_iter().zip(self.queue.send_batch(&events).await) {
+            match result {
+                Ok(()) => {
+                    run.sent += 1;
+                    tracing::warn!(provider = %record.provider, reference = %record.reference, "terminal event still pending: enqueued again");
+                    if record.requeue_failed {
+                        self.store.set_requeue_failed(record, false).await?;
+                    }
+                }
+                Err(error) => {
+                    run.failed += 1;
+                    tracing::error!(provider = %record.provider, reference = %record.reference, error = %error, "terminal event could not be enqueued again: tried again next run");
+                    if !record.requeue_failed {
+                        self.store.set_requeue_failed(record, true).await?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether `record` is sent in this run: its window is open, or its last send failed.
+    fn due_record(&self, record: &TransactionRecord, now: OffsetDateTime) -> bool {
+        let age = record.final_at.map(|at| (now - at).unsigned_abs()).unwrap_or_default();
+        record.requeue_failed || self.due(age)
     }
 }
 

@@ -15,11 +15,41 @@ use super::{Conflict, Status, TransactionRecord};
 pub const PENDING_FIELD: &str = "notification_pending";
 
 /// Marker present while the final outcome has not yet been delivered to the merchant.
-/// Stored as a string so that it can key a sparse index.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// Shown as `PENDING`; stored as `PENDING#<shard>` ([`NotificationPending::marker`]), so
+/// that it keys the sparse `PendingNotifications` index over
+/// [`super::shard::PENDING_SHARDS`] partitions. Items written before the sharding hold
+/// `PENDING` itself, which readers still query ([`NotificationPending::index_values`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub enum NotificationPending {
     #[serde(rename = "PENDING")]
     Pending,
+}
+
+/// The marker's value, and its sharded values' prefix.
+const PENDING: &str = "PENDING";
+
+impl NotificationPending {
+    /// The stored marker of a transaction: `PENDING#<shard>` by its key.
+    pub fn marker(provider: &str, reference: &str) -> String {
+        super::shard::sharded(PENDING, &super::transaction_key(provider, reference), super::shard::PENDING_SHARDS)
+    }
+
+    /// Every value the index's partition key takes: each shard's, then the unsharded one.
+    pub fn index_values() -> Vec<String> {
+        let mut values = super::shard::all(PENDING, super::shard::PENDING_SHARDS);
+        values.push(PENDING.to_owned());
+        values
+    }
+}
+
+impl<'de> Deserialize<'de> for NotificationPending {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        match text.strip_prefix(PENDING) {
+            Some(rest) if rest.is_empty() || rest.starts_with('#') => Ok(NotificationPending::Pending),
+            Some(_) | None => Err(serde::de::Error::custom(format!("not a notification marker: {text:?}"))),
+        }
+    }
 }
 
 /// What became of a terminal event at the merchant; the notifier records it, which clears
