@@ -85,6 +85,7 @@ fn each_function_gets_only_the_actions_it_uses() {
         actions("NotifierFunction"),
         [
             "dynamodb:GetItem",
+            "dynamodb:PutItem",
             "dynamodb:UpdateItem",
             "secretsmanager:GetSecretValue",
             "sqs:ChangeMessageVisibility",
@@ -110,7 +111,10 @@ fn each_function_gets_only_the_actions_it_uses() {
         ]
     );
     // The events API reads the log (an item, its index) and queues resends.
-    assert_eq!(actions("EventsApiFunction"), ["dynamodb:GetItem", "dynamodb:Query", "sqs:SendMessage"]);
+    assert_eq!(
+        actions("EventsApiFunction"),
+        ["dynamodb:BatchGetItem", "dynamodb:GetItem", "dynamodb:Query", "sqs:SendMessage"]
+    );
     let feed = grants()["EventsApiFunction"].iter().find(|(a, _)| a == "dynamodb:Query").cloned().expect("Query");
     assert!(feed.1.contains("/index/EventFeed"), "only its index: {}", feed.1);
     let query = grants()["StatusSyncFunction"].iter().find(|(a, _)| a == "dynamodb:Query").cloned().expect("Query");

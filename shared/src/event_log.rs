@@ -1,15 +1,18 @@
 //! The event log: every event the notifier handles, with every delivery attempt, in the
 //! transactions table (single-table: key `evt#<id>`, so no transaction key can collide).
-//! One `UpdateItem` per attempt stores the event the first time (its exact body, sent
-//! again byte for byte on a resend) and appends the attempt. The sparse `EventFeed` index
-//! (partition `feed`, sort `position` = creation time in nanoseconds and the id) lists
-//! events in creation order without a scan. Items expire through the table's TTL
-//! attribute `ttl`, `EVENT_RETENTION_DAYS` after the event was created.
+//! Per attempt, one `UpdateItem` stores the event the first time (its exact body, sent
+//! again byte for byte on a resend) and counts the attempt, and one `PutItem` keeps the
+//! attempt as its own item (`evt#<id>#<n>`, the n-th): no item grows with the number of
+//! attempts. The sparse `EventFeed` index (partition `feed`, sort `position` = creation
+//! time in nanoseconds and the id) lists events in creation order without a scan; `feed`
+//! is `events#<shard>`, one of 64 by a hash of the event id, so the feed has no hot
+//! partition, and a listing merges every shard in position order. Items expire through
+//! the table's TTL attribute `ttl`, `EVENT_RETENTION_DAYS` after the event was created.
 
 use std::collections::HashMap;
 use std::time::Duration;
 
-use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes};
 use serde::{Deserialize, Serialize};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
@@ -19,12 +22,16 @@ use crate::store::{StoreError, KEY_ATTRIBUTE};
 
 /// The sparse index of events by creation, as in template.yaml.
 pub const FEED_INDEX: &str = "EventFeed";
-/// The value of `feed` on every event item (its partition in the index).
+/// The prefix of `feed` on every event item (its partition in the index: `events#<shard>`;
+/// items written before the sharding hold `events` itself, still listed).
 const FEED: &str = "events";
+/// The most attempts one event's listing shows: the latest.
+pub const MAX_LISTED_ATTEMPTS: u32 = 100;
 /// The most of a response body an attempt keeps.
 pub const MAX_RESPONSE_BYTES: usize = 256;
-/// Pages of the index one listing reads at most before it returns a cursor.
-const MAX_PAGES: usize = 10;
+/// Index queries one listing makes at most (beyond one per shard) before it returns a
+/// cursor.
+const MAX_QUERIES: usize = 200;
 
 /// Why an attempt was made.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -84,6 +91,7 @@ pub struct StoredEvent {
     pub body: String,
     pub delivered_at: Option<OffsetDateTime>,
     pub attempt_count: u32,
+    /// The latest [`MAX_LISTED_ATTEMPTS`] attempts, oldest first ([`EventLog::get`] only).
     pub attempts: Vec<Attempt>,
     /// Its place in the feed (the listing cursor).
     pub position: String,
@@ -139,8 +147,9 @@ impl EventLog {
         EventLog { client, table: table.into(), retention }
     }
 
-    /// Stores `event` (sent as `body`) if it is not stored yet, and appends `attempt`, in
-    /// one write; `delivered` sets `delivered_at` the first time.
+    /// Stores `event` (sent as `body`) if it is not stored yet and counts `attempt`, in
+    /// one write (`delivered` sets `delivered_at` the first time); then keeps the attempt
+    /// as its own item, numbered by that count.
     pub async fn record_attempt(
         &self,
         event: &TerminalEvent,
@@ -148,12 +157,10 @@ impl EventLog {
         attempt: &Attempt,
         delivered: bool,
     ) -> Result<(), StoreError> {
-        let expires = event.created_at + self.retention;
-        let attempt_value = serde_dynamo::to_attribute_value(attempt).map_err(StoreError::Decode)?;
-        let mut expression = "SET #body = if_not_exists(#body, :body), #feed = :feed, \
+        let expires = (event.created_at + self.retention).unix_timestamp().to_string();
+        let mut expression = "SET #body = if_not_exists(#body, :body), #feed = if_not_exists(#feed, :feed), \
              #position = if_not_exists(#position, :position), #type = :type, \
-             #ttl = if_not_exists(#ttl, :ttl), \
-             #attempts = list_append(if_not_exists(#attempts, :empty), :attempt)"
+             #ttl = if_not_exists(#ttl, :ttl)"
             .to_owned();
         let mut request = self
             .client
@@ -165,15 +172,12 @@ impl EventLog {
             .expression_attribute_names("#position", "position")
             .expression_attribute_names("#type", "type")
             .expression_attribute_names("#ttl", "ttl")
-            .expression_attribute_names("#attempts", "attempts")
             .expression_attribute_names("#count", "attempt_count")
             .expression_attribute_values(":body", AttributeValue::S(body.to_owned()))
-            .expression_attribute_values(":feed", AttributeValue::S(FEED.to_owned()))
+            .expression_attribute_values(":feed", AttributeValue::S(feed_of(&event.id)))
             .expression_attribute_values(":position", AttributeValue::S(position(event.created_at, &event.id)))
             .expression_attribute_values(":type", AttributeValue::S(event.kind.clone()))
-            .expression_attribute_values(":ttl", AttributeValue::N(expires.unix_timestamp().to_string()))
-            .expression_attribute_values(":empty", AttributeValue::L(Vec::new()))
-            .expression_attribute_values(":attempt", AttributeValue::L(vec![attempt_value]))
+            .expression_attribute_values(":ttl", AttributeValue::N(expires.clone()))
             .expression_attribute_values(":one", AttributeValue::N("1".to_owned()));
         if delivered {
             expression.push_str(", #delivered_at = if_not_exists(#delivered_at, :at)");
@@ -182,11 +186,33 @@ impl EventLog {
                 .expression_attribute_values(":at", AttributeValue::S(rfc3339(attempt.at)?));
         }
         expression.push_str(" ADD #count :one");
-        request.update_expression(expression).send().await.map_err(|e| StoreError::Request(Box::new(e)))?;
+        let output = request
+            .update_expression(expression)
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::UpdatedNew)
+            .send()
+            .await
+            .map_err(|e| StoreError::Request(Box::new(e)))?;
+        let number = output
+            .attributes
+            .as_ref()
+            .and_then(|a| a.get("attempt_count"))
+            .and_then(|v| v.as_n().ok())
+            .and_then(|n| n.parse::<u32>().ok())
+            .unwrap_or(1);
+        let mut item: HashMap<String, AttributeValue> = serde_dynamo::to_item(attempt).map_err(StoreError::Decode)?;
+        item.insert(KEY_ATTRIBUTE.to_owned(), AttributeValue::S(attempt_key(&event.id, number)));
+        item.insert("ttl".to_owned(), AttributeValue::N(expires));
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .send()
+            .await
+            .map_err(|e| StoreError::Request(Box::new(e)))?;
         Ok(())
     }
 
-    /// One event, or `None`.
+    /// One event with its latest [`MAX_LISTED_ATTEMPTS`] attempts, or `None`.
     pub async fn get(&self, id: &str) -> Result<Option<StoredEvent>, StoreError> {
         let output = self
             .client
@@ -197,11 +223,62 @@ impl EventLog {
             .send()
             .await
             .map_err(|e| StoreError::Request(Box::new(e)))?;
-        output.item.map(decode).transpose()
+        let Some(mut event) = output.item.map(decode).transpose()? else {
+            return Ok(None);
+        };
+        // Attempts kept on the item itself (before they became items) come first.
+        let first = u32::try_from(event.attempts.len()).unwrap_or(u32::MAX).saturating_add(1);
+        let first = first.max(event.attempt_count.saturating_sub(MAX_LISTED_ATTEMPTS - 1));
+        let mut attempts = self.attempts(id, first, event.attempt_count).await?;
+        attempts.sort_by_key(|(number, _)| *number);
+        event.attempts.extend(attempts.into_iter().map(|(_, attempt)| attempt));
+        let excess = event.attempts.len().saturating_sub(MAX_LISTED_ATTEMPTS as usize);
+        event.attempts.drain(..excess);
+        Ok(Some(event))
+    }
+
+    /// Attempts `first..=last` of event `id` that exist, with their numbers, in any order.
+    async fn attempts(&self, id: &str, first: u32, last: u32) -> Result<Vec<(u32, Attempt)>, StoreError> {
+        let mut found = Vec::new();
+        let numbers: Vec<u32> = (first..=last).collect();
+        for chunk in numbers.chunks(100) {
+            let keys: Vec<HashMap<String, AttributeValue>> = chunk
+                .iter()
+                .map(|n| HashMap::from([(KEY_ATTRIBUTE.to_owned(), AttributeValue::S(attempt_key(id, *n)))]))
+                .collect();
+            let mut request = Some(
+                KeysAndAttributes::builder()
+                    .set_keys(Some(keys))
+                    .build()
+                    .map_err(|e| StoreError::Request(Box::new(e)))?,
+            );
+            // Unprocessed keys (throttling) are asked again, a bounded number of times.
+            for _ in 0..5 {
+                let Some(keys) = request.take() else { break };
+                let output = self
+                    .client
+                    .batch_get_item()
+                    .request_items(&self.table, keys)
+                    .send()
+                    .await
+                    .map_err(|e| StoreError::Request(Box::new(e)))?;
+                for mut item in output.responses.unwrap_or_default().remove(&self.table).unwrap_or_default() {
+                    let number = item
+                        .remove(KEY_ATTRIBUTE)
+                        .and_then(|k| k.as_s().ok().and_then(|k| k.rsplit_once('#')).and_then(|(_, n)| n.parse().ok()));
+                    let attempt: Attempt = serde_dynamo::from_item(item).map_err(StoreError::Decode)?;
+                    found.push((number.unwrap_or(0), attempt));
+                }
+                request = output.unprocessed_keys.and_then(|mut u| u.remove(&self.table));
+            }
+        }
+        Ok(found)
     }
 
     /// Events in creation order from the feed index: after the cursor (or from `since`),
-    /// before `until`, of one type and delivery state if asked, at most `limit`.
+    /// before `until`, of one type and delivery state if asked, at most `limit`. Every
+    /// shard is read in position order and merged: a page holds the `limit` events with
+    /// the lowest positions after the cursor, whichever shards hold them.
     pub async fn list(&self, query: &EventQuery) -> Result<EventPage, StoreError> {
         let from = match (&query.after, query.since) {
             (Some(after), _) => after.clone(),
@@ -210,68 +287,171 @@ impl EventLog {
             (None, None) => "0".to_owned(),
         };
         let until = query.until.map(|t| format!("{:020}", t.unix_timestamp_nanos().max(0)));
+        let mut shards: Vec<Shard> = feed_values().into_iter().map(Shard::new).collect();
+        // Enough per query that a page seldom needs a second round, and never less than 2.
+        let per_query = (query.limit / shards.len() + 2).min(1_000);
         let mut events = Vec::new();
-        let mut start: Option<HashMap<String, AttributeValue>> = None;
-        for _ in 0..MAX_PAGES {
-            let remaining = query.limit.saturating_sub(events.len()).max(1);
-            let mut request = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .index_name(FEED_INDEX)
-                .expression_attribute_names("#feed", "feed")
-                .expression_attribute_names("#position", "position")
-                .expression_attribute_values(":feed", AttributeValue::S(FEED.to_owned()))
-                .expression_attribute_values(":from", AttributeValue::S(from.clone()))
-                .limit(remaining.min(1_000) as i32)
-                .set_exclusive_start_key(start.take());
-            request = match &until {
-                Some(until) => request
-                    .key_condition_expression("#feed = :feed AND #position BETWEEN :from AND :until")
-                    .expression_attribute_values(":until", AttributeValue::S(until.clone())),
-                None => request.key_condition_expression("#feed = :feed AND #position > :from"),
-            };
-            let mut filters = Vec::new();
-            if let Some(kind) = &query.kind {
-                filters.push("#type = :type");
-                request = request
-                    .expression_attribute_names("#type", "type")
-                    .expression_attribute_values(":type", AttributeValue::S(kind.clone()));
-            }
-            if let Some(delivered) = query.delivered {
-                filters.push(if delivered {
-                    "attribute_exists(#delivered_at)"
-                } else {
-                    "attribute_not_exists(#delivered_at)"
-                });
-                request = request.expression_attribute_names("#delivered_at", "delivered_at");
-            }
-            if !filters.is_empty() {
-                request = request.filter_expression(filters.join(" AND "));
-            }
-            let output = request.send().await.map_err(|e| StoreError::Request(Box::new(e)))?;
-            for item in output.items.unwrap_or_default() {
-                let event = decode(item)?;
-                // BETWEEN includes its bound; `from` is exclusive (a cursor, or a bare time
-                // no position equals).
-                if event.position != from {
-                    events.push(event);
+        let mut queries = 0;
+        while events.len() < query.limit {
+            let empty: Vec<usize> = (0..shards.len()).filter(|i| shards[*i].needs_reading()).collect();
+            if !empty.is_empty() {
+                if queries >= shards.len() + MAX_QUERIES {
+                    break;
                 }
+                queries += empty.len();
+                let reads =
+                    empty.iter().map(|i| self.read_shard(&shards[*i], &from, until.as_deref(), query, per_query));
+                let pages = futures_util::future::join_all(reads).await;
+                for (i, page) in empty.into_iter().zip(pages) {
+                    let (items, next) = page?;
+                    shards[i].fill(items, next);
+                }
+                continue;
             }
-            start = output.last_evaluated_key.filter(|key| !key.is_empty());
-            if start.is_none() || events.len() >= query.limit {
-                break;
+            // Every shard has its next event in hand, or has none left: the lowest is next.
+            let lowest = (0..shards.len())
+                .filter_map(|i| shards[i].buffer.front().map(|e| (i, e.position.clone())))
+                .min_by(|a, b| a.1.cmp(&b.1));
+            match lowest.and_then(|(i, _)| shards[i].buffer.pop_front()) {
+                Some(event) => events.push(event),
+                None => break,
             }
         }
-        events.truncate(query.limit);
-        let next = match (&start, events.len() >= query.limit) {
-            (None, false) => None,
-            // A full page: continue after its last event; or after the last one read.
-            (_, true) => events.last().map(|e| e.position.clone()),
-            (Some(key), false) => key.get("position").and_then(|v| v.as_s().ok()).cloned(),
+        let exhausted = shards.iter().all(|s| s.done && s.buffer.is_empty());
+        let next = match (events.last(), events.len() >= query.limit || !exhausted) {
+            (_, false) => None,
+            // Every event after the last one returned is still unread or in a buffer.
+            (Some(last), true) => Some(last.position.clone()),
+            // Nothing matched within the query budget: continue below what is unread.
+            (None, true) => Some(resume_point(&shards, &from)),
         };
         Ok(EventPage { events, next })
     }
+
+    /// The next events of one shard after `shard.after` (or `from`), at most `limit`.
+    async fn read_shard(
+        &self,
+        shard: &Shard,
+        from: &str,
+        until: Option<&str>,
+        query: &EventQuery,
+        limit: usize,
+    ) -> Result<(Vec<StoredEvent>, Option<HashMap<String, AttributeValue>>), StoreError> {
+        let mut request = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(FEED_INDEX)
+            .expression_attribute_names("#feed", "feed")
+            .expression_attribute_names("#position", "position")
+            .expression_attribute_values(":feed", AttributeValue::S(shard.value.clone()))
+            .expression_attribute_values(":from", AttributeValue::S(from.to_owned()))
+            .limit(i32::try_from(limit).unwrap_or(1_000))
+            .set_exclusive_start_key(shard.start.clone());
+        request = match until {
+            Some(until) => request
+                .key_condition_expression("#feed = :feed AND #position BETWEEN :from AND :until")
+                .expression_attribute_values(":until", AttributeValue::S(until.to_owned())),
+            None => request.key_condition_expression("#feed = :feed AND #position > :from"),
+        };
+        let mut filters = Vec::new();
+        if let Some(kind) = &query.kind {
+            filters.push("#type = :type");
+            request = request
+                .expression_attribute_names("#type", "type")
+                .expression_attribute_values(":type", AttributeValue::S(kind.clone()));
+        }
+        if let Some(delivered) = query.delivered {
+            filters.push(if delivered {
+                "attribute_exists(#delivered_at)"
+            } else {
+                "attribute_not_exists(#delivered_at)"
+            });
+            request = request.expression_attribute_names("#delivered_at", "delivered_at");
+        }
+        if !filters.is_empty() {
+            request = request.filter_expression(filters.join(" AND "));
+        }
+        let output = request.send().await.map_err(|e| StoreError::Request(Box::new(e)))?;
+        let mut events = Vec::new();
+        for item in output.items.unwrap_or_default() {
+            let event = decode(item)?;
+            // BETWEEN includes its bound; `from` is exclusive (a cursor, or a bare time
+            // no position equals).
+            if event.position != from {
+                events.push(event);
+            }
+        }
+        Ok((events, output.last_evaluated_key.filter(|key| !key.is_empty())))
+    }
+}
+
+/// One feed shard as a listing reads it: what it has read and not yet returned, and where
+/// its next query starts.
+#[derive(Debug)]
+struct Shard {
+    value: String,
+    buffer: std::collections::VecDeque<StoredEvent>,
+    start: Option<HashMap<String, AttributeValue>>,
+    /// Read to its end.
+    done: bool,
+}
+
+impl Shard {
+    fn new(value: String) -> Self {
+        Shard { value, buffer: Default::default(), start: None, done: false }
+    }
+
+    fn needs_reading(&self) -> bool {
+        self.buffer.is_empty() && !self.done
+    }
+
+    fn fill(&mut self, events: Vec<StoredEvent>, next: Option<HashMap<String, AttributeValue>>) {
+        self.buffer.extend(events);
+        self.done = next.is_none();
+        self.start = next;
+    }
+
+    /// The position up to which this shard has been read.
+    fn read_to(&self) -> Option<String> {
+        self.start.as_ref().and_then(|key| key.get("position")).and_then(|v| v.as_s().ok()).cloned()
+    }
+}
+
+/// A cursor below every unread and unreturned event, when a listing returned none: the
+/// least of each unfinished shard's progress, and just below each buffered event.
+fn resume_point(shards: &[Shard], from: &str) -> String {
+    let below = |position: &str| {
+        let nanos: i128 = position.split_once('#').and_then(|(n, _)| n.parse().ok()).unwrap_or(0);
+        // `~` sorts after every id character: above every position of that nanosecond.
+        format!("{:020}#~", (nanos - 1).max(0))
+    };
+    shards
+        .iter()
+        .filter_map(|shard| match shard.buffer.front() {
+            Some(event) => Some(below(&event.position)),
+            None if shard.done => None,
+            None => shard.read_to(),
+        })
+        .min()
+        .map_or_else(|| from.to_owned(), |point| point.max(from.to_owned()))
+}
+
+/// The feed shard of event `id`.
+fn feed_of(id: &str) -> String {
+    crate::model::shard::sharded(FEED, id, crate::model::shard::FEED_SHARDS)
+}
+
+/// Every value of `feed`: each shard's, then the unsharded one.
+pub fn feed_values() -> Vec<String> {
+    let mut values = crate::model::shard::all(FEED, crate::model::shard::FEED_SHARDS);
+    values.push(FEED.to_owned());
+    values
+}
+
+/// The key of the `number`-th attempt of event `id`.
+fn attempt_key(id: &str, number: u32) -> String {
+    format!("evt#{id}#{number}")
 }
 
 fn key(id: &str) -> String {

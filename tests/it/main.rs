@@ -13,6 +13,7 @@ mod properties;
 mod providers;
 mod reconciler_and_status;
 mod request_count;
+mod scale;
 mod secrets;
 mod sync;
 
