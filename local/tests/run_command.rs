@@ -133,13 +133,13 @@ async fn a_completed_payment_on_every_route_is_stored_once_and_delivered_signed(
         assert_eq!(record.status, Status::Completed, "{fixture}");
         assert_eq!(record.history.len(), 1, "{fixture}");
     }
-    // Transactions only: the event log (`evt#<id>`) and the delivery-health item
-    // (`health#merchant`) live in the same table, and carry no status.
+    // Transactions only: the event log (`evt#<id>`, its attempts `evt#<id>#<n>`) and the
+    // delivery-health item (`health#merchant`) live in the same table, and carry no rank.
     let scan = dynamodb
         .scan()
         .table_name(&table)
-        .filter_expression("attribute_exists(#status)")
-        .expression_attribute_names("#status", "status")
+        .filter_expression("attribute_exists(#rank)")
+        .expression_attribute_names("#rank", "rank")
         .send()
         .await
         .expect("scan");

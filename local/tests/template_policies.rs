@@ -118,7 +118,7 @@ fn each_function_gets_only_the_actions_it_uses() {
     let feed = grants()["EventsApiFunction"].iter().find(|(a, _)| a == "dynamodb:Query").cloned().expect("Query");
     assert!(feed.1.contains("/index/EventFeed"), "only its index: {}", feed.1);
     let query = grants()["StatusSyncFunction"].iter().find(|(a, _)| a == "dynamodb:Query").cloned().expect("Query");
-    assert!(query.1.contains("/index/SyncSchedule"), "only its index: {}", query.1);
+    assert!(query.1.contains("/index/SyncShards"), "only its indexes: {}", query.1);
 }
 
 /// Each function may read only its own secrets: `secretsmanager:GetSecretValue` on

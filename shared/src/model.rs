@@ -316,7 +316,13 @@ pub struct TransactionRecord {
     /// Non-final transactions only: whether and when the status sync asks the provider.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sync: Option<SyncState>,
-    #[serde(default, with = "time::serde::rfc3339::option", skip_serializing_if = "Option::is_none")]
+    /// Stored as [`SYNC_AT`] (or, before the sharding, as `next_sync_at`).
+    #[serde(
+        default,
+        alias = "sync_at",
+        with = "time::serde::rfc3339::option",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub next_sync_at: Option<OffsetDateTime>,
     /// Syncs since the last change that learned nothing new (the backoff's rung).
     #[serde(default, skip_serializing_if = "is_zero")]
@@ -448,8 +454,25 @@ pub enum Condition {
     Unregistered,
 }
 
+/// The stored attribute of the next sync's time (shown as `next_sync_at`), the sort key of
+/// the sparse `SyncShards` index.
+pub const SYNC_AT: &str = "sync_at";
+/// The stored attribute of the sync's shard (`{provider}#<shard>`), the partition key of
+/// `SyncShards`: one of [`shard::SYNC_SHARDS`] per provider, by the transaction's key.
+pub const SYNC_SHARD: &str = "sync_shard";
+/// Where the next sync's time was stored before the sharding (the `SyncSchedule` index's
+/// sort key). Every write that schedules removes it, so an item has one or the other.
+pub const LEGACY_SYNC_AT: &str = "next_sync_at";
+
 /// The record's fields a final write removes: a final transaction is never synced.
-pub const SYNC_FIELDS: [&str; 3] = ["sync", "next_sync_at", "sync_attempts"];
+pub const SYNC_FIELDS: [&str; 5] = ["sync", SYNC_AT, "sync_attempts", SYNC_SHARD, LEGACY_SYNC_AT];
+/// What a write that schedules the sync removes: the schedule as stored before sharding.
+const LEGACY_SYNC_FIELDS: [&str; 1] = [LEGACY_SYNC_AT];
+
+/// The sync shard of a transaction: `{provider}#<shard>`.
+pub fn sync_shard(provider: &str, reference: &str) -> String {
+    shard::sharded(provider, &transaction_key(provider, reference), shard::SYNC_SHARDS)
+}
 
 /// What a record becomes: every field a write sets, keeps, appends to or removes, and
 /// when it applies. The store translates this into its one conditional write.
@@ -496,18 +519,17 @@ impl Change {
         if let Some(message) = &observation.customer_message {
             fields.push(("customer_message", Edit::Set, Value::Text(bounded(message, MAX_TEXT_CHARS))));
         }
-
-        let mut removed: &'static [&'static str] = &[];
-        if status.is_final() {
+        let removed: &'static [&'static str] = if status.is_final() {
             fields.push(("final_at", Edit::Set, Value::Time(now)));
             if sync.events.notifies(status) {
                 let marker = NotificationPending::marker(provider, &observation.reference);
                 fields.push((notification::PENDING_FIELD, Edit::Set, Value::Text(marker)));
             }
-            removed = &SYNC_FIELDS;
+            &SYNC_FIELDS
         } else {
-            schedule(&mut fields, sync.policy.first(sync.supported, now, None));
-        }
+            schedule(&mut fields, sync.policy.first(sync.supported, now, None), provider, &observation.reference);
+            &LEGACY_SYNC_FIELDS
+        };
         Change { condition: Condition::RankBelow(status.rank()), fields, removed }
     }
 
@@ -528,7 +550,7 @@ impl Change {
         fields.push(("updated_at", Edit::Set, Value::Time(now)));
         fields.push(("first_seen_at", Edit::Set, Value::Time(now)));
         registration_fields(&mut fields, registration, now);
-        schedule(&mut fields, sync.policy.first(sync.supported, now, registration.expires_at));
+        schedule(&mut fields, sync.policy.first(sync.supported, now, registration.expires_at), provider, reference);
         Change { condition: Condition::Absent, fields, removed: &[] }
     }
 
@@ -566,11 +588,12 @@ fn registration_fields(
     }
 }
 
-fn schedule(fields: &mut Vec<(&'static str, Edit, Value)>, step: SyncStep) {
+fn schedule(fields: &mut Vec<(&'static str, Edit, Value)>, step: SyncStep, provider: &str, reference: &str) {
     if let SyncStep::Retry { state, at, attempts } = step {
         fields.push(("sync", Edit::Set, Value::Text(state.as_str().to_owned())));
-        fields.push(("next_sync_at", Edit::Set, Value::Time(at)));
+        fields.push((SYNC_AT, Edit::Set, Value::Time(at)));
         fields.push(("sync_attempts", Edit::Set, Value::Number(attempts.min(u8::MAX as u32) as u8)));
+        fields.push((SYNC_SHARD, Edit::Set, Value::Text(sync_shard(provider, reference))));
     }
 }
 
@@ -653,8 +676,10 @@ pub(crate) mod tests {
         let at = OffsetDateTime::from_unix_timestamp(1_795_000_000).expect("time");
         let plan = WritePlan { policy: SyncPolicy::default(), supported: true, ..WritePlan::default() };
         let pending = Change::of("azqr", &Observation::new("r", Status::Pending, "read"), at, plan);
-        assert!(pending.removed.is_empty());
-        let next = pending.fields.iter().find(|(name, _, _)| *name == "next_sync_at").expect("scheduled");
+        assert_eq!(pending.removed, LEGACY_SYNC_FIELDS, "the schedule as stored before sharding goes");
+        let shard = pending.fields.iter().find(|(name, _, _)| *name == SYNC_SHARD).expect("sharded");
+        assert_eq!(shard.2, Value::Text(sync_shard("azqr", "r")));
+        let next = pending.fields.iter().find(|(name, _, _)| *name == SYNC_AT).expect("scheduled");
         assert_eq!(next.2, Value::Time(at + std::time::Duration::from_secs(300)));
         let done = Change::of("azqr", &Observation::new("r", Status::Completed, "completed"), at, plan);
         assert_eq!(done.removed, SYNC_FIELDS);

@@ -22,9 +22,13 @@ pub const KEY_ATTRIBUTE: &str = "pk";
 pub const PENDING_ATTRIBUTE: &str = PENDING_FIELD;
 /// The sparse index on the marker (range key `final_at`), as in template.yaml.
 pub const PENDING_INDEX: &str = "PendingNotifications";
-/// The sparse index of non-final transactions by provider and next sync time
-/// (`next_sync_at`, present only while the sync is scheduled), as in template.yaml.
-pub const SYNC_INDEX: &str = "SyncSchedule";
+/// The sparse index of non-final transactions by sync shard (`sync_shard`, one of
+/// [`crate::model::shard::SYNC_SHARDS`] per provider) and next sync time (`sync_at`,
+/// present only while the sync is scheduled), keys only, as in template.yaml.
+pub const SYNC_INDEX: &str = "SyncShards";
+/// The index the schedule was kept in before the sharding (partition `provider`, sort
+/// `next_sync_at`): no write adds to it any more; the sync reads it until it is empty.
+pub const LEGACY_SYNC_INDEX: &str = "SyncSchedule";
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -226,41 +230,111 @@ impl TransactionStore {
     }
 
     /// `provider`'s non-final transactions whose next sync is due at `now`, oldest first,
-    /// at most `limit`, from the sparse sync index (no scan), page after page until
-    /// `limit` (a page stops at 1 MB).
+    /// at most `limit`, from the sparse sync index (no scan): every shard's due keys, the
+    /// oldest `limit` of them read in batches (consistently, so a transaction settled a
+    /// moment ago is seen final), and what the index kept before the sharding.
     pub async fn due_for_sync(
         &self,
         provider: &str,
         now: OffsetDateTime,
         limit: usize,
     ) -> Result<Vec<TransactionRecord>, StoreError> {
-        let now = timestamp(crate::model::sync::index_time(now))?;
-        let mut due = Vec::new();
-        let mut start = None;
-        loop {
-            let output = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .index_name(SYNC_INDEX)
-                .key_condition_expression("#provider = :provider AND #next <= :now")
-                .expression_attribute_names("#provider", "provider")
-                .expression_attribute_names("#next", "next_sync_at")
-                .expression_attribute_values(":provider", AttributeValue::S(provider.to_owned()))
-                .expression_attribute_values(":now", AttributeValue::S(now.clone()))
-                .limit(i32::try_from(limit - due.len()).unwrap_or(i32::MAX))
-                .set_exclusive_start_key(start)
-                .send()
-                .await
+        let now = crate::model::sync::index_time(now);
+        let cutoff = timestamp(now)?;
+        let shards = crate::model::shard::all(provider, crate::model::shard::SYNC_SHARDS);
+        // Hashing spreads a backlog evenly; twice the even share leaves room for unevenness.
+        let per_shard = (limit.div_ceil(shards.len()) * 2).max(2);
+        let reads = shards.iter().map(|shard| self.due_keys(shard, &cutoff, per_shard));
+        let mut keys = Vec::new();
+        for read in futures_util::future::join_all(reads).await {
+            keys.extend(read?);
+        }
+        keys.sort();
+        keys.truncate(limit);
+        let mut due = self.get_many(keys.into_iter().map(|(_, key)| key).collect()).await?;
+        due.extend(self.legacy_due(provider, &cutoff, limit).await?);
+        due.retain(|record| !record.status.is_final() && record.next_sync_at.is_some_and(|at| at <= now));
+        due.sort_by_key(|record| record.next_sync_at);
+        due.truncate(limit);
+        Ok(due)
+    }
+
+    /// (time, key) of up to `limit` due entries of one sync shard, oldest first.
+    async fn due_keys(&self, shard: &str, cutoff: &str, limit: usize) -> Result<Vec<(String, String)>, StoreError> {
+        let output = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(SYNC_INDEX)
+            .key_condition_expression("#shard = :shard AND #at <= :now")
+            .expression_attribute_names("#shard", crate::model::SYNC_SHARD)
+            .expression_attribute_names("#at", crate::model::SYNC_AT)
+            .expression_attribute_values(":shard", AttributeValue::S(shard.to_owned()))
+            .expression_attribute_values(":now", AttributeValue::S(cutoff.to_owned()))
+            .limit(i32::try_from(limit).unwrap_or(i32::MAX))
+            .send()
+            .await
+            .map_err(|e| StoreError::Request(Box::new(e)))?;
+        let text = |item: &HashMap<String, AttributeValue>, name: &str| {
+            item.get(name).and_then(|v| v.as_s().ok()).cloned().unwrap_or_default()
+        };
+        let items = output.items.unwrap_or_default();
+        Ok(items.iter().map(|item| (text(item, crate::model::SYNC_AT), text(item, KEY_ATTRIBUTE))).collect())
+    }
+
+    /// Due transactions still in the index kept before the sharding (one page).
+    async fn legacy_due(
+        &self,
+        provider: &str,
+        cutoff: &str,
+        limit: usize,
+    ) -> Result<Vec<TransactionRecord>, StoreError> {
+        let output = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(LEGACY_SYNC_INDEX)
+            .key_condition_expression("#provider = :provider AND #next <= :now")
+            .expression_attribute_names("#provider", "provider")
+            .expression_attribute_names("#next", crate::model::LEGACY_SYNC_AT)
+            .expression_attribute_values(":provider", AttributeValue::S(provider.to_owned()))
+            .expression_attribute_values(":now", AttributeValue::S(cutoff.to_owned()))
+            .limit(i32::try_from(limit).unwrap_or(i32::MAX))
+            .send()
+            .await
+            .map_err(|e| StoreError::Request(Box::new(e)))?;
+        output.items.unwrap_or_default().into_iter().map(decode).collect()
+    }
+
+    /// The records of `keys` (table keys) that exist, read consistently, 100 to a
+    /// `BatchGetItem`; keys DynamoDB leaves unprocessed are asked again a few times.
+    async fn get_many(&self, keys: Vec<String>) -> Result<Vec<TransactionRecord>, StoreError> {
+        let mut records = Vec::with_capacity(keys.len());
+        for chunk in keys.chunks(100) {
+            let keys =
+                chunk.iter().map(|key| HashMap::from([(KEY_ATTRIBUTE.to_owned(), AttributeValue::S(key.clone()))]));
+            let request = aws_sdk_dynamodb::types::KeysAndAttributes::builder()
+                .set_keys(Some(keys.collect()))
+                .consistent_read(true)
+                .build()
                 .map_err(|e| StoreError::Request(Box::new(e)))?;
-            for item in output.items.unwrap_or_default() {
-                due.push(decode(item)?);
-            }
-            start = output.last_evaluated_key.filter(|key| !key.is_empty());
-            if start.is_none() || due.len() >= limit {
-                return Ok(due);
+            let mut request = Some(request);
+            for _ in 0..5 {
+                let Some(keys) = request.take() else { break };
+                let output = self
+                    .client
+                    .batch_get_item()
+                    .request_items(&self.table, keys)
+                    .send()
+                    .await
+                    .map_err(|e| StoreError::Request(Box::new(e)))?;
+                for item in output.responses.unwrap_or_default().remove(&self.table).unwrap_or_default() {
+                    records.push(decode(item)?);
+                }
+                request = output.unprocessed_keys.and_then(|mut unprocessed| unprocessed.remove(&self.table));
             }
         }
+        Ok(records)
     }
 
     /// Takes the lease `name` for `holder` until `until`, if no one holds it at `now`
@@ -326,20 +400,29 @@ impl TransactionStore {
             .update_item()
             .table_name(&self.table)
             .key(KEY_ATTRIBUTE, AttributeValue::S(transaction_key(&record.provider, &record.reference)))
-            .condition_expression("#status = :status AND attribute_exists(#next)")
+            .condition_expression("#status = :status AND (attribute_exists(#at) OR attribute_exists(#legacy))")
             .expression_attribute_names("#status", "status")
-            .expression_attribute_names("#next", "next_sync_at")
+            .expression_attribute_names("#at", crate::model::SYNC_AT)
+            .expression_attribute_names("#legacy", crate::model::LEGACY_SYNC_AT)
+            .expression_attribute_names("#shard", crate::model::SYNC_SHARD)
             .expression_attribute_names("#sync", "sync")
             .expression_attribute_names("#attempts", "sync_attempts")
             .expression_attribute_values(":status", AttributeValue::S(record.status.as_str().to_owned()));
         request = match step {
+            // The shard again: a transaction scheduled before the sharding moves to it.
             SyncStep::Retry { state, at, attempts } => request
-                .update_expression("SET #sync = :sync, #next = :next, #attempts = :attempts")
+                .update_expression(
+                    "SET #sync = :sync, #at = :at, #attempts = :attempts, #shard = :shard REMOVE #legacy",
+                )
                 .expression_attribute_values(":sync", AttributeValue::S(state.as_str().to_owned()))
-                .expression_attribute_values(":next", AttributeValue::S(timestamp(at)?))
-                .expression_attribute_values(":attempts", AttributeValue::N(attempts.to_string())),
+                .expression_attribute_values(":at", AttributeValue::S(timestamp(at)?))
+                .expression_attribute_values(":attempts", AttributeValue::N(attempts.to_string()))
+                .expression_attribute_values(
+                    ":shard",
+                    AttributeValue::S(crate::model::sync_shard(&record.provider, &record.reference)),
+                ),
             SyncStep::GiveUp => request
-                .update_expression("SET #sync = :sync REMOVE #next, #attempts")
+                .update_expression("SET #sync = :sync REMOVE #at, #legacy, #attempts, #shard")
                 .expression_attribute_values(":sync", AttributeValue::S(SyncState::GaveUp.as_str().to_owned())),
         };
         match request.send().await {
@@ -666,10 +749,10 @@ mod tests {
              #history = list_append(if_not_exists(#history, :empty_list), :history), \
              #amount = :amount, #currency = :currency, #reason = :reason, #details = :details, \
              #final_at = :final_at, #notification_pending = :notification_pending \
-             REMOVE #sync, #next_sync_at, #sync_attempts"
+             REMOVE #sync, #sync_at, #sync_attempts, #sync_shard, #next_sync_at"
         );
         assert_eq!(update.condition, "attribute_not_exists(#pk) OR #rank < :rank");
-        assert_eq!(update.names.len(), 18);
+        assert_eq!(update.names.len(), 20);
         assert_eq!(update.names["#notification_pending"], "notification_pending");
         assert_eq!(update.values.len(), 15);
         assert_eq!(update.values[":empty_list"], AttributeValue::L(Vec::new()));

@@ -136,9 +136,10 @@ async fn one_dynamodb_request_per_webhook_and_one_sqs_send_per_final_transition(
 }
 
 /// What a status-sync run costs in AWS requests: per provider per run, the lease taken
-/// (UpdateItem), one Query and the lease given back (DeleteItem); then per due
-/// transaction one UpdateItem (the answer applied, or the next sync scheduled) and one SQS
-/// send when the answer is final. Counted on the wire as above.
+/// (UpdateItem), one Query per sync shard and one of the index kept before the sharding,
+/// one BatchGetItem per 100 due transactions, and the lease given back (DeleteItem); then
+/// per due transaction one UpdateItem (the answer applied, or the next sync scheduled)
+/// and one SQS send when the answer is final. Counted on the wire as above.
 #[tokio::test]
 async fn a_sync_run_costs_one_query_per_provider_and_one_write_per_transaction() {
     use azqr_webhook::simulator::AzqrSimulator;
@@ -164,7 +165,12 @@ async fn a_sync_run_costs_one_query_per_provider_and_one_write_per_transaction()
     let counts = counter.take();
     assert_eq!((run[0].applied, run[0].rescheduled), (1, 1), "{run:?}");
     println!("requests: sync run, 1 provider, 2 due (1 settled, 1 unchanged): DynamoDB {} SQS {}", counts.0, counts.1);
-    assert_eq!(counts, (5, 1), "the lease, 1 Query, 2 UpdateItem, the lease back; 1 SendMessage for the settled one");
+    let queries = usize::from(shared::model::shard::SYNC_SHARDS) + 1;
+    assert_eq!(
+        counts,
+        (1 + queries + 1 + 2 + 1, 1),
+        "the lease, the queries, 1 BatchGetItem, 2 UpdateItem, the lease back; 1 SendMessage for the settled one"
+    );
     let run = sync.run(crate::providers::at(302)).await;
-    assert_eq!((run[0].due, counter.take()), (0, (3, 0)), "nothing due: the lease and the Query");
+    assert_eq!((run[0].due, counter.take()), (0, (1 + queries + 1, 0)), "nothing due: the lease and the queries");
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 use aws_sdk_dynamodb::types::AttributeValue;
 use futures_util::StreamExt;
 use shared::event_log::{Attempt, AttemptKind};
-use shared::model::shard::{FEED_SHARDS, PENDING_SHARDS};
+use shared::model::shard::{FEED_SHARDS, PENDING_SHARDS, SYNC_SHARDS};
 use shared::{Secret, TerminalEvent, Webhook};
 use time::OffsetDateTime;
 
@@ -79,6 +79,33 @@ async fn a_few_hundred_transactions_spread_over_every_sharded_index() {
     assert!(pending.len() >= 58, "pending markers on {} shards", pending.len());
     assert!(feed.len() >= 58, "events on {} feed shards", feed.len());
     assert_eq!(h.store.pending_notifications(now + time::Duration::seconds(1)).await.expect("read").len(), 300);
+}
+
+/// 200 payments still in progress: each provider's sync schedule spreads over (nearly)
+/// all of its shards, and the status sync finds every one of them when due.
+#[tokio::test]
+async fn in_progress_transactions_spread_over_the_sync_shards() {
+    let h = Harness::new().await;
+    let webhook = Webhook::new(azqr_webhook::Azqr::new(Secret::new(KEY)), h.store.clone(), h.queue.clone());
+    let now = OffsetDateTime::now_utc();
+    futures_util::stream::iter(0..200)
+        .for_each_concurrent(16, |_| {
+            let webhook = &webhook;
+            async move {
+                let request = azqr_webhook::simulator::put(&unique_rrn(), Some(KEY), r#"{"status":"paid"}"#);
+                assert_eq!(webhook.answer(&request, now).await.status().as_u16(), 204);
+            }
+        })
+        .await;
+    let items = items(&h).await;
+    let shards: BTreeSet<&str> = items.iter().filter_map(|i| text(i, shared::model::SYNC_SHARD)).collect();
+    let known = shared::model::shard::all("azqr", SYNC_SHARDS);
+    assert!(shards.iter().all(|v| known.iter().any(|k| k == v)), "{shards:?}");
+    println!("200 transactions in progress: {} of {SYNC_SHARDS} sync shards", shards.len());
+    assert!(shards.len() >= 30, "on {} shards", shards.len());
+    let due = h.store.due_for_sync("azqr", now + time::Duration::minutes(10), 500).await.expect("due");
+    assert_eq!(due.len(), 200, "every one found, across the shards");
+    assert!(due.windows(2).all(|w| w[0].next_sync_at <= w[1].next_sync_at), "oldest first");
 }
 
 /// An event attempted 1,500 times (each answer's first 256 bytes kept), then delivered:

@@ -241,6 +241,55 @@ async fn overlapping_runs_never_ask_about_the_same_transaction_twice() {
     assert!(!next.busy && next.rescheduled == rrns.len(), "{next:?}");
 }
 
+/// A transaction scheduled before the sharding (its schedule in `next_sync_at`, listed by
+/// the old `SyncSchedule` index) is still found when due, asked, and moved to the sharded
+/// schedule by the reschedule.
+#[tokio::test]
+async fn a_transaction_scheduled_before_the_sharding_is_found_and_moved() {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    use azqr_webhook::simulator::AzqrSimulator;
+    let h = Harness::new().await;
+    let (azqr, env) = simulation::<AzqrSimulator>().await;
+    let rrn = unique_rrn();
+    let text = |value: &str| AttributeValue::S(value.to_owned());
+    // The item as the previous release wrote it.
+    h.dynamodb
+        .put_item()
+        .table_name(&h.resources.table_name)
+        .item("pk", text(&format!("azqr#{rrn}")))
+        .item("provider", text("azqr"))
+        .item("reference", text(&rrn))
+        .item("status", text("processing"))
+        .item("provider_status", text("paid"))
+        .item("rank", AttributeValue::N("2".into()))
+        .item("first_seen_at", text(&rfc3339(at(0))))
+        .item("updated_at", text(&rfc3339(at(0))))
+        .item("sync", text("scheduled"))
+        .item("next_sync_at", text(&rfc3339(at(300))))
+        .send()
+        .await
+        .expect("legacy item");
+    azqr.settle(&rrn, "paid"); // nothing new: rescheduled
+    let run = run_of(&status_sync(&h, &env).run(at(301)).await, "azqr").clone();
+    assert_eq!((run.due, run.rescheduled), (1, 1), "{run:?}");
+    let item = h
+        .dynamodb
+        .get_item()
+        .table_name(&h.resources.table_name)
+        .key("pk", text(&format!("azqr#{rrn}")))
+        .send()
+        .await
+        .expect("get")
+        .item
+        .expect("item");
+    assert!(!item.contains_key("next_sync_at"), "out of the old index");
+    assert_eq!(item.get("sync_at"), Some(&text(&rfc3339(at(301 + 900)))));
+    assert_eq!(item.get("sync_shard"), Some(&text(&shared::model::sync_shard("azqr", &rrn))));
+    let record = h.store.get("azqr", &rrn).await.expect("get").expect("item");
+    assert_eq!(record.next_sync_at, Some(at(301 + 900)), "shown as next_sync_at");
+    assert_eq!(serde_json::to_value(&record).expect("JSON")["next_sync_at"], rfc3339(at(301 + 900)));
+}
+
 /// A sync that learns nothing moves the transaction up the backoff ladder.
 #[tokio::test]
 async fn nothing_new_backs_off() {
