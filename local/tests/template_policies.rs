@@ -97,12 +97,13 @@ fn each_function_gets_only_the_actions_it_uses() {
     );
     assert_eq!(actions("ReconcilerFunction"), ["dynamodb:Query", "dynamodb:UpdateItem", "sqs:SendMessage"]);
     assert_eq!(actions("TransactionsApiFunction"), ["dynamodb:GetItem", "dynamodb:UpdateItem"]);
-    // The status sync reads its index and writes through the webhooks' path (the
-    // conditional update, and the terminal event it causes); it takes and gives back
-    // each provider's lease.
+    // The status sync reads its indexes and the due records, and writes through the
+    // webhooks' path (the conditional update, and the terminal event it causes); it takes
+    // and gives back each provider's lease.
     assert_eq!(
         actions("StatusSyncFunction"),
         [
+            "dynamodb:BatchGetItem",
             "dynamodb:DeleteItem",
             "dynamodb:Query",
             "dynamodb:UpdateItem",
