@@ -472,6 +472,39 @@ impl TransactionStore {
         }
     }
 
+    /// Hands `status`'s pending notification to the queue: its event reached the notifier
+    /// and a delivery failed, so SQS retries it (then its dead-letter queue), and the
+    /// reconciler stops reading it. Only while the marker is the one the write set.
+    pub async fn mark_queued(&self, provider: &str, reference: &str, status: Status) -> Result<bool, StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key(KEY_ATTRIBUTE, AttributeValue::S(transaction_key(provider, reference)))
+            .update_expression("SET #pending = :queued")
+            .condition_expression("#pending = :pending AND #status = :status")
+            .expression_attribute_names("#pending", PENDING_ATTRIBUTE)
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(
+                ":queued",
+                AttributeValue::S(NotificationPending::queued_marker(provider, reference)),
+            )
+            .expression_attribute_values(
+                ":pending",
+                AttributeValue::S(NotificationPending::marker(provider, reference)),
+            )
+            .expression_attribute_values(":status", AttributeValue::S(status.as_str().to_owned()))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(error) if error.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => {
+                Ok(false)
+            }
+            Err(error) => Err(StoreError::Request(Box::new(error))),
+        }
+    }
+
     /// Records whether the reconciler's last send of `record`'s event failed (so that it
     /// is sent again on its next run), while the record is still pending notification.
     pub async fn set_requeue_failed(&self, record: &TransactionRecord, failed: bool) -> Result<(), StoreError> {
@@ -498,15 +531,21 @@ impl TransactionStore {
 
     /// Final transactions whose notification is still pending and whose final status was
     /// reached before `final_before`, from the sparse index on the pending marker (no
-    /// scan), a page at a time: memory stays bounded whatever the backlog.
-    pub fn pending_pages(&self, final_before: OffsetDateTime) -> Result<PendingPages<'_>, StoreError> {
-        Ok(PendingPages {
-            store: self,
-            cutoff: timestamp(final_before)?,
-            values: NotificationPending::index_values(),
-            value: 0,
-            start: None,
-        })
+    /// scan), a page at a time: memory stays bounded whatever the backlog. Those whose
+    /// event never reached the notifier are all read; of those in the queue's hands, at
+    /// most `queued_per_shard` per shard, oldest first, so that a merchant's long outage
+    /// does not make a run read its whole backlog.
+    pub fn pending_pages(
+        &self,
+        final_before: OffsetDateTime,
+        queued_per_shard: usize,
+    ) -> Result<PendingPages<'_>, StoreError> {
+        let mut values: Vec<(String, Option<usize>)> =
+            NotificationPending::index_values().into_iter().map(|value| (value, None)).collect();
+        if queued_per_shard > 0 {
+            values.extend(NotificationPending::queued_index_values().into_iter().map(|v| (v, Some(queued_per_shard))));
+        }
+        Ok(PendingPages { store: self, cutoff: timestamp(final_before)?, values, value: 0, read: 0, start: None })
     }
 
     /// Every page of [`Self::pending_pages`] at once (tools and tests; a backlog's size).
@@ -514,7 +553,7 @@ impl TransactionStore {
         &self,
         final_before: OffsetDateTime,
     ) -> Result<Vec<TransactionRecord>, StoreError> {
-        let mut pages = self.pending_pages(final_before)?;
+        let mut pages = self.pending_pages(final_before, usize::MAX)?;
         let mut all = Vec::new();
         while let Some(page) = pages.next().await? {
             all.extend(page);
@@ -542,17 +581,21 @@ impl TransactionStore {
 pub struct PendingPages<'a> {
     store: &'a TransactionStore,
     cutoff: String,
-    values: Vec<String>,
+    /// Each partition-key value, and the most items to read from it.
+    values: Vec<(String, Option<usize>)>,
     value: usize,
+    /// Items read from the current value.
+    read: usize,
     start: Option<HashMap<String, AttributeValue>>,
 }
 
 impl PendingPages<'_> {
     /// The next page (up to 1 MB of items), or `None` when every shard has been read.
     pub async fn next(&mut self) -> Result<Option<Vec<TransactionRecord>>, StoreError> {
-        let Some(value) = self.values.get(self.value) else {
+        let Some((value, cap)) = self.values.get(self.value) else {
             return Ok(None);
         };
+        let remaining = cap.map(|cap| cap.saturating_sub(self.read));
         let output = self
             .store
             .client
@@ -564,13 +607,18 @@ impl PendingPages<'_> {
             .expression_attribute_names("#final_at", "final_at")
             .expression_attribute_values(":pending", AttributeValue::S(value.clone()))
             .expression_attribute_values(":cutoff", AttributeValue::S(self.cutoff.clone()))
+            .set_limit(remaining.map(|n| i32::try_from(n.max(1)).unwrap_or(i32::MAX)))
             .set_exclusive_start_key(self.start.take())
             .send()
             .await
             .map_err(|e| StoreError::Request(Box::new(e)))?;
+        self.read += output.items.as_ref().map_or(0, Vec::len);
         self.start = output.last_evaluated_key.filter(|key| !key.is_empty());
-        if self.start.is_none() {
+        let cap = *cap;
+        if self.start.is_none() || cap.is_some_and(|cap| self.read >= cap) {
             self.value += 1;
+            self.read = 0;
+            self.start = None;
         }
         output.items.unwrap_or_default().into_iter().map(decode).collect::<Result<Vec<_>, _>>().map(Some)
     }

@@ -51,6 +51,84 @@ async fn the_reconciler_re_enqueues_exactly_the_stuck_transactions() {
     assert_eq!(reconciler.run(now + Duration::minutes(122)).await.expect("run"), 1);
 }
 
+/// An rrn whose pending marker falls in `shard`.
+fn rrn_in_shard(shard: u16) -> String {
+    loop {
+        let rrn = unique_rrn();
+        let key = shared::model::transaction_key("azqr", &rrn);
+        if shared::model::shard::shard(&key, shared::model::shard::PENDING_SHARDS) == shard {
+            return rrn;
+        }
+    }
+}
+
+/// A delivery that failed hands the notification to the queue (the marker becomes
+/// `QUEUED#<shard>`, still shown as `PENDING`): the reconciler reads all transactions
+/// whose event never reached the queue, but of those in the queue's hands only the oldest
+/// few per shard, so a merchant's outage cannot make a run read and re-send its backlog.
+#[tokio::test]
+async fn a_failed_delivery_hands_the_event_to_the_queue_and_the_reconciler_reads_few_of_those() {
+    let h = Harness::new().await;
+    let now = OffsetDateTime::now_utc();
+    let shard = shared::model::shard::shard("anything", shared::model::shard::PENDING_SHARDS);
+    let queued: Vec<String> = (0..3).map(|_| rrn_in_shard(shard)).collect();
+    for (i, rrn) in queued.iter().enumerate() {
+        azqr(&h, rrn, "completed", now - Duration::seconds(540 - 30 * i as i64)).await;
+    }
+    let lost = unique_rrn();
+    azqr(&h, &lost, "completed", now - Duration::minutes(7)).await;
+    let merchant = wiremock::MockServer::start().await;
+    wiremock::Mock::given(wiremock::matchers::method("POST"))
+        .respond_with(wiremock::ResponseTemplate::new(503))
+        .mount(&merchant)
+        .await;
+    // The three reach the notifier and fail; the fourth's send was lost.
+    let messages = h.drain_queue().await;
+    let config = notifier::NotifierConfig {
+        notify_url: merchant.uri(),
+        table_name: h.resources.table_name.clone(),
+        queue_url: h.resources.queue_url.clone(),
+        dead_letter_queue_url: h.resources.dead_letter_queue_url.clone(),
+        event_retention: std::time::Duration::from_secs(86_400),
+        failing_alert: std::time::Duration::from_secs(1_800),
+    };
+    let signers = notifier::fixed_signers("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").expect("signers");
+    let notifier =
+        notifier::Notifier::new(config, signers, h.store.clone(), h.sqs.clone(), std::time::Duration::from_secs(5))
+            .expect("notifier");
+    let ours: Vec<_> = messages.into_iter().filter(|m| !m.body().unwrap_or_default().contains(&lost)).collect();
+    let response = notifier.handle_batch(notifier::to_sqs_event(&ours), now).await;
+    assert_eq!(response.batch_item_failures.len(), 3);
+    for rrn in &queued {
+        let item = h
+            .dynamodb
+            .get_item()
+            .table_name(&h.resources.table_name)
+            .key("pk", aws_sdk_dynamodb::types::AttributeValue::S(format!("azqr#{rrn}")))
+            .send()
+            .await
+            .expect("get")
+            .item
+            .expect("item");
+        let marker = item.get("notification_pending").and_then(|v| v.as_s().ok()).cloned().unwrap_or_default();
+        assert_eq!(marker, shared::model::NotificationPending::queued_marker("azqr", rrn));
+        let record = h.store.get("azqr", rrn).await.expect("get").expect("record");
+        assert_eq!(
+            serde_json::to_value(&record).expect("JSON")["notification_pending"],
+            "PENDING",
+            "still shown pending"
+        );
+    }
+
+    let reconciler = Reconciler::new(h.store.clone(), h.queue.clone()).with_queued_read_per_shard(1);
+    assert_eq!(reconciler.run(now).await.expect("run"), 2, "the lost one, and the oldest in the queue's hands");
+    let mut sent: Vec<String> = h.drain_events().await.into_iter().map(|e| e.data.reference).collect();
+    sent.sort();
+    let mut expected = vec![lost, queued[0].clone()];
+    expected.sort();
+    assert_eq!(sent, expected);
+}
+
 /// Fails the `n`th `SendMessageBatch` call (counting from 1), every attempt of it, at the
 /// SDK's HTTP layer before it is sent, as a connection reset would.
 #[derive(Debug)]

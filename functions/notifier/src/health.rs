@@ -1,9 +1,11 @@
 //! Delivery health: whether the merchant's endpoint has failed every attempt for
 //! `NOTIFY_FAILING_ALERT_MINUTES`. One item (`health#merchant`) in the transactions table
 //! holds when the current run of failures began (`failing_since`) and when a delivery last
-//! succeeded (`last_success`). Every failed attempt updates it and reads it back in the same
-//! write. A success is written at most once a minute per instance, so a healthy endpoint
-//! costs almost nothing. While failing for long enough, each failed attempt counts the
+//! succeeded (`last_success`). A failed attempt updates it and reads it back in the same
+//! write, at most once every 10 s per instance (between writes the instance goes by what it
+//! read last), so a failing endpoint costs at most `NotifierMaxConcurrency` writes every
+//! 10 s on this one item, far under a partition's 1,000 a second. A success is written at
+//! most once a minute per instance, so a healthy endpoint costs almost nothing. While failing for long enough, each failed attempt counts the
 //! `MerchantEndpointFailing` metric, which `MerchantEndpointFailingAlarm` watches.
 
 use std::time::Duration;
@@ -19,7 +21,9 @@ pub const HEALTH_KEY: &str = "health#merchant";
 /// The metric counted while the endpoint has been failing for long enough.
 pub const FAILING_METRIC: &str = "MerchantEndpointFailing";
 /// How often one instance writes a success at most.
-const SUCCESS_WRITE_INTERVAL: Duration = Duration::from_secs(60);
+pub const SUCCESS_WRITE_INTERVAL: Duration = Duration::from_secs(60);
+/// How often one instance writes a failure at most.
+pub const FAILURE_WRITE_INTERVAL: Duration = Duration::from_secs(10);
 
 #[derive(Debug)]
 pub struct Health {
@@ -27,15 +31,24 @@ pub struct Health {
     table: String,
     alert_after: Duration,
     last_success_written: Mutex<Option<OffsetDateTime>>,
+    /// When this instance last wrote a failure, and the `failing_since` it read back.
+    last_failure_written: Mutex<Option<(OffsetDateTime, Option<OffsetDateTime>)>>,
 }
 
 impl Health {
     pub fn new(client: aws_sdk_dynamodb::Client, table: impl Into<String>, alert_after: Duration) -> Self {
-        Health { client, table: table.into(), alert_after, last_success_written: Mutex::new(None) }
+        Health {
+            client,
+            table: table.into(),
+            alert_after,
+            last_success_written: Mutex::new(None),
+            last_failure_written: Mutex::new(None),
+        }
     }
 
     /// A delivery succeeded at `now`: the failing run, if any, is over.
     pub async fn success(&self, now: OffsetDateTime) -> Result<(), StoreError> {
+        *self.last_failure_written.lock().await = None;
         let mut written = self.last_success_written.lock().await;
         if written.is_some_and(|at| now - at < SUCCESS_WRITE_INTERVAL) {
             return Ok(());
@@ -59,6 +72,24 @@ impl Health {
     /// at least the alert threshold (the metric is then counted by the caller).
     pub async fn failure(&self, now: OffsetDateTime) -> Result<Option<Duration>, StoreError> {
         *self.last_success_written.lock().await = None;
+        let mut written = self.last_failure_written.lock().await;
+        let since = match *written {
+            Some((at, since)) if now - at < FAILURE_WRITE_INTERVAL && now >= at => since,
+            Some(_) | None => {
+                let since = self.write_failure(now).await?;
+                *written = Some((now, since));
+                since
+            }
+        };
+        let Some(since) = since else {
+            return Ok(None);
+        };
+        let failing = (now - since).unsigned_abs();
+        Ok((failing >= self.alert_after).then_some(failing))
+    }
+
+    /// Writes a failure at `now`; returns when the current run of failures began.
+    async fn write_failure(&self, now: OffsetDateTime) -> Result<Option<OffsetDateTime>, StoreError> {
         let output = self
             .client
             .update_item()
@@ -75,11 +106,7 @@ impl Health {
         let time = |name: &str| {
             item.get(name).and_then(|v| v.as_s().ok()).and_then(|text| OffsetDateTime::parse(text, &Rfc3339).ok())
         };
-        let Some(since) = time("failing_since") else {
-            return Ok(None);
-        };
-        let failing = (now - since).unsigned_abs();
-        Ok((failing >= self.alert_after).then_some(failing))
+        Ok(time("failing_since"))
     }
 }
 

@@ -311,7 +311,10 @@ impl Notifier {
                 match delivery {
                     Delivery::Delivered { status } => self.on_delivered(&event, status, now).await,
                     Delivery::Refused => self.on_refused(message, &event, now).await,
-                    Delivery::Failed { reason, retry_after } => self.on_failed(message, &event, &reason, retry_after),
+                    Delivery::Failed { reason, retry_after } => {
+                        self.hand_to_queue(message, &event).await;
+                        self.on_failed(message, &event, &reason, retry_after)
+                    }
                 }
             }
         }
@@ -430,6 +433,21 @@ impl Notifier {
             tracing::error!(event_id = %event.id, error = %error, "refused event moved, but recording it failed");
         }
         Disposition::Delete
+    }
+
+    /// The first failed delivery of an outcome: the record's marker says the event is in
+    /// the queue's hands, so the reconciler (which looks for events that never reached the
+    /// queue) no longer reads it: a merchant outage does not make it re-send a backlog. A
+    /// failure here is harmless: the reconciler may send the event once more.
+    async fn hand_to_queue(&self, message: &SqsMessage, event: &TerminalEvent) {
+        let first = message.attributes.get("ApproximateReceiveCount").is_none_or(|count| count == "1");
+        let Some(status) = event.outcome().filter(|_| first) else {
+            return;
+        };
+        let (provider, reference) = (event.data.provider.as_str(), event.data.reference.as_str());
+        if let Err(error) = self.store.mark_queued(provider, reference, status).await {
+            tracing::warn!(provider, reference, error = %error, "could not mark the notification as in the queue's hands");
+        }
     }
 
     /// Failed (worth retrying): back on the queue after the backoff.

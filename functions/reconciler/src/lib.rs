@@ -18,6 +18,12 @@ use time::OffsetDateTime;
 pub const GRACE: Duration = Duration::from_secs(5 * 60);
 /// How often the reconciler runs (the template's schedule).
 pub const INTERVAL: Duration = Duration::from_secs(5 * 60);
+/// Of the transactions whose event is in the queue's hands (its delivery failed: SQS
+/// retries it, then keeps it in the dead-letter queue), a run reads at most this many per
+/// shard, oldest first: a safety net for an event that left the dead-letter queue
+/// unreplayed, bounded whatever the backlog of a merchant's outage (64 shards: at most
+/// 6,400 items a run).
+pub const QUEUED_READ_PER_SHARD: usize = 100;
 /// Events per `SendMessageBatch` (SQS takes at most 10).
 const MAX_BATCH: usize = 10;
 /// A transaction still pending is re-enqueued again after this long.
@@ -46,11 +52,19 @@ pub struct Reconciler {
     grace: Duration,
     interval: Duration,
     repeat: Duration,
+    queued_read_per_shard: usize,
 }
 
 impl Reconciler {
     pub fn new(store: TransactionStore, queue: EventQueue) -> Self {
-        Reconciler { store, queue, grace: GRACE, interval: INTERVAL, repeat: REPEAT }
+        Reconciler {
+            store,
+            queue,
+            grace: GRACE,
+            interval: INTERVAL,
+            repeat: REPEAT,
+            queued_read_per_shard: QUEUED_READ_PER_SHARD,
+        }
     }
 
     /// Other timings (the local pipeline runs on a short timer).
@@ -58,6 +72,12 @@ impl Reconciler {
         self.grace = grace;
         self.interval = interval.max(Duration::from_secs(1));
         self.repeat = repeat.max(self.interval);
+        self
+    }
+
+    /// Another bound on the transactions in the queue's hands read per shard (tests).
+    pub fn with_queued_read_per_shard(mut self, items: usize) -> Self {
+        self.queued_read_per_shard = items;
         self
     }
 
@@ -84,7 +104,7 @@ impl Reconciler {
     /// memory), ten to a `SendMessageBatch`; returns how many were sent. A send that fails
     /// does not stop the run: the transaction is marked and sent again on the next run.
     pub async fn run(&self, now: OffsetDateTime) -> Result<usize, ReconcileError> {
-        let mut pages = self.store.pending_pages(now - self.grace)?;
+        let mut pages = self.store.pending_pages(now - self.grace, self.queued_read_per_shard)?;
         let mut run = Run::default();
         // Due transactions wait here until a batch is full: never more than a page and a batch.
         let mut due: Vec<TransactionRecord> = Vec::new();

@@ -27,6 +27,11 @@ pub enum NotificationPending {
 
 /// The marker's value, and its sharded values' prefix.
 const PENDING: &str = "PENDING";
+/// The prefix of the marker once the event has reached the notifier and its delivery
+/// failed: still pending (shown as `PENDING`), but in the queue's hands (retries, then the
+/// dead-letter queue and its alarm), so the reconciler, which looks for events that never
+/// reached the queue, no longer reads it.
+const QUEUED: &str = "QUEUED";
 
 impl NotificationPending {
     /// The stored marker of a transaction: `PENDING#<shard>` by its key.
@@ -34,20 +39,33 @@ impl NotificationPending {
         super::shard::sharded(PENDING, &super::transaction_key(provider, reference), super::shard::PENDING_SHARDS)
     }
 
-    /// Every value the index's partition key takes: each shard's, then the unsharded one.
+    /// The stored marker of a transaction whose event is in the queue's hands:
+    /// `QUEUED#<shard>`, the same shard.
+    pub fn queued_marker(provider: &str, reference: &str) -> String {
+        super::shard::sharded(QUEUED, &super::transaction_key(provider, reference), super::shard::PENDING_SHARDS)
+    }
+
+    /// Every value the index's partition key takes for an event that has not reached the
+    /// notifier: each shard's, then the unsharded one.
     pub fn index_values() -> Vec<String> {
         let mut values = super::shard::all(PENDING, super::shard::PENDING_SHARDS);
         values.push(PENDING.to_owned());
         values
+    }
+
+    /// Every value it takes for an event in the queue's hands.
+    pub fn queued_index_values() -> Vec<String> {
+        super::shard::all(QUEUED, super::shard::PENDING_SHARDS)
     }
 }
 
 impl<'de> Deserialize<'de> for NotificationPending {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let text = String::deserialize(deserializer)?;
-        match text.strip_prefix(PENDING) {
-            Some(rest) if rest.is_empty() || rest.starts_with('#') => Ok(NotificationPending::Pending),
-            Some(_) | None => Err(serde::de::Error::custom(format!("not a notification marker: {text:?}"))),
+        let shard = |prefix: &str| text.strip_prefix(prefix).is_some_and(|rest| rest.starts_with('#'));
+        match text == PENDING || shard(PENDING) || shard(QUEUED) {
+            true => Ok(NotificationPending::Pending),
+            false => Err(serde::de::Error::custom(format!("not a notification marker: {text:?}"))),
         }
     }
 }
