@@ -120,7 +120,57 @@ struct RedrivePolicy {
     max_receive_count: u32,
 }
 
+/// A global secondary index as template.yaml defines it (for `scripts/capacity`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IndexSpec {
+    pub name: String,
+    pub partition_key: String,
+    pub sort_key: Option<String>,
+    /// `ALL`, `KEYS_ONLY` or `INCLUDE`.
+    pub projection: String,
+    pub non_key_attributes: Vec<String>,
+}
+
 impl Template {
+    /// The table's global secondary indexes.
+    pub fn indexes(&self) -> Result<Vec<IndexSpec>, ProvisionError> {
+        let table: TableProperties = self.properties(TABLE, "AWS::DynamoDB::Table")?;
+        Ok(table
+            .global_secondary_indexes
+            .into_iter()
+            .map(|index| {
+                let key =
+                    |kind: &str| index.key_schema.iter().find(|k| k.key_type == kind).map(|k| k.attribute_name.clone());
+                IndexSpec {
+                    name: index.index_name.clone(),
+                    partition_key: key("HASH").unwrap_or_default(),
+                    sort_key: key("RANGE"),
+                    projection: index.projection.projection_type.clone(),
+                    non_key_attributes: index.projection.non_key_attributes.clone(),
+                }
+            })
+            .collect())
+    }
+
+    /// A queue's settings that bound its throughput and messages: whether it is
+    /// high-throughput FIFO, and its largest message.
+    pub fn queue_limits(&self, logical_id: &str) -> Result<(bool, Option<u32>), ProvisionError> {
+        let queue: QueueProperties = self.properties(logical_id, "AWS::SQS::Queue")?;
+        let high_throughput = queue.deduplication_scope.as_deref() == Some("messageGroup")
+            && queue.fifo_throughput_limit.as_deref() == Some("perMessageGroupId");
+        Ok((high_throughput, queue.maximum_message_size))
+    }
+
+    /// A parameter's default, as text.
+    pub fn parameter_default(&self, name: &str) -> Option<String> {
+        let value = self.parameters.get(name)?.get("Default")?;
+        match value {
+            Value::String(text) => Some(text.clone()),
+            Value::Number(number) => Some(number.to_string()),
+            Value::Null | Value::Bool(_) | Value::Sequence(_) | Value::Mapping(_) | Value::Tagged(_) => None,
+        }
+    }
+
     pub fn load(path: &Path) -> Result<Self, ProvisionError> {
         let text = std::fs::read_to_string(path)
             .map_err(|source| ProvisionError::Read { path: path.display().to_string(), source })?;

@@ -1,9 +1,10 @@
 //! The event log: every event the notifier handles, with every delivery attempt, in the
 //! transactions table (single-table: key `evt#<id>`, so no transaction key can collide).
 //! Per attempt, one `UpdateItem` stores the event the first time (its exact body, sent
-//! again byte for byte on a resend) and counts the attempt, and one `PutItem` keeps the
-//! attempt as its own item (`evt#<id>#<n>`, the n-th): no item grows with the number of
-//! attempts. The sparse `EventFeed` index (partition `feed`, sort `position` = creation
+//! again byte for byte on a resend; later it changes nothing, so the feed index is not
+//! written again), one counts the attempt on the event's counter item (`evt#<id>#count`),
+//! and one `PutItem` keeps the attempt as its own item (`evt#<id>#<n>`, the n-th): no
+//! item grows with the number of attempts. The sparse `EventFeed` index (partition `feed`, sort `position` = creation
 //! time in nanoseconds and the id) lists events in creation order without a scan; `feed`
 //! is `events#<shard>`, one of 64 by a hash of the event id, so the feed has no hot
 //! partition, and a listing merges every shard in position order. Items expire through
@@ -147,9 +148,11 @@ impl EventLog {
         EventLog { client, table: table.into(), retention }
     }
 
-    /// Stores `event` (sent as `body`) if it is not stored yet and counts `attempt`, in
-    /// one write (`delivered` sets `delivered_at` the first time); then keeps the attempt
-    /// as its own item, numbered by that count.
+    /// Stores `event` (sent as `body`) if it is not stored yet (`delivered` sets
+    /// `delivered_at` the first time), counts `attempt` on the event's counter item, and
+    /// keeps the attempt as its own item, numbered by that count. After the first attempt
+    /// the event item's write changes nothing, so the feed index is written only when an
+    /// event is stored and when it is delivered, however many attempts it takes.
     pub async fn record_attempt(
         &self,
         event: &TerminalEvent,
@@ -172,33 +175,33 @@ impl EventLog {
             .expression_attribute_names("#position", "position")
             .expression_attribute_names("#type", "type")
             .expression_attribute_names("#ttl", "ttl")
-            .expression_attribute_names("#count", "attempt_count")
             .expression_attribute_values(":body", AttributeValue::S(body.to_owned()))
             .expression_attribute_values(":feed", AttributeValue::S(feed_of(&event.id)))
             .expression_attribute_values(":position", AttributeValue::S(position(event.created_at, &event.id)))
             .expression_attribute_values(":type", AttributeValue::S(event.kind.clone()))
-            .expression_attribute_values(":ttl", AttributeValue::N(expires.clone()))
-            .expression_attribute_values(":one", AttributeValue::N("1".to_owned()));
+            .expression_attribute_values(":ttl", AttributeValue::N(expires.clone()));
         if delivered {
             expression.push_str(", #delivered_at = if_not_exists(#delivered_at, :at)");
             request = request
                 .expression_attribute_names("#delivered_at", "delivered_at")
                 .expression_attribute_values(":at", AttributeValue::S(rfc3339(attempt.at)?));
         }
-        expression.push_str(" ADD #count :one");
-        let output = request
-            .update_expression(expression)
+        request.update_expression(expression).send().await.map_err(|e| StoreError::Request(Box::new(e)))?;
+        let output = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key(KEY_ATTRIBUTE, AttributeValue::S(counter_key(&event.id)))
+            .update_expression("SET #ttl = if_not_exists(#ttl, :ttl) ADD #count :one")
+            .expression_attribute_names("#ttl", "ttl")
+            .expression_attribute_names("#count", "attempt_count")
+            .expression_attribute_values(":ttl", AttributeValue::N(expires.clone()))
+            .expression_attribute_values(":one", AttributeValue::N("1".to_owned()))
             .return_values(aws_sdk_dynamodb::types::ReturnValue::UpdatedNew)
             .send()
             .await
             .map_err(|e| StoreError::Request(Box::new(e)))?;
-        let number = output
-            .attributes
-            .as_ref()
-            .and_then(|a| a.get("attempt_count"))
-            .and_then(|v| v.as_n().ok())
-            .and_then(|n| n.parse::<u32>().ok())
-            .unwrap_or(1);
+        let number = output.attributes.as_ref().and_then(count_of).unwrap_or(1);
         let mut item: HashMap<String, AttributeValue> = serde_dynamo::to_item(attempt).map_err(StoreError::Decode)?;
         item.insert(KEY_ATTRIBUTE.to_owned(), AttributeValue::S(attempt_key(&event.id, number)));
         item.insert("ttl".to_owned(), AttributeValue::N(expires));
@@ -210,6 +213,42 @@ impl EventLog {
             .await
             .map_err(|e| StoreError::Request(Box::new(e)))?;
         Ok(())
+    }
+
+    /// The attempt counts of `ids`, from their counter items (100 to a `BatchGetItem`);
+    /// an id without one (an event logged before the counters) is left out.
+    async fn counts(&self, ids: &[&str]) -> Result<HashMap<String, u32>, StoreError> {
+        let mut counts = HashMap::new();
+        for chunk in ids.chunks(100) {
+            let keys: Vec<HashMap<String, AttributeValue>> = chunk
+                .iter()
+                .map(|id| HashMap::from([(KEY_ATTRIBUTE.to_owned(), AttributeValue::S(counter_key(id)))]))
+                .collect();
+            let mut request = Some(
+                KeysAndAttributes::builder()
+                    .set_keys(Some(keys))
+                    .build()
+                    .map_err(|e| StoreError::Request(Box::new(e)))?,
+            );
+            for _ in 0..5 {
+                let Some(keys) = request.take() else { break };
+                let output = self
+                    .client
+                    .batch_get_item()
+                    .request_items(&self.table, keys)
+                    .send()
+                    .await
+                    .map_err(|e| StoreError::Request(Box::new(e)))?;
+                for item in output.responses.unwrap_or_default().remove(&self.table).unwrap_or_default() {
+                    let id = item.get(KEY_ATTRIBUTE).and_then(|k| k.as_s().ok()).and_then(|k| event_of_counter(k));
+                    if let (Some(id), Some(count)) = (id, count_of(&item)) {
+                        counts.insert(id.to_owned(), count);
+                    }
+                }
+                request = output.unprocessed_keys.and_then(|mut u| u.remove(&self.table));
+            }
+        }
+        Ok(counts)
     }
 
     /// One event with its latest [`MAX_LISTED_ATTEMPTS`] attempts, or `None`.
@@ -226,6 +265,9 @@ impl EventLog {
         let Some(mut event) = output.item.map(decode).transpose()? else {
             return Ok(None);
         };
+        if let Some(count) = self.counts(&[id]).await?.get(id) {
+            event.attempt_count = *count;
+        }
         // Attempts kept on the item itself (before they became items) come first.
         let first = u32::try_from(event.attempts.len()).unwrap_or(u32::MAX).saturating_add(1);
         let first = first.max(event.attempt_count.saturating_sub(MAX_LISTED_ATTEMPTS - 1));
@@ -315,6 +357,13 @@ impl EventLog {
             match lowest.and_then(|(i, _)| shards[i].buffer.pop_front()) {
                 Some(event) => events.push(event),
                 None => break,
+            }
+        }
+        let ids: Vec<String> = events.iter().map(|e| e.id().to_owned()).collect();
+        let counts = self.counts(&ids.iter().map(String::as_str).collect::<Vec<_>>()).await?;
+        for event in &mut events {
+            if let Some(count) = counts.get(event.id()) {
+                event.attempt_count = *count;
             }
         }
         let exhausted = shards.iter().all(|s| s.done && s.buffer.is_empty());
@@ -438,7 +487,7 @@ fn resume_point(shards: &[Shard], from: &str) -> String {
 }
 
 /// The feed shard of event `id`.
-fn feed_of(id: &str) -> String {
+pub fn feed_of(id: &str) -> String {
     crate::model::shard::sharded(FEED, id, crate::model::shard::FEED_SHARDS)
 }
 
@@ -447,6 +496,21 @@ pub fn feed_values() -> Vec<String> {
     let mut values = crate::model::shard::all(FEED, crate::model::shard::FEED_SHARDS);
     values.push(FEED.to_owned());
     values
+}
+
+/// The key of event `id`'s attempt counter.
+fn counter_key(id: &str) -> String {
+    format!("evt#{id}#count")
+}
+
+/// The event id of a counter key.
+fn event_of_counter(key: &str) -> Option<&str> {
+    key.strip_prefix("evt#")?.strip_suffix("#count")
+}
+
+/// `attempt_count` of an item.
+fn count_of(item: &HashMap<String, AttributeValue>) -> Option<u32> {
+    item.get("attempt_count").and_then(|v| v.as_n().ok()).and_then(|n| n.parse().ok())
 }
 
 /// The key of the `number`-th attempt of event `id`.

@@ -229,33 +229,44 @@ impl TransactionStore {
         }
     }
 
-    /// `provider`'s non-final transactions whose next sync is due at `now`, oldest first,
-    /// at most `limit`, from the sparse sync index (no scan): every shard's due keys, the
-    /// oldest `limit` of them read in batches (consistently, so a transaction settled a
-    /// moment ago is seen final), and what the index kept before the sharding.
+    /// `provider`'s non-final transactions whose next sync is due at `now`, oldest first:
+    /// at most `per_shard` from each of its sync shards (no scan), read in batches
+    /// (consistently, so a transaction settled a moment ago is seen final), and up to as
+    /// many again from the index kept before the sharding.
     pub async fn due_for_sync(
         &self,
         provider: &str,
         now: OffsetDateTime,
-        limit: usize,
+        per_shard: usize,
+    ) -> Result<Vec<TransactionRecord>, StoreError> {
+        let shards = crate::model::shard::all(provider, crate::model::shard::SYNC_SHARDS);
+        self.due_in_shards(provider, &shards, true, now, per_shard).await
+    }
+
+    /// [`Self::due_for_sync`] for some of `provider`'s sync shards (`legacy`: and the index
+    /// kept before the sharding), so that a run holds one group's records at a time.
+    pub async fn due_in_shards(
+        &self,
+        provider: &str,
+        shards: &[String],
+        legacy: bool,
+        now: OffsetDateTime,
+        per_shard: usize,
     ) -> Result<Vec<TransactionRecord>, StoreError> {
         let now = crate::model::sync::index_time(now);
         let cutoff = timestamp(now)?;
-        let shards = crate::model::shard::all(provider, crate::model::shard::SYNC_SHARDS);
-        // Hashing spreads a backlog evenly; twice the even share leaves room for unevenness.
-        let per_shard = (limit.div_ceil(shards.len()) * 2).max(2);
-        let reads = shards.iter().map(|shard| self.due_keys(shard, &cutoff, per_shard));
+        let reads = shards.iter().map(|shard| self.due_keys(shard, &cutoff, per_shard.max(1)));
         let mut keys = Vec::new();
         for read in futures_util::future::join_all(reads).await {
             keys.extend(read?);
         }
         keys.sort();
-        keys.truncate(limit);
         let mut due = self.get_many(keys.into_iter().map(|(_, key)| key).collect()).await?;
-        due.extend(self.legacy_due(provider, &cutoff, limit).await?);
+        if legacy {
+            due.extend(self.legacy_due(provider, &cutoff, per_shard.max(1) * shards.len().max(1)).await?);
+        }
         due.retain(|record| !record.status.is_final() && record.next_sync_at.is_some_and(|at| at <= now));
         due.sort_by_key(|record| record.next_sync_at);
-        due.truncate(limit);
         Ok(due)
     }
 
@@ -624,6 +635,70 @@ impl PendingPages<'_> {
     }
 }
 
+/// What the store's one conditional write would make of `item` (a record as DynamoDB holds
+/// it, empty when there is none): `None` when the change's condition fails, otherwise the
+/// item after it. Each value is translated exactly as the write translates it, so
+/// `scripts/capacity` measures the attributes and sizes the store writes.
+pub fn apply_change(
+    item: &HashMap<String, AttributeValue>,
+    change: Change,
+) -> Result<Option<HashMap<String, AttributeValue>>, StoreError> {
+    let exists = !item.is_empty();
+    let rank = item.get("rank").and_then(|v| v.as_n().ok()).and_then(|n| n.parse::<u8>().ok());
+    let applies = match change.condition {
+        Condition::RankBelow(new) => !exists || rank.is_some_and(|rank| rank < new),
+        Condition::Absent => !exists,
+        Condition::Unregistered => exists && !item.contains_key("registered_at"),
+    };
+    if !applies {
+        return Ok(None);
+    }
+    let mut after = item.clone();
+    for (field, edit, value) in change.fields {
+        let value = attribute_value(value)?;
+        match edit {
+            Edit::Set => {
+                after.insert(field.to_owned(), value);
+            }
+            Edit::SetIfAbsent => {
+                after.entry(field.to_owned()).or_insert(value);
+            }
+            Edit::Append => {
+                let mut list = match after.remove(field) {
+                    Some(AttributeValue::L(list)) => list,
+                    Some(_) | None => Vec::new(),
+                };
+                if let AttributeValue::L(items) = value {
+                    list.extend(items);
+                }
+                after.insert(field.to_owned(), AttributeValue::L(list));
+            }
+        }
+    }
+    for field in change.removed {
+        after.remove(*field);
+    }
+    Ok(Some(after))
+}
+
+/// One of the model's values as the attribute the store writes.
+fn attribute_value(value: Value) -> Result<AttributeValue, StoreError> {
+    Ok(match value {
+        Value::Text(text) => AttributeValue::S(text),
+        Value::Number(number) => AttributeValue::N(number.to_string()),
+        Value::Time(at) => AttributeValue::S(timestamp(at)?),
+        Value::History(entry) => {
+            AttributeValue::L(vec![serde_dynamo::to_attribute_value(entry).map_err(StoreError::Decode)?])
+        }
+        Value::Details(details) => serde_dynamo::to_attribute_value(details).map_err(StoreError::Decode)?,
+    })
+}
+
+/// A stored item as the record it is (what the store's reads decode).
+pub fn record_of(item: HashMap<String, AttributeValue>) -> Result<TransactionRecord, StoreError> {
+    decode(item)
+}
+
 /// Builds the conditional update for `observation` without sending it; returns the
 /// update expression and how many values it binds. For benchmarks of the request path.
 pub fn build_update(
@@ -679,8 +754,6 @@ impl Update {
         let mut formatted: Option<(OffsetDateTime, String)> = None;
         for (field, edit, value) in change.fields {
             let value = match value {
-                Value::Text(text) => AttributeValue::S(text),
-                Value::Number(number) => AttributeValue::N(number.to_string()),
                 Value::Time(at) => match &formatted {
                     Some((cached, text)) if *cached == at => AttributeValue::S(text.clone()),
                     Some(_) | None => {
@@ -689,10 +762,9 @@ impl Update {
                         AttributeValue::S(text)
                     }
                 },
-                Value::History(entry) => {
-                    AttributeValue::L(vec![serde_dynamo::to_attribute_value(entry).map_err(StoreError::Decode)?])
+                other @ (Value::Text(_) | Value::Number(_) | Value::History(_) | Value::Details(_)) => {
+                    attribute_value(other)?
                 }
-                Value::Details(details) => serde_dynamo::to_attribute_value(details).map_err(StoreError::Decode)?,
             };
             match edit {
                 Edit::Set => update.set(field, value),

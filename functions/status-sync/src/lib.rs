@@ -34,14 +34,18 @@ pub const CALL_ATTEMPTS: u32 = 2;
 pub const RETRY_PAUSE: Duration = Duration::from_millis(500);
 /// A run takes no new transaction after this long (the function's timeout is 120 s).
 pub const RUN_BUDGET: Duration = Duration::from_secs(60);
-/// Transactions per provider per run (`STATUS_SYNC_BATCH`).
-pub const BATCH: u64 = 500;
+/// Transactions per sync shard per run (`STATUS_SYNC_BATCH`): with 32 shards per provider,
+/// up to 1,600 per provider per run, so that a run's capacity grows with the shard count
+/// (within what `STATUS_SYNC_CONCURRENCY` calls at once get through in a run).
+pub const BATCH: u64 = 50;
 /// The most `STATUS_SYNC_BATCH` may be.
-pub const MAX_BATCH: u64 = 5_000;
+pub const MAX_BATCH: u64 = 2_000;
+/// Sync shards read at once: a run holds at most this many shards' batches in memory.
+pub const SHARDS_AT_ONCE: usize = 4;
 /// Calls to one provider at once (`STATUS_SYNC_CONCURRENCY`).
 pub const CONCURRENCY: u64 = 10;
 /// The most `STATUS_SYNC_CONCURRENCY` may be.
-pub const MAX_CONCURRENCY: u64 = 100;
+pub const MAX_CONCURRENCY: u64 = 500;
 /// How long a run holds a provider's lease at most: the budget, then the calls under way
 /// (at most [`CALL_ATTEMPTS`] × [`CALL_TIMEOUT`]) and their writes, within the
 /// function's 120 s.
@@ -165,7 +169,7 @@ pub struct StatusSync {
 }
 
 impl StatusSync {
-    /// `batch` transactions per provider per run, asked [`CONCURRENCY`] at a time.
+    /// `batch` transactions per sync shard per run, asked [`CONCURRENCY`] at a time.
     pub fn new(recorder: Recorder, providers: Vec<SyncedProvider>, batch: u64) -> Self {
         StatusSync {
             recorder,
@@ -255,39 +259,50 @@ impl StatusSync {
         run
     }
 
+    /// The provider's due transactions, [`SHARDS_AT_ONCE`] sync shards at a time (so a run
+    /// holds at most their batches in memory), then the index kept before the sharding.
     async fn sync_due(&self, provider: &SyncedProvider, now: OffsetDateTime, deadline: Instant, run: &mut ProviderRun) {
         let name = provider.name;
-        let due = match self.recorder.store().due_for_sync(name, now, self.batch).await {
-            Ok(due) => due,
-            Err(error) => {
-                tracing::error!(provider = name, error = %error, "status sync could not read its index");
-                run.failed = true;
-                return;
-            }
-        };
-        run.due = due.len();
-        // Oldest first: the first one says how far behind the sync is.
-        let oldest = due.first().and_then(|record| record.next_sync_at);
-        run.lag_seconds = oldest.map_or(0, |at| u64::try_from((now - at).whole_seconds()).unwrap_or(0));
-        shared::metrics::seconds(shared::metrics::SYNC_LAG, name, run.lag_seconds);
         let source = provider.source.get(now).await.current;
         let stop = AtomicBool::new(false);
-        let steps: Vec<Step> = futures_util::stream::iter(due)
-            .map(|record| self.sync_one(provider, source.as_deref(), record, now, deadline, &stop))
-            .buffer_unordered(self.concurrency)
-            .collect()
-            .await;
-        for step in steps {
-            match step {
-                Step::Applied => run.applied += 1,
-                Step::Rescheduled => run.rescheduled += 1,
-                Step::Rejected => run.rejected += 1,
-                Step::GaveUp => run.gave_up += 1,
-                Step::Untouched => {}
-                Step::Unavailable => run.unavailable = true,
-                Step::Failed => run.failed = true,
+        let shards = shared::model::shard::all(name, shared::model::shard::SYNC_SHARDS);
+        let groups = shards.chunks(SHARDS_AT_ONCE);
+        let last = groups.len().saturating_sub(1);
+        for (index, group) in groups.enumerate() {
+            if stop.load(Ordering::Relaxed) || Instant::now() >= deadline {
+                break;
+            }
+            let due = match self.recorder.store().due_in_shards(name, group, index == last, now, self.batch).await {
+                Ok(due) => due,
+                Err(error) => {
+                    tracing::error!(provider = name, error = %error, "status sync could not read its index");
+                    run.failed = true;
+                    break;
+                }
+            };
+            run.due += due.len();
+            // Oldest first: the first one says how far behind the sync is.
+            let oldest = due.first().and_then(|record| record.next_sync_at);
+            let lag = oldest.map_or(0, |at| u64::try_from((now - at).whole_seconds()).unwrap_or(0));
+            run.lag_seconds = run.lag_seconds.max(lag);
+            let steps: Vec<Step> = futures_util::stream::iter(due)
+                .map(|record| self.sync_one(provider, source.as_deref(), record, now, deadline, &stop))
+                .buffer_unordered(self.concurrency)
+                .collect()
+                .await;
+            for step in steps {
+                match step {
+                    Step::Applied => run.applied += 1,
+                    Step::Rescheduled => run.rescheduled += 1,
+                    Step::Rejected => run.rejected += 1,
+                    Step::GaveUp => run.gave_up += 1,
+                    Step::Untouched => {}
+                    Step::Unavailable => run.unavailable = true,
+                    Step::Failed => run.failed = true,
+                }
             }
         }
+        shared::metrics::seconds(shared::metrics::SYNC_LAG, name, run.lag_seconds);
     }
 
     /// One due transaction: ask, apply what moves it, or reschedule it. A failure of the
