@@ -265,13 +265,15 @@ impl EventLog {
         let Some(mut event) = output.item.map(decode).transpose()? else {
             return Ok(None);
         };
-        if let Some(count) = self.counts(&[id]).await?.get(id) {
-            event.attempt_count = *count;
-        }
-        // Attempts kept on the item itself (before they became items) come first.
-        let first = u32::try_from(event.attempts.len()).unwrap_or(u32::MAX).saturating_add(1);
-        let first = first.max(event.attempt_count.saturating_sub(MAX_LISTED_ATTEMPTS - 1));
-        let mut attempts = self.attempts(id, first, event.attempt_count).await?;
+        // Attempts kept on the item itself (before they became items) come first; the
+        // counter numbers the attempts kept as items since.
+        let counted = self.counts(&[id]).await?.get(id).copied().unwrap_or(0);
+        event.attempt_count += counted;
+        let first = counted.saturating_sub(MAX_LISTED_ATTEMPTS - 1).max(1);
+        let mut attempts = match counted {
+            0 => Vec::new(),
+            _ => self.attempts(id, first, counted).await?,
+        };
         attempts.sort_by_key(|(number, _)| *number);
         event.attempts.extend(attempts.into_iter().map(|(_, attempt)| attempt));
         let excess = event.attempts.len().saturating_sub(MAX_LISTED_ATTEMPTS as usize);
@@ -335,41 +337,45 @@ impl EventLog {
         let mut events = Vec::new();
         let mut queries = 0;
         while events.len() < query.limit {
-            let empty: Vec<usize> = (0..shards.len()).filter(|i| shards[*i].needs_reading()).collect();
-            if !empty.is_empty() {
-                if queries >= shards.len() + MAX_QUERIES {
-                    break;
-                }
-                queries += empty.len();
-                let reads =
-                    empty.iter().map(|i| self.read_shard(&shards[*i], &from, until.as_deref(), query, per_query));
-                let pages = futures_util::future::join_all(reads).await;
-                for (i, page) in empty.into_iter().zip(pages) {
-                    let (items, next) = page?;
-                    shards[i].fill(items, next);
-                }
-                continue;
-            }
-            // Every shard has its next event in hand, or has none left: the lowest is next.
             let lowest = (0..shards.len())
                 .filter_map(|i| shards[i].buffer.front().map(|e| (i, e.position.clone())))
                 .min_by(|a, b| a.1.cmp(&b.1));
-            match lowest.and_then(|(i, _)| shards[i].buffer.pop_front()) {
-                Some(event) => events.push(event),
-                None => break,
+            // A shard holds up the lowest event in hand only while it may still hold a
+            // lower one: not read to its end, nothing in hand, and read to below it.
+            let blocking: Vec<usize> = (0..shards.len())
+                .filter(|i| shards[*i].needs_reading())
+                .filter(|i| lowest.as_ref().is_none_or(|(_, low)| shards[*i].read_to().is_none_or(|r| r < *low)))
+                .collect();
+            if blocking.is_empty() {
+                match lowest.and_then(|(i, _)| shards[i].buffer.pop_front()) {
+                    Some(event) => events.push(event),
+                    None => break,
+                }
+                continue;
+            }
+            if queries >= shards.len() + MAX_QUERIES {
+                break;
+            }
+            queries += blocking.len();
+            let reads =
+                blocking.iter().map(|i| self.read_shard(&shards[*i], &from, until.as_deref(), query, per_query));
+            let pages = futures_util::future::join_all(reads).await;
+            for (i, page) in blocking.into_iter().zip(pages) {
+                let (items, next) = page?;
+                shards[i].fill(items, next);
             }
         }
         let ids: Vec<String> = events.iter().map(|e| e.id().to_owned()).collect();
         let counts = self.counts(&ids.iter().map(String::as_str).collect::<Vec<_>>()).await?;
         for event in &mut events {
-            if let Some(count) = counts.get(event.id()) {
-                event.attempt_count = *count;
-            }
+            // The item's own count is of the attempts it kept before the counter items.
+            event.attempt_count += counts.get(event.id()).copied().unwrap_or(0);
         }
         let exhausted = shards.iter().all(|s| s.done && s.buffer.is_empty());
         let next = match (events.last(), events.len() >= query.limit || !exhausted) {
             (_, false) => None,
-            // Every event after the last one returned is still unread or in a buffer.
+            // Every event after the last one returned is still unread or in a buffer: it was
+            // returned only once no shard could still hold a lower one.
             (Some(last), true) => Some(last.position.clone()),
             // Nothing matched within the query budget: continue below what is unread.
             (None, true) => Some(resume_point(&shards, &from)),
@@ -480,7 +486,8 @@ fn resume_point(shards: &[Shard], from: &str) -> String {
         .filter_map(|shard| match shard.buffer.front() {
             Some(event) => Some(below(&event.position)),
             None if shard.done => None,
-            None => shard.read_to(),
+            // Never read (the budget ran out first): nothing past the cursor is known read.
+            None => Some(shard.read_to().unwrap_or_else(|| from.to_owned())),
         })
         .min()
         .map_or_else(|| from.to_owned(), |point| point.max(from.to_owned()))

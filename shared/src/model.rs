@@ -316,14 +316,15 @@ pub struct TransactionRecord {
     /// Non-final transactions only: whether and when the status sync asks the provider.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sync: Option<SyncState>,
-    /// Stored as [`SYNC_AT`] (or, before the sharding, as `next_sync_at`).
-    #[serde(
-        default,
-        alias = "sync_at",
-        with = "time::serde::rfc3339::option",
-        skip_serializing_if = "Option::is_none"
-    )]
+    /// Stored as [`SYNC_AT`] (or, before the sharding, as `next_sync_at`); filled in from
+    /// the stored one by [`TransactionRecord::derive`].
+    #[serde(default, with = "time::serde::rfc3339::option", skip_serializing_if = "Option::is_none")]
     pub next_sync_at: Option<OffsetDateTime>,
+    /// The next sync as stored since the sharding ([`SYNC_AT`]). Read apart from
+    /// `next_sync_at`, because a write of the previous release can leave both on one item
+    /// during an upgrade; this one wins. Never shown.
+    #[serde(default, with = "time::serde::rfc3339::option", skip_serializing)]
+    pub sync_at: Option<OffsetDateTime>,
     /// Syncs since the last change that learned nothing new (the backoff's rung).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub sync_attempts: u32,
@@ -364,6 +365,9 @@ impl TransactionRecord {
     /// Fills in what is derived from stored fields (`amount_mismatch`); the store calls
     /// this on every record it reads.
     pub fn derive(mut self) -> Self {
+        if let Some(at) = self.sync_at.take() {
+            self.next_sync_at = Some(at);
+        }
         self.amount_mismatch = match (&self.expected_amount, &self.amount) {
             (Some(expected), Some(reported)) if !expected.same_value(reported) => {
                 Some(AmountMismatch { expected: expected.clone(), reported: reported.clone() })
@@ -588,12 +592,17 @@ fn registration_fields(
     }
 }
 
+/// The sync fields a write that leaves a transaction non-final sets. The time is set only
+/// where none is (`SetIfAbsent`): a transaction already scheduled keeps its time, so its
+/// entry in the `SyncShards` index moves only when the schedule changes (the sync's own
+/// reschedule), not on every webhook; it is put there once, at first sight, and deleted
+/// once, when final.
 fn schedule(fields: &mut Vec<(&'static str, Edit, Value)>, step: SyncStep, provider: &str, reference: &str) {
     if let SyncStep::Retry { state, at, attempts } = step {
         fields.push(("sync", Edit::Set, Value::Text(state.as_str().to_owned())));
-        fields.push((SYNC_AT, Edit::Set, Value::Time(at)));
+        fields.push((SYNC_AT, Edit::SetIfAbsent, Value::Time(at)));
         fields.push(("sync_attempts", Edit::Set, Value::Number(attempts.min(u8::MAX as u32) as u8)));
-        fields.push((SYNC_SHARD, Edit::Set, Value::Text(sync_shard(provider, reference))));
+        fields.push((SYNC_SHARD, Edit::SetIfAbsent, Value::Text(sync_shard(provider, reference))));
     }
 }
 
@@ -629,6 +638,7 @@ pub(crate) mod tests {
             sync: None,
             next_sync_at: None,
             sync_attempts: 0,
+            sync_at: None,
             requeue_failed: false,
         }
     }
@@ -648,6 +658,23 @@ pub(crate) mod tests {
         record.amount = Some(amount("12.00"));
         let mismatch = record.derive().amount_mismatch.expect("mismatch");
         assert_eq!((mismatch.expected.as_str(), mismatch.reported.as_str()), ("10.00", "12.00"));
+    }
+
+    /// A write of the previous release during an upgrade can leave both the old
+    /// `next_sync_at` and the sharded `sync_at` on one item: it still reads, the sharded
+    /// one wins, and only `next_sync_at` is shown.
+    #[test]
+    fn a_record_with_both_schedules_reads_and_the_sharded_one_wins() {
+        let record: TransactionRecord = serde_json::from_value(serde_json::json!({
+            "provider": "azqr", "reference": "r", "status": "pending",
+            "first_seen_at": "2026-11-30T00:00:00Z", "updated_at": "2026-11-30T00:00:00Z",
+            "next_sync_at": "2026-11-30T00:05:00Z", "sync_at": "2026-11-30T00:20:00Z"
+        }))
+        .expect("both schedules");
+        let record = record.derive();
+        let shown = serde_json::to_value(&record).expect("JSON");
+        assert_eq!(shown["next_sync_at"], "2026-11-30T00:20:00Z");
+        assert!(shown.get("sync_at").is_none());
     }
 
     #[test]

@@ -10,6 +10,10 @@ pub enum QueueError {
     Encode(#[source] serde_json::Error),
 }
 
+/// The most one `SendMessageBatch` carries: SQS's limit on a batch's total payload is
+/// 256 KiB in every region (1 MiB where raised); the largest event is about 46 KB.
+pub const MAX_BATCH_BYTES: usize = 200 * 1024;
+
 /// Why one entry of a batch was not sent.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("batch entry not sent: {0}")]
@@ -49,21 +53,45 @@ impl EventQueue {
         Ok(())
     }
 
-    /// Sends up to 10 events in one `SendMessageBatch` call, each as [`Self::send`] sends
-    /// it; returns, in order, whether each was accepted. A call that fails as a whole
-    /// fails every entry.
+    /// Sends `events`, each as [`Self::send`] sends it, in `SendMessageBatch` calls of at
+    /// most 10 entries and [`MAX_BATCH_BYTES`]; returns, in order, whether each was
+    /// accepted. A call that fails as a whole fails its entries only.
     pub async fn send_batch(&self, events: &[TerminalEvent]) -> Vec<Result<(), QueueError>> {
-        let mut entries = Vec::with_capacity(events.len());
-        for (index, event) in events.iter().enumerate() {
+        let mut results: Vec<Result<(), QueueError>> = Vec::with_capacity(events.len());
+        let mut batch: Vec<(String, &TerminalEvent)> = Vec::new();
+        let mut bytes = 0;
+        for event in events {
             let body = match serde_json::to_string(event) {
                 Ok(body) => body,
                 Err(error) => {
-                    return events
-                        .iter()
-                        .map(|_| Err(QueueError::Send(Box::new(BatchEntryError(error.to_string())))))
-                        .collect()
+                    results.extend(self.send_entries(std::mem::take(&mut batch)).await);
+                    bytes = 0;
+                    results.push(Err(QueueError::Encode(error)));
+                    continue;
                 }
             };
+            if batch.len() == 10 || (!batch.is_empty() && bytes + body.len() > MAX_BATCH_BYTES) {
+                results.extend(self.send_entries(std::mem::take(&mut batch)).await);
+                bytes = 0;
+            }
+            bytes += body.len();
+            batch.push((body, event));
+        }
+        results.extend(self.send_entries(batch).await);
+        results
+    }
+
+    /// One `SendMessageBatch` call; whether each entry was accepted, in order.
+    async fn send_entries(&self, batch: Vec<(String, &TerminalEvent)>) -> Vec<Result<(), QueueError>> {
+        if batch.is_empty() {
+            return Vec::new();
+        }
+        let count = batch.len();
+        let failed = |reason: String| {
+            (0..count).map(|_| Err(QueueError::Send(Box::new(BatchEntryError(reason.clone()))))).collect()
+        };
+        let mut entries = Vec::with_capacity(count);
+        for (index, (body, event)) in batch.into_iter().enumerate() {
             let entry = aws_sdk_sqs::types::SendMessageBatchRequestEntry::builder()
                 .id(index.to_string())
                 .message_body(body)
@@ -72,26 +100,15 @@ impl EventQueue {
                 .build();
             match entry {
                 Ok(entry) => entries.push(entry),
-                Err(error) => {
-                    return events
-                        .iter()
-                        .map(|_| Err(QueueError::Send(Box::new(BatchEntryError(error.to_string())))))
-                        .collect()
-                }
+                Err(error) => return failed(error.to_string()),
             }
-        }
-        if entries.is_empty() {
-            return Vec::new();
         }
         let output = match self.client.send_message_batch().queue_url(&self.url).set_entries(Some(entries)).send().await
         {
             Ok(output) => output,
-            Err(error) => {
-                let error = BatchEntryError(aws_sdk_sqs::error::DisplayErrorContext(&error).to_string());
-                return events.iter().map(|_| Err(QueueError::Send(Box::new(error.clone())))).collect();
-            }
+            Err(error) => return failed(aws_sdk_sqs::error::DisplayErrorContext(&error).to_string()),
         };
-        (0..events.len())
+        (0..count)
             .map(|index| {
                 let id = index.to_string();
                 match output.failed.iter().find(|f| f.id == id) {

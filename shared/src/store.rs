@@ -265,9 +265,41 @@ impl TransactionStore {
         if legacy {
             due.extend(self.legacy_due(provider, &cutoff, per_shard.max(1) * shards.len().max(1)).await?);
         }
+        // A final record still listed (a write of the previous release, during an upgrade,
+        // kept its schedule) would stay at the head of its shard: its schedule is ended.
+        for record in due.iter().filter(|record| record.status.is_final()) {
+            if let Err(error) = self.end_schedule(record).await {
+                tracing::warn!(provider, reference = %record.reference, error = %error, "could not end the schedule of a final transaction");
+            }
+        }
         due.retain(|record| !record.status.is_final() && record.next_sync_at.is_some_and(|at| at <= now));
         due.sort_by_key(|record| record.next_sync_at);
         Ok(due)
+    }
+
+    /// Removes the schedule of a final `record` (while it is final).
+    async fn end_schedule(&self, record: &TransactionRecord) -> Result<(), StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key(KEY_ATTRIBUTE, AttributeValue::S(transaction_key(&record.provider, &record.reference)))
+            .update_expression("REMOVE #sync, #at, #attempts, #shard, #legacy")
+            .condition_expression("#status = :status")
+            .expression_attribute_names("#sync", "sync")
+            .expression_attribute_names("#at", crate::model::SYNC_AT)
+            .expression_attribute_names("#attempts", "sync_attempts")
+            .expression_attribute_names("#shard", crate::model::SYNC_SHARD)
+            .expression_attribute_names("#legacy", crate::model::LEGACY_SYNC_AT)
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":status", AttributeValue::S(record.status.as_str().to_owned()))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(error) if error.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => Ok(()),
+            Err(error) => Err(StoreError::Request(Box::new(error))),
+        }
     }
 
     /// (time, key) of up to `limit` due entries of one sync shard, oldest first.
@@ -314,7 +346,7 @@ impl TransactionStore {
             .send()
             .await
             .map_err(|e| StoreError::Request(Box::new(e)))?;
-        output.items.unwrap_or_default().into_iter().map(decode).collect()
+        Ok(output.items.unwrap_or_default().into_iter().filter_map(decode_or_skip).collect())
     }
 
     /// The records of `keys` (table keys) that exist, read consistently, 100 to a
@@ -339,9 +371,8 @@ impl TransactionStore {
                     .send()
                     .await
                     .map_err(|e| StoreError::Request(Box::new(e)))?;
-                for item in output.responses.unwrap_or_default().remove(&self.table).unwrap_or_default() {
-                    records.push(decode(item)?);
-                }
+                let items = output.responses.unwrap_or_default().remove(&self.table).unwrap_or_default();
+                records.extend(items.into_iter().filter_map(decode_or_skip));
                 request = output.unprocessed_keys.and_then(|mut unprocessed| unprocessed.remove(&self.table));
             }
         }
@@ -719,6 +750,19 @@ fn lease_key(name: &str) -> String {
 /// A time as stored: RFC 3339 text, the format the record's serde uses too.
 fn timestamp(at: OffsetDateTime) -> Result<String, StoreError> {
     at.format(&Rfc3339).map_err(StoreError::Timestamp)
+}
+
+/// A scheduled record, or `None` (logged) when it cannot be read: one bad item never
+/// stops the sync of the others.
+fn decode_or_skip(item: HashMap<String, AttributeValue>) -> Option<TransactionRecord> {
+    let key = item.get(KEY_ATTRIBUTE).and_then(|k| k.as_s().ok()).cloned().unwrap_or_default();
+    match decode(item) {
+        Ok(record) => Some(record),
+        Err(error) => {
+            tracing::error!(key, error = %error, "a scheduled transaction could not be read: skipped");
+            None
+        }
+    }
 }
 
 fn decode(item: HashMap<String, AttributeValue>) -> Result<TransactionRecord, StoreError> {

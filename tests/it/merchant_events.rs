@@ -326,6 +326,44 @@ async fn the_feed_pages_through_every_event_in_creation_order() {
     }
 }
 
+/// A filter that matches one event among hundreds, which every other shard holds: the
+/// listing returns it (it never waits on a shard that has read past it) and ends, so that
+/// `recover` finds every undelivered event.
+#[tokio::test]
+async fn a_filtered_listing_finds_the_one_match_among_hundreds_across_shards() {
+    use futures_util::StreamExt;
+    let h = Harness::new().await;
+    let undelivered = logged(&h, "800000000000", 0, false).await;
+    futures_util::stream::iter(1..=900_i64)
+        .for_each_concurrent(16, |i| {
+            let h = &h;
+            async move {
+                logged(h, &format!("{:012}", 800_000_000_000 + i), i, true).await;
+            }
+        })
+        .await;
+    let api = events_api(&h);
+    let mut found = Vec::new();
+    let mut cursor: Option<String> = None;
+    for _ in 0..10 {
+        let mut query = vec![("delivered", "false"), ("limit", "100")];
+        if let Some(after) = &cursor {
+            query.push(("after", after.as_str()));
+        }
+        let (status, page) = call(&api, events_api::Route::List, get(&query)).await;
+        assert_eq!(status, 200, "{page}");
+        found.extend(page["data"].as_array().expect("data").iter().map(|e| e["id"].as_str().expect("id").to_owned()));
+        match page["next"].as_str() {
+            Some(next) => {
+                assert_ne!(Some(next), cursor.as_deref(), "the cursor moves on");
+                cursor = Some(next.to_owned());
+            }
+            None => break,
+        }
+    }
+    assert_eq!(found, [undelivered]);
+}
+
 /// A resend within SQS's 5-minute deduplication window is delivered, with the same
 /// `webhook-id`, and recorded as a resend; an unknown id is 404.
 #[tokio::test]

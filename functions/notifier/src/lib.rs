@@ -312,7 +312,7 @@ impl Notifier {
                     Delivery::Delivered { status } => self.on_delivered(&event, status, now).await,
                     Delivery::Refused => self.on_refused(message, &event, now).await,
                     Delivery::Failed { reason, retry_after } => {
-                        self.hand_to_queue(message, &event).await;
+                        self.hand_to_queue(&event).await;
                         self.on_failed(message, &event, &reason, retry_after)
                     }
                 }
@@ -435,13 +435,15 @@ impl Notifier {
         Disposition::Delete
     }
 
-    /// The first failed delivery of an outcome: the record's marker says the event is in
-    /// the queue's hands, so the reconciler (which looks for events that never reached the
-    /// queue) no longer reads it: a merchant outage does not make it re-send a backlog. A
-    /// failure here is harmless: the reconciler may send the event once more.
-    async fn hand_to_queue(&self, message: &SqsMessage, event: &TerminalEvent) {
-        let first = message.attributes.get("ApproximateReceiveCount").is_none_or(|count| count == "1");
-        let Some(status) = event.outcome().filter(|_| first) else {
+    /// A failed delivery of an outcome: the record's marker says the event is in the
+    /// queue's hands, so the reconciler (which looks for events that never reached the
+    /// queue) no longer reads it: a merchant outage does not make it re-send a backlog.
+    /// Conditional on the marker as the webhook set it, so every later failure changes
+    /// nothing (whatever the receive count: a message held behind a failed one of its
+    /// group is first tried late). A failure here is harmless: the reconciler may send the
+    /// event once more.
+    async fn hand_to_queue(&self, event: &TerminalEvent) {
+        let Some(status) = event.outcome() else {
             return;
         };
         let (provider, reference) = (event.data.provider.as_str(), event.data.reference.as_str());

@@ -121,7 +121,8 @@ impl Reconciler {
         Ok(run.sent)
     }
 
-    /// One `SendMessageBatch` of `records`' events; each failure is marked on its record.
+    /// `records`' events in `SendMessageBatch` calls (the queue splits them by size); each
+    /// failure is marked on its record.
     async fn send(&self, records: &[TransactionRecord], run: &mut Run) -> Result<(), ReconcileError> {
         let records: Vec<&TransactionRecord> = records.iter().filter(|r| r.status.is_final()).collect();
         let events: Vec<TerminalEvent> = records.iter().filter_map(|r| TerminalEvent::for_record(r)).collect();

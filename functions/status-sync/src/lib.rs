@@ -260,19 +260,23 @@ impl StatusSync {
     }
 
     /// The provider's due transactions, [`SHARDS_AT_ONCE`] sync shards at a time (so a run
-    /// holds at most their batches in memory), then the index kept before the sharding.
+    /// holds at most their batches in memory), and the index kept before the sharding.
     async fn sync_due(&self, provider: &SyncedProvider, now: OffsetDateTime, deadline: Instant, run: &mut ProviderRun) {
         let name = provider.name;
         let source = provider.source.get(now).await.current;
         let stop = AtomicBool::new(false);
         let shards = shared::model::shard::all(name, shared::model::shard::SYNC_SHARDS);
-        let groups = shards.chunks(SHARDS_AT_ONCE);
-        let last = groups.len().saturating_sub(1);
-        for (index, group) in groups.enumerate() {
+        let groups: Vec<&[String]> = shards.chunks(SHARDS_AT_ONCE).collect();
+        // Each run starts at another group (by the minute), so that a backlog a run cannot
+        // get through does not leave the last groups unread; the index kept before the
+        // sharding is read with the first.
+        let start = usize::try_from(now.unix_timestamp().div_euclid(60)).unwrap_or(0) % groups.len().max(1);
+        for turn in 0..groups.len() {
             if stop.load(Ordering::Relaxed) || Instant::now() >= deadline {
                 break;
             }
-            let due = match self.recorder.store().due_in_shards(name, group, index == last, now, self.batch).await {
+            let group = groups[(start + turn) % groups.len()];
+            let due = match self.recorder.store().due_in_shards(name, group, turn == 0, now, self.batch).await {
                 Ok(due) => due,
                 Err(error) => {
                     tracing::error!(provider = name, error = %error, "status sync could not read its index");
