@@ -14,6 +14,14 @@ pub enum QueueError {
 /// 256 KiB in every region (1 MiB where raised); the largest event is about 46 KB.
 pub const MAX_BATCH_BYTES: usize = 200 * 1024;
 
+/// A stored event to send again: its body as sent, its group (the transaction) and id.
+#[derive(Debug, Clone)]
+pub struct Resend<'a> {
+    pub body: &'a str,
+    pub group: String,
+    pub event_id: &'a str,
+}
+
 /// Why one entry of a batch was not sent.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("batch entry not sent: {0}")]
@@ -121,6 +129,55 @@ impl EventQueue {
                 }
             })
             .collect()
+    }
+
+    /// Sends stored events again, as [`Self::resend`] sends one, in `SendMessageBatch`
+    /// calls of at most 10 entries and [`MAX_BATCH_BYTES`]; stops at the first entry SQS
+    /// refuses. Returns how many were sent.
+    pub async fn resend_batch(&self, events: &[Resend<'_>], kind: &str, nonce: i128) -> Result<usize, QueueError> {
+        let attribute = aws_sdk_sqs::types::MessageAttributeValue::builder()
+            .data_type("String")
+            .string_value(kind)
+            .build()
+            .map_err(|e| QueueError::Send(Box::new(e)))?;
+        let mut sent = 0;
+        let mut rest = events;
+        while !rest.is_empty() {
+            let mut take = 0;
+            let mut bytes = 0;
+            while take < rest.len() && take < 10 && (take == 0 || bytes + rest[take].body.len() <= MAX_BATCH_BYTES) {
+                bytes += rest[take].body.len();
+                take += 1;
+            }
+            let (batch, remaining) = rest.split_at(take);
+            let mut entries = Vec::with_capacity(batch.len());
+            for (index, event) in batch.iter().enumerate() {
+                let entry = aws_sdk_sqs::types::SendMessageBatchRequestEntry::builder()
+                    .id(index.to_string())
+                    .message_body(event.body)
+                    .message_group_id(&event.group)
+                    .message_deduplication_id(format!("{}:{kind}:{nonce}", event.event_id))
+                    .message_attributes(KIND_ATTRIBUTE, attribute.clone())
+                    .build()
+                    .map_err(|e| QueueError::Send(Box::new(e)))?;
+                entries.push(entry);
+            }
+            let output = self
+                .client
+                .send_message_batch()
+                .queue_url(&self.url)
+                .set_entries(Some(entries))
+                .send()
+                .await
+                .map_err(|e| QueueError::Send(Box::new(e)))?;
+            if let Some(failed) = output.failed.first() {
+                let reason = format!("{}: {}", failed.code, failed.message.as_deref().unwrap_or_default());
+                return Err(QueueError::Send(Box::new(BatchEntryError(reason))));
+            }
+            sent += batch.len();
+            rest = remaining;
+        }
+        Ok(sent)
     }
 
     /// Sends a stored event again on a merchant's request (`kind`: `resend` or `recover`,

@@ -29,7 +29,9 @@ pub async fn replay_dead_letters(
         if messages.is_empty() {
             return Ok(moved);
         }
-        for message in messages {
+        // Ten to a SendMessageBatch, then the ones sent deleted in one DeleteMessageBatch.
+        let mut entries = Vec::with_capacity(messages.len());
+        for (index, message) in messages.iter().enumerate() {
             let attributes = message.attributes.clone().unwrap_or_default();
             let group = attributes.get(&MessageSystemAttributeName::MessageGroupId).cloned().unwrap_or_default();
             let original = attributes
@@ -38,17 +40,35 @@ pub async fn replay_dead_letters(
                 .or(message.message_id.clone())
                 .unwrap_or_default();
             let dedup: String = format!("{original}-replay-{}", now.unix_timestamp()).chars().take(128).collect();
-            sqs.send_message()
-                .queue_url(queue_url)
+            let entry = aws_sdk_sqs::types::SendMessageBatchRequestEntry::builder()
+                .id(index.to_string())
                 .message_body(message.body.clone().unwrap_or_default())
                 .message_group_id(group)
                 .message_deduplication_id(dedup)
-                .send()
-                .await?;
-            if let Some(handle) = message.receipt_handle() {
-                sqs.delete_message().queue_url(dead_letter_queue_url).receipt_handle(handle).send().await?;
-            }
-            moved += 1;
+                .build()
+                .map_err(aws_sdk_sqs::Error::from)?;
+            entries.push(entry);
+        }
+        let output = sqs.send_message_batch().queue_url(queue_url).set_entries(Some(entries)).send().await?;
+        let deletes: Vec<_> = output
+            .successful
+            .iter()
+            .filter_map(|sent| {
+                let message = messages.get(sent.id.parse::<usize>().ok()?)?;
+                aws_sdk_sqs::types::DeleteMessageBatchRequestEntry::builder()
+                    .id(sent.id.clone())
+                    .receipt_handle(message.receipt_handle()?)
+                    .build()
+                    .ok()
+            })
+            .collect();
+        moved += deletes.len();
+        if !deletes.is_empty() {
+            sqs.delete_message_batch().queue_url(dead_letter_queue_url).set_entries(Some(deletes)).send().await?;
+        }
+        if !output.failed.is_empty() {
+            // Left in the dead-letter queue (visible again in 60 s): stop rather than loop on it.
+            return Ok(moved);
         }
     }
 }
