@@ -22,9 +22,19 @@ pub use provision::{Resources, Template};
 pub use serve::{mount, Routes};
 pub use timing::LocalTiming;
 
+/// A retry partition of its own for each client: on AWS each function is a process with
+/// its own retry token bucket, so one function's failures never use up another's
+/// retries; the SDK shares a bucket by service name within a process, which the local
+/// pipeline (every function in one process) must not.
+fn own_retry_partition(service: &str) -> aws_sdk_dynamodb::config::retry::RetryPartition {
+    static CLIENTS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = CLIENTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    aws_sdk_dynamodb::config::retry::RetryPartition::new(format!("{service}-{n}"))
+}
+
 /// A DynamoDB client for an emulator at `endpoint` (dummy credentials, us-east-1), with
-/// the functions' time limits; each request carries the id of the webhook request being
-/// served, if any ([`serve::RequestTag`]).
+/// the functions' time limits and a retry partition of its own; each request carries the
+/// id of the webhook request being served, if any ([`serve::RequestTag`]).
 pub fn dynamodb_client(endpoint: &str) -> aws_sdk_dynamodb::Client {
     let config = aws_sdk_dynamodb::Config::builder()
         .behavior_version(BehaviorVersion::latest())
@@ -33,6 +43,7 @@ pub fn dynamodb_client(endpoint: &str) -> aws_sdk_dynamodb::Client {
         .endpoint_url(endpoint)
         .timeout_config(shared::aws::storage_timeouts())
         .retry_config(shared::aws::storage_retries())
+        .retry_partition(own_retry_partition("dynamodb"))
         .interceptor(serve::RequestTag)
         .build();
     aws_sdk_dynamodb::Client::from_conf(config)
@@ -48,6 +59,7 @@ pub fn sqs_client(endpoint: &str) -> aws_sdk_sqs::Client {
         .endpoint_url(endpoint)
         .timeout_config(shared::aws::storage_timeouts())
         .retry_config(shared::aws::storage_retries())
+        .retry_partition(own_retry_partition("sqs"))
         .interceptor(serve::RequestTag)
         .build();
     aws_sdk_sqs::Client::from_conf(config)

@@ -20,8 +20,9 @@ async fn main() -> Result<(), Error> {
     tracing_subscriber::fmt().with_env_filter(filter).init();
 
     let mut env = DevEnv::load(Path::new("local.env.example"))?;
-    let dynamodb = dynamodb_client(&env.required("DYNAMODB_ENDPOINT")?);
-    let sqs = sqs_client(&env.required("SQS_ENDPOINT")?);
+    let (dynamodb_endpoint, sqs_endpoint) = (env.required("DYNAMODB_ENDPOINT")?, env.required("SQS_ENDPOINT")?);
+    let dynamodb = dynamodb_client(&dynamodb_endpoint);
+    let sqs = sqs_client(&sqs_endpoint);
     let prefix = env.optional("LOCAL_RESOURCE_PREFIX").unwrap_or_else(|| "local-".into());
     let timing = LocalTiming::from_env(&env)?;
     let mut template = Template::load(Path::new("template.yaml"))?;
@@ -54,9 +55,18 @@ async fn main() -> Result<(), Error> {
         std::sync::Arc::new(LambdaEnv::new(env.clone(), &template, &resources));
     let now = time::OffsetDateTime::now_utc();
     let signers = notifier::signers_from_env(std::sync::Arc::clone(&lambda_env), &secrets, now).await?;
-    let notifier =
-        notifier::Notifier::new(NotifierConfig::from_env(&env)?, signers, store.clone(), sqs, timing.notify_timeout)?
-            .with_backoff(timing.notify_backoff.clone());
+    // Each function below gets clients of its own, as on AWS: one's retries never use up
+    // another's retry budget.
+    let own_store = || TransactionStore::new(dynamodb_client(&dynamodb_endpoint), &resources.table_name);
+    let own_queue = || EventQueue::new(sqs_client(&sqs_endpoint), &resources.queue_url);
+    let notifier = notifier::Notifier::new(
+        NotifierConfig::from_env(&env)?,
+        signers,
+        own_store(),
+        sqs_client(&sqs_endpoint),
+        timing.notify_timeout,
+    )?
+    .with_backoff(timing.notify_backoff.clone());
     let notifier = std::sync::Arc::new(notifier);
     for _ in 0..timing.notifier_pollers {
         let notifier = std::sync::Arc::clone(&notifier);
@@ -71,7 +81,7 @@ async fn main() -> Result<(), Error> {
     }
     // The reconciler, on a short timer: by default stuck after 1 minute, re-enqueued every 10.
     let (grace, every, repeat) = timing.reconciler;
-    let reconciler = Reconciler::new(store.clone(), queue.clone()).with_timing(grace, every, repeat);
+    let reconciler = Reconciler::new(own_store(), own_queue()).with_timing(grace, every, repeat);
     tokio::spawn(async move {
         let mut timer = tokio::time::interval(every);
         loop {
@@ -93,7 +103,9 @@ async fn main() -> Result<(), Error> {
     let concurrency = shared::config::positive_integer(&env, "STATUS_SYNC_CONCURRENCY", status_sync::CONCURRENCY)?;
     // Runs follow one another in this loop: the lease only has to outlast the interval,
     // so that a killed process does not hold up the next run.
-    let sync = status_sync::StatusSync::new(recorder.clone(), synced, batch)
+    let sync_recorder = Recorder::new(own_store(), own_queue(), shared::config::sync_policy(&env)?)
+        .with_events(shared::config::event_types(&env)?);
+    let sync = status_sync::StatusSync::new(sync_recorder, synced, batch)
         .with_concurrency(concurrency)
         .with_lease(Duration::from_secs(interval));
     tokio::spawn(async move {
