@@ -174,7 +174,7 @@ async fn a_completed_payment_on_every_route_is_stored_once_and_delivered_signed(
     assert_eq!(unknown.status().as_u16(), 404);
 }
 
-/// The acceptance run: with `STATUS_SYNC_INTERVAL_SECONDS=1
+/// The acceptance run: with `STATUS_SYNC_INTERVAL_SECONDS=2
 /// STATUS_SYNC_AFTER_SECONDS=1` and AZQR's query answering `completed` for an rrn that
 /// only got `read`, the status API shows `completed` within seconds and the merchant gets
 /// one signed event. AZQR_API_URL is set here, so the run command starts no stand-in of
@@ -190,7 +190,7 @@ async fn the_status_sync_settles_a_transaction_whose_final_webhook_was_lost() {
     Mock::given(method("POST")).respond_with(ResponseTemplate::new(204)).mount(&merchant).await;
     let prefix = format!("sync{}-", std::process::id());
     let settings =
-        [("STATUS_SYNC_INTERVAL_SECONDS", "1"), ("STATUS_SYNC_AFTER_SECONDS", "1"), ("AZQR_API_URL", &azqr.url)];
+        [("STATUS_SYNC_INTERVAL_SECONDS", "2"), ("STATUS_SYNC_AFTER_SECONDS", "1"), ("AZQR_API_URL", &azqr.url)];
     let (_server, port) = start_with(&prefix, &merchant.uri(), &settings).await;
 
     let rrn = format!("{:012}", std::process::id() as u64 * 1000 + 7);
