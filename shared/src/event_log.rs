@@ -13,7 +13,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes};
+use aws_sdk_dynamodb::types::AttributeValue;
 use serde::{Deserialize, Serialize};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
@@ -218,34 +218,12 @@ impl EventLog {
     /// The attempt counts of `ids`, from their counter items (100 to a `BatchGetItem`);
     /// an id without one (an event logged before the counters) is left out.
     async fn counts(&self, ids: &[&str]) -> Result<HashMap<String, u32>, StoreError> {
+        let keys: Vec<String> = ids.iter().map(|id| counter_key(id)).collect();
         let mut counts = HashMap::new();
-        for chunk in ids.chunks(100) {
-            let keys: Vec<HashMap<String, AttributeValue>> = chunk
-                .iter()
-                .map(|id| HashMap::from([(KEY_ATTRIBUTE.to_owned(), AttributeValue::S(counter_key(id)))]))
-                .collect();
-            let mut request = Some(
-                KeysAndAttributes::builder()
-                    .set_keys(Some(keys))
-                    .build()
-                    .map_err(|e| StoreError::Request(Box::new(e)))?,
-            );
-            for _ in 0..5 {
-                let Some(keys) = request.take() else { break };
-                let output = self
-                    .client
-                    .batch_get_item()
-                    .request_items(&self.table, keys)
-                    .send()
-                    .await
-                    .map_err(|e| StoreError::Request(Box::new(e)))?;
-                for item in output.responses.unwrap_or_default().remove(&self.table).unwrap_or_default() {
-                    let id = item.get(KEY_ATTRIBUTE).and_then(|k| k.as_s().ok()).and_then(|k| event_of_counter(k));
-                    if let (Some(id), Some(count)) = (id, count_of(&item)) {
-                        counts.insert(id.to_owned(), count);
-                    }
-                }
-                request = output.unprocessed_keys.and_then(|mut u| u.remove(&self.table));
+        for item in crate::store::batch_get(&self.client, &self.table, &keys, false).await? {
+            let id = item.get(KEY_ATTRIBUTE).and_then(|k| k.as_s().ok()).and_then(|k| event_of_counter(k));
+            if let (Some(id), Some(count)) = (id, count_of(&item)) {
+                counts.insert(id.to_owned(), count);
             }
         }
         Ok(counts)
@@ -283,38 +261,14 @@ impl EventLog {
 
     /// Attempts `first..=last` of event `id` that exist, with their numbers, in any order.
     async fn attempts(&self, id: &str, first: u32, last: u32) -> Result<Vec<(u32, Attempt)>, StoreError> {
+        let keys: Vec<String> = (first..=last).map(|n| attempt_key(id, n)).collect();
         let mut found = Vec::new();
-        let numbers: Vec<u32> = (first..=last).collect();
-        for chunk in numbers.chunks(100) {
-            let keys: Vec<HashMap<String, AttributeValue>> = chunk
-                .iter()
-                .map(|n| HashMap::from([(KEY_ATTRIBUTE.to_owned(), AttributeValue::S(attempt_key(id, *n)))]))
-                .collect();
-            let mut request = Some(
-                KeysAndAttributes::builder()
-                    .set_keys(Some(keys))
-                    .build()
-                    .map_err(|e| StoreError::Request(Box::new(e)))?,
-            );
-            // Unprocessed keys (throttling) are asked again, a bounded number of times.
-            for _ in 0..5 {
-                let Some(keys) = request.take() else { break };
-                let output = self
-                    .client
-                    .batch_get_item()
-                    .request_items(&self.table, keys)
-                    .send()
-                    .await
-                    .map_err(|e| StoreError::Request(Box::new(e)))?;
-                for mut item in output.responses.unwrap_or_default().remove(&self.table).unwrap_or_default() {
-                    let number = item
-                        .remove(KEY_ATTRIBUTE)
-                        .and_then(|k| k.as_s().ok().and_then(|k| k.rsplit_once('#')).and_then(|(_, n)| n.parse().ok()));
-                    let attempt: Attempt = serde_dynamo::from_item(item).map_err(StoreError::Decode)?;
-                    found.push((number.unwrap_or(0), attempt));
-                }
-                request = output.unprocessed_keys.and_then(|mut u| u.remove(&self.table));
-            }
+        for mut item in crate::store::batch_get(&self.client, &self.table, &keys, false).await? {
+            let number = item
+                .remove(KEY_ATTRIBUTE)
+                .and_then(|k| k.as_s().ok().and_then(|k| k.rsplit_once('#')).and_then(|(_, n)| n.parse().ok()));
+            let attempt: Attempt = serde_dynamo::from_item(item).map_err(StoreError::Decode)?;
+            found.push((number.unwrap_or(0), attempt));
         }
         Ok(found)
     }

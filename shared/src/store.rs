@@ -352,31 +352,8 @@ impl TransactionStore {
     /// The records of `keys` (table keys) that exist, read consistently, 100 to a
     /// `BatchGetItem`; keys DynamoDB leaves unprocessed are asked again a few times.
     async fn get_many(&self, keys: Vec<String>) -> Result<Vec<TransactionRecord>, StoreError> {
-        let mut records = Vec::with_capacity(keys.len());
-        for chunk in keys.chunks(100) {
-            let keys =
-                chunk.iter().map(|key| HashMap::from([(KEY_ATTRIBUTE.to_owned(), AttributeValue::S(key.clone()))]));
-            let request = aws_sdk_dynamodb::types::KeysAndAttributes::builder()
-                .set_keys(Some(keys.collect()))
-                .consistent_read(true)
-                .build()
-                .map_err(|e| StoreError::Request(Box::new(e)))?;
-            let mut request = Some(request);
-            for _ in 0..5 {
-                let Some(keys) = request.take() else { break };
-                let output = self
-                    .client
-                    .batch_get_item()
-                    .request_items(&self.table, keys)
-                    .send()
-                    .await
-                    .map_err(|e| StoreError::Request(Box::new(e)))?;
-                let items = output.responses.unwrap_or_default().remove(&self.table).unwrap_or_default();
-                records.extend(items.into_iter().filter_map(decode_or_skip));
-                request = output.unprocessed_keys.and_then(|mut unprocessed| unprocessed.remove(&self.table));
-            }
-        }
-        Ok(records)
+        let items = batch_get(&self.client, &self.table, &keys, true).await?;
+        Ok(items.into_iter().filter_map(decode_or_skip).collect())
     }
 
     /// Takes the lease `name` for `holder` until `until`, if no one holds it at `now`
@@ -750,6 +727,40 @@ fn lease_key(name: &str) -> String {
 /// A time as stored: RFC 3339 text, the format the record's serde uses too.
 fn timestamp(at: OffsetDateTime) -> Result<String, StoreError> {
     at.format(&Rfc3339).map_err(StoreError::Timestamp)
+}
+
+/// The items of `keys` (table keys) that exist, in any order, 100 to a `BatchGetItem`
+/// (`consistent`: strongly consistent reads); keys DynamoDB leaves unprocessed (under
+/// throttling) are asked again, at most four more times. The store's and the event
+/// log's batch reads all go through here.
+pub(crate) async fn batch_get(
+    client: &aws_sdk_dynamodb::Client,
+    table: &str,
+    keys: &[String],
+    consistent: bool,
+) -> Result<Vec<HashMap<String, AttributeValue>>, StoreError> {
+    let mut items = Vec::with_capacity(keys.len());
+    for chunk in keys.chunks(100) {
+        let keys = chunk.iter().map(|key| HashMap::from([(KEY_ATTRIBUTE.to_owned(), AttributeValue::S(key.clone()))]));
+        let request = aws_sdk_dynamodb::types::KeysAndAttributes::builder()
+            .set_keys(Some(keys.collect()))
+            .consistent_read(consistent)
+            .build()
+            .map_err(|e| StoreError::Request(Box::new(e)))?;
+        let mut request = Some(request);
+        for _ in 0..5 {
+            let Some(keys) = request.take() else { break };
+            let output = client
+                .batch_get_item()
+                .request_items(table, keys)
+                .send()
+                .await
+                .map_err(|e| StoreError::Request(Box::new(e)))?;
+            items.extend(output.responses.unwrap_or_default().remove(table).unwrap_or_default());
+            request = output.unprocessed_keys.and_then(|mut unprocessed| unprocessed.remove(table));
+        }
+    }
+    Ok(items)
 }
 
 /// A scheduled record, or `None` (logged) when it cannot be read: one bad item never
