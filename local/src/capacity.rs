@@ -939,8 +939,9 @@ pub fn summary_row(figures: &Figures) -> String {
 /// Adds `ReturnConsumedCapacity = INDEXES` to every write the store sends and keeps what
 /// DynamoDB reports, by table and index: the model's check, at the SDK's layer, with no
 /// change to the store.
-#[derive(Debug, Default)]
-struct ConsumedCapacity(std::sync::Mutex<BTreeMap<String, f64>>);
+/// Cloned, it shares its totals: the client keeps one clone, the check reads another.
+#[derive(Debug, Default, Clone)]
+struct ConsumedCapacity(std::sync::Arc<std::sync::Mutex<BTreeMap<String, f64>>>);
 
 impl aws_sdk_dynamodb::config::Intercept for ConsumedCapacity {
     fn name(&self) -> &'static str {
@@ -1042,11 +1043,9 @@ impl std::fmt::Display for Verification {
 /// path (the webhooks' recorder, the event log, the notifier's mark) against DynamoDB
 /// Local, and the same through the model; compares units and index membership.
 pub async fn verify(endpoint: &str, template: &Template, table: &Table) -> Result<Verification, Error> {
-    let capture = std::sync::Arc::new(ConsumedCapacity::default());
+    let capture = ConsumedCapacity::default();
     let plain = crate::dynamodb_client(endpoint);
-    let client = aws_sdk_dynamodb::Client::from_conf(
-        plain.config().to_builder().interceptor(SharedCapture(std::sync::Arc::clone(&capture))).build(),
-    );
+    let client = aws_sdk_dynamodb::Client::from_conf(plain.config().to_builder().interceptor(capture.clone()).build());
     let sqs_endpoint = std::env::var("SQS_ENDPOINT").map_err(|_| "--verify needs SQS_ENDPOINT")?;
     let sqs = crate::sqs_client(&sqs_endpoint);
     let nanos = OffsetDateTime::now_utc().unix_timestamp_nanos();
@@ -1121,34 +1120,6 @@ pub async fn verify(endpoint: &str, template: &Template, table: &Table) -> Resul
         membership.push((index.name.clone(), model, found.len()));
     }
     Ok(Verification { transactions, units, membership })
-}
-
-/// [`ConsumedCapacity`] shared with the check that reads it.
-#[derive(Debug)]
-struct SharedCapture(std::sync::Arc<ConsumedCapacity>);
-
-impl aws_sdk_dynamodb::config::Intercept for SharedCapture {
-    fn name(&self) -> &'static str {
-        "consumed capacity"
-    }
-
-    fn modify_before_serialization(
-        &self,
-        context: &mut aws_sdk_dynamodb::config::interceptors::BeforeSerializationInterceptorContextMut<'_>,
-        components: &aws_sdk_dynamodb::config::RuntimeComponents,
-        cfg: &mut aws_sdk_dynamodb::config::ConfigBag,
-    ) -> Result<(), aws_sdk_dynamodb::error::BoxError> {
-        self.0.modify_before_serialization(context, components, cfg)
-    }
-
-    fn read_after_execution(
-        &self,
-        context: &aws_sdk_dynamodb::config::interceptors::FinalizerInterceptorContextRef<'_>,
-        components: &aws_sdk_dynamodb::config::RuntimeComponents,
-        cfg: &mut aws_sdk_dynamodb::config::ConfigBag,
-    ) -> Result<(), aws_sdk_dynamodb::error::BoxError> {
-        self.0.read_after_execution(context, components, cfg)
-    }
 }
 
 /// One settled transaction of `S` through the store (its webhooks through the recorder,
