@@ -330,7 +330,7 @@ enum Variant {
     Settled,
     /// The final word 10 minutes late: the sync asks once before it.
     Late,
-    /// No final word ever: asked along the ladder, then given up.
+    /// No final word ever: asked along the ladder, then given up (a Pix charge: expired).
     NeverFinal,
     /// A Pix charge never paid: found expired by the sync after its expiry.
     PixNeverPaid,
@@ -353,8 +353,12 @@ fn transaction<S: Simulator>(table: &Table, n: u64, variant: Variant, mix: &Mix)
     let words = S::SEQUENCE;
     let (progress, last) = words.split_at(words.len() - 1);
     let mut item = Item::new();
+    // A Pix charge says when it expires (`calendario`); by BACEN's rule it is expired
+    // once that time has passed unpaid.
+    let expiry = (name == "pagstar").then(|| start + assumed::PIX_EXPIRY);
     let observe = |word: &str| {
         let mut observation = Observation::new(reference.clone(), S::status_of(word), word);
+        observation.expires_at = expiry.filter(|_| !S::status_of(word).is_final());
         observation.amount = Some(Amount::parse("100.00").unwrap_or_else(|_| unreachable!()));
         observation.currency = Some("BRL".into());
         if variant == Variant::Largest {
@@ -411,10 +415,11 @@ fn transaction<S: Simulator>(table: &Table, n: u64, variant: Variant, mix: &Mix)
             *ledger.provider_calls.entry(name.to_owned()).or_default() += 1.0;
             *ledger.status_queries.entry(name.to_owned()).or_default() += 1.0;
         }
-        let expired = variant == Variant::PixNeverPaid && due - start >= assumed::PIX_EXPIRY;
+        let expired = expiry.is_some_and(|expiry| due >= expiry);
         if expired {
             let mut observation = observe(progress[progress.len() - 1]);
             observation.status = Status::Expired;
+            observation.expires_at = None;
             let after = shared::store::apply_change(&item, Change::of(name, &observation, due, plan))?;
             table.write(&mut ledger, &key, &item, after.as_ref());
             if let Some(after) = after {

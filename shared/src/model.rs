@@ -210,6 +210,9 @@ pub struct Observation {
     pub details: BTreeMap<String, String>,
     /// What the provider recommends showing the payer for this status (AZQR), if anything.
     pub customer_message: Option<String>,
+    /// When the provider says the payment stops being payable (a Pix charge's
+    /// `calendario`), if it says: the sync asks at that time rather than along its ladder.
+    pub expires_at: Option<OffsetDateTime>,
 }
 
 /// Longest failure reason kept from a provider.
@@ -247,6 +250,7 @@ impl Observation {
             reason: None,
             details: BTreeMap::new(),
             customer_message: None,
+            expires_at: None,
         }
     }
 }
@@ -523,6 +527,10 @@ impl Change {
         if let Some(message) = &observation.customer_message {
             fields.push(("customer_message", Edit::Set, Value::Text(bounded(message, MAX_TEXT_CHARS))));
         }
+        // The provider's expiry is the fact; one the merchant registered was its intent.
+        if let Some(expires_at) = observation.expires_at {
+            fields.push(("expires_at", Edit::Set, Value::Time(sync::index_time(expires_at))));
+        }
         let removed: &'static [&'static str] = if status.is_final() {
             fields.push(("final_at", Edit::Set, Value::Time(now)));
             if sync.events.notifies(status) {
@@ -531,7 +539,8 @@ impl Change {
             }
             &SYNC_FIELDS
         } else {
-            schedule(&mut fields, sync.policy.first(sync.supported, now, None), provider, &observation.reference);
+            let first = sync.policy.first(sync.supported, now, observation.expires_at);
+            schedule(&mut fields, first, provider, &observation.reference);
             &LEGACY_SYNC_FIELDS
         };
         Change { condition: Condition::RankBelow(status.rank()), fields, removed }
@@ -708,6 +717,13 @@ pub(crate) mod tests {
         assert_eq!(shard.2, Value::Text(sync_shard("azqr", "r")));
         let next = pending.fields.iter().find(|(name, _, _)| *name == SYNC_AT).expect("scheduled");
         assert_eq!(next.2, Value::Time(at + std::time::Duration::from_secs(300)));
+        let mut charge = Observation::new("r", Status::Created, "ATIVA");
+        charge.expires_at = Some(at + std::time::Duration::from_secs(1_800));
+        let charge = Change::of("pagstar", &charge, at, plan);
+        let field = |name: &str| charge.fields.iter().find(|(n, _, _)| *n == name).map(|(_, _, v)| v.clone());
+        assert_eq!(field("expires_at"), Some(Value::Time(at + std::time::Duration::from_secs(1_800))), "kept");
+        let asked = at + std::time::Duration::from_secs(1_800) + sync::EXPIRY_MARGIN;
+        assert_eq!(field(SYNC_AT), Some(Value::Time(asked)), "asked once it can have expired, not in 5 minutes");
         let done = Change::of("azqr", &Observation::new("r", Status::Completed, "completed"), at, plan);
         assert_eq!(done.removed, SYNC_FIELDS);
         assert!(done.fields.iter().all(|(name, _, _)| !SYNC_FIELDS.contains(name)));

@@ -141,9 +141,12 @@ impl Pagstar {
             tracing::warn!(provider = Self::NAME, txid, provider_status = %cob.status, "unknown charge status: nothing applied");
             return Ok(None);
         };
-        let expired = status == PagstarCobStatus::Ativa && cob.expires_at().is_some_and(|at| checked_at >= at);
+        let expires_at = cob.expires_at();
+        let expired = status == PagstarCobStatus::Ativa && expires_at.is_some_and(|at| checked_at >= at);
         let canonical = if expired { Status::Expired } else { status.into() };
         let mut observation = Observation::new(txid, canonical, cob.status.clone());
+        // The sync asks about an active charge once it can have expired, not before.
+        observation.expires_at = expires_at.filter(|_| status == PagstarCobStatus::Ativa && !expired);
         let original = cob.valor.and_then(|v| v.original);
         observation.amount = original.as_deref().map(Amount::from_json).transpose().map_err(|_| {
             WebhookError::Upstream(format!("Pagstar returned a malformed amount for txid {txid}").into())
@@ -332,6 +335,14 @@ mod tests {
             let observations = pagstar.receive(&webhook(&pix(txid)), now).await.expect(txid);
             assert_eq!(observations[0].status, expected, "{txid}");
             assert_eq!(observations[0].provider_status, "ATIVA", "{txid}: Pagstar's word is kept");
+            // The charge's expiry goes with it while it can still be paid: the sync asks then.
+            let expiry = observations[0].expires_at.map(|at| (at - OffsetDateTime::UNIX_EPOCH).whole_seconds());
+            let expected_expiry = match txid {
+                "activecharge01" => Some(3_600),
+                "defaultday0001" => Some(86_400),
+                _ => None,
+            };
+            assert_eq!(expiry, expected_expiry, "{txid}");
         }
     }
 

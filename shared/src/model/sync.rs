@@ -4,6 +4,12 @@
 //! (`next_sync_at`, the range key of the sparse `SyncSchedule` index); a final write
 //! removes it. A sync that learns nothing new backs off along [`LADDER`]; a transaction
 //! unchanged for [`GIVE_UP_AFTER`] is given up (left non-final, an alarm raised).
+//!
+//! A known expiry (the provider's, e.g. a Pix charge's `calendario`, or the one the
+//! merchant registered) bounds the ladder: the provider is asked [`EXPIRY_MARGIN`] after
+//! it, when its answer can be final. One within [`EXPIRY_WINDOW`] is the next ask: before
+//! it, only a lost payment webhook could change the transaction, and the never-paid
+//! charges of a Pix checkout are then asked about once, not along the ladder.
 
 use std::time::Duration;
 
@@ -41,6 +47,13 @@ pub const GIVE_UP_AFTER: Duration = Duration::from_secs(7 * 24 * 60 * 60);
 /// with the default 300 s, 5 min after the last change, then 15 min, 1 h, 6 h, then daily.
 pub const LADDER: [u32; 5] = [1, 3, 12, 72, 288];
 
+/// How long after a known expiry the provider is asked: its own clock and its last
+/// payment's settlement have had time to agree that the charge expired.
+pub const EXPIRY_MARGIN: Duration = Duration::from_secs(60);
+
+/// An expiry this close is the next ask, whatever the ladder's rung.
+pub const EXPIRY_WINDOW: Duration = Duration::from_secs(60 * 60);
+
 /// How the sync is scheduled: the delay after a change before the provider is first
 /// asked (`STATUS_SYNC_AFTER_SECONDS`), and whether the provider can be asked at all.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,21 +76,38 @@ pub enum SyncStep {
     GiveUp,
 }
 
-/// A time as the index sorts it: whole seconds, UTC (every key the same length).
+/// A time as the index sorts it: whole seconds, UTC (every key the same length). A time
+/// with no UTC form (an offset past year 9999) is kept as it is; the store refuses it.
 pub fn index_time(at: OffsetDateTime) -> OffsetDateTime {
-    at.to_offset(time::UtcOffset::UTC).replace_nanosecond(0).unwrap_or(at)
+    let utc = at.checked_to_offset(time::UtcOffset::UTC).unwrap_or(at);
+    utc.replace_nanosecond(0).unwrap_or(utc)
+}
+
+/// When to ask, given the ladder's time `ladder` and a known `expires_at`: just after the
+/// expiry if that is sooner, or within [`EXPIRY_WINDOW`] of `now`; otherwise the ladder.
+fn bounded_by_expiry(
+    now: OffsetDateTime,
+    ladder: OffsetDateTime,
+    expires_at: Option<OffsetDateTime>,
+) -> OffsetDateTime {
+    let Some((expires_at, ask)) = expires_at.and_then(|e| Some((e, e.checked_add(EXPIRY_MARGIN.try_into().ok()?)?)))
+    else {
+        return ladder;
+    };
+    let within_window = expires_at - now <= EXPIRY_WINDOW;
+    match ask > now && (ask < ladder || within_window) {
+        true => ask,
+        false => ladder,
+    }
 }
 
 impl SyncPolicy {
     /// The schedule a write that leaves a transaction non-final at `now` sets: the first
-    /// sync `after` later (or at `expires_at`, if sooner); for a provider without a status
-    /// API, the give-up check.
+    /// sync `after` later, or just after `expires_at` (see [`EXPIRY_WINDOW`]); for a
+    /// provider without a status API, the give-up check.
     pub fn first(&self, supported: bool, now: OffsetDateTime, expires_at: Option<OffsetDateTime>) -> SyncStep {
         let (state, at) = match supported {
-            true => {
-                let at = now + self.after;
-                (SyncState::Scheduled, expires_at.filter(|e| *e > now && *e < at).unwrap_or(at))
-            }
+            true => (SyncState::Scheduled, bounded_by_expiry(now, now + self.after, expires_at)),
             false => (SyncState::Unsupported, now + GIVE_UP_AFTER),
         };
         SyncStep::Retry { state, at: index_time(at), attempts: 0 }
@@ -85,7 +115,7 @@ impl SyncPolicy {
 
     /// After a sync of `record` at `now` learned nothing new (or the provider cannot be
     /// asked, `supported` false): the next rung of the ladder, bounded by the give-up
-    /// time and brought forward to `expires_at`; or give up.
+    /// time, or just after the record's expiry (see [`EXPIRY_WINDOW`]); or give up.
     pub fn next(&self, record: &TransactionRecord, supported: bool, now: OffsetDateTime) -> SyncStep {
         let give_up_at = record.updated_at + GIVE_UP_AFTER;
         if now >= give_up_at {
@@ -96,11 +126,8 @@ impl SyncPolicy {
         }
         let attempts = record.sync_attempts.saturating_add(1);
         let rung = LADDER[(attempts as usize).min(LADDER.len() - 1)];
-        let mut at = (now + self.after * rung).min(give_up_at);
-        if let Some(expires_at) = record.expires_at.filter(|e| *e > now && *e < at) {
-            at = expires_at;
-        }
-        SyncStep::Retry { state: SyncState::Scheduled, at: index_time(at), attempts }
+        let at = bounded_by_expiry(now, (now + self.after * rung).min(give_up_at), record.expires_at);
+        SyncStep::Retry { state: SyncState::Scheduled, at: index_time(at.min(give_up_at)), attempts }
     }
 }
 
@@ -125,9 +152,17 @@ mod tests {
         let expected = SyncStep::Retry { state: SyncState::Scheduled, at: at(300), attempts: 0 };
         assert_eq!(policy.first(true, at(0), None), expected);
         assert_eq!(policy.first(true, at(0), Some(at(9_000))), expected, "expiry later than the first sync");
-        assert_eq!(policy.first(true, at(0), Some(at(-5))), expected, "expiry already past");
-        let early = SyncStep::Retry { state: SyncState::Scheduled, at: at(60), attempts: 0 };
-        assert_eq!(policy.first(true, at(0), Some(at(60))), early);
+        let asked = |seconds| SyncStep::Retry { state: SyncState::Scheduled, at: at(seconds), attempts: 0 };
+        assert_eq!(policy.first(true, at(0), Some(at(-5))), asked(55), "expired a moment ago: asked after the margin");
+        assert_eq!(policy.first(true, at(0), Some(at(-60))), expected, "long expired: the ladder");
+        assert_eq!(policy.first(true, at(0), Some(at(60))), asked(120));
+        assert_eq!(
+            policy.first(true, at(0), Some(at(40 * 60))),
+            asked(41 * 60),
+            "an expiry within the hour is the first ask, not the 5-minute rung"
+        );
+        let far = OffsetDateTime::new_utc(time::Date::MAX, time::Time::MIDNIGHT);
+        assert_eq!(policy.first(true, at(0), Some(far)), expected, "an expiry with no time after it");
         let unsupported = policy.first(false, at(0), None);
         let week = GIVE_UP_AFTER.as_secs() as i64;
         assert_eq!(unsupported, SyncStep::Retry { state: SyncState::Unsupported, at: at(week), attempts: 0 });
@@ -156,11 +191,36 @@ mod tests {
         let mut record = record(at(0), 3);
         record.expires_at = Some(at(20));
         let step = policy.next(&record, true, at(10));
-        assert_eq!(step, SyncStep::Retry { state: SyncState::Scheduled, at: at(20), attempts: 4 });
+        assert_eq!(step, SyncStep::Retry { state: SyncState::Scheduled, at: at(80), attempts: 4 });
         let week = GIVE_UP_AFTER.as_secs() as i64;
         let step = policy.next(&record, false, at(10));
         assert_eq!(step, SyncStep::Retry { state: SyncState::Unsupported, at: at(week), attempts: 0 });
         assert_eq!(policy.next(&record, false, at(week)), SyncStep::GiveUp);
+    }
+
+    #[test]
+    fn a_charge_expiring_within_the_hour_is_asked_once_after_its_expiry() {
+        let policy = SyncPolicy::default();
+        let mut record = record(at(0), 0);
+        record.expires_at = Some(at(3_600));
+        let SyncStep::Retry { at: first, .. } = policy.first(true, at(0), record.expires_at) else {
+            panic!("scheduled")
+        };
+        assert_eq!(first, at(3_660));
+        // A day-long charge: the ladder until the expiry is the nearer ask.
+        record.expires_at = Some(at(86_400));
+        let mut now = at(300);
+        let mut asks = vec![now];
+        while let SyncStep::Retry { at: next, attempts, .. } = policy.next(&record, true, now) {
+            if now > at(86_400) {
+                break;
+            }
+            record.sync_attempts = attempts;
+            now = next;
+            asks.push(now);
+        }
+        let minutes: Vec<i64> = asks.iter().map(|t| (*t - at(0)).whole_minutes()).collect();
+        assert_eq!(minutes[..5], [5, 20, 80, 440, 1441], "{minutes:?}");
     }
 
     #[test]
