@@ -657,8 +657,12 @@ pub fn model(table: &Table, template: &Template, mix: &Mix) -> Result<Figures, E
     // The status sync: per provider per run (a minute), the lease taken and given back,
     // a query per shard (keys only) and of the old index, and the due records by key.
     let run = assumed::SYNC_RUN.as_secs_f64();
+    let groups = status_sync::GROUPS;
     for provider in &providers {
-        *load.writes.entry((TABLE.to_owned(), format!("lease#sync#{provider}"))).or_default() += 2.0 / run;
+        for group in 0..groups {
+            let lease = format!("lease#sync#{provider}#{group}");
+            *load.writes.entry((TABLE.to_owned(), lease)).or_default() += 2.0 / run;
+        }
         for shard in 0..SYNC_SHARDS {
             let partition = format!("{provider}#{shard:02}");
             *load.reads.entry(("SyncShards".to_owned(), partition)).or_default() += 0.5 / run;
@@ -764,21 +768,31 @@ pub fn model(table: &Table, template: &Template, mix: &Mix) -> Result<Figures, E
         violations.push(format!("the notifier needs {notifier_set:.0} instances (the trigger allows 1,000)"));
     }
 
-    // The status sync: demand against capacity. A run (a minute) takes up to the batch
-    // from each of a provider's shards, and gets through as many as its calls at once
-    // allow; both are set to give twice the demand, within their stack parameters' bounds.
+    // The status sync: demand against capacity. Each minute, one invocation per shard
+    // group the template schedules takes up to the batch from each of its shards, and
+    // gets through as many as its calls at once allow; both are set to give twice the
+    // demand, within their stack parameters' bounds.
+    let scheduled: std::collections::BTreeSet<usize> = template
+        .schedule_inputs("StatusSyncFunction")?
+        .iter()
+        .filter_map(|input| status_sync::shard_group(input).ok().flatten())
+        .collect();
+    if scheduled.len() != groups {
+        violations.push(format!("the status sync schedules {} of its {groups} shard groups", scheduled.len()));
+    }
+    let invocations = scheduled.len().max(1) as f64;
     let shards = f64::from(SYNC_SHARDS);
-    let (batch_default, batch_max) = (parameter("StatusSyncBatch", 50.0), 2_000.0);
-    let (calls_default, calls_max) = (parameter("StatusSyncConcurrency", 10.0), 500.0);
+    let batch_max = status_sync::MAX_BATCH as f64;
+    let calls_max = status_sync::MAX_CONCURRENCY as f64;
+    let batch_default = parameter("StatusSyncBatch", status_sync::BATCH as f64);
+    let calls_default = parameter("StatusSyncConcurrency", status_sync::CONCURRENCY as f64);
     let mut batch_set = batch_default;
     let mut calls_set = calls_default;
-    let mut sync_instances = 0.0;
     for provider in &providers {
         let demand = load.status_queries.get(provider).copied().unwrap_or(0.0);
         let latency = assumed::status_query(provider).as_secs_f64();
         batch_set = batch_set.max((2.0 * demand * run / shards).ceil());
-        calls_set = calls_set.max((2.0 * demand * latency).ceil());
-        sync_instances += demand * latency;
+        calls_set = calls_set.max((2.0 * demand * latency / invocations).ceil());
     }
     let (batch_set, calls_set) = (batch_set.min(batch_max), calls_set.min(calls_max));
     if batch_set > batch_default {
@@ -792,7 +806,7 @@ pub fn model(table: &Table, template: &Template, mix: &Mix) -> Result<Figures, E
         .map(|provider| {
             let demand = load.status_queries.get(provider).copied().unwrap_or(0.0);
             let latency = assumed::status_query(provider).as_secs_f64();
-            (provider.clone(), demand, (shards * batch_set / run).min(calls_set / latency))
+            (provider.clone(), demand, (shards * batch_set / run).min(invocations * calls_set / latency))
         })
         .collect();
     for (provider, demand, capacity) in &sync {
@@ -802,11 +816,13 @@ pub fn model(table: &Table, template: &Template, mix: &Mix) -> Result<Figures, E
             ));
         }
     }
-    concurrency.push(("status-sync".into(), 1.0 + sync_instances / 1_000.0));
+    // One invocation per shard group each minute, each running at most the minute; its
+    // calls at once are async, within the one instance.
+    concurrency.push(("status-sync".into(), invocations));
     if mix.webhooks_per_second <= 10_000.0 && webhook_total >= limits::LAMBDA_CONCURRENCY * limits::HEADROOM {
         violations.push(format!("webhook functions at {webhook_total:.0} concurrent instances"));
     }
-    let total_concurrency: f64 = webhook_total + notifier_set + 5.0;
+    let total_concurrency: f64 = webhook_total + notifier_set + invocations + 5.0;
     if total_concurrency > limits::LAMBDA_CONCURRENCY * 0.8 {
         quotas.push(format!("Lambda concurrent executions: {total_concurrency:.0} needed (default 1,000)"));
     }

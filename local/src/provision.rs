@@ -161,6 +161,22 @@ impl Template {
         Ok((high_throughput, queue.maximum_message_size))
     }
 
+    /// The inputs of a function's scheduled events (`Schedule`, `ScheduleV2`), each
+    /// parsed as JSON (`null` for an event without one).
+    pub fn schedule_inputs(&self, logical_id: &str) -> Result<Vec<serde_json::Value>, ProvisionError> {
+        let function: Value = self.properties(logical_id, "AWS::Serverless::Function")?;
+        let events = function.get("Events").and_then(Value::as_mapping).cloned().unwrap_or_default();
+        let scheduled = events
+            .values()
+            .filter(|event| matches!(event.get("Type").and_then(Value::as_str), Some("Schedule" | "ScheduleV2")));
+        Ok(scheduled
+            .map(|event| {
+                let input = event.get("Properties").and_then(|p| p.get("Input")).and_then(Value::as_str);
+                input.and_then(|text| serde_json::from_str(text).ok()).unwrap_or(serde_json::Value::Null)
+            })
+            .collect())
+    }
+
     /// A parameter's default, as text.
     pub fn parameter_default(&self, name: &str) -> Option<String> {
         let value = self.parameters.get(name)?.get("Default")?;

@@ -240,11 +240,14 @@ impl TransactionStore {
         per_shard: usize,
     ) -> Result<Vec<TransactionRecord>, StoreError> {
         let shards = crate::model::shard::all(provider, crate::model::shard::SYNC_SHARDS);
-        self.due_in_shards(provider, &shards, true, now, per_shard).await
+        let keys = self.due_in_shards(provider, &shards, true, now, per_shard).await?;
+        self.due_records(&keys, now).await
     }
 
-    /// [`Self::due_for_sync`] for some of `provider`'s sync shards (`legacy`: and the index
-    /// kept before the sharding), so that a run holds one group's records at a time.
+    /// The table keys of the transactions due at `now` in some of `provider`'s sync shards
+    /// (`legacy`: and in the index kept before the sharding), at most `per_shard` from
+    /// each, oldest first. Keys only, so that a run holds a large batch's keys and reads
+    /// the records a few hundred at a time ([`Self::due_records`]).
     pub async fn due_in_shards(
         &self,
         provider: &str,
@@ -252,24 +255,38 @@ impl TransactionStore {
         legacy: bool,
         now: OffsetDateTime,
         per_shard: usize,
-    ) -> Result<Vec<TransactionRecord>, StoreError> {
-        let now = crate::model::sync::index_time(now);
-        let cutoff = timestamp(now)?;
-        let reads = shards.iter().map(|shard| self.due_keys(shard, &cutoff, per_shard.max(1)));
+    ) -> Result<Vec<String>, StoreError> {
+        let cutoff = timestamp(crate::model::sync::index_time(now))?;
+        let per_shard = per_shard.max(1);
+        let reads =
+            shards.iter().map(|shard| self.due_keys(SYNC_INDEX, crate::model::SYNC_SHARD, shard, &cutoff, per_shard));
         let mut keys = Vec::new();
         for read in futures_util::future::join_all(reads).await {
             keys.extend(read?);
         }
-        keys.sort();
-        let mut due = self.get_many(keys.into_iter().map(|(_, key)| key).collect()).await?;
         if legacy {
-            due.extend(self.legacy_due(provider, &cutoff, per_shard.max(1) * shards.len().max(1)).await?);
+            let limit = per_shard * shards.len().max(1);
+            keys.extend(self.due_keys(LEGACY_SYNC_INDEX, "provider", provider, &cutoff, limit).await?);
         }
-        // A final record still listed (a write of the previous release, during an upgrade,
-        // kept its schedule) would stay at the head of its shard: its schedule is ended.
+        keys.sort();
+        let mut seen = std::collections::HashSet::new();
+        Ok(keys.into_iter().filter_map(|(_, key)| seen.insert(key.clone()).then_some(key)).collect())
+    }
+
+    /// The records of `keys` still due at `now` and not final, oldest first, read
+    /// consistently. A final record still listed (a write of the previous release, during
+    /// an upgrade, kept its schedule) would stay at the head of its shard: its schedule is
+    /// ended.
+    pub async fn due_records(
+        &self,
+        keys: &[String],
+        now: OffsetDateTime,
+    ) -> Result<Vec<TransactionRecord>, StoreError> {
+        let now = crate::model::sync::index_time(now);
+        let mut due = self.get_many(keys.to_vec()).await?;
         for record in due.iter().filter(|record| record.status.is_final()) {
             if let Err(error) = self.end_schedule(record).await {
-                tracing::warn!(provider, reference = %record.reference, error = %error, "could not end the schedule of a final transaction");
+                tracing::warn!(provider = %record.provider, reference = %record.reference, error = %error, "could not end the schedule of a final transaction");
             }
         }
         due.retain(|record| !record.status.is_final() && record.next_sync_at.is_some_and(|at| at <= now));
@@ -302,51 +319,51 @@ impl TransactionStore {
         }
     }
 
-    /// (time, key) of up to `limit` due entries of one sync shard, oldest first.
-    async fn due_keys(&self, shard: &str, cutoff: &str, limit: usize) -> Result<Vec<(String, String)>, StoreError> {
-        let output = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .index_name(SYNC_INDEX)
-            .key_condition_expression("#shard = :shard AND #at <= :now")
-            .expression_attribute_names("#shard", crate::model::SYNC_SHARD)
-            .expression_attribute_names("#at", crate::model::SYNC_AT)
-            .expression_attribute_values(":shard", AttributeValue::S(shard.to_owned()))
-            .expression_attribute_values(":now", AttributeValue::S(cutoff.to_owned()))
-            .limit(i32::try_from(limit).unwrap_or(i32::MAX))
-            .send()
-            .await
-            .map_err(|e| StoreError::Request(Box::new(e)))?;
+    /// (time, key) of up to `limit` entries due by `cutoff` under `partition` (the
+    /// attribute `partition_attribute`) of a sync index, oldest first, page by page.
+    async fn due_keys(
+        &self,
+        index: &str,
+        partition_attribute: &str,
+        partition: &str,
+        cutoff: &str,
+        limit: usize,
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        let time_attribute = match index {
+            SYNC_INDEX => crate::model::SYNC_AT,
+            _ => crate::model::LEGACY_SYNC_AT,
+        };
         let text = |item: &HashMap<String, AttributeValue>, name: &str| {
             item.get(name).and_then(|v| v.as_s().ok()).cloned().unwrap_or_default()
         };
-        let items = output.items.unwrap_or_default();
-        Ok(items.iter().map(|item| (text(item, crate::model::SYNC_AT), text(item, KEY_ATTRIBUTE))).collect())
-    }
-
-    /// Due transactions still in the index kept before the sharding (one page).
-    async fn legacy_due(
-        &self,
-        provider: &str,
-        cutoff: &str,
-        limit: usize,
-    ) -> Result<Vec<TransactionRecord>, StoreError> {
-        let output = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .index_name(LEGACY_SYNC_INDEX)
-            .key_condition_expression("#provider = :provider AND #next <= :now")
-            .expression_attribute_names("#provider", "provider")
-            .expression_attribute_names("#next", crate::model::LEGACY_SYNC_AT)
-            .expression_attribute_values(":provider", AttributeValue::S(provider.to_owned()))
-            .expression_attribute_values(":now", AttributeValue::S(cutoff.to_owned()))
-            .limit(i32::try_from(limit).unwrap_or(i32::MAX))
-            .send()
-            .await
-            .map_err(|e| StoreError::Request(Box::new(e)))?;
-        Ok(output.items.unwrap_or_default().into_iter().filter_map(decode_or_skip).collect())
+        let mut keys = Vec::new();
+        let mut start = None;
+        while keys.len() < limit {
+            let output = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name(index)
+                .key_condition_expression("#partition = :partition AND #at <= :now")
+                .projection_expression("#key, #at")
+                .expression_attribute_names("#partition", partition_attribute)
+                .expression_attribute_names("#at", time_attribute)
+                .expression_attribute_names("#key", KEY_ATTRIBUTE)
+                .expression_attribute_values(":partition", AttributeValue::S(partition.to_owned()))
+                .expression_attribute_values(":now", AttributeValue::S(cutoff.to_owned()))
+                .limit(i32::try_from(limit - keys.len()).unwrap_or(i32::MAX))
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| StoreError::Request(Box::new(e)))?;
+            let items = output.items.unwrap_or_default();
+            keys.extend(items.iter().map(|item| (text(item, time_attribute), text(item, KEY_ATTRIBUTE))));
+            start = output.last_evaluated_key;
+            if start.is_none() {
+                break;
+            }
+        }
+        Ok(keys)
     }
 
     /// The records of `keys` (table keys) that exist, read consistently, 100 to a

@@ -135,9 +135,10 @@ async fn one_dynamodb_request_per_webhook_and_one_sqs_send_per_final_transition(
     assert_eq!(table, expected);
 }
 
-/// What a status-sync run costs in AWS requests: per provider per run, the lease taken
-/// (UpdateItem), one Query per sync shard and one of the index kept before the sharding,
-/// one BatchGetItem per 100 due transactions, and the lease given back (DeleteItem); then
+/// What a status-sync run costs in AWS requests: per provider per shard group, the
+/// group's lease taken (UpdateItem) and given back (DeleteItem), one Query per sync shard
+/// (and, with group 0, one of the index kept before the sharding), and one BatchGetItem
+/// per 100 due transactions; then
 /// per due transaction one UpdateItem (the answer applied, or the next sync scheduled)
 /// and one SQS send when the answer is final. Counted on the wire as above.
 #[tokio::test]
@@ -166,6 +167,7 @@ async fn a_sync_run_costs_one_query_per_provider_and_one_write_per_transaction()
     assert_eq!((run[0].applied, run[0].rescheduled), (1, 1), "{run:?}");
     println!("requests: sync run, 1 provider, 2 due (1 settled, 1 unchanged): DynamoDB {} SQS {}", counts.0, counts.1);
     let queries = usize::from(shared::model::shard::SYNC_SHARDS) + 1;
+    let leases = 2 * status_sync::GROUPS;
     // One BatchGetItem per group of shards read together that holds a due transaction.
     let groups: std::collections::BTreeSet<usize> = [&settled, &unchanged]
         .iter()
@@ -177,9 +179,13 @@ async fn a_sync_run_costs_one_query_per_provider_and_one_write_per_transaction()
         .collect();
     assert_eq!(
         counts,
-        (1 + queries + groups.len() + 2 + 1, 1),
-        "the lease, the queries, a BatchGetItem per group, 2 UpdateItem, the lease back; 1 SendMessage for the settled one"
+        (leases + queries + groups.len() + 2, 1),
+        "each group's lease taken and given back, the queries, a BatchGetItem per group, 2 UpdateItem; 1 SendMessage for the settled one"
     );
     let run = sync.run(crate::providers::at(302)).await;
-    assert_eq!((run[0].due, counter.take()), (0, (1 + queries + 1, 0)), "nothing due: the lease and the queries");
+    assert_eq!((run[0].due, counter.take()), (0, (leases + queries, 0)), "nothing due: the leases and the queries");
+    // One scheduled invocation takes one group: its lease and its shards' queries.
+    let run = sync.run_group(crate::providers::at(303), Some(1)).await;
+    let group = status_sync::SHARDS_AT_ONCE;
+    assert_eq!((run[0].due, counter.take()), (0, (2 + group, 0)), "one group: its lease and its queries");
 }

@@ -210,8 +210,8 @@ async fn a_query_failing_for_one_transaction_reschedules_it_and_the_run_goes_on(
     assert_eq!(run_of(&sync.run(at(400)).await, "azqr").due, 0, "nothing due before the next rung");
 }
 
-/// Two runs at once (a slow run and the next scheduled one): one holds AZQR's lease, the
-/// other skips AZQR, and no transaction is asked about twice.
+/// Two runs at once (a slow run and the next scheduled one): each shard group is held by
+/// one of them, the other skips it, and no transaction is asked about twice.
 #[tokio::test]
 async fn overlapping_runs_never_ask_about_the_same_transaction_twice() {
     use azqr_webhook::simulator::AzqrSimulator;
@@ -231,7 +231,6 @@ async fn overlapping_runs_never_ask_about_the_same_transaction_twice() {
     let (first, second) = (status_sync(&h, &env).with_concurrency(2), status_sync(&h, &env).with_concurrency(2));
     let (a, b) = tokio::join!(first.run(at(301)), second.run(at(301)));
     let (a, b) = (run_of(&a, "azqr"), run_of(&b, "azqr"));
-    assert!(a.busy != b.busy, "exactly one run skipped AZQR: {a:?} {b:?}");
     assert_eq!(a.rescheduled + b.rescheduled, rrns.len(), "{a:?} {b:?}");
     for rrn in &rrns {
         assert_eq!(asked(&api, rrn).await, 1, "{rrn}");
@@ -426,5 +425,5 @@ async fn registration_after_a_webhook_amount_mismatch_and_expiry() {
     let expiry = format!(r#"{{"expires_at":"{}"}}"#, rfc3339(at(60)));
     let (status, body) = answer(&api, register("azqr", &expiring, &expiry), 0).await;
     assert_eq!((status, &body["expires_at"]), (201, &serde_json::json!(rfc3339(at(60)))));
-    assert_eq!(body["next_sync_at"], rfc3339(at(60)), "at the expiry, sooner than 300 s");
+    assert_eq!(body["next_sync_at"], rfc3339(at(120)), "a minute after the expiry, sooner than 300 s");
 }

@@ -25,6 +25,18 @@ use shared::config::positive_integer;
 use shared::model::{Decision, Observation, SyncStep, TransactionRecord};
 use shared::secrets::SecretsClient;
 use shared::{ConfigError, Env, Provider, Recorder, Rotating, StatusSource, SyncError, SyncScope};
+
+/// The shard group a scheduled event names (`{"shard_group": n}`), or `None` for every
+/// group (an event without one). A group out of range is an error naming the field.
+pub fn shard_group(event: &serde_json::Value) -> Result<Option<usize>, String> {
+    match event.get("shard_group") {
+        None | Some(serde_json::Value::Null) => Ok(None),
+        Some(value) => match value.as_u64().and_then(|n| usize::try_from(n).ok()) {
+            Some(group) if group < GROUPS => Ok(Some(group)),
+            _ => Err(format!("shard_group must be a whole number below {GROUPS}, not {value}")),
+        },
+    }
+}
 use time::OffsetDateTime;
 
 /// How long one call to a provider may take, all included.
@@ -38,15 +50,22 @@ pub const RUN_BUDGET: Duration = Duration::from_secs(60);
 /// up to 1,600 per provider per run, so that a run's capacity grows with the shard count
 /// (within what `STATUS_SYNC_CONCURRENCY` calls at once get through in a run).
 pub const BATCH: u64 = 50;
-/// The most `STATUS_SYNC_BATCH` may be.
-pub const MAX_BATCH: u64 = 2_000;
-/// Sync shards read at once: a run holds at most this many shards' batches in memory.
+/// The most `STATUS_SYNC_BATCH` may be: a group's keys (about 100 bytes each) are held
+/// at once, its records only [`RECORDS_AT_ONCE`] at a time.
+pub const MAX_BATCH: u64 = 10_000;
+/// Sync shards per shard group: a provider's [`shared::model::shard::SYNC_SHARDS`] are
+/// read in [`GROUPS`] groups, each under its own lease, so that one invocation can take a
+/// group (the stack schedules one per group each minute) and capacity grows with them.
 pub const SHARDS_AT_ONCE: usize = 4;
+/// Shard groups per provider.
+pub const GROUPS: usize = shared::model::shard::SYNC_SHARDS as usize / SHARDS_AT_ONCE;
+/// Due records read, and asked about, at a time within a group's batch.
+pub const RECORDS_AT_ONCE: usize = 500;
 /// Calls to one provider at once (`STATUS_SYNC_CONCURRENCY`).
 pub const CONCURRENCY: u64 = 10;
 /// The most `STATUS_SYNC_CONCURRENCY` may be.
 pub const MAX_CONCURRENCY: u64 = 500;
-/// How long a run holds a provider's lease at most: the budget, then the calls under way
+/// How long a run holds a shard group's lease at most: the budget, then the calls under way
 /// (at most [`CALL_ATTEMPTS`] × [`CALL_TIMEOUT`]) and their writes, within the
 /// function's 120 s.
 pub const LEASE: Duration = Duration::from_secs(100);
@@ -208,14 +227,32 @@ impl StatusSync {
         Ok(StatusSync::new(recorder, providers, batch).with_concurrency(concurrency))
     }
 
-    /// One run at `now`: every provider concurrently.
+    /// One run at `now` over every shard group: every provider concurrently.
     pub async fn run(&self, now: OffsetDateTime) -> Vec<ProviderRun> {
+        self.run_group(now, None).await
+    }
+
+    /// One run at `now` over shard group `group` (see [`shard_group`]), or every group:
+    /// every provider concurrently.
+    pub async fn run_group(&self, now: OffsetDateTime, group: Option<usize>) -> Vec<ProviderRun> {
         let deadline = Instant::now() + self.budget;
-        let runs =
-            futures_util::future::join_all(self.providers.iter().map(|p| self.sync_provider(p, now, deadline))).await;
+        let groups: Vec<usize> = match group {
+            Some(group) => vec![group % GROUPS],
+            // Each run starts at another group (by the minute), so that a backlog a run
+            // cannot get through does not leave the last groups unread.
+            None => {
+                let start = usize::try_from(now.unix_timestamp().div_euclid(60)).unwrap_or(0) % GROUPS;
+                (0..GROUPS).map(|turn| (start + turn) % GROUPS).collect()
+            }
+        };
+        let runs = futures_util::future::join_all(
+            self.providers.iter().map(|p| self.sync_provider(p, &groups, now, deadline)),
+        )
+        .await;
         for run in &runs {
             tracing::info!(
                 provider = run.provider,
+                shard_group = group,
                 due = run.due,
                 applied = run.applied,
                 rescheduled = run.rescheduled,
@@ -231,66 +268,98 @@ impl StatusSync {
         runs
     }
 
-    /// One provider's run, under its lease: two runs that overlap (a slow run and the
-    /// next scheduled one) never ask about the same transaction.
-    async fn sync_provider(&self, provider: &SyncedProvider, now: OffsetDateTime, deadline: Instant) -> ProviderRun {
+    /// One provider's run over `groups`, each under its lease: two runs that overlap (a
+    /// slow run and the next scheduled one) never ask about the same transaction.
+    async fn sync_provider(
+        &self,
+        provider: &SyncedProvider,
+        groups: &[usize],
+        now: OffsetDateTime,
+        deadline: Instant,
+    ) -> ProviderRun {
         let name = provider.name;
         let mut run = ProviderRun { provider: name, ..ProviderRun::default() };
         let store = self.recorder.store();
-        let lease = format!("sync#{name}");
-        let holder = holder();
-        match store.take_lease(&lease, &holder, now, now + self.lease).await {
-            Ok(true) => {}
-            Ok(false) => {
-                tracing::info!(provider = name, "another status sync run holds this provider: skipped");
-                run.busy = true;
-                return run;
+        let source = provider.source.get(now).await.current;
+        for &group in groups {
+            if run.unavailable || run.failed || Instant::now() >= deadline {
+                break;
             }
-            Err(error) => {
-                tracing::error!(provider = name, error = %error, "status sync could not take its lease");
-                run.failed = true;
-                return run;
+            let lease = format!("sync#{name}#{group}");
+            let holder = holder();
+            match store.take_lease(&lease, &holder, now, now + self.lease).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    tracing::info!(
+                        provider = name,
+                        shard_group = group,
+                        "another status sync run holds this shard group: skipped"
+                    );
+                    run.busy = true;
+                    continue;
+                }
+                Err(error) => {
+                    tracing::error!(provider = name, error = %error, "status sync could not take its lease");
+                    run.failed = true;
+                    break;
+                }
+            }
+            self.sync_group(provider, source.as_deref(), group, now, deadline, &mut run).await;
+            if let Err(error) = store.release_lease(&lease, &holder).await {
+                tracing::warn!(provider = name, error = %error, "status sync lease not released; it expires on its own");
             }
         }
-        self.sync_due(provider, now, deadline, &mut run).await;
-        if let Err(error) = store.release_lease(&lease, &holder).await {
-            tracing::warn!(provider = name, error = %error, "status sync lease not released; it expires on its own");
-        }
+        shared::metrics::seconds(shared::metrics::SYNC_LAG, name, run.lag_seconds);
         run
     }
 
-    /// The provider's due transactions, [`SHARDS_AT_ONCE`] sync shards at a time (so a run
-    /// holds at most their batches in memory), and the index kept before the sharding.
-    async fn sync_due(&self, provider: &SyncedProvider, now: OffsetDateTime, deadline: Instant, run: &mut ProviderRun) {
+    /// The provider's due transactions in one shard group (with group 0, also those in
+    /// the index kept before the sharding): their keys, then their records
+    /// [`RECORDS_AT_ONCE`] at a time, so that memory does not grow with the batch.
+    async fn sync_group(
+        &self,
+        provider: &SyncedProvider,
+        source: Option<&dyn StatusSource>,
+        group: usize,
+        now: OffsetDateTime,
+        deadline: Instant,
+        run: &mut ProviderRun,
+    ) {
         let name = provider.name;
-        let source = provider.source.get(now).await.current;
+        let store = self.recorder.store();
+        let shards: Vec<String> = shared::model::shard::all(name, shared::model::shard::SYNC_SHARDS)
+            .into_iter()
+            .skip(group * SHARDS_AT_ONCE)
+            .take(SHARDS_AT_ONCE)
+            .collect();
+        let keys = match store.due_in_shards(name, &shards, group == 0, now, self.batch).await {
+            Ok(keys) => keys,
+            Err(error) => {
+                tracing::error!(provider = name, error = %error, "status sync could not read its index");
+                run.failed = true;
+                return;
+            }
+        };
         let stop = AtomicBool::new(false);
-        let shards = shared::model::shard::all(name, shared::model::shard::SYNC_SHARDS);
-        let groups: Vec<&[String]> = shards.chunks(SHARDS_AT_ONCE).collect();
-        // Each run starts at another group (by the minute), so that a backlog a run cannot
-        // get through does not leave the last groups unread; the index kept before the
-        // sharding is read with the first.
-        let start = usize::try_from(now.unix_timestamp().div_euclid(60)).unwrap_or(0) % groups.len().max(1);
-        for turn in 0..groups.len() {
+        for chunk in keys.chunks(RECORDS_AT_ONCE) {
             if stop.load(Ordering::Relaxed) || Instant::now() >= deadline {
                 break;
             }
-            let group = groups[(start + turn) % groups.len()];
-            let due = match self.recorder.store().due_in_shards(name, group, turn == 0, now, self.batch).await {
+            let due = match store.due_records(chunk, now).await {
                 Ok(due) => due,
                 Err(error) => {
-                    tracing::error!(provider = name, error = %error, "status sync could not read its index");
+                    tracing::error!(provider = name, error = %error, "status sync could not read its due records");
                     run.failed = true;
                     break;
                 }
             };
             run.due += due.len();
-            // Oldest first: the first one says how far behind the sync is.
+            // Keys come oldest first: the first chunk's oldest says how far behind the sync is.
             let oldest = due.first().and_then(|record| record.next_sync_at);
             let lag = oldest.map_or(0, |at| u64::try_from((now - at).whole_seconds()).unwrap_or(0));
             run.lag_seconds = run.lag_seconds.max(lag);
             let steps: Vec<Step> = futures_util::stream::iter(due)
-                .map(|record| self.sync_one(provider, source.as_deref(), record, now, deadline, &stop))
+                .map(|record| self.sync_one(provider, source, record, now, deadline, &stop))
                 .buffer_unordered(self.concurrency)
                 .collect()
                 .await;
@@ -306,7 +375,6 @@ impl StatusSync {
                 }
             }
         }
-        shared::metrics::seconds(shared::metrics::SYNC_LAG, name, run.lag_seconds);
     }
 
     /// One due transaction: ask, apply what moves it, or reschedule it. A failure of the
@@ -433,6 +501,19 @@ fn same_transaction(provider: &str, record: &TransactionRecord, observation: &Ob
 
 #[cfg(test)]
 mod tests {
+    use super::{shard_group, GROUPS};
+
+    #[test]
+    fn a_scheduled_event_names_one_shard_group_or_none() {
+        use serde_json::json;
+        assert_eq!(shard_group(&json!({})), Ok(None), "EventBridge's own event: every group");
+        assert_eq!(shard_group(&json!({"shard_group": 0})), Ok(Some(0)));
+        assert_eq!(shard_group(&json!({"shard_group": GROUPS - 1})), Ok(Some(GROUPS - 1)));
+        for bad in [json!({"shard_group": GROUPS}), json!({"shard_group": -1}), json!({"shard_group": "1"})] {
+            assert!(shard_group(&bad).is_err_and(|e| e.contains("shard_group")), "{bad}");
+        }
+    }
+
     #[test]
     fn every_provider_is_known_and_three_have_a_status_api() {
         let known = super::known();
