@@ -383,7 +383,7 @@ fn transaction<S: Simulator>(table: &Table, n: u64, variant: Variant, mix: &Mix)
         if let Some(after) = after {
             *item = after;
             if S::status_of(word).is_final() {
-                outcome(table, ledger, &key, item, mix)?;
+                outcome(table, ledger, &key, item, mix, Sent::ByWebhook)?;
             }
         }
         // A duplicate: its write's condition fails (and a final still pending is sent again).
@@ -424,7 +424,7 @@ fn transaction<S: Simulator>(table: &Table, n: u64, variant: Variant, mix: &Mix)
             table.write(&mut ledger, &key, &item, after.as_ref());
             if let Some(after) = after {
                 item = after;
-                outcome(table, &mut ledger, &key, &item, mix)?;
+                outcome(table, &mut ledger, &key, &item, mix, Sent::BySync)?;
             }
             break;
         }
@@ -462,7 +462,23 @@ fn rfc3339(at: OffsetDateTime) -> Result<String, Error> {
 
 /// A final record's outcome: sent to the queue, delivered by the notifier as the merchant
 /// allows, and recorded in the event log and on the record.
-fn outcome(table: &Table, ledger: &mut Ledger, key: &str, record_item: &Item, mix: &Mix) -> Result<(), Error> {
+/// Who sends an outcome to the queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Sent {
+    /// The webhook, one `SendMessage` (again for each duplicate while it is pending).
+    ByWebhook,
+    /// The status sync, ten to a `SendMessageBatch`.
+    BySync,
+}
+
+fn outcome(
+    table: &Table,
+    ledger: &mut Ledger,
+    key: &str,
+    record_item: &Item,
+    mix: &Mix,
+    sent: Sent,
+) -> Result<(), Error> {
     let record = shared::store::record_of(record_item.clone())?;
     let Some(event) = TerminalEvent::for_record(&record) else {
         return Ok(());
@@ -470,7 +486,10 @@ fn outcome(table: &Table, ledger: &mut Ledger, key: &str, record_item: &Item, mi
     let body = serde_json::to_string(&event)?;
     ledger.outcomes += 1.0;
     ledger.largest_message = ledger.largest_message.max(body.len());
-    ledger.sqs("SendMessage", 1.0 + mix.duplicates + assumed::LOST_SENDS);
+    match sent {
+        Sent::ByWebhook => ledger.sqs("SendMessage", 1.0 + mix.duplicates + assumed::LOST_SENDS),
+        Sent::BySync => ledger.sqs("SendMessageBatch", 0.1),
+    }
     let (failures, delivered) = mix.merchant.attempts();
     // The event item, as the event log writes it on the first attempt.
     let event_key = format!("evt#{}", event.id);

@@ -154,7 +154,8 @@ impl Recorder {
         self.policy
     }
 
-    /// Applies what `provider` said (`has_status_api`: whether the sync can ask it) at `now`.
+    /// Applies what `provider` said (`has_status_api`: whether the sync can ask it) at `now`,
+    /// and sends the events it causes.
     pub async fn apply(
         &self,
         provider: &str,
@@ -162,6 +163,26 @@ impl Recorder {
         observation: Observation,
         now: OffsetDateTime,
     ) -> Result<Outcome, WebhookError> {
+        let (mut outcome, events) = self.apply_deferred(provider, has_status_api, observation, now).await?;
+        let resend = outcome.decision != Decision::Apply;
+        for event in &events {
+            self.queue.send(event).await?;
+            tracing::info!(provider, reference = %outcome.reference, event_id = %event.id, event_type = %event.kind, resend, "event sent to the queue (deduplicated by id)");
+            outcome.enqueued = true;
+        }
+        Ok(outcome)
+    }
+
+    /// As [`Self::apply`], but the outcome and progress events it causes are returned for
+    /// the caller to send, batched with others ([`Self::send_batch`]; the status sync). A
+    /// final one whose send fails stays pending on its record: the reconciler sends it.
+    pub async fn apply_deferred(
+        &self,
+        provider: &str,
+        has_status_api: bool,
+        observation: Observation,
+        now: OffsetDateTime,
+    ) -> Result<(Outcome, Vec<TerminalEvent>), WebhookError> {
         let reference = observation.reference.as_str();
         let plan = WritePlan { policy: self.policy, supported: has_status_api, events: self.events };
         let mut sent = false;
@@ -191,12 +212,14 @@ impl Recorder {
             .then(|| TerminalEvent::for_update(&record))
             .flatten()
             .filter(|_| self.events.enabled(UPDATED_EVENT_TYPE));
-        for event in outcome.iter().chain(progress.iter()) {
-            self.queue.send(event).await?;
-            tracing::info!(provider, reference, event_id = %event.id, event_type = %event.kind, resend = !applied, "event sent to the queue (deduplicated by id)");
-            sent = true;
-        }
-        Ok(Outcome { reference: observation.reference, decision, enqueued: sent })
+        let events: Vec<TerminalEvent> = outcome.into_iter().chain(progress).collect();
+        Ok((Outcome { reference: observation.reference, decision, enqueued: sent }, events))
+    }
+
+    /// Sends events [`Self::apply_deferred`] returned, 10 to a `SendMessageBatch` call;
+    /// whether each was accepted, in order.
+    pub async fn send_batch(&self, events: &[TerminalEvent]) -> Vec<Result<(), crate::queue::QueueError>> {
+        self.queue.send_batch(events).await
     }
 
     /// A final status contradicting the stored final: kept on the record and sent to the

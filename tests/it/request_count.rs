@@ -151,12 +151,21 @@ async fn a_sync_run_costs_one_query_per_provider_and_one_write_per_transaction()
     let recorder = shared::Recorder::new(store, queue, Default::default());
     let (azqr, env) = crate::providers::simulation::<AzqrSimulator>().await;
     let webhook = Webhook::with_recorder(azqr_webhook::Azqr::from_env(&env).expect("azqr"), recorder.clone());
-    let (settled, unchanged) = (unique_rrn(), unique_rrn());
-    for rrn in [&settled, &unchanged] {
+    let group_of = |rrn: &&String| {
+        let key = shared::model::transaction_key("azqr", rrn);
+        usize::from(shared::model::shard::shard(&key, shared::model::shard::SYNC_SHARDS)) / status_sync::SHARDS_AT_ONCE
+    };
+    // Two settled in one shard group: their events go in one SendMessageBatch.
+    let settled = unique_rrn();
+    let settled_too =
+        std::iter::repeat_with(unique_rrn).find(|rrn| group_of(&rrn) == group_of(&&settled)).expect("rrn");
+    let unchanged = unique_rrn();
+    for rrn in [&settled, &settled_too, &unchanged] {
         let request = azqr.webhook(rrn, "paid", crate::providers::at(0));
         assert_eq!(webhook.answer(&request, crate::providers::at(0)).await.status().as_u16(), 204);
     }
     azqr.settle(&settled, "completed");
+    azqr.settle(&settled_too, "completed");
     azqr.settle(&unchanged, "paid"); // inprogress: processing, as stored
     let providers = vec![status_sync::SyncedProvider::of::<azqr_webhook::Azqr>(&env).expect("sync")];
     let sync = status_sync::StatusSync::new(recorder, providers, 50);
@@ -164,23 +173,16 @@ async fn a_sync_run_costs_one_query_per_provider_and_one_write_per_transaction()
 
     let run = sync.run(crate::providers::at(301)).await;
     let counts = counter.take();
-    assert_eq!((run[0].applied, run[0].rescheduled), (1, 1), "{run:?}");
-    println!("requests: sync run, 1 provider, 2 due (1 settled, 1 unchanged): DynamoDB {} SQS {}", counts.0, counts.1);
+    assert_eq!((run[0].applied, run[0].rescheduled), (2, 1), "{run:?}");
+    println!("requests: sync run, 1 provider, 3 due (2 settled, 1 unchanged): DynamoDB {} SQS {}", counts.0, counts.1);
     let queries = usize::from(shared::model::shard::SYNC_SHARDS) + 1;
     let leases = 2 * status_sync::GROUPS;
-    // One BatchGetItem per group of shards read together that holds a due transaction.
-    let groups: std::collections::BTreeSet<usize> = [&settled, &unchanged]
-        .iter()
-        .map(|rrn| {
-            let key = shared::model::transaction_key("azqr", rrn);
-            usize::from(shared::model::shard::shard(&key, shared::model::shard::SYNC_SHARDS))
-                / status_sync::SHARDS_AT_ONCE
-        })
-        .collect();
+    // One BatchGetItem per shard group that holds a due transaction.
+    let groups: std::collections::BTreeSet<usize> = [&settled, &settled_too, &unchanged].iter().map(group_of).collect();
     assert_eq!(
         counts,
-        (leases + queries + groups.len() + 2, 1),
-        "each group's lease taken and given back, the queries, a BatchGetItem per group, 2 UpdateItem; 1 SendMessage for the settled one"
+        (leases + queries + groups.len() + 3, 1),
+        "each group's lease taken and given back, the queries, a BatchGetItem per group, 3 UpdateItem; one SendMessageBatch for both settled"
     );
     let run = sync.run(crate::providers::at(302)).await;
     assert_eq!((run[0].due, counter.take()), (0, (leases + queries, 0)), "nothing due: the leases and the queries");

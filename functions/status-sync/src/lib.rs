@@ -22,7 +22,7 @@ use futures_util::StreamExt;
 
 use serde::Serialize;
 use shared::config::positive_integer;
-use shared::model::{Decision, Observation, SyncStep, TransactionRecord};
+use shared::model::{Decision, Observation, SyncStep, TerminalEvent, TransactionRecord};
 use shared::secrets::SecretsClient;
 use shared::{ConfigError, Env, Provider, Recorder, Rotating, StatusSource, SyncError, SyncScope};
 
@@ -358,12 +358,27 @@ impl StatusSync {
             let oldest = due.first().and_then(|record| record.next_sync_at);
             let lag = oldest.map_or(0, |at| u64::try_from((now - at).whole_seconds()).unwrap_or(0));
             run.lag_seconds = run.lag_seconds.max(lag);
-            let steps: Vec<Step> = futures_util::stream::iter(due)
+            let steps: Vec<(Step, Vec<TerminalEvent>)> = futures_util::stream::iter(due)
                 .map(|record| self.sync_one(provider, source, record, now, deadline, &stop))
                 .buffer_unordered(self.concurrency)
                 .collect()
                 .await;
-            for step in steps {
+            // The events the answers caused, 10 to a call. One not sent leaves its final
+            // record pending: the reconciler sends it.
+            let events: Vec<TerminalEvent> = steps.iter().flat_map(|(_, events)| events.iter().cloned()).collect();
+            for (event, result) in events.iter().zip(self.recorder.send_batch(&events).await) {
+                match result {
+                    Ok(()) => {
+                        tracing::info!(provider = name, reference = %event.data.reference, event_id = %event.id, event_type = %event.kind, "event sent to the queue (deduplicated by id)")
+                    }
+                    Err(error) => {
+                        tracing::error!(provider = name, reference = %event.data.reference, event_id = %event.id, error = %error, "status sync could not send an event: the reconciler sends it");
+                        stop.store(true, Ordering::Relaxed);
+                        run.failed = true;
+                    }
+                }
+            }
+            for (step, _) in steps {
                 match step {
                     Step::Applied => run.applied += 1,
                     Step::Rescheduled => run.rescheduled += 1,
@@ -387,10 +402,10 @@ impl StatusSync {
         now: OffsetDateTime,
         deadline: Instant,
         stop: &AtomicBool,
-    ) -> Step {
+    ) -> (Step, Vec<TerminalEvent>) {
         // The index lags the table: a transaction final a moment ago may still be listed.
         if stop.load(Ordering::Relaxed) || Instant::now() >= deadline || record.status.is_final() {
-            return Step::Untouched;
+            return (Step::Untouched, Vec::new());
         }
         let name = provider.name;
         let reference = record.reference.as_str();
@@ -412,22 +427,23 @@ impl StatusSync {
                 Err(error) => {
                     tracing::warn!(provider = name, reference, error = %error, "provider status API unavailable: nothing written, asked again in a later run");
                     stop.store(true, Ordering::Relaxed);
-                    return Step::Unavailable;
+                    return (Step::Unavailable, Vec::new());
                 }
             },
         };
+        let mut events = Vec::new();
         if let Some(observation) = answer {
-            match self.recorder.apply(name, provider.has_status_api, observation, now).await {
-                Ok(outcome) if outcome.decision == Decision::Apply => return Step::Applied,
-                Ok(_) => {}
+            match self.recorder.apply_deferred(name, provider.has_status_api, observation, now).await {
+                Ok((outcome, caused)) if outcome.decision == Decision::Apply => return (Step::Applied, caused),
+                Ok((_, caused)) => events = caused,
                 Err(error) => {
                     tracing::error!(provider = name, reference, error = %error, "status sync could not apply the answer");
                     stop.store(true, Ordering::Relaxed);
-                    return Step::Failed;
+                    return (Step::Failed, Vec::new());
                 }
             }
         }
-        match self.nothing_new(provider, source.is_some(), &record, now).await {
+        let step = match self.nothing_new(provider, source.is_some(), &record, now).await {
             Ok(Some(SyncStep::Retry { .. })) if rejected => Step::Rejected,
             Ok(Some(SyncStep::Retry { .. })) => Step::Rescheduled,
             Ok(Some(SyncStep::GiveUp)) => Step::GaveUp,
@@ -437,7 +453,8 @@ impl StatusSync {
                 stop.store(true, Ordering::Relaxed);
                 Step::Failed
             }
-        }
+        };
+        (step, events)
     }
 
     /// The provider said nothing that moves `record`: the next rung, or give up. `None`
