@@ -18,10 +18,10 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use aws_sdk_dynamodb::types::AttributeValue;
+use shared::model::notification::NotificationOutcome;
 use shared::model::shard::{FEED_SHARDS, PENDING_SHARDS, SYNC_SHARDS};
 use shared::model::{
-    transaction_key, Amount, Change, NotificationPending, Observation, Status, SyncPolicy, SyncStep, TerminalEvent,
-    WritePlan,
+    transaction_key, Amount, Change, Observation, Status, SyncPolicy, SyncStep, TerminalEvent, WritePlan,
 };
 use shared::{Provider, Simulator};
 use time::OffsetDateTime;
@@ -428,29 +428,13 @@ fn transaction<S: Simulator>(table: &Table, n: u64, variant: Variant, mix: &Mix)
             }
             break;
         }
-        // Nothing new: the store's reschedule (SET sync, sync_at, sync_attempts,
-        // sync_shard; REMOVE next_sync_at), or the give-up.
-        let mut after = item.clone();
-        match policy.next(&record, supported, due) {
-            SyncStep::Retry { state, at, attempts } => {
-                after.insert("sync".into(), AttributeValue::S(state.as_str().into()));
-                after.insert(shared::model::SYNC_AT.into(), AttributeValue::S(rfc3339(at)?));
-                after.insert("sync_attempts".into(), AttributeValue::N(attempts.to_string()));
-                after.insert(
-                    shared::model::SYNC_SHARD.into(),
-                    AttributeValue::S(shared::model::sync_shard(name, &reference)),
-                );
-                table.write(&mut ledger, &key, &item, Some(&after));
-                item = after;
-            }
-            SyncStep::GiveUp => {
-                after.insert("sync".into(), AttributeValue::S("gave_up".into()));
-                for field in [shared::model::SYNC_AT, "sync_attempts", shared::model::SYNC_SHARD] {
-                    after.remove(field);
-                }
-                table.write(&mut ledger, &key, &item, Some(&after));
-                break;
-            }
+        // Nothing new: the store's reschedule, or the give-up.
+        let step = policy.next(&record, supported, due);
+        let after = shared::store::apply_change(&item, Change::reschedule(&record, step))?;
+        table.write(&mut ledger, &key, &item, after.as_ref());
+        match (step, after) {
+            (SyncStep::Retry { .. }, Some(after)) => item = after,
+            (SyncStep::GiveUp, _) | (_, None) => break,
         }
     }
     Ok(ledger)
@@ -479,10 +463,11 @@ fn outcome(
     mix: &Mix,
     sent: Sent,
 ) -> Result<(), Error> {
-    let record = shared::store::record_of(record_item.clone())?;
-    let Some(event) = TerminalEvent::for_record(&record) else {
+    let transaction = shared::store::record_of(record_item.clone())?;
+    let Some(event) = TerminalEvent::for_record(&transaction) else {
         return Ok(());
     };
+    let status = transaction.status;
     let body = serde_json::to_string(&event)?;
     ledger.outcomes += 1.0;
     ledger.largest_message = ledger.largest_message.max(body.len());
@@ -538,31 +523,21 @@ fn outcome(
         ledger.sqs("ReceiveMessage", 0.1);
         if success {
             ledger.sqs("DeleteMessageBatch", 0.1);
-            // mark_notification: REMOVE the marker, SET notified_at.
-            let mut after = record.clone();
-            after.remove(shared::model::notification::PENDING_FIELD);
-            after.insert("notified_at".into(), AttributeValue::S(rfc3339(event.created_at)?));
-            table.write(ledger, key, &record, Some(&after));
-            record = after;
+            let notified = Change::notified(status, NotificationOutcome::Delivered, event.created_at);
+            let after = shared::store::apply_change(&record, notified)?;
+            table.write(ledger, key, &record, after.as_ref());
+            record = after.unwrap_or(record);
         } else {
             ledger.sqs("ChangeMessageVisibilityBatch", 0.1);
             if attempt == 1 {
-                // mark_queued: the marker becomes QUEUED#<shard>.
-                let mut after = record.clone();
-                let marker = NotificationPending::queued_marker(&record_of_key(key).0, &record_of_key(key).1);
-                after.insert(shared::model::notification::PENDING_FIELD.into(), AttributeValue::S(marker));
-                table.write(ledger, key, &record, Some(&after));
-                record = after;
+                let queued = Change::queued(&transaction.provider, &transaction.reference, status);
+                let after = shared::store::apply_change(&record, queued)?;
+                table.write(ledger, key, &record, after.as_ref());
+                record = after.unwrap_or(record);
             }
         }
     }
     Ok(())
-}
-
-/// (provider, reference) of a transaction key.
-fn record_of_key(key: &str) -> (String, String) {
-    let (provider, reference) = key.split_once('#').unwrap_or((key, ""));
-    (provider.to_owned(), reference.to_owned())
 }
 
 /// The model's figures for one load.

@@ -435,7 +435,8 @@ pub fn transaction_key(provider: &str, reference: &str) -> String {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Value {
     Text(String),
-    Number(u8),
+    Number(u32),
+    Flag(bool),
     Time(OffsetDateTime),
     History(HistoryEntry),
     Details(BTreeMap<String, String>),
@@ -460,6 +461,18 @@ pub enum Condition {
     Absent,
     /// A record that exists and is not registered (a registration attached to it).
     Unregistered,
+    /// A record at this status with a sync scheduled (the sync's reschedule: a webhook
+    /// that moved it meanwhile has scheduled it afresh).
+    Scheduled(Status),
+    /// A record at this status.
+    AtStatus(Status),
+    /// A record at this status whose notification is pending (the notifier's outcome).
+    NotificationPending(Status),
+    /// A record at this status whose pending notification has not reached the queue's
+    /// hands yet (its marker is still `PENDING…`).
+    NotYetQueued(Status),
+    /// A record whose notification is pending, at any status.
+    AnyNotificationPending,
 }
 
 /// The stored attribute of the next sync's time (shown as `next_sync_at`), the sort key of
@@ -475,7 +488,7 @@ pub const LEGACY_SYNC_AT: &str = "next_sync_at";
 /// The record's fields a final write removes: a final transaction is never synced.
 pub const SYNC_FIELDS: [&str; 5] = ["sync", SYNC_AT, "sync_attempts", SYNC_SHARD, LEGACY_SYNC_AT];
 /// What a write that schedules the sync removes: the schedule as stored before sharding.
-const LEGACY_SYNC_FIELDS: [&str; 1] = [LEGACY_SYNC_AT];
+pub(crate) const LEGACY_SYNC_FIELDS: [&str; 1] = [LEGACY_SYNC_AT];
 
 /// The sync shard of a transaction: `{provider}#<shard>`.
 pub fn sync_shard(provider: &str, reference: &str) -> String {
@@ -505,7 +518,7 @@ impl Change {
         fields.push(("status", Edit::Set, text(status.as_str())));
         let provider_status = bounded(&observation.provider_status, MAX_PROVIDER_STATUS_CHARS);
         fields.push(("provider_status", Edit::Set, Value::Text(provider_status.clone())));
-        fields.push(("rank", Edit::Set, Value::Number(status.rank())));
+        fields.push(("rank", Edit::Set, Value::Number(status.rank().into())));
         fields.push(("updated_at", Edit::Set, Value::Time(now)));
         fields.push(("first_seen_at", Edit::SetIfAbsent, Value::Time(now)));
         let entry = HistoryEntry { status, provider_status, received_at: now };
@@ -559,7 +572,7 @@ impl Change {
         fields.push(("provider", Edit::Set, text(provider)));
         fields.push(("reference", Edit::Set, text(reference)));
         fields.push(("status", Edit::Set, text(Status::Created.as_str())));
-        fields.push(("rank", Edit::Set, Value::Number(Status::Created.rank())));
+        fields.push(("rank", Edit::Set, Value::Number(Status::Created.rank().into())));
         fields.push(("updated_at", Edit::Set, Value::Time(now)));
         fields.push(("first_seen_at", Edit::Set, Value::Time(now)));
         registration_fields(&mut fields, registration, now);
@@ -610,7 +623,7 @@ fn schedule(fields: &mut Vec<(&'static str, Edit, Value)>, step: SyncStep, provi
     if let SyncStep::Retry { state, at, attempts } = step {
         fields.push(("sync", Edit::Set, Value::Text(state.as_str().to_owned())));
         fields.push((SYNC_AT, Edit::SetIfAbsent, Value::Time(at)));
-        fields.push(("sync_attempts", Edit::Set, Value::Number(attempts.min(u8::MAX as u32) as u8)));
+        fields.push(("sync_attempts", Edit::Set, Value::Number(attempts)));
         fields.push((SYNC_SHARD, Edit::SetIfAbsent, Value::Text(sync_shard(provider, reference))));
     }
 }

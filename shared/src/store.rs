@@ -10,10 +10,10 @@ use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditi
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
-use crate::model::notification::{NotificationOutcome, PENDING_FIELD};
+use crate::model::notification::{NotificationOutcome, PENDING_FIELD, UNQUEUED_PREFIX};
 use crate::model::{
     transaction_key, Change, Condition, Conflict, Edit, NotificationPending, Observation, Registration,
-    RegistrationMatch, Skip, Status, SyncState, SyncStep, TransactionRecord, Value, WritePlan, MAX_CONFLICTS,
+    RegistrationMatch, Skip, Status, SyncStep, TransactionRecord, Value, WritePlan, MAX_CONFLICTS,
 };
 
 /// Partition key attribute of the table (string): `{provider}#{reference}`.
@@ -296,27 +296,7 @@ impl TransactionStore {
 
     /// Removes the schedule of a final `record` (while it is final).
     async fn end_schedule(&self, record: &TransactionRecord) -> Result<(), StoreError> {
-        let result = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key(KEY_ATTRIBUTE, AttributeValue::S(transaction_key(&record.provider, &record.reference)))
-            .update_expression("REMOVE #sync, #at, #attempts, #shard, #legacy")
-            .condition_expression("#status = :status")
-            .expression_attribute_names("#sync", "sync")
-            .expression_attribute_names("#at", crate::model::SYNC_AT)
-            .expression_attribute_names("#attempts", "sync_attempts")
-            .expression_attribute_names("#shard", crate::model::SYNC_SHARD)
-            .expression_attribute_names("#legacy", crate::model::LEGACY_SYNC_AT)
-            .expression_attribute_names("#status", "status")
-            .expression_attribute_values(":status", AttributeValue::S(record.status.as_str().to_owned()))
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(error) if error.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => Ok(()),
-            Err(error) => Err(StoreError::Request(Box::new(error))),
-        }
+        self.apply_if(&record.provider, &record.reference, Change::end_schedule(record.status)).await.map(|_| ())
     }
 
     /// (time, key) of up to `limit` entries due by `cutoff` under `partition` (the
@@ -426,55 +406,16 @@ impl TransactionStore {
         }
     }
 
-    /// Records what a sync that changed nothing decided for `record`: the next sync, or
-    /// giving up (`sync` = `gave_up`, out of the index). Only while the record is still
-    /// at the status the sync saw and still scheduled: a webhook that moved it meanwhile
-    /// has scheduled it afresh. Returns whether it was written.
+    /// Records what a sync that changed nothing decided for `record` ([`Change::reschedule`]).
+    /// Returns whether it was written: not when a webhook moved the record meanwhile
+    /// (which scheduled it afresh).
     pub async fn reschedule(&self, record: &TransactionRecord, step: SyncStep) -> Result<bool, StoreError> {
-        let mut request = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key(KEY_ATTRIBUTE, AttributeValue::S(transaction_key(&record.provider, &record.reference)))
-            .condition_expression("#status = :status AND (attribute_exists(#at) OR attribute_exists(#legacy))")
-            .expression_attribute_names("#status", "status")
-            .expression_attribute_names("#at", crate::model::SYNC_AT)
-            .expression_attribute_names("#legacy", crate::model::LEGACY_SYNC_AT)
-            .expression_attribute_names("#shard", crate::model::SYNC_SHARD)
-            .expression_attribute_names("#sync", "sync")
-            .expression_attribute_names("#attempts", "sync_attempts")
-            .expression_attribute_values(":status", AttributeValue::S(record.status.as_str().to_owned()));
-        request = match step {
-            // The shard again: a transaction scheduled before the sharding moves to it.
-            SyncStep::Retry { state, at, attempts } => request
-                .update_expression(
-                    "SET #sync = :sync, #at = :at, #attempts = :attempts, #shard = :shard REMOVE #legacy",
-                )
-                .expression_attribute_values(":sync", AttributeValue::S(state.as_str().to_owned()))
-                .expression_attribute_values(":at", AttributeValue::S(timestamp(at)?))
-                .expression_attribute_values(":attempts", AttributeValue::N(attempts.to_string()))
-                .expression_attribute_values(
-                    ":shard",
-                    AttributeValue::S(crate::model::sync_shard(&record.provider, &record.reference)),
-                ),
-            SyncStep::GiveUp => request
-                .update_expression("SET #sync = :sync REMOVE #at, #legacy, #attempts, #shard")
-                .expression_attribute_values(":sync", AttributeValue::S(SyncState::GaveUp.as_str().to_owned())),
-        };
-        match request.send().await {
-            Ok(_) => Ok(true),
-            Err(error) if error.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => {
-                Ok(false)
-            }
-            Err(error) => Err(StoreError::Request(Box::new(error))),
-        }
+        self.apply_if(&record.provider, &record.reference, Change::reschedule(record, step)).await
     }
 
-    /// Records what became of the terminal event for `status`: removes the
-    /// notification-pending marker and sets `notified_at` (delivered) or
-    /// `notification_refused_at` (refused for good by the merchant), in one conditional
-    /// write. Returns `false` (and changes nothing) when the marker was already cleared,
-    /// so a redelivered message is harmless.
+    /// Records what became of the terminal event for `status` ([`Change::notified`]).
+    /// Returns `false` (and changes nothing) when the marker was already cleared, so a
+    /// redelivered message is harmless.
     pub async fn mark_notification(
         &self,
         provider: &str,
@@ -483,53 +424,34 @@ impl TransactionStore {
         outcome: NotificationOutcome,
         now: OffsetDateTime,
     ) -> Result<bool, StoreError> {
-        let field = outcome.recorded_as();
-        let now = timestamp(now)?;
-        let result = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key(KEY_ATTRIBUTE, AttributeValue::S(transaction_key(provider, reference)))
-            .update_expression("REMOVE #pending SET #notified_at = :now")
-            .condition_expression("attribute_exists(#pending) AND #status = :status")
-            .expression_attribute_names("#pending", PENDING_ATTRIBUTE)
-            .expression_attribute_names("#notified_at", field)
-            .expression_attribute_names("#status", "status")
-            .expression_attribute_values(":now", AttributeValue::S(now))
-            .expression_attribute_values(":status", AttributeValue::S(status.as_str().to_owned()))
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(error) if error.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => {
-                Ok(false)
-            }
-            Err(error) => Err(StoreError::Request(Box::new(error))),
-        }
+        self.apply_if(provider, reference, Change::notified(status, outcome, now)).await
     }
 
-    /// Hands `status`'s pending notification to the queue: its event reached the notifier
-    /// and a delivery failed, so SQS retries it (then its dead-letter queue), and the
-    /// reconciler stops reading it. Only while the marker is the one the write set.
+    /// Hands `status`'s pending notification to the queue ([`Change::queued`]): its event
+    /// reached the notifier and a delivery failed, so SQS retries it (then its dead-letter
+    /// queue), and the reconciler stops reading it.
     pub async fn mark_queued(&self, provider: &str, reference: &str, status: Status) -> Result<bool, StoreError> {
+        self.apply_if(provider, reference, Change::queued(provider, reference, status)).await
+    }
+
+    /// Records whether the reconciler's last send of `record`'s event failed
+    /// ([`Change::requeue_failed`]), while the record is still pending notification.
+    pub async fn set_requeue_failed(&self, record: &TransactionRecord, failed: bool) -> Result<(), StoreError> {
+        self.apply_if(&record.provider, &record.reference, Change::requeue_failed(failed)).await.map(|_| ())
+    }
+
+    /// One conditional `UpdateItem` for `change`, nothing returned: whether it applied.
+    async fn apply_if(&self, provider: &str, reference: &str, change: Change) -> Result<bool, StoreError> {
+        let update = Update::translate(change)?;
         let result = self
             .client
             .update_item()
             .table_name(&self.table)
             .key(KEY_ATTRIBUTE, AttributeValue::S(transaction_key(provider, reference)))
-            .update_expression("SET #pending = :queued")
-            .condition_expression("#pending = :pending AND #status = :status")
-            .expression_attribute_names("#pending", PENDING_ATTRIBUTE)
-            .expression_attribute_names("#status", "status")
-            .expression_attribute_values(
-                ":queued",
-                AttributeValue::S(NotificationPending::queued_marker(provider, reference)),
-            )
-            .expression_attribute_values(
-                ":pending",
-                AttributeValue::S(NotificationPending::marker(provider, reference)),
-            )
-            .expression_attribute_values(":status", AttributeValue::S(status.as_str().to_owned()))
+            .update_expression(update.expression)
+            .condition_expression(update.condition)
+            .set_expression_attribute_names(Some(update.names))
+            .set_expression_attribute_values(Some(update.values).filter(|values| !values.is_empty()))
             .send()
             .await;
         match result {
@@ -537,30 +459,6 @@ impl TransactionStore {
             Err(error) if error.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => {
                 Ok(false)
             }
-            Err(error) => Err(StoreError::Request(Box::new(error))),
-        }
-    }
-
-    /// Records whether the reconciler's last send of `record`'s event failed (so that it
-    /// is sent again on its next run), while the record is still pending notification.
-    pub async fn set_requeue_failed(&self, record: &TransactionRecord, failed: bool) -> Result<(), StoreError> {
-        let request = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key(KEY_ATTRIBUTE, AttributeValue::S(transaction_key(&record.provider, &record.reference)))
-            .condition_expression("attribute_exists(#pending)")
-            .expression_attribute_names("#pending", PENDING_ATTRIBUTE)
-            .expression_attribute_names("#failed", "requeue_failed");
-        let request = match failed {
-            true => request
-                .update_expression("SET #failed = :true")
-                .expression_attribute_values(":true", AttributeValue::Bool(true)),
-            false => request.update_expression("REMOVE #failed"),
-        };
-        match request.send().await {
-            Ok(_) => Ok(()),
-            Err(error) if error.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => Ok(()),
             Err(error) => Err(StoreError::Request(Box::new(error))),
         }
     }
@@ -670,10 +568,19 @@ pub fn apply_change(
 ) -> Result<Option<HashMap<String, AttributeValue>>, StoreError> {
     let exists = !item.is_empty();
     let rank = item.get("rank").and_then(|v| v.as_n().ok()).and_then(|n| n.parse::<u8>().ok());
+    let at = |status: Status| item.get("status").and_then(|v| v.as_s().ok()).is_some_and(|s| s == status.as_str());
+    let pending = item.get(PENDING_ATTRIBUTE).and_then(|v| v.as_s().ok());
     let applies = match change.condition {
         Condition::RankBelow(new) => !exists || rank.is_some_and(|rank| rank < new),
         Condition::Absent => !exists,
         Condition::Unregistered => exists && !item.contains_key("registered_at"),
+        Condition::Scheduled(status) => {
+            at(status) && (item.contains_key(crate::model::SYNC_AT) || item.contains_key(crate::model::LEGACY_SYNC_AT))
+        }
+        Condition::AtStatus(status) => at(status),
+        Condition::NotificationPending(status) => pending.is_some() && at(status),
+        Condition::NotYetQueued(status) => pending.is_some_and(|p| p.starts_with(UNQUEUED_PREFIX)) && at(status),
+        Condition::AnyNotificationPending => pending.is_some(),
     };
     if !applies {
         return Ok(None);
@@ -711,6 +618,7 @@ fn attribute_value(value: Value) -> Result<AttributeValue, StoreError> {
     Ok(match value {
         Value::Text(text) => AttributeValue::S(text),
         Value::Number(number) => AttributeValue::N(number.to_string()),
+        Value::Flag(flag) => AttributeValue::Bool(flag),
         Value::Time(at) => AttributeValue::S(timestamp(at)?),
         Value::History(entry) => {
             AttributeValue::L(vec![serde_dynamo::to_attribute_value(entry).map_err(StoreError::Decode)?])
@@ -814,6 +722,17 @@ impl Update {
             Condition::RankBelow(_) => "attribute_not_exists(#pk) OR #rank < :rank",
             Condition::Absent => "attribute_not_exists(#pk)",
             Condition::Unregistered => "attribute_exists(#pk) AND attribute_not_exists(#registered_at)",
+            Condition::Scheduled(_) => {
+                "#status = :expected_status AND (attribute_exists(#sync_at) OR attribute_exists(#next_sync_at))"
+            }
+            Condition::AtStatus(_) => "#status = :expected_status",
+            Condition::NotificationPending(_) => {
+                "attribute_exists(#notification_pending) AND #status = :expected_status"
+            }
+            Condition::NotYetQueued(_) => {
+                "begins_with(#notification_pending, :unqueued) AND #status = :expected_status"
+            }
+            Condition::AnyNotificationPending => "attribute_exists(#notification_pending)",
         };
         let mut update = Update {
             expression: String::with_capacity(512),
@@ -821,7 +740,6 @@ impl Update {
             names: HashMap::with_capacity(16),
             values: HashMap::with_capacity(16),
         };
-        update.names.insert("#pk".to_owned(), KEY_ATTRIBUTE.to_owned());
         // Every time in one change is the same instant: formatted once.
         let mut formatted: Option<(OffsetDateTime, String)> = None;
         for (field, edit, value) in change.fields {
@@ -834,7 +752,8 @@ impl Update {
                         AttributeValue::S(text)
                     }
                 },
-                other @ (Value::Text(_) | Value::Number(_) | Value::History(_) | Value::Details(_)) => {
+                other
+                @ (Value::Text(_) | Value::Number(_) | Value::Flag(_) | Value::History(_) | Value::Details(_)) => {
                     attribute_value(other)?
                 }
             };
@@ -845,19 +764,54 @@ impl Update {
             }
         }
         for (i, field) in change.removed.iter().enumerate() {
-            update.expression.push_str(if i == 0 { " REMOVE #" } else { ", #" });
+            update.expression.push_str(match (i, update.expression.is_empty()) {
+                (0, true) => "REMOVE #",
+                (0, false) => " REMOVE #",
+                _ => ", #",
+            });
             update.expression.push_str(field);
             update.names.insert(prefixed('#', field), (*field).to_owned());
         }
-        match change.condition {
+        let mut name = |name: &str| update.names.insert(prefixed('#', name), name.to_owned());
+        let expected = match change.condition {
             // The condition's bound (`#rank < :rank`): the rank the change sets.
             Condition::RankBelow(rank) => {
+                name(KEY_ATTRIBUTE);
                 update.values.insert(":rank".to_owned(), AttributeValue::N(rank.to_string()));
+                None
             }
-            Condition::Absent => {}
+            Condition::Absent => {
+                name(KEY_ATTRIBUTE);
+                None
+            }
             Condition::Unregistered => {
-                update.names.insert("#registered_at".to_owned(), "registered_at".to_owned());
+                name(KEY_ATTRIBUTE);
+                name("registered_at");
+                None
             }
+            Condition::Scheduled(status) => {
+                name(crate::model::SYNC_AT);
+                name(crate::model::LEGACY_SYNC_AT);
+                Some(status)
+            }
+            Condition::AtStatus(status) => Some(status),
+            Condition::NotificationPending(status) => {
+                name(PENDING_ATTRIBUTE);
+                Some(status)
+            }
+            Condition::NotYetQueued(status) => {
+                name(PENDING_ATTRIBUTE);
+                update.values.insert(":unqueued".to_owned(), AttributeValue::S(UNQUEUED_PREFIX.to_owned()));
+                Some(status)
+            }
+            Condition::AnyNotificationPending => {
+                name(PENDING_ATTRIBUTE);
+                None
+            }
+        };
+        if let Some(status) = expected {
+            update.names.insert("#status".to_owned(), "status".to_owned());
+            update.values.insert(":expected_status".to_owned(), AttributeValue::S(status.as_str().to_owned()));
         }
         Ok(update)
     }
@@ -948,6 +902,62 @@ mod tests {
         assert_eq!(update.names["#notification_pending"], "notification_pending");
         assert_eq!(update.values.len(), 15);
         assert_eq!(update.values[":empty_list"], AttributeValue::L(Vec::new()));
+    }
+
+    /// The writes after the webhook's are descriptions too: each translates to the
+    /// expression the store sends, and the model's `apply_change` agrees with its condition.
+    #[test]
+    fn the_other_writes_translate_from_their_descriptions() {
+        let mut record = crate::model::tests::record("azqr", "123456789012", Status::Pending, at(0));
+        record.next_sync_at = Some(at(300));
+        let retry = SyncStep::Retry { state: crate::model::SyncState::Scheduled, at: at(900), attempts: 2 };
+        let update = Update::translate(Change::reschedule(&record, retry)).expect("update");
+        assert_eq!(
+            update.expression,
+            "SET #sync = :sync, #sync_at = :sync_at, #sync_attempts = :sync_attempts, #sync_shard = :sync_shard \
+             REMOVE #next_sync_at"
+        );
+        assert_eq!(
+            update.condition,
+            "#status = :expected_status AND (attribute_exists(#sync_at) OR attribute_exists(#next_sync_at))"
+        );
+        assert_eq!(update.values[":sync_attempts"], AttributeValue::N("2".into()));
+        let given_up = Update::translate(Change::reschedule(&record, SyncStep::GiveUp)).expect("update");
+        assert_eq!(
+            given_up.expression,
+            "SET #sync = :sync REMOVE #sync_at, #next_sync_at, #sync_attempts, #sync_shard"
+        );
+        let notified = Update::translate(Change::notified(Status::Completed, NotificationOutcome::Delivered, at(5)));
+        let notified = notified.expect("update");
+        assert_eq!(notified.expression, "SET #notified_at = :notified_at REMOVE #notification_pending");
+        let cleared = Update::translate(Change::requeue_failed(false)).expect("update");
+        assert_eq!((cleared.expression.as_str(), cleared.values.len()), ("REMOVE #requeue_failed", 0));
+        for update in [update, given_up, notified, cleared] {
+            let expression = format!("{} {}", update.expression, update.condition);
+            for key in update.values.keys().chain(update.names.keys()) {
+                assert!(expression.contains(key.as_str()), "{key} unused in {expression}");
+            }
+        }
+
+        // The model's reading of the conditions.
+        let item = |status: &str, pending: Option<&str>| {
+            let mut item = HashMap::from([("status".to_owned(), AttributeValue::S(status.into()))]);
+            if let Some(marker) = pending {
+                item.insert(PENDING_ATTRIBUTE.to_owned(), AttributeValue::S(marker.into()));
+            }
+            item
+        };
+        let pending = NotificationPending::marker("azqr", "123456789012");
+        let queued = NotificationPending::queued_marker("azqr", "123456789012");
+        let queue = || Change::queued("azqr", "123456789012", Status::Completed);
+        let after = apply_change(&item("completed", Some(&pending)), queue()).expect("apply").expect("applies");
+        assert_eq!(after[PENDING_ATTRIBUTE], AttributeValue::S(queued.clone()));
+        assert_eq!(apply_change(&item("completed", Some(&queued)), queue()).expect("apply"), None, "queued once");
+        assert_eq!(apply_change(&item("failed", Some(&pending)), queue()).expect("apply"), None, "another status");
+        let notify = || Change::notified(Status::Completed, NotificationOutcome::Delivered, at(5));
+        let after = apply_change(&item("completed", Some(&queued)), notify()).expect("apply").expect("applies");
+        assert!(!after.contains_key(PENDING_ATTRIBUTE) && after.contains_key("notified_at"));
+        assert_eq!(apply_change(&after, notify()).expect("apply"), None, "a redelivery changes nothing");
     }
 
     #[test]

@@ -89,6 +89,50 @@ impl NotificationOutcome {
     }
 }
 
+/// What `requeue_failed(false)` removes.
+const REQUEUE_FAILED: &str = "requeue_failed";
+
+impl super::Change {
+    /// What became of `status`'s terminal event at the merchant (`outcome`, at `now`):
+    /// the marker removed and the time set, while the record is at that status and
+    /// pending; a redelivered message finds it cleared and changes nothing.
+    pub fn notified(status: Status, outcome: NotificationOutcome, now: OffsetDateTime) -> super::Change {
+        super::Change {
+            condition: super::Condition::NotificationPending(status),
+            fields: vec![(outcome.recorded_as(), super::Edit::Set, super::Value::Time(now))],
+            removed: &[PENDING_FIELD],
+        }
+    }
+
+    /// `status`'s pending notification handed to the queue (a delivery failed: SQS
+    /// retries it): the marker becomes `QUEUED#<shard>`, once.
+    pub fn queued(provider: &str, reference: &str, status: Status) -> super::Change {
+        let marker = NotificationPending::queued_marker(provider, reference);
+        super::Change {
+            condition: super::Condition::NotYetQueued(status),
+            fields: vec![(PENDING_FIELD, super::Edit::Set, super::Value::Text(marker))],
+            removed: &[],
+        }
+    }
+
+    /// Whether the reconciler's last send of a pending record's event failed (so that it
+    /// is sent again on its next run).
+    pub fn requeue_failed(failed: bool) -> super::Change {
+        let condition = super::Condition::AnyNotificationPending;
+        match failed {
+            true => super::Change {
+                condition,
+                fields: vec![(REQUEUE_FAILED, super::Edit::Set, super::Value::Flag(true))],
+                removed: &[],
+            },
+            false => super::Change { condition, fields: Vec::new(), removed: &[REQUEUE_FAILED] },
+        }
+    }
+}
+
+/// The prefix of every marker of an event not yet in the queue's hands.
+pub const UNQUEUED_PREFIX: &str = PENDING;
+
 /// The terminal event to send after a write: the record's event when the write applied a
 /// final status, or, when the write changed nothing, again while the record is still
 /// pending notification (an earlier send may have been lost; SQS and the merchant

@@ -131,6 +131,50 @@ impl SyncPolicy {
     }
 }
 
+/// What giving up removes: the schedule, in both its forms, and its attempts.
+const GIVE_UP_REMOVED: [&str; 4] = [super::SYNC_AT, super::LEGACY_SYNC_AT, "sync_attempts", super::SYNC_SHARD];
+
+impl super::Change {
+    /// What a sync that learned nothing new about `record` writes: the next sync (its
+    /// shard set again, so that one scheduled before the sharding moves to it), or giving
+    /// up (`sync` = `gave_up`, out of the index). Only while the record is at the status
+    /// the sync saw and still scheduled.
+    pub fn reschedule(record: &TransactionRecord, step: SyncStep) -> super::Change {
+        let condition = super::Condition::Scheduled(record.status);
+        let text = |value: &str| super::Value::Text(value.to_owned());
+        match step {
+            SyncStep::Retry { state, at, attempts } => super::Change {
+                condition,
+                fields: vec![
+                    ("sync", super::Edit::Set, text(state.as_str())),
+                    (super::SYNC_AT, super::Edit::Set, super::Value::Time(at)),
+                    ("sync_attempts", super::Edit::Set, super::Value::Number(attempts)),
+                    (
+                        super::SYNC_SHARD,
+                        super::Edit::Set,
+                        text(&super::sync_shard(&record.provider, &record.reference)),
+                    ),
+                ],
+                removed: &super::LEGACY_SYNC_FIELDS,
+            },
+            SyncStep::GiveUp => super::Change {
+                condition,
+                fields: vec![("sync", super::Edit::Set, text(SyncState::GaveUp.as_str()))],
+                removed: &GIVE_UP_REMOVED,
+            },
+        }
+    }
+
+    /// Ends the schedule of a record final at `status` that an index still lists.
+    pub fn end_schedule(status: super::Status) -> super::Change {
+        super::Change {
+            condition: super::Condition::AtStatus(status),
+            fields: Vec::new(),
+            removed: &super::SYNC_FIELDS,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
