@@ -18,6 +18,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use aws_sdk_dynamodb::types::AttributeValue;
+use shared::event_log::{Attempt, AttemptKind, AttemptWrites};
 use shared::model::notification::NotificationOutcome;
 use shared::model::shard::{FEED_SHARDS, PENDING_SHARDS, SYNC_SHARDS};
 use shared::model::{
@@ -77,6 +78,8 @@ pub mod assumed {
     pub const PIX_EXPIRY: Duration = Duration::from_secs(3_600);
     /// The status sync's run budget and interval.
     pub const SYNC_RUN: Duration = Duration::from_secs(60);
+    /// How long the event log keeps an event (`EVENT_RETENTION_DAYS`, 30 by default).
+    pub const EVENT_RETENTION: Duration = Duration::from_secs(30 * 24 * 60 * 60);
 }
 
 /// How the merchant's endpoint behaves.
@@ -440,10 +443,6 @@ fn transaction<S: Simulator>(table: &Table, n: u64, variant: Variant, mix: &Mix)
     Ok(ledger)
 }
 
-fn rfc3339(at: OffsetDateTime) -> Result<String, Error> {
-    Ok(at.format(&time::format_description::well_known::Rfc3339)?)
-}
-
 /// A final record's outcome: sent to the queue, delivered by the notifier as the merchant
 /// allows, and recorded in the event log and on the record.
 /// Who sends an outcome to the queue.
@@ -476,48 +475,29 @@ fn outcome(
         Sent::BySync => ledger.sqs("SendMessageBatch", 0.1),
     }
     let (failures, delivered) = mix.merchant.attempts();
-    // The event item, as the event log writes it on the first attempt.
-    let event_key = format!("evt#{}", event.id);
-    let mut event_item = Item::from([
-        ("pk".into(), AttributeValue::S(event_key.clone())),
-        ("body".into(), AttributeValue::S(body.clone())),
-        ("feed".into(), AttributeValue::S(shared::event_log::feed_of(&event.id))),
-        ("position".into(), AttributeValue::S(shared::event_log::position(event.created_at, &event.id))),
-        ("type".into(), AttributeValue::S(event.kind.clone())),
-        ("ttl".into(), AttributeValue::N("1797592000".into())),
-    ]);
-    let mut before = Item::new();
+    // The event log's writes, as it sends them: the event item, its counter, the attempt.
+    let mut event_item = Item::new();
+    let mut counter_item = Item::new();
     let mut record = record_item.clone();
-    let counter_key = format!("{event_key}#count");
-    let mut counter_before = Item::new();
     let attempts = failures + u32::from(delivered);
-    for attempt in 1..=attempts {
-        let success = delivered && attempt == attempts;
-        // The event item: stored on the first attempt, unchanged after, delivered once.
-        if success {
-            event_item.insert("delivered_at".into(), AttributeValue::S(rfc3339(event.created_at)?));
+    for number in 1..=attempts {
+        let success = delivered && number == attempts;
+        let attempt = Attempt {
+            at: event.created_at,
+            status: Some(if success { 204 } else { 503 }),
+            error: None,
+            duration_ms: 200,
+            response: (!success).then(|| "x".repeat(256)),
+            kind: AttemptKind::Automatic,
+        };
+        let writes = AttemptWrites::new(&event, &body, &attempt, success, assumed::EVENT_RETENTION)?;
+        for (write, before) in [(&writes.event, &mut event_item), (&writes.counter, &mut counter_item)] {
+            let after = write.apply(before);
+            table.write(ledger, &write.key, before, Some(&after));
+            *before = after;
         }
-        table.write(ledger, &event_key, &before, Some(&event_item));
-        before = event_item.clone();
-        let counter = Item::from([
-            ("pk".into(), AttributeValue::S(counter_key.clone())),
-            ("ttl".into(), AttributeValue::N("1797592000".into())),
-            ("attempt_count".into(), AttributeValue::N(attempt.to_string())),
-        ]);
-        table.write(ledger, &counter_key, &counter_before, Some(&counter));
-        counter_before = counter;
-        let mut attempt_item = Item::from([
-            ("pk".into(), AttributeValue::S(format!("{event_key}#{attempt}"))),
-            ("at".into(), AttributeValue::S(rfc3339(event.created_at)?)),
-            ("status".into(), AttributeValue::N(if success { "204" } else { "503" }.into())),
-            ("duration_ms".into(), AttributeValue::N("200".into())),
-            ("kind".into(), AttributeValue::S("automatic".into())),
-            ("ttl".into(), AttributeValue::N("1797592000".into())),
-        ]);
-        if !success {
-            attempt_item.insert("response".into(), AttributeValue::S("x".repeat(256)));
-        }
-        table.write(ledger, &format!("{event_key}#{attempt}"), &Item::new(), Some(&attempt_item));
+        let attempt_write = writes.attempt(number);
+        table.write(ledger, &attempt_write.key, &Item::new(), Some(&attempt_write.apply(&Item::new())));
         ledger.attempts += 1.0;
         // The trigger receives in batches of 10 and deletes the delivered ones in batches.
         ledger.sqs("ReceiveMessage", 0.1);
@@ -529,7 +509,7 @@ fn outcome(
             record = after.unwrap_or(record);
         } else {
             ledger.sqs("ChangeMessageVisibilityBatch", 0.1);
-            if attempt == 1 {
+            if number == 1 {
                 let queued = Change::queued(&transaction.provider, &transaction.reference, status);
                 let after = shared::store::apply_change(&record, queued)?;
                 table.write(ledger, key, &record, after.as_ref());
@@ -687,11 +667,16 @@ pub fn model(table: &Table, template: &Template, mix: &Mix) -> Result<Figures, E
     let notifier_default = parameter("NotifierMaxConcurrency", 20.0);
     let notifier_set = (notifier_needed * 2.0).ceil().max(notifier_default);
     let retry_capacity = notifier_set * 10.0 / assumed::NOTIFIER_BATCH_FAILING.as_secs_f64();
-    let health_writes = match mix.merchant {
-        Merchant::Healthy => notifier_set / 60.0,
-        Merchant::FailingHour | Merchant::DownThreeDays => notifier_set / 10.0,
+    let epoch = OffsetDateTime::UNIX_EPOCH;
+    let (health_write, health_writes) = match mix.merchant {
+        Merchant::Healthy => (notifier::health::success_write(epoch)?, notifier_set / 60.0),
+        Merchant::FailingHour | Merchant::DownThreeDays => {
+            (notifier::health::failure_write(epoch)?, notifier_set / 10.0)
+        }
     };
-    *load.writes.entry((TABLE.to_owned(), "health#merchant".to_owned())).or_default() += health_writes;
+    let health_item = health_write.apply(&Item::new());
+    *load.writes.entry((TABLE.to_owned(), health_write.key)).or_default() +=
+        health_writes * write_units(item_size(&health_item));
     let mut notes = Vec::new();
     if load.attempts > retry_capacity {
         notes.push(format!(

@@ -19,7 +19,7 @@ use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
 use crate::model::TerminalEvent;
-use crate::store::{StoreError, KEY_ATTRIBUTE};
+use crate::store::{ItemEdit, ItemWrite, StoreError, KEY_ATTRIBUTE};
 
 /// The sparse index of events by creation, as in template.yaml.
 pub const FEED_INDEX: &str = "EventFeed";
@@ -136,6 +136,67 @@ pub fn is_position(text: &str) -> bool {
     })
 }
 
+/// What recording one delivery attempt writes, as descriptions the store sends and
+/// `scripts/capacity` applies: the event item, its attempt counter, and the attempt.
+#[derive(Debug, Clone)]
+pub struct AttemptWrites {
+    /// The event item: stored on the first attempt (its body, feed position and type),
+    /// unchanged by later ones but for `delivered_at`, set once.
+    pub event: ItemWrite,
+    /// The event's counter item: one more attempt.
+    pub counter: ItemWrite,
+    attempt: HashMap<String, AttributeValue>,
+    event_id: String,
+}
+
+impl AttemptWrites {
+    /// The writes for `attempt` at delivering `event` (sent as `body`), kept `retention`
+    /// after the event's creation.
+    pub fn new(
+        event: &TerminalEvent,
+        body: &str,
+        attempt: &Attempt,
+        delivered: bool,
+        retention: Duration,
+    ) -> Result<Self, StoreError> {
+        let expires = AttributeValue::N((event.created_at + retention).unix_timestamp().to_string());
+        let text = |value: String| AttributeValue::S(value);
+        let edit = |name: &str, edit: ItemEdit, value: AttributeValue| (name.to_owned(), edit, value);
+        let mut edits = vec![
+            edit("body", ItemEdit::SetIfAbsent, text(body.to_owned())),
+            edit("feed", ItemEdit::SetIfAbsent, text(feed_of(&event.id))),
+            edit("position", ItemEdit::SetIfAbsent, text(position(event.created_at, &event.id))),
+            edit("type", ItemEdit::Set, text(event.kind.clone())),
+            edit("ttl", ItemEdit::SetIfAbsent, expires.clone()),
+        ];
+        if delivered {
+            edits.push(edit("delivered_at", ItemEdit::SetIfAbsent, text(rfc3339(attempt.at)?)));
+        }
+        let event_write = ItemWrite { key: key(&event.id), edits, removed: Vec::new(), replace: false };
+        let counter = ItemWrite {
+            key: counter_key(&event.id),
+            edits: vec![
+                edit("ttl", ItemEdit::SetIfAbsent, expires.clone()),
+                edit("attempt_count", ItemEdit::Add, AttributeValue::N("1".to_owned())),
+            ],
+            removed: Vec::new(),
+            replace: false,
+        };
+        let mut attempt: HashMap<String, AttributeValue> =
+            serde_dynamo::to_item(attempt).map_err(StoreError::Decode)?;
+        attempt.insert("ttl".to_owned(), expires);
+        Ok(AttemptWrites { event: event_write, counter, attempt, event_id: event.id.clone() })
+    }
+
+    /// The attempt's own item, as attempt `number` of its event (the counter's new value).
+    pub fn attempt(&self, number: u32) -> ItemWrite {
+        let mut edits: Vec<(String, ItemEdit, AttributeValue)> =
+            self.attempt.iter().map(|(name, value)| (name.clone(), ItemEdit::Set, value.clone())).collect();
+        edits.sort_by(|a, b| a.0.cmp(&b.0));
+        ItemWrite { key: attempt_key(&self.event_id, number), edits, removed: Vec::new(), replace: true }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct EventLog {
     client: aws_sdk_dynamodb::Client,
@@ -160,58 +221,11 @@ impl EventLog {
         attempt: &Attempt,
         delivered: bool,
     ) -> Result<(), StoreError> {
-        let expires = (event.created_at + self.retention).unix_timestamp().to_string();
-        let mut expression = "SET #body = if_not_exists(#body, :body), #feed = if_not_exists(#feed, :feed), \
-             #position = if_not_exists(#position, :position), #type = :type, \
-             #ttl = if_not_exists(#ttl, :ttl)"
-            .to_owned();
-        let mut request = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key(KEY_ATTRIBUTE, AttributeValue::S(key(&event.id)))
-            .expression_attribute_names("#body", "body")
-            .expression_attribute_names("#feed", "feed")
-            .expression_attribute_names("#position", "position")
-            .expression_attribute_names("#type", "type")
-            .expression_attribute_names("#ttl", "ttl")
-            .expression_attribute_values(":body", AttributeValue::S(body.to_owned()))
-            .expression_attribute_values(":feed", AttributeValue::S(feed_of(&event.id)))
-            .expression_attribute_values(":position", AttributeValue::S(position(event.created_at, &event.id)))
-            .expression_attribute_values(":type", AttributeValue::S(event.kind.clone()))
-            .expression_attribute_values(":ttl", AttributeValue::N(expires.clone()));
-        if delivered {
-            expression.push_str(", #delivered_at = if_not_exists(#delivered_at, :at)");
-            request = request
-                .expression_attribute_names("#delivered_at", "delivered_at")
-                .expression_attribute_values(":at", AttributeValue::S(rfc3339(attempt.at)?));
-        }
-        request.update_expression(expression).send().await.map_err(|e| StoreError::Request(Box::new(e)))?;
-        let output = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key(KEY_ATTRIBUTE, AttributeValue::S(counter_key(&event.id)))
-            .update_expression("SET #ttl = if_not_exists(#ttl, :ttl) ADD #count :one")
-            .expression_attribute_names("#ttl", "ttl")
-            .expression_attribute_names("#count", "attempt_count")
-            .expression_attribute_values(":ttl", AttributeValue::N(expires.clone()))
-            .expression_attribute_values(":one", AttributeValue::N("1".to_owned()))
-            .return_values(aws_sdk_dynamodb::types::ReturnValue::UpdatedNew)
-            .send()
-            .await
-            .map_err(|e| StoreError::Request(Box::new(e)))?;
-        let number = output.attributes.as_ref().and_then(count_of).unwrap_or(1);
-        let mut item: HashMap<String, AttributeValue> = serde_dynamo::to_item(attempt).map_err(StoreError::Decode)?;
-        item.insert(KEY_ATTRIBUTE.to_owned(), AttributeValue::S(attempt_key(&event.id, number)));
-        item.insert("ttl".to_owned(), AttributeValue::N(expires));
-        self.client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .send()
-            .await
-            .map_err(|e| StoreError::Request(Box::new(e)))?;
+        let writes = AttemptWrites::new(event, body, attempt, delivered, self.retention)?;
+        writes.event.clone().send(&self.client, &self.table).await?;
+        let counted = writes.counter.clone().send(&self.client, &self.table).await?;
+        let number = count_of(&counted).unwrap_or(1);
+        writes.attempt(number).send(&self.client, &self.table).await?;
         Ok(())
     }
 
@@ -529,5 +543,39 @@ mod tests {
         }
         assert_eq!(AttemptKind::from_attribute(Some("resend")), AttemptKind::Resend);
         assert_eq!(AttemptKind::from_attribute(Some("other")), AttemptKind::Automatic);
+    }
+
+    /// The descriptions, applied as the store sends them: the event item is stored once
+    /// and delivered once, the counter counts, and the attempt item reads back as sent.
+    #[test]
+    fn attempt_writes_store_once_count_and_keep_the_attempt() {
+        let record = crate::model::tests::record("azqr", "123456789012", crate::Status::Completed, at(0));
+        let event = TerminalEvent::for_record(&record).expect("event");
+        let attempt = |status: u16| Attempt {
+            at: at(5),
+            status: Some(status),
+            error: None,
+            duration_ms: 12,
+            response: Some("busy".into()),
+            kind: AttemptKind::Automatic,
+        };
+        let day = Duration::from_secs(86_400);
+        let failed = AttemptWrites::new(&event, "{}", &attempt(503), false, day).expect("writes");
+        let delivered = AttemptWrites::new(&event, "{\"changed\":1}", &attempt(204), true, day).expect("writes");
+        let stored = failed.event.apply(&HashMap::new());
+        let after = delivered.event.apply(&stored);
+        assert_eq!(after["body"], AttributeValue::S("{}".into()), "the body as first stored");
+        assert_eq!(after["feed"], stored["feed"]);
+        assert!(!stored.contains_key("delivered_at") && after.contains_key("delivered_at"));
+        let counted = delivered.counter.apply(&failed.counter.apply(&HashMap::new()));
+        assert_eq!(count_of(&counted), Some(2));
+        let item = delivered.attempt(2).apply(&HashMap::new());
+        assert_eq!(item[KEY_ATTRIBUTE], AttributeValue::S(attempt_key(&event.id, 2)));
+        let read: Attempt = serde_dynamo::from_item(item).expect("an attempt");
+        assert_eq!(read, attempt(204));
+    }
+
+    fn at(seconds: i64) -> OffsetDateTime {
+        OffsetDateTime::from_unix_timestamp(1_795_000_000 + seconds).expect("time")
     }
 }

@@ -643,6 +643,120 @@ pub fn build_update(
     Ok((update.expression, update.values.len()))
 }
 
+/// A write to one item that is not a transaction record (the event log's items, the
+/// merchant's health), as data: the store sends it, and `scripts/capacity` applies the
+/// same description to measure it, so the two cannot drift.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ItemWrite {
+    /// The item's key (`pk`).
+    pub key: String,
+    pub edits: Vec<(String, ItemEdit, AttributeValue)>,
+    /// Attributes removed.
+    pub removed: Vec<String>,
+    /// The item is replaced whole (`PutItem`) rather than updated.
+    pub replace: bool,
+}
+
+/// How an [`ItemWrite`] changes one attribute.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ItemEdit {
+    Set,
+    /// Only when the item does not have the attribute yet.
+    SetIfAbsent,
+    /// A number added to the attribute (0 when absent).
+    Add,
+}
+
+impl ItemWrite {
+    /// The item after this write (`item` empty when there is none).
+    pub fn apply(&self, item: &HashMap<String, AttributeValue>) -> HashMap<String, AttributeValue> {
+        let mut after = if self.replace { HashMap::new() } else { item.clone() };
+        after.insert(KEY_ATTRIBUTE.to_owned(), AttributeValue::S(self.key.clone()));
+        for (name, edit, value) in &self.edits {
+            match edit {
+                ItemEdit::Set => {
+                    after.insert(name.clone(), value.clone());
+                }
+                ItemEdit::SetIfAbsent => {
+                    after.entry(name.clone()).or_insert_with(|| value.clone());
+                }
+                ItemEdit::Add => {
+                    let number = |v: Option<&AttributeValue>| {
+                        v.and_then(|v| v.as_n().ok()).and_then(|n| n.parse::<i64>().ok()).unwrap_or(0)
+                    };
+                    let sum = number(after.get(name)) + number(Some(value));
+                    after.insert(name.clone(), AttributeValue::N(sum.to_string()));
+                }
+            }
+        }
+        for name in &self.removed {
+            after.remove(name);
+        }
+        after
+    }
+
+    /// Sends the write; the attributes it updated, as they now are (`UpdatedNew`; none for
+    /// a replacement).
+    pub async fn send(
+        self,
+        client: &aws_sdk_dynamodb::Client,
+        table: &str,
+    ) -> Result<HashMap<String, AttributeValue>, StoreError> {
+        if self.replace {
+            let item = self.apply(&HashMap::new());
+            client
+                .put_item()
+                .table_name(table)
+                .set_item(Some(item))
+                .send()
+                .await
+                .map_err(|e| StoreError::Request(Box::new(e)))?;
+            return Ok(HashMap::new());
+        }
+        let (mut sets, mut adds) = (Vec::new(), Vec::new());
+        let mut names = HashMap::new();
+        let mut values = HashMap::new();
+        for (name, edit, value) in self.edits {
+            names.insert(prefixed('#', &name), name.clone());
+            values.insert(prefixed(':', &name), value);
+            match edit {
+                ItemEdit::Set => sets.push(format!("#{name} = :{name}")),
+                ItemEdit::SetIfAbsent => sets.push(format!("#{name} = if_not_exists(#{name}, :{name})")),
+                ItemEdit::Add => adds.push(format!("#{name} :{name}")),
+            }
+        }
+        let mut expression = String::new();
+        if !sets.is_empty() {
+            expression.push_str("SET ");
+            expression.push_str(&sets.join(", "));
+        }
+        if !adds.is_empty() {
+            expression.push_str(if expression.is_empty() { "ADD " } else { " ADD " });
+            expression.push_str(&adds.join(", "));
+        }
+        let removed: Vec<String> = self.removed.iter().map(|name| prefixed('#', name)).collect();
+        for name in &self.removed {
+            names.insert(prefixed('#', name), name.clone());
+        }
+        if !removed.is_empty() {
+            expression.push_str(if expression.is_empty() { "REMOVE " } else { " REMOVE " });
+            expression.push_str(&removed.join(", "));
+        }
+        let output = client
+            .update_item()
+            .table_name(table)
+            .key(KEY_ATTRIBUTE, AttributeValue::S(self.key))
+            .update_expression(expression)
+            .set_expression_attribute_names(Some(names))
+            .set_expression_attribute_values(Some(values).filter(|values| !values.is_empty()))
+            .return_values(ReturnValue::UpdatedNew)
+            .send()
+            .await
+            .map_err(|e| StoreError::Request(Box::new(e)))?;
+        Ok(output.attributes.unwrap_or_default())
+    }
+}
+
 /// The key of a lease item: `lease#` cannot begin a transaction key (`{provider}#...`,
 /// providers are lowercase letters and digits) or an event's (`evt#`).
 fn lease_key(name: &str) -> String {

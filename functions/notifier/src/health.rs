@@ -10,8 +10,8 @@
 
 use std::time::Duration;
 
-use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
-use shared::store::{StoreError, KEY_ATTRIBUTE};
+use aws_sdk_dynamodb::types::AttributeValue;
+use shared::store::{ItemEdit, ItemWrite, StoreError};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 use tokio::sync::Mutex;
@@ -53,17 +53,7 @@ impl Health {
         if written.is_some_and(|at| now - at < SUCCESS_WRITE_INTERVAL) {
             return Ok(());
         }
-        self.client
-            .update_item()
-            .table_name(&self.table)
-            .key(KEY_ATTRIBUTE, AttributeValue::S(HEALTH_KEY.to_owned()))
-            .update_expression("SET #last_success = :now REMOVE #failing_since")
-            .expression_attribute_names("#last_success", "last_success")
-            .expression_attribute_names("#failing_since", "failing_since")
-            .expression_attribute_values(":now", AttributeValue::S(rfc3339(now)?))
-            .send()
-            .await
-            .map_err(|e| StoreError::Request(Box::new(e)))?;
+        success_write(now)?.send(&self.client, &self.table).await?;
         *written = Some(now);
         Ok(())
     }
@@ -90,24 +80,32 @@ impl Health {
 
     /// Writes a failure at `now`; returns when the current run of failures began.
     async fn write_failure(&self, now: OffsetDateTime) -> Result<Option<OffsetDateTime>, StoreError> {
-        let output = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key(KEY_ATTRIBUTE, AttributeValue::S(HEALTH_KEY.to_owned()))
-            .update_expression("SET #failing_since = if_not_exists(#failing_since, :now)")
-            .expression_attribute_names("#failing_since", "failing_since")
-            .expression_attribute_values(":now", AttributeValue::S(rfc3339(now)?))
-            .return_values(ReturnValue::AllNew)
-            .send()
-            .await
-            .map_err(|e| StoreError::Request(Box::new(e)))?;
-        let item = output.attributes.unwrap_or_default();
+        let item = failure_write(now)?.send(&self.client, &self.table).await?;
         let time = |name: &str| {
             item.get(name).and_then(|v| v.as_s().ok()).and_then(|text| OffsetDateTime::parse(text, &Rfc3339).ok())
         };
         Ok(time("failing_since"))
     }
+}
+
+/// What a success at `now` writes: the time, and the end of any failing run.
+pub fn success_write(now: OffsetDateTime) -> Result<ItemWrite, StoreError> {
+    Ok(ItemWrite {
+        key: HEALTH_KEY.to_owned(),
+        edits: vec![("last_success".to_owned(), ItemEdit::Set, AttributeValue::S(rfc3339(now)?))],
+        removed: vec!["failing_since".to_owned()],
+        replace: false,
+    })
+}
+
+/// What a failure at `now` writes: the start of the failing run, unless one is under way.
+pub fn failure_write(now: OffsetDateTime) -> Result<ItemWrite, StoreError> {
+    Ok(ItemWrite {
+        key: HEALTH_KEY.to_owned(),
+        edits: vec![("failing_since".to_owned(), ItemEdit::SetIfAbsent, AttributeValue::S(rfc3339(now)?))],
+        removed: Vec::new(),
+        replace: false,
+    })
 }
 
 fn rfc3339(at: OffsetDateTime) -> Result<String, StoreError> {
