@@ -439,6 +439,7 @@ pub enum Value {
     Flag(bool),
     Time(OffsetDateTime),
     History(HistoryEntry),
+    Conflict(Conflict),
     Details(BTreeMap<String, String>),
 }
 
@@ -450,6 +451,8 @@ pub enum Edit {
     SetIfAbsent,
     /// Appended to the list (created empty when absent).
     Append,
+    /// Added to the set of texts (created when absent).
+    AddToSet,
 }
 
 /// When a change applies.
@@ -473,6 +476,9 @@ pub enum Condition {
     NotYetQueued(Status),
     /// A record whose notification is pending, at any status.
     AnyNotificationPending,
+    /// A record final at `stored` that has not kept a conflict for `status` yet, and
+    /// keeps fewer than [`MAX_CONFLICTS`].
+    NewConflict { stored: Status, status: Status },
 }
 
 /// The stored attribute of the next sync's time (shown as `next_sync_at`), the sort key of
@@ -578,6 +584,26 @@ impl Change {
         registration_fields(&mut fields, registration, now);
         schedule(&mut fields, sync.policy.first(sync.supported, now, registration.expires_at), provider, reference);
         Change { condition: Condition::Absent, fields, removed: &[] }
+    }
+
+    /// `observation`, a final status contradicting the stored final `stored`, kept on the
+    /// record (`conflicts`, and its status in `conflict_statuses`), once per status and at
+    /// most [`MAX_CONFLICTS`]; the status is untouched.
+    pub fn conflict(observation: &Observation, stored: Status, now: OffsetDateTime) -> (Change, Conflict) {
+        let conflict = Conflict {
+            provider_status: bounded(&observation.provider_status, MAX_PROVIDER_STATUS_CHARS),
+            status: observation.status,
+            received_at: now,
+        };
+        let change = Change {
+            condition: Condition::NewConflict { stored, status: observation.status },
+            fields: vec![
+                ("conflicts", Edit::Append, Value::Conflict(conflict.clone())),
+                ("conflict_statuses", Edit::AddToSet, Value::Text(observation.status.as_str().to_owned())),
+            ],
+            removed: &[],
+        };
+        (change, conflict)
     }
 
     /// `registration` attached to a record a webhook created first; its status is untouched.

@@ -172,8 +172,7 @@ impl TransactionStore {
     }
 
     /// Keeps `observation`, a final status that contradicts the stored final `stored`, on
-    /// the record (`conflicts`), once per status and at most [`MAX_CONFLICTS`], in one
-    /// conditional write.
+    /// the record ([`Change::conflict`]), in one conditional write.
     pub async fn record_conflict(
         &self,
         provider: &str,
@@ -181,51 +180,10 @@ impl TransactionStore {
         stored: Status,
         now: OffsetDateTime,
     ) -> Result<ConflictWrite, StoreError> {
-        let conflict = Conflict {
-            provider_status: observation
-                .provider_status
-                .chars()
-                .take(crate::model::MAX_PROVIDER_STATUS_CHARS)
-                .collect(),
-            status: observation.status,
-            received_at: now,
-        };
-        let entry = serde_dynamo::to_attribute_value(&conflict).map_err(StoreError::Decode)?;
-        let result = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key(KEY_ATTRIBUTE, AttributeValue::S(transaction_key(provider, &observation.reference)))
-            .update_expression(
-                "SET #conflicts = list_append(if_not_exists(#conflicts, :empty_list), :entry) ADD #seen :new_set",
-            )
-            .condition_expression(
-                "#status = :stored AND (attribute_not_exists(#seen) OR NOT contains(#seen, :new)) \
-                 AND (attribute_not_exists(#conflicts) OR size(#conflicts) < :max)",
-            )
-            .expression_attribute_names("#conflicts", "conflicts")
-            .expression_attribute_names("#seen", "conflict_statuses")
-            .expression_attribute_names("#status", "status")
-            .expression_attribute_values(":empty_list", AttributeValue::L(Vec::new()))
-            .expression_attribute_values(":entry", AttributeValue::L(vec![entry]))
-            .expression_attribute_values(":new_set", AttributeValue::Ss(vec![observation.status.as_str().to_owned()]))
-            .expression_attribute_values(":new", AttributeValue::S(observation.status.as_str().to_owned()))
-            .expression_attribute_values(":stored", AttributeValue::S(stored.as_str().to_owned()))
-            .expression_attribute_values(":max", AttributeValue::N(MAX_CONFLICTS.to_string()))
-            .return_values(ReturnValue::AllNew)
-            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
-            .send()
-            .await;
-        match result {
-            Ok(output) => {
-                Ok(ConflictWrite::Recorded { record: decode(output.attributes.unwrap_or_default())?, conflict })
-            }
-            Err(error) => match error.as_service_error() {
-                Some(UpdateItemError::ConditionalCheckFailedException(failed)) => {
-                    Ok(ConflictWrite::Known(decode(failed.item().cloned().unwrap_or_default())?))
-                }
-                _ => Err(StoreError::Request(Box::new(error))),
-            },
+        let (change, conflict) = Change::conflict(observation, stored, now);
+        match self.apply(provider, &observation.reference, change).await? {
+            Ok(record) => Ok(ConflictWrite::Recorded { record, conflict }),
+            Err(current) => Ok(ConflictWrite::Known(current)),
         }
     }
 
@@ -581,6 +539,11 @@ pub fn apply_change(
         Condition::NotificationPending(status) => pending.is_some() && at(status),
         Condition::NotYetQueued(status) => pending.is_some_and(|p| p.starts_with(UNQUEUED_PREFIX)) && at(status),
         Condition::AnyNotificationPending => pending.is_some(),
+        Condition::NewConflict { stored, status } => {
+            let seen = item.get("conflict_statuses").and_then(|v| v.as_ss().ok());
+            let kept = item.get("conflicts").and_then(|v| v.as_l().ok()).map_or(0, Vec::len);
+            at(stored) && !seen.is_some_and(|seen| seen.iter().any(|s| s == status.as_str())) && kept < MAX_CONFLICTS
+        }
     };
     if !applies {
         return Ok(None);
@@ -594,6 +557,18 @@ pub fn apply_change(
             }
             Edit::SetIfAbsent => {
                 after.entry(field.to_owned()).or_insert(value);
+            }
+            Edit::AddToSet => {
+                let mut set = match after.remove(field) {
+                    Some(AttributeValue::Ss(set)) => set,
+                    Some(_) | None => Vec::new(),
+                };
+                if let AttributeValue::S(text) = value {
+                    if !set.contains(&text) {
+                        set.push(text);
+                    }
+                }
+                after.insert(field.to_owned(), AttributeValue::Ss(set));
             }
             Edit::Append => {
                 let mut list = match after.remove(field) {
@@ -622,6 +597,9 @@ fn attribute_value(value: Value) -> Result<AttributeValue, StoreError> {
         Value::Time(at) => AttributeValue::S(timestamp(at)?),
         Value::History(entry) => {
             AttributeValue::L(vec![serde_dynamo::to_attribute_value(entry).map_err(StoreError::Decode)?])
+        }
+        Value::Conflict(conflict) => {
+            AttributeValue::L(vec![serde_dynamo::to_attribute_value(conflict).map_err(StoreError::Decode)?])
         }
         Value::Details(details) => serde_dynamo::to_attribute_value(details).map_err(StoreError::Decode)?,
     })
@@ -822,6 +800,8 @@ fn decode(item: HashMap<String, AttributeValue>) -> Result<TransactionRecord, St
 /// The update expression and its placeholders for one observation.
 struct Update {
     expression: String,
+    /// The `ADD` clauses, placed after the `SET` ones.
+    adds: String,
     condition: &'static str,
     names: HashMap<String, String>,
     values: HashMap<String, AttributeValue>,
@@ -847,9 +827,15 @@ impl Update {
                 "begins_with(#notification_pending, :unqueued) AND #status = :expected_status"
             }
             Condition::AnyNotificationPending => "attribute_exists(#notification_pending)",
+            Condition::NewConflict { .. } => {
+                "#status = :expected_status \
+                 AND (attribute_not_exists(#conflict_statuses) OR NOT contains(#conflict_statuses, :conflict_status)) \
+                 AND (attribute_not_exists(#conflicts) OR size(#conflicts) < :max_conflicts)"
+            }
         };
         let mut update = Update {
             expression: String::with_capacity(512),
+            adds: String::new(),
             condition,
             names: HashMap::with_capacity(16),
             values: HashMap::with_capacity(16),
@@ -866,16 +852,25 @@ impl Update {
                         AttributeValue::S(text)
                     }
                 },
-                other
-                @ (Value::Text(_) | Value::Number(_) | Value::Flag(_) | Value::History(_) | Value::Details(_)) => {
-                    attribute_value(other)?
-                }
+                Value::Text(text) if edit == Edit::AddToSet => AttributeValue::Ss(vec![text]),
+                other @ (Value::Text(_)
+                | Value::Number(_)
+                | Value::Flag(_)
+                | Value::History(_)
+                | Value::Conflict(_)
+                | Value::Details(_)) => attribute_value(other)?,
             };
             match edit {
                 Edit::Set => update.set(field, value),
                 Edit::SetIfAbsent => update.set_if_absent(field, value),
                 Edit::Append => update.append(field, value),
+                Edit::AddToSet => update.add(field, value),
             }
+        }
+        if !update.adds.is_empty() {
+            let adds = std::mem::take(&mut update.adds);
+            update.expression.push_str(if update.expression.is_empty() { "ADD " } else { " ADD " });
+            update.expression.push_str(&adds);
         }
         for (i, field) in change.removed.iter().enumerate() {
             update.expression.push_str(match (i, update.expression.is_empty()) {
@@ -922,6 +917,13 @@ impl Update {
                 name(PENDING_ATTRIBUTE);
                 None
             }
+            Condition::NewConflict { stored, status } => {
+                name("conflict_statuses");
+                name("conflicts");
+                update.values.insert(":conflict_status".to_owned(), AttributeValue::S(status.as_str().to_owned()));
+                update.values.insert(":max_conflicts".to_owned(), AttributeValue::N(MAX_CONFLICTS.to_string()));
+                Some(stored)
+            }
         };
         if let Some(status) = expected {
             update.names.insert("#status".to_owned(), "status".to_owned());
@@ -953,6 +955,18 @@ impl Update {
         self.clause(attribute, items);
         self.values.insert(":empty_list".to_owned(), AttributeValue::L(Vec::new()));
         self.push(&["#", attribute, " = list_append(if_not_exists(#", attribute, ", :empty_list), :", attribute, ")"]);
+    }
+
+    /// `ADD #attribute :attribute` (a set's new members), kept apart from the `SET` clauses.
+    fn add(&mut self, attribute: &str, members: AttributeValue) {
+        self.names.insert(prefixed('#', attribute), attribute.to_owned());
+        self.values.insert(prefixed(':', attribute), members);
+        if !self.adds.is_empty() {
+            self.adds.push_str(", ");
+        }
+        for part in ["#", attribute, " :", attribute] {
+            self.adds.push_str(part);
+        }
     }
 
     fn push(&mut self, parts: &[&str]) {
@@ -1072,6 +1086,33 @@ mod tests {
         let after = apply_change(&item("completed", Some(&queued)), notify()).expect("apply").expect("applies");
         assert!(!after.contains_key(PENDING_ATTRIBUTE) && after.contains_key("notified_at"));
         assert_eq!(apply_change(&after, notify()).expect("apply"), None, "a redelivery changes nothing");
+    }
+
+    /// A conflict is a description too: appended and its status added to the set, once
+    /// per status, at most MAX_CONFLICTS, only on the stored final.
+    #[test]
+    fn a_conflict_translates_and_is_kept_once() {
+        let observation = Observation::new("123456789012", Status::Failed, "incompleted");
+        let (change, conflict) = Change::conflict(&observation, Status::Completed, at(9));
+        assert_eq!(conflict.status, Status::Failed);
+        let update = Update::translate(change.clone()).expect("update");
+        assert_eq!(
+            update.expression,
+            "SET #conflicts = list_append(if_not_exists(#conflicts, :empty_list), :conflicts) \
+             ADD #conflict_statuses :conflict_statuses"
+        );
+        assert_eq!(update.values[":conflict_statuses"], AttributeValue::Ss(vec!["failed".into()]));
+        let expression = format!("{} {}", update.expression, update.condition);
+        for key in update.values.keys().chain(update.names.keys()) {
+            assert!(expression.contains(key.as_str()), "{key} unused in {expression}");
+        }
+        let stored = HashMap::from([("status".to_owned(), AttributeValue::S("completed".into()))]);
+        let kept = apply_change(&stored, change.clone()).expect("apply").expect("kept");
+        assert_eq!(kept["conflict_statuses"], AttributeValue::Ss(vec!["failed".into()]));
+        assert_eq!(kept["conflicts"].as_l().map(Vec::len), Ok(1));
+        assert_eq!(apply_change(&kept, change.clone()).expect("apply"), None, "once per status");
+        let other = HashMap::from([("status".to_owned(), AttributeValue::S("failed".into()))]);
+        assert_eq!(apply_change(&other, change).expect("apply"), None, "only on the stored final");
     }
 
     #[test]
