@@ -70,14 +70,15 @@ async fn a_few_hundred_transactions_spread_over_every_sharded_index() {
     let feed_values = shared::event_log::feed_values();
     assert!(pending.iter().all(|v| pending_values.iter().any(|known| known == v)), "{pending:?}");
     assert!(feed.iter().all(|v| feed_values.iter().any(|known| known == v)), "{feed:?}");
-    // 300 items over 64 shards leave about one shard in a hundred empty.
     println!(
         "300 transactions: {} of {PENDING_SHARDS} pending shards, {} of {FEED_SHARDS} feed shards",
         pending.len(),
         feed.len()
     );
-    assert!(pending.len() >= 58, "pending markers on {} shards", pending.len());
-    assert!(feed.len() >= 58, "events on {} feed shards", feed.len());
+    // 300 keys over n shards fill about n(1 - e^(-300/n)) of them: 115 of 128.
+    let filled = |shards: u16| f64::from(shards) * (1.0 - (-300.0 / f64::from(shards)).exp()) * 0.9;
+    assert!(pending.len() as f64 >= filled(PENDING_SHARDS), "pending markers on {} shards", pending.len());
+    assert!(feed.len() as f64 >= filled(FEED_SHARDS), "events on {} feed shards", feed.len());
     assert_eq!(h.store.pending_notifications(now + time::Duration::seconds(1)).await.expect("read").len(), 300);
 }
 
@@ -102,7 +103,9 @@ async fn in_progress_transactions_spread_over_the_sync_shards() {
     let known = shared::model::shard::all("azqr", SYNC_SHARDS);
     assert!(shards.iter().all(|v| known.iter().any(|k| k == v)), "{shards:?}");
     println!("200 transactions in progress: {} of {SYNC_SHARDS} sync shards", shards.len());
-    assert!(shards.len() >= 30, "on {} shards", shards.len());
+    // 200 keys over 64 shards fill about 61 of them.
+    let filled = f64::from(SYNC_SHARDS) * (1.0 - (-200.0 / f64::from(SYNC_SHARDS)).exp()) * 0.9;
+    assert!(shards.len() as f64 >= filled, "on {} shards", shards.len());
     let due = h.store.due_for_sync("azqr", now + time::Duration::minutes(10), 500).await.expect("due");
     assert_eq!(due.len(), 200, "every one found, across the shards");
     assert!(due.windows(2).all(|w| w[0].next_sync_at <= w[1].next_sync_at), "oldest first");

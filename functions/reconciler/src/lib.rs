@@ -21,9 +21,9 @@ pub const INTERVAL: Duration = Duration::from_secs(5 * 60);
 /// Of the transactions whose event is in the queue's hands (its delivery failed: SQS
 /// retries it, then keeps it in the dead-letter queue), a run reads at most this many per
 /// shard, oldest first: a safety net for an event that left the dead-letter queue
-/// unreplayed, bounded whatever the backlog of a merchant's outage (64 shards: at most
+/// unreplayed, bounded whatever the backlog of a merchant's outage (128 shards: at most
 /// 6,400 items a run).
-pub const QUEUED_READ_PER_SHARD: usize = 100;
+pub const QUEUED_READ_PER_SHARD: usize = 50;
 /// Events per `SendMessageBatch` (SQS takes at most 10).
 const MAX_BATCH: usize = 10;
 /// A transaction still pending is re-enqueued again after this long.

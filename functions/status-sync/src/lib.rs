@@ -46,8 +46,8 @@ pub const CALL_ATTEMPTS: u32 = 2;
 pub const RETRY_PAUSE: Duration = Duration::from_millis(500);
 /// A run takes no new transaction after this long (the function's timeout is 120 s).
 pub const RUN_BUDGET: Duration = Duration::from_secs(60);
-/// Transactions per sync shard per run (`STATUS_SYNC_BATCH`): with 32 shards per provider,
-/// up to 1,600 per provider per run, so that a run's capacity grows with the shard count
+/// Transactions per sync shard per run (`STATUS_SYNC_BATCH`): with 64 shards per provider,
+/// up to 3,200 per provider per run, so that a run's capacity grows with the shard count
 /// (within what `STATUS_SYNC_CONCURRENCY` calls at once get through in a run).
 pub const BATCH: u64 = 50;
 /// The most `STATUS_SYNC_BATCH` may be: a group's keys (about 100 bytes each) are held
@@ -56,7 +56,7 @@ pub const MAX_BATCH: u64 = 10_000;
 /// Sync shards per shard group: a provider's [`shared::model::shard::SYNC_SHARDS`] are
 /// read in [`GROUPS`] groups, each under its own lease, so that one invocation can take a
 /// group (the stack schedules one per group each minute) and capacity grows with them.
-pub const SHARDS_AT_ONCE: usize = 4;
+pub const SHARDS_AT_ONCE: usize = 8;
 /// Shard groups per provider.
 pub const GROUPS: usize = shared::model::shard::SYNC_SHARDS as usize / SHARDS_AT_ONCE;
 /// Due records read, and asked about, at a time within a group's batch.
