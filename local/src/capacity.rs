@@ -643,7 +643,7 @@ pub fn model(table: &Table, template: &Template, mix: &Mix) -> Result<Figures, E
         }
         *load.reads.entry(("SyncSchedule".to_owned(), provider.clone())).or_default() += 0.5 / run;
     }
-    // The reconciler, every 5 minutes: every pending shard, and up to 100 items of each
+    // The reconciler, every 5 minutes: every pending shard, and up to QUEUED_READ_PER_SHARD items of each
     // queued shard (in a merchant's outage they are full).
     let reconciler = 300.0;
     let queued_items = match mix.merchant {
@@ -766,6 +766,8 @@ pub fn model(table: &Table, template: &Template, mix: &Mix) -> Result<Figures, E
         violations.push(format!("the status sync schedules {} of its {groups} shard groups", scheduled.len()));
     }
     let invocations = scheduled.len().max(1) as f64;
+    // Each invocation takes new transactions for its run budget of the minute.
+    let busy = status_sync::RUN_BUDGET.as_secs_f64() / run;
     let shards = f64::from(SYNC_SHARDS);
     let batch_max = status_sync::MAX_BATCH as f64;
     let calls_max = status_sync::MAX_CONCURRENCY as f64;
@@ -777,7 +779,7 @@ pub fn model(table: &Table, template: &Template, mix: &Mix) -> Result<Figures, E
         let demand = load.status_queries.get(provider).copied().unwrap_or(0.0);
         let latency = assumed::status_query(provider).as_secs_f64();
         batch_set = batch_set.max((2.0 * demand * run / shards).ceil());
-        calls_set = calls_set.max((2.0 * demand * latency / invocations).ceil());
+        calls_set = calls_set.max((2.0 * demand * latency / invocations / busy).ceil());
     }
     let (batch_set, calls_set) = (batch_set.min(batch_max), calls_set.min(calls_max));
     if batch_set > batch_default {
@@ -791,7 +793,7 @@ pub fn model(table: &Table, template: &Template, mix: &Mix) -> Result<Figures, E
         .map(|provider| {
             let demand = load.status_queries.get(provider).copied().unwrap_or(0.0);
             let latency = assumed::status_query(provider).as_secs_f64();
-            (provider.clone(), demand, (shards * batch_set / run).min(invocations * calls_set / latency))
+            (provider.clone(), demand, (shards * batch_set / run).min(invocations * busy * calls_set / latency))
         })
         .collect();
     for (provider, demand, capacity) in &sync {

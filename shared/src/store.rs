@@ -673,12 +673,26 @@ impl ItemWrite {
         after
     }
 
-    /// Sends the write; the attributes it updated, as they now are (`UpdatedNew`; none for
-    /// a replacement).
-    pub async fn send(
+    /// Sends the write.
+    pub async fn send(self, client: &aws_sdk_dynamodb::Client, table: &str) -> Result<(), StoreError> {
+        self.send_with(client, table, ReturnValue::None).await.map(|_| ())
+    }
+
+    /// Sends the write; the attributes it updated, as they now are (none for a
+    /// replacement): a counter's new count, a time kept if it was set.
+    pub async fn send_returning(
         self,
         client: &aws_sdk_dynamodb::Client,
         table: &str,
+    ) -> Result<HashMap<String, AttributeValue>, StoreError> {
+        self.send_with(client, table, ReturnValue::UpdatedNew).await
+    }
+
+    async fn send_with(
+        self,
+        client: &aws_sdk_dynamodb::Client,
+        table: &str,
+        returning: ReturnValue,
     ) -> Result<HashMap<String, AttributeValue>, StoreError> {
         if self.replace {
             let item = self.apply(&HashMap::new());
@@ -727,7 +741,7 @@ impl ItemWrite {
             .update_expression(expression)
             .set_expression_attribute_names(Some(names))
             .set_expression_attribute_values(Some(values).filter(|values| !values.is_empty()))
-            .return_values(ReturnValue::UpdatedNew)
+            .return_values(returning)
             .send()
             .await
             .map_err(|e| StoreError::Request(Box::new(e)))?;

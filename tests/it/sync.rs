@@ -339,6 +339,27 @@ async fn an_expired_pagstar_charge_becomes_expired_by_sync_and_by_webhook() {
     }
 }
 
+/// A charge the merchant registered before any webhook (no expiry known): the sync's
+/// first answer changes nothing but states the charge's expiry, which the reschedule
+/// keeps; the next ask is a minute after it, not the ladder's next rung.
+#[tokio::test]
+async fn a_registered_charge_learns_its_expiry_from_the_first_answer() {
+    use pagstar_webhook::simulator::PagstarSimulator;
+    let h = Harness::new().await;
+    let (pagstar, env) = simulation::<PagstarSimulator>().await;
+    let api = TransactionsApi::new(h.store.clone(), SyncPolicy::default(), status_sync::known());
+    let txid = PagstarSimulator::new_reference(unique_number());
+    pagstar.stand_in().set_created(&txid, "ATIVA", "25.00", at(0), 1_800);
+    let (status, body) = answer(&api, register("pagstar", &txid, "{}"), 0).await;
+    assert_eq!((status, &body["next_sync_at"]), (201, &serde_json::json!(rfc3339(at(300)))));
+    let run = run_of(&status_sync(&h, &env).run(at(301)).await, "pagstar").clone();
+    assert_eq!((run.applied, run.rescheduled), (0, 1), "{run:?}");
+    let record = h.store.get("pagstar", &txid).await.expect("get").expect("item");
+    assert_eq!(record.status, Status::Created);
+    assert_eq!(record.expires_at, Some(at(1_800)), "the expiry Pagstar stated is kept");
+    assert_eq!(record.next_sync_at, Some(at(1_860)), "asked a minute after it, not in 15 minutes");
+}
+
 fn rfc3339(at: time::OffsetDateTime) -> String {
     at.format(&time::format_description::well_known::Rfc3339).expect("RFC 3339")
 }

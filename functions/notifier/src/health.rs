@@ -80,7 +80,7 @@ impl Health {
 
     /// Writes a failure at `now`; returns when the current run of failures began.
     async fn write_failure(&self, now: OffsetDateTime) -> Result<Option<OffsetDateTime>, StoreError> {
-        let item = failure_write(now)?.send(&self.client, &self.table).await?;
+        let item = failure_write(now)?.send_returning(&self.client, &self.table).await?;
         let time = |name: &str| {
             item.get(name).and_then(|v| v.as_s().ok()).and_then(|text| OffsetDateTime::parse(text, &Rfc3339).ok())
         };

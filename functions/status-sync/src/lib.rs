@@ -44,8 +44,12 @@ pub const CALL_TIMEOUT: Duration = Duration::from_secs(5);
 /// Attempts per call (a failed one is tried once more after [`RETRY_PAUSE`]).
 pub const CALL_ATTEMPTS: u32 = 2;
 pub const RETRY_PAUSE: Duration = Duration::from_millis(500);
-/// A run takes no new transaction after this long (the function's timeout is 120 s).
-pub const RUN_BUDGET: Duration = Duration::from_secs(60);
+/// A run takes no new transaction after this long: with the calls under way (at most
+/// [`CALL_ATTEMPTS`] × [`CALL_TIMEOUT`] + [`RETRY_PAUSE`]) and its sends, a group's run ends
+/// before the next minute's invocation comes for its lease (the function's timeout is 120 s).
+pub const RUN_BUDGET: Duration = Duration::from_secs(45);
+/// Events per `SendMessageBatch` (SQS takes at most 10).
+const EVENTS_PER_SEND: usize = 10;
 /// Transactions per sync shard per run (`STATUS_SYNC_BATCH`): with 64 shards per provider,
 /// up to 3,200 per provider per run, so that a run's capacity grows with the shard count
 /// (within what `STATUS_SYNC_CONCURRENCY` calls at once get through in a run).
@@ -358,27 +362,17 @@ impl StatusSync {
             let oldest = due.first().and_then(|record| record.next_sync_at);
             let lag = oldest.map_or(0, |at| u64::try_from((now - at).whole_seconds()).unwrap_or(0));
             run.lag_seconds = run.lag_seconds.max(lag);
-            let steps: Vec<(Step, Vec<TerminalEvent>)> = futures_util::stream::iter(due)
+            let mut steps = futures_util::stream::iter(due)
                 .map(|record| self.sync_one(provider, source, record, now, deadline, &stop))
-                .buffer_unordered(self.concurrency)
-                .collect()
-                .await;
-            // The events the answers caused, 10 to a call. One not sent leaves its final
-            // record pending: the reconciler sends it.
-            let events: Vec<TerminalEvent> = steps.iter().flat_map(|(_, events)| events.iter().cloned()).collect();
-            for (event, result) in events.iter().zip(self.recorder.send_batch(&events).await) {
-                match result {
-                    Ok(()) => {
-                        tracing::info!(provider = name, reference = %event.data.reference, event_id = %event.id, event_type = %event.kind, "event sent to the queue (deduplicated by id)")
-                    }
-                    Err(error) => {
-                        tracing::error!(provider = name, reference = %event.data.reference, event_id = %event.id, error = %error, "status sync could not send an event: the reconciler sends it");
-                        stop.store(true, Ordering::Relaxed);
-                        run.failed = true;
-                    }
+                .buffer_unordered(self.concurrency);
+            // The events the answers cause go out 10 to a call as soon as there are 10 (the
+            // rest when the chunk is done), not all at the chunk's end.
+            let mut outbox = Vec::new();
+            while let Some((step, events)) = steps.next().await {
+                outbox.extend(events);
+                if outbox.len() >= EVENTS_PER_SEND {
+                    self.send(name, std::mem::take(&mut outbox), &stop, run).await;
                 }
-            }
-            for (step, _) in steps {
                 match step {
                     Step::Applied => run.applied += 1,
                     Step::Rescheduled => run.rescheduled += 1,
@@ -387,6 +381,24 @@ impl StatusSync {
                     Step::Untouched => {}
                     Step::Unavailable => run.unavailable = true,
                     Step::Failed => run.failed = true,
+                }
+            }
+            self.send(name, outbox, &stop, run).await;
+        }
+    }
+
+    /// Sends the events the answers caused, in one `SendMessageBatch`. One not sent leaves
+    /// its final record pending: the reconciler sends it; the provider's run ends.
+    async fn send(&self, provider: &str, events: Vec<TerminalEvent>, stop: &AtomicBool, run: &mut ProviderRun) {
+        for (event, result) in events.iter().zip(self.recorder.send_batch(&events).await) {
+            match result {
+                Ok(()) => {
+                    tracing::info!(provider, reference = %event.data.reference, event_id = %event.id, event_type = %event.kind, "event sent to the queue (deduplicated by id)")
+                }
+                Err(error) => {
+                    tracing::error!(provider, reference = %event.data.reference, event_id = %event.id, error = %error, "status sync could not send an event: the reconciler sends it");
+                    stop.store(true, Ordering::Relaxed);
+                    run.failed = true;
                 }
             }
         }
@@ -398,7 +410,7 @@ impl StatusSync {
         &self,
         provider: &SyncedProvider,
         source: Option<&dyn StatusSource>,
-        record: TransactionRecord,
+        mut record: TransactionRecord,
         now: OffsetDateTime,
         deadline: Instant,
         stop: &AtomicBool,
@@ -410,15 +422,20 @@ impl StatusSync {
         let name = provider.name;
         let reference = record.reference.as_str();
         let mut rejected = false;
+        // The expiry the provider states goes on the record with the reschedule, even when
+        // the answer changes nothing else (a charge registered first, then asked).
+        let mut stated_expiry = None;
         let answer = match source {
             None => None,
             Some(source) => match ask(source, &record, now).await {
                 // An answer that cannot apply to the record as listed cannot apply to it
                 // as stored either (the index only lags, to a lower rank, and the record
                 // listed is not final): no write for it, only the reschedule.
-                Ok(answer) => answer
-                    .filter(|o| same_transaction(name, &record, o))
-                    .filter(|o| shared::model::applies(Some(record.status), o.status)),
+                Ok(answer) => {
+                    let answer = answer.filter(|o| same_transaction(name, &record, o));
+                    stated_expiry = answer.as_ref().and_then(|o| o.expires_at);
+                    answer.filter(|o| shared::model::applies(Some(record.status), o.status))
+                }
                 Err(error) if error.scope == SyncScope::Transaction => {
                     tracing::warn!(provider = name, reference, error = %error, "provider status query failed for this transaction: rescheduled along the backoff");
                     rejected = true;
@@ -443,6 +460,7 @@ impl StatusSync {
                 }
             }
         }
+        record.expires_at = stated_expiry.map(shared::model::sync::index_time).or(record.expires_at);
         let step = match self.nothing_new(provider, source.is_some(), &record, now).await {
             Ok(Some(SyncStep::Retry { .. })) if rejected => Step::Rejected,
             Ok(Some(SyncStep::Retry { .. })) => Step::Rescheduled,

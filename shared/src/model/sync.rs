@@ -138,25 +138,25 @@ impl super::Change {
     /// What a sync that learned nothing new about `record` writes: the next sync (its
     /// shard set again, so that one scheduled before the sharding moves to it), or giving
     /// up (`sync` = `gave_up`, out of the index). Only while the record is at the status
-    /// the sync saw and still scheduled.
+    /// the sync saw and still scheduled. The record's expiry is kept with it (the provider
+    /// may have stated it in an answer that changed nothing else).
     pub fn reschedule(record: &TransactionRecord, step: SyncStep) -> super::Change {
         let condition = super::Condition::Scheduled(record.status);
         let text = |value: &str| super::Value::Text(value.to_owned());
         match step {
-            SyncStep::Retry { state, at, attempts } => super::Change {
-                condition,
-                fields: vec![
+            SyncStep::Retry { state, at, attempts } => {
+                let shard = super::sync_shard(&record.provider, &record.reference);
+                let mut fields = vec![
                     ("sync", super::Edit::Set, text(state.as_str())),
                     (super::SYNC_AT, super::Edit::Set, super::Value::Time(at)),
                     ("sync_attempts", super::Edit::Set, super::Value::Number(attempts)),
-                    (
-                        super::SYNC_SHARD,
-                        super::Edit::Set,
-                        text(&super::sync_shard(&record.provider, &record.reference)),
-                    ),
-                ],
-                removed: &super::LEGACY_SYNC_FIELDS,
-            },
+                    (super::SYNC_SHARD, super::Edit::Set, text(&shard)),
+                ];
+                if let Some(expires_at) = record.expires_at {
+                    fields.push(("expires_at", super::Edit::Set, super::Value::Time(expires_at)));
+                }
+                super::Change { condition, fields, removed: &super::LEGACY_SYNC_FIELDS }
+            }
             SyncStep::GiveUp => super::Change {
                 condition,
                 fields: vec![("sync", super::Edit::Set, text(SyncState::GaveUp.as_str()))],
