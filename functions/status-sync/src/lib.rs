@@ -1,18 +1,20 @@
-//! The status sync: no transaction left in limbo. On a schedule, for each provider, it
-//! takes the non-final transactions whose next sync is due from the sparse
-//! `SyncSchedule` index (no scan), asks the provider's status API, and applies the answer
-//! through the webhooks' own write path ([`Recorder`]), so a sync and a webhook can race
-//! without regressing a transaction or duplicating its event.
+//! The status sync: no transaction left in limbo. Each minute, once per shard group (the
+//! stack schedules one invocation per group), for each provider, it takes the non-final
+//! transactions whose next sync is due from the sparse `SyncShards` index (no scan), asks
+//! the provider's status API, and applies the answer through the webhooks' own write path
+//! ([`Recorder`]), so a sync and a webhook can race without regressing a transaction or
+//! duplicating its event; the events it causes go out ten to a batch.
 //!
-//! Within a provider's run, up to `STATUS_SYNC_CONCURRENCY` calls are under way at once,
-//! under the provider's lease, so that overlapping runs never ask about the same
+//! Within a provider's run of a group, up to `STATUS_SYNC_CONCURRENCY` calls are under way
+//! at once, under the group's lease, so that overlapping runs never ask about the same
 //! transaction. An answer that changes nothing moves the transaction one rung up the
-//! backoff; so does a failure that belongs to that transaction alone (a 4xx for its
-//! reference, an answer that cannot be read), which never stops the run. One unchanged
-//! for 7 days is given up (left non-final, an alarm raised). A provider that cannot be
-//! asked (down, slow, 5xx) ends that provider's run: nothing is written, the same
-//! transactions are due again next run, and the other providers, synced concurrently,
-//! are not held up. Each run reports how far behind it is (`StatusSyncLagSeconds`).
+//! backoff (or to just after its known expiry); so does a failure that belongs to that
+//! transaction alone (a 4xx for its reference, an answer that cannot be read), which never
+//! stops the run. One unchanged for 7 days is given up (left non-final, an alarm raised).
+//! A provider that cannot be asked (down, slow, 5xx) ends that provider's run: nothing is
+//! written, the same transactions are due again next run, and the other providers,
+//! synced concurrently, are not held up. Each run reports how far behind it is
+//! (`StatusSyncLagSeconds`).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -164,7 +166,7 @@ pub struct ProviderRun {
     pub unavailable: bool,
     /// Our store or queue failed: its run ended.
     pub failed: bool,
-    /// Another run holds this provider's lease: this one asked nothing.
+    /// Another run held one of this provider's shard groups' leases: that group was skipped.
     pub busy: bool,
 }
 
@@ -210,7 +212,7 @@ impl StatusSync {
         self
     }
 
-    /// How long a provider's lease is held at most. It must outlast a run (the budget,
+    /// How long a shard group's lease is held at most. It must outlast a run (the budget,
     /// then the calls under way) wherever runs can overlap; the local pipeline, whose runs
     /// follow one another in one loop, holds it only for its interval, so that a process
     /// killed mid-run does not hold up the next one.
