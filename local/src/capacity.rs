@@ -39,6 +39,9 @@ pub mod limits {
     pub const PARTITION_READ_UNITS: f64 = 3_000.0;
     /// The share of a limit the design may use.
     pub const HEADROOM: f64 = 0.5;
+    /// Connections one Lambda instance may hold at once: its 1,024 file descriptors, less
+    /// a margin for the runtime, the SDK's clients and the TLS roots.
+    pub const FILE_DESCRIPTORS: f64 = 900.0;
     /// A high-throughput FIFO queue's calls a second per action in the smallest regional
     /// quota the issue names (9,000; 70,000 in us-east-1, us-west-2, eu-west-1).
     pub const SQS_CALLS_SMALLEST_REGION: f64 = 9_000.0;
@@ -782,6 +785,17 @@ pub fn model(table: &Table, template: &Template, mix: &Mix) -> Result<Figures, E
         calls_set = calls_set.max((2.0 * demand * latency / invocations / busy).ceil());
     }
     let (batch_set, calls_set) = (batch_set.min(batch_max), calls_set.min(calls_max));
+    // One invocation asks every provider with a status API at once, each with up to
+    // `StatusSyncConcurrency` connections; Lambda allows an instance 1,024 file
+    // descriptors, some of which the runtime and the SDK's clients hold.
+    let asked = status_sync::known().iter().filter(|(_, has_status_api)| *has_status_api).count() as f64;
+    if calls_set * asked > limits::FILE_DESCRIPTORS {
+        violations.push(format!(
+            "status sync: {:.0} connections at once in one invocation ({asked:.0} providers × StatusSyncConcurrency {calls_set:.0}), over {:.0} of Lambda's 1,024 file descriptors",
+            calls_set * asked,
+            limits::FILE_DESCRIPTORS
+        ));
+    }
     if batch_set > batch_default {
         parameters.push(("StatusSyncBatch".into(), format!("{batch_set:.0}")));
     }
