@@ -222,8 +222,8 @@ impl EventLog {
         delivered: bool,
     ) -> Result<(), StoreError> {
         let writes = AttemptWrites::new(event, body, attempt, delivered, self.retention)?;
-        writes.event.clone().send(&self.client, &self.table).await?;
-        let counted = writes.counter.clone().send_returning(&self.client, &self.table).await?;
+        writes.event.send(&self.client, &self.table).await?;
+        let counted = writes.counter.send_returning(&self.client, &self.table).await?;
         let number = count_of(&counted).unwrap_or(1);
         writes.attempt(number).send(&self.client, &self.table).await?;
         Ok(())

@@ -674,22 +674,24 @@ impl ItemWrite {
     }
 
     /// Sends the write.
-    pub async fn send(self, client: &aws_sdk_dynamodb::Client, table: &str) -> Result<(), StoreError> {
+    pub async fn send(&self, client: &aws_sdk_dynamodb::Client, table: &str) -> Result<(), StoreError> {
         self.send_with(client, table, ReturnValue::None).await.map(|_| ())
     }
 
     /// Sends the write; the attributes it updated, as they now are (none for a
     /// replacement): a counter's new count, a time kept if it was set.
     pub async fn send_returning(
-        self,
+        &self,
         client: &aws_sdk_dynamodb::Client,
         table: &str,
     ) -> Result<HashMap<String, AttributeValue>, StoreError> {
         self.send_with(client, table, ReturnValue::UpdatedNew).await
     }
 
+    /// A replacement as a `PutItem`; an update as an `UpdateItem` whose expression the
+    /// record's translation ([`Update`]) builds.
     async fn send_with(
-        self,
+        &self,
         client: &aws_sdk_dynamodb::Client,
         table: &str,
         returning: ReturnValue,
@@ -705,42 +707,22 @@ impl ItemWrite {
                 .map_err(|e| StoreError::Request(Box::new(e)))?;
             return Ok(HashMap::new());
         }
-        let (mut sets, mut adds) = (Vec::new(), Vec::new());
-        let mut names = HashMap::new();
-        let mut values = HashMap::new();
-        for (name, edit, value) in self.edits {
-            names.insert(prefixed('#', &name), name.clone());
-            values.insert(prefixed(':', &name), value);
+        let mut update = Update::new("");
+        for (name, edit, value) in &self.edits {
             match edit {
-                ItemEdit::Set => sets.push(format!("#{name} = :{name}")),
-                ItemEdit::SetIfAbsent => sets.push(format!("#{name} = if_not_exists(#{name}, :{name})")),
-                ItemEdit::Add => adds.push(format!("#{name} :{name}")),
+                ItemEdit::Set => update.set(name, value.clone()),
+                ItemEdit::SetIfAbsent => update.set_if_absent(name, value.clone()),
+                ItemEdit::Add => update.add(name, value.clone()),
             }
         }
-        let mut expression = String::new();
-        if !sets.is_empty() {
-            expression.push_str("SET ");
-            expression.push_str(&sets.join(", "));
-        }
-        if !adds.is_empty() {
-            expression.push_str(if expression.is_empty() { "ADD " } else { " ADD " });
-            expression.push_str(&adds.join(", "));
-        }
-        let removed: Vec<String> = self.removed.iter().map(|name| prefixed('#', name)).collect();
-        for name in &self.removed {
-            names.insert(prefixed('#', name), name.clone());
-        }
-        if !removed.is_empty() {
-            expression.push_str(if expression.is_empty() { "REMOVE " } else { " REMOVE " });
-            expression.push_str(&removed.join(", "));
-        }
+        update.finish(self.removed.iter().map(String::as_str));
         let output = client
             .update_item()
             .table_name(table)
-            .key(KEY_ATTRIBUTE, AttributeValue::S(self.key))
-            .update_expression(expression)
-            .set_expression_attribute_names(Some(names))
-            .set_expression_attribute_values(Some(values).filter(|values| !values.is_empty()))
+            .key(KEY_ATTRIBUTE, AttributeValue::S(self.key.clone()))
+            .update_expression(update.expression)
+            .set_expression_attribute_names(Some(update.names))
+            .set_expression_attribute_values(Some(update.values).filter(|values| !values.is_empty()))
             .return_values(returning)
             .send()
             .await
@@ -824,8 +806,6 @@ struct Update {
 impl Update {
     /// The model's change as an update expression, each value as its attribute type.
     fn translate(change: Change) -> Result<Self, StoreError> {
-        // Sized for the largest update (a final status with every optional field), so
-        // that no map or string grows while it is built.
         let condition = match change.condition {
             Condition::RankBelow(_) => "attribute_not_exists(#pk) OR #rank < :rank",
             Condition::Absent => "attribute_not_exists(#pk)",
@@ -847,13 +827,7 @@ impl Update {
                  AND (attribute_not_exists(#conflicts) OR size(#conflicts) < :max_conflicts)"
             }
         };
-        let mut update = Update {
-            expression: String::with_capacity(512),
-            adds: String::new(),
-            condition,
-            names: HashMap::with_capacity(16),
-            values: HashMap::with_capacity(16),
-        };
+        let mut update = Update::new(condition);
         // Every time in one change is the same instant: formatted once.
         let mut formatted: Option<(OffsetDateTime, String)> = None;
         for (field, edit, value) in change.fields {
@@ -881,20 +855,7 @@ impl Update {
                 Edit::AddToSet => update.add(field, value),
             }
         }
-        if !update.adds.is_empty() {
-            let adds = std::mem::take(&mut update.adds);
-            update.expression.push_str(if update.expression.is_empty() { "ADD " } else { " ADD " });
-            update.expression.push_str(&adds);
-        }
-        for (i, field) in change.removed.iter().enumerate() {
-            update.expression.push_str(match (i, update.expression.is_empty()) {
-                (0, true) => "REMOVE #",
-                (0, false) => " REMOVE #",
-                _ => ", #",
-            });
-            update.expression.push_str(field);
-            update.names.insert(prefixed('#', field), (*field).to_owned());
-        }
+        update.finish(change.removed.iter().copied());
         let mut name = |name: &str| update.names.insert(prefixed('#', name), name.to_owned());
         let expected = match change.condition {
             // The condition's bound (`#rank < :rank`): the rank the change sets.
@@ -971,7 +932,40 @@ impl Update {
         self.push(&["#", attribute, " = list_append(if_not_exists(#", attribute, ", :empty_list), :", attribute, ")"]);
     }
 
-    /// `ADD #attribute :attribute` (a set's new members), kept apart from the `SET` clauses.
+    /// An empty update under `condition` ("" for none).
+    fn new(condition: &'static str) -> Self {
+        // Sized for the largest update (a final status with every optional field), so
+        // that no map or string grows while it is built.
+        Update {
+            expression: String::with_capacity(512),
+            adds: String::new(),
+            condition,
+            names: HashMap::with_capacity(16),
+            values: HashMap::with_capacity(16),
+        }
+    }
+
+    /// Closes the expression: the `ADD` clauses after the `SET` ones, then the `REMOVE` of
+    /// `removed`.
+    fn finish<'a>(&mut self, removed: impl IntoIterator<Item = &'a str>) {
+        if !self.adds.is_empty() {
+            let adds = std::mem::take(&mut self.adds);
+            self.expression.push_str(if self.expression.is_empty() { "ADD " } else { " ADD " });
+            self.expression.push_str(&adds);
+        }
+        for (i, field) in removed.into_iter().enumerate() {
+            self.expression.push_str(match (i, self.expression.is_empty()) {
+                (0, true) => "REMOVE #",
+                (0, false) => " REMOVE #",
+                _ => ", #",
+            });
+            self.expression.push_str(field);
+            self.names.insert(prefixed('#', field), field.to_owned());
+        }
+    }
+
+    /// `ADD #attribute :attribute` (a set's new members, or a number added), kept apart
+    /// from the `SET` clauses.
     fn add(&mut self, attribute: &str, members: AttributeValue) {
         self.names.insert(prefixed('#', attribute), attribute.to_owned());
         self.values.insert(prefixed(':', attribute), members);
