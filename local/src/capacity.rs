@@ -817,8 +817,9 @@ pub fn model(table: &Table, template: &Template, mix: &Mix) -> Result<Figures, E
             ));
         }
     }
-    // One invocation per shard group each minute, each running at most the minute; its
-    // calls at once are async, within the one instance.
+    // One invocation per shard group each minute, each done within the minute (its run
+    // budget, then the calls under way); its calls at once are async, within the one
+    // instance.
     concurrency.push(("status-sync".into(), invocations));
     if mix.webhooks_per_second <= 10_000.0 && webhook_total >= limits::LAMBDA_CONCURRENCY * limits::HEADROOM {
         violations.push(format!("webhook functions at {webhook_total:.0} concurrent instances"));

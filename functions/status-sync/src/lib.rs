@@ -27,18 +27,6 @@ use shared::config::positive_integer;
 use shared::model::{Decision, Observation, SyncStep, TerminalEvent, TransactionRecord};
 use shared::secrets::SecretsClient;
 use shared::{ConfigError, Env, Provider, Recorder, Rotating, StatusSource, SyncError, SyncScope};
-
-/// The shard group a scheduled event names (`{"shard_group": n}`), or `None` for every
-/// group (an event without one). A group out of range is an error naming the field.
-pub fn shard_group(event: &serde_json::Value) -> Result<Option<usize>, String> {
-    match event.get("shard_group") {
-        None | Some(serde_json::Value::Null) => Ok(None),
-        Some(value) => match value.as_u64().and_then(|n| usize::try_from(n).ok()) {
-            Some(group) if group < GROUPS => Ok(Some(group)),
-            _ => Err(format!("shard_group must be a whole number below {GROUPS}, not {value}")),
-        },
-    }
-}
 use time::OffsetDateTime;
 
 /// How long one call to a provider may take, all included.
@@ -75,6 +63,18 @@ pub const MAX_CONCURRENCY: u64 = 500;
 /// (at most [`CALL_ATTEMPTS`] × [`CALL_TIMEOUT`]) and their writes, within the
 /// function's 120 s.
 pub const LEASE: Duration = Duration::from_secs(100);
+
+/// The shard group a scheduled event names (`{"shard_group": n}`), or `None` for every
+/// group (an event without one). A group out of range is an error naming the field.
+pub fn shard_group(event: &serde_json::Value) -> Result<Option<usize>, String> {
+    match event.get("shard_group") {
+        None | Some(serde_json::Value::Null) => Ok(None),
+        Some(value) => match value.as_u64().and_then(|n| usize::try_from(n).ok()) {
+            Some(group) if group < GROUPS => Ok(Some(group)),
+            _ => Err(format!("shard_group must be a whole number below {GROUPS}, not {value}")),
+        },
+    }
+}
 
 /// A status API client, or none where the provider has none or this deployment does
 /// not configure it.

@@ -197,7 +197,7 @@ impl Drop for Pipeline {
 /// The pipeline's timings, compressed so that retries, the reconciler and the sync act
 /// within seconds.
 const COMPRESSED: [(&str, &str); 12] = [
-    // Each run reads every sync shard of every provider (33 queries each): every 5 s keeps
+    // Each run reads every sync shard of every provider (65 queries each): every 5 s keeps
     // DynamoDB Local from taking the CPU moto needs.
     ("STATUS_SYNC_INTERVAL_SECONDS", "5"),
     ("STATUS_SYNC_AFTER_SECONDS", "5"),

@@ -90,8 +90,11 @@ fn bounded_by_expiry(
     ladder: OffsetDateTime,
     expires_at: Option<OffsetDateTime>,
 ) -> OffsetDateTime {
-    let Some((expires_at, ask)) = expires_at.and_then(|e| Some((e, e.checked_add(EXPIRY_MARGIN.try_into().ok()?)?)))
-    else {
+    let Some(expires_at) = expires_at else {
+        return ladder;
+    };
+    // No time after an expiry at the end of time: the ladder.
+    let Some(ask) = expires_at.checked_add(time::Duration::seconds(EXPIRY_MARGIN.as_secs() as i64)) else {
         return ladder;
     };
     let within_window = expires_at - now <= EXPIRY_WINDOW;
