@@ -2,48 +2,132 @@
 //! stand-in over HTTP. The scenarios every provider shares are in tests/it/providers.rs;
 //! this file is compiled into that test binary (see the workspace's build.rs), so that
 //! the tests link the AWS SDK once.
+//!
+//! Pagstar's webhook is a hint: its function queues the txids (`HintRelay`), and the hint
+//! queue's consumer (`Webhook::confirm_hints`, the `pagstar-confirm` function) asks Pagstar.
+
+use std::sync::Arc;
 
 use crate::providers::{at, simulate};
 use crate::support::{closed_port_endpoint, unique_number, Harness};
+use local_pipeline::hints::HintConsumer;
 use pagstar_webhook::simulator::{hint, PagstarSimulator};
 use pagstar_webhook::{Pagstar, PagstarApi, PagstarConfig};
+use shared::hints::{HintQueue, HintRelay, QueuedHint};
 use shared::{Inbound, Secret, Simulator, Webhook};
 
+fn relay(h: &Harness) -> HintRelay<Pagstar> {
+    HintRelay::new(HintQueue::new(h.sqs.clone(), &h.resources.hint_queue_url)).expect("Pagstar's webhook is a hint")
+}
+
+/// What the hint queue holds, each message's id and body, left on the queue.
+async fn queued(h: &Harness) -> Vec<QueuedHint> {
+    let output = h
+        .sqs
+        .receive_message()
+        .queue_url(&h.resources.hint_queue_url)
+        .max_number_of_messages(10)
+        .visibility_timeout(0)
+        .send()
+        .await
+        .expect("receive");
+    let messages = output.messages.unwrap_or_default();
+    let hint = |m: &aws_sdk_sqs::types::Message| QueuedHint {
+        message_id: m.message_id().unwrap_or_default().to_owned(),
+        body: m.body().unwrap_or_default().to_owned(),
+    };
+    messages.iter().map(hint).collect()
+}
+
+fn consumer(h: &Harness, webhook: Webhook<Pagstar>) -> HintConsumer {
+    HintConsumer::new(h.sqs.clone(), &h.resources.hint_queue_url, Arc::new(webhook))
+}
+
 #[tokio::test]
-async fn pagstar_unreachable_answers_503_and_writes_nothing() {
+async fn the_webhook_queues_only_the_txids_and_the_consumer_records_what_pagstar_says() {
     let h = Harness::new().await;
+    let (pagstar, webhook) = simulate::<PagstarSimulator>(&h).await;
+    let reference = PagstarSimulator::new_reference(unique_number());
+    pagstar.stand_in().set(&reference, "CONCLUIDA", "42.10");
+    let body = serde_json::json!({ "pix": [{ "txid": reference, "valor": "9999.99", "infoPagador": "x" }] });
+    let request = Inbound::new(http::Method::POST, body.to_string()).with_header("content-type", "application/json");
+    assert_eq!(relay(&h).answer(&request).await.status().as_u16(), 200);
+    // Nothing written and nothing asked yet: the txid alone is queued.
+    assert_eq!(h.item_count().await, 0);
+    let hints = queued(&h).await;
+    assert_eq!(hints.len(), 1);
+    assert_eq!(hints[0].body, format!(r#"{{"pix":[{{"txid":"{reference}"}}]}}"#));
+
+    assert_eq!(consumer(&h, webhook).drain_at(at(0)).await.expect("drain"), 1);
+    let record = h.store.get("pagstar", &reference).await.expect("get").expect("item");
+    assert_eq!(record.status, shared::Status::Completed);
+    assert_eq!(record.amount.as_ref().map(shared::Amount::as_str), Some("42.10"), "Pagstar's amount, not the hint's");
+    assert_eq!(record.currency.as_deref(), Some("BRL"));
+    assert_eq!(h.drain_events().await.len(), 1, "one outcome event");
+    assert!(queued(&h).await.is_empty(), "the confirmed hint is deleted");
+}
+
+/// Pagstar unreachable: the hint is reported failed (SQS delivers it again, then to the
+/// dead-letter queue), nothing is written; once Pagstar answers, the same hint settles.
+#[tokio::test]
+async fn pagstar_unreachable_the_hint_is_received_again_and_nothing_is_written() {
+    let h = Harness::new().await;
+    let (pagstar, webhook) = simulate::<PagstarSimulator>(&h).await;
+    let reference = PagstarSimulator::new_reference(unique_number());
+    pagstar.stand_in().set(&reference, "CONCLUIDA", "10.00");
+    assert_eq!(relay(&h).answer(&hint(&reference)).await.status().as_u16(), 200);
     let config = PagstarConfig {
         api_url: closed_port_endpoint(),
         client_id: "id".into(),
         client_secret: Secret::new("secret"),
         client_identity: None,
     };
-    let webhook = Webhook::new(Pagstar::new(PagstarApi::new(config).expect("client")), h.store.clone(), h.queue.clone());
-    let response = webhook.answer(&hint(&PagstarSimulator::new_reference(unique_number())), at(0)).await;
-    assert_eq!(response.status().as_u16(), 503);
+    let down = Webhook::new(Pagstar::new(PagstarApi::new(config).expect("client")), h.store.clone(), h.queue.clone());
+    let hints = queued(&h).await;
+    assert_eq!(down.confirm_hints(&hints, at(0)).await, vec![hints[0].message_id.clone()], "reported failed");
     assert_eq!(h.item_count().await, 0);
     assert!(h.drain_events().await.is_empty());
+
+    assert_eq!(consumer(&h, webhook).drain_at(at(60)).await.expect("drain"), 1, "the hint is still queued");
+    let record = h.store.get("pagstar", &reference).await.expect("get").expect("item");
+    assert_eq!(record.status, shared::Status::Completed);
 }
 
 #[tokio::test]
-async fn a_txid_pagstar_does_not_know_writes_nothing() {
+async fn a_txid_pagstar_does_not_know_writes_nothing_and_is_not_retried() {
     let h = Harness::new().await;
     let (_pagstar, webhook) = simulate::<PagstarSimulator>(&h).await;
-    let response = webhook.answer(&hint(&PagstarSimulator::new_reference(unique_number())), at(0)).await;
-    assert_eq!(response.status().as_u16(), 200);
+    let request = hint(&PagstarSimulator::new_reference(unique_number()));
+    assert_eq!(relay(&h).answer(&request).await.status().as_u16(), 200);
+    let hints = queued(&h).await;
+    assert_eq!(webhook.confirm_hints(&hints, at(0)).await, Vec::<String>::new());
     assert_eq!(h.item_count().await, 0);
 }
 
+/// A hint with nothing to ask is refused before the queue; the queue unreachable is our
+/// 500, so Pagstar delivers again.
 #[tokio::test]
-async fn the_amount_comes_from_pagstar_not_the_hint() {
+async fn bad_hints_are_refused_and_a_failed_send_is_a_500() {
     let h = Harness::new().await;
-    let (pagstar, webhook) = simulate::<PagstarSimulator>(&h).await;
-    let reference = PagstarSimulator::new_reference(unique_number());
-    pagstar.stand_in().set(&reference, "CONCLUIDA", "42.10");
-    let body = serde_json::json!({ "pix": [{ "txid": reference, "valor": "9999.99" }] }).to_string();
-    let request = Inbound::new(http::Method::POST, body).with_header("content-type", "application/json");
-    assert_eq!(webhook.answer(&request, at(0)).await.status().as_u16(), 200);
-    let record = h.store.get("pagstar", &reference).await.expect("get").expect("item");
-    assert_eq!(record.amount.as_ref().map(shared::Amount::as_str), Some("42.10"));
-    assert_eq!(record.currency.as_deref(), Some("BRL"));
+    let eleven: Vec<String> = (0..11).map(|i| format!(r#"{{"txid":"a{i}"}}"#)).collect();
+    let cases = [
+        ("malformed", "{", 400),
+        ("no txid", r#"{"pix":[{"endToEndId":"E1"}]}"#, 400),
+        ("path traversal", r#"{"txid":"../oauth/token"}"#, 400),
+        ("eleven txids", &format!(r#"{{"pix":[{}]}}"#, eleven.join(",")), 400),
+    ];
+    let relay = relay(&h);
+    for (name, body, status) in cases {
+        let request = Inbound::new(http::Method::POST, body).with_header("content-type", "application/json");
+        assert_eq!(relay.answer(&request).await.status().as_u16(), status, "{name}");
+    }
+    let text = Inbound::new(http::Method::POST, r#"{"txid":"a1"}"#).with_header("content-type", "text/plain");
+    assert_eq!(relay.answer(&text).await.status().as_u16(), 415);
+    assert!(queued(&h).await.is_empty(), "nothing queued");
+
+    let unreachable = local_pipeline::sqs_client(&closed_port_endpoint());
+    let relay = HintRelay::<Pagstar>::new(HintQueue::new(unreachable, &h.resources.hint_queue_url)).expect("relay");
+    let response = relay.answer(&hint(&PagstarSimulator::new_reference(unique_number()))).await;
+    assert_eq!(response.status().as_u16(), 500);
+    assert_eq!(h.item_count().await, 0);
 }

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use serde_yaml_ng::Value;
 use shared::Env;
 
-use crate::provision::{Resources, Template, DEAD_LETTER_QUEUE, QUEUE, TABLE};
+use crate::provision::{Resources, Template, DEAD_LETTER_QUEUE, HINT_QUEUE, QUEUE, TABLE};
 
 /// Where `sam build` puts each function's artifact.
 pub const BUILD_DIR: &str = ".aws-sam/build";
@@ -129,6 +129,33 @@ impl Template {
         })
     }
 
+    /// The function an `SQS` event of which reads the queue `queue` (a logical id).
+    pub fn function_for_queue(&self, queue: &str) -> Option<String> {
+        self.function_ids().into_iter().find(|id| {
+            let events = &self.resources[id.as_str()]["Properties"]["Events"];
+            events.as_mapping().into_iter().flatten().any(|(_, event)| {
+                event["Type"].as_str() == Some("SQS")
+                    && crate::provision::get_att_arn(&event["Properties"]["Queue"]).is_ok_and(|q| q == queue)
+            })
+        })
+    }
+
+    /// The function the queue `queue` (a logical id) triggers, and its trigger's batch size.
+    pub fn sqs_trigger(&self, queue: &str) -> Result<(String, u64), InvokeError> {
+        let function = self
+            .function_for_queue(queue)
+            .ok_or_else(|| InvokeError::Template(format!("no function is triggered by {queue}")))?;
+        let events = &self.resources[function.as_str()]["Properties"]["Events"];
+        let batch = events
+            .as_mapping()
+            .into_iter()
+            .flatten()
+            .find(|(_, event)| event["Type"].as_str() == Some("SQS"))
+            .and_then(|(_, event)| event["Properties"]["BatchSize"].as_u64())
+            .unwrap_or(10);
+        Ok((function, batch))
+    }
+
     /// Every function's logical id.
     pub fn function_ids(&self) -> Vec<String> {
         self.resources
@@ -240,6 +267,7 @@ fn resolve_ref<E: Env>(
         TABLE => return Ok(bindings.resources.table_name.clone()),
         QUEUE => return Ok(bindings.resources.queue_url.clone()),
         DEAD_LETTER_QUEUE => return Ok(bindings.resources.dead_letter_queue_url.clone()),
+        HINT_QUEUE => return Ok(bindings.resources.hint_queue_url.clone()),
         _ => {}
     }
     if let Some(arn) = bindings.resources.secrets.get(name) {
@@ -567,6 +595,7 @@ mod tests {
             table_name: "local-TransactionsTable".into(),
             queue_url: "http://sqs/q.fifo".into(),
             dead_letter_queue_url: "http://sqs/dlq.fifo".into(),
+            hint_queue_url: "http://sqs/hints".into(),
             secrets: BTreeMap::from([(
                 "PagstarSecret".to_owned(),
                 "arn:aws:secretsmanager:us-east-1:123456789012:secret:local-PagstarSecret-AbCdEf".to_owned(),
@@ -577,9 +606,9 @@ mod tests {
     #[test]
     fn a_function_gets_globals_its_own_variables_and_lambdas() {
         let template = template();
-        let function = template.function("PagstarWebhookFunction").expect("function");
-        assert_eq!(function.binary, "pagstar-webhook");
-        assert_eq!(function.timeout_seconds, 29, "its own Timeout wins over Globals");
+        let function = template.function("PagstarConfirmFunction").expect("function");
+        assert_eq!(function.binary, "pagstar-confirm");
+        assert_eq!(function.timeout_seconds, 30, "its own Timeout wins over Globals");
         assert_eq!(function.memory_mb, 128, "MemorySize from Globals");
         let overrides = BTreeMap::from([("PagstarApiUrl".to_owned(), "http://127.0.0.1:9/".to_owned())]);
         let dev_env = [("PAGSTAR_CLIENT_ID", "id"), ("PAGSTAR_API_URL", "ignored")];
@@ -596,7 +625,7 @@ mod tests {
         assert_eq!(env["SECRET_PREVIOUS_GRACE_MINUTES"], "60", "the parameter's default");
         assert_eq!(env["AWS_ENDPOINT_URL_SECRETS_MANAGER"], "http://127.0.0.1:2", "moto");
         assert_eq!(env["AWS_LAMBDA_LOG_FORMAT"], "JSON", "LoggingConfig.LogFormat");
-        assert_eq!(env["AWS_LAMBDA_FUNCTION_TIMEOUT"], "29");
+        assert_eq!(env["AWS_LAMBDA_FUNCTION_TIMEOUT"], "30");
         assert_eq!(env["AWS_ENDPOINT_URL_DYNAMODB"], "http://127.0.0.1:1");
         assert_eq!(env["STATUS_SYNC_AFTER_SECONDS"], "300", "a number parameter's default");
     }
@@ -604,7 +633,7 @@ mod tests {
     #[test]
     fn a_parameter_without_a_value_is_an_error_naming_it() {
         let template = template();
-        let function = template.function("PagstarWebhookFunction").expect("function");
+        let function = template.function("PagstarConfirmFunction").expect("function");
         let endpoints = Endpoints { dynamodb: String::new(), sqs: String::new() };
         let resources = resources();
         let none: [(&str, &str); 0] = [];
@@ -621,7 +650,7 @@ mod tests {
     fn every_template_function_is_described() {
         let template = template();
         let ids = template.function_ids();
-        assert_eq!(ids.len(), 10, "{ids:?}");
+        assert_eq!(ids.len(), 11, "{ids:?}");
         for id in ids {
             let function = template.function(&id).expect("function");
             assert!(function.variables.contains_key("TABLE_NAME"), "{id}: Globals applied");
@@ -636,6 +665,9 @@ mod tests {
             Some("TransactionsApiFunction")
         );
         assert_eq!(template.function_for_route("POST /webhooks/azqr/qr/{rrn}/status"), None);
+        assert_eq!(template.function_for_queue(HINT_QUEUE).as_deref(), Some("PagstarConfirmFunction"));
+        assert_eq!(template.function_for_queue(QUEUE).as_deref(), Some("NotifierFunction"));
+        assert_eq!(template.function_for_queue(DEAD_LETTER_QUEUE), None);
         let secrets = template.secrets();
         assert_eq!(secrets.len(), 6, "one per provider, and the notify secret: {secrets:?}");
         assert_eq!(secrets["Key2PaySecret"], ["KEY2PAY_WEBHOOK_TOKEN"], "the generated key");

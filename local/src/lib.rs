@@ -5,6 +5,7 @@ pub mod capacity;
 pub mod chaos;
 pub mod fixtures;
 pub mod fuzzing;
+pub mod hints;
 pub mod invoke;
 pub mod merchant;
 pub mod provision;

@@ -122,13 +122,25 @@ async fn main() -> Result<(), Error> {
     let events = events_api::EventsApi::new(store.event_log(Duration::from_secs(30 * 86_400)), queue_for_events);
     let transactions =
         std::sync::Arc::new(transactions_api::TransactionsApi::new(store, recorder.policy(), status_sync::known()));
-    let app = Routes::new(recorder)
+    let hint_queue = shared::hints::HintQueue::new(sqs_client(&sqs_endpoint), &resources.hint_queue_url);
+    let (app, hint_consumers) = Routes::new(recorder, hint_queue)
         .mount_providers(lambda_env, &secrets)
         .await?
         .mount_handler(transactions_api::METHOD, transactions_api::PATH, std::sync::Arc::clone(&transactions))
         .mount_handler(transactions_api::REGISTER_METHOD, transactions_api::PATH, transactions)
         .mount_events(events)
-        .into_router();
+        .into_parts();
+    // The hint queue's consumer (Pagstar's confirmations), as its SQS trigger would run it.
+    for consumer in hint_consumers {
+        tokio::spawn(async move {
+            loop {
+                if let Err(error) = consumer.poll_once(5).await {
+                    tracing::error!(error = %error, "hint poll failed");
+                    tokio::time::sleep(Duration::from_secs(2)).await;
+                }
+            }
+        });
+    }
 
     let port: u16 = env.optional("PORT").unwrap_or_else(|| "3000".into()).parse()?;
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;

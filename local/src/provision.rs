@@ -16,6 +16,8 @@ use serde_yaml_ng::Value;
 pub const TABLE: &str = "TransactionsTable";
 pub const QUEUE: &str = "TerminalEventsQueue";
 pub const DEAD_LETTER_QUEUE: &str = "TerminalEventsDeadLetterQueue";
+/// Pagstar's hints, queued by its webhook function for `pagstar-confirm`.
+pub const HINT_QUEUE: &str = "PagstarHintQueue";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProvisionError {
@@ -37,6 +39,7 @@ pub struct Resources {
     pub table_name: String,
     pub queue_url: String,
     pub dead_letter_queue_url: String,
+    pub hint_queue_url: String,
     /// Each `AWS::SecretsManager::Secret` of the template (logical id) → its ARN.
     pub secrets: BTreeMap<String, String>,
 }
@@ -228,7 +231,8 @@ impl Template {
         Ok(serde_yaml_ng::from_value(resource.properties)?)
     }
 
-    /// Creates the table and both queues, with names starting with `prefix`.
+    /// Creates the table and the queues (with their dead-letter queues), with names
+    /// starting with `prefix`.
     pub async fn provision(
         &self,
         dynamodb: &aws_sdk_dynamodb::Client,
@@ -239,7 +243,8 @@ impl Template {
         self.create_table(dynamodb, TABLE, &table_name).await?;
         let queue_url = self.create_queue(sqs, QUEUE, prefix).await?;
         let dead_letter_queue_url = self.create_queue(sqs, DEAD_LETTER_QUEUE, prefix).await?;
-        Ok(Resources { table_name, queue_url, dead_letter_queue_url, secrets: BTreeMap::new() })
+        let hint_queue_url = self.create_queue(sqs, HINT_QUEUE, prefix).await?;
+        Ok(Resources { table_name, queue_url, dead_letter_queue_url, hint_queue_url, secrets: BTreeMap::new() })
     }
 
     /// The template's secrets (logical id → the keys of its JSON object: those of its
@@ -425,7 +430,7 @@ fn key_schema(keys: Vec<KeyProperty>) -> Result<Vec<KeySchemaElement>, Provision
 }
 
 /// `!GetAtt Name.Arn` (or `Fn::GetAtt: [Name, Arn]`) → `Name`.
-fn get_att_arn(value: &Value) -> Result<String, ProvisionError> {
+pub(crate) fn get_att_arn(value: &Value) -> Result<String, ProvisionError> {
     let unsupported = || ProvisionError::Unsupported(format!("expected !GetAtt <queue>.Arn, found {value:?}"));
     let target = match value {
         Value::Tagged(tagged) if tagged.tag == "GetAtt" => {

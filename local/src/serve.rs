@@ -9,8 +9,10 @@ use axum::extract::{Path, Request};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{on, MethodFilter};
 use axum::Router;
+use shared::hints::{HintQueue, HintRelay};
 use shared::{ConfigError, Env, Inbound, Provider, Recorder, Webhook};
 
+use crate::hints::HintConsumer;
 use crate::registry::EachProvider;
 use time::OffsetDateTime;
 
@@ -60,6 +62,12 @@ impl<P: Provider + 'static> Handler for Webhook<P> {
     }
 }
 
+impl<P: Provider + 'static> Handler for HintRelay<P> {
+    async fn call(&self, request: Inbound) -> lambda_http::Response<lambda_http::Body> {
+        self.answer(&request).await
+    }
+}
+
 impl Handler for transactions_api::TransactionsApi {
     async fn call(&self, request: Inbound) -> lambda_http::Response<lambda_http::Body> {
         self.answer(&request, OffsetDateTime::now_utc()).await
@@ -91,18 +99,35 @@ impl<H: Handler> Handler for Arc<H> {
 pub struct Routes {
     router: Router,
     recorder: Recorder,
+    hint_queue: HintQueue,
+    hint_consumers: Vec<HintConsumer>,
 }
 
 impl Routes {
-    pub fn new(recorder: Recorder) -> Self {
-        Routes { router: Router::new(), recorder }
+    /// Webhooks write through `recorder`; a webhook that is a hint is queued on `hint_queue`.
+    pub fn new(recorder: Recorder, hint_queue: HintQueue) -> Self {
+        Routes { router: Router::new(), recorder, hint_queue, hint_consumers: Vec::new() }
     }
 
-    /// Serves `provider`'s webhook at its routes (exactly as in template.yaml).
+    /// Serves `provider`'s webhook at its routes (exactly as in template.yaml): its
+    /// pipeline, or for a webhook that is a hint, the relay to the hint queue and the
+    /// queue's consumer ([`Self::into_parts`]).
     fn add_provider<P: Provider>(&mut self, provider: shared::Rotating<P>) {
         let webhook = Arc::new(Webhook::rotating(provider, self.recorder.clone()));
-        for path in std::iter::once(P::PATH).chain(P::ALSO_AT.iter().copied()) {
-            self.router = mount(std::mem::take(&mut self.router), P::METHOD, path, Arc::clone(&webhook));
+        match HintRelay::<P>::new(self.hint_queue.clone()) {
+            Some(relay) => {
+                let relay = Arc::new(relay);
+                for path in std::iter::once(P::PATH).chain(P::ALSO_AT.iter().copied()) {
+                    self.router = mount(std::mem::take(&mut self.router), P::METHOD, path, Arc::clone(&relay));
+                }
+                let queue = &self.hint_queue;
+                self.hint_consumers.push(HintConsumer::new(queue.client().clone(), queue.url(), webhook));
+            }
+            None => {
+                for path in std::iter::once(P::PATH).chain(P::ALSO_AT.iter().copied()) {
+                    self.router = mount(std::mem::take(&mut self.router), P::METHOD, path, Arc::clone(&webhook));
+                }
+            }
         }
     }
 
@@ -156,13 +181,16 @@ impl Routes {
         Routes { router: mount(self.router, method, path, handler), ..self }
     }
 
-    /// The router; a path that matches no route answers 404 in the project's error shape.
-    pub fn into_router(self) -> Router {
-        self.router.fallback(|| async {
+    /// The router (a path that matches no route answers 404 in the project's error
+    /// shape), and the consumers of the hints its relays queue, for the caller to poll as
+    /// the queue's trigger would.
+    pub fn into_parts(self) -> (Router, Vec<HintConsumer>) {
+        let router = self.router.fallback(|| async {
             let response = shared::edge::error_response(http::StatusCode::NOT_FOUND, "not_found", "no such route");
             let (parts, body) = response.into_parts();
             Response::from_parts(parts, axum::body::Body::from(body.as_ref().to_vec()))
-        })
+        });
+        (router, self.hint_consumers)
     }
 }
 

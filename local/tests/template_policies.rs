@@ -72,15 +72,38 @@ fn each_function_gets_only_the_actions_it_uses() {
     let template =
         local_pipeline::Template::load(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../template.yaml"))
             .expect("template");
+    let webhook_actions = ["dynamodb:UpdateItem", "secretsmanager:GetSecretValue", "sqs:SendMessage"];
     for route in local_pipeline::registry::routes() {
         let webhook =
             template.function_for_route(&route.key()).unwrap_or_else(|| panic!("{}: no function", route.name));
-        assert_eq!(
-            actions(&webhook),
-            ["dynamodb:UpdateItem", "secretsmanager:GetSecretValue", "sqs:SendMessage"],
-            "{webhook}"
-        );
+        // A webhook that is a hint is only queued: no secret, no table, only its hint queue.
+        let hint = template.function(&webhook).expect("function").variables.contains_key("HINT_QUEUE_URL");
+        match hint {
+            true => {
+                assert_eq!(actions(&webhook), ["sqs:SendMessage"], "{webhook}");
+                let (_, queue) = &grants()[&webhook][0];
+                assert!(
+                    queue.contains(local_pipeline::provision::HINT_QUEUE),
+                    "{webhook}: only its hint queue: {queue}"
+                );
+            }
+            false => assert_eq!(actions(&webhook), webhook_actions, "{webhook}"),
+        }
     }
+    // The hint queue's consumer: the webhooks' write path, and its trigger's reads.
+    let consumer = template.function_for_queue(local_pipeline::provision::HINT_QUEUE).expect("a hint consumer");
+    assert_eq!(
+        actions(&consumer),
+        [
+            "dynamodb:UpdateItem",
+            "secretsmanager:GetSecretValue",
+            "sqs:ChangeMessageVisibility",
+            "sqs:DeleteMessage",
+            "sqs:GetQueueAttributes",
+            "sqs:ReceiveMessage",
+            "sqs:SendMessage"
+        ]
+    );
     assert_eq!(
         actions("NotifierFunction"),
         [
@@ -273,7 +296,7 @@ fn every_function_environment_stays_under_2_kb_with_the_longest_values() {
     for (id, size) in &sizes {
         println!("environment: {id:28} at most {size:5} bytes");
     }
-    assert_eq!(sizes.len(), 10);
+    assert_eq!(sizes.len(), 11);
     for (id, size) in &sizes {
         assert!(*size < 2048, "{id}: its environment may reach {size} bytes");
     }

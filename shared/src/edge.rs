@@ -18,16 +18,21 @@ impl<P: Provider> Webhook<P> {
 
     /// Handles one request and answers it: the provider's acknowledgement, or the error mapped to HTTP.
     pub async fn answer(&self, request: &Inbound, now: OffsetDateTime) -> Response<Body> {
-        match self.process(request, now).await {
-            Ok(_) => {
-                let mut response = Response::new(Body::Empty);
-                *response.status_mut() = P::ACK_STATUS;
-                response
-            }
-            Err(error) => {
-                log_error(P::NAME, &error);
-                error.to_response()
-            }
+        answer::<P, _>(self.process(request, now).await)
+    }
+}
+
+/// `P`'s acknowledgement of a request handled, or its error mapped to HTTP (and logged).
+pub(crate) fn answer<P: Provider, T>(result: Result<T, WebhookError>) -> Response<Body> {
+    match result {
+        Ok(_) => {
+            let mut response = Response::new(Body::Empty);
+            *response.status_mut() = P::ACK_STATUS;
+            response
+        }
+        Err(error) => {
+            log_error(P::NAME, &error);
+            error.to_response()
         }
     }
 }
@@ -91,7 +96,7 @@ pub fn error_response(status: StatusCode, code: &str, message: &str) -> Response
 
 /// Logs a failed request: client errors at warn, ours at error with the source chain.
 /// Never the body, never a secret: the errors carry neither.
-fn log_error(provider: &str, error: &WebhookError) {
+pub(crate) fn log_error(provider: &str, error: &WebhookError) {
     let code = error.code();
     if error.status().is_server_error() {
         let mut chain = error.to_string();
@@ -101,7 +106,7 @@ fn log_error(provider: &str, error: &WebhookError) {
             chain.push_str(&cause.to_string());
             source = cause.source();
         }
-        tracing::error!(provider, code, error = %chain, "webhook failed; provider will retry");
+        tracing::error!(provider, code, error = %chain, "webhook failed; it will be delivered again");
     } else {
         tracing::warn!(provider, code, status = error.status().as_u16(), error = %error, "webhook rejected");
     }

@@ -5,6 +5,10 @@ use std::convert::Infallible;
 use lambda_http::{service_fn, Request};
 use time::OffsetDateTime;
 
+use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
+use lambda_http::lambda_runtime;
+
+use crate::hints::{HintRelay, QueuedHint};
 use crate::pipeline::{Provider, Webhook};
 
 /// The error a function's `main` returns.
@@ -21,12 +25,50 @@ pub async fn run<P: Provider>(webhook: Webhook<P>) -> Result<(), lambda_http::Er
 }
 
 /// A provider's webhook function, whole: logging, then at init its configuration, its
-/// clients and its secret (an error ends init, naming what is missing), then serving.
+/// clients and its secret (an error ends init, naming what is missing), then serving. A
+/// webhook that is a hint ([`Provider::HINT`]) is queued, by a function that holds no
+/// secret: [`serve_hints`] is the function that takes the steps.
 pub async fn serve<P: Provider>() -> Result<(), lambda_http::Error> {
     init_tracing();
+    if P::HINT.is_some() {
+        let relay = &or_exit(HintRelay::<P>::from_env(&crate::ProcessEnv).await);
+        return lambda_http::run(service_fn(move |request: Request| async move {
+            Ok::<_, Infallible>(relay.answer(&crate::Inbound::from_lambda(request)).await)
+        }))
+        .await;
+    }
     let env = std::sync::Arc::new(crate::ProcessEnv);
     let webhook = or_exit(Webhook::<P>::from_env(env, OffsetDateTime::now_utc()).await);
     run(webhook).await
+}
+
+/// The hint queue's consumer of a provider whose webhook is a hint, whole: as [`serve`]
+/// at init, then each batch of the queue's SQS trigger through
+/// [`Webhook::confirm_hints`], reporting the messages to receive again.
+pub async fn serve_hints<P: Provider>() -> Result<(), lambda_http::Error> {
+    init_tracing();
+    let env = std::sync::Arc::new(crate::ProcessEnv);
+    let webhook = &or_exit(Webhook::<P>::from_env(env, OffsetDateTime::now_utc()).await);
+    lambda_runtime::run(lambda_runtime::service_fn(move |event: lambda_runtime::LambdaEvent<SqsEvent>| async move {
+        let hints: Vec<QueuedHint> = event
+            .payload
+            .records
+            .into_iter()
+            .map(|m| QueuedHint { message_id: m.message_id.unwrap_or_default(), body: m.body.unwrap_or_default() })
+            .collect();
+        let failed = webhook.confirm_hints(&hints, OffsetDateTime::now_utc()).await;
+        let mut response = SqsBatchResponse::default();
+        response.batch_item_failures = failed
+            .into_iter()
+            .map(|id| {
+                let mut failure = BatchItemFailure::default();
+                failure.item_identifier = id;
+                failure
+            })
+            .collect();
+        Ok::<_, Infallible>(response)
+    }))
+    .await
 }
 
 /// Unwraps what a function builds at init (its configuration, its clients). A failure is

@@ -7,6 +7,7 @@ pub mod config;
 pub mod edge;
 pub mod error;
 pub mod event_log;
+pub mod hints;
 pub mod inbound;
 pub mod lambda;
 pub mod metrics;

@@ -39,6 +39,12 @@ pub trait Provider: Send + Sync + 'static {
     /// status API we call). Without one, a record says `"sync": "unsupported"`.
     const HAS_STATUS_API: bool;
 
+    /// Only for a webhook that is a hint, which carries nothing we can verify (its
+    /// `authenticate` asks the provider): the check of its shape, after which the
+    /// webhook function queues it and answers, and the hint queue's consumer takes the
+    /// steps below (`shared::hints`). `None`: a webhook verified on arrival.
+    const HINT: Option<crate::hints::HintCheck> = None;
+
     /// Its secrets: one Secrets Manager secret, found by the ARN in `SECRET.arn`, whose
     /// keys [`Self::from_env`] reads as if they were environment variables.
     const SECRET: crate::SecretSpec;
@@ -353,7 +359,7 @@ async fn authenticate_with<P: Provider>(
 
 /// Size and content type, checked before any provider code sees the body.
 /// Every provider sends JSON: a content type, when given, must be JSON.
-fn check_body(request: &Inbound) -> Result<(), WebhookError> {
+pub(crate) fn check_body(request: &Inbound) -> Result<(), WebhookError> {
     if request.body.len() > MAX_BODY_BYTES {
         return Err(WebhookError::PayloadTooLarge);
     }

@@ -109,6 +109,11 @@ async fn every_fixture_through_the_built_artifact_under_the_lambda_runtime_emula
         assert_eq!(response["statusCode"], status, "{context}");
         assert_eq!(invocation.non_json_log_lines(), Vec::<&str>::new(), "{context}");
         log_lines += invocation.function_log.lines().count();
+        // A webhook that is a hint was queued: its consumer, the function the hint
+        // queue's trigger invokes, takes it from there, with the trigger's event.
+        if env.contains_key("HINT_QUEUE_URL") {
+            log_lines += confirm_hints(&h, &template, &bindings, &rie, &file).await;
+        }
 
         let queued = h.drain_events().await;
         match stored {
@@ -126,4 +131,53 @@ async fn every_fixture_through_the_built_artifact_under_the_lambda_runtime_emula
     let written = expectations().values().filter(|(_, stored)| stored.is_some()).count();
     assert_eq!(h.item_count().await, written, "fixtures marked as writing nothing wrote something");
     assert!(log_lines >= expectations().len(), "the functions logged {log_lines} lines in all");
+}
+
+/// Receives what the hint queue holds and invokes its consumer's built artifact with it,
+/// as an SQS event; asserts that no hint failed. Returns the lines the function logged.
+async fn confirm_hints(
+    h: &Harness,
+    template: &Template,
+    bindings: &Bindings<'_, DevEnv>,
+    rie: &std::path::Path,
+    file: &str,
+) -> usize {
+    let url = &h.resources.hint_queue_url;
+    let output = h.sqs.receive_message().queue_url(url).max_number_of_messages(10).send().await.expect("receive");
+    let messages = output.messages.unwrap_or_default();
+    if messages.is_empty() {
+        return 0;
+    }
+    let records: Vec<serde_json::Value> = messages
+        .iter()
+        .map(|m| {
+            serde_json::json!({
+                "messageId": m.message_id(), "receiptHandle": m.receipt_handle(), "body": m.body(),
+                "attributes": {}, "messageAttributes": {}, "md5OfBody": m.md5_of_body(),
+                "eventSource": "aws:sqs", "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:hints",
+                "awsRegion": "us-east-1"
+            })
+        })
+        .collect();
+    let logical_id =
+        template.function_for_queue(local_pipeline::provision::HINT_QUEUE).expect("a function reads the hint queue");
+    let function = template.function(&logical_id).expect("function");
+    let env = function.environment(template, bindings).expect("environment");
+    let launch = Launch::for_artifact(&invoke::built_artifact(&crate::support::root(), &logical_id))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let event = serde_json::json!({ "Records": records });
+    let timeout = Duration::from_secs(function.timeout_seconds + 60);
+    let invocation = invoke::invoke(rie, &launch, &env, event.to_string().as_bytes(), timeout)
+        .await
+        .unwrap_or_else(|e| panic!("{file}: {e}"));
+    let context = format!("{file} via {logical_id}: {}\n{}", invocation.response, invocation.function_log);
+    assert_eq!(invocation.failure(), None, "{context}");
+    let response: serde_json::Value = serde_json::from_str(&invocation.response).expect("JSON answer");
+    assert_eq!(response["batchItemFailures"], serde_json::json!([]), "{context}");
+    assert_eq!(invocation.non_json_log_lines(), Vec::<&str>::new(), "{context}");
+    for message in &messages {
+        let handle = message.receipt_handle().expect("receipt handle");
+        h.sqs.delete_message().queue_url(url).receipt_handle(handle).send().await.expect("delete");
+    }
+    invocation.function_log.lines().count()
 }

@@ -151,6 +151,8 @@ pub struct DevWebhooks {
     /// What the functions get: the secrets' ARNs, no plain secret value.
     pub lambda_env: std::sync::Arc<local_pipeline::LambdaEnv>,
     secrets: shared::secrets::SecretsClient,
+    /// Where a webhook that is a hint is queued (Pagstar's), and read from.
+    hint_queue: shared::hints::HintQueue,
 }
 
 impl DevWebhooks {
@@ -177,12 +179,14 @@ impl DevWebhooks {
             env,
             lambda_env,
             secrets: h.secrets.clone(),
+            hint_queue: shared::hints::HintQueue::new(h.sqs.clone(), &h.resources.hint_queue_url),
         }
     }
 
     /// Runs `events/<file>` through lambda_http's deserializer and the handler of the
     /// provider its folder names, with the clock at the fixture's `requestContext.timeEpoch`;
-    /// returns the HTTP status.
+    /// returns the HTTP status. A webhook that is a hint is queued, then the hint queue is
+    /// drained through its consumer, as its trigger would.
     pub async fn run_fixture(&self, file: &str) -> u16 {
         let text = std::fs::read_to_string(root().join("events").join(file)).expect("fixture");
         let raw: serde_json::Value = serde_json::from_str(&text).expect("JSON");
@@ -225,13 +229,21 @@ impl local_pipeline::registry::EachProvider for Pick<'_> {
         let env: std::sync::Arc<dyn shared::Env + Send + Sync> = self.webhooks.lambda_env.clone();
         let secrets = self.webhooks.secrets.clone();
         let folder = self.folder.to_owned();
+        let hint_queue = self.webhooks.hint_queue.clone();
         let (request, now) = (self.request.take().expect("one provider per name"), self.now);
         self.answer = Some(Box::pin(async move {
             let provider = shared::Webhook::<S::Provider>::provider_from_env(env, &secrets, now)
                 .await
                 .unwrap_or_else(|e| panic!("{folder}: {e}"));
-            let webhook = shared::Webhook::rotating(provider, recorder);
-            webhook.handle(request, now).await.status().as_u16()
+            let webhook = std::sync::Arc::new(shared::Webhook::rotating(provider, recorder));
+            let Some(relay) = shared::hints::HintRelay::<S::Provider>::new(hint_queue.clone()) else {
+                return webhook.handle(request, now).await.status().as_u16();
+            };
+            let status = relay.answer(&shared::Inbound::from_lambda(request)).await.status().as_u16();
+            let consumer =
+                local_pipeline::hints::HintConsumer::new(hint_queue.client().clone(), hint_queue.url(), webhook);
+            consumer.drain_at(now).await.expect("hint queue");
+            status
         }));
     }
 }

@@ -2,9 +2,11 @@
 //!
 //! Pagstar's webhook carries no signature, so it is only a hint: for each `txid` it
 //! names, we ask Pagstar (`GET /cob/{txid}`) and act only on what that returns, amount
-//! included. Pagstar unreachable, slow or failing: 503 and nothing written, so Pagstar
-//! delivers again. A txid Pagstar does not know, or a status we do not know, is
-//! suspicious: logged at warn, nothing applied, acknowledged.
+//! included. The webhook function checks the hint's shape, queues its txids and answers
+//! (`shared::hints`); the hint queue's consumer (`pagstar-confirm`) asks Pagstar. Pagstar
+//! unreachable, slow or failing: nothing written, and SQS delivers the hint again. A txid
+//! Pagstar does not know, or a status we do not know, is suspicious: logged at warn,
+//! nothing applied.
 //!
 //! BACEN's rule for expiry: a charge still `ATIVA` past `calendario.criacao +
 //! calendario.expiracao` can no longer be paid; it is `expired`, on the webhook path and
@@ -86,6 +88,15 @@ pub struct PagstarCharge {
     pub checked_at: OffsetDateTime,
 }
 
+/// [`Provider::HINT`]: the webhook's txids, checked, as `{"pix":[{"txid":"…"},…]}`;
+/// nothing else of the unsigned body is queued.
+fn hint(request: &Inbound) -> Result<Vec<u8>, WebhookError> {
+    let txids = parse_json::<PagstarWebhook>(&request.body)?.txids()?;
+    // Letters and digits only (`txids` checked them): nothing to escape.
+    let pix: Vec<String> = txids.iter().map(|txid| format!(r#"{{"txid":"{txid}"}}"#)).collect();
+    Ok(format!(r#"{{"pix":[{}]}}"#, pix.join(",")).into_bytes())
+}
+
 impl PagstarWebhook {
     /// The distinct txids the webhook names, each checked to be a Pix txid
     /// (letters and digits, at most 35) before it goes into a URL.
@@ -163,6 +174,7 @@ impl Provider for Pagstar {
     const PATH: &'static str = PATH;
     const ALSO_AT: &'static [&'static str] = &[PIX_PATH];
     const HAS_STATUS_API: bool = true;
+    const HINT: Option<shared::hints::HintCheck> = Some(hint);
     /// Its secret: the OAuth2 client secret, and the mutual-TLS certificate and key (both optional).
     const SECRET: SecretSpec = SecretSpec {
         arn: "PAGSTAR_SECRET_ARN",
@@ -199,12 +211,12 @@ impl Provider for Pagstar {
     /// before anything is written: one failure writes nothing.
     async fn authenticate(&self, request: &Inbound, now: OffsetDateTime) -> Result<Vec<PagstarCharge>, WebhookError> {
         let hint: PagstarWebhook = parse_json(&request.body)?;
-        let mut charges = Vec::new();
-        for txid in hint.txids()? {
+        let lookups = hint.txids()?.into_iter().map(|txid| async move {
             let cob = self.api.cob(&txid).await.map_err(|e| WebhookError::Upstream(Box::new(e)))?;
-            charges.push(PagstarCharge { txid, cob, checked_at: now });
-        }
-        Ok(charges)
+            Ok::<_, WebhookError>(PagstarCharge { txid, cob, checked_at: now })
+        });
+        // At once: a hint's lookups take one request's time, within the consumer's timeout.
+        futures_util::future::try_join_all(lookups).await
     }
 
     fn normalize(&self, charges: Vec<PagstarCharge>) -> Result<Vec<Observation>, WebhookError> {
@@ -472,6 +484,21 @@ mod tests {
         for (name, body, status) in cases {
             assert_eq!(receive(&pagstar, body).await.expect_err(name).status().as_u16(), status, "{name}");
         }
+    }
+
+    /// What the webhook function queues: the checked txids, once each, and nothing else
+    /// of the body; what the consumer's `authenticate` reads back is the same txids.
+    #[test]
+    fn a_hint_is_queued_as_its_txids_alone() {
+        let body = r#"{"pix":[{"txid":"abc1","valor":"9.99","infoPagador":"x"},{"txid":"abc1"},{"txid":"xyz2"}],"txid":"flat3"}"#;
+        let queued = hint(&webhook(body)).expect("a hint");
+        assert_eq!(String::from_utf8_lossy(&queued), r#"{"pix":[{"txid":"abc1"},{"txid":"xyz2"},{"txid":"flat3"}]}"#);
+        let read: PagstarWebhook = parse_json(&queued).expect("what authenticate reads");
+        assert_eq!(read.txids().expect("txids"), ["abc1", "xyz2", "flat3"]);
+        for bad in ["{", "{}", r#"{"txid":"../oauth/token"}"#, r#"{"pix":[{"endToEndId":"E1"}]}"#] {
+            assert_eq!(hint(&webhook(bad)).expect_err(bad).status().as_u16(), 400, "{bad}");
+        }
+        assert!(Pagstar::HINT.is_some(), "Pagstar's webhook is a hint");
     }
 
     #[test]

@@ -2,8 +2,8 @@
 //! a second, for the reference and the Pix mix and each merchant behaviour; with
 //! `--verify`, its check against DynamoDB Local (`DYNAMODB_ENDPOINT`, `SQS_ENDPOINT`).
 //! Exits 1 when the check fails or a limit is passed at a load the design holds to
-//! ([`capacity::held`]: the reference mix up to 10,000 webhooks a second, the Pix mix at
-//! 1,000); the others are reported with every limit they pass. The model:
+//! ([`capacity::held`]: both mixes up to 10,000 webhooks a second); the others are
+//! reported with every limit they pass. The model:
 //! `local_pipeline::capacity`.
 
 use local_pipeline::capacity::{self, Merchant, Mix};

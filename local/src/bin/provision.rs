@@ -1,7 +1,7 @@
 //! Creates the table, queues and secrets of template.yaml on the emulators
 //! (DYNAMODB_ENDPOINT, SQS_ENDPOINT; moto's server also answers Secrets Manager) with
 //! names starting with $LOCAL_RESOURCE_PREFIX, and prints them as environment lines
-//! (TABLE_NAME, QUEUE_URL, DEAD_LETTER_QUEUE_URL, and each `*_SECRET_ARN`, the secrets
+//! (TABLE_NAME, QUEUE_URL, DEAD_LETTER_QUEUE_URL, HINT_QUEUE_URL, and each `*_SECRET_ARN`, the secrets
 //! holding the development values of local.env.example). Used by scripts/bench.
 
 use std::path::Path;
@@ -21,6 +21,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     println!("TABLE_NAME={}", resources.table_name);
     println!("QUEUE_URL={}", resources.queue_url);
     println!("DEAD_LETTER_QUEUE_URL={}", resources.dead_letter_queue_url);
+    println!("HINT_QUEUE_URL={}", resources.hint_queue_url);
     for (variable, id) in template.secret_arn_variables() {
         if let Some(arn) = resources.secrets.get(&id) {
             println!("{variable}={arn}");
