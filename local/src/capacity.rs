@@ -6,10 +6,10 @@
 //! webhook's write is the model's own [`Change`], applied to an item by the store's own
 //! translation ([`shared::store::apply_change`]); every event is the one the record makes
 //! ([`TerminalEvent::for_record`]); the index keys are the code's (`PENDING#<shard>`,
-//! `events#<shard>`, `<provider>#<shard>`). The writes the store still builds by hand
-//! (the sync's reschedule, the event log's, marking a notification) are mirrored here
-//! attribute by attribute, and [`verify`] checks the model against DynamoDB Local's
-//! consumed capacity for the same writes. DynamoDB's accounting: a write costs 1 unit per
+//! `events#<shard>`, `<provider>#<shard>`). Every other write is a description the store
+//! sends and the model applies (a [`Change`], or `ItemWrite` for the event log and the
+//! merchant's health), and [`verify`] checks the model against DynamoDB Local's consumed
+//! capacity for the same writes. DynamoDB's accounting: a write costs 1 unit per
 //! KB of the larger of the item before and after; an index entry (its projected
 //! attributes and its keys) costs its size again in that index when it is put,
 //! deleted or, projected attributes changing, updated, and twice when its key moves.
@@ -52,6 +52,11 @@ pub mod limits {
     pub const LAMBDA_CONCURRENCY: f64 = 1_000.0;
     pub const API_GATEWAY_RATE: f64 = 10_000.0;
     pub const TABLE_UNITS: f64 = 40_000.0;
+    /// An SQS trigger's `MaximumConcurrency` at most; in provisioned mode, its event
+    /// pollers at most and the instances each invokes at once (Lambda's developer guide).
+    pub const MAXIMUM_CONCURRENCY: f64 = 1_000.0;
+    pub const MAXIMUM_POLLERS: f64 = 2_000.0;
+    pub const INSTANCES_PER_POLLER: f64 = 10.0;
     /// The largest item the design allows itself (DynamoDB's limit is 400 KB).
     pub const ITEM_BOUND: usize = 64 * 1024;
 }
@@ -694,7 +699,7 @@ pub fn model(table: &Table, template: &Template, mix: &Mix) -> Result<Figures, E
     let mut notes = Vec::new();
     if load.attempts > retry_capacity {
         notes.push(format!(
-            "retries wait in the queue: {:.0} attempts/s due, {retry_capacity:.0}/s made at most (NotifierMaxConcurrency {notifier_set:.0})",
+            "retries wait in the queue: {:.0} attempts/s due, {retry_capacity:.0}/s made at most ({notifier_set:.0} notifier instances)",
             load.attempts
         ));
     }
@@ -770,7 +775,7 @@ pub fn model(table: &Table, template: &Template, mix: &Mix) -> Result<Figures, E
     if confirm_set > confirm_default {
         parameters.push(("PagstarConfirmMaxConcurrency".into(), format!("{confirm_set:.0}")));
     }
-    if confirm_set > 1_000.0 {
+    if confirm_set > limits::MAXIMUM_CONCURRENCY {
         violations
             .push(format!("the hint queue's consumer needs {confirm_set:.0} instances (the trigger allows 1,000)"));
     }
@@ -781,11 +786,18 @@ pub fn model(table: &Table, template: &Template, mix: &Mix) -> Result<Figures, E
         ));
     }
     concurrency.push(("notifier".into(), notifier_needed.min(notifier_set)));
-    if notifier_set > notifier_default {
+    // Up to 1,000 instances the trigger's MaximumConcurrency bounds them; beyond, its
+    // provisioned mode does, each event poller invoking up to 10 at once.
+    if notifier_set > limits::MAXIMUM_CONCURRENCY {
+        let pollers = (notifier_set / limits::INSTANCES_PER_POLLER).ceil();
+        parameters.push(("NotifierMaxPollers".into(), format!("{pollers:.0}")));
+        if pollers > limits::MAXIMUM_POLLERS {
+            violations.push(format!(
+                "the notifier needs {notifier_set:.0} instances ({pollers:.0} event pollers; the trigger allows 2,000)"
+            ));
+        }
+    } else if notifier_set > notifier_default {
         parameters.push(("NotifierMaxConcurrency".into(), format!("{notifier_set:.0}")));
-    }
-    if notifier_set > 1_000.0 {
-        violations.push(format!("the notifier needs {notifier_set:.0} instances (the trigger allows 1,000)"));
     }
 
     // The status sync: demand against capacity. Each minute, one invocation per shard
@@ -818,14 +830,28 @@ pub fn model(table: &Table, template: &Template, mix: &Mix) -> Result<Figures, E
     }
     let (batch_set, calls_set) = (batch_set.min(batch_max), calls_set.min(calls_max));
     // One invocation asks every provider with a status API at once, each with up to
-    // `StatusSyncConcurrency` connections; Lambda allows an instance 1,024 file
-    // descriptors, some of which the runtime and the SDK's clients hold.
+    // `StatusSyncConcurrency` connections, all of them within `MAX_CONNECTIONS`; Lambda
+    // allows an instance 1,024 file descriptors, some of which the runtime and the SDK's
+    // clients hold. The calls the demand keeps under way in one invocation, all providers
+    // together, must fit in that, twice over.
     let asked = status_sync::known().iter().filter(|(_, has_status_api)| *has_status_api).count() as f64;
-    if calls_set * asked > limits::FILE_DESCRIPTORS {
+    let connections = (calls_set * asked).min(status_sync::MAX_CONNECTIONS as f64);
+    if connections > limits::FILE_DESCRIPTORS {
         violations.push(format!(
-            "status sync: {:.0} connections at once in one invocation ({asked:.0} providers × StatusSyncConcurrency {calls_set:.0}), over {:.0} of Lambda's 1,024 file descriptors",
-            calls_set * asked,
+            "status sync: {connections:.0} connections at once in one invocation, over {:.0} of Lambda's 1,024 file descriptors",
             limits::FILE_DESCRIPTORS
+        ));
+    }
+    let under_way: f64 = providers
+        .iter()
+        .map(|p| 2.0 * load.status_queries.get(p).copied().unwrap_or(0.0) * assumed::status_query(p).as_secs_f64())
+        .sum::<f64>()
+        / invocations
+        / busy;
+    if under_way > status_sync::MAX_CONNECTIONS as f64 {
+        violations.push(format!(
+            "status sync: {under_way:.0} calls at once needed in each invocation, all providers together (at most {})",
+            status_sync::MAX_CONNECTIONS
         ));
     }
     if batch_set > batch_default {

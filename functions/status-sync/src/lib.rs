@@ -46,11 +46,11 @@ const EVENTS_PER_SEND: usize = 10;
 pub const BATCH: u64 = 50;
 /// The most `STATUS_SYNC_BATCH` may be: a group's keys (about 100 bytes each) are held
 /// at once, its records only [`RECORDS_AT_ONCE`] at a time.
-pub const MAX_BATCH: u64 = 10_000;
+pub const MAX_BATCH: u64 = 25_000;
 /// Sync shards per shard group: a provider's [`shared::model::shard::SYNC_SHARDS`] are
 /// read in [`GROUPS`] groups, each under its own lease, so that one invocation can take a
 /// group (the stack schedules one per group each minute) and capacity grows with them.
-pub const SHARDS_AT_ONCE: usize = 8;
+pub const SHARDS_AT_ONCE: usize = 4;
 /// Shard groups per provider.
 pub const GROUPS: usize = shared::model::shard::SYNC_SHARDS as usize / SHARDS_AT_ONCE;
 /// Due records read, and asked about, at a time within a group's batch.
@@ -58,7 +58,11 @@ pub const RECORDS_AT_ONCE: usize = 500;
 /// Calls to one provider at once (`STATUS_SYNC_CONCURRENCY`).
 pub const CONCURRENCY: u64 = 10;
 /// The most `STATUS_SYNC_CONCURRENCY` may be.
-pub const MAX_CONCURRENCY: u64 = 500;
+pub const MAX_CONCURRENCY: u64 = 800;
+/// Calls at once in one invocation, all providers together: each holds a connection, and
+/// Lambda gives an instance 1,024 file descriptors, some of which the runtime, the SDK's
+/// clients and the TLS roots hold.
+pub const MAX_CONNECTIONS: usize = 800;
 /// How long a run holds a shard group's lease at most: the budget, then the calls under way
 /// (at most [`CALL_ATTEMPTS`] × [`CALL_TIMEOUT`]) and their writes, within the
 /// function's 120 s.
@@ -189,6 +193,8 @@ pub struct StatusSync {
     providers: Vec<SyncedProvider>,
     batch: usize,
     concurrency: usize,
+    /// [`MAX_CONNECTIONS`], shared by the providers' runs.
+    connections: Arc<tokio::sync::Semaphore>,
     budget: Duration,
     lease: Duration,
 }
@@ -201,6 +207,7 @@ impl StatusSync {
             providers,
             batch: usize::try_from(batch.clamp(1, MAX_BATCH)).unwrap_or(1),
             concurrency: CONCURRENCY as usize,
+            connections: Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS)),
             budget: RUN_BUDGET,
             lease: LEASE,
         }
@@ -209,6 +216,14 @@ impl StatusSync {
     /// Calls to one provider at once (`STATUS_SYNC_CONCURRENCY`), at least 1.
     pub fn with_concurrency(mut self, concurrency: u64) -> Self {
         self.concurrency = usize::try_from(concurrency.clamp(1, MAX_CONCURRENCY)).unwrap_or(1);
+        self
+    }
+
+    /// Calls at once in one invocation, all providers together ([`MAX_CONNECTIONS`] on
+    /// Lambda): a test's smaller bound.
+    #[cfg(test)]
+    fn with_connections(mut self, connections: usize) -> Self {
+        self.connections = Arc::new(tokio::sync::Semaphore::new(connections));
         self
     }
 
@@ -406,6 +421,18 @@ impl StatusSync {
         }
     }
 
+    /// [`ask`], holding one of the invocation's [`MAX_CONNECTIONS`] while it does.
+    async fn ask_within_connections(
+        &self,
+        source: &dyn StatusSource,
+        record: &TransactionRecord,
+        now: OffsetDateTime,
+    ) -> Result<Option<Observation>, SyncError> {
+        // Never closed: a permit is always given, in turn.
+        let _connection = self.connections.acquire().await.ok();
+        ask(source, record, now).await
+    }
+
     /// One due transaction: ask, apply what moves it, or reschedule it. A failure of the
     /// provider or of our store sets `stop`: the calls not yet started are not made.
     async fn sync_one(
@@ -429,7 +456,7 @@ impl StatusSync {
         let mut stated_expiry = None;
         let answer = match source {
             None => None,
-            Some(source) => match ask(source, &record, now).await {
+            Some(source) => match self.ask_within_connections(source, &record, now).await {
                 // An answer that cannot apply to the record as listed cannot apply to it
                 // as stored either (the index only lags, to a lower rank, and the record
                 // listed is not final): no write for it, only the reschedule.
@@ -539,6 +566,76 @@ fn same_transaction(provider: &str, record: &TransactionRecord, observation: &Ob
 #[cfg(test)]
 mod tests {
     use super::{shard_group, GROUPS};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// The calls two status APIs are answering at once, together.
+    #[derive(Debug, Default)]
+    struct InFlight {
+        now: AtomicUsize,
+        most: AtomicUsize,
+    }
+
+    /// A status API that answers nothing after 20 ms, counted in `in_flight`.
+    #[derive(Debug)]
+    struct Slow<'a> {
+        in_flight: &'a InFlight,
+        calls: AtomicUsize,
+    }
+
+    impl shared::StatusSource for Slow<'_> {
+        fn status<'a>(
+            &'a self,
+            _: &'a shared::TransactionRecord,
+            _: time::OffsetDateTime,
+        ) -> shared::sync::StatusFuture<'a> {
+            Box::pin(async move {
+                self.calls.fetch_add(1, Ordering::SeqCst);
+                let at_once = self.in_flight.now.fetch_add(1, Ordering::SeqCst) + 1;
+                self.in_flight.most.fetch_max(at_once, Ordering::SeqCst);
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                self.in_flight.now.fetch_sub(1, Ordering::SeqCst);
+                Ok(None)
+            })
+        }
+    }
+
+    /// Two providers' calls, each provider allowed 10 at once, share the invocation's
+    /// connections: never more than its bound at once, and the bound is used.
+    #[tokio::test]
+    async fn calls_at_once_stay_within_the_invocations_connections_all_providers_together() {
+        let dynamodb = aws_sdk_dynamodb::Client::from_conf(
+            aws_sdk_dynamodb::Config::builder()
+                .behavior_version(aws_sdk_dynamodb::config::BehaviorVersion::latest())
+                .build(),
+        );
+        let sqs = aws_sdk_sqs::Client::from_conf(
+            aws_sdk_sqs::Config::builder().behavior_version(aws_sdk_sqs::config::BehaviorVersion::latest()).build(),
+        );
+        let recorder = shared::Recorder::new(
+            shared::TransactionStore::new(dynamodb, "unused"),
+            shared::EventQueue::new(sqs, "unused"),
+            Default::default(),
+        );
+        let sync = super::StatusSync::new(recorder, Vec::new(), 1).with_concurrency(10).with_connections(3);
+        let record: shared::TransactionRecord = serde_json::from_value(serde_json::json!({
+            "provider": "azqr", "reference": "100000000001", "status": "created",
+            "first_seen_at": "2026-11-30T00:00:00Z", "updated_at": "2026-11-30T00:00:00Z"
+        }))
+        .expect("record");
+        let in_flight = InFlight::default();
+        let azqr = Slow { in_flight: &in_flight, calls: AtomicUsize::new(0) };
+        let pay3 = Slow { in_flight: &in_flight, calls: AtomicUsize::new(0) };
+        let now = time::OffsetDateTime::UNIX_EPOCH;
+        let asks = (0..20).map(|i| {
+            let source: &dyn shared::StatusSource = if i % 2 == 0 { &azqr } else { &pay3 };
+            sync.ask_within_connections(source, &record, now)
+        });
+        for answer in futures_util::future::join_all(asks).await {
+            assert!(answer.expect("answer").is_none());
+        }
+        assert_eq!(in_flight.most.load(Ordering::SeqCst), 3, "3 at once, all providers together");
+        assert_eq!((azqr.calls.load(Ordering::SeqCst), pay3.calls.load(Ordering::SeqCst)), (10, 10));
+    }
 
     #[test]
     fn a_scheduled_event_names_one_shard_group_or_none() {
