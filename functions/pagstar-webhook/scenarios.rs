@@ -102,6 +102,10 @@ async fn a_txid_pagstar_does_not_know_writes_nothing_and_is_not_retried() {
     let hints = queued(&h).await;
     assert_eq!(webhook.confirm_hints(&hints, at(0)).await, Vec::<String>::new());
     assert_eq!(h.item_count().await, 0);
+    // A message the relay would not have written (foreign, or from another release) is
+    // not dropped: it is received again, then kept in the dead-letter queue.
+    let foreign = QueuedHint { message_id: "m-foreign".into(), body: r#"{"txid":"../x"}"#.into() };
+    assert_eq!(webhook.confirm_hints(&[foreign], at(0)).await, ["m-foreign"]);
 }
 
 /// A hint with nothing to ask is refused before the queue; the queue unreachable is our

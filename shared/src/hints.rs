@@ -112,8 +112,10 @@ pub struct QueuedHint {
 impl<P: Provider> Webhook<P> {
     /// The hint queue's consumer: takes each queued hint through the pipeline, all of
     /// them at once (each waits on the provider), and returns the ids of the messages to
-    /// receive again: those that failed on our side or the provider's (5xx). A hint the
-    /// pipeline refuses (4xx) is logged and dropped: asking again would not change it.
+    /// receive again: those that failed on our side or the provider's (5xx), and those the
+    /// pipeline refuses (4xx): the relay wrote nothing it would refuse, so such a message
+    /// is foreign or from another release, and it goes to the dead-letter queue (and its
+    /// alarm) after its receives rather than being dropped.
     pub async fn confirm_hints(&self, hints: &[QueuedHint], now: OffsetDateTime) -> Vec<String> {
         let results = futures_util::future::join_all(hints.iter().map(|hint| async move {
             let request = Inbound::new(http::Method::POST, hint.body.as_bytes());
@@ -132,7 +134,8 @@ impl<P: Provider> Webhook<P> {
                     failed.push(hint.message_id.clone());
                 }
                 Err(error) => {
-                    tracing::warn!(provider = P::NAME, message_id, code = error.code(), error = %error, "queued hint refused: dropped");
+                    tracing::error!(provider = P::NAME, message_id, code = error.code(), error = %error, "queued hint refused: received again, then kept in the dead-letter queue");
+                    failed.push(hint.message_id.clone());
                 }
             }
         }

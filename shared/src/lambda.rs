@@ -54,7 +54,13 @@ pub async fn serve_hints<P: Provider>() -> Result<(), lambda_http::Error> {
             .payload
             .records
             .into_iter()
-            .map(|m| QueuedHint { message_id: m.message_id.unwrap_or_default(), body: m.body.unwrap_or_default() })
+            .map(|m| {
+                if m.message_id.is_none() {
+                    // Reported failed as "": Lambda then receives the whole batch again.
+                    tracing::error!("hint without a message id");
+                }
+                QueuedHint { message_id: m.message_id.unwrap_or_default(), body: m.body.unwrap_or_default() }
+            })
             .collect();
         let failed = webhook.confirm_hints(&hints, OffsetDateTime::now_utc()).await;
         let mut response = SqsBatchResponse::default();

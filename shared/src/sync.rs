@@ -13,6 +13,9 @@ use crate::model::{Observation, TransactionRecord};
 /// Per-request limit for a call to a provider's status API.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(4);
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// Idle connections a provider's client keeps (`pool_max_idle_per_host`): with the status
+/// sync's calls at once, within an instance's 1,024 file descriptors.
+pub const IDLE_CONNECTIONS: usize = 32;
 
 /// Whom a failed status query concerns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -54,6 +54,7 @@ impl AzqrStatusApi {
         let http = reqwest::Client::builder()
             .timeout(REQUEST_TIMEOUT)
             .connect_timeout(CONNECT_TIMEOUT)
+            .pool_max_idle_per_host(shared::sync::IDLE_CONNECTIONS)
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| ConfigError::Invalid { name: "AZQR_API_URL", reason: format!("HTTP client: {e}") })?;

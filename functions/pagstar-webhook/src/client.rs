@@ -126,6 +126,7 @@ impl PagstarApi {
         let mut builder = reqwest::Client::builder()
             .timeout(REQUEST_TIMEOUT)
             .connect_timeout(CONNECT_TIMEOUT)
+            .pool_max_idle_per_host(shared::sync::IDLE_CONNECTIONS)
             .redirect(reqwest::redirect::Policy::none())
             .https_only(config.api_url.starts_with("https://"));
         let uses_client_certificate = config.client_identity.is_some();
@@ -162,9 +163,9 @@ impl PagstarApi {
     /// The charge for `txid`, or `None` when Pagstar does not know it (404).
     /// A 401 refreshes the token and retries once.
     pub async fn cob(&self, txid: &str) -> Result<Option<PagstarCob>, PagstarError> {
-        let mut refreshed = false;
+        let mut refused: Option<Secret> = None;
         loop {
-            let token = self.token(refreshed).await?;
+            let token = self.token(refused.as_ref()).await?;
             let response = self
                 .http
                 .get(format!("{}/cob/{txid}", self.api_url))
@@ -179,19 +180,24 @@ impl PagstarApi {
                     return Ok(Some(cob));
                 }
                 404 => return Ok(None),
-                401 if !refreshed => {
+                401 if refused.is_none() => {
                     tracing::info!(provider = "pagstar", "token refused by Pagstar; refreshing once");
-                    refreshed = true;
+                    refused = Some(token);
                 }
                 status => return Err(PagstarError::Status { operation: "cob", status }),
             }
         }
     }
 
-    /// A valid token: the cached one unless it is near expiry or `force_refresh`.
-    async fn token(&self, force_refresh: bool) -> Result<Secret, PagstarError> {
+    /// A valid token: the cached one unless it is near expiry or is `refused` (Pagstar
+    /// answered 401 to it). Calls refused the same token at once refresh it once: the
+    /// others find the new one cached.
+    async fn token(&self, refused: Option<&Secret>) -> Result<Secret, PagstarError> {
         let mut cached = self.token.lock().await;
-        if let Some(token) = cached.as_ref().filter(|t| !force_refresh && Instant::now() < t.refresh_at) {
+        let usable = |t: &&CachedToken| {
+            Instant::now() < t.refresh_at && refused.is_none_or(|r| !t.token.matches(r.expose().as_bytes()))
+        };
+        if let Some(token) = cached.as_ref().filter(usable) {
             return Ok(token.token.clone());
         }
         let response = self
@@ -207,7 +213,8 @@ impl PagstarApi {
         }
         let body: TokenResponse =
             response.json().await.map_err(|source| PagstarError::Decode { operation: "oauth/token", source })?;
-        let lifetime = Duration::from_secs(body.expires_in.unwrap_or(300));
+        // At most a day: a huge `expires_in` must not overflow the clock.
+        let lifetime = Duration::from_secs(body.expires_in.unwrap_or(300).min(86_400));
         let token = Secret::new(body.access_token);
         *cached = Some(CachedToken {
             token: token.clone(),

@@ -396,6 +396,41 @@ mod tests {
         assert_eq!(observations[0].status, Status::Completed);
     }
 
+    /// Many calls refused the same token at once (it was revoked): one new token, not one
+    /// each.
+    #[tokio::test]
+    async fn calls_refused_the_same_token_at_once_refresh_it_once() {
+        let server = MockServer::start().await;
+        let token = |value: &str| {
+            ResponseTemplate::new(200)
+                .set_body_json(serde_json::json!({"access_token": value, "token_type": "Bearer", "expires_in": 300}))
+        };
+        Mock::given(method("POST"))
+            .and(path("/oauth/token"))
+            .respond_with(token("old"))
+            .up_to_n_times(1)
+            .expect(1)
+            .mount(&server)
+            .await;
+        Mock::given(method("POST")).and(path("/oauth/token")).respond_with(token("new")).expect(1).mount(&server).await;
+        Mock::given(method("GET"))
+            .and(header("authorization", "Bearer old"))
+            .respond_with(ResponseTemplate::new(401))
+            .mount(&server)
+            .await;
+        Mock::given(method("GET"))
+            .and(header("authorization", "Bearer new"))
+            .respond_with(cob(TXID, "CONCLUIDA").set_delay(std::time::Duration::from_millis(20)))
+            .mount(&server)
+            .await;
+        let pagstar = pagstar(&server);
+        let calls = (0..8).map(|_| pagstar.api().cob(TXID));
+        for answer in futures_util::future::join_all(calls).await {
+            assert!(answer.expect("answered after one refresh").is_some());
+        }
+        // The token endpoint's expectations (one each) are checked when the server drops.
+    }
+
     #[tokio::test]
     async fn a_second_401_is_an_upstream_failure_not_a_loop() {
         let server = MockServer::start().await;

@@ -60,6 +60,7 @@ impl Pay3StatusApi {
         let http = reqwest::Client::builder()
             .timeout(REQUEST_TIMEOUT)
             .connect_timeout(CONNECT_TIMEOUT)
+            .pool_max_idle_per_host(shared::sync::IDLE_CONNECTIONS)
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| ConfigError::Invalid { name: "PAY3_API_URL", reason: format!("HTTP client: {e}") })?;

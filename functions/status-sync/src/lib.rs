@@ -421,16 +421,22 @@ impl StatusSync {
         }
     }
 
-    /// [`ask`], holding one of the invocation's [`MAX_CONNECTIONS`] while it does.
+    /// [`ask`], holding one of the invocation's [`MAX_CONNECTIONS`] while it does; `None`
+    /// when, once its turn comes, the run is past its deadline or `stop` is set.
     async fn ask_within_connections(
         &self,
         source: &dyn StatusSource,
         record: &TransactionRecord,
         now: OffsetDateTime,
-    ) -> Result<Option<Observation>, SyncError> {
+        deadline: Instant,
+        stop: &AtomicBool,
+    ) -> Option<Result<Option<Observation>, SyncError>> {
         // Never closed: a permit is always given, in turn.
         let _connection = self.connections.acquire().await.ok();
-        ask(source, record, now).await
+        if stop.load(Ordering::Relaxed) || Instant::now() >= deadline {
+            return None;
+        }
+        Some(ask(source, record, now).await)
     }
 
     /// One due transaction: ask, apply what moves it, or reschedule it. A failure of the
@@ -454,28 +460,34 @@ impl StatusSync {
         // The expiry the provider states goes on the record with the reschedule, even when
         // the answer changes nothing else (a charge registered first, then asked).
         let mut stated_expiry = None;
-        let answer = match source {
+        let asked = match source {
             None => None,
-            Some(source) => match self.ask_within_connections(source, &record, now).await {
-                // An answer that cannot apply to the record as listed cannot apply to it
-                // as stored either (the index only lags, to a lower rank, and the record
-                // listed is not final): no write for it, only the reschedule.
-                Ok(answer) => {
-                    let answer = answer.filter(|o| same_transaction(name, &record, o));
-                    stated_expiry = answer.as_ref().and_then(|o| o.expires_at);
-                    answer.filter(|o| shared::model::applies(Some(record.status), o.status))
-                }
-                Err(error) if error.scope == SyncScope::Transaction => {
-                    tracing::warn!(provider = name, reference, error = %error, "provider status query failed for this transaction: rescheduled along the backoff");
-                    rejected = true;
-                    None
-                }
-                Err(error) => {
-                    tracing::warn!(provider = name, reference, error = %error, "provider status API unavailable: nothing written, asked again in a later run");
-                    stop.store(true, Ordering::Relaxed);
-                    return (Step::Unavailable, Vec::new());
-                }
+            Some(source) => match self.ask_within_connections(source, &record, now, deadline, stop).await {
+                // The run ended, or its provider failed, while this call waited its turn.
+                None => return (Step::Untouched, Vec::new()),
+                asked => asked,
             },
+        };
+        let answer = match asked {
+            None => None,
+            // An answer that cannot apply to the record as listed cannot apply to it
+            // as stored either (the index only lags, to a lower rank, and the record
+            // listed is not final): no write for it, only the reschedule.
+            Some(Ok(answer)) => {
+                let answer = answer.filter(|o| same_transaction(name, &record, o));
+                stated_expiry = answer.as_ref().and_then(|o| o.expires_at);
+                answer.filter(|o| shared::model::applies(Some(record.status), o.status))
+            }
+            Some(Err(error)) if error.scope == SyncScope::Transaction => {
+                tracing::warn!(provider = name, reference, error = %error, "provider status query failed for this transaction: rescheduled along the backoff");
+                rejected = true;
+                None
+            }
+            Some(Err(error)) => {
+                tracing::warn!(provider = name, reference, error = %error, "provider status API unavailable: nothing written, asked again in a later run");
+                stop.store(true, Ordering::Relaxed);
+                return (Step::Unavailable, Vec::new());
+            }
         };
         let mut events = Vec::new();
         if let Some(observation) = answer {
@@ -626,15 +638,22 @@ mod tests {
         let azqr = Slow { in_flight: &in_flight, calls: AtomicUsize::new(0) };
         let pay3 = Slow { in_flight: &in_flight, calls: AtomicUsize::new(0) };
         let now = time::OffsetDateTime::UNIX_EPOCH;
+        let (deadline, stop) = (std::time::Instant::now() + std::time::Duration::from_secs(60), Default::default());
         let asks = (0..20).map(|i| {
             let source: &dyn shared::StatusSource = if i % 2 == 0 { &azqr } else { &pay3 };
-            sync.ask_within_connections(source, &record, now)
+            sync.ask_within_connections(source, &record, now, deadline, &stop)
         });
-        for answer in futures_util::future::join_all(asks).await {
-            assert!(answer.expect("answer").is_none());
+        for asked in futures_util::future::join_all(asks).await {
+            assert!(asked.expect("asked before the deadline").expect("answer").is_none());
         }
         assert_eq!(in_flight.most.load(Ordering::SeqCst), 3, "3 at once, all providers together");
         assert_eq!((azqr.calls.load(Ordering::SeqCst), pay3.calls.load(Ordering::SeqCst)), (10, 10));
+        // A call whose turn comes after its provider failed, or past the deadline, is not made.
+        let stopped = std::sync::atomic::AtomicBool::new(true);
+        assert!(sync.ask_within_connections(&azqr, &record, now, deadline, &stopped).await.is_none());
+        let past = std::time::Instant::now();
+        assert!(sync.ask_within_connections(&azqr, &record, now, past, &Default::default()).await.is_none());
+        assert_eq!(azqr.calls.load(Ordering::SeqCst), 10, "no call made");
     }
 
     #[test]
