@@ -113,11 +113,12 @@ async fn a_txid_pagstar_does_not_know_writes_nothing_and_is_not_retried() {
 #[tokio::test]
 async fn bad_hints_are_refused_and_a_failed_send_is_a_500() {
     let h = Harness::new().await;
-    let eleven: Vec<String> = (0..11).map(|i| format!(r#"{{"txid":"a{i}"}}"#)).collect();
+    let eleven: Vec<String> = (0..11).map(|i| format!(r#"{{"txid":"{i:026}"}}"#)).collect();
     let cases = [
         ("malformed", "{", 400),
         ("no txid", r#"{"pix":[{"endToEndId":"E1"}]}"#, 400),
         ("path traversal", r#"{"txid":"../oauth/token"}"#, 400),
+        ("not BACEN's txid (under 26)", r#"{"txid":"a1"}"#, 400),
         ("eleven txids", &format!(r#"{{"pix":[{}]}}"#, eleven.join(",")), 400),
     ];
     let relay = relay(&h);

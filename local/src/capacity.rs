@@ -834,7 +834,7 @@ pub fn model(table: &Table, template: &Template, mix: &Mix) -> Result<Figures, E
     // allows an instance 1,024 file descriptors, some of which the runtime and the SDK's
     // clients hold. The calls the demand keeps under way in one invocation, all providers
     // together, must fit in that, twice over.
-    let asked = status_sync::known().iter().filter(|(_, has_status_api)| *has_status_api).count() as f64;
+    let asked = status_sync::known().iter().filter(|p| p.has_status_api).count() as f64;
     let connections = (calls_set * asked).min(status_sync::MAX_CONNECTIONS as f64);
     if connections > limits::FILE_DESCRIPTORS {
         violations.push(format!(

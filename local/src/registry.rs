@@ -176,12 +176,37 @@ mod tests {
         }
     }
 
+    /// Every provider accepts the references its simulator makes and its fixtures store,
+    /// and refuses what could leave a URL's path segment or is not its format.
+    #[test]
+    fn every_provider_checks_its_reference_format() {
+        struct Check;
+        impl EachProvider for Check {
+            fn provider<S: Simulator>(&mut self) {
+                let name = S::Provider::NAME;
+                for n in [0, 1, 42, 999_999] {
+                    let reference = S::stored_reference(&S::new_reference(n));
+                    assert!(S::Provider::check_reference(&reference).is_ok(), "{name}: {reference}");
+                }
+                for (reference, _) in S::Provider::FIXTURES.iter().filter_map(|e| e.stored) {
+                    assert!(S::Provider::check_reference(reference).is_ok(), "{name}: fixture {reference}");
+                }
+                for bad in ["", "..", "../x", "a b", "x?y=1", "x#y", "x/y", "ü", &"9".repeat(101)] {
+                    let error = S::Provider::check_reference(bad).expect_err(bad);
+                    assert_eq!(error.code(), "invalid_field", "{name}: {bad:?}");
+                }
+            }
+        }
+        for_each(&mut Check);
+    }
+
     /// The Lambda function syncs exactly the registry's providers, in the same order.
     #[test]
     fn the_status_sync_lists_the_registry() {
         let none: [(&str, &str); 0] = [];
         let registry: Vec<(&str, bool)> =
             synced_providers(&none).expect("no configuration").iter().map(|p| (p.name, p.has_status_api)).collect();
-        assert_eq!(registry, status_sync::known());
+        let known: Vec<(&str, bool)> = status_sync::known().iter().map(|p| (p.name, p.has_status_api)).collect();
+        assert_eq!(registry, known);
     }
 }

@@ -45,6 +45,17 @@ pub trait Provider: Send + Sync + 'static {
     /// steps below (`shared::hints`). `None`: a webhook verified on arrival.
     const HINT: Option<crate::hints::HintCheck> = None;
 
+    /// Its reference format, checked wherever a reference enters: its webhooks, the
+    /// transactions API, the status sync (before the reference goes into a URL). An
+    /// invalid one is 400 `invalid_field`. The default is [`check_reference`] alone; a
+    /// provider's own format goes through [`reference_format`], which applies it too.
+    fn check_reference(reference: &str) -> Result<(), WebhookError>
+    where
+        Self: Sized,
+    {
+        check_reference(reference)
+    }
+
     /// Its secrets: one Secrets Manager secret, found by the ARN in `SECRET.arn`, whose
     /// keys [`Self::from_env`] reads as if they were environment variables.
     const SECRET: crate::SecretSpec;
@@ -329,7 +340,7 @@ impl<P: Provider> Webhook<P> {
         let (provider, verified) = self.authenticate(request, now).await?;
         let observations = provider.normalize(verified)?;
         for observation in &observations {
-            check_reference(&observation.reference)?;
+            P::check_reference(&observation.reference)?;
         }
         let mut outcomes = Vec::with_capacity(observations.len());
         for observation in observations {
@@ -384,6 +395,35 @@ pub fn check_reference(reference: &str) -> Result<(), WebhookError> {
             field: "reference",
             reason: "must be 1 to 100 printable ASCII characters".into(),
         })
+    }
+}
+
+/// `reference` as [`check_reference`] requires and as a provider's `format` accepts
+/// (`described` says what that is, in the 400's message).
+pub fn reference_format(
+    reference: &str,
+    format: impl Fn(&str) -> bool,
+    described: &'static str,
+) -> Result<(), WebhookError> {
+    check_reference(reference)?;
+    match format(reference) {
+        true => Ok(()),
+        false => Err(WebhookError::InvalidField { field: "reference", reason: described.into() }),
+    }
+}
+
+/// A provider as the functions that serve every provider see it (the transactions API,
+/// the status sync): its name, whether the status sync can ask it, its reference format.
+#[derive(Debug, Clone, Copy)]
+pub struct KnownProvider {
+    pub name: &'static str,
+    pub has_status_api: bool,
+    pub check_reference: fn(&str) -> Result<(), WebhookError>,
+}
+
+impl KnownProvider {
+    pub fn of<P: Provider>() -> Self {
+        KnownProvider { name: P::NAME, has_status_api: P::HAS_STATUS_API, check_reference: P::check_reference }
     }
 }
 

@@ -17,6 +17,15 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// sync's calls at once, within an instance's 1,024 file descriptors.
 pub const IDLE_CONNECTIONS: usize = 32;
 
+/// `value` as one URL path segment: every byte but a letter, a digit, `-` and `_`
+/// percent-encoded, so that a reference cannot end the segment or start a query. (Dot
+/// segments are kept out by each provider's reference format, which allows no `.` where a
+/// reference goes into a path.)
+pub fn path_segment(value: &str) -> String {
+    const KEPT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC.remove(b'-').remove(b'_');
+    percent_encoding::utf8_percent_encode(value, KEPT).to_string()
+}
+
 /// Whom a failed status query concerns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SyncScope {
@@ -70,4 +79,14 @@ pub trait StatusSource: Send + Sync + std::fmt::Debug {
     /// a status that never moves a transaction). Never a final status without the
     /// provider's word, except an expiry its own rules define.
     fn status<'a>(&'a self, record: &'a TransactionRecord, now: OffsetDateTime) -> StatusFuture<'a>;
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_path_segment_cannot_leave_its_segment() {
+        assert_eq!(super::path_segment("100000000001"), "100000000001");
+        assert_eq!(super::path_segment("a/../b?x=1#f"), "a%2F%2E%2E%2Fb%3Fx%3D1%23f");
+        assert_eq!(super::path_segment("ü %"), "%C3%BC%20%25");
+    }
 }

@@ -228,5 +228,29 @@ async fn the_status_api_answers_200_with_the_record_or_404() {
     assert_eq!(missing.status().as_u16(), 404);
     let body: serde_json::Value = serde_json::from_slice(missing.body().as_ref()).expect("JSON");
     assert_eq!(body["error"]["code"], "not_found");
-    assert_eq!(api.handle(get("AZQR!", &rrn)).await.status().as_u16(), 400);
+    // A provider the catalog does not know is 404 on either route, whatever else shares
+    // the table (the merchant's health item is `health#merchant`); a reference not in its
+    // provider's format is 400. Nothing is read or written.
+    for (provider, reference) in [("AZQR!", rrn.as_str()), ("health", "merchant"), ("lease", "sync"), ("evt", "x")] {
+        for method in ["GET", "PUT"] {
+            let mut request = get(provider, reference);
+            *request.method_mut() = method.parse().expect("method");
+            let response = api.handle(request).await;
+            assert_eq!(response.status().as_u16(), 404, "{method} {provider}/{reference}");
+        }
+    }
+    let items = h.item_count().await;
+    for (provider, reference) in
+        [("azqr", "ABC"), ("azqr", "1234567890123"), ("pagstar", "short1"), ("qitech", "not-a-uuid")]
+    {
+        for method in ["GET", "PUT"] {
+            let mut request = get(provider, reference);
+            *request.method_mut() = method.parse().expect("method");
+            let response = api.handle(request).await;
+            assert_eq!(response.status().as_u16(), 400, "{method} {provider}/{reference}");
+            let body: serde_json::Value = serde_json::from_slice(response.body().as_ref()).expect("JSON");
+            assert_eq!(body["error"]["code"], "invalid_field");
+        }
+    }
+    assert_eq!(h.item_count().await, items, "nothing written");
 }

@@ -210,6 +210,27 @@ async fn a_query_failing_for_one_transaction_reschedules_it_and_the_run_goes_on(
     assert_eq!(run_of(&sync.run(at(400)).await, "azqr").due, 0, "nothing due before the next rung");
 }
 
+/// A reference stored before its provider's format was checked (a registration of an
+/// older release) never goes into the provider's URL: it is rescheduled as a query that
+/// failed for its transaction, and the provider is not called.
+#[tokio::test]
+async fn a_stored_reference_not_in_its_providers_format_is_not_asked() {
+    use shared::model::{Registration, WritePlan};
+    let h = Harness::new().await;
+    let (_azqr, mut env) = simulation::<azqr_webhook::simulator::AzqrSimulator>().await;
+    let api = azqr_api(&[]).await;
+    env.set_default("AZQR_API_URL", api.uri());
+    let plan = WritePlan { supported: true, ..WritePlan::default() };
+    let stored = format!("../x{}", unique_number());
+    h.store.register("azqr", &stored, &Registration::default(), at(0), plan).await.expect("registered, unchecked");
+    let run = run_of(&status_sync(&h, &env).run(at(302)).await, "azqr").clone();
+    assert_eq!((run.due, run.rejected, run.applied), (1, 1, 0), "{run:?}");
+    assert!(!run.unavailable && !run.failed, "{run:?}");
+    assert!(api.received_requests().await.unwrap_or_default().is_empty(), "AZQR was not called");
+    let record = h.store.get("azqr", &stored).await.expect("get").expect("item");
+    assert_eq!(record.sync_attempts, 1, "one rung up the backoff");
+}
+
 /// Two runs at once (a slow run and the next scheduled one): each shard group is held by
 /// one of them, the other skips it, and no transaction is asked about twice.
 #[tokio::test]

@@ -95,10 +95,14 @@ impl Azqr {
     }
 }
 
+fn is_rrn(rrn: &str) -> bool {
+    rrn.len() == 12 && rrn.bytes().all(|b| b.is_ascii_digit())
+}
+
 /// The retrieval reference number from the path: exactly 12 digits.
 fn rrn(request: &Inbound) -> Result<String, WebhookError> {
     let rrn = request.path_parameter("rrn").unwrap_or_default();
-    if rrn.len() == 12 && rrn.bytes().all(|b| b.is_ascii_digit()) {
+    if is_rrn(rrn) {
         Ok(rrn.to_owned())
     } else {
         Err(WebhookError::InvalidField { field: "rrn", reason: "must be exactly 12 digits".into() })
@@ -133,6 +137,11 @@ impl Provider for Azqr {
         Expected::nothing("bad-unknown-status.json", 422),
         Expected::nothing("bad-malformed-json.json", 400),
     ];
+
+    /// The retrieval reference number: exactly 12 digits.
+    fn check_reference(reference: &str) -> Result<(), WebhookError> {
+        shared::pipeline::reference_format(reference, is_rrn, "an rrn is exactly 12 digits")
+    }
 
     /// Reads `AZQR_API_KEY`.
     fn from_env(env: &impl Env) -> Result<Self, ConfigError> {

@@ -64,7 +64,7 @@ impl AzqrStatusApi {
     async fn ask(&self, rrn: &str) -> Result<Option<Observation>, SyncError> {
         let response = self
             .http
-            .get(format!("{}/qr/{rrn}/status", self.api_url))
+            .get(format!("{}/qr/{}/status", self.api_url, shared::sync::path_segment(rrn)))
             .header("apiKey", self.api_key.expose())
             .send()
             .await

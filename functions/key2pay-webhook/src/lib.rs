@@ -104,6 +104,18 @@ impl Provider for Key2Pay {
         Expected::nothing("bad-malformed-json.json", 400),
     ];
 
+    /// Its `trackid`, chosen by the merchant: 1 to 100 letters, digits, `.`, `_` and `-`,
+    /// starting with a letter or a digit.
+    fn check_reference(reference: &str) -> Result<(), WebhookError> {
+        let format = |r: &str| {
+            r.len() <= 100
+                && r.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
+                && r.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+        };
+        let described = "a trackid is 1 to 100 letters, digits, '.', '_' and '-', starting with a letter or a digit";
+        shared::pipeline::reference_format(reference, format, described)
+    }
+
     /// Reads `KEY2PAY_WEBHOOK_TOKEN`.
     fn from_env(env: &impl Env) -> Result<Self, ConfigError> {
         Ok(Key2Pay::new(env.secret("KEY2PAY_WEBHOOK_TOKEN")?))

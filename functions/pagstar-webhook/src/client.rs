@@ -168,7 +168,7 @@ impl PagstarApi {
             let token = self.token(refused.as_ref()).await?;
             let response = self
                 .http
-                .get(format!("{}/cob/{txid}", self.api_url))
+                .get(format!("{}/cob/{}", self.api_url, shared::sync::path_segment(txid)))
                 .bearer_auth(token.expose())
                 .send()
                 .await

@@ -97,9 +97,14 @@ fn hint(request: &Inbound) -> Result<Vec<u8>, WebhookError> {
     Ok(format!(r#"{{"pix":[{}]}}"#, pix.join(",")).into_bytes())
 }
 
+/// BACEN's txid (`[a-zA-Z0-9]{26,35}`): checked before it goes into a URL.
+fn is_txid(txid: &str) -> bool {
+    (26..=35).contains(&txid.len()) && txid.bytes().all(|b| b.is_ascii_alphanumeric())
+}
+
 impl PagstarWebhook {
     /// The distinct txids the webhook names, each checked to be a Pix txid
-    /// (letters and digits, at most 35) before it goes into a URL.
+    /// (BACEN's: 26 to 35 letters and digits) before it goes into a URL.
     pub fn txids(self) -> Result<Vec<String>, WebhookError> {
         let mut txids: Vec<String> = self.pix.unwrap_or_default().into_iter().filter_map(|p| p.txid).collect();
         txids.extend(self.txid);
@@ -112,8 +117,8 @@ impl PagstarWebhook {
             return Err(invalid("too many txids in one webhook"));
         }
         for txid in &txids {
-            if txid.is_empty() || txid.len() > 35 || !txid.bytes().all(|b| b.is_ascii_alphanumeric()) {
-                return Err(invalid("must be 1 to 35 letters and digits"));
+            if !is_txid(txid) {
+                return Err(invalid("must be 26 to 35 letters and digits"));
             }
         }
         let mut seen = std::collections::HashSet::new();
@@ -195,6 +200,11 @@ impl Provider for Pagstar {
         Expected::nothing("bad-no-txid.json", 400),
         Expected::nothing("bad-malformed-json.json", 400),
     ];
+
+    /// BACEN's txid: 26 to 35 letters and digits.
+    fn check_reference(reference: &str) -> Result<(), WebhookError> {
+        shared::pipeline::reference_format(reference, is_txid, "a txid is 26 to 35 letters and digits")
+    }
 
     fn from_env(env: &impl Env) -> Result<Self, ConfigError> {
         Ok(Pagstar::new(PagstarApi::new(PagstarConfig::from_env(env)?)?))
@@ -329,10 +339,10 @@ mod tests {
             }))
         };
         let cases = [
-            ("expiredcharge1", "1970-01-01T00:00:00Z", Some(60), Status::Expired),
-            ("activecharge01", "1970-01-01T00:00:00Z", Some(3600), Status::Created),
-            ("defaultday0001", "1970-01-01T00:00:00Z", None, Status::Created),
-            ("defaultdaypast", "1969-12-30T00:00:00Z", None, Status::Expired),
+            ("expiredcharge1000000000000", "1970-01-01T00:00:00Z", Some(60), Status::Expired),
+            ("activecharge01000000000000", "1970-01-01T00:00:00Z", Some(3600), Status::Created),
+            ("defaultday0001000000000000", "1970-01-01T00:00:00Z", None, Status::Created),
+            ("defaultdaypast000000000000", "1969-12-30T00:00:00Z", None, Status::Expired),
         ];
         for (txid, criacao, expiracao, _) in cases {
             Mock::given(method("GET"))
@@ -350,8 +360,8 @@ mod tests {
             // The charge's expiry goes with it while it can still be paid: the sync asks then.
             let expiry = observations[0].expires_at.map(|at| (at - OffsetDateTime::UNIX_EPOCH).whole_seconds());
             let expected_expiry = match txid {
-                "activecharge01" => Some(3_600),
-                "defaultday0001" => Some(86_400),
+                "activecharge01000000000000" => Some(3_600),
+                "defaultday0001000000000000" => Some(86_400),
                 _ => None,
             };
             assert_eq!(expiry, expected_expiry, "{txid}");
@@ -445,22 +455,22 @@ mod tests {
         let server = MockServer::start().await;
         token_endpoint(&server, "t", 1).await;
         Mock::given(method("GET"))
-            .and(path("/cob/unknown1"))
+            .and(path("/cob/unknown1000000000000000000"))
             .respond_with(ResponseTemplate::new(404))
             .mount(&server)
             .await;
         Mock::given(method("GET"))
-            .and(path("/cob/weird1"))
-            .respond_with(cob("weird1", "EM_ANALISE"))
+            .and(path("/cob/weird100000000000000000000"))
+            .respond_with(cob("weird100000000000000000000", "EM_ANALISE"))
             .mount(&server)
             .await;
         Mock::given(method("GET"))
-            .and(path("/cob/other1"))
-            .respond_with(cob("someoneelse", "CONCLUIDA"))
+            .and(path("/cob/other100000000000000000000"))
+            .respond_with(cob("someoneelse000000000000000", "CONCLUIDA"))
             .mount(&server)
             .await;
         let pagstar = pagstar(&server);
-        for txid in ["unknown1", "weird1", "other1"] {
+        for txid in ["unknown1000000000000000000", "weird100000000000000000000", "other100000000000000000000"] {
             assert!(receive(&pagstar, &pix(txid)).await.expect(txid).is_empty(), "{txid}");
         }
     }
@@ -470,19 +480,20 @@ mod tests {
         let server = MockServer::start().await;
         token_endpoint(&server, "t", 1).await;
         Mock::given(method("GET"))
-            .and(path("/cob/fivehundred"))
+            .and(path("/cob/fivehundred000000000000000"))
             .respond_with(ResponseTemplate::new(502))
             .mount(&server)
             .await;
         Mock::given(method("GET"))
-            .and(path("/cob/slow"))
+            .and(path("/cob/slow0000000000000000000000"))
             .respond_with(
-                cob("slow", "CONCLUIDA").set_delay(client::REQUEST_TIMEOUT + std::time::Duration::from_secs(1)),
+                cob("slow0000000000000000000000", "CONCLUIDA")
+                    .set_delay(client::REQUEST_TIMEOUT + std::time::Duration::from_secs(1)),
             )
             .mount(&server)
             .await;
         let pagstar = pagstar(&server);
-        for txid in ["fivehundred", "slow"] {
+        for txid in ["fivehundred000000000000000", "slow0000000000000000000000"] {
             let error = receive(&pagstar, &pix(txid)).await.expect_err(txid);
             assert_eq!(error.status().as_u16(), 503, "{txid}");
             assert_eq!(error.code(), "upstream_unavailable");
@@ -498,9 +509,17 @@ mod tests {
     async fn one_failing_txid_fails_the_whole_webhook() {
         let server = MockServer::start().await;
         token_endpoint(&server, "t", 1).await;
-        Mock::given(method("GET")).and(path("/cob/good1")).respond_with(cob("good1", "CONCLUIDA")).mount(&server).await;
-        Mock::given(method("GET")).and(path("/cob/bad1")).respond_with(ResponseTemplate::new(500)).mount(&server).await;
-        let body = r#"{"pix":[{"txid":"good1"},{"txid":"bad1"}]}"#;
+        Mock::given(method("GET"))
+            .and(path("/cob/good1000000000000000000000"))
+            .respond_with(cob("good1000000000000000000000", "CONCLUIDA"))
+            .mount(&server)
+            .await;
+        Mock::given(method("GET"))
+            .and(path("/cob/bad10000000000000000000000"))
+            .respond_with(ResponseTemplate::new(500))
+            .mount(&server)
+            .await;
+        let body = r#"{"pix":[{"txid":"good1000000000000000000000"},{"txid":"bad10000000000000000000000"}]}"#;
         assert_eq!(receive(&pagstar(&server), body).await.expect_err("one fails").status().as_u16(), 503);
     }
 
@@ -525,11 +544,17 @@ mod tests {
     /// of the body; what the consumer's `authenticate` reads back is the same txids.
     #[test]
     fn a_hint_is_queued_as_its_txids_alone() {
-        let body = r#"{"pix":[{"txid":"abc1","valor":"9.99","infoPagador":"x"},{"txid":"abc1"},{"txid":"xyz2"}],"txid":"flat3"}"#;
+        let body = r#"{"pix":[{"txid":"abc10000000000000000000000","valor":"9.99","infoPagador":"x"},{"txid":"abc10000000000000000000000"},{"txid":"xyz20000000000000000000000"}],"txid":"flat3000000000000000000000"}"#;
         let queued = hint(&webhook(body)).expect("a hint");
-        assert_eq!(String::from_utf8_lossy(&queued), r#"{"pix":[{"txid":"abc1"},{"txid":"xyz2"},{"txid":"flat3"}]}"#);
+        assert_eq!(
+            String::from_utf8_lossy(&queued),
+            r#"{"pix":[{"txid":"abc10000000000000000000000"},{"txid":"xyz20000000000000000000000"},{"txid":"flat3000000000000000000000"}]}"#
+        );
         let read: PagstarWebhook = parse_json(&queued).expect("what authenticate reads");
-        assert_eq!(read.txids().expect("txids"), ["abc1", "xyz2", "flat3"]);
+        assert_eq!(
+            read.txids().expect("txids"),
+            ["abc10000000000000000000000", "xyz20000000000000000000000", "flat3000000000000000000000"]
+        );
         for bad in ["{", "{}", r#"{"txid":"../oauth/token"}"#, r#"{"pix":[{"endToEndId":"E1"}]}"#] {
             assert_eq!(hint(&webhook(bad)).expect_err(bad).status().as_u16(), 400, "{bad}");
         }

@@ -197,6 +197,22 @@ impl Provider for Pay3 {
         Expected::nothing("bad-malformed-json.json", 400),
     ];
 
+    /// `{orderId}:{orderType}`: an order id of 1 to 64 letters, digits, `.`, `_` and `-`,
+    /// starting with a letter or a digit, and its type in capitals (`CHECKOUT`, `PAYOUT`,
+    /// `CRYPTO`; a new one is accepted).
+    fn check_reference(reference: &str) -> Result<(), WebhookError> {
+        let format = |r: &str| {
+            r.split_once(':').is_some_and(|(id, kind)| {
+                (1..=64).contains(&id.len())
+                    && id.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
+                    && id.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+                    && (1..=32).contains(&kind.len())
+                    && kind.bytes().all(|b| b.is_ascii_uppercase() || b == b'_')
+            })
+        };
+        shared::pipeline::reference_format(reference, format, "a Pay3 reference is {orderId}:{orderType}")
+    }
+
     /// Reads `PAY3_JWT_SECRET` and `PAY3_JWT_ALGORITHM` (default HS384).
     fn from_env(env: &impl Env) -> Result<Self, ConfigError> {
         let secret = env.secret("PAY3_JWT_SECRET")?;

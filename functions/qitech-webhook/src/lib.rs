@@ -219,6 +219,16 @@ impl Provider for QiTech {
         Expected::nothing("bad-malformed-json.json", 400),
     ];
 
+    /// Its `payment_instrument_entry_key`: a UUID (8-4-4-4-12 hexadecimal digits).
+    fn check_reference(reference: &str) -> Result<(), WebhookError> {
+        let format = |r: &str| {
+            let groups: Vec<&str> = r.split('-').collect();
+            groups.iter().map(|g| g.len()).eq([8, 4, 4, 4, 12])
+                && groups.iter().all(|g| g.bytes().all(|b| b.is_ascii_hexdigit()))
+        };
+        shared::pipeline::reference_format(reference, format, "an entry key is a UUID")
+    }
+
     /// Reads `QITECH_PUBLIC_KEY` (one PEM, or several one after the other), `QITECH_API_CLIENT_KEY` and `QITECH_WEBHOOK_PATH`
     /// (default `/webhooks/qitech`).
     fn from_env(env: &impl Env) -> Result<Self, ConfigError> {

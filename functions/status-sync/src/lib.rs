@@ -26,7 +26,7 @@ use serde::Serialize;
 use shared::config::positive_integer;
 use shared::model::{Decision, Observation, SyncStep, TerminalEvent, TransactionRecord};
 use shared::secrets::SecretsClient;
-use shared::{ConfigError, Env, Provider, Recorder, Rotating, StatusSource, SyncError, SyncScope};
+use shared::{ConfigError, Env, KnownProvider, Provider, Recorder, Rotating, StatusSource, SyncError, SyncScope};
 use time::OffsetDateTime;
 
 /// How long one call to a provider may take, all included.
@@ -91,6 +91,8 @@ pub type Source = Option<Box<dyn StatusSource>>;
 pub struct SyncedProvider {
     pub name: &'static str,
     pub has_status_api: bool,
+    /// Its reference format: a stored reference not in it is never sent to its API.
+    pub check_reference: fn(&str) -> Result<(), shared::WebhookError>,
     pub source: Rotating<Source>,
 }
 
@@ -101,6 +103,7 @@ impl SyncedProvider {
         Ok(SyncedProvider {
             name: P::NAME,
             has_status_api: P::HAS_STATUS_API,
+            check_reference: P::check_reference,
             source: Rotating::fixed(P::status_api(env)?),
         })
     }
@@ -112,11 +115,17 @@ impl SyncedProvider {
         secrets: &SecretsClient,
         now: OffsetDateTime,
     ) -> Result<Self, ConfigError> {
+        let check_reference = P::check_reference;
         if !P::HAS_STATUS_API {
-            return Ok(SyncedProvider { name: P::NAME, has_status_api: false, source: Rotating::fixed(None) });
+            return Ok(SyncedProvider {
+                name: P::NAME,
+                has_status_api: false,
+                check_reference,
+                source: Rotating::fixed(None),
+            });
         }
         let source = Rotating::load(P::SECRET, env, secrets, None, now, Box::new(|env| P::status_api(env))).await?;
-        Ok(SyncedProvider { name: P::NAME, has_status_api: true, source })
+        Ok(SyncedProvider { name: P::NAME, has_status_api: true, check_reference, source })
     }
 }
 
@@ -139,15 +148,15 @@ pub async fn providers(
     Ok(vec![azqr, pay3, qitech, key2pay, pagstar])
 }
 
-/// Every provider's name, and whether it has a status API (for writes that schedule the
-/// sync outside a webhook: registrations).
-pub fn known() -> Vec<(&'static str, bool)> {
+/// Every provider: its name, whether it has a status API and its reference format (for
+/// the transactions API, whose registrations schedule the sync outside a webhook).
+pub fn known() -> Vec<KnownProvider> {
     vec![
-        (azqr_webhook::Azqr::NAME, azqr_webhook::Azqr::HAS_STATUS_API),
-        (pay3_webhook::Pay3::NAME, pay3_webhook::Pay3::HAS_STATUS_API),
-        (qitech_webhook::QiTech::NAME, qitech_webhook::QiTech::HAS_STATUS_API),
-        (key2pay_webhook::Key2Pay::NAME, key2pay_webhook::Key2Pay::HAS_STATUS_API),
-        (pagstar_webhook::Pagstar::NAME, pagstar_webhook::Pagstar::HAS_STATUS_API),
+        KnownProvider::of::<azqr_webhook::Azqr>(),
+        KnownProvider::of::<pay3_webhook::Pay3>(),
+        KnownProvider::of::<qitech_webhook::QiTech>(),
+        KnownProvider::of::<key2pay_webhook::Key2Pay>(),
+        KnownProvider::of::<pagstar_webhook::Pagstar>(),
     ]
 }
 
@@ -462,6 +471,10 @@ impl StatusSync {
         let mut stated_expiry = None;
         let asked = match source {
             None => None,
+            // Never into the provider's URL: a registration or an older release stored it.
+            Some(_) if (provider.check_reference)(reference).is_err() => {
+                Some(Err(SyncError::transaction("the stored reference is not in the provider's format: not asked")))
+            }
             Some(source) => match self.ask_within_connections(source, &record, now, deadline, stop).await {
                 // The run ended, or its provider failed, while this call waited its turn.
                 None => return (Step::Untouched, Vec::new()),
@@ -670,9 +683,9 @@ mod tests {
     #[test]
     fn every_provider_is_known_and_three_have_a_status_api() {
         let known = super::known();
-        let names: Vec<&str> = known.iter().map(|(name, _)| *name).collect();
+        let names: Vec<&str> = known.iter().map(|p| p.name).collect();
         assert_eq!(names, ["azqr", "pay3", "qitech", "key2pay", "pagstar"]);
-        let synced: Vec<&str> = known.iter().filter(|(_, api)| *api).map(|(name, _)| *name).collect();
+        let synced: Vec<&str> = known.iter().filter(|p| p.has_status_api).map(|p| p.name).collect();
         assert_eq!(synced, ["azqr", "pay3", "pagstar"]);
     }
 }

@@ -6,6 +6,9 @@
 //!   record, 200 when it exists (the same registration again, or a record a webhook
 //!   created first, which the registration is attached to), 409 when it was registered
 //!   with a different amount or currency. It never moves a record's status.
+//!
+//! A provider it does not know is 404 `not_found` on either route; a reference not in
+//! its provider's format is 400 `invalid_field`. Neither reads or writes anything.
 
 use http::{Method, StatusCode};
 use lambda_http::{Body, Request, Response};
@@ -13,7 +16,7 @@ use serde::Deserialize;
 use shared::edge::error_response;
 use shared::model::{Registration, RegistrationMatch, SyncPolicy, TransactionRecord, WritePlan};
 use shared::store::Registered;
-use shared::{Amount, ConfigError, Env, Inbound, TransactionStore};
+use shared::{Amount, ConfigError, Env, Inbound, KnownProvider, TransactionStore};
 use time::OffsetDateTime;
 
 pub const METHOD: &str = "GET";
@@ -40,12 +43,12 @@ struct RegistrationBody {
 pub struct TransactionsApi {
     store: TransactionStore,
     policy: SyncPolicy,
-    /// Every provider, and whether the status sync asks it.
-    providers: Vec<(&'static str, bool)>,
+    /// Every provider: its reference format, and whether the status sync asks it.
+    providers: Vec<KnownProvider>,
 }
 
 impl TransactionsApi {
-    pub fn new(store: TransactionStore, policy: SyncPolicy, providers: Vec<(&'static str, bool)>) -> Self {
+    pub fn new(store: TransactionStore, policy: SyncPolicy, providers: Vec<KnownProvider>) -> Self {
         TransactionsApi { store, policy, providers }
     }
 
@@ -66,14 +69,15 @@ impl TransactionsApi {
     pub async fn answer(&self, request: &Inbound, now: OffsetDateTime) -> Response<Body> {
         let provider = request.path_parameter("provider").unwrap_or_default();
         let reference = request.path_parameter("reference").unwrap_or_default();
-        let valid_provider = (1..=16).contains(&provider.len())
-            && provider.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
-        if !valid_provider || shared::pipeline::check_reference(reference).is_err() {
-            return error_response(StatusCode::BAD_REQUEST, "invalid_field", "invalid provider or reference");
+        let Some(known) = self.providers.iter().find(|known| known.name == provider) else {
+            return error_response(StatusCode::NOT_FOUND, "not_found", "no such provider");
+        };
+        if let Err(error) = (known.check_reference)(reference) {
+            return error.to_response();
         }
         match request.method {
-            Method::PUT => self.register(provider, reference, request, now).await,
-            _ => match self.store.get(provider, reference).await {
+            Method::PUT => self.register(known, reference, request, now).await,
+            _ => match self.store.get(known.name, reference).await {
                 Ok(Some(record)) => json(StatusCode::OK, &record),
                 Ok(None) => error_response(StatusCode::NOT_FOUND, "not_found", "no such transaction"),
                 Err(error) => internal(&error),
@@ -83,14 +87,12 @@ impl TransactionsApi {
 
     async fn register(
         &self,
-        provider: &str,
+        known: &KnownProvider,
         reference: &str,
         request: &Inbound,
         now: OffsetDateTime,
     ) -> Response<Body> {
-        let Some(&(provider, supported)) = self.providers.iter().find(|(name, _)| *name == provider) else {
-            return error_response(StatusCode::NOT_FOUND, "not_found", "no such provider");
-        };
+        let (provider, supported) = (known.name, known.has_status_api);
         let registration = match parse(request) {
             Ok(registration) => registration,
             Err(rejected) => return rejected.into_response(),
