@@ -5,7 +5,6 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Duration;
 
 use shared::hints::QueuedHint;
 use shared::{Provider, Webhook};
@@ -57,11 +56,6 @@ impl HintConsumer {
     }
 
     async fn poll_at(&self, wait_seconds: i32, now: Option<OffsetDateTime>) -> Result<usize, aws_sdk_sqs::Error> {
-        let wait = Duration::from_secs(u64::try_from(wait_seconds).unwrap_or_default());
-        let timeouts = aws_sdk_sqs::config::timeout::TimeoutConfig::builder()
-            .operation_attempt_timeout(wait + shared::aws::ATTEMPT_TIMEOUT)
-            .operation_timeout(wait + shared::aws::OPERATION_TIMEOUT)
-            .build();
         let output = self
             .sqs
             .receive_message()
@@ -69,7 +63,7 @@ impl HintConsumer {
             .max_number_of_messages(10)
             .wait_time_seconds(wait_seconds)
             .customize()
-            .config_override(aws_sdk_sqs::config::Builder::default().timeout_config(timeouts))
+            .config_override(shared::aws::long_poll_timeouts(wait_seconds))
             .send()
             .await?;
         let messages = output.messages.unwrap_or_default();

@@ -116,18 +116,18 @@ impl Routes {
         let webhook = Arc::new(Webhook::rotating(provider, self.recorder.clone()));
         match HintRelay::<P>::new(self.hint_queue.clone()) {
             Some(relay) => {
-                let relay = Arc::new(relay);
-                for path in std::iter::once(P::PATH).chain(P::ALSO_AT.iter().copied()) {
-                    self.router = mount(std::mem::take(&mut self.router), P::METHOD, path, Arc::clone(&relay));
-                }
+                self.mount_routes::<P>(Arc::new(relay));
                 let queue = &self.hint_queue;
                 self.hint_consumers.push(HintConsumer::new(queue.client().clone(), queue.url(), webhook));
             }
-            None => {
-                for path in std::iter::once(P::PATH).chain(P::ALSO_AT.iter().copied()) {
-                    self.router = mount(std::mem::take(&mut self.router), P::METHOD, path, Arc::clone(&webhook));
-                }
-            }
+            None => self.mount_routes::<P>(webhook),
+        }
+    }
+
+    /// `handler` at each of `P`'s routes.
+    fn mount_routes<P: Provider>(&mut self, handler: Arc<impl Handler>) {
+        for path in std::iter::once(P::PATH).chain(P::ALSO_AT.iter().copied()) {
+            self.router = mount(std::mem::take(&mut self.router), P::METHOD, path, Arc::clone(&handler));
         }
     }
 

@@ -26,6 +26,18 @@ pub fn storage_timeouts() -> aws_config::timeout::TimeoutConfig {
         .build()
 }
 
+/// The SQS client's time limits for one `ReceiveMessage` that waits up to `wait_seconds`
+/// for a message (a long poll, the local triggers'): the wait plus the usual limits, which
+/// are for requests that answer at once.
+pub fn long_poll_timeouts(wait_seconds: i32) -> aws_sdk_sqs::config::Builder {
+    let wait = Duration::from_secs(u64::try_from(wait_seconds).unwrap_or_default());
+    let timeouts = aws_sdk_sqs::config::timeout::TimeoutConfig::builder()
+        .operation_attempt_timeout(wait + ATTEMPT_TIMEOUT)
+        .operation_timeout(wait + OPERATION_TIMEOUT)
+        .build();
+    aws_sdk_sqs::config::Builder::default().timeout_config(timeouts)
+}
+
 /// Retries of a DynamoDB or SQS request: the SDK's standard mode (3 attempts, a retry
 /// token bucket), with backoffs from 50 ms up to 1 s. Under throttling a request gives up
 /// within about 2 s of waiting, so a webhook answers its retryable 5xx (and the notifier

@@ -662,7 +662,7 @@ pub async fn poll_once(notifier: &Notifier, wait_seconds: i32) -> Result<usize, 
         .message_system_attribute_names(MessageSystemAttributeName::All)
         .message_attribute_names("All")
         .customize()
-        .config_override(long_poll_timeouts(wait_seconds))
+        .config_override(shared::aws::long_poll_timeouts(wait_seconds))
         .send()
         .await?;
     let messages = output.messages.unwrap_or_default();
@@ -678,17 +678,6 @@ pub async fn poll_once(notifier: &Notifier, wait_seconds: i32) -> Result<usize, 
         }
     }
     Ok(messages.len())
-}
-
-/// A long poll waits up to `wait_seconds` for a message: longer than the clients'
-/// attempt timeout, which is for requests that answer at once.
-fn long_poll_timeouts(wait_seconds: i32) -> aws_sdk_sqs::config::Builder {
-    let wait = Duration::from_secs(u64::try_from(wait_seconds).unwrap_or_default());
-    let timeouts = aws_sdk_sqs::config::timeout::TimeoutConfig::builder()
-        .operation_attempt_timeout(wait + shared::aws::ATTEMPT_TIMEOUT)
-        .operation_timeout(wait + shared::aws::OPERATION_TIMEOUT)
-        .build();
-    aws_sdk_sqs::config::Builder::default().timeout_config(timeouts)
 }
 
 /// At most the first [`MAX_RESPONSE_BYTES`] of a response body (cut on a character
