@@ -10,7 +10,7 @@ use std::path::Path;
 use criterion::{criterion_group, criterion_main, Criterion};
 use futures_util::FutureExt;
 
-use local_pipeline::registry::{self, EachProvider};
+use provider_catalog::EachSimulator;
 use shared::{Env, Inbound, Provider, Simulator};
 use time::OffsetDateTime;
 
@@ -48,15 +48,15 @@ fn bench_provider<P: Provider>(c: &mut Criterion, provider: &P, file: &str) {
 fn webhooks(c: &mut Criterion) {
     let env = env();
     struct Each<'a>(&'a mut Criterion, &'a local_pipeline::DevEnv);
-    impl EachProvider for Each<'_> {
-        fn provider<S: Simulator>(&mut self) {
+    impl EachSimulator for Each<'_> {
+        fn simulator<S: Simulator>(&mut self) {
             if let Some(fixture) = S::BENCH_FIXTURE {
                 let provider = S::Provider::from_env(self.1).expect("provider");
                 bench_provider(self.0, &provider, &format!("{}/{fixture}.json", S::Provider::NAME));
             }
         }
     }
-    registry::for_each(&mut Each(c, &env));
+    provider_catalog::for_each_simulator(&mut Each(c, &env));
 
     // Pagstar: the hint's parse, and the parse + mapping of Pagstar's charge (the network
     // call between them is not CPU).

@@ -177,13 +177,27 @@ def env_for(port):
         for k in arns:
             env.pop(k)
     else:
-        for k in SECRET_KEYS:
+        for k in secret_keys():
             env.pop(k, None)
     return env
 
 
-SECRET_KEYS = ["AZQR_API_KEY", "PAY3_JWT_SECRET", "PAY3_ACCESS_TOKEN", "QITECH_API_CLIENT_KEY", "QITECH_PUBLIC_KEY",
-               "KEY2PAY_WEBHOOK_TOKEN", "PAGSTAR_CLIENT_SECRET", "PAGSTAR_CLIENT_CERT", "PAGSTAR_CLIENT_KEY", "NOTIFY_SECRET"]
+def secret_keys():
+    """The keys of every secret in template.yaml (its SecretString's, and its
+    GenerateStringKey), as target/release/provision reads them."""
+    class Loader(yaml.SafeLoader):
+        pass
+    Loader.add_multi_constructor("!", lambda loader, suffix, node: None)  # !Ref, !GetAtt, ...
+    template = yaml.load((ROOT / "template.yaml").read_text(), Loader=Loader)
+    keys = []
+    for resource in template["Resources"].values():
+        if resource.get("Type") != "AWS::SecretsManager::Secret":
+            continue
+        properties = resource["Properties"]
+        generate = properties.get("GenerateSecretString") or {}
+        keys += json.loads(properties.get("SecretString") or generate.get("SecretStringTemplate") or "{}")
+        keys += [generate["GenerateStringKey"]] if "GenerateStringKey" in generate else []
+    return keys
 
 
 def summary(values):

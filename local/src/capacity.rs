@@ -24,6 +24,7 @@ use shared::model::shard::{FEED_SHARDS, PENDING_SHARDS, SYNC_SHARDS};
 use shared::model::{
     transaction_key, Amount, Change, Observation, Status, SyncPolicy, SyncStep, TerminalEvent, WritePlan,
 };
+use shared::simulator::Load;
 use shared::{Provider, Simulator};
 use time::OffsetDateTime;
 
@@ -71,13 +72,9 @@ pub mod assumed {
     /// A batch of the hint queue's consumer: its hints asked of the provider at once (the
     /// slowest of up to a full batch of calls), then written and their events sent.
     pub const HINT_BATCH: Duration = Duration::from_millis(400);
-    /// One status query, by provider name; others 200 ms.
+    /// One status query of `provider` (its simulator's [`shared::simulator::Load`]).
     pub fn status_query(provider: &str) -> Duration {
-        match provider {
-            "azqr" => Duration::from_millis(150),
-            "pagstar" => Duration::from_millis(300),
-            _ => Duration::from_millis(200),
-        }
+        super::loads().iter().find(|(name, _)| *name == provider).map_or(Duration::ZERO, |(_, load)| load.status_query)
     }
     /// A notifier batch against a healthy merchant (10 POSTs at once, the slowest) and a
     /// failing one (answers 5xx quickly; a hanging one is bounded by the 10 s timeout).
@@ -151,7 +148,7 @@ impl Mix {
         Mix {
             name: "reference",
             webhooks_per_second: rate,
-            shares: vec![("azqr", 0.25), ("pay3", 0.2), ("qitech", 0.2), ("key2pay", 0.15), ("pagstar", 0.2)],
+            shares: shares(|load| load.reference_weight),
             duplicates: 0.1,
             late: 0.05,
             never_final: 0.02,
@@ -161,15 +158,36 @@ impl Mix {
         }
     }
 
-    /// The Pix mix: Pagstar half the load, 40% of its charges never paid.
+    /// The Pix mix: each provider's Pix weight (Pagstar half the load), 40% of the charges
+    /// that expire never paid.
     pub fn pix(rate: f64, merchant: Merchant) -> Mix {
         Mix {
             name: "Pix",
-            shares: vec![("azqr", 0.15), ("pay3", 0.1), ("qitech", 0.15), ("key2pay", 0.1), ("pagstar", 0.5)],
+            shares: shares(|load| load.pix_weight),
             pix_never_paid: 0.4,
             ..Mix::reference(rate, merchant)
         }
     }
+}
+
+/// Every provider's traffic, as its simulator describes it, in the catalog's order.
+pub fn loads() -> Vec<(&'static str, Load)> {
+    struct Collect(Vec<(&'static str, Load)>);
+    impl provider_catalog::EachSimulator for Collect {
+        fn simulator<S: Simulator>(&mut self) {
+            self.0.push((S::Provider::NAME, S::LOAD));
+        }
+    }
+    let mut collect = Collect(Vec::new());
+    provider_catalog::for_each_simulator(&mut collect);
+    collect.0
+}
+
+/// Each provider's share of the webhooks: its weight over the sum of all.
+fn shares(weight: fn(&Load) -> f64) -> Vec<(&'static str, f64)> {
+    let loads = loads();
+    let total: f64 = loads.iter().map(|(_, load)| weight(load)).sum();
+    loads.into_iter().map(|(name, load)| (name, weight(&load) / total)).collect()
 }
 
 /// The load on everything, a second (or per transaction, before scaling).
@@ -372,7 +390,7 @@ fn transaction<S: Simulator>(table: &Table, n: u64, variant: Variant, mix: &Mix)
     let mut item = Item::new();
     // A Pix charge says when it expires (`calendario`); by BACEN's rule it is expired
     // once that time has passed unpaid.
-    let expiry = (name == "pagstar").then(|| start + assumed::PIX_EXPIRY);
+    let expiry = S::LOAD.charges_expire.then(|| start + assumed::PIX_EXPIRY);
     let observe = |word: &str| {
         let mut observation = Observation::new(reference.clone(), S::status_of(word), word);
         observation.expires_at = expiry.filter(|_| !S::status_of(word).is_final());
@@ -593,8 +611,8 @@ pub fn model(table: &Table, template: &Template, mix: &Mix) -> Result<Figures, E
         load: Ledger,
         error: Option<Error>,
     }
-    impl crate::registry::EachProvider for Each<'_> {
-        fn provider<S: Simulator>(&mut self) {
+    impl provider_catalog::EachSimulator for Each<'_> {
+        fn simulator<S: Simulator>(&mut self) {
             if let Err(error) = self.simulate::<S>() {
                 self.error.get_or_insert(error);
             }
@@ -604,7 +622,7 @@ pub fn model(table: &Table, template: &Template, mix: &Mix) -> Result<Figures, E
         fn simulate<S: Simulator>(&mut self) -> Result<(), Error> {
             let name = S::Provider::NAME;
             let share = self.mix.shares.iter().find(|(p, _)| *p == name).map_or(0.0, |(_, s)| *s);
-            let pix = if name == "pagstar" { self.mix.pix_never_paid } else { 0.0 };
+            let pix = if S::LOAD.charges_expire { self.mix.pix_never_paid } else { 0.0 };
             let settled = 1.0 - self.mix.late - self.mix.never_final - pix;
             let variants = [
                 (Variant::Settled, settled),
@@ -631,7 +649,7 @@ pub fn model(table: &Table, template: &Template, mix: &Mix) -> Result<Figures, E
         }
     }
     let mut each = Each { table, mix, load: Ledger::default(), error: None };
-    crate::registry::for_each(&mut each);
+    provider_catalog::for_each_simulator(&mut each);
     if let Some(error) = each.error {
         return Err(error);
     }
@@ -834,7 +852,7 @@ pub fn model(table: &Table, template: &Template, mix: &Mix) -> Result<Figures, E
     // allows an instance 1,024 file descriptors, some of which the runtime and the SDK's
     // clients hold. The calls the demand keeps under way in one invocation, all providers
     // together, must fit in that, twice over.
-    let asked = status_sync::known().iter().filter(|p| p.has_status_api).count() as f64;
+    let asked = provider_catalog::known().iter().filter(|p| p.has_status_api).count() as f64;
     let connections = (calls_set * asked).min(status_sync::MAX_CONNECTIONS as f64);
     if connections > limits::FILE_DESCRIPTORS {
         violations.push(format!(
@@ -1143,8 +1161,8 @@ pub async fn verify(endpoint: &str, template: &Template, table: &Table) -> Resul
         recorder: &'a shared::Recorder,
         runs: Vec<Run<'a>>,
     }
-    impl crate::registry::EachProvider for Each<'_> {
-        fn provider<S: Simulator>(&mut self) {
+    impl provider_catalog::EachSimulator for Each<'_> {
+        fn simulator<S: Simulator>(&mut self) {
             for n in 0..8 {
                 let (table, mix, recorder) = (self.table, self.mix, self.recorder);
                 self.runs.push(Box::pin(async move { through_the_store::<S>(table, mix, recorder, 90_000 + n).await }));
@@ -1152,7 +1170,7 @@ pub async fn verify(endpoint: &str, template: &Template, table: &Table) -> Resul
         }
     }
     let mut each = Each { table, mix: &mix, recorder: &recorder, runs: Vec::new() };
-    crate::registry::for_each(&mut each);
+    provider_catalog::for_each_simulator(&mut each);
     let transactions = each.runs.len();
     let mut predicted = Ledger::default();
     for run in each.runs {

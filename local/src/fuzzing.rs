@@ -13,11 +13,12 @@ use std::path::{Path, PathBuf};
 use shared::{Inbound, Provider, Simulator};
 use time::OffsetDateTime;
 
-use crate::registry::{self, EachProvider};
+use provider_catalog::EachSimulator;
 
 type Body = Box<dyn Fn(&[u8]) + Send + Sync>;
 
-/// Every target, by name (the file names of `fuzz/fuzz_targets/`).
+/// Every target, by name (the file names of `fuzz/fuzz_targets/`). One target,
+/// [`WEBHOOK`], covers every provider of the catalog: its input names the provider.
 pub struct Targets {
     runtime: tokio::runtime::Runtime,
     targets: BTreeMap<String, Body>,
@@ -28,6 +29,12 @@ impl std::fmt::Debug for Targets {
         f.debug_struct("Targets").field("targets", &self.targets.keys().collect::<Vec<_>>()).finish()
     }
 }
+
+/// The target over every provider's webhook. Its input is `<name>\n<body>`: `<name>` is a
+/// provider's (its body sent with the credentials that verify it) or `<name>-content`
+/// (content the provider signs inside its body, signed: Pay3's JWT claims); an input
+/// naming nothing is skipped.
+pub const WEBHOOK: &str = "webhook";
 
 /// The clock of every case; the simulators sign their requests (QI Tech's) for it.
 fn now() -> OffsetDateTime {
@@ -52,13 +59,13 @@ impl Targets {
         // Multi-threaded: a simulated API (Pagstar's) keeps serving on the workers while a
         // case blocks on the provider.
         let runtime = tokio::runtime::Runtime::new().unwrap_or_else(|e| panic!("runtime: {e}"));
-        let mut targets: BTreeMap<String, Body> = BTreeMap::new();
+        let mut providers: BTreeMap<String, Body> = BTreeMap::new();
         struct Each<'a> {
             runtime: &'a tokio::runtime::Runtime,
             targets: &'a mut BTreeMap<String, Body>,
         }
-        impl EachProvider for Each<'_> {
-            fn provider<S: Simulator>(&mut self) {
+        impl EachSimulator for Each<'_> {
+            fn simulator<S: Simulator>(&mut self) {
                 let name = S::Provider::NAME;
                 let mut env = crate::DevEnv::load(&root().join("local.env.example"))
                     .unwrap_or_else(|e| panic!("local.env.example: {e}"));
@@ -85,7 +92,18 @@ impl Targets {
                 }
             }
         }
-        registry::for_each(&mut Each { runtime: &runtime, targets: &mut targets });
+        provider_catalog::for_each_simulator(&mut Each { runtime: &runtime, targets: &mut providers });
+        let mut targets: BTreeMap<String, Body> = BTreeMap::new();
+        targets.insert(
+            WEBHOOK.into(),
+            Box::new(move |data| {
+                let (name, body) = data.split_at(data.iter().position(|b| *b == b'\n').unwrap_or(data.len()));
+                let name = String::from_utf8_lossy(name);
+                if let Some(target) = providers.get(name.as_ref()) {
+                    target(body.get(1..).unwrap_or_default());
+                }
+            }),
+        );
         targets.insert("notifier-decode".into(), Box::new(notifier_decode));
         targets.insert("registration".into(), Box::new(registration));
         targets.insert("events-query".into(), Box::new(events_query));
@@ -104,23 +122,37 @@ impl Targets {
         body(data)
     }
 
-    /// The seed corpus of `target`: the bodies of the fixtures in `events/` it reads.
+    /// The seed corpus of `target`: the bodies of the fixtures in `events/` it reads (for
+    /// [`WEBHOOK`], each provider's, and each again for its signed content, prefixed with
+    /// the name).
     pub fn seeds(target: &str) -> Vec<Vec<u8>> {
-        let folder = match target {
-            "registration" => "transactions",
-            "notifier-decode" | "events-query" | "status-api" => return Vec::new(),
-            provider => provider.trim_end_matches("-content"),
+        let mut seeds = match target {
+            "registration" => bodies("transactions"),
+            WEBHOOK => crate::registry::routes()
+                .iter()
+                .flat_map(|route| {
+                    let bodies = bodies(route.name);
+                    [route.name.to_owned(), format!("{}-content", route.name)].into_iter().flat_map(move |name| {
+                        bodies.iter().map(move |body| [name.as_bytes(), b"\n", body].concat()).collect::<Vec<_>>()
+                    })
+                })
+                .collect(),
+            _ => Vec::new(),
         };
-        let Ok(entries) = std::fs::read_dir(root().join("events").join(folder)) else { return Vec::new() };
-        let mut seeds: Vec<Vec<u8>> = entries
-            .filter_map(Result::ok)
-            .filter_map(|entry| std::fs::read_to_string(entry.path()).ok())
-            .filter_map(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
-            .filter_map(|event| event["body"].as_str().map(|body| body.as_bytes().to_vec()))
-            .collect();
         seeds.sort();
         seeds
     }
+}
+
+/// The bodies of the fixtures in `events/<folder>/`.
+fn bodies(folder: &str) -> Vec<Vec<u8>> {
+    let Ok(entries) = std::fs::read_dir(root().join("events").join(folder)) else { return Vec::new() };
+    entries
+        .filter_map(Result::ok)
+        .filter_map(|entry| std::fs::read_to_string(entry.path()).ok())
+        .filter_map(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
+        .filter_map(|event| event["body"].as_str().map(|body| body.as_bytes().to_vec()))
+        .collect()
 }
 
 /// A provider's verify-and-parse entry point: any failure is a 4xx.

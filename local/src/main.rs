@@ -120,8 +120,11 @@ async fn main() -> Result<(), Error> {
     // Every provider of the registry at its template.yaml routes, the transactions API and
     // the events API.
     let events = events_api::EventsApi::new(store.event_log(Duration::from_secs(30 * 86_400)), queue_for_events);
-    let transactions =
-        std::sync::Arc::new(transactions_api::TransactionsApi::new(store, recorder.policy(), status_sync::known()));
+    let transactions = std::sync::Arc::new(transactions_api::TransactionsApi::new(
+        store,
+        recorder.policy(),
+        provider_catalog::known(),
+    ));
     let hint_queue = shared::hints::HintQueue::new(sqs_client(&sqs_endpoint), &resources.hint_queue_url);
     let (app, hint_consumers) = Routes::new(recorder, hint_queue)
         .mount_providers(lambda_env, &secrets)

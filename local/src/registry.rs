@@ -1,26 +1,10 @@
-//! The one list of providers. The local pipeline, `make-events`, `scripts/send`, the
-//! benchmarks and every test that runs "every provider" take them from here; adding a
-//! provider is one line below (and its crate in the workspace).
-//!
-//! Each entry is the provider's simulator, which names the provider it simulates.
+//! Every provider's simulation, routes and fixtures, from the catalog
+//! (`provider_catalog`): the local pipeline, `make-events`, `scripts/send`, the
+//! benchmarks and every test that runs "every provider" take them from here.
 
+use provider_catalog::EachSimulator;
 use shared::simulator::{SimulatorError, Variables};
 use shared::{Expected, Provider, Simulator};
-
-/// Something done once for each provider, given its simulator type (`S::Provider` is the
-/// provider).
-pub trait EachProvider {
-    fn provider<S: Simulator>(&mut self);
-}
-
-/// Calls `each` for every provider, in this order.
-pub fn for_each(each: &mut impl EachProvider) {
-    each.provider::<azqr_webhook::simulator::AzqrSimulator>();
-    each.provider::<pay3_webhook::simulator::Pay3Simulator>();
-    each.provider::<qitech_webhook::simulator::QiTechSimulator>();
-    each.provider::<key2pay_webhook::simulator::Key2PaySimulator>();
-    each.provider::<pagstar_webhook::simulator::PagstarSimulator>();
-}
 
 /// Starts every provider's simulation (the stand-ins of AZQR's, Pay3's and Pagstar's APIs, each
 /// unless its `*_API_URL` is set) and points `env` at what
@@ -33,8 +17,8 @@ pub async fn start_simulations(env: &mut crate::DevEnv, root: &std::path::Path) 
         root: &'a std::path::Path,
         starts: Vec<Start<'a>>,
     }
-    impl EachProvider for Collect<'_> {
-        fn provider<S: Simulator>(&mut self) {
+    impl EachSimulator for Collect<'_> {
+        fn simulator<S: Simulator>(&mut self) {
             let (env, root) = (self.env, self.root);
             self.starts.push(Box::pin(async move { S::start(env, root).await.map(|(_, variables)| variables) }));
         }
@@ -42,7 +26,7 @@ pub async fn start_simulations(env: &mut crate::DevEnv, root: &std::path::Path) 
     let mut variables = Vec::new();
     {
         let mut collect = Collect { env, root, starts: Vec::new() };
-        for_each(&mut collect);
+        provider_catalog::for_each_simulator(&mut collect);
         for start in collect.starts {
             variables.extend(start.await?);
         }
@@ -92,8 +76,8 @@ pub fn fill(route: &str, request: &shared::Inbound) -> String {
 /// Every provider's name and route.
 pub fn routes() -> Vec<Route> {
     struct Collect(Vec<Route>);
-    impl EachProvider for Collect {
-        fn provider<S: Simulator>(&mut self) {
+    impl EachSimulator for Collect {
+        fn simulator<S: Simulator>(&mut self) {
             type P<S> = <S as Simulator>::Provider;
             self.0.push(Route {
                 name: P::<S>::NAME,
@@ -104,44 +88,22 @@ pub fn routes() -> Vec<Route> {
         }
     }
     let mut collect = Collect(Vec::new());
-    for_each(&mut collect);
+    provider_catalog::for_each_simulator(&mut collect);
     collect.0
-}
-
-/// Every provider as the status sync sees it, configured from `env` (the local pipeline
-/// and the tests; the Lambda function lists the same providers in `status_sync::providers`).
-pub fn synced_providers(env: &impl shared::Env) -> Result<Vec<status_sync::SyncedProvider>, shared::ConfigError> {
-    struct Collect<'a, E> {
-        env: &'a E,
-        synced: Result<Vec<status_sync::SyncedProvider>, shared::ConfigError>,
-    }
-    impl<E: shared::Env> EachProvider for Collect<'_, E> {
-        fn provider<S: Simulator>(&mut self) {
-            if let Ok(synced) = &mut self.synced {
-                match status_sync::SyncedProvider::of::<S::Provider>(self.env) {
-                    Ok(provider) => synced.push(provider),
-                    Err(error) => self.synced = Err(error),
-                }
-            }
-        }
-    }
-    let mut collect = Collect { env, synced: Ok(Vec::new()) };
-    for_each(&mut collect);
-    collect.synced
 }
 
 /// Every provider's fixture expectations, each with its path under `events/`
 /// (`<provider>/<file>`).
 pub fn fixtures() -> Vec<(String, Expected)> {
     struct Collect(Vec<(String, Expected)>);
-    impl EachProvider for Collect {
-        fn provider<S: Simulator>(&mut self) {
+    impl EachSimulator for Collect {
+        fn simulator<S: Simulator>(&mut self) {
             let name = S::Provider::NAME;
             self.0.extend(S::Provider::FIXTURES.iter().map(|e| (format!("{name}/{}", e.file), *e)));
         }
     }
     let mut collect = Collect(Vec::new());
-    for_each(&mut collect);
+    provider_catalog::for_each_simulator(&mut collect);
     collect.0
 }
 
@@ -159,7 +121,6 @@ mod tests {
             serde_yaml_ng::from_str(&std::fs::read_to_string(root.join("openapi.yaml")).expect("openapi.yaml"))
                 .expect("YAML");
         let routes = routes();
-        assert_eq!(routes.len(), 5);
         let mut names: Vec<_> = routes.iter().map(|r| r.name).collect();
         names.dedup();
         assert_eq!(names.len(), routes.len(), "names are distinct");
@@ -176,13 +137,66 @@ mod tests {
         }
     }
 
+    /// Every provider of the catalog has its secret in template.yaml (the variable its
+    /// functions read its ARN from, with its keys), every template secret but the
+    /// merchant's is a provider's, and openapi.yaml's provider enums are the catalog's names.
+    #[test]
+    fn the_template_and_the_openapi_description_list_the_catalog() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let template = crate::Template::load(&root.join("template.yaml")).expect("template.yaml");
+        struct Secrets(Vec<(&'static str, &'static str, Vec<String>)>);
+        impl provider_catalog::EachProvider for Secrets {
+            fn provider<P: Provider>(&mut self) {
+                let mut keys: Vec<String> = P::SECRET.keys.iter().map(|k| (*k).to_owned()).collect();
+                keys.sort();
+                self.0.push((P::NAME, P::SECRET.arn, keys));
+            }
+        }
+        let mut secrets = Secrets(Vec::new());
+        provider_catalog::for_each(&mut secrets);
+        let (template_secrets, variables) = (template.secrets(), template.secret_arn_variables());
+        let mut providers_secrets = vec!["NotifySecret".to_owned()];
+        for (name, arn, keys) in secrets.0 {
+            let secret = variables.get(arn).unwrap_or_else(|| panic!("{name}: no function reads {arn}"));
+            let mut template_keys = template_secrets[secret].clone();
+            template_keys.sort();
+            assert_eq!(template_keys, keys, "{name}: {secret}'s keys");
+            providers_secrets.push(secret.clone());
+        }
+        providers_secrets.sort();
+        assert_eq!(template_secrets.keys().cloned().collect::<Vec<_>>(), providers_secrets, "no other secret");
+
+        let openapi: serde_yaml_ng::Value =
+            serde_yaml_ng::from_str(&std::fs::read_to_string(root.join("openapi.yaml")).expect("openapi.yaml"))
+                .expect("YAML");
+        let names: Vec<&str> = provider_catalog::known().iter().map(|p| p.name).collect();
+        let mut enums = 0;
+        for (path, item) in openapi["paths"].as_mapping().expect("paths") {
+            for operation in item.as_mapping().expect("path item").values() {
+                for parameter in operation["parameters"].as_sequence().into_iter().flatten() {
+                    if parameter["name"].as_str() == Some("provider") {
+                        let values: Vec<&str> = parameter["schema"]["enum"]
+                            .as_sequence()
+                            .unwrap_or_else(|| panic!("{path:?}: provider has no enum"))
+                            .iter()
+                            .filter_map(|v| v.as_str())
+                            .collect();
+                        assert_eq!(values, names, "{path:?}: openapi.yaml's providers");
+                        enums += 1;
+                    }
+                }
+            }
+        }
+        assert!(enums >= 2, "GET and PUT /transactions/{{provider}}/{{reference}}");
+    }
+
     /// Every provider accepts the references its simulator makes and its fixtures store,
     /// and refuses what could leave a URL's path segment or is not its format.
     #[test]
     fn every_provider_checks_its_reference_format() {
         struct Check;
-        impl EachProvider for Check {
-            fn provider<S: Simulator>(&mut self) {
+        impl EachSimulator for Check {
+            fn simulator<S: Simulator>(&mut self) {
                 let name = S::Provider::NAME;
                 for n in [0, 1, 42, 999_999] {
                     let reference = S::stored_reference(&S::new_reference(n));
@@ -197,16 +211,6 @@ mod tests {
                 }
             }
         }
-        for_each(&mut Check);
-    }
-
-    /// The Lambda function syncs exactly the registry's providers, in the same order.
-    #[test]
-    fn the_status_sync_lists_the_registry() {
-        let none: [(&str, &str); 0] = [];
-        let registry: Vec<(&str, bool)> =
-            synced_providers(&none).expect("no configuration").iter().map(|p| (p.name, p.has_status_api)).collect();
-        let known: Vec<(&str, bool)> = status_sync::known().iter().map(|p| (p.name, p.has_status_api)).collect();
-        assert_eq!(registry, known);
+        provider_catalog::for_each_simulator(&mut Check);
     }
 }

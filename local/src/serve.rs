@@ -13,7 +13,7 @@ use shared::hints::{HintQueue, HintRelay};
 use shared::{ConfigError, Env, Inbound, Provider, Recorder, Webhook};
 
 use crate::hints::HintConsumer;
-use crate::registry::EachProvider;
+use provider_catalog::EachSimulator;
 use time::OffsetDateTime;
 
 /// A request may carry its id in this header (`scripts/chaos` does); every AWS request
@@ -148,8 +148,8 @@ impl Routes {
             secrets: &'a shared::secrets::SecretsClient,
             loads: Vec<Load<'a>>,
         }
-        impl EachProvider for Mount<'_> {
-            fn provider<S: shared::Simulator>(&mut self) {
+        impl EachSimulator for Mount<'_> {
+            fn simulator<S: shared::Simulator>(&mut self) {
                 let (env, secrets) = (Arc::clone(&self.env), self.secrets);
                 self.loads.push(Box::pin(async move {
                     let now = OffsetDateTime::now_utc();
@@ -160,7 +160,7 @@ impl Routes {
             }
         }
         let mut mount = Mount { env, secrets, loads: Vec::new() };
-        crate::registry::for_each(&mut mount);
+        provider_catalog::for_each_simulator(&mut mount);
         for load in mount.loads {
             load.await?(&mut self);
         }

@@ -767,7 +767,7 @@ pub(crate) mod tests {
         assert_eq!(done.removed, SYNC_FIELDS);
         assert!(done.fields.iter().all(|(name, _, _)| !SYNC_FIELDS.contains(name)));
         let unsupported = Change::of(
-            "key2pay",
+            "qitech",
             &Observation::new("r", Status::Processing, "9"),
             at,
             WritePlan { supported: false, ..plan },

@@ -19,6 +19,21 @@ pub type SimulatorError = Box<dyn std::error::Error + Send + Sync>;
 /// Environment variables that point a provider at what its simulation started.
 pub type Variables = Vec<(&'static str, String)>;
 
+/// What the capacity model (`scripts/capacity`) assumes of a provider's traffic.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Load {
+    /// Its weight among the providers in the reference mix: its share of the webhooks is
+    /// its weight over the sum of every provider's.
+    pub reference_weight: f64,
+    /// Its weight in the Pix mix, where Pix charges are half the load.
+    pub pix_weight: f64,
+    /// How long one query of its status API takes.
+    pub status_query: std::time::Duration,
+    /// Its charges say when they expire, and expire unpaid (BACEN's Pix): in the Pix mix,
+    /// a share of them is never paid and found expired by the status sync.
+    pub charges_expire: bool,
+}
+
 /// A running simulation of one provider.
 pub trait Simulator: Sized + Send + Sync + 'static {
     type Provider: Provider;
@@ -26,6 +41,11 @@ pub trait Simulator: Sized + Send + Sync + 'static {
     /// The provider's status words in the order one transaction goes through them, the
     /// last one final.
     const SEQUENCE: &'static [&'static str];
+    /// How many times the provider retries a webhook not answered with a 2xx: its
+    /// published count (`../shared/providers/README.md`), or 5 where it publishes none.
+    const WEBHOOK_RETRIES: u32;
+    /// What the capacity model assumes of its traffic.
+    const LOAD: Load;
     /// Two different final words.
     const CONFLICT: (&'static str, &'static str);
     /// The fixture (in `events/<name>/`, without `.json`) the benchmarks run: a final one,

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use crate::support::{dev_env, root, unique_number, Harness};
 use local_pipeline::chaos::traffic::Rng;
-use local_pipeline::registry::{self, EachProvider};
+use provider_catalog::EachSimulator;
 use shared::model::{decide, event_id, Decision};
 use shared::{Inbound, Provider, Simulator, Status, Webhook};
 use time::OffsetDateTime;
@@ -187,13 +187,13 @@ macro_rules! for_every_provider {
             #[tokio::test]
             async fn $scenario() {
                 struct Each(Vec<Pin<Box<dyn Future<Output = ()>>>>);
-                impl EachProvider for Each {
-                    fn provider<S: Simulator>(&mut self) {
+                impl EachSimulator for Each {
+                    fn simulator<S: Simulator>(&mut self) {
                         self.0.push(Box::pin(super::$scenario::<S>()));
                     }
                 }
                 let mut each = Each(Vec::new());
-                registry::for_each(&mut each);
+                provider_catalog::for_each_simulator(&mut each);
                 assert!(each.0.len() >= 5, "every provider");
                 for scenario in each.0 {
                     scenario.await;
@@ -287,14 +287,14 @@ async fn five_hundred_transactions_shuffled_duplicated_and_concurrent() {
         rng: Rng,
         plans: Vec<Planned<'a>>,
     }
-    impl<'a> EachProvider for Each<'a> {
-        fn provider<S: Simulator>(&mut self) {
+    impl<'a> EachSimulator for Each<'a> {
+        fn simulator<S: Simulator>(&mut self) {
             let rng = Rng::new(self.rng.next_u64());
             self.plans.push(Box::pin(plan::<S>(self.h, PER_PROVIDER, rng)));
         }
     }
     let mut each = Each { h: &h, rng: Rng::new(rng.next_u64()), plans: Vec::new() };
-    registry::for_each(&mut each);
+    provider_catalog::for_each_simulator(&mut each);
     let (mut expected, mut deliveries, mut distinct) = (Vec::new(), Vec::new(), 0);
     for planned in each.plans {
         let plan = planned.await;

@@ -170,7 +170,7 @@ impl DevWebhooks {
             transactions: transactions_api::TransactionsApi::new(
                 h.store.clone(),
                 Default::default(),
-                status_sync::known(),
+                provider_catalog::known(),
             ),
             events: events_api::EventsApi::new(
                 h.store.event_log(std::time::Duration::from_secs(86_400)),
@@ -202,7 +202,7 @@ impl DevWebhooks {
             return self.events.handle(request).await.status().as_u16();
         }
         let mut pick = Pick { folder, webhooks: self, request: Some(request), now, answer: None };
-        local_pipeline::registry::for_each(&mut pick);
+        provider_catalog::for_each_simulator(&mut pick);
         pick.answer.unwrap_or_else(|| panic!("{file}: no provider named {folder}")).await
     }
 }
@@ -218,8 +218,8 @@ struct Pick<'a> {
     answer: Option<Answer>,
 }
 
-impl local_pipeline::registry::EachProvider for Pick<'_> {
-    fn provider<S: shared::Simulator>(&mut self) {
+impl provider_catalog::EachSimulator for Pick<'_> {
+    fn simulator<S: shared::Simulator>(&mut self) {
         use shared::Provider;
         if S::Provider::NAME != self.folder {
             return;

@@ -9,7 +9,7 @@ use std::time::Duration;
 use crate::providers::{at, send, simulation};
 use crate::support::{unique_number, unique_rrn, Harness};
 use http::Method;
-use local_pipeline::{registry, DevEnv};
+use local_pipeline::DevEnv;
 use shared::model::sync::{index_time, GIVE_UP_AFTER};
 use shared::model::{event_id, SyncPolicy, SyncState};
 use shared::{Env, Inbound, Provider, Recorder, Simulator, Status, Webhook};
@@ -22,7 +22,7 @@ fn recorder(h: &Harness) -> Recorder {
 }
 
 fn status_sync(h: &Harness, env: &DevEnv) -> StatusSync {
-    StatusSync::new(recorder(h), registry::synced_providers(env).expect("sync configuration"), 50)
+    StatusSync::new(recorder(h), status_sync::providers_from_env(env).expect("sync configuration"), 50)
 }
 
 fn run_of<'a>(runs: &'a [ProviderRun], provider: &str) -> &'a ProviderRun {
@@ -368,7 +368,7 @@ async fn a_registered_charge_learns_its_expiry_from_the_first_answer() {
     use pagstar_webhook::simulator::PagstarSimulator;
     let h = Harness::new().await;
     let (pagstar, env) = simulation::<PagstarSimulator>().await;
-    let api = TransactionsApi::new(h.store.clone(), SyncPolicy::default(), status_sync::known());
+    let api = TransactionsApi::new(h.store.clone(), SyncPolicy::default(), provider_catalog::known());
     let txid = PagstarSimulator::new_reference(unique_number());
     pagstar.stand_in().set_created(&txid, "ATIVA", "25.00", at(0), 1_800);
     let (status, body) = answer(&api, register("pagstar", &txid, "{}"), 0).await;
@@ -406,7 +406,7 @@ async fn registration_then_settled_by_sync_without_any_webhook() {
     use azqr_webhook::simulator::AzqrSimulator;
     let h = Harness::new().await;
     let (azqr, env) = simulation::<AzqrSimulator>().await;
-    let api = TransactionsApi::new(h.store.clone(), SyncPolicy::default(), status_sync::known());
+    let api = TransactionsApi::new(h.store.clone(), SyncPolicy::default(), provider_catalog::known());
     let rrn = unique_rrn();
     let body = r#"{"amount":"10.00","currency":"AZN"}"#;
     let (status, created) = answer(&api, register("azqr", &rrn, body), 0).await;
@@ -446,7 +446,7 @@ async fn registration_after_a_webhook_amount_mismatch_and_expiry() {
     let h = Harness::new().await;
     let (pagstar, env) = simulation::<PagstarSimulator>().await;
     let webhook = Webhook::with_recorder(pagstar_webhook::Pagstar::from_env(&env).expect("pagstar"), recorder(&h));
-    let api = TransactionsApi::new(h.store.clone(), SyncPolicy::default(), status_sync::known());
+    let api = TransactionsApi::new(h.store.clone(), SyncPolicy::default(), provider_catalog::known());
     let txid = PagstarSimulator::new_reference(unique_number());
     pagstar.settle(&txid, "ATIVA");
     assert_eq!(send(&webhook, hint(&txid), 0).await, 200);

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use http::Method;
 use serde_json::json;
-use shared::simulator::{SimulatorError, Variables};
+use shared::simulator::{Load, SimulatorError, Variables};
 use shared::{parse_status, Env, Inbound, Simulator, Status};
 use time::OffsetDateTime;
 
@@ -44,6 +44,14 @@ impl AzqrSimulator {
 
 impl Simulator for AzqrSimulator {
     type Provider = Azqr;
+    const LOAD: Load = Load {
+        reference_weight: 25.0,
+        pix_weight: 15.0,
+        status_query: std::time::Duration::from_millis(150),
+        charges_expire: false,
+    };
+    // AZQR publishes no retry policy: 5 is our assumption.
+    const WEBHOOK_RETRIES: u32 = 5;
     const SEQUENCE: &'static [&'static str] = &["read", "paid", "canceled", "completed"];
     const CONFLICT: (&'static str, &'static str) = ("completed", "expired");
     const BENCH_FIXTURE: Option<&'static str> = Some("completed");

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use http::Method;
 use serde_json::json;
-use shared::simulator::{SimulatorError, Variables};
+use shared::simulator::{Load, SimulatorError, Variables};
 use shared::{Env, Inbound, Simulator, Status};
 use time::OffsetDateTime;
 
@@ -47,6 +47,14 @@ fn post(token: Option<&str>, body: &[u8]) -> Inbound {
 
 impl Simulator for Key2PaySimulator {
     type Provider = Key2Pay;
+    const LOAD: Load = Load {
+        reference_weight: 15.0,
+        pix_weight: 10.0,
+        status_query: std::time::Duration::from_millis(200),
+        charges_expire: false,
+    };
+    // Key2Pay publishes no retry policy: 5 is our assumption.
+    const WEBHOOK_RETRIES: u32 = 5;
     const SEQUENCE: &'static [&'static str] = &["AUTHORIZATION", "CAPTURE"];
     const CONFLICT: (&'static str, &'static str) = ("CAPTURE", "CAPTURE_DECLINED");
     const BENCH_FIXTURE: Option<&'static str> = Some("capture");

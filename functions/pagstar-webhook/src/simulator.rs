@@ -5,7 +5,7 @@ use std::path::Path;
 
 use http::Method;
 use serde_json::json;
-use shared::simulator::{SimulatorError, Variables};
+use shared::simulator::{Load, SimulatorError, Variables};
 use shared::{parse_status, Env, Inbound, Simulator, Status};
 use time::OffsetDateTime;
 
@@ -39,6 +39,14 @@ impl PagstarSimulator {
 
 impl Simulator for PagstarSimulator {
     type Provider = Pagstar;
+    const LOAD: Load = Load {
+        reference_weight: 20.0,
+        pix_weight: 50.0,
+        status_query: std::time::Duration::from_millis(300),
+        charges_expire: true,
+    };
+    // Pagstar: its older API retried twice, then stopped.
+    const WEBHOOK_RETRIES: u32 = 2;
     const SEQUENCE: &'static [&'static str] = &["ATIVA", "CONCLUIDA"];
     const CONFLICT: (&'static str, &'static str) = ("CONCLUIDA", "REMOVIDA_PELO_PSP");
     /// Every genuine hint needs a call to Pagstar (benches/webhooks.rs times the parsing

@@ -6,7 +6,7 @@ use std::path::Path;
 use http::Method;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{json, Value};
-use shared::simulator::{SimulatorError, Variables};
+use shared::simulator::{Load, SimulatorError, Variables};
 use shared::{parse_status, Env, Inbound, Simulator, Status};
 use time::OffsetDateTime;
 
@@ -65,6 +65,14 @@ impl Pay3Simulator {
 
 impl Simulator for Pay3Simulator {
     type Provider = Pay3;
+    const LOAD: Load = Load {
+        reference_weight: 20.0,
+        pix_weight: 10.0,
+        status_query: std::time::Duration::from_millis(200),
+        charges_expire: false,
+    };
+    // Pay3 retries 10 times.
+    const WEBHOOK_RETRIES: u32 = 10;
     const SEQUENCE: &'static [&'static str] = &["CREATED", "ORDER_STARTED", "ORDER_PAYMENT_PROCESSING", "COMPLETED"];
     const CONFLICT: (&'static str, &'static str) = ("COMPLETED", "FAILED");
     const BENCH_FIXTURE: Option<&'static str> = Some("completed");

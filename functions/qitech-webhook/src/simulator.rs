@@ -6,7 +6,7 @@ use std::path::Path;
 
 use http::Method;
 use serde_json::json;
-use shared::simulator::{SimulatorError, Variables};
+use shared::simulator::{Load, SimulatorError, Variables};
 use shared::{parse_status, Env, Inbound, Simulator, Status};
 use time::OffsetDateTime;
 
@@ -57,6 +57,14 @@ impl QiTechSimulator {
 
 impl Simulator for QiTechSimulator {
     type Provider = QiTech;
+    const LOAD: Load = Load {
+        reference_weight: 20.0,
+        pix_weight: 15.0,
+        status_query: std::time::Duration::from_millis(200),
+        charges_expire: false,
+    };
+    // QI Tech: its bookkeeping product's 8 (its BaaS policy is not published).
+    const WEBHOOK_RETRIES: u32 = 8;
     const SEQUENCE: &'static [&'static str] = &["processing_conclusion", "concluded"];
     const CONFLICT: (&'static str, &'static str) = ("concluded", "canceled");
     const BENCH_FIXTURE: Option<&'static str> = Some("concluded");

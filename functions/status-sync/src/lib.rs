@@ -26,7 +26,7 @@ use serde::Serialize;
 use shared::config::positive_integer;
 use shared::model::{Decision, Observation, SyncStep, TerminalEvent, TransactionRecord};
 use shared::secrets::SecretsClient;
-use shared::{ConfigError, Env, KnownProvider, Provider, Recorder, Rotating, StatusSource, SyncError, SyncScope};
+use shared::{ConfigError, Env, Provider, Recorder, Rotating, StatusSource, SyncError, SyncScope};
 use time::OffsetDateTime;
 
 /// How long one call to a provider may take, all included.
@@ -129,35 +129,52 @@ impl SyncedProvider {
     }
 }
 
-/// Every provider the function syncs (each provider's `status_api` says whether and how).
+/// Every provider of the catalog, as the function syncs it (each provider's `status_api`
+/// says whether and how).
 pub async fn providers(
     env: Arc<dyn Env + Send + Sync>,
     secrets: &SecretsClient,
     now: OffsetDateTime,
 ) -> Result<Vec<SyncedProvider>, ConfigError> {
+    type Load<'a> =
+        std::pin::Pin<Box<dyn std::future::Future<Output = Result<SyncedProvider, ConfigError>> + Send + 'a>>;
+    struct Collect<'a> {
+        env: Arc<dyn Env + Send + Sync>,
+        secrets: &'a SecretsClient,
+        now: OffsetDateTime,
+        loads: Vec<Load<'a>>,
+    }
+    impl<'a> provider_catalog::EachProvider for Collect<'a> {
+        fn provider<P: Provider>(&mut self) {
+            self.loads.push(Box::pin(SyncedProvider::load::<P>(Arc::clone(&self.env), self.secrets, self.now)));
+        }
+    }
+    let mut collect = Collect { env, secrets, now, loads: Vec::new() };
+    provider_catalog::for_each(&mut collect);
     // Read concurrently: init waits for the slowest secret, not for their sum.
-    let e = || Arc::clone(&env);
-    let (azqr, pay3, qitech, key2pay, pagstar) = futures_util::future::try_join5(
-        SyncedProvider::load::<azqr_webhook::Azqr>(e(), secrets, now),
-        SyncedProvider::load::<pay3_webhook::Pay3>(e(), secrets, now),
-        SyncedProvider::load::<qitech_webhook::QiTech>(e(), secrets, now),
-        SyncedProvider::load::<key2pay_webhook::Key2Pay>(e(), secrets, now),
-        SyncedProvider::load::<pagstar_webhook::Pagstar>(e(), secrets, now),
-    )
-    .await?;
-    Ok(vec![azqr, pay3, qitech, key2pay, pagstar])
+    futures_util::future::try_join_all(collect.loads).await
 }
 
-/// Every provider: its name, whether it has a status API and its reference format (for
-/// the transactions API, whose registrations schedule the sync outside a webhook).
-pub fn known() -> Vec<KnownProvider> {
-    vec![
-        KnownProvider::of::<azqr_webhook::Azqr>(),
-        KnownProvider::of::<pay3_webhook::Pay3>(),
-        KnownProvider::of::<qitech_webhook::QiTech>(),
-        KnownProvider::of::<key2pay_webhook::Key2Pay>(),
-        KnownProvider::of::<pagstar_webhook::Pagstar>(),
-    ]
+/// Every provider configured from `env` alone, its credentials fixed (the local pipeline
+/// and the tests).
+pub fn providers_from_env(env: &impl Env) -> Result<Vec<SyncedProvider>, ConfigError> {
+    struct Collect<'a, E> {
+        env: &'a E,
+        synced: Result<Vec<SyncedProvider>, ConfigError>,
+    }
+    impl<E: Env> provider_catalog::EachProvider for Collect<'_, E> {
+        fn provider<P: Provider>(&mut self) {
+            if let Ok(synced) = &mut self.synced {
+                match SyncedProvider::of::<P>(self.env) {
+                    Ok(provider) => synced.push(provider),
+                    Err(error) => self.synced = Err(error),
+                }
+            }
+        }
+    }
+    let mut collect = Collect { env, synced: Ok(Vec::new()) };
+    provider_catalog::for_each(&mut collect);
+    collect.synced
 }
 
 /// What one run did for one provider.
@@ -678,14 +695,5 @@ mod tests {
         for bad in [json!({"shard_group": GROUPS}), json!({"shard_group": -1}), json!({"shard_group": "1"})] {
             assert!(shard_group(&bad).is_err_and(|e| e.contains("shard_group")), "{bad}");
         }
-    }
-
-    #[test]
-    fn every_provider_is_known_and_three_have_a_status_api() {
-        let known = super::known();
-        let names: Vec<&str> = known.iter().map(|p| p.name).collect();
-        assert_eq!(names, ["azqr", "pay3", "qitech", "key2pay", "pagstar"]);
-        let synced: Vec<&str> = known.iter().filter(|p| p.has_status_api).map(|p| p.name).collect();
-        assert_eq!(synced, ["azqr", "pay3", "pagstar"]);
     }
 }

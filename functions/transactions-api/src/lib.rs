@@ -58,7 +58,7 @@ impl TransactionsApi {
         let table = env.required("TABLE_NAME")?;
         let policy = shared::config::sync_policy(env)?;
         let aws = shared::AwsClients::from_env().await;
-        Ok(TransactionsApi::new(TransactionStore::new(aws.dynamodb, table), policy, status_sync::known()))
+        Ok(TransactionsApi::new(TransactionStore::new(aws.dynamodb, table), policy, provider_catalog::known()))
     }
 
     /// Answers one Lambda request (API Gateway's event).

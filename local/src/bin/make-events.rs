@@ -8,8 +8,8 @@ use std::path::Path;
 use lambda_http::aws_lambda_events::apigw::{
     ApiGatewayV2httpRequest, ApiGatewayV2httpRequestContext, ApiGatewayV2httpRequestContextHttpDescription,
 };
-use local_pipeline::registry::{self, EachProvider};
 use local_pipeline::DevEnv;
+use provider_catalog::EachSimulator;
 use serde_json::Value;
 use shared::{Inbound, Provider, Simulator};
 use time::macros::datetime;
@@ -115,8 +115,8 @@ async fn providers(env: &DevEnv, root: &Path) -> Result<Vec<(&'static str, Vec<(
         root: &'a Path,
         made: Vec<Made<'a>>,
     }
-    impl EachProvider for Make<'_> {
-        fn provider<S: Simulator>(&mut self) {
+    impl EachSimulator for Make<'_> {
+        fn simulator<S: Simulator>(&mut self) {
             let (env, root) = (self.env, self.root);
             self.made.push(Box::pin(async move {
                 let (simulator, _) = S::start(env, root).await?;
@@ -130,7 +130,7 @@ async fn providers(env: &DevEnv, root: &Path) -> Result<Vec<(&'static str, Vec<(
         }
     }
     let mut make = Make { env, root, made: Vec::new() };
-    registry::for_each(&mut make);
+    provider_catalog::for_each_simulator(&mut make);
     let mut all = Vec::new();
     for made in make.made {
         all.push(made.await?);

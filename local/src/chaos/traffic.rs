@@ -10,9 +10,10 @@ use shared::{Inbound, Provider, Simulator, Status};
 use time::OffsetDateTime;
 
 use super::faults::roll;
-use crate::registry::{self, EachProvider, Route};
+use crate::registry::{self, Route};
 use crate::serve::REQUEST_ID_HEADER;
 use crate::DevEnv;
+use provider_catalog::EachSimulator;
 
 /// A provider's simulation, as the chaos run drives it (any [`Simulator`]).
 pub trait Simulated: Send + Sync {
@@ -49,22 +50,6 @@ impl<S: Simulator> Simulated for S {
     }
 }
 
-/// How many times a provider retries a webhook not answered with a 2xx: its published
-/// count (`../shared/providers/README.md`), or 5 where it publishes none. The delays are
-/// compressed (1 s, doubling, at most 8 s).
-pub fn retries(provider: &str) -> u32 {
-    match provider {
-        // Pay3 retries 10 times.
-        "pay3" => 10,
-        // QI Tech: its bookkeeping product's 8 (its BaaS policy is not published).
-        "qitech" => 8,
-        // Pagstar: its older API retried twice, then stopped.
-        "pagstar" => 2,
-        // AZQR and Key2Pay publish nothing.
-        _ => 5,
-    }
-}
-
 /// The delay before retry `attempt` (1, 2, …) of delivery `id`: 1 s doubling up to 8 s,
 /// with up to a quarter of jitter from the seed.
 pub fn retry_delay(seed: u64, id: &str, attempt: u32) -> Duration {
@@ -78,6 +63,9 @@ pub struct ChaosProvider {
     pub name: &'static str,
     pub has_status_api: bool,
     pub route: Route,
+    /// How many times it retries a webhook not answered with a 2xx
+    /// ([`Simulator::WEBHOOK_RETRIES`]); the delays are compressed (1 s, doubling, at most 8 s).
+    pub retries: u32,
     pub simulation: Box<dyn Simulated>,
     /// The variables that point the pipeline at what the simulation started.
     pub variables: Variables,
@@ -99,8 +87,8 @@ pub async fn start_providers(env: &DevEnv, root: &Path) -> Result<Vec<ChaosProvi
         routes: Vec<Route>,
         starts: Vec<Start<'a>>,
     }
-    impl EachProvider for Collect<'_> {
-        fn provider<S: Simulator>(&mut self) {
+    impl EachSimulator for Collect<'_> {
+        fn simulator<S: Simulator>(&mut self) {
             let (env, root) = (self.env, self.root);
             let name = S::Provider::NAME;
             let route = self.routes.iter().find(|r| r.name == name).copied();
@@ -111,6 +99,7 @@ pub async fn start_providers(env: &DevEnv, root: &Path) -> Result<Vec<ChaosProvi
                     name,
                     has_status_api: S::Provider::HAS_STATUS_API,
                     route,
+                    retries: S::WEBHOOK_RETRIES,
                     simulation: Box::new(simulator),
                     variables,
                 })
@@ -118,7 +107,7 @@ pub async fn start_providers(env: &DevEnv, root: &Path) -> Result<Vec<ChaosProvi
         }
     }
     let mut collect = Collect { env, root, routes: registry::routes(), starts: Vec::new() };
-    registry::for_each(&mut collect);
+    provider_catalog::for_each_simulator(&mut collect);
     let mut providers = Vec::new();
     for start in collect.starts {
         providers.push(start.await?);
@@ -156,7 +145,7 @@ pub struct Transaction {
     /// Its provider: the index in the run's providers, and the name.
     pub provider: usize,
     pub name: &'static str,
-    /// As sent (Key2Pay's is the merchant's track id).
+    /// As sent (for some providers, the merchant's own id).
     pub reference: String,
     /// As stored.
     pub stored: String,
@@ -261,7 +250,7 @@ pub async fn send(
     let url = format!("{base}{}", provider.route.path_of(&request));
     let query: Vec<(&String, &String)> = request.query.iter().collect();
     let mut sent = Sent::default();
-    for attempt in 0..=retries(provider.name) {
+    for attempt in 0..=provider.retries {
         if attempt > 0 {
             tokio::time::sleep(retry_delay(seed, &delivery.id, attempt)).await;
         }
@@ -378,7 +367,7 @@ mod tests {
 
     fn provider(name: &'static str, has_status_api: bool) -> ChaosProvider {
         let route = Route { name, method: "POST", path: "/x", also_at: &[] };
-        ChaosProvider { name, has_status_api, route, simulation: Box::new(Words), variables: Vec::new() }
+        ChaosProvider { name, has_status_api, route, retries: 5, simulation: Box::new(Words), variables: Vec::new() }
     }
 
     fn send(transaction: usize, word: &'static str, accepted: bool) -> (Delivery, Sent) {

@@ -1,0 +1,79 @@
+//! The catalog of providers: the only place the list of providers exists. The status
+//! sync, the transactions API, the local pipeline, `scripts/invoke`, the fuzzing, the
+//! benchmarks and every test that runs "every provider" take them from here.
+//!
+//! Adding a provider is its folder (`functions/<name>-webhook`: its wire types,
+//! verification, mapping, reference format, simulator and fixtures), its template block,
+//! its docs page, and one line in [`catalog!`] below (with its crate in this crate's
+//! `Cargo.toml` and the workspace's).
+
+use shared::{KnownProvider, Provider};
+
+/// Something done once for each provider, given its type.
+pub trait EachProvider {
+    fn provider<P: Provider>(&mut self);
+}
+
+/// Something done once for each provider's simulator (`S::Provider` is the provider).
+#[cfg(feature = "simulator")]
+pub trait EachSimulator {
+    fn simulator<S: shared::Simulator>(&mut self);
+}
+
+/// Writes [`for_each`] and [`for_each_simulator`] from one list of `Provider =>
+/// Simulator` lines.
+macro_rules! catalog {
+    ($($provider:ty => $simulator:ty),+ $(,)?) => {
+        /// Calls `each` for every provider, in the catalog's order.
+        pub fn for_each(each: &mut impl EachProvider) {
+            $(each.provider::<$provider>();)+
+        }
+
+        /// Calls `each` for every provider's simulator, in the catalog's order.
+        #[cfg(feature = "simulator")]
+        pub fn for_each_simulator(each: &mut impl EachSimulator) {
+            $(each.simulator::<$simulator>();)+
+        }
+    };
+}
+
+catalog! {
+    azqr_webhook::Azqr => azqr_webhook::simulator::AzqrSimulator,
+    pay3_webhook::Pay3 => pay3_webhook::simulator::Pay3Simulator,
+    qitech_webhook::QiTech => qitech_webhook::simulator::QiTechSimulator,
+    key2pay_webhook::Key2Pay => key2pay_webhook::simulator::Key2PaySimulator,
+    pagstar_webhook::Pagstar => pagstar_webhook::simulator::PagstarSimulator,
+}
+
+/// Every provider: its name, whether it has a status API, and its reference format.
+pub fn known() -> Vec<KnownProvider> {
+    struct Collect(Vec<KnownProvider>);
+    impl EachProvider for Collect {
+        fn provider<P: Provider>(&mut self) {
+            self.0.push(KnownProvider::of::<P>());
+        }
+    }
+    let mut collect = Collect(Vec::new());
+    for_each(&mut collect);
+    collect.0
+}
+
+#[cfg(test)]
+mod tests {
+    /// Names are what keys, routes and events are told apart by.
+    #[test]
+    fn names_are_distinct_lowercase_and_short() {
+        let known = super::known();
+        assert!(!known.is_empty());
+        let mut names: Vec<&str> = known.iter().map(|p| p.name).collect();
+        for name in &names {
+            assert!(
+                (1..=16).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()),
+                "{name}"
+            );
+        }
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), known.len(), "distinct");
+    }
+}
