@@ -11,7 +11,8 @@ use criterion::{criterion_group, criterion_main, Criterion};
 use futures_util::FutureExt;
 
 use provider_catalog::EachSimulator;
-use shared::{Env, Inbound, Provider, Simulator};
+use provider_testkit::Simulator;
+use shared::{Env, Inbound, Provider};
 use time::OffsetDateTime;
 
 fn root() -> &'static Path {

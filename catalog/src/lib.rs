@@ -17,7 +17,7 @@ pub trait EachProvider {
 /// Something done once for each provider's simulator (`S::Provider` is the provider).
 #[cfg(feature = "simulator")]
 pub trait EachSimulator {
-    fn simulator<S: shared::Simulator>(&mut self);
+    fn simulator<S: provider_testkit::Simulator>(&mut self);
 }
 
 /// Writes [`for_each`] and [`for_each_simulator`] from one list of `Provider =>

@@ -18,14 +18,15 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use aws_sdk_dynamodb::types::AttributeValue;
+use provider_testkit::Load;
+use provider_testkit::Simulator;
 use shared::event_log::{Attempt, AttemptKind, AttemptWrites};
 use shared::model::notification::NotificationOutcome;
 use shared::model::shard::{FEED_SHARDS, PENDING_SHARDS, SYNC_SHARDS};
 use shared::model::{
     transaction_key, Amount, Change, Observation, Status, SyncPolicy, SyncStep, TerminalEvent, WritePlan,
 };
-use shared::simulator::Load;
-use shared::{Provider, Simulator};
+use shared::Provider;
 use time::OffsetDateTime;
 
 use crate::provision::{IndexSpec, Template};
@@ -72,7 +73,7 @@ pub mod assumed {
     /// A batch of the hint queue's consumer: its hints asked of the provider at once (the
     /// slowest of up to a full batch of calls), then written and their events sent.
     pub const HINT_BATCH: Duration = Duration::from_millis(400);
-    /// One status query of `provider` (its simulator's [`shared::simulator::Load`]).
+    /// One status query of `provider` (its simulator's [`provider_testkit::Load`]).
     pub fn status_query(provider: &str) -> Duration {
         super::loads().iter().find(|(name, _)| *name == provider).map_or(Duration::ZERO, |(_, load)| load.status_query)
     }

@@ -10,7 +10,8 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use shared::{Inbound, Provider, Simulator};
+use provider_testkit::Simulator;
+use shared::{Inbound, Provider};
 use time::OffsetDateTime;
 
 use provider_catalog::EachSimulator;

@@ -2,19 +2,25 @@
 //! (`provider_catalog`): the local pipeline, `make-events`, `scripts/send`, the
 //! benchmarks and every test that runs "every provider" take them from here.
 
+use std::path::Path;
+
 use provider_catalog::EachSimulator;
-use shared::simulator::{SimulatorError, Variables};
-use shared::{Expected, Provider, Simulator};
+use time::OffsetDateTime;
+
+use crate::DevEnv;
+use provider_testkit::{Expected, Fixture, Simulator};
+use provider_testkit::{SimulatorError, Variables};
+use shared::Provider;
 
 /// Starts every provider's simulation (the stand-ins of AZQR's, Pay3's and Pagstar's APIs, each
 /// unless its `*_API_URL` is set) and points `env` at what
 /// they started; a variable the environment already sets wins. Returns the variables set.
-pub async fn start_simulations(env: &mut crate::DevEnv, root: &std::path::Path) -> Result<Variables, SimulatorError> {
+pub async fn start_simulations(env: &mut DevEnv, root: &Path) -> Result<Variables, SimulatorError> {
     type Start<'a> =
         std::pin::Pin<Box<dyn std::future::Future<Output = Result<Variables, SimulatorError>> + Send + 'a>>;
     struct Collect<'a> {
-        env: &'a crate::DevEnv,
-        root: &'a std::path::Path,
+        env: &'a DevEnv,
+        root: &'a Path,
         starts: Vec<Start<'a>>,
     }
     impl EachSimulator for Collect<'_> {
@@ -61,6 +67,11 @@ impl Route {
     }
 }
 
+/// `P`'s name and route.
+fn route_of<P: Provider>() -> Route {
+    Route { name: P::NAME, method: P::METHOD, path: P::PATH, also_at: P::ALSO_AT }
+}
+
 /// `route` (a template.yaml path) with its `{parameters}` filled in from `request`.
 pub fn fill(route: &str, request: &shared::Inbound) -> String {
     route
@@ -78,13 +89,7 @@ pub fn routes() -> Vec<Route> {
     struct Collect(Vec<Route>);
     impl EachSimulator for Collect {
         fn simulator<S: Simulator>(&mut self) {
-            type P<S> = <S as Simulator>::Provider;
-            self.0.push(Route {
-                name: P::<S>::NAME,
-                method: P::<S>::METHOD,
-                path: P::<S>::PATH,
-                also_at: P::<S>::ALSO_AT,
-            });
+            self.0.push(route_of::<S::Provider>());
         }
     }
     let mut collect = Collect(Vec::new());
@@ -92,19 +97,49 @@ pub fn routes() -> Vec<Route> {
     collect.0
 }
 
-/// Every provider's fixture expectations, each with its path under `events/`
-/// (`<provider>/<file>`).
-pub fn fixtures() -> Vec<(String, Expected)> {
-    struct Collect(Vec<(String, Expected)>);
-    impl EachSimulator for Collect {
+/// One provider's fixture: its path under `events/` (`<provider>/<name>.json`), its
+/// provider's route, the fixture with what it must give.
+pub type ProviderFixture = (String, Route, Fixture);
+
+/// Every provider's fixtures, made at `at` by its simulator (started with `env`).
+pub async fn fixtures(env: &DevEnv, root: &Path, at: OffsetDateTime) -> Result<Vec<ProviderFixture>, SimulatorError> {
+    type Made<'a> =
+        std::pin::Pin<Box<dyn std::future::Future<Output = Result<Vec<ProviderFixture>, SimulatorError>> + Send + 'a>>;
+    struct Make<'a> {
+        env: &'a DevEnv,
+        root: &'a Path,
+        at: OffsetDateTime,
+        made: Vec<Made<'a>>,
+    }
+    impl EachSimulator for Make<'_> {
         fn simulator<S: Simulator>(&mut self) {
-            let name = S::Provider::NAME;
-            self.0.extend(S::Provider::FIXTURES.iter().map(|e| (format!("{name}/{}", e.file), *e)));
+            let (env, root, at) = (self.env, self.root, self.at);
+            self.made.push(Box::pin(async move {
+                let (simulator, _) = S::start(env, root).await?;
+                let route = route_of::<S::Provider>();
+                Ok(simulator
+                    .fixtures(at)?
+                    .into_iter()
+                    .map(|fixture| (format!("{}/{}.json", route.name, fixture.name), route, fixture))
+                    .collect())
+            }));
         }
     }
-    let mut collect = Collect(Vec::new());
-    provider_catalog::for_each_simulator(&mut collect);
-    collect.0
+    let mut make = Make { env, root, at, made: Vec::new() };
+    provider_catalog::for_each_simulator(&mut make);
+    let mut all = Vec::new();
+    for made in make.made {
+        all.extend(made.await?);
+    }
+    Ok(all)
+}
+
+/// What every provider's fixture must give, by its path under `events/`, with the
+/// development configuration (`local.env.example` in `root`).
+pub async fn expectations(root: &Path) -> Result<Vec<(String, Expected)>, SimulatorError> {
+    let env = DevEnv::load(&root.join("local.env.example"))?;
+    let made = fixtures(&env, root, OffsetDateTime::now_utc()).await?;
+    Ok(made.into_iter().map(|(file, _, fixture)| (file, fixture.expected)).collect())
 }
 
 #[cfg(test)]
@@ -202,9 +237,6 @@ mod tests {
                     let reference = S::stored_reference(&S::new_reference(n));
                     assert!(S::Provider::check_reference(&reference).is_ok(), "{name}: {reference}");
                 }
-                for (reference, _) in S::Provider::FIXTURES.iter().filter_map(|e| e.stored) {
-                    assert!(S::Provider::check_reference(reference).is_ok(), "{name}: fixture {reference}");
-                }
                 for bad in ["", "..", "../x", "a b", "x?y=1", "x#y", "x/y", "ü", &"9".repeat(101)] {
                     let error = S::Provider::check_reference(bad).expect_err(bad);
                     assert_eq!(error.code(), "invalid_field", "{name}: {bad:?}");
@@ -212,5 +244,21 @@ mod tests {
             }
         }
         provider_catalog::for_each_simulator(&mut Check);
+    }
+
+    /// Every reference a fixture stores is in its provider's format.
+    #[tokio::test]
+    async fn every_stored_fixture_reference_is_in_its_providers_format() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let known = provider_catalog::known();
+        let expectations = expectations(&root).await.expect("fixtures");
+        let mut checked = 0;
+        for (file, expected) in expectations {
+            let Some((reference, _)) = expected.stored else { continue };
+            let provider = known.iter().find(|p| file.starts_with(&format!("{}/", p.name))).expect("its provider");
+            assert!((provider.check_reference)(reference).is_ok(), "{file}: {reference}");
+            checked += 1;
+        }
+        assert!(checked >= known.len(), "every provider stores at least one fixture: {checked}");
     }
 }

@@ -149,7 +149,7 @@ impl Routes {
             loads: Vec<Load<'a>>,
         }
         impl EachSimulator for Mount<'_> {
-            fn simulator<S: shared::Simulator>(&mut self) {
+            fn simulator<S: provider_testkit::Simulator>(&mut self) {
                 let (env, secrets) = (Arc::clone(&self.env), self.secrets);
                 self.loads.push(Box::pin(async move {
                     let now = OffsetDateTime::now_utc();

@@ -94,12 +94,16 @@ async fn a_completed_payment_on_every_route_is_stored_once_and_delivered_signed(
     Mock::given(method("POST")).respond_with(ResponseTemplate::new(204)).mount(&merchant).await;
     let (_server, port) = start(&prefix, &merchant.uri()).await;
 
-    // Each provider's first fixture that completes a payment (from the registry).
+    // Each provider's first fixture that completes a payment (from its simulator).
+    let fixtures =
+        local_pipeline::registry::expectations(std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/..")))
+            .await
+            .expect("the providers' fixtures");
     let completed: Vec<(&str, String, &str)> = local_pipeline::registry::routes()
         .iter()
         .map(|route| {
-            let (file, expected) = local_pipeline::registry::fixtures()
-                .into_iter()
+            let (file, expected) = fixtures
+                .iter()
                 .find(|(file, e)| {
                     file.starts_with(&format!("{}/", route.name))
                         && e.stored.is_some_and(|(_, status)| status == Status::Completed)

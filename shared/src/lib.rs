@@ -15,7 +15,6 @@ pub mod model;
 pub mod pipeline;
 pub mod queue;
 pub mod secrets;
-pub mod simulator;
 pub mod store;
 pub mod sync;
 
@@ -26,9 +25,8 @@ pub use event_log::EventLog;
 pub use inbound::{check_shared_secret, Inbound};
 pub use model::notification::NotificationOutcome;
 pub use model::{Amount, Decision, Observation, Status, TerminalEvent, TransactionRecord};
-pub use pipeline::{parse_json, parse_status, Expected, KnownProvider, Outcome, Provider, Recorder, Webhook};
+pub use pipeline::{parse_json, parse_status, KnownProvider, Outcome, Provider, Recorder, Webhook};
 pub use queue::EventQueue;
 pub use secrets::{Rotating, SecretSpec};
-pub use simulator::Simulator;
 pub use store::{TransactionStore, WriteOutcome};
 pub use sync::{StatusSource, SyncError, SyncScope};

@@ -14,7 +14,7 @@ use crate::config::{ConfigError, Env, StorageConfig};
 use crate::error::{WebhookError, MAX_BODY_BYTES};
 use crate::inbound::Inbound;
 use crate::model::notification::{EventTypes, CONFLICT_EVENT_TYPE, UPDATED_EVENT_TYPE};
-use crate::model::{notification, Decision, Observation, Skip, Status, SyncPolicy, TerminalEvent, WritePlan};
+use crate::model::{notification, Decision, Observation, Skip, SyncPolicy, TerminalEvent, WritePlan};
 use crate::queue::EventQueue;
 use crate::secrets::{Keys, Rotating};
 use crate::store::{ConflictWrite, TransactionStore, WriteOutcome};
@@ -30,10 +30,6 @@ pub trait Provider: Send + Sync + 'static {
     const PATH: &'static str;
     /// Other paths the same webhook is also served at (same method), as in template.yaml.
     const ALSO_AT: &'static [&'static str] = &[];
-
-    /// What each of its fixtures (`events/<NAME>/<file>`) must give; the test suite runs
-    /// every fixture, and a fixture without an expectation fails it.
-    const FIXTURES: &'static [Expected];
 
     /// Whether the status sync can ask this provider about a transaction (it has a
     /// status API we call). Without one, a record says `"sync": "unsupported"`.
@@ -99,26 +95,6 @@ pub trait Provider: Send + Sync + 'static {
         now: OffsetDateTime,
     ) -> impl Future<Output = Result<Vec<Observation>, WebhookError>> + Send {
         async move { self.normalize(self.authenticate(request, now).await?) }
-    }
-}
-
-/// What one fixture in `events/<provider>/` must give: the HTTP status, and the
-/// (reference, status) stored, or None when nothing is written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Expected {
-    /// The file name in `events/<provider>/`.
-    pub file: &'static str,
-    pub status: u16,
-    pub stored: Option<(&'static str, Status)>,
-}
-
-impl Expected {
-    pub const fn stored(file: &'static str, status: u16, reference: &'static str, stored: Status) -> Self {
-        Expected { file, status, stored: Some((reference, stored)) }
-    }
-
-    pub const fn nothing(file: &'static str, status: u16) -> Self {
-        Expected { file, status, stored: None }
     }
 }
 

@@ -18,10 +18,11 @@ use shared::{Env, Status};
 type Expectation = (u16, Option<(&'static str, Status)>);
 
 /// file → (HTTP status, the (reference, status) stored, or None when nothing is written):
-/// each provider's `FIXTURES` (from the registry), and the status API's.
-fn expectations() -> BTreeMap<String, Expectation> {
+/// each provider's fixtures (from its simulator, through the catalog), and the status API's.
+async fn expectations() -> BTreeMap<String, Expectation> {
+    let fixtures = registry::expectations(&crate::support::root()).await.expect("the providers' fixtures");
     let mut all: BTreeMap<String, Expectation> =
-        registry::fixtures().into_iter().map(|(file, e)| (file, (e.status, e.stored))).collect();
+        fixtures.into_iter().map(|(file, e)| (file, (e.status, e.stored))).collect();
     // The status API (writes nothing): the AZQR fixture's completed transaction, run
     // earlier in this order, and one that does not exist.
     all.insert("transactions/get-completed.json".into(), (200, None));
@@ -34,10 +35,10 @@ fn expectations() -> BTreeMap<String, Expectation> {
     all
 }
 
-#[test]
-fn every_fixture_has_an_expectation() {
-    let known: Vec<String> = expectations().into_keys().collect();
-    assert_eq!(crate::support::fixture_files(), known, "events/ and the providers' FIXTURES differ");
+#[tokio::test]
+async fn every_fixture_has_an_expectation() {
+    let known: Vec<String> = expectations().await.into_keys().collect();
+    assert_eq!(crate::support::fixture_files(), known, "events/ and the providers' simulators differ");
 }
 
 #[tokio::test]
@@ -45,7 +46,7 @@ async fn every_fixture_runs_through_lambda_http_and_the_handler() {
     let h = Harness::new().await;
     let webhooks = DevWebhooks::new(&h).await;
     let mut finals = 0;
-    for (file, (status, stored)) in expectations() {
+    for (file, (status, stored)) in expectations().await {
         assert_eq!(webhooks.run_fixture(&file).await, status, "{file}");
         if let Some((reference, expected)) = stored {
             let provider = file.split('/').next().expect("provider dir");
@@ -54,7 +55,7 @@ async fn every_fixture_runs_through_lambda_http_and_the_handler() {
             finals += usize::from(expected.is_final());
         }
     }
-    let written = expectations().values().filter(|(_, stored)| stored.is_some()).count();
+    let written = expectations().await.values().filter(|(_, stored)| stored.is_some()).count();
     assert_eq!(h.item_count().await, written, "fixtures marked as writing nothing wrote something");
     assert_eq!(h.drain_events().await.len(), finals, "one terminal event per final fixture");
 }
@@ -84,7 +85,7 @@ async fn every_fixture_through_the_built_artifact_under_the_lambda_runtime_emula
     let bindings = Bindings { overrides: &overrides, dev_env: &dev_env, resources: &resources, endpoints: &endpoints };
 
     let mut log_lines = 0;
-    for (file, (status, stored)) in expectations() {
+    for (file, (status, stored)) in expectations().await {
         let text = std::fs::read_to_string(root.join("events").join(&file)).expect("fixture");
         let mut event: serde_json::Value = serde_json::from_str(&text).expect("JSON");
         let route = event["routeKey"].as_str().expect("routeKey").to_owned();
@@ -128,9 +129,9 @@ async fn every_fixture_through_the_built_artifact_under_the_lambda_runtime_emula
             None => assert!(queued.is_empty(), "{context}: queued {queued:?}"),
         }
     }
-    let written = expectations().values().filter(|(_, stored)| stored.is_some()).count();
+    let written = expectations().await.values().filter(|(_, stored)| stored.is_some()).count();
     assert_eq!(h.item_count().await, written, "fixtures marked as writing nothing wrote something");
-    assert!(log_lines >= expectations().len(), "the functions logged {log_lines} lines in all");
+    assert!(log_lines >= expectations().await.len(), "the functions logged {log_lines} lines in all");
 }
 
 /// Receives what the hint queue holds and invokes its consumer's built artifact with it,

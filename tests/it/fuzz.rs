@@ -11,7 +11,8 @@ use proptest::collection::vec;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 use provider_catalog::EachSimulator;
-use shared::{Inbound, Provider, Simulator};
+use provider_testkit::Simulator;
+use shared::{Inbound, Provider};
 use time::OffsetDateTime;
 
 /// The clock of every case; the simulators sign their requests (QI Tech's) for it.

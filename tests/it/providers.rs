@@ -11,8 +11,9 @@ use std::sync::Arc;
 use crate::support::{dev_env, root, unique_number, Harness};
 use local_pipeline::chaos::traffic::Rng;
 use provider_catalog::EachSimulator;
+use provider_testkit::Simulator;
 use shared::model::{decide, event_id, Decision};
-use shared::{Inbound, Provider, Simulator, Status, Webhook};
+use shared::{Inbound, Provider, Status, Webhook};
 use time::OffsetDateTime;
 
 pub fn at(seconds: i64) -> OffsetDateTime {

@@ -144,7 +144,8 @@ async fn one_dynamodb_request_per_webhook_and_one_sqs_send_per_final_transition(
 #[tokio::test]
 async fn a_sync_run_costs_one_query_per_provider_and_one_write_per_transaction() {
     use azqr_webhook::simulator::AzqrSimulator;
-    use shared::{Provider, Simulator};
+    use provider_testkit::Simulator;
+    use shared::Provider;
     let h = Harness::new().await;
     let counter = Counter::default();
     let (store, queue) = counted(&h, &counter);

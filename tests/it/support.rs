@@ -45,7 +45,7 @@ pub fn unique_number() -> u64 {
 
 /// A fresh 12-digit AZQR retrieval reference number.
 pub fn unique_rrn() -> String {
-    use shared::Simulator;
+    use provider_testkit::Simulator;
     azqr_webhook::simulator::AzqrSimulator::new_reference(unique_number())
 }
 
@@ -219,7 +219,7 @@ struct Pick<'a> {
 }
 
 impl provider_catalog::EachSimulator for Pick<'_> {
-    fn simulator<S: shared::Simulator>(&mut self) {
+    fn simulator<S: provider_testkit::Simulator>(&mut self) {
         use shared::Provider;
         if S::Provider::NAME != self.folder {
             return;

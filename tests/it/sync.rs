@@ -10,9 +10,10 @@ use crate::providers::{at, send, simulation};
 use crate::support::{unique_number, unique_rrn, Harness};
 use http::Method;
 use local_pipeline::DevEnv;
+use provider_testkit::Simulator;
 use shared::model::sync::{index_time, GIVE_UP_AFTER};
 use shared::model::{event_id, SyncPolicy, SyncState};
-use shared::{Env, Inbound, Provider, Recorder, Simulator, Status, Webhook};
+use shared::{Env, Inbound, Provider, Recorder, Status, Webhook};
 use status_sync::{ProviderRun, StatusSync};
 use transactions_api::TransactionsApi;
 

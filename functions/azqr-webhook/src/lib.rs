@@ -9,7 +9,7 @@
 use http::StatusCode;
 use serde::Deserialize;
 use shared::{
-    check_shared_secret, parse_json, parse_status, ConfigError, Env, Expected, Inbound, Observation, Provider, Secret,
+    check_shared_secret, parse_json, parse_status, ConfigError, Env, Inbound, Observation, Provider, Secret,
     SecretSpec, Status, WebhookError,
 };
 use time::OffsetDateTime;
@@ -124,20 +124,6 @@ impl Provider for Azqr {
     const HAS_STATUS_API: bool = true;
     /// Its secret: its `apiKey`, for the webhook and the status API.
     const SECRET: SecretSpec = SecretSpec { arn: "AZQR_SECRET_ARN", keys: &["AZQR_API_KEY"] };
-    const FIXTURES: &'static [Expected] = &[
-        Expected::stored("read.json", 204, "100000000001", Status::Pending),
-        Expected::stored("paid.json", 204, "100000000002", Status::Processing),
-        Expected::stored("canceled.json", 204, "100000000003", Status::Canceling),
-        Expected::stored("expired.json", 204, "100000000004", Status::Expired),
-        Expected::stored("incompleted.json", 204, "100000000005", Status::Failed),
-        Expected::stored("completed.json", 204, "100000000006", Status::Completed),
-        Expected::nothing("bad-wrong-key.json", 401),
-        Expected::nothing("bad-missing-key.json", 401),
-        Expected::nothing("bad-rrn.json", 400),
-        Expected::nothing("bad-unknown-status.json", 422),
-        Expected::nothing("bad-malformed-json.json", 400),
-    ];
-
     /// The retrieval reference number: exactly 12 digits.
     fn check_reference(reference: &str) -> Result<(), WebhookError> {
         shared::pipeline::reference_format(reference, is_rrn, "an rrn is exactly 12 digits")

@@ -4,9 +4,10 @@
 use std::path::Path;
 
 use http::Method;
+use provider_testkit::Simulator;
+use provider_testkit::{Fixture, Load, SimulatorError, Variables};
 use serde_json::json;
-use shared::simulator::{Load, SimulatorError, Variables};
-use shared::{parse_status, Env, Inbound, Simulator, Status};
+use shared::{parse_status, Env, Inbound, Status};
 use time::OffsetDateTime;
 
 use crate::stand_in::{self, StandIn};
@@ -103,21 +104,57 @@ impl Simulator for AzqrSimulator {
         request
     }
 
-    fn fixtures(&self, _at: OffsetDateTime) -> Result<Vec<(&'static str, Inbound)>, SimulatorError> {
+    fn fixtures(&self, _at: OffsetDateTime) -> Result<Vec<Fixture>, SimulatorError> {
         let key = Some(self.api_key.as_str());
         let bare = |status: &str| json!({ "status": status, "description": "" }).to_string();
         Ok(vec![
-            ("read", self.update("100000000001", "read", "QR code read")),
-            ("paid", self.update("100000000002", "paid", "Payment confirmed by payer")),
-            ("canceled", self.update("100000000003", "canceled", "Payer canceled")),
-            ("expired", self.update("100000000004", "expired", "QR code expired")),
-            ("incompleted", self.update("100000000005", "incompleted", "AM04 InsufficientFunds")),
-            ("completed", self.update("100000000006", "completed", "Payment completed")),
-            ("bad-wrong-key", put("100000000007", Some("not-the-right-key"), &bare("completed"))),
-            ("bad-missing-key", put("100000000008", None, &bare("completed"))),
-            ("bad-rrn", put("12345", key, &bare("completed"))),
-            ("bad-unknown-status", put("100000000009", key, &bare("refunded"))),
-            ("bad-malformed-json", put("100000000010", key, r#"{"status": "completed""#)),
+            Fixture::stored(
+                "read",
+                self.update("100000000001", "read", "QR code read"),
+                204,
+                "100000000001",
+                Status::Pending,
+            ),
+            Fixture::stored(
+                "paid",
+                self.update("100000000002", "paid", "Payment confirmed by payer"),
+                204,
+                "100000000002",
+                Status::Processing,
+            ),
+            Fixture::stored(
+                "canceled",
+                self.update("100000000003", "canceled", "Payer canceled"),
+                204,
+                "100000000003",
+                Status::Canceling,
+            ),
+            Fixture::stored(
+                "expired",
+                self.update("100000000004", "expired", "QR code expired"),
+                204,
+                "100000000004",
+                Status::Expired,
+            ),
+            Fixture::stored(
+                "incompleted",
+                self.update("100000000005", "incompleted", "AM04 InsufficientFunds"),
+                204,
+                "100000000005",
+                Status::Failed,
+            ),
+            Fixture::stored(
+                "completed",
+                self.update("100000000006", "completed", "Payment completed"),
+                204,
+                "100000000006",
+                Status::Completed,
+            ),
+            Fixture::nothing("bad-wrong-key", put("100000000007", Some("not-the-right-key"), &bare("completed")), 401),
+            Fixture::nothing("bad-missing-key", put("100000000008", None, &bare("completed")), 401),
+            Fixture::nothing("bad-rrn", put("12345", key, &bare("completed")), 400),
+            Fixture::nothing("bad-unknown-status", put("100000000009", key, &bare("refunded")), 422),
+            Fixture::nothing("bad-malformed-json", put("100000000010", key, r#"{"status": "completed""#), 400),
         ])
     }
 }

@@ -4,9 +4,10 @@
 use std::path::Path;
 
 use http::Method;
+use provider_testkit::Simulator;
+use provider_testkit::{Fixture, Load, SimulatorError, Variables};
 use serde_json::json;
-use shared::simulator::{Load, SimulatorError, Variables};
-use shared::{Env, Inbound, Simulator, Status};
+use shared::{Env, Inbound, Status};
 use time::OffsetDateTime;
 
 use crate::Key2Pay;
@@ -95,7 +96,7 @@ impl Simulator for Key2PaySimulator {
         post(Some(&self.token), body)
     }
 
-    fn fixtures(&self, _at: OffsetDateTime) -> Result<Vec<(&'static str, Inbound)>, SimulatorError> {
+    fn fixtures(&self, _at: OffsetDateTime) -> Result<Vec<Fixture>, SimulatorError> {
         let token = Some(self.token.as_str());
         let ok = "Approved or completed available successfully";
         let good = |trackid: &str, transaction: &str, action: &str| {
@@ -104,13 +105,29 @@ impl Simulator for Key2PaySimulator {
         let failed = body("k2p-track-3", "1049768", "AUTHORIZATION", "Failed", "51", "Insufficient funds");
         let capture = |trackid: &str, transaction: &str| body(trackid, transaction, "CAPTURE", "Successful", "0", ok);
         Ok(vec![
-            ("authorization", good("k2p-track-1", "1049766", "AUTHORIZATION")),
-            ("capture", good("k2p-track-2", "1049767", "CAPTURE")),
-            ("failed", post(token, failed.as_bytes())),
-            ("bad-wrong-token", post(Some("not-the-token"), capture("k2p-track-b1", "1").as_bytes())),
-            ("bad-missing-token", post(None, capture("k2p-track-b2", "2").as_bytes())),
-            ("bad-unknown-action", good("k2p-track-b3", "3", "REFUND")),
-            ("bad-malformed-json", post(token, br#"{"trackid": "k2p-track-b4""#)),
+            Fixture::stored(
+                "authorization",
+                good("k2p-track-1", "1049766", "AUTHORIZATION"),
+                200,
+                "k2p-track-1",
+                Status::Processing,
+            ),
+            Fixture::stored(
+                "capture",
+                good("k2p-track-2", "1049767", "CAPTURE"),
+                200,
+                "k2p-track-2",
+                Status::Completed,
+            ),
+            Fixture::stored("failed", post(token, failed.as_bytes()), 200, "k2p-track-3", Status::Failed),
+            Fixture::nothing(
+                "bad-wrong-token",
+                post(Some("not-the-token"), capture("k2p-track-b1", "1").as_bytes()),
+                401,
+            ),
+            Fixture::nothing("bad-missing-token", post(None, capture("k2p-track-b2", "2").as_bytes()), 401),
+            Fixture::nothing("bad-unknown-action", good("k2p-track-b3", "3", "REFUND"), 422),
+            Fixture::nothing("bad-malformed-json", post(token, br#"{"trackid": "k2p-track-b4""#), 400),
         ])
     }
 }

@@ -15,7 +15,7 @@
 use http::StatusCode;
 use serde::Deserialize;
 use shared::{
-    parse_json, parse_status, Amount, ConfigError, Env, Expected, Inbound, Observation, Provider, SecretSpec, Status,
+    parse_json, parse_status, Amount, ConfigError, Env, Inbound, Observation, Provider, SecretSpec, Status,
     WebhookError,
 };
 use time::OffsetDateTime;
@@ -185,22 +185,6 @@ impl Provider for Pagstar {
         arn: "PAGSTAR_SECRET_ARN",
         keys: &["PAGSTAR_CLIENT_SECRET", "PAGSTAR_CLIENT_CERT", "PAGSTAR_CLIENT_KEY"],
     };
-    const FIXTURES: &'static [Expected] = &[
-        Expected::stored("ativa.json", 200, "pagstarativa00000000000000001", Status::Created),
-        Expected::stored("concluida.json", 200, "pagstarconcluida0000000000001", Status::Completed),
-        Expected::stored(
-            "removida-pelo-usuario-recebedor.json",
-            200,
-            "pagstarremovidausuario0000001",
-            Status::Canceled,
-        ),
-        Expected::stored("removida-pelo-psp.json", 200, "pagstarremovidapsp00000000001", Status::Canceled),
-        Expected::nothing("unknown-txid.json", 200),
-        Expected::nothing("unknown-status.json", 200),
-        Expected::nothing("bad-no-txid.json", 400),
-        Expected::nothing("bad-malformed-json.json", 400),
-    ];
-
     /// BACEN's txid: 26 to 35 letters and digits.
     fn check_reference(reference: &str) -> Result<(), WebhookError> {
         shared::pipeline::reference_format(reference, is_txid, "a txid is 26 to 35 letters and digits")

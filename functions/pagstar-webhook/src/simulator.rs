@@ -4,9 +4,10 @@
 use std::path::Path;
 
 use http::Method;
+use provider_testkit::Simulator;
+use provider_testkit::{Fixture, Load, SimulatorError, Variables};
 use serde_json::json;
-use shared::simulator::{Load, SimulatorError, Variables};
-use shared::{parse_status, Env, Inbound, Simulator, Status};
+use shared::{parse_status, Env, Inbound, Status};
 use time::OffsetDateTime;
 
 use crate::stand_in::{self, StandIn};
@@ -103,19 +104,40 @@ impl Simulator for PagstarSimulator {
         post(body)
     }
 
-    fn fixtures(&self, _at: OffsetDateTime) -> Result<Vec<(&'static str, Inbound)>, SimulatorError> {
+    fn fixtures(&self, _at: OffsetDateTime) -> Result<Vec<Fixture>, SimulatorError> {
         Ok(vec![
-            ("ativa", hint("pagstarativa00000000000000001")),
-            ("concluida", hint("pagstarconcluida0000000000001")),
-            (
+            Fixture::stored(
+                "ativa",
+                hint("pagstarativa00000000000000001"),
+                200,
+                "pagstarativa00000000000000001",
+                Status::Created,
+            ),
+            Fixture::stored(
+                "concluida",
+                hint("pagstarconcluida0000000000001"),
+                200,
+                "pagstarconcluida0000000000001",
+                Status::Completed,
+            ),
+            Fixture::stored(
                 "removida-pelo-usuario-recebedor",
                 post(json!({ "txid": "pagstarremovidausuario0000001" }).to_string().as_bytes()),
+                200,
+                "pagstarremovidausuario0000001",
+                Status::Canceled,
             ),
-            ("removida-pelo-psp", hint("pagstarremovidapsp00000000001")),
-            ("unknown-txid", hint("pagstarnaoexiste0000000000001")),
-            ("unknown-status", hint("pagstarstatusdesconhecido0001")),
-            ("bad-no-txid", post(br#"{"pix":[{"endToEndId":"E1","valor":"1.00"}]}"#)),
-            ("bad-malformed-json", post(br#"{"pix": ["#)),
+            Fixture::stored(
+                "removida-pelo-psp",
+                hint("pagstarremovidapsp00000000001"),
+                200,
+                "pagstarremovidapsp00000000001",
+                Status::Canceled,
+            ),
+            Fixture::nothing("unknown-txid", hint("pagstarnaoexiste0000000000001"), 200),
+            Fixture::nothing("unknown-status", hint("pagstarstatusdesconhecido0001"), 200),
+            Fixture::nothing("bad-no-txid", post(br#"{"pix":[{"endToEndId":"E1","valor":"1.00"}]}"#), 400),
+            Fixture::nothing("bad-malformed-json", post(br#"{"pix": ["#), 400),
         ])
     }
 }

@@ -11,7 +11,7 @@ use http::StatusCode;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
 use shared::{
-    parse_json, parse_status, ConfigError, Env, Expected, Inbound, Observation, Provider, Secret, SecretSpec, Status,
+    parse_json, parse_status, ConfigError, Env, Inbound, Observation, Provider, Secret, SecretSpec, Status,
     WebhookError,
 };
 use time::OffsetDateTime;
@@ -177,26 +177,6 @@ impl Provider for Pay3 {
     const HAS_STATUS_API: bool = true;
     /// Its secret: the webhook JWT's secret, and the order query's access token.
     const SECRET: SecretSpec = SecretSpec { arn: "PAY3_SECRET_ARN", keys: &["PAY3_JWT_SECRET", "PAY3_ACCESS_TOKEN"] };
-    const FIXTURES: &'static [Expected] = &[
-        Expected::stored("created.json", 200, "pay3-order-1:CHECKOUT", Status::Created),
-        Expected::stored("order-started.json", 200, "pay3-order-2:CHECKOUT", Status::Pending),
-        Expected::stored("order-payment-awaiting.json", 200, "pay3-order-3:CHECKOUT", Status::Pending),
-        Expected::stored("order-payment-processing.json", 200, "pay3-order-4:CHECKOUT", Status::Processing),
-        Expected::stored("order-payment-initiated.json", 200, "pay3-order-5:CHECKOUT", Status::Processing),
-        Expected::stored("completed.json", 200, "pay3-order-6:CHECKOUT", Status::Completed),
-        Expected::stored("failed.json", 200, "pay3-order-7:CHECKOUT", Status::Failed),
-        Expected::stored("failed-canceled.json", 200, "pay3-order-8:CHECKOUT", Status::Canceled),
-        Expected::stored("abandoned.json", 200, "pay3-order-9:CHECKOUT", Status::Expired),
-        Expected::nothing("refunded-after-final.json", 200),
-        Expected::nothing("bad-signature.json", 401),
-        Expected::nothing("bad-algorithm.json", 401),
-        Expected::nothing("bad-alg-none.json", 401),
-        Expected::nothing("bad-expired.json", 401),
-        Expected::nothing("bad-tampered.json", 401),
-        Expected::nothing("bad-unknown-status.json", 422),
-        Expected::nothing("bad-malformed-json.json", 400),
-    ];
-
     /// `{orderId}:{orderType}`: an order id of 1 to 64 letters, digits, `.`, `_` and `-`,
     /// starting with a letter or a digit, and its type in capitals (`CHECKOUT`, `PAYOUT`,
     /// `CRYPTO`; a new one is accepted).

@@ -5,9 +5,10 @@ use std::path::Path;
 
 use http::Method;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use provider_testkit::Simulator;
+use provider_testkit::{Fixture, Load, SimulatorError, Variables};
 use serde_json::{json, Value};
-use shared::simulator::{Load, SimulatorError, Variables};
-use shared::{parse_status, Env, Inbound, Simulator, Status};
+use shared::{parse_status, Env, Inbound, Status};
 use time::OffsetDateTime;
 
 use crate::stand_in::{self, StandIn};
@@ -146,7 +147,7 @@ impl Simulator for Pay3Simulator {
         envelope(&format!("{input}.{signature}"))
     }
 
-    fn fixtures(&self, at: OffsetDateTime) -> Result<Vec<(&'static str, Inbound)>, SimulatorError> {
+    fn fixtures(&self, at: OffsetDateTime) -> Result<Vec<Fixture>, SimulatorError> {
         let good = |order: &str, status: &str, payment: Option<&str>| self.signed(&claims(order, status, payment, at));
         let mut expired = claims("pay3-order-bad-4", "COMPLETED", None, at);
         expired["exp"] = json!(at.unix_timestamp() - 60);
@@ -163,23 +164,77 @@ impl Simulator for Pay3Simulator {
             sign(&claims("pay3-order-bad-1", "COMPLETED", None, at), Algorithm::HS384, "another-secret")?;
         let other_algorithm = sign(&claims("pay3-order-bad-2", "COMPLETED", None, at), Algorithm::HS256, &self.secret)?;
         Ok(vec![
-            ("created", good("pay3-order-1", "CREATED", None)),
-            ("order-started", good("pay3-order-2", "ORDER_STARTED", None)),
-            ("order-payment-awaiting", good("pay3-order-3", "ORDER_PAYMENT_AWAITING", None)),
-            ("order-payment-processing", good("pay3-order-4", "ORDER_PAYMENT_PROCESSING", None)),
-            ("order-payment-initiated", good("pay3-order-5", "ORDER_PAYMENT_INITIATED", None)),
-            ("completed", good("pay3-order-6", "COMPLETED", Some("SUCCESS"))),
-            ("failed", good("pay3-order-7", "FAILED", Some("DECLINED"))),
-            ("failed-canceled", good("pay3-order-8", "FAILED", Some("CANCELED"))),
-            ("abandoned", good("pay3-order-9", "ABANDONED", Some("MAX_RETRIES_REACHED"))),
-            ("refunded-after-final", good("pay3-order-10", "REFUNDED", None)),
-            ("bad-signature", envelope(&other_secret)),
-            ("bad-algorithm", envelope(&other_algorithm)),
-            ("bad-alg-none", envelope(&unsigned)),
-            ("bad-expired", envelope(&sign(&expired, Algorithm::HS384, &self.secret)?)),
-            ("bad-tampered", envelope(&tampered)),
-            ("bad-unknown-status", good("pay3-order-bad-6", "TELEPORTED", None)),
-            ("bad-malformed-json", post(br#"{"payload": "#)),
+            Fixture::stored(
+                "created",
+                good("pay3-order-1", "CREATED", None),
+                200,
+                "pay3-order-1:CHECKOUT",
+                Status::Created,
+            ),
+            Fixture::stored(
+                "order-started",
+                good("pay3-order-2", "ORDER_STARTED", None),
+                200,
+                "pay3-order-2:CHECKOUT",
+                Status::Pending,
+            ),
+            Fixture::stored(
+                "order-payment-awaiting",
+                good("pay3-order-3", "ORDER_PAYMENT_AWAITING", None),
+                200,
+                "pay3-order-3:CHECKOUT",
+                Status::Pending,
+            ),
+            Fixture::stored(
+                "order-payment-processing",
+                good("pay3-order-4", "ORDER_PAYMENT_PROCESSING", None),
+                200,
+                "pay3-order-4:CHECKOUT",
+                Status::Processing,
+            ),
+            Fixture::stored(
+                "order-payment-initiated",
+                good("pay3-order-5", "ORDER_PAYMENT_INITIATED", None),
+                200,
+                "pay3-order-5:CHECKOUT",
+                Status::Processing,
+            ),
+            Fixture::stored(
+                "completed",
+                good("pay3-order-6", "COMPLETED", Some("SUCCESS")),
+                200,
+                "pay3-order-6:CHECKOUT",
+                Status::Completed,
+            ),
+            Fixture::stored(
+                "failed",
+                good("pay3-order-7", "FAILED", Some("DECLINED")),
+                200,
+                "pay3-order-7:CHECKOUT",
+                Status::Failed,
+            ),
+            Fixture::stored(
+                "failed-canceled",
+                good("pay3-order-8", "FAILED", Some("CANCELED")),
+                200,
+                "pay3-order-8:CHECKOUT",
+                Status::Canceled,
+            ),
+            Fixture::stored(
+                "abandoned",
+                good("pay3-order-9", "ABANDONED", Some("MAX_RETRIES_REACHED")),
+                200,
+                "pay3-order-9:CHECKOUT",
+                Status::Expired,
+            ),
+            Fixture::nothing("refunded-after-final", good("pay3-order-10", "REFUNDED", None), 200),
+            Fixture::nothing("bad-signature", envelope(&other_secret), 401),
+            Fixture::nothing("bad-algorithm", envelope(&other_algorithm), 401),
+            Fixture::nothing("bad-alg-none", envelope(&unsigned), 401),
+            Fixture::nothing("bad-expired", envelope(&sign(&expired, Algorithm::HS384, &self.secret)?), 401),
+            Fixture::nothing("bad-tampered", envelope(&tampered), 401),
+            Fixture::nothing("bad-unknown-status", good("pay3-order-bad-6", "TELEPORTED", None), 422),
+            Fixture::nothing("bad-malformed-json", post(br#"{"payload": "#), 400),
         ])
     }
 }

@@ -18,8 +18,8 @@ use rustls_pki_types::SubjectPublicKeyInfoDer;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use shared::{
-    check_shared_secret, parse_json, parse_status, Amount, ConfigError, Env, Expected, Inbound, Observation, Provider,
-    Secret, SecretSpec, Status, WebhookError,
+    check_shared_secret, parse_json, parse_status, Amount, ConfigError, Env, Inbound, Observation, Provider, Secret,
+    SecretSpec, Status, WebhookError,
 };
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
@@ -199,26 +199,6 @@ impl Provider for QiTech {
     /// Its secret: the client key, and its public key(s): during a key change, both PEMs.
     const SECRET: SecretSpec =
         SecretSpec { arn: "QITECH_SECRET_ARN", keys: &["QITECH_API_CLIENT_KEY", "QITECH_PUBLIC_KEY"] };
-    const FIXTURES: &'static [Expected] = &[
-        Expected::stored("processing-conclusion.json", 200, "00000000-0000-4000-8000-000000000001", Status::Processing),
-        Expected::stored(
-            "processing-cancellation.json",
-            200,
-            "00000000-0000-4000-8000-000000000002",
-            Status::Canceling,
-        ),
-        Expected::stored("concluded.json", 200, "00000000-0000-4000-8000-000000000003", Status::Completed),
-        Expected::stored("canceled.json", 200, "00000000-0000-4000-8000-000000000004", Status::Canceled),
-        Expected::nothing("other-webhook-type.json", 200),
-        Expected::nothing("bad-tampered-body.json", 401),
-        Expected::nothing("bad-signature.json", 401),
-        Expected::nothing("bad-wrong-uri.json", 401),
-        Expected::nothing("bad-wrong-client-key.json", 401),
-        Expected::nothing("bad-stale-timestamp.json", 401),
-        Expected::nothing("bad-unknown-status.json", 422),
-        Expected::nothing("bad-malformed-json.json", 400),
-    ];
-
     /// Its `payment_instrument_entry_key`: a UUID (8-4-4-4-12 hexadecimal digits).
     fn check_reference(reference: &str) -> Result<(), WebhookError> {
         let format = |r: &str| {

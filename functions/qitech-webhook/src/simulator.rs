@@ -5,9 +5,10 @@
 use std::path::Path;
 
 use http::Method;
+use provider_testkit::Simulator;
+use provider_testkit::{Fixture, Load, SimulatorError, Variables};
 use serde_json::json;
-use shared::simulator::{Load, SimulatorError, Variables};
-use shared::{parse_status, Env, Inbound, Simulator, Status};
+use shared::{parse_status, Env, Inbound, Status};
 use time::OffsetDateTime;
 
 use crate::signing::QiTechSigner;
@@ -106,7 +107,7 @@ impl Simulator for QiTechSimulator {
             .with_header("api-client-key", &self.client_key)
     }
 
-    fn fixtures(&self, at: OffsetDateTime) -> Result<Vec<(&'static str, Inbound)>, SimulatorError> {
+    fn fixtures(&self, at: OffsetDateTime) -> Result<Vec<Fixture>, SimulatorError> {
         let other_signer = QiTechSigner::generate()?;
         let good = |entry: &str, status: &str| self.post(&entry_body(entry, status), at);
         let tampered = {
@@ -119,19 +120,52 @@ impl Simulator for QiTechSimulator {
         let key = self.client_key.as_str();
         let other_type = r#"{"webhook_type":"baas.account.balance_update","data":{"account_key":"x"}}"#;
         Ok(vec![
-            ("processing-conclusion", good("00000000-0000-4000-8000-000000000001", "processing_conclusion")),
-            ("processing-cancellation", good("00000000-0000-4000-8000-000000000002", "processing_cancellation")),
-            ("concluded", good("00000000-0000-4000-8000-000000000003", "concluded")),
-            ("canceled", good("00000000-0000-4000-8000-000000000004", "canceled")),
-            ("other-webhook-type", self.post(other_type, at)),
-            ("bad-tampered-body", tampered),
-            ("bad-signature", signed(&other_signer, &bad("00000000-0000-4000-8000-0000000000b2"), PATH, at, key)),
-            ("bad-wrong-uri", signed(&self.signer, &bad("00000000-0000-4000-8000-0000000000b3"), "/other", at, key)),
-            (
+            Fixture::stored(
+                "processing-conclusion",
+                good("00000000-0000-4000-8000-000000000001", "processing_conclusion"),
+                200,
+                "00000000-0000-4000-8000-000000000001",
+                Status::Processing,
+            ),
+            Fixture::stored(
+                "processing-cancellation",
+                good("00000000-0000-4000-8000-000000000002", "processing_cancellation"),
+                200,
+                "00000000-0000-4000-8000-000000000002",
+                Status::Canceling,
+            ),
+            Fixture::stored(
+                "concluded",
+                good("00000000-0000-4000-8000-000000000003", "concluded"),
+                200,
+                "00000000-0000-4000-8000-000000000003",
+                Status::Completed,
+            ),
+            Fixture::stored(
+                "canceled",
+                good("00000000-0000-4000-8000-000000000004", "canceled"),
+                200,
+                "00000000-0000-4000-8000-000000000004",
+                Status::Canceled,
+            ),
+            Fixture::nothing("other-webhook-type", self.post(other_type, at), 200),
+            Fixture::nothing("bad-tampered-body", tampered, 401),
+            Fixture::nothing(
+                "bad-signature",
+                signed(&other_signer, &bad("00000000-0000-4000-8000-0000000000b2"), PATH, at, key),
+                401,
+            ),
+            Fixture::nothing(
+                "bad-wrong-uri",
+                signed(&self.signer, &bad("00000000-0000-4000-8000-0000000000b3"), "/other", at, key),
+                401,
+            ),
+            Fixture::nothing(
                 "bad-wrong-client-key",
                 signed(&self.signer, &bad("00000000-0000-4000-8000-0000000000b4"), PATH, at, "wrong"),
+                401,
             ),
-            (
+            Fixture::nothing(
                 "bad-stale-timestamp",
                 signed(
                     &self.signer,
@@ -140,9 +174,10 @@ impl Simulator for QiTechSimulator {
                     at - time::Duration::minutes(10),
                     key,
                 ),
+                401,
             ),
-            ("bad-unknown-status", good("00000000-0000-4000-8000-0000000000b6", "teleported")),
-            ("bad-malformed-json", self.post(r#"{"webhook_type": "#, at)),
+            Fixture::nothing("bad-unknown-status", good("00000000-0000-4000-8000-0000000000b6", "teleported"), 422),
+            Fixture::nothing("bad-malformed-json", self.post(r#"{"webhook_type": "#, at), 400),
         ])
     }
 }

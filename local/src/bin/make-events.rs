@@ -8,10 +8,9 @@ use std::path::Path;
 use lambda_http::aws_lambda_events::apigw::{
     ApiGatewayV2httpRequest, ApiGatewayV2httpRequestContext, ApiGatewayV2httpRequestContextHttpDescription,
 };
-use local_pipeline::DevEnv;
-use provider_catalog::EachSimulator;
+use local_pipeline::{registry, DevEnv};
 use serde_json::Value;
-use shared::{Inbound, Provider, Simulator};
+use shared::Inbound;
 use time::macros::datetime;
 use time::OffsetDateTime;
 
@@ -105,35 +104,15 @@ fn events() -> Result<Vec<(&'static str, Value)>, Error> {
     ])
 }
 
-/// Every provider's fixtures, from its simulator.
+/// Every provider's fixtures, from its simulator, by provider.
 async fn providers(env: &DevEnv, root: &Path) -> Result<Vec<(&'static str, Vec<(&'static str, Value)>)>, Error> {
-    type Made<'a> = std::pin::Pin<
-        Box<dyn std::future::Future<Output = Result<(&'static str, Vec<(&'static str, Value)>), Error>> + 'a>,
-    >;
-    struct Make<'a> {
-        env: &'a DevEnv,
-        root: &'a Path,
-        made: Vec<Made<'a>>,
-    }
-    impl EachSimulator for Make<'_> {
-        fn simulator<S: Simulator>(&mut self) {
-            let (env, root) = (self.env, self.root);
-            self.made.push(Box::pin(async move {
-                let (simulator, _) = S::start(env, root).await?;
-                let (method, route) = (S::Provider::METHOD, S::Provider::PATH);
-                let mut events = Vec::new();
-                for (name, request) in simulator.fixtures(FIXTURE_TIME)? {
-                    events.push((name, event_of(method, route, &request)?));
-                }
-                Ok((S::Provider::NAME, events))
-            }));
+    let mut all: Vec<(&'static str, Vec<(&'static str, Value)>)> = Vec::new();
+    for (_, route, fixture) in registry::fixtures(env, root, FIXTURE_TIME).await? {
+        let event = (fixture.name, event_of(route.method, route.path, &fixture.request)?);
+        match all.last_mut() {
+            Some((provider, events)) if *provider == route.name => events.push(event),
+            _ => all.push((route.name, vec![event])),
         }
-    }
-    let mut make = Make { env, root, made: Vec::new() };
-    provider_catalog::for_each_simulator(&mut make);
-    let mut all = Vec::new();
-    for made in make.made {
-        all.push(made.await?);
     }
     Ok(all)
 }

@@ -5,8 +5,9 @@
 use std::path::Path;
 use std::time::Duration;
 
-use shared::simulator::{SimulatorError, Variables};
-use shared::{Inbound, Provider, Simulator, Status};
+use provider_testkit::Simulator;
+use provider_testkit::{SimulatorError, Variables};
+use shared::{Inbound, Provider, Status};
 use time::OffsetDateTime;
 
 use super::faults::roll;

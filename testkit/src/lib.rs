@@ -1,18 +1,17 @@
-//! A provider's side of the conversation, simulated: its genuine webhooks, forged and
-//! malformed ones, and (where we call the provider back) its API. Each provider crate
-//! implements this next to its verification and mapping, behind its `simulator` feature;
-//! the fixtures (`make-events`), the scenario tests, the fuzz targets, the benchmarks and
-//! the local pipeline drive every provider through it, taken from the one registry.
+//! The test kit: a provider's side of the conversation, simulated (its genuine webhooks,
+//! forged and malformed ones, and where we call the provider back, its API) and its
+//! fixtures, each with what it must give. Each provider crate implements [`Simulator`]
+//! next to its verification and mapping, behind its `simulator` feature, so no Lambda
+//! build compiles this crate; the fixtures (`make-events`), the scenario tests, the fuzz
+//! targets, the benchmarks, the chaos run, the capacity model and the local pipeline drive
+//! every provider through it, taken from the catalog.
 
 use std::future::Future;
 use std::path::Path;
 
 use time::OffsetDateTime;
 
-use crate::config::Env;
-use crate::inbound::Inbound;
-use crate::model::Status;
-use crate::pipeline::Provider;
+use shared::{Env, Inbound, Provider, Status};
 
 pub type SimulatorError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -106,7 +105,36 @@ pub trait Simulator: Sized + Send + Sync + 'static {
         self.with_body(content, now)
     }
 
-    /// Every fixture of `events/<name>/`: its file name (without `.json`) and the request,
-    /// made at `at`. Each has an expectation in the provider's `FIXTURES`.
-    fn fixtures(&self, at: OffsetDateTime) -> Result<Vec<(&'static str, Inbound)>, SimulatorError>;
+    /// Every fixture of `events/<name>/`, its request made at `at`, each with what it
+    /// must give.
+    fn fixtures(&self, at: OffsetDateTime) -> Result<Vec<Fixture>, SimulatorError>;
+}
+
+/// One fixture, `events/<provider>/<name>.json`: the request, and what it must give.
+#[derive(Debug)]
+pub struct Fixture {
+    /// Its file name, without `.json`.
+    pub name: &'static str,
+    pub request: Inbound,
+    pub expected: Expected,
+}
+
+impl Fixture {
+    /// A fixture answered with `status` that stores `reference` as `stored`.
+    pub fn stored(name: &'static str, request: Inbound, status: u16, reference: &'static str, stored: Status) -> Self {
+        Fixture { name, request, expected: Expected { status, stored: Some((reference, stored)) } }
+    }
+
+    /// A fixture answered with `status` that writes nothing.
+    pub fn nothing(name: &'static str, request: Inbound, status: u16) -> Self {
+        Fixture { name, request, expected: Expected { status, stored: None } }
+    }
+}
+
+/// What a fixture must give: the HTTP status, and the (reference, status) stored, or
+/// `None` when nothing is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Expected {
+    pub status: u16,
+    pub stored: Option<(&'static str, Status)>,
 }
