@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use crate::providers::{at, simulate};
 use crate::support::{closed_port_endpoint, unique_number, Harness};
-use local_pipeline::hints::HintConsumer;
+use local_pipeline::triggers::HintConsumer;
 use pagstar_webhook::simulator::{hint, PagstarSimulator};
 use pagstar_webhook::{Pagstar, PagstarApi, PagstarConfig};
 use shared::hints::{HintQueue, HintRelay, QueuedHint};

@@ -29,7 +29,7 @@ use shared::model::{
 use shared::Provider;
 use time::OffsetDateTime;
 
-use crate::provision::{IndexSpec, Template};
+use crate::template::{IndexSpec, Template};
 
 type Item = HashMap<String, AttributeValue>;
 type Error = Box<dyn std::error::Error + Send + Sync>;
@@ -752,7 +752,7 @@ pub fn model(table: &Table, template: &Template, mix: &Mix) -> Result<Figures, E
     if load.largest_item >= limits::ITEM_BOUND {
         violations.push(format!("largest item {} bytes", load.largest_item));
     }
-    let (high_throughput, max_message) = template.queue_limits(crate::provision::QUEUE)?;
+    let (high_throughput, max_message) = template.queue_limits(crate::template::QUEUE)?;
     if !high_throughput {
         violations.push("the queue is not high-throughput FIFO".into());
     }
@@ -784,7 +784,7 @@ pub fn model(table: &Table, template: &Template, mix: &Mix) -> Result<Figures, E
     // The hint queue's consumer: full batches under load, each as long as its slowest
     // call; counted with the webhook functions, whose work it finishes. Its trigger's
     // MaximumConcurrency is sized to twice that.
-    let (consumer, batch) = template.sqs_trigger(crate::provision::HINT_QUEUE)?;
+    let (consumer, batch) = template.sqs_trigger(crate::template::HINT_QUEUE)?;
     let hints: f64 = load.hints.values().sum();
     let confirm_needed = hints / batch as f64 * assumed::HINT_BATCH.as_secs_f64();
     let confirm_default = parameter("PagstarConfirmMaxConcurrency", 10.0);

@@ -12,10 +12,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use serde_yaml_ng::Value;
 use shared::Env;
 
-use crate::provision::{Resources, Template, DEAD_LETTER_QUEUE, HINT_QUEUE, QUEUE, TABLE};
+use crate::provision::Resources;
+use crate::template::{EnvValue, Function, Template, TemplateError, DEAD_LETTER_QUEUE, HINT_QUEUE, QUEUE, TABLE};
 
 /// Where `sam build` puts each function's artifact.
 pub const BUILD_DIR: &str = ".aws-sam/build";
@@ -31,10 +31,8 @@ pub const INSTALL_QEMU: &str = "apt-get install qemu-user-static libc6-arm64-cro
 
 #[derive(Debug, thiserror::Error)]
 pub enum InvokeError {
-    #[error("template.yaml has no function {0} (AWS::Serverless::Function)")]
-    NoFunction(String),
-    #[error("template.yaml: {0}")]
-    Template(String),
+    #[error(transparent)]
+    Template(#[from] TemplateError),
     #[error(
         "parameter {parameter} (environment variable {variable}) has no value: pass \
          --parameter-overrides {parameter}=..., or set {variable} in local.env.example"
@@ -53,134 +51,6 @@ pub enum InvokeError {
 fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> InvokeError {
     let what = what.into();
     move |source| InvokeError::Io { what, source }
-}
-
-/// A value in a function's `Environment.Variables`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum EnvValue {
-    Literal(String),
-    /// `!Ref Name`: a parameter, or a resource of the template.
-    Ref(String),
-}
-
-/// What template.yaml says about one function, Globals applied.
-#[derive(Debug, Clone)]
-pub struct Function {
-    pub logical_id: String,
-    /// `Metadata.BuildProperties.Binary`: the cargo binary `sam build` builds.
-    pub binary: String,
-    pub timeout_seconds: u64,
-    pub memory_mb: u64,
-    /// `LoggingConfig.LogFormat` and `ApplicationLogLevel`, which Lambda passes on as
-    /// `AWS_LAMBDA_LOG_FORMAT` and `AWS_LAMBDA_LOG_LEVEL`.
-    pub log_format: Option<String>,
-    pub log_level: Option<String>,
-    pub variables: BTreeMap<String, EnvValue>,
-}
-
-impl Template {
-    /// The function `logical_id`, with `Globals.Function` applied under its own properties.
-    pub fn function(&self, logical_id: &str) -> Result<Function, InvokeError> {
-        let resource = self
-            .resources
-            .get(logical_id)
-            .filter(|r| r["Type"].as_str() == Some("AWS::Serverless::Function"))
-            .ok_or_else(|| InvokeError::NoFunction(logical_id.to_owned()))?;
-        let globals = &self.globals["Function"];
-        let properties = &resource["Properties"];
-        let property = |name: &str| if properties[name].is_null() { &globals[name] } else { &properties[name] };
-        let number = |name: &str, default: u64| property(name).as_u64().unwrap_or(default);
-        let binary = resource["Metadata"]["BuildProperties"]["Binary"]
-            .as_str()
-            .ok_or_else(|| InvokeError::Template(format!("{logical_id} has no Metadata.BuildProperties.Binary")))?;
-        let logging = property("LoggingConfig");
-        let mut variables = BTreeMap::new();
-        for source in [&globals["Environment"]["Variables"], &properties["Environment"]["Variables"]] {
-            for (name, value) in source.as_mapping().into_iter().flatten() {
-                let name =
-                    name.as_str().ok_or_else(|| InvokeError::Template(format!("{logical_id}: variable name")))?;
-                variables.insert(name.to_owned(), env_value(value).map_err(InvokeError::Template)?);
-            }
-        }
-        Ok(Function {
-            logical_id: logical_id.to_owned(),
-            binary: binary.to_owned(),
-            timeout_seconds: number("Timeout", 3),
-            memory_mb: number("MemorySize", 128),
-            log_format: logging["LogFormat"].as_str().map(str::to_owned),
-            log_level: logging["ApplicationLogLevel"].as_str().map(str::to_owned),
-            variables,
-        })
-    }
-
-    /// The function API Gateway sends `route_key` ("METHOD /path", as an HTTP API event
-    /// carries it in `routeKey`) to: the one with an HttpApi event of that method and path.
-    pub fn function_for_route(&self, route_key: &str) -> Option<String> {
-        self.function_ids().into_iter().find(|id| {
-            let events = &self.resources[id.as_str()]["Properties"]["Events"];
-            events.as_mapping().into_iter().flatten().any(|(_, event)| {
-                let properties = &event["Properties"];
-                event["Type"].as_str() == Some("HttpApi")
-                    && properties["Method"]
-                        .as_str()
-                        .zip(properties["Path"].as_str())
-                        .is_some_and(|(method, path)| route_key == format!("{method} {path}"))
-            })
-        })
-    }
-
-    /// The function an `SQS` event of which reads the queue `queue` (a logical id).
-    pub fn function_for_queue(&self, queue: &str) -> Option<String> {
-        self.function_ids().into_iter().find(|id| {
-            let events = &self.resources[id.as_str()]["Properties"]["Events"];
-            events.as_mapping().into_iter().flatten().any(|(_, event)| {
-                event["Type"].as_str() == Some("SQS")
-                    && crate::provision::get_att_arn(&event["Properties"]["Queue"]).is_ok_and(|q| q == queue)
-            })
-        })
-    }
-
-    /// The function the queue `queue` (a logical id) triggers, and its trigger's batch size.
-    pub fn sqs_trigger(&self, queue: &str) -> Result<(String, u64), InvokeError> {
-        let function = self
-            .function_for_queue(queue)
-            .ok_or_else(|| InvokeError::Template(format!("no function is triggered by {queue}")))?;
-        let events = &self.resources[function.as_str()]["Properties"]["Events"];
-        let batch = events
-            .as_mapping()
-            .into_iter()
-            .flatten()
-            .find(|(_, event)| event["Type"].as_str() == Some("SQS"))
-            .and_then(|(_, event)| event["Properties"]["BatchSize"].as_u64())
-            .unwrap_or(10);
-        Ok((function, batch))
-    }
-
-    /// Every function's logical id.
-    pub fn function_ids(&self) -> Vec<String> {
-        self.resources
-            .iter()
-            .filter(|(_, r)| r["Type"].as_str() == Some("AWS::Serverless::Function"))
-            .filter_map(|(id, _)| id.as_str().map(str::to_owned))
-            .collect()
-    }
-}
-
-fn env_value(value: &Value) -> Result<EnvValue, String> {
-    match value {
-        Value::String(s) => Ok(EnvValue::Literal(s.clone())),
-        Value::Number(n) => Ok(EnvValue::Literal(n.to_string())),
-        Value::Bool(b) => Ok(EnvValue::Literal(b.to_string())),
-        Value::Tagged(tagged) if tagged.tag == "Ref" => {
-            tagged.value.as_str().map(|s| EnvValue::Ref(s.to_owned())).ok_or_else(|| format!("{value:?}"))
-        }
-        Value::Mapping(m) => m
-            .get("Ref")
-            .and_then(Value::as_str)
-            .map(|s| EnvValue::Ref(s.to_owned()))
-            .ok_or_else(|| format!("unsupported environment value {value:?}")),
-        Value::Null | Value::Sequence(_) | Value::Tagged(_) => Err(format!("unsupported environment value {value:?}")),
-    }
 }
 
 /// Where the function's AWS clients go: the local emulators.
@@ -273,10 +143,11 @@ fn resolve_ref<E: Env>(
     if let Some(arn) = bindings.resources.secrets.get(name) {
         return Ok(arn.clone());
     }
-    let declared = template
-        .parameters
-        .get(name)
-        .ok_or_else(|| InvokeError::Template(format!("!Ref {name} is neither a parameter nor a local resource")))?;
+    let declared = template.parameters.get(name).ok_or_else(|| {
+        InvokeError::Template(TemplateError::Unsupported(format!(
+            "!Ref {name} is neither a parameter nor a local resource"
+        )))
+    })?;
     bindings
         .overrides
         .get(name)
@@ -657,7 +528,7 @@ mod tests {
             let function = template.function(&id).expect("function");
             assert!(function.variables.contains_key("TABLE_NAME"), "{id}: Globals applied");
         }
-        assert!(matches!(template.function("TransactionsTable"), Err(InvokeError::NoFunction(_))));
+        assert!(matches!(template.function("TransactionsTable"), Err(TemplateError::NoFunction(_))));
         assert_eq!(
             template.function_for_route("PUT /webhooks/azqr/qr/{rrn}/status").as_deref(),
             Some("AzqrWebhookFunction")

@@ -5,13 +5,15 @@ pub mod capacity;
 pub mod chaos;
 pub mod fixtures;
 pub mod fuzzing;
-pub mod hints;
 pub mod invoke;
 pub mod merchant;
 pub mod provision;
 pub mod registry;
 pub mod serve;
+pub mod stack;
+pub mod template;
 pub mod timing;
+pub mod triggers;
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -19,8 +21,9 @@ use std::path::Path;
 use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
 use shared::Env;
 
-pub use provision::{Resources, Template};
+pub use provision::Resources;
 pub use serve::{mount, Routes};
+pub use template::Template;
 pub use timing::LocalTiming;
 
 /// A retry partition of its own for each client: on AWS each function is a process with

@@ -29,12 +29,11 @@ async fn main() -> Result<(), Error> {
     if let Some(seconds) = timing.queue_visibility {
         template.set_queue_visibility_timeout(seconds);
     }
-    let mut resources = template.provision(&dynamodb, &sqs, &prefix).await?;
     // moto's server answers Secrets Manager too: the secrets are created there from the
     // development values, and every function reads its own by ARN, as in AWS.
-    let secrets = secrets_client(&env.required("SQS_ENDPOINT")?);
-    template.provision_secrets(&secrets, &prefix, &env, &mut resources).await?;
-    for (variable, value) in local_pipeline::registry::start_simulations(&mut env, Path::new(".")).await? {
+    let (resources, simulated) = local_pipeline::stack::bring_up(&template, &mut env, Path::new("."), &prefix).await?;
+    let secrets = secrets_client(&sqs_endpoint);
+    for (variable, value) in simulated {
         tracing::info!(variable, %value, "local stand-in started ({variable} is unset)");
     }
 
@@ -70,9 +69,10 @@ async fn main() -> Result<(), Error> {
     let notifier = std::sync::Arc::new(notifier);
     for _ in 0..timing.notifier_pollers {
         let notifier = std::sync::Arc::clone(&notifier);
+        let (sqs, queue_url) = (sqs_client(&sqs_endpoint), resources.queue_url.clone());
         tokio::spawn(async move {
             loop {
-                if let Err(error) = notifier::poll_once(&notifier, 5).await {
+                if let Err(error) = local_pipeline::triggers::poll_notifier(&notifier, &sqs, &queue_url, 5).await {
                     tracing::error!(error = %error, "notifier poll failed");
                     tokio::time::sleep(Duration::from_secs(2)).await;
                 }

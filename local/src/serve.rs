@@ -12,7 +12,7 @@ use axum::Router;
 use shared::hints::{HintQueue, HintRelay};
 use shared::{ConfigError, Env, Inbound, Provider, Recorder, Webhook};
 
-use crate::hints::HintConsumer;
+use crate::triggers::HintConsumer;
 use provider_catalog::EachSimulator;
 use time::OffsetDateTime;
 

@@ -83,7 +83,7 @@ fn each_function_gets_only_the_actions_it_uses() {
                 assert_eq!(actions(&webhook), ["sqs:SendMessage"], "{webhook}");
                 let (_, queue) = &grants()[&webhook][0];
                 assert!(
-                    queue.contains(local_pipeline::provision::HINT_QUEUE),
+                    queue.contains(local_pipeline::template::HINT_QUEUE),
                     "{webhook}: only its hint queue: {queue}"
                 );
             }
@@ -91,7 +91,7 @@ fn each_function_gets_only_the_actions_it_uses() {
         }
     }
     // The hint queue's consumer: the webhooks' write path, and its trigger's reads.
-    let consumer = template.function_for_queue(local_pipeline::provision::HINT_QUEUE).expect("a hint consumer");
+    let consumer = template.function_for_queue(local_pipeline::template::HINT_QUEUE).expect("a hint consumer");
     assert_eq!(
         actions(&consumer),
         [
@@ -285,8 +285,8 @@ fn every_function_environment_stays_under_2_kb_with_the_longest_values() {
             .map(|(variable, value)| {
                 variable.len()
                     + match value {
-                        local_pipeline::invoke::EnvValue::Literal(text) => text.len(),
-                        local_pipeline::invoke::EnvValue::Ref(name) => longest(&template, name),
+                        local_pipeline::template::EnvValue::Literal(text) => text.len(),
+                        local_pipeline::template::EnvValue::Ref(name) => longest(&template, name),
                     }
             })
             .sum();

@@ -161,7 +161,7 @@ async fn confirm_hints(
         })
         .collect();
     let logical_id =
-        template.function_for_queue(local_pipeline::provision::HINT_QUEUE).expect("a function reads the hint queue");
+        template.function_for_queue(local_pipeline::template::HINT_QUEUE).expect("a function reads the hint queue");
     let function = template.function(&logical_id).expect("function");
     let env = function.environment(template, bindings).expect("environment");
     let launch = Launch::for_artifact(&invoke::built_artifact(&crate::support::root(), &logical_id))

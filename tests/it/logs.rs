@@ -159,7 +159,7 @@ async fn no_secret_token_signature_or_body_reaches_the_logs() {
     let signers = notifier::signers_from_env(webhooks.lambda_env.clone(), &h.secrets, now).await.expect("signers");
     let notifier = notifier::Notifier::new(config, signers, h.store.clone(), h.sqs.clone(), Duration::from_secs(5))
         .expect("notifier");
-    while notifier::poll_once(&notifier, 0).await.expect("poll") > 0 {}
+    while h.poll_notifier(&notifier, 0).await.expect("poll") > 0 {}
     let kept = h.store.event_log(Duration::from_secs(86_400)).get(&events[1].id).await.expect("get").expect("logged");
     assert_eq!(kept.attempts[0].response.as_deref(), Some(answer(500).as_str()), "kept in the event log");
     for request in merchant.received_requests().await.expect("recorded") {

@@ -88,7 +88,7 @@ async fn a_progress_event_after_the_outcome_is_never_delivered() {
     Mock::given(method("POST")).respond_with(ResponseTemplate::new(204)).mount(&merchant).await;
     let notifier = notifier_for(&h, &merchant);
     for _ in 0..2 {
-        notifier::poll_once(&notifier, 1).await.expect("poll");
+        h.poll_notifier(&notifier, 1).await.expect("poll");
     }
     let delivered = webhook_ids(&merchant).await;
     assert_eq!(delivered, [event_id("azqr", &rrn, Status::Completed)]);
@@ -120,13 +120,15 @@ async fn a_progress_event_and_its_outcome_in_one_batch_arrive_in_order_through_a
 
     let batch = h.receive().await;
     assert_eq!(batch.len(), 2, "one batch holds both");
-    let response = notifier.handle_batch(notifier::to_sqs_event(&batch), OffsetDateTime::now_utc()).await;
+    let response =
+        notifier.handle_batch(local_pipeline::triggers::to_sqs_event(&batch), OffsetDateTime::now_utc()).await;
     assert_eq!(response.batch_item_failures.len(), 2, "the outcome is held behind the failed progress event");
     assert_eq!(webhook_ids(&merchant).await, std::slice::from_ref(&progress), "the outcome was not tried");
 
     let batch = h.receive().await;
     assert_eq!(batch.len(), 2, "both back together, in order");
-    let response = notifier.handle_batch(notifier::to_sqs_event(&batch), OffsetDateTime::now_utc()).await;
+    let response =
+        notifier.handle_batch(local_pipeline::triggers::to_sqs_event(&batch), OffsetDateTime::now_utc()).await;
     assert!(response.batch_item_failures.is_empty());
     assert_eq!(webhook_ids(&merchant).await, [progress.clone(), progress, outcome], "in order");
     let record = h.store.get("azqr", &rrn).await.expect("get").expect("item");
@@ -171,7 +173,7 @@ async fn attempts_are_recorded_through_failures_then_success() {
     let id = event_id("azqr", &rrn, Status::Completed);
     let log = h.store.event_log(Duration::from_secs(30 * 86_400));
     for _ in 0..20 {
-        notifier::poll_once(&notifier, 1).await.expect("poll");
+        h.poll_notifier(&notifier, 1).await.expect("poll");
         if log.get(&id).await.expect("get").is_some_and(|e| e.delivered_at.is_some()) {
             break;
         }
@@ -209,7 +211,7 @@ async fn attempts_are_recorded_through_failures_then_success() {
     .expect("notifier");
     let other = unique_rrn();
     send(&webhook, &other, "completed", 1).await;
-    notifier::poll_once(&closed, 1).await.expect("poll");
+    h.poll_notifier(&closed, 1).await.expect("poll");
     let failed = log.get(&event_id("azqr", &other, Status::Completed)).await.expect("get").expect("stored");
     assert_eq!((failed.attempts[0].status, failed.attempts[0].error.as_deref()), (None, Some("connection failed")));
     assert_eq!(failed.delivered_at, None);
@@ -375,13 +377,13 @@ async fn a_resend_within_five_minutes_is_delivered_again() {
     let merchant = MockServer::start().await;
     Mock::given(method("POST")).respond_with(ResponseTemplate::new(204)).mount(&merchant).await;
     let notifier = notifier_for(&h, &merchant);
-    notifier::poll_once(&notifier, 1).await.expect("poll");
+    h.poll_notifier(&notifier, 1).await.expect("poll");
     let id = event_id("azqr", &rrn, Status::Completed);
     let api = events_api(&h);
     let resend = shared::Inbound::new(http::Method::POST, "").with_path_parameter("id", &id);
     let (status, body) = call(&api, events_api::Route::Resend, resend).await;
     assert_eq!((status, body["id"].as_str()), (202, Some(id.as_str())));
-    notifier::poll_once(&notifier, 1).await.expect("poll");
+    h.poll_notifier(&notifier, 1).await.expect("poll");
     let ids = webhook_ids(&merchant).await;
     assert_eq!(ids, [id.clone(), id.clone()], "delivered twice, the same webhook-id");
     let attempts = shared::Inbound::new(http::Method::GET, "").with_path_parameter("id", &id);

@@ -7,7 +7,7 @@ use crate::support::{unique_rrn, Harness};
 use aws_lc_rs::hmac;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
-use notifier::{poll_once, Notifier, NotifierConfig};
+use notifier::{Notifier, NotifierConfig};
 use shared::{Secret, Status, Webhook};
 use time::OffsetDateTime;
 use wiremock::matchers::{header, method, path};
@@ -88,7 +88,7 @@ async fn delivers_a_signed_event_and_clears_pending() {
     let rrn = complete_payment(&h).await;
     let notifier = notifier(&h, &merchant, Duration::from_secs(5));
 
-    assert_eq!(poll_once(&notifier, 0).await.expect("poll"), 1);
+    assert_eq!(h.poll_notifier(&notifier, 0).await.expect("poll"), 1);
     let requests = merchant.received_requests().await.expect("recorded");
     assert_eq!(requests.len(), 1);
     let request = &requests[0];
@@ -129,10 +129,10 @@ async fn a_500_then_200_delivers_once_more_with_the_same_webhook_id() {
     let rrn = complete_payment(&h).await;
     let notifier = notifier(&h, &merchant, Duration::from_secs(5));
 
-    poll_once(&notifier, 0).await.expect("first poll");
+    h.poll_notifier(&notifier, 0).await.expect("first poll");
     assert!(h.store.get("azqr", &rrn).await.expect("get").expect("item").is_notification_pending());
     assert_eq!(queue_len(&h, &h.resources.queue_url).await, 1, "the failed message stays queued");
-    poll_once(&notifier, 0).await.expect("second poll");
+    h.poll_notifier(&notifier, 0).await.expect("second poll");
 
     let requests = merchant.received_requests().await.expect("recorded");
     assert_eq!(requests.len(), 2);
@@ -155,9 +155,9 @@ async fn a_timeout_is_a_retry() {
     let rrn = complete_payment(&h).await;
     let notifier = notifier(&h, &merchant, Duration::from_secs(1));
 
-    poll_once(&notifier, 0).await.expect("poll");
+    h.poll_notifier(&notifier, 0).await.expect("poll");
     assert!(h.store.get("azqr", &rrn).await.expect("get").expect("item").is_notification_pending(), "not delivered");
-    poll_once(&notifier, 0).await.expect("poll");
+    h.poll_notifier(&notifier, 0).await.expect("poll");
     assert!(!h.store.get("azqr", &rrn).await.expect("get").expect("item").is_notification_pending(), "delivered");
 }
 
@@ -189,7 +189,8 @@ async fn one_bad_message_in_a_batch_of_ten_reports_exactly_that_message() {
         .find(|m| m.body().is_some_and(|b| b.contains(&bad_event_id)))
         .and_then(|m| m.message_id.clone())
         .expect("bad message");
-    let response = notifier.handle_batch(notifier::to_sqs_event(&messages), OffsetDateTime::now_utc()).await;
+    let response =
+        notifier.handle_batch(local_pipeline::triggers::to_sqs_event(&messages), OffsetDateTime::now_utc()).await;
     let failures: Vec<&str> = response.batch_item_failures.iter().map(|f| f.item_identifier.as_str()).collect();
     assert_eq!(failures, [bad_message_id.as_str()]);
     for (i, rrn) in rrns.iter().enumerate() {
@@ -208,7 +209,7 @@ async fn after_max_receive_count_it_lands_in_the_dead_letter_queue_and_replay_br
 
     let mut attempts = 0;
     while queue_len(&h, &h.resources.queue_url).await > 0 {
-        poll_once(&failing, 0).await.expect("poll");
+        h.poll_notifier(&failing, 0).await.expect("poll");
         attempts += 1;
         assert!(attempts <= 20, "message never left the main queue");
     }
@@ -232,7 +233,7 @@ async fn after_max_receive_count_it_lands_in_the_dead_letter_queue_and_replay_br
     assert_eq!(moved, 1);
     assert_eq!(queue_len(&h, &h.resources.dead_letter_queue_url).await, 0);
     let up = ok_merchant().await;
-    poll_once(&notifier(&h, &up, Duration::from_secs(5)), 0).await.expect("poll");
+    h.poll_notifier(&notifier(&h, &up, Duration::from_secs(5)), 0).await.expect("poll");
     let delivered = up.received_requests().await.expect("recorded");
     assert_eq!(delivered.len(), 1);
     assert_eq!(
@@ -249,7 +250,7 @@ async fn a_410_is_a_permanent_refusal_moved_to_the_dead_letter_queue_at_once() {
     let merchant = MockServer::start().await;
     Mock::given(method("POST")).respond_with(ResponseTemplate::new(410)).expect(1).mount(&merchant).await;
     let rrn = complete_payment(&h).await;
-    poll_once(&notifier(&h, &merchant, Duration::from_secs(5)), 0).await.expect("poll");
+    h.poll_notifier(&notifier(&h, &merchant, Duration::from_secs(5)), 0).await.expect("poll");
     assert_eq!(queue_len(&h, &h.resources.queue_url).await, 0);
     assert_eq!(queue_len(&h, &h.resources.dead_letter_queue_url).await, 1);
     let record = h.store.get("azqr", &rrn).await.expect("get").expect("item");
@@ -289,11 +290,11 @@ async fn a_merchant_that_closes_the_connection_is_a_retry() {
     .expect("notifier");
     let delivery = hanging_up.deliver("evt_x", "{}", OffsetDateTime::now_utc()).await;
     assert!(matches!(delivery, notifier::Delivery::Failed { .. }), "{delivery:?}");
-    poll_once(&hanging_up.with_backoff(vec![Duration::ZERO]), 0).await.expect("poll");
+    h.poll_notifier(&hanging_up.with_backoff(vec![Duration::ZERO]), 0).await.expect("poll");
     assert!(h.store.get("azqr", &rrn).await.expect("get").expect("item").is_notification_pending());
     assert_eq!(queue_len(&h, &h.resources.queue_url).await, 1, "kept for a retry");
     let up = ok_merchant().await;
-    poll_once(&notifier(&h, &up, Duration::from_secs(5)), 0).await.expect("poll");
+    h.poll_notifier(&notifier(&h, &up, Duration::from_secs(5)), 0).await.expect("poll");
     assert!(!h.store.get("azqr", &rrn).await.expect("get").expect("item").is_notification_pending());
 }
 
@@ -344,13 +345,13 @@ async fn a_delivery_the_event_log_missed_is_delivered_again_and_then_logged() {
     let id = shared::model::event_id("azqr", &rrn, Status::Completed);
     let log = h.store.event_log(Duration::from_secs(86_400));
 
-    assert_eq!(poll_once(&notifier, 0).await.expect("poll"), 1);
+    assert_eq!(h.poll_notifier(&notifier, 0).await.expect("poll"), 1);
     assert_eq!(merchant.received_requests().await.expect("recorded").len(), 1, "the merchant took it");
     assert!(log.get(&id).await.expect("read").is_none(), "the event log missed it");
     let record = h.store.get("azqr", &rrn).await.expect("get").expect("item");
     assert!(record.notification_pending.is_some(), "not marked notified while the log lacks it");
 
-    assert_eq!(poll_once(&notifier, 1).await.expect("poll"), 1, "the message was kept");
+    assert_eq!(h.poll_notifier(&notifier, 1).await.expect("poll"), 1, "the message was kept");
     let deliveries = merchant.received_requests().await.expect("recorded");
     let ids: Vec<_> = deliveries.iter().map(|r| r.headers["webhook-id"].to_str().expect("ascii").to_owned()).collect();
     assert_eq!(ids, [id.clone(), id.clone()], "delivered again, same webhook-id");
@@ -358,5 +359,5 @@ async fn a_delivery_the_event_log_missed_is_delivered_again_and_then_logged() {
     assert_eq!(stored.id(), id);
     let record = h.store.get("azqr", &rrn).await.expect("get").expect("item");
     assert_eq!(record.notification_pending, None);
-    assert_eq!(poll_once(&notifier, 0).await.expect("poll"), 0, "nothing left");
+    assert_eq!(h.poll_notifier(&notifier, 0).await.expect("poll"), 0, "nothing left");
 }

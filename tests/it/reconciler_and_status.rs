@@ -97,7 +97,7 @@ async fn a_failed_delivery_hands_the_event_to_the_queue_and_the_reconciler_reads
         notifier::Notifier::new(config, signers, h.store.clone(), h.sqs.clone(), std::time::Duration::from_secs(5))
             .expect("notifier");
     let ours: Vec<_> = messages.into_iter().filter(|m| !m.body().unwrap_or_default().contains(&lost)).collect();
-    let response = notifier.handle_batch(notifier::to_sqs_event(&ours), now).await;
+    let response = notifier.handle_batch(local_pipeline::triggers::to_sqs_event(&ours), now).await;
     assert_eq!(response.batch_item_failures.len(), 3);
     for rrn in &queued {
         let item = h

@@ -74,6 +74,16 @@ impl Harness {
         Harness { dynamodb, sqs, resources, store, queue, secrets }
     }
 
+    /// One batch of the terminal-events queue through `notifier`, as its SQS trigger
+    /// runs it (waiting up to `wait_seconds`): how many were received.
+    pub async fn poll_notifier(
+        &self,
+        notifier: &notifier::Notifier,
+        wait_seconds: i32,
+    ) -> Result<usize, aws_sdk_sqs::Error> {
+        local_pipeline::triggers::poll_notifier(notifier, &self.sqs, &self.resources.queue_url, wait_seconds).await
+    }
+
     /// A queue client whose server refuses connections.
     pub fn unreachable_queue(&self) -> EventQueue {
         EventQueue::new(sqs_client(&closed_port_endpoint()), &self.resources.queue_url)
@@ -241,7 +251,7 @@ impl provider_catalog::EachSimulator for Pick<'_> {
             };
             let status = relay.answer(&shared::Inbound::from_lambda(request)).await.status().as_u16();
             let consumer =
-                local_pipeline::hints::HintConsumer::new(hint_queue.client().clone(), hint_queue.url(), webhook);
+                local_pipeline::triggers::HintConsumer::new(hint_queue.client().clone(), hint_queue.url(), webhook);
             consumer.drain_at(now).await.expect("hint queue");
             status
         }));

@@ -11,12 +11,10 @@
 //! the dead-letter queue. A 410 is a permanent refusal: logged, and the message goes to
 //! the dead-letter queue at once.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
-use aws_sdk_sqs::types::MessageSystemAttributeName;
 use futures_util::future::join_all;
 use shared::event_log::{Attempt, AttemptKind, MAX_RESPONSE_BYTES};
 use shared::{
@@ -649,37 +647,6 @@ fn retry_after(headers: &reqwest::header::HeaderMap, now: OffsetDateTime) -> Opt
     Some(at.duration_since(now).unwrap_or_default())
 }
 
-/// Receives one batch from `queue_url` and runs it through the notifier with the Lambda
-/// event source's semantics: the messages not reported as failures are deleted. For the
-/// local pipeline and tests; on AWS the SQS trigger does this. Returns how many were received.
-pub async fn poll_once(notifier: &Notifier, wait_seconds: i32) -> Result<usize, aws_sdk_sqs::Error> {
-    let output = notifier
-        .sqs
-        .receive_message()
-        .queue_url(&notifier.queue_url)
-        .max_number_of_messages(10)
-        .wait_time_seconds(wait_seconds)
-        .message_system_attribute_names(MessageSystemAttributeName::All)
-        .message_attribute_names("All")
-        .customize()
-        .config_override(shared::aws::long_poll_timeouts(wait_seconds))
-        .send()
-        .await?;
-    let messages = output.messages.unwrap_or_default();
-    if messages.is_empty() {
-        return Ok(0);
-    }
-    let response = notifier.handle_batch(to_sqs_event(&messages), OffsetDateTime::now_utc()).await;
-    for message in &messages {
-        let failed =
-            response.batch_item_failures.iter().any(|f| Some(&f.item_identifier) == message.message_id.as_ref());
-        if let (false, Some(handle)) = (failed, message.receipt_handle.as_deref()) {
-            notifier.sqs.delete_message().queue_url(&notifier.queue_url).receipt_handle(handle).send().await?;
-        }
-    }
-    Ok(messages.len())
-}
-
 /// At most the first [`MAX_RESPONSE_BYTES`] of a response body (cut on a character
 /// boundary), read for at most a second; `None` when empty. Never logged.
 async fn first_bytes(mut response: reqwest::Response) -> Option<String> {
@@ -698,40 +665,6 @@ async fn first_bytes(mut response: reqwest::Response) -> Option<String> {
         text.pop();
     }
     (!text.is_empty()).then_some(text)
-}
-
-/// The event Lambda's SQS trigger would build from these messages.
-pub fn to_sqs_event(messages: &[aws_sdk_sqs::types::Message]) -> SqsEvent {
-    let records = messages
-        .iter()
-        .map(|m| {
-            let mut record = SqsMessage::default();
-            record.message_id = m.message_id.clone();
-            record.receipt_handle = m.receipt_handle.clone();
-            record.body = m.body.clone();
-            record.attributes = m
-                .attributes
-                .iter()
-                .flatten()
-                .map(|(k, v)| (k.as_str().to_owned(), v.clone()))
-                .collect::<HashMap<_, _>>();
-            record.message_attributes = m
-                .message_attributes
-                .iter()
-                .flatten()
-                .map(|(name, value)| {
-                    let mut attribute = aws_lambda_events::sqs::SqsMessageAttribute::default();
-                    attribute.string_value = value.string_value.clone();
-                    attribute.data_type = Some(value.data_type.clone());
-                    (name.clone(), attribute)
-                })
-                .collect::<HashMap<_, _>>();
-            record
-        })
-        .collect();
-    let mut event = SqsEvent::default();
-    event.records = records;
-    event
 }
 
 #[cfg(test)]

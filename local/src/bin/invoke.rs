@@ -14,7 +14,7 @@ use std::process::{Command, ExitCode};
 use std::time::Duration;
 
 use local_pipeline::invoke::{self, Bindings, Endpoints, Launch};
-use local_pipeline::{dynamodb_client, fixtures, merchant, registry, secrets_client, sqs_client, DevEnv, Template};
+use local_pipeline::{fixtures, merchant, stack, DevEnv, Template};
 use shared::Env;
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
@@ -103,15 +103,12 @@ async fn run(args: Args) -> Result<bool, Error> {
     let endpoints =
         Endpoints { dynamodb: dev_env.required("DYNAMODB_ENDPOINT")?, sqs: dev_env.required("SQS_ENDPOINT")? };
     let prefix = dev_env.optional("LOCAL_RESOURCE_PREFIX").unwrap_or_else(|| "local-".into());
-    let mut resources =
-        template.provision(&dynamodb_client(&endpoints.dynamodb), &sqs_client(&endpoints.sqs), &prefix).await?;
     // The function reads its secrets by ARN, as in AWS: they are created in moto from the
-    // development values (local.env.example, or the environment).
-    template.provision_secrets(&secrets_client(&endpoints.sqs), &prefix, &dev_env, &mut resources).await?;
-
-    // Outside services with a local stand-in (a provider's API), started as the run
-    // command starts them; a value given in the environment or as an override wins.
-    for (variable, value) in registry::start_simulations(&mut dev_env, &root).await? {
+    // development values (local.env.example, or the environment). Outside services with a
+    // local stand-in (a provider's API) are started as the run command starts them; a
+    // value given in the environment or as an override wins.
+    let (resources, simulated) = stack::bring_up(&template, &mut dev_env, &root, &prefix).await?;
+    for (variable, value) in simulated {
         eprintln!("invoke: {variable}={value}, a local stand-in (not given)");
     }
     let needs = |dev_env: &DevEnv, parameter: &str, variable: &'static str| {

@@ -6,18 +6,15 @@
 
 use std::path::Path;
 
-use local_pipeline::{dynamodb_client, secrets_client, sqs_client, DevEnv, Template};
+use local_pipeline::{stack, DevEnv, Template};
 use shared::Env;
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let env = DevEnv::load(Path::new("local.env.example"))?;
-    let dynamodb = dynamodb_client(&env.required("DYNAMODB_ENDPOINT")?);
-    let sqs = sqs_client(&env.required("SQS_ENDPOINT")?);
     let prefix = env.optional("LOCAL_RESOURCE_PREFIX").unwrap_or_else(|| "bench-".into());
     let template = Template::load(Path::new("template.yaml"))?;
-    let mut resources = template.provision(&dynamodb, &sqs, &prefix).await?;
-    template.provision_secrets(&secrets_client(&env.required("SQS_ENDPOINT")?), &prefix, &env, &mut resources).await?;
+    let resources = stack::provision(&template, &env, &prefix).await?;
     println!("TABLE_NAME={}", resources.table_name);
     println!("QUEUE_URL={}", resources.queue_url);
     println!("DEAD_LETTER_QUEUE_URL={}", resources.dead_letter_queue_url);

@@ -7,7 +7,7 @@
 
 use std::process::ExitCode;
 
-use local_pipeline::provision::{DEAD_LETTER_QUEUE, QUEUE};
+use local_pipeline::template::{DEAD_LETTER_QUEUE, QUEUE};
 use time::OffsetDateTime;
 
 type Error = Box<dyn std::error::Error>;

@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 use futures_util::StreamExt;
 use shared::{Env, TransactionStore};
 
-use crate::provision::{DEAD_LETTER_QUEUE, QUEUE, TABLE};
+use crate::template::{DEAD_LETTER_QUEUE, QUEUE, TABLE};
 use crate::{dynamodb_client, sqs_client, DevEnv};
 use faults::{Fault, FaultLog};
 use traffic::{Delivery, Sent, Transaction};

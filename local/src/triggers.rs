@@ -1,14 +1,90 @@
-//! The hint queue's SQS trigger, locally: hints are received in batches and confirmed by
-//! the provider's pipeline with the event source's semantics (the messages not reported
-//! as failed are deleted; a failed one is received again after its visibility timeout).
+//! The SQS triggers, locally, with the event source's semantics (the messages not
+//! reported as failed are deleted; a failed one is received again after its visibility
+//! timeout): the terminal-events queue's, which runs the notifier, and the hint queue's,
+//! which confirms hints through the provider's pipeline. On AWS, Lambda's event source
+//! mappings do this.
 
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
+use std::collections::HashMap;
+
+use aws_lambda_events::sqs::{SqsEvent, SqsMessage};
+use aws_sdk_sqs::types::MessageSystemAttributeName;
+use notifier::Notifier;
 use shared::hints::QueuedHint;
 use shared::{Provider, Webhook};
 use time::OffsetDateTime;
+
+/// Receives one batch from the terminal-events queue `queue_url` (waiting up to
+/// `wait_seconds` for it) and runs it through `notifier`; deletes what did not fail.
+/// Returns how many were received.
+pub async fn poll_notifier(
+    notifier: &Notifier,
+    sqs: &aws_sdk_sqs::Client,
+    queue_url: &str,
+    wait_seconds: i32,
+) -> Result<usize, aws_sdk_sqs::Error> {
+    let output = sqs
+        .receive_message()
+        .queue_url(queue_url)
+        .max_number_of_messages(10)
+        .wait_time_seconds(wait_seconds)
+        .message_system_attribute_names(MessageSystemAttributeName::All)
+        .message_attribute_names("All")
+        .customize()
+        .config_override(shared::aws::long_poll_timeouts(wait_seconds))
+        .send()
+        .await?;
+    let messages = output.messages.unwrap_or_default();
+    if messages.is_empty() {
+        return Ok(0);
+    }
+    let response = notifier.handle_batch(to_sqs_event(&messages), OffsetDateTime::now_utc()).await;
+    for message in &messages {
+        let failed =
+            response.batch_item_failures.iter().any(|f| Some(&f.item_identifier) == message.message_id.as_ref());
+        if let (false, Some(handle)) = (failed, message.receipt_handle.as_deref()) {
+            sqs.delete_message().queue_url(queue_url).receipt_handle(handle).send().await?;
+        }
+    }
+    Ok(messages.len())
+}
+
+/// The event Lambda's SQS trigger would build from these messages.
+pub fn to_sqs_event(messages: &[aws_sdk_sqs::types::Message]) -> SqsEvent {
+    let records = messages
+        .iter()
+        .map(|m| {
+            let mut record = SqsMessage::default();
+            record.message_id = m.message_id.clone();
+            record.receipt_handle = m.receipt_handle.clone();
+            record.body = m.body.clone();
+            record.attributes = m
+                .attributes
+                .iter()
+                .flatten()
+                .map(|(k, v)| (k.as_str().to_owned(), v.clone()))
+                .collect::<HashMap<_, _>>();
+            record.message_attributes = m
+                .message_attributes
+                .iter()
+                .flatten()
+                .map(|(name, value)| {
+                    let mut attribute = aws_lambda_events::sqs::SqsMessageAttribute::default();
+                    attribute.string_value = value.string_value.clone();
+                    attribute.data_type = Some(value.data_type.clone());
+                    (name.clone(), attribute)
+                })
+                .collect::<HashMap<_, _>>();
+            record
+        })
+        .collect();
+    let mut event = SqsEvent::default();
+    event.records = records;
+    event
+}
 
 type Confirm =
     dyn Fn(Vec<QueuedHint>, OffsetDateTime) -> Pin<Box<dyn Future<Output = Vec<String>> + Send>> + Send + Sync;
