@@ -15,7 +15,7 @@ pub enum ConfigError {
     /// Secrets Manager could not be asked, or refused: the function does not start.
     #[error("could not read the secret {name} names ({arn}): {reason}")]
     SecretUnreadable { name: &'static str, arn: String, reason: String },
-    #[error("the secret {arn} names has no {key}: set it with `aws secretsmanager put-secret-value` (see the README)")]
+    #[error("the secret {arn} names has no {key}: set it with `aws secretsmanager put-secret-value` (see docs/configuration.md, Secrets)")]
     SecretKeyMissing { arn: &'static str, key: &'static str },
     #[error("missing environment variable {arn} (or, for development only, {key})")]
     SecretMissing { arn: &'static str, key: &'static str },

@@ -4,6 +4,7 @@
 
 mod support;
 
+mod docs;
 mod events;
 mod fuzz;
 mod logs;
