@@ -6,15 +6,15 @@ use std::time::Duration;
 
 /// How long one Secrets Manager call may take, retries included: a function that cannot
 /// read its secrets fails its init well within Lambda's 10 s.
-pub const SECRETS_TIMEOUT: Duration = Duration::from_secs(4);
+pub(crate) const SECRETS_TIMEOUT: Duration = Duration::from_secs(4);
 
 /// How long one attempt of a DynamoDB or SQS request may take. A stalled connection is
 /// given up and the request tried again (the SDK's standard retries), instead of holding
 /// the function until Lambda's own timeout ends it.
-pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(3);
+pub(crate) const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(3);
 /// How long one DynamoDB or SQS request may take, retries included: within a webhook
 /// function's 10 s, so that a failure is our 5xx and the provider retries.
-pub const OPERATION_TIMEOUT: Duration = Duration::from_secs(8);
+pub(crate) const OPERATION_TIMEOUT: Duration = Duration::from_secs(8);
 
 /// The time limits of the DynamoDB and SQS clients ([`ATTEMPT_TIMEOUT`], [`OPERATION_TIMEOUT`],
 /// and a 1 s connect timeout).

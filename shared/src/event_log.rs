@@ -22,12 +22,12 @@ use crate::model::TerminalEvent;
 use crate::store::{ItemEdit, ItemWrite, StoreError, KEY_ATTRIBUTE};
 
 /// The sparse index of events by creation, as in template.yaml.
-pub const FEED_INDEX: &str = "EventFeed";
+pub(crate) const FEED_INDEX: &str = "EventFeed";
 /// The prefix of `feed` on every event item (its partition in the index: `events#<shard>`;
 /// items written before the sharding hold `events` itself, still listed).
 const FEED: &str = "events";
 /// The most attempts one event's listing shows: the latest.
-pub const MAX_LISTED_ATTEMPTS: u32 = 100;
+pub(crate) const MAX_LISTED_ATTEMPTS: u32 = 100;
 /// The most of a response body an attempt keeps.
 pub const MAX_RESPONSE_BYTES: usize = 256;
 /// Index queries one listing makes at most (beyond one per shard) before it returns a
@@ -462,7 +462,7 @@ fn resume_point(shards: &[Shard], from: &str) -> String {
 }
 
 /// The feed shard of event `id`.
-pub fn feed_of(id: &str) -> String {
+pub(crate) fn feed_of(id: &str) -> String {
     crate::model::shard::sharded(FEED, id, crate::model::shard::FEED_SHARDS)
 }
 

@@ -25,7 +25,7 @@ pub use event_log::EventLog;
 pub use inbound::{check_shared_secret, Inbound};
 pub use model::notification::NotificationOutcome;
 pub use model::{Amount, Decision, Observation, Status, TerminalEvent, TransactionRecord};
-pub use pipeline::{parse_json, parse_status, KnownProvider, Outcome, Provider, Recorder, Webhook};
+pub use pipeline::{parse_json, parse_status, KnownProvider, Provider, Recorder, Webhook};
 pub use queue::EventQueue;
 pub use secrets::{Rotating, SecretSpec};
 pub use store::{TransactionStore, WriteOutcome};

@@ -5,9 +5,9 @@
 use std::sync::OnceLock;
 
 /// The namespace of every metric, as in template.yaml's alarms.
-pub const NAMESPACE: &str = "PaymentWebhooks";
+pub(crate) const NAMESPACE: &str = "PaymentWebhooks";
 /// A final status contradicting the stored final status.
-pub const CONFLICTS: &str = "TransactionConflicts";
+pub(crate) const CONFLICTS: &str = "TransactionConflicts";
 /// A transaction the status sync gave up on, left non-final.
 pub const SYNC_GAVE_UP: &str = "StatusSyncGaveUp";
 
@@ -45,7 +45,7 @@ pub fn line(metric: &str, provider: &str, timestamp_millis: i64) -> String {
 }
 
 /// The embedded-metric-format line for `seconds` of `metric`.
-pub fn seconds_line(metric: &str, provider: &str, seconds: u64, timestamp_millis: i64) -> String {
+pub(crate) fn seconds_line(metric: &str, provider: &str, seconds: u64, timestamp_millis: i64) -> String {
     let dimensions = serde_json::json!([[], ["provider"]]);
     emf(metric, provider, serde_json::json!(seconds), "Seconds", dimensions, timestamp_millis)
 }

@@ -31,7 +31,7 @@ pub enum Status {
 /// Every final status shares this rank, above every in-progress status. The stored
 /// `rank` attribute lets DynamoDB evaluate the transition rule in one condition:
 /// a transition applies exactly when `current rank < new rank`.
-pub const FINAL_RANK: u8 = 4;
+pub(crate) const FINAL_RANK: u8 = 4;
 
 impl Status {
     pub const ALL: [Status; 8] = [
@@ -173,7 +173,7 @@ impl Amount {
     }
 
     /// Whether two amounts are the same number (`10.5`, `10.50` and `010.5` are).
-    pub fn same_value(&self, other: &Amount) -> bool {
+    pub(crate) fn same_value(&self, other: &Amount) -> bool {
         fn canonical(amount: &Amount) -> (&str, &str) {
             let (int, frac) = amount.0.split_once('.').unwrap_or((&amount.0, ""));
             let int = int.trim_start_matches('0');
@@ -216,16 +216,16 @@ pub struct Observation {
 }
 
 /// Longest failure reason kept from a provider.
-pub const MAX_REASON_CHARS: usize = 500;
+pub(crate) const MAX_REASON_CHARS: usize = 500;
 /// Longest provider text kept in any other field (a customer message, a detail's value),
 /// so that no record or event grows with what a provider sends.
-pub const MAX_TEXT_CHARS: usize = 500;
+pub(crate) const MAX_TEXT_CHARS: usize = 500;
 /// Most details kept on a record, and the longest name of one.
-pub const MAX_DETAILS: usize = 16;
-pub const MAX_DETAIL_NAME_CHARS: usize = 64;
+pub(crate) const MAX_DETAILS: usize = 16;
+pub(crate) const MAX_DETAIL_NAME_CHARS: usize = 64;
 /// Longest provider status word and currency kept.
-pub const MAX_PROVIDER_STATUS_CHARS: usize = 64;
-pub const MAX_CURRENCY_CHARS: usize = 16;
+pub(crate) const MAX_PROVIDER_STATUS_CHARS: usize = 64;
+pub(crate) const MAX_CURRENCY_CHARS: usize = 16;
 
 /// At most `max` characters of `text`.
 fn bounded(text: &str, max: usize) -> String {
@@ -359,7 +359,7 @@ pub struct Conflict {
 }
 
 /// Most conflicts kept on one record.
-pub const MAX_CONFLICTS: usize = 10;
+pub(crate) const MAX_CONFLICTS: usize = 10;
 
 impl TransactionRecord {
     pub fn is_notification_pending(&self) -> bool {
@@ -379,11 +379,6 @@ impl TransactionRecord {
             (Some(_), Some(_)) | (Some(_), None) | (None, _) => None,
         };
         self
-    }
-
-    /// Whether the provider already reported `status` as a conflict.
-    pub fn has_conflict(&self, status: Status) -> bool {
-        self.conflicts.iter().any(|c| c.status == status)
     }
 }
 
@@ -410,7 +405,7 @@ pub enum RegistrationMatch {
 
 impl Registration {
     /// How this registration compares with `record`'s.
-    pub fn compare(&self, record: &TransactionRecord) -> RegistrationMatch {
+    pub(crate) fn compare(&self, record: &TransactionRecord) -> RegistrationMatch {
         if record.registered_at.is_none() {
             return RegistrationMatch::Unregistered;
         }
@@ -483,16 +478,16 @@ pub enum Condition {
 
 /// The stored attribute of the next sync's time (shown as `next_sync_at`), the sort key of
 /// the sparse `SyncShards` index.
-pub const SYNC_AT: &str = "sync_at";
+pub(crate) const SYNC_AT: &str = "sync_at";
 /// The stored attribute of the sync's shard (`{provider}#<shard>`), the partition key of
 /// `SyncShards`: one of [`shard::SYNC_SHARDS`] per provider, by the transaction's key.
 pub const SYNC_SHARD: &str = "sync_shard";
 /// Where the next sync's time was stored before the sharding (the `SyncSchedule` index's
 /// sort key). Every write that schedules removes it, so an item has one or the other.
-pub const LEGACY_SYNC_AT: &str = "next_sync_at";
+pub(crate) const LEGACY_SYNC_AT: &str = "next_sync_at";
 
 /// The record's fields a final write removes: a final transaction is never synced.
-pub const SYNC_FIELDS: [&str; 5] = ["sync", SYNC_AT, "sync_attempts", SYNC_SHARD, LEGACY_SYNC_AT];
+pub(crate) const SYNC_FIELDS: [&str; 5] = ["sync", SYNC_AT, "sync_attempts", SYNC_SHARD, LEGACY_SYNC_AT];
 /// What a write that schedules the sync removes: the schedule as stored before sharding.
 pub(crate) const LEGACY_SYNC_FIELDS: [&str; 1] = [LEGACY_SYNC_AT];
 
@@ -607,7 +602,7 @@ impl Change {
     }
 
     /// `registration` attached to a record a webhook created first; its status is untouched.
-    pub fn attach(registration: &Registration, now: OffsetDateTime) -> Change {
+    pub(crate) fn attach(registration: &Registration, now: OffsetDateTime) -> Change {
         let mut fields = Vec::with_capacity(4);
         registration_fields(&mut fields, registration, now);
         Change { condition: Condition::Unregistered, fields, removed: &[] }

@@ -12,7 +12,7 @@ pub enum QueueError {
 
 /// The most one `SendMessageBatch` carries: SQS's limit on a batch's total payload is
 /// 256 KiB in every region (1 MiB where raised); the largest event is about 46 KB.
-pub const MAX_BATCH_BYTES: usize = 200 * 1024;
+pub(crate) const MAX_BATCH_BYTES: usize = 200 * 1024;
 
 /// A stored event to send again: its body as sent, its group (the transaction) and id.
 #[derive(Debug, Clone)]
@@ -25,7 +25,7 @@ pub struct Resend<'a> {
 /// Why one entry of a batch was not sent.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("batch entry not sent: {0}")]
-pub struct BatchEntryError(String);
+pub(crate) struct BatchEntryError(String);
 
 /// The message attribute that says why a message was sent again (`resend`, `recover`).
 pub const KIND_ATTRIBUTE: &str = "kind";

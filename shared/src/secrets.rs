@@ -28,12 +28,12 @@ use time::OffsetDateTime;
 use crate::config::{ConfigError, Env};
 
 /// How long values read from Secrets Manager are used before they are read again.
-pub const CACHE_TTL: Duration = Duration::from_secs(5 * 60);
+pub(crate) const CACHE_TTL: Duration = Duration::from_secs(5 * 60);
 /// The least time between two reads of a secret (an early one after a failed
 /// verification, or a retry after a failed read).
-pub const EARLY_REFRESH_EVERY: Duration = Duration::from_secs(60);
+pub(crate) const EARLY_REFRESH_EVERY: Duration = Duration::from_secs(60);
 /// `SECRET_PREVIOUS_GRACE_MINUTES` when unset.
-pub const PREVIOUS_GRACE_MINUTES: u64 = 60;
+pub(crate) const PREVIOUS_GRACE_MINUTES: u64 = 60;
 
 /// One Secrets Manager secret: the variable holding its ARN, and the keys of its JSON
 /// object (each also the name of its plain development variable).
@@ -45,7 +45,7 @@ pub struct SecretSpec {
 
 /// `SECRET_PREVIOUS_GRACE_MINUTES` (default 60, 0 to accept no previous version): how
 /// long after a rotation the previous version still verifies inbound requests.
-pub fn previous_grace(env: &impl Env) -> Result<Duration, ConfigError> {
+pub(crate) fn previous_grace(env: &impl Env) -> Result<Duration, ConfigError> {
     const NAME: &str = "SECRET_PREVIOUS_GRACE_MINUTES";
     let minutes = match env.optional(NAME) {
         None => PREVIOUS_GRACE_MINUTES,
@@ -211,7 +211,7 @@ impl<T> Rotating<T> {
 
     /// After a failed verification: reads the secret again, unless it was read less than
     /// [`EARLY_REFRESH_EVERY`] ago (or never is). Returns the new keys when it did.
-    pub async fn refresh_early(&self, now: OffsetDateTime) -> Option<Keys<T>> {
+    pub(crate) async fn refresh_early(&self, now: OffsetDateTime) -> Option<Keys<T>> {
         let mut state = self.state.lock().await;
         let since = now - state.read_at;
         if !self.reader.refreshes() || since < EARLY_REFRESH_EVERY {

@@ -17,18 +17,18 @@ use crate::model::{
 };
 
 /// Partition key attribute of the table (string): `{provider}#{reference}`.
-pub const KEY_ATTRIBUTE: &str = "pk";
+pub(crate) const KEY_ATTRIBUTE: &str = "pk";
 /// The notification-pending marker; present only while a final outcome awaits delivery.
-pub const PENDING_ATTRIBUTE: &str = PENDING_FIELD;
+pub(crate) const PENDING_ATTRIBUTE: &str = PENDING_FIELD;
 /// The sparse index on the marker (range key `final_at`), as in template.yaml.
-pub const PENDING_INDEX: &str = "PendingNotifications";
+pub(crate) const PENDING_INDEX: &str = "PendingNotifications";
 /// The sparse index of non-final transactions by sync shard (`sync_shard`, one of
 /// [`crate::model::shard::SYNC_SHARDS`] per provider) and next sync time (`sync_at`,
 /// present only while the sync is scheduled), keys only, as in template.yaml.
-pub const SYNC_INDEX: &str = "SyncShards";
+pub(crate) const SYNC_INDEX: &str = "SyncShards";
 /// The index the schedule was kept in before the sharding (partition `provider`, sort
 /// `next_sync_at`): no write adds to it any more; the sync reads it until it is empty.
-pub const LEGACY_SYNC_INDEX: &str = "SyncSchedule";
+pub(crate) const LEGACY_SYNC_INDEX: &str = "SyncSchedule";
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -61,7 +61,7 @@ pub enum Registered {
 
 /// What recording a conflict did.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ConflictWrite {
+pub(crate) enum ConflictWrite {
     /// Newly kept on the record.
     Recorded { record: TransactionRecord, conflict: Conflict },
     /// Already kept (or the record holds [`MAX_CONFLICTS`]); nothing changed.
@@ -173,7 +173,7 @@ impl TransactionStore {
 
     /// Keeps `observation`, a final status that contradicts the stored final `stored`, on
     /// the record ([`Change::conflict`]), in one conditional write.
-    pub async fn record_conflict(
+    pub(crate) async fn record_conflict(
         &self,
         provider: &str,
         observation: &Observation,

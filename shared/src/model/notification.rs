@@ -12,7 +12,7 @@ use time::OffsetDateTime;
 use super::{Conflict, Status, TransactionRecord};
 
 /// The record's field that holds the marker (and keys the sparse index of pending records).
-pub const PENDING_FIELD: &str = "notification_pending";
+pub(crate) const PENDING_FIELD: &str = "notification_pending";
 
 /// Marker present while the final outcome has not yet been delivered to the merchant.
 /// Shown as `PENDING`; stored as `PENDING#<shard>` ([`NotificationPending::marker`]), so
@@ -54,7 +54,7 @@ impl NotificationPending {
     }
 
     /// Every value it takes for an event in the queue's hands.
-    pub fn queued_index_values() -> Vec<String> {
+    pub(crate) fn queued_index_values() -> Vec<String> {
         super::shard::all(QUEUED, super::shard::PENDING_SHARDS)
     }
 }
@@ -81,7 +81,7 @@ pub enum NotificationOutcome {
 
 impl NotificationOutcome {
     /// The record's field that holds when it happened.
-    pub fn recorded_as(self) -> &'static str {
+    pub(crate) fn recorded_as(self) -> &'static str {
         match self {
             NotificationOutcome::Delivered => "notified_at",
             NotificationOutcome::Refused => "notification_refused_at",
@@ -131,13 +131,13 @@ impl super::Change {
 }
 
 /// The prefix of every marker of an event not yet in the queue's hands.
-pub const UNQUEUED_PREFIX: &str = PENDING;
+pub(crate) const UNQUEUED_PREFIX: &str = PENDING;
 
 /// The terminal event to send after a write: the record's event when the write applied a
 /// final status, or, when the write changed nothing, again while the record is still
 /// pending notification (an earlier send may have been lost; SQS and the merchant
 /// deduplicate by id). `None` otherwise.
-pub fn to_send(applied: bool, record: &TransactionRecord) -> Option<TerminalEvent> {
+pub(crate) fn to_send(applied: bool, record: &TransactionRecord) -> Option<TerminalEvent> {
     if applied || record.is_notification_pending() {
         TerminalEvent::for_record(record)
     } else {
@@ -165,7 +165,7 @@ pub fn conflict_event_id(provider: &str, reference: &str, status: Status) -> Str
 }
 
 /// The type of the event sent when a final status contradicts the stored one.
-pub const CONFLICT_EVENT_TYPE: &str = "transaction.conflict";
+pub(crate) const CONFLICT_EVENT_TYPE: &str = "transaction.conflict";
 /// The type of the opt-in event sent on every applied non-final transition.
 pub const UPDATED_EVENT_TYPE: &str = "transaction.updated";
 
@@ -213,7 +213,7 @@ impl EventTypes {
     }
 
     /// Whether reaching `status` (final) is notified.
-    pub fn notifies(&self, status: Status) -> bool {
+    pub(crate) fn notifies(&self, status: Status) -> bool {
         status.is_final() && self.enabled(&format!("transaction.{status}"))
     }
 }
@@ -269,7 +269,7 @@ impl TerminalEvent {
     }
 
     /// The conflict event for `conflict`, kept on `record` (whose status is the stored final).
-    pub fn for_conflict(record: &TransactionRecord, conflict: &Conflict) -> Self {
+    pub(crate) fn for_conflict(record: &TransactionRecord, conflict: &Conflict) -> Self {
         TerminalEvent {
             id: conflict_event_id(&record.provider, &record.reference, conflict.status),
             kind: CONFLICT_EVENT_TYPE.to_owned(),

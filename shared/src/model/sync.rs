@@ -45,14 +45,14 @@ pub const GIVE_UP_AFTER: Duration = Duration::from_secs(7 * 24 * 60 * 60);
 
 /// The delay before each sync, in multiples of the first one (`STATUS_SYNC_AFTER_SECONDS`):
 /// with the default 300 s, 5 min after the last change, then 15 min, 1 h, 6 h, then daily.
-pub const LADDER: [u32; 5] = [1, 3, 12, 72, 288];
+pub(crate) const LADDER: [u32; 5] = [1, 3, 12, 72, 288];
 
 /// How long after a known expiry the provider is asked: its own clock and its last
 /// payment's settlement have had time to agree that the charge expired.
-pub const EXPIRY_MARGIN: Duration = Duration::from_secs(60);
+pub(crate) const EXPIRY_MARGIN: Duration = Duration::from_secs(60);
 
 /// An expiry this close is the next ask, whatever the ladder's rung.
-pub const EXPIRY_WINDOW: Duration = Duration::from_secs(60 * 60);
+pub(crate) const EXPIRY_WINDOW: Duration = Duration::from_secs(60 * 60);
 
 /// How the sync is scheduled: the delay after a change before the provider is first
 /// asked (`STATUS_SYNC_AFTER_SECONDS`), and whether the provider can be asked at all.
@@ -169,7 +169,7 @@ impl super::Change {
     }
 
     /// Ends the schedule of a record final at `status` that an index still lists.
-    pub fn end_schedule(status: super::Status) -> super::Change {
+    pub(crate) fn end_schedule(status: super::Status) -> super::Change {
         super::Change {
             condition: super::Condition::AtStatus(status),
             fields: Vec::new(),
