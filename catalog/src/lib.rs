@@ -2,10 +2,8 @@
 //! sync, the transactions API, the local pipeline, `scripts/invoke`, the fuzzing, the
 //! benchmarks and every test that runs "every provider" take them from here.
 //!
-//! Adding a provider is its folder (`functions/<name>-webhook`: its wire types,
-//! verification, mapping, reference format, simulator and fixtures), its template block,
-//! its docs page, and one line in [`catalog!`] below (with its crate in this crate's
-//! `Cargo.toml` and the workspace's).
+//! Adding a provider is one line in [`catalog!`] below, beside its folder, fixtures,
+//! template block and docs page: the steps are in docs/development.md, "Adding a provider".
 
 use shared::{KnownProvider, Provider};
 
@@ -32,6 +30,9 @@ macro_rules! catalog {
         /// Calls `each` for every provider's simulator, in the catalog's order.
         #[cfg(feature = "simulator")]
         pub fn for_each_simulator(each: &mut impl EachSimulator) {
+            // Each line's simulator simulates that line's provider (checked at compile time).
+            fn simulates<P, S: provider_testkit::Simulator<Provider = P>>() {}
+            $(simulates::<$provider, $simulator>();)+
             $(each.simulator::<$simulator>();)+
         }
     };

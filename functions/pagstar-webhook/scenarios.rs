@@ -15,7 +15,7 @@ use pagstar_webhook::simulator::{hint, PagstarSimulator};
 use pagstar_webhook::{Pagstar, PagstarApi, PagstarConfig};
 use shared::hints::{HintQueue, HintRelay, QueuedHint};
 use shared::{Inbound, Secret, Webhook};
-use provider_testkit::{Simulator};
+use provider_testkit::Simulator;
 
 fn relay(h: &Harness) -> HintRelay<Pagstar> {
     HintRelay::new(HintQueue::new(h.sqs.clone(), &h.resources.hint_queue_url)).expect("Pagstar's webhook is a hint")

@@ -75,7 +75,9 @@ pub mod assumed {
     pub const HINT_BATCH: Duration = Duration::from_millis(400);
     /// One status query of `provider` (its simulator's [`provider_testkit::Load`]).
     pub fn status_query(provider: &str) -> Duration {
-        super::loads().iter().find(|(name, _)| *name == provider).map_or(Duration::ZERO, |(_, load)| load.status_query)
+        // Only the catalog's names come here; a zero would make the sync's capacity infinite.
+        let load = super::loads().into_iter().find(|(name, _)| *name == provider);
+        load.map(|(_, load)| load.status_query).unwrap_or_else(|| panic!("{provider} is not in the catalog"))
     }
     /// A notifier batch against a healthy merchant (10 POSTs at once, the slowest) and a
     /// failing one (answers 5xx quickly; a hanging one is bounded by the 10 s timeout).
@@ -136,7 +138,7 @@ pub struct Mix {
     pub late: f64,
     /// Share of transactions no webhook ever settles.
     pub never_final: f64,
-    /// Share of Pagstar's charges never paid (they expire by BACEN's rule, found by sync).
+    /// Share of the charges that expire (Pix) never paid (they expire by BACEN's rule, found by sync).
     pub pix_never_paid: f64,
     /// Event resends and recovered events a second (the events API).
     pub resends_per_second: f64,

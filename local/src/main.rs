@@ -69,7 +69,7 @@ async fn main() -> Result<(), Error> {
     let notifier = std::sync::Arc::new(notifier);
     for _ in 0..timing.notifier_pollers {
         let notifier = std::sync::Arc::clone(&notifier);
-        let (sqs, queue_url) = (sqs_client(&sqs_endpoint), resources.queue_url.clone());
+        let (sqs, queue_url) = (sqs_client(&sqs_endpoint), notifier.queue_url().to_owned());
         tokio::spawn(async move {
             loop {
                 if let Err(error) = local_pipeline::triggers::poll_notifier(&notifier, &sqs, &queue_url, 5).await {

@@ -12,7 +12,7 @@ use provider_testkit::{Expected, Fixture, Simulator};
 use provider_testkit::{SimulatorError, Variables};
 use shared::Provider;
 
-/// Starts every provider's simulation (the stand-ins of AZQR's, Pay3's and Pagstar's APIs, each
+/// Starts every provider's simulation (the stand-ins of their APIs, each
 /// unless its `*_API_URL` is set) and points `env` at what
 /// they started; a variable the environment already sets wins. Returns the variables set.
 pub async fn start_simulations(env: &mut DevEnv, root: &Path) -> Result<Variables, SimulatorError> {
@@ -157,6 +157,7 @@ mod tests {
                 .expect("YAML");
         let routes = routes();
         let mut names: Vec<_> = routes.iter().map(|r| r.name).collect();
+        names.sort_unstable();
         names.dedup();
         assert_eq!(names.len(), routes.len(), "names are distinct");
         for route in routes {

@@ -1,5 +1,5 @@
-//! The local stack, brought up in one place for the run command, `scripts/invoke`,
-//! `scripts/provision` and the tests: template.yaml's table, queues and secrets on the
+//! The local stack, brought up in one place for the run command, `scripts/invoke` and
+//! `scripts/provision` (the tests share one table per test and take the steps apart): template.yaml's table, queues and secrets on the
 //! emulators, and every provider's simulation.
 
 use std::path::Path;

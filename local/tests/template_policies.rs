@@ -199,8 +199,30 @@ fn each_function_reads_only_its_own_secrets() {
         assert_eq!(granted, own, "{id}: reads exactly the secrets its environment names");
         readers += usize::from(!own.is_empty());
     }
-    assert_eq!(readers, 7, "five webhooks, the notifier and the status sync read secrets");
-    let sync: Vec<String> = ["AzqrSecret", "PagstarSecret", "Pay3Secret"].map(String::from).to_vec();
+    let providers = provider_catalog::known().len();
+    assert_eq!(readers, providers + 2, "each provider's function, the notifier and the status sync read secrets");
+    // The status sync reads the secret of every provider of the catalog it can ask, and no other.
+    struct Synced(Vec<&'static str>);
+    impl provider_catalog::EachProvider for Synced {
+        fn provider<P: shared::Provider>(&mut self) {
+            if P::HAS_STATUS_API {
+                self.0.push(P::SECRET.arn);
+            }
+        }
+    }
+    let mut synced = Synced(Vec::new());
+    provider_catalog::for_each(&mut synced);
+    let variables =
+        local_pipeline::Template::load(std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../template.yaml")))
+            .expect("template.yaml")
+            .secret_arn_variables();
+    let mut sync: Vec<String> = synced
+        .0
+        .iter()
+        .map(|arn| variables.get(*arn).cloned().unwrap_or_else(|| panic!("no function reads {arn}")))
+        .collect();
+    sync.sort();
+    assert!(!sync.is_empty(), "some provider has a status API");
     let sync_reads: Vec<String> = {
         let mut list: Vec<String> = grants()["StatusSyncFunction"]
             .iter()

@@ -155,8 +155,7 @@ pub async fn providers(
     futures_util::future::try_join_all(collect.loads).await
 }
 
-/// Every provider configured from `env` alone, its credentials fixed (the local pipeline
-/// and the tests).
+/// Every provider configured from `env` alone, its credentials fixed (the tests).
 pub fn providers_from_env(env: &impl Env) -> Result<Vec<SyncedProvider>, ConfigError> {
     struct Collect<'a, E> {
         env: &'a E,
