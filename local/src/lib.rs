@@ -10,6 +10,7 @@ pub mod merchant;
 pub mod provision;
 pub mod registry;
 pub mod serve;
+pub mod settings;
 pub mod stack;
 pub mod template;
 pub mod timing;

@@ -106,6 +106,114 @@ impl std::fmt::Debug for Secret {
     }
 }
 
+/// One environment variable a function reads: its name, what it may be, and what it is
+/// for. Each function's settings are the list of its variables (`settings()` or
+/// `SETTINGS` in its crate, [`webhook_settings`] for a provider's); template.yaml and the
+/// documentation (docs/configuration.md, each provider's page) are checked against them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Setting {
+    pub name: &'static str,
+    pub kind: SettingKind,
+    /// What it is for, in a line.
+    pub description: &'static str,
+}
+
+/// What a setting may be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SettingKind {
+    /// Must be set: the function does not start without it.
+    Required,
+    /// May be unset: then `default` applies (as text), or, with none, what the setting's
+    /// description says.
+    Optional { default: Option<&'static str> },
+    /// A whole number from `min` to `max`, `default` when unset.
+    Number { default: u64, min: u64, max: u64 },
+}
+
+impl Setting {
+    pub const fn required(name: &'static str, description: &'static str) -> Self {
+        Setting { name, kind: SettingKind::Required, description }
+    }
+
+    pub const fn optional(name: &'static str, default: Option<&'static str>, description: &'static str) -> Self {
+        Setting { name, kind: SettingKind::Optional { default }, description }
+    }
+
+    pub const fn number(name: &'static str, default: u64, min: u64, max: u64, description: &'static str) -> Self {
+        Setting { name, kind: SettingKind::Number { default, min, max }, description }
+    }
+
+    /// A number setting's value: its default when unset (or empty), an error naming it
+    /// when it is not a whole number within its bounds.
+    pub fn number_from(&self, env: &impl Env) -> Result<u64, ConfigError> {
+        let SettingKind::Number { default, min, max } = self.kind else {
+            return Err(ConfigError::Invalid { name: self.name, reason: "is not read as a number".into() });
+        };
+        match env.optional(self.name) {
+            None => Ok(default),
+            Some(value) => match value.trim().parse::<u64>() {
+                Ok(number) if (min..=max).contains(&number) => Ok(number),
+                Ok(_) | Err(_) => Err(ConfigError::Invalid {
+                    name: self.name,
+                    reason: format!("must be a whole number from {min} to {max}"),
+                }),
+            },
+        }
+    }
+}
+
+/// The most a duration in seconds may be: a year.
+const A_YEAR_OF_SECONDS: u64 = 31_536_000;
+
+pub const TABLE_NAME: Setting = Setting::required("TABLE_NAME", "the DynamoDB table (set by the template)");
+pub const QUEUE_URL: Setting =
+    Setting::required("QUEUE_URL", "the SQS FIFO queue of terminal events (set by the template)");
+pub const STATUS_SYNC_AFTER_SECONDS: Setting = Setting::number(
+    "STATUS_SYNC_AFTER_SECONDS",
+    300,
+    1,
+    A_YEAR_OF_SECONDS,
+    "seconds after a transaction's last change before the status sync first asks its provider",
+);
+pub const NOTIFY_EVENT_TYPES: Setting = Setting::optional(
+    "NOTIFY_EVENT_TYPES",
+    Some("every outcome and transaction.conflict"),
+    "the event types the merchant receives, a comma list",
+);
+pub const SECRET_PREVIOUS_GRACE_MINUTES: Setting = Setting::number(
+    "SECRET_PREVIOUS_GRACE_MINUTES",
+    60,
+    0,
+    10_080,
+    "after a rotation, how long the previous version of a secret still verifies inbound requests",
+);
+pub const HINT_QUEUE_URL: Setting =
+    Setting::required("HINT_QUEUE_URL", "the standard SQS queue a provider's hints are queued on");
+
+/// What every function that writes a transaction reads (the write path, [`crate::Recorder`]).
+pub const WRITE_PATH: [Setting; 4] = [TABLE_NAME, QUEUE_URL, STATUS_SYNC_AFTER_SECONDS, NOTIFY_EVENT_TYPES];
+
+/// The settings of a provider's webhook function: the write path, its secret (by ARN,
+/// with the rotation's grace) and its own ([`crate::Provider::SETTINGS`]). A webhook that
+/// is a hint is two functions: the relay ([`hint_relay_settings`]), and the consumer,
+/// which reads these.
+pub fn webhook_settings<P: crate::Provider>() -> Vec<Setting> {
+    let secret = Setting::optional(
+        P::SECRET.arn,
+        None,
+        "the ARN of the provider's secret (in development, its keys as variables)",
+    );
+    let mut settings = WRITE_PATH.to_vec();
+    settings.extend([secret, SECRET_PREVIOUS_GRACE_MINUTES]);
+    settings.extend_from_slice(P::SETTINGS);
+    settings
+}
+
+/// The settings of a provider's webhook function when its webhook is a hint: the queue alone.
+pub fn hint_relay_settings() -> Vec<Setting> {
+    vec![HINT_QUEUE_URL]
+}
+
 /// Where the webhook functions keep state: read from `TABLE_NAME` and `QUEUE_URL`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StorageConfig {
@@ -115,7 +223,7 @@ pub struct StorageConfig {
 
 impl StorageConfig {
     pub fn from_env(env: &impl Env) -> Result<Self, ConfigError> {
-        Ok(StorageConfig { table_name: env.required("TABLE_NAME")?, queue_url: env.required("QUEUE_URL")? })
+        Ok(StorageConfig { table_name: env.required(TABLE_NAME.name)?, queue_url: env.required(QUEUE_URL.name)? })
     }
 }
 
@@ -123,17 +231,17 @@ impl StorageConfig {
 /// the status sync first asks its provider. Read by every function that writes a
 /// non-final status, since that write schedules the sync.
 pub fn sync_policy(env: &impl Env) -> Result<crate::model::SyncPolicy, ConfigError> {
-    let seconds = positive_integer(env, "STATUS_SYNC_AFTER_SECONDS", 300)?;
+    let seconds = STATUS_SYNC_AFTER_SECONDS.number_from(env)?;
     Ok(crate::model::SyncPolicy { after: std::time::Duration::from_secs(seconds) })
 }
 
 /// `NOTIFY_EVENT_TYPES`: the comma list of event types the merchant receives (default:
 /// every outcome and `transaction.conflict`; `transaction.updated` is opt in).
 pub fn event_types(env: &impl Env) -> Result<crate::model::notification::EventTypes, ConfigError> {
-    match env.optional("NOTIFY_EVENT_TYPES") {
+    match env.optional(NOTIFY_EVENT_TYPES.name) {
         None => Ok(Default::default()),
         Some(list) => crate::model::notification::EventTypes::parse(&list)
-            .map_err(|e| ConfigError::Invalid { name: "NOTIFY_EVENT_TYPES", reason: e.to_string() }),
+            .map_err(|e| ConfigError::Invalid { name: NOTIFY_EVENT_TYPES.name, reason: e.to_string() }),
     }
 }
 

@@ -77,10 +77,10 @@ impl<P: Provider> HintRelay<P> {
 
     /// The Lambda function at init: `HINT_QUEUE_URL`.
     pub async fn from_env(env: &impl Env) -> Result<Self, ConfigError> {
-        let url = env.required("HINT_QUEUE_URL")?;
+        let url = env.required(crate::config::HINT_QUEUE_URL.name)?;
         let aws = crate::AwsClients::from_env().await;
         Self::new(HintQueue::new(aws.sqs, url)).ok_or(ConfigError::Invalid {
-            name: "HINT_QUEUE_URL",
+            name: crate::config::HINT_QUEUE_URL.name,
             reason: format!("{}'s webhook is not a hint", P::NAME),
         })
     }

@@ -52,6 +52,12 @@ pub trait Provider: Send + Sync + 'static {
         check_reference(reference)
     }
 
+    /// The variables its webhook reads besides the write path's and its secret's (see
+    /// [`crate::config::webhook_settings`]).
+    const SETTINGS: &'static [crate::config::Setting] = &[];
+    /// The variables its status API reads besides its secret's (the status sync's).
+    const STATUS_API_SETTINGS: &'static [crate::config::Setting] = &[];
+
     /// Its secrets: one Secrets Manager secret, found by the ARN in `SECRET.arn`, whose
     /// keys [`Self::from_env`] reads as if they were environment variables.
     const SECRET: crate::SecretSpec;

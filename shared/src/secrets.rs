@@ -32,8 +32,6 @@ pub(crate) const CACHE_TTL: Duration = Duration::from_secs(5 * 60);
 /// The least time between two reads of a secret (an early one after a failed
 /// verification, or a retry after a failed read).
 pub(crate) const EARLY_REFRESH_EVERY: Duration = Duration::from_secs(60);
-/// `SECRET_PREVIOUS_GRACE_MINUTES` when unset.
-pub(crate) const PREVIOUS_GRACE_MINUTES: u64 = 60;
 
 /// One Secrets Manager secret: the variable holding its ARN, and the keys of its JSON
 /// object (each also the name of its plain development variable).
@@ -46,19 +44,7 @@ pub struct SecretSpec {
 /// `SECRET_PREVIOUS_GRACE_MINUTES` (default 60, 0 to accept no previous version): how
 /// long after a rotation the previous version still verifies inbound requests.
 pub(crate) fn previous_grace(env: &impl Env) -> Result<Duration, ConfigError> {
-    const NAME: &str = "SECRET_PREVIOUS_GRACE_MINUTES";
-    let minutes = match env.optional(NAME) {
-        None => PREVIOUS_GRACE_MINUTES,
-        Some(value) => match value.trim().parse::<u64>() {
-            Ok(minutes) if minutes <= 10_080 => minutes,
-            Ok(_) | Err(_) => {
-                return Err(ConfigError::Invalid {
-                    name: NAME,
-                    reason: "must be a whole number from 0 to 10080".into(),
-                })
-            }
-        },
-    };
+    let minutes = crate::config::SECRET_PREVIOUS_GRACE_MINUTES.number_from(env)?;
     Ok(Duration::from_secs(minutes * 60))
 }
 

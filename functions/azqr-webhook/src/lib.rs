@@ -8,6 +8,7 @@
 
 use http::StatusCode;
 use serde::Deserialize;
+use shared::config::Setting;
 use shared::{
     check_shared_secret, parse_json, parse_status, ConfigError, Env, Inbound, Observation, Provider, Secret,
     SecretSpec, Status, WebhookError,
@@ -124,6 +125,8 @@ impl Provider for Azqr {
     const HAS_STATUS_API: bool = true;
     /// Its secret: its `apiKey`, for the webhook and the status API.
     const SECRET: SecretSpec = SecretSpec { arn: "AZQR_SECRET_ARN", keys: &["AZQR_API_KEY"] };
+    const STATUS_API_SETTINGS: &'static [Setting] =
+        &[Setting::optional("AZQR_API_URL", None, "AZQR's API base URL; unset, AZQR is not synced")];
     /// The retrieval reference number: exactly 12 digits.
     fn check_reference(reference: &str) -> Result<(), WebhookError> {
         shared::pipeline::reference_format(reference, is_rrn, "an rrn is exactly 12 digits")

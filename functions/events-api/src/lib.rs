@@ -37,6 +37,9 @@ pub const DEFAULT_LIMIT: usize = 50;
 /// Most events one recover resends (it says how many).
 const MAX_RECOVER: usize = 10_000;
 
+/// The variables the function reads.
+pub const SETTINGS: [shared::config::Setting; 2] = [shared::config::TABLE_NAME, shared::config::QUEUE_URL];
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Route {
     List,
@@ -104,7 +107,7 @@ impl EventsApi {
         EventsApi { log, queue }
     }
 
-    /// Reads `TABLE_NAME` and `QUEUE_URL`.
+    /// Reads [`SETTINGS`].
     pub async fn from_env(env: &impl Env) -> Result<Self, ConfigError> {
         let storage = shared::config::StorageConfig::from_env(env)?;
         let aws = shared::AwsClients::from_env().await;

@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 use futures_util::future::join_all;
+use shared::config::Setting;
 use shared::event_log::{Attempt, AttemptKind, MAX_RESPONSE_BYTES};
 use shared::{
     ConfigError, Env, EventLog, NotificationOutcome, Rotating, Secret, SecretSpec, TerminalEvent, TransactionStore,
@@ -60,22 +61,47 @@ pub const EVENT_RETENTION_DAYS: u64 = 30;
 /// `NOTIFY_FAILING_ALERT_MINUTES` when unset.
 pub const NOTIFY_FAILING_ALERT_MINUTES: u64 = 30;
 
+const NOTIFY_URL: Setting = Setting::required("NOTIFY_URL", "the merchant's endpoint");
+const DEAD_LETTER_QUEUE_URL: Setting =
+    Setting::required("DEAD_LETTER_QUEUE_URL", "where a 410-refused event goes (set by the template)");
+/// Accepted up to a year of days, kept at most 3,650 (ten years).
+const RETENTION: Setting = Setting::number(
+    "EVENT_RETENTION_DAYS",
+    EVENT_RETENTION_DAYS,
+    1,
+    31_536_000,
+    "days the event log keeps each event and its attempts",
+);
+const FAILING_ALERT: Setting = Setting::number(
+    "NOTIFY_FAILING_ALERT_MINUTES",
+    NOTIFY_FAILING_ALERT_MINUTES,
+    1,
+    31_536_000,
+    "minutes of every delivery failing before MerchantEndpointFailing counts",
+);
+
+/// The variables the function reads.
+pub const SETTINGS: [Setting; 7] = [
+    NOTIFY_URL,
+    shared::config::TABLE_NAME,
+    shared::config::QUEUE_URL,
+    DEAD_LETTER_QUEUE_URL,
+    RETENTION,
+    FAILING_ALERT,
+    Setting::optional(SECRET.arn, None, "the ARN of the merchant's signing secret (in development, NOTIFY_SECRET)"),
+];
+
 impl NotifierConfig {
-    /// Reads `NOTIFY_URL`, `TABLE_NAME`, `QUEUE_URL`,
-    /// `DEAD_LETTER_QUEUE_URL`, `EVENT_RETENTION_DAYS` (default 30) and
-    /// `NOTIFY_FAILING_ALERT_MINUTES` (default 30).
+    /// Reads [`SETTINGS`] but the secret's.
     pub fn from_env(env: &impl Env) -> Result<Self, ConfigError> {
-        let days = shared::config::positive_integer(env, "EVENT_RETENTION_DAYS", EVENT_RETENTION_DAYS)?.min(3650);
+        let days = RETENTION.number_from(env)?.min(3650);
         Ok(NotifierConfig {
-            notify_url: env.required("NOTIFY_URL")?,
-            table_name: env.required("TABLE_NAME")?,
-            queue_url: env.required("QUEUE_URL")?,
-            dead_letter_queue_url: env.required("DEAD_LETTER_QUEUE_URL")?,
+            notify_url: env.required(NOTIFY_URL.name)?,
+            table_name: env.required(shared::config::TABLE_NAME.name)?,
+            queue_url: env.required(shared::config::QUEUE_URL.name)?,
+            dead_letter_queue_url: env.required(DEAD_LETTER_QUEUE_URL.name)?,
             event_retention: Duration::from_secs(days * 24 * 60 * 60),
-            failing_alert: Duration::from_secs(
-                shared::config::positive_integer(env, "NOTIFY_FAILING_ALERT_MINUTES", NOTIFY_FAILING_ALERT_MINUTES)?
-                    * 60,
-            ),
+            failing_alert: Duration::from_secs(FAILING_ALERT.number_from(env)? * 60),
         })
     }
 }

@@ -14,6 +14,7 @@
 
 use http::StatusCode;
 use serde::Deserialize;
+use shared::config::Setting;
 use shared::{
     parse_json, parse_status, Amount, ConfigError, Env, Inbound, Observation, Provider, SecretSpec, Status,
     WebhookError,
@@ -172,6 +173,10 @@ impl Pagstar {
     }
 }
 
+/// Pagstar's API and OAuth2 client: the hints' consumer needs both.
+const PAGSTAR_API_URL: Setting = Setting::required("PAGSTAR_API_URL", "Pagstar's API base URL (https)");
+const PAGSTAR_CLIENT_ID: Setting = Setting::required("PAGSTAR_CLIENT_ID", "Pagstar's OAuth2 client id");
+
 impl Provider for Pagstar {
     const NAME: &'static str = "pagstar";
     const ACK_STATUS: StatusCode = StatusCode::OK;
@@ -185,6 +190,11 @@ impl Provider for Pagstar {
         arn: "PAGSTAR_SECRET_ARN",
         keys: &["PAGSTAR_CLIENT_SECRET", "PAGSTAR_CLIENT_CERT", "PAGSTAR_CLIENT_KEY"],
     };
+    const SETTINGS: &'static [Setting] = &[PAGSTAR_API_URL, PAGSTAR_CLIENT_ID];
+    const STATUS_API_SETTINGS: &'static [Setting] = &[
+        Setting::optional(PAGSTAR_API_URL.name, None, "Pagstar's API base URL (https); unset, Pagstar is not synced"),
+        PAGSTAR_CLIENT_ID,
+    ];
     /// BACEN's txid: 26 to 35 letters and digits.
     fn check_reference(reference: &str) -> Result<(), WebhookError> {
         shared::pipeline::reference_format(reference, is_txid, "a txid is 26 to 35 letters and digits")

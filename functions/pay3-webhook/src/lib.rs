@@ -10,6 +10,7 @@
 use http::StatusCode;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
+use shared::config::Setting;
 use shared::{
     parse_json, parse_status, ConfigError, Env, Inbound, Observation, Provider, Secret, SecretSpec, Status,
     WebhookError,
@@ -177,6 +178,15 @@ impl Provider for Pay3 {
     const HAS_STATUS_API: bool = true;
     /// Its secret: the webhook JWT's secret, and the order query's access token.
     const SECRET: SecretSpec = SecretSpec { arn: "PAY3_SECRET_ARN", keys: &["PAY3_JWT_SECRET", "PAY3_ACCESS_TOKEN"] };
+    const SETTINGS: &'static [Setting] = &[Setting::optional(
+        "PAY3_JWT_ALGORITHM",
+        Some("HS384"),
+        "the one JWT algorithm accepted: HS256, HS384 or HS512",
+    )];
+    const STATUS_API_SETTINGS: &'static [Setting] = &[
+        Setting::optional("PAY3_API_URL", None, "Pay3's order query base URL; unset, Pay3 is not synced"),
+        Setting::optional("PAY3_CLIENT_ID", None, "Pay3's client id (needed with PAY3_API_URL)"),
+    ];
     /// `{orderId}:{orderType}`: an order id of 1 to 64 letters, digits, `.`, `_` and `-`,
     /// starting with a letter or a digit, and its type in capitals (`CHECKOUT`, `PAYOUT`,
     /// `CRYPTO`; a new one is accepted).

@@ -17,6 +17,7 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::SubjectPublicKeyInfoDer;
 use serde::Deserialize;
 use serde_json::value::RawValue;
+use shared::config::Setting;
 use shared::{
     check_shared_secret, parse_json, parse_status, Amount, ConfigError, Env, Inbound, Observation, Provider, Secret,
     SecretSpec, Status, WebhookError,
@@ -199,6 +200,8 @@ impl Provider for QiTech {
     /// Its secret: the client key, and its public key(s): during a key change, both PEMs.
     const SECRET: SecretSpec =
         SecretSpec { arn: "QITECH_SECRET_ARN", keys: &["QITECH_API_CLIENT_KEY", "QITECH_PUBLIC_KEY"] };
+    const SETTINGS: &'static [Setting] =
+        &[Setting::optional("QITECH_WEBHOOK_PATH", Some(PATH), "the path QI Tech signs as uri")];
     /// Its `payment_instrument_entry_key`: a UUID (8-4-4-4-12 hexadecimal digits).
     fn check_reference(reference: &str) -> Result<(), WebhookError> {
         let format = |r: &str| {

@@ -29,6 +29,9 @@ const MAX_BATCH: usize = 10;
 /// A transaction still pending is re-enqueued again after this long.
 pub const REPEAT: Duration = Duration::from_secs(2 * 60 * 60);
 
+/// The variables the function reads.
+pub const SETTINGS: [shared::config::Setting; 2] = [shared::config::TABLE_NAME, shared::config::QUEUE_URL];
+
 #[derive(Debug, thiserror::Error)]
 pub enum ReconcileError {
     #[error("transaction store failed")]
@@ -81,7 +84,7 @@ impl Reconciler {
         self
     }
 
-    /// Reads `TABLE_NAME` and `QUEUE_URL`.
+    /// Reads [`SETTINGS`].
     pub async fn from_env(env: &impl Env) -> Result<Self, ConfigError> {
         let storage = shared::config::StorageConfig::from_env(env)?;
         let aws = shared::AwsClients::from_env().await;

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use futures_util::StreamExt;
 
 use serde::Serialize;
-use shared::config::positive_integer;
+use shared::config::Setting;
 use shared::model::{Decision, Observation, SyncStep, TerminalEvent, TransactionRecord};
 use shared::secrets::SecretsClient;
 use shared::{ConfigError, Env, Provider, Recorder, Rotating, StatusSource, SyncError, SyncScope};
@@ -67,6 +67,41 @@ pub const MAX_CONNECTIONS: usize = 800;
 /// (at most [`CALL_ATTEMPTS`] × [`CALL_TIMEOUT`]) and their writes, within the
 /// function's 120 s.
 pub const LEASE: Duration = Duration::from_secs(100);
+
+/// `STATUS_SYNC_BATCH`: accepted up to a year's number, then kept within [`MAX_BATCH`].
+const BATCH_SETTING: Setting = Setting::number(
+    "STATUS_SYNC_BATCH",
+    BATCH,
+    1,
+    31_536_000,
+    "transactions per sync shard per run (at most 25,000 are taken)",
+);
+/// `STATUS_SYNC_CONCURRENCY`: accepted up to a year's number, then kept within [`MAX_CONCURRENCY`].
+const CONCURRENCY_SETTING: Setting = Setting::number(
+    "STATUS_SYNC_CONCURRENCY",
+    CONCURRENCY,
+    1,
+    31_536_000,
+    "calls to one provider's status API at once in one invocation (at most 800 are made)",
+);
+
+/// The variables the function reads: the write path's, its own, and for each provider
+/// with a status API its secret's ARN and its API's.
+pub fn settings() -> Vec<Setting> {
+    struct Collect(Vec<Setting>);
+    impl provider_catalog::EachProvider for Collect {
+        fn provider<P: Provider>(&mut self) {
+            if P::HAS_STATUS_API {
+                self.0.push(Setting::optional(P::SECRET.arn, None, "the ARN of the provider's secret"));
+                self.0.extend_from_slice(P::STATUS_API_SETTINGS);
+            }
+        }
+    }
+    let mut collect = Collect(shared::config::WRITE_PATH.to_vec());
+    collect.0.extend([BATCH_SETTING, CONCURRENCY_SETTING]);
+    provider_catalog::for_each(&mut collect);
+    collect.0
+}
 
 /// The shard group a scheduled event names (`{"shard_group": n}`), or `None` for every
 /// group (an event without one). A group out of range is an error naming the field.
@@ -265,8 +300,8 @@ impl StatusSync {
     /// `STATUS_SYNC_BATCH`, `STATUS_SYNC_CONCURRENCY` and each provider's API
     /// configuration. Each provider's credentials are read from its secret at init.
     pub async fn from_env(env: Arc<dyn Env + Send + Sync>, now: OffsetDateTime) -> Result<Self, ConfigError> {
-        let batch = positive_integer(&env, "STATUS_SYNC_BATCH", BATCH)?;
-        let concurrency = positive_integer(&env, "STATUS_SYNC_CONCURRENCY", CONCURRENCY)?;
+        let batch = BATCH_SETTING.number_from(&env)?;
+        let concurrency = CONCURRENCY_SETTING.number_from(&env)?;
         let aws = shared::AwsClients::from_env().await;
         let recorder = Recorder::from_env(&env, &aws)?;
         let providers = providers(env, &aws.secrets, now).await?;

@@ -28,6 +28,10 @@ const MAX_BODY_BYTES: usize = 4 * 1024;
 
 /// A registration as the merchant sends it. Unknown fields are refused: a misspelt
 /// `amount` must not register a transaction without one.
+/// The variables the function reads.
+pub const SETTINGS: [shared::config::Setting; 2] =
+    [shared::config::TABLE_NAME, shared::config::STATUS_SYNC_AFTER_SECONDS];
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RegistrationBody {
@@ -52,10 +56,9 @@ impl TransactionsApi {
         TransactionsApi { store, policy, providers }
     }
 
-    /// Reads `TABLE_NAME` and `STATUS_SYNC_AFTER_SECONDS` and builds the DynamoDB client
-    /// from the Lambda environment.
+    /// Reads [`SETTINGS`] and builds the DynamoDB client from the Lambda environment.
     pub async fn from_env(env: &impl Env) -> Result<Self, ConfigError> {
-        let table = env.required("TABLE_NAME")?;
+        let table = env.required(shared::config::TABLE_NAME.name)?;
         let policy = shared::config::sync_policy(env)?;
         let aws = shared::AwsClients::from_env().await;
         Ok(TransactionsApi::new(TransactionStore::new(aws.dynamodb, table), policy, provider_catalog::known()))
