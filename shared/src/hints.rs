@@ -18,13 +18,8 @@ use time::OffsetDateTime;
 use crate::config::{ConfigError, Env};
 use crate::error::WebhookError;
 use crate::inbound::Inbound;
-use crate::pipeline::{check_body, Provider, Webhook};
+use crate::pipeline::{check_body, HintCheck, Provider, Webhook};
 use crate::queue::QueueError;
-
-/// A provider's check of a hint ([`Provider::HINT`]): the request's shape only, nothing
-/// is trusted. Returns the hint to queue, rewritten to what the provider's `authenticate`
-/// reads and nothing more of the request; a hint with nothing to ask is a 4xx.
-pub type HintCheck = fn(&Inbound) -> Result<Vec<u8>, WebhookError>;
 
 /// The standard SQS queue of hints.
 #[derive(Debug, Clone)]

@@ -19,6 +19,11 @@ use crate::queue::EventQueue;
 use crate::secrets::{Keys, Rotating};
 use crate::store::{ConflictWrite, TransactionStore, WriteOutcome};
 
+/// A provider's check of a hint ([`Provider::HINT`]; `shared::hints` queues and confirms it): the request's shape only, nothing
+/// is trusted. Returns the hint to queue, rewritten to what the provider's `authenticate`
+/// reads and nothing more of the request; a hint with nothing to ask is a 4xx.
+pub type HintCheck = fn(&Inbound) -> Result<Vec<u8>, WebhookError>;
+
 /// A payment provider's webhook: how to verify it and what it says.
 pub trait Provider: Send + Sync + 'static {
     /// Short lowercase name, used in transaction keys, logs and events.
@@ -39,7 +44,7 @@ pub trait Provider: Send + Sync + 'static {
     /// `authenticate` asks the provider): the check of its shape, after which the
     /// webhook function queues it and answers, and the hint queue's consumer takes the
     /// steps below (`shared::hints`). `None`: a webhook verified on arrival.
-    const HINT: Option<crate::hints::HintCheck> = None;
+    const HINT: Option<HintCheck> = None;
 
     /// Its reference format, checked wherever a reference enters: its webhooks, the
     /// transactions API, the status sync (before the reference goes into a URL). An

@@ -7,6 +7,7 @@ mod support;
 mod docs;
 mod events;
 mod fuzz;
+mod layout;
 mod logs;
 mod merchant_events;
 mod notifier;

@@ -184,7 +184,7 @@ impl Provider for Pagstar {
     const PATH: &'static str = PATH;
     const ALSO_AT: &'static [&'static str] = &[PIX_PATH];
     const HAS_STATUS_API: bool = true;
-    const HINT: Option<shared::hints::HintCheck> = Some(hint);
+    const HINT: Option<shared::pipeline::HintCheck> = Some(hint);
     /// Its secret: the OAuth2 client secret, and the mutual-TLS certificate and key (both optional).
     const SECRET: SecretSpec = SecretSpec {
         arn: "PAGSTAR_SECRET_ARN",

@@ -27,11 +27,43 @@ pub struct Run<'a> {
     pub base: &'a str,
 }
 
+/// Checks every invariant of `run`, one function each.
 pub async fn check(run: Run<'_>) -> Result<Report, Error> {
     let mut report = Report { transactions: run.transactions.len(), ..Report::default() };
-    let violations = &mut report.violations;
+    requests_answered(&run, &mut report);
+    let seen = merchant_saw(&run, &mut report);
+    let dead_letters = dead_letter_ids(run.sqs, run.dead_letter_url).await?;
+    report.dead_letters = dead_letters.len();
+    let listed = listed_events(run.client, run.base).await?;
+    report.listed_events = listed.len();
+    let records = futures_util::stream::iter(run.transactions.iter().filter(|t| t.reached))
+        .map(|t| async move { (t, run.store.get(t.name, &t.stored).await) })
+        .buffer_unordered(16)
+        .collect::<Vec<_>>()
+        .await;
+    for (transaction, record) in records {
+        let label = format!("{} {}", transaction.name, transaction.stored);
+        let record = match record {
+            Ok(Some(record)) => record,
+            Ok(None) => {
+                report.violations.push(format!("{label}: not stored (expected {})", transaction.expected));
+                continue;
+            }
+            Err(error) => return Err(format!("{label}: cannot read it: {error}").into()),
+        };
+        let delivered = seen.outcomes.get(&(transaction.name.to_owned(), transaction.stored.clone()));
+        stored_as_its_provider_said(transaction, &record, delivered, &label, &mut report);
+        if transaction.expected.is_final() {
+            outcome_reached_the_merchant(transaction, &record, &seen, (&dead_letters, &listed), &label, &mut report);
+        } else if delivered.is_some() {
+            report.violations.push(format!("{label}: an outcome was delivered for a transaction that is not final"));
+        }
+    }
+    Ok(report)
+}
 
-    // Requests: no 5xx without a fault it met; no genuine webhook refused.
+/// Requests: no 5xx without a fault it met; no genuine webhook refused.
+fn requests_answered(run: &Run<'_>, report: &mut Report) {
     let hit: HashSet<&str> = run.faults.iter().map(|(_, hit)| hit.as_str()).collect();
     let api_paths: Vec<&str> = run
         .faults
@@ -52,13 +84,13 @@ pub async fn check(run: Run<'_>) -> Result<Report, Error> {
                         || api_paths.iter().any(|path| path.contains(transaction.reference.as_str()));
                     if !explained {
                         report.unexplained_5xx += 1;
-                        violations.push(format!(
+                        report.violations.push(format!(
                             "{id} ({} {} {}) was answered {status} and met no injected fault",
                             transaction.name, transaction.reference, delivery.word
                         ));
                     }
                 }
-                Some(status) if *status >= 300 => violations.push(format!(
+                Some(status) if *status >= 300 => report.violations.push(format!(
                     "{id} ({} {} {}): a genuine webhook was answered {status}",
                     transaction.name, transaction.reference, delivery.word
                 )),
@@ -69,123 +101,127 @@ pub async fn check(run: Run<'_>) -> Result<Report, Error> {
             *report.gave_up.entry(transaction.name).or_default() += 1;
         }
     }
+}
 
-    // What the merchant saw.
+/// What the merchant saw: each delivery verified and a terminal event under its
+/// deterministic id.
+#[derive(Debug, Default)]
+struct Seen<'a> {
+    /// (provider, reference) → the outcomes delivered.
+    outcomes: HashMap<(String, String), HashSet<shared::Status>>,
+    /// Ids of the outcomes delivered.
+    delivered: HashSet<&'a str>,
+    /// Ids answered 410, and ids answered 2xx.
+    refused: BTreeSet<String>,
+    accepted: HashSet<&'a str>,
+}
+
+fn merchant_saw<'a>(run: &Run<'a>, report: &mut Report) -> Seen<'a> {
     report.deliveries = run.received.len();
+    let mut seen = Seen::default();
     let mut ids_seen = HashSet::new();
-    let mut outcomes: HashMap<(String, String), HashSet<shared::Status>> = HashMap::new();
-    let mut delivered: HashSet<&str> = HashSet::new();
-    let mut refused: BTreeSet<String> = BTreeSet::new();
-    let mut accepted: HashSet<&str> = HashSet::new();
     for received in run.received {
         if !ids_seen.insert(received.webhook_id.as_str()) {
             report.duplicates += 1;
         }
         if !received.verified {
-            violations.push(format!("delivery {} did not verify with the notify secret", received.webhook_id));
+            report.violations.push(format!("delivery {} did not verify with the notify secret", received.webhook_id));
         }
         match received.answer {
             Some(410) => {
-                refused.insert(received.webhook_id.clone());
+                seen.refused.insert(received.webhook_id.clone());
             }
             Some(status) if (200..300).contains(&status) => {
-                accepted.insert(received.webhook_id.as_str());
+                seen.accepted.insert(received.webhook_id.as_str());
             }
             Some(_) | None => {}
         }
         let Some(event) = &received.event else {
-            violations.push(format!("delivery {} is not a terminal event", received.webhook_id));
+            report.violations.push(format!("delivery {} is not a terminal event", received.webhook_id));
             continue;
         };
         if let Some(status) = event.outcome() {
             let (provider, reference) = (event.data.provider.as_str(), event.data.reference.as_str());
-            delivered.insert(received.webhook_id.as_str());
-            outcomes.entry((provider.to_owned(), reference.to_owned())).or_default().insert(status);
+            seen.delivered.insert(received.webhook_id.as_str());
+            seen.outcomes.entry((provider.to_owned(), reference.to_owned())).or_default().insert(status);
             let expected = event_id(provider, reference, status);
             if received.webhook_id != expected {
-                violations.push(format!(
+                report.violations.push(format!(
                     "{provider} {reference} {status}: delivered with webhook-id {}, not {expected}",
                     received.webhook_id
                 ));
             }
         }
     }
+    seen
+}
 
-    // The dead-letter queue: every event refused with 410 is there.
-    let dead_letters = dead_letter_ids(run.sqs, run.dead_letter_url).await?;
-    report.dead_letters = dead_letters.len();
-
-    // The events API lists every event.
-    let listed = listed_events(run.client, run.base).await?;
-    report.listed_events = listed.len();
-
-    // Every transaction, as stored.
-    let records = futures_util::stream::iter(run.transactions.iter().filter(|t| t.reached))
-        .map(|t| async move { (t, run.store.get(t.name, &t.stored).await) })
-        .buffer_unordered(16)
-        .collect::<Vec<_>>()
-        .await;
-    for (transaction, record) in records {
-        let label = format!("{} {}", transaction.name, transaction.stored);
-        let record = match record {
-            Ok(Some(record)) => record,
-            Ok(None) => {
-                violations.push(format!("{label}: not stored (expected {})", transaction.expected));
-                continue;
-            }
-            Err(error) => return Err(format!("{label}: cannot read it: {error}").into()),
+/// The record says what its provider's final word says, and two outcomes delivered
+/// are a conflict recorded.
+fn stored_as_its_provider_said(
+    transaction: &Transaction,
+    record: &shared::TransactionRecord,
+    delivered: Option<&HashSet<shared::Status>>,
+    label: &str,
+    report: &mut Report,
+) {
+    if !transaction.accepts(record.status) {
+        let word = match transaction.alternative {
+            Some(other) => format!("{} or {other}", transaction.expected),
+            None => transaction.expected.to_string(),
         };
-        if !transaction.accepts(record.status) {
-            let word = match transaction.alternative {
-                Some(other) => format!("{} or {other}", transaction.expected),
-                None => transaction.expected.to_string(),
-            };
-            violations.push(format!("{label}: status {}, its provider's final word says {word}", record.status));
-        }
-        if !record.conflicts.is_empty() {
-            report.conflicts += 1;
-        }
-        let delivered_statuses = outcomes.get(&(transaction.name.to_owned(), transaction.stored.clone()));
-        if delivered_statuses.is_some_and(|s| s.len() > 1) && record.conflicts.is_empty() {
-            violations.push(format!(
-                "{label}: two different outcomes delivered ({delivered_statuses:?}) and no conflict recorded"
-            ));
-        }
-        let other = delivered_statuses.and_then(|s| s.iter().find(|status| **status != record.status));
-        if let (Some(other), true) = (other, record.conflicts.is_empty()) {
-            violations.push(format!("{label}: outcome {other} delivered, and the record says {}", record.status));
-        }
-        if !transaction.expected.is_final() {
-            if delivered_statuses.is_some() {
-                violations.push(format!("{label}: an outcome was delivered for a transaction that is not final"));
-            }
-            continue;
-        }
-        // The outcome that stood (for conflicting words, whichever landed first).
-        let id = event_id(transaction.name, &transaction.stored, record.status);
-        let pending = record.notification_pending.is_some_and(|p| p == shared::model::NotificationPending::Pending);
-        if !delivered.contains(id.as_str()) {
-            report.lost += 1;
-            violations.push(format!("{label}: its outcome {} never reached the merchant (event {id})", record.status));
-        }
-        // Refused with 410 and never accepted after (a copy of the message may still have
-        // been delivered once the burst was over).
-        if refused.contains(&id) && !accepted.contains(id.as_str()) {
-            report.refused_410.push(format!("{label} {id}"));
-            if dead_letters.contains(&id) {
-                report.refused_in_dead_letters += 1;
-            } else {
-                violations
-                    .push(format!("{label}: event {id} was refused with 410 and is not in the dead-letter queue"));
-            }
-        } else if pending {
-            violations.push(format!("{label}: final, and still pending notification"));
-        }
-        if !listed.contains(&id) {
-            violations.push(format!("{label}: event {id} is not listed by GET /events"));
-        }
+        report.violations.push(format!("{label}: status {}, its provider's final word says {word}", record.status));
     }
-    Ok(report)
+    if !record.conflicts.is_empty() {
+        report.conflicts += 1;
+    }
+    if delivered.is_some_and(|s| s.len() > 1) && record.conflicts.is_empty() {
+        report
+            .violations
+            .push(format!("{label}: two different outcomes delivered ({delivered:?}) and no conflict recorded"));
+    }
+    let other = delivered.and_then(|s| s.iter().find(|status| **status != record.status));
+    if let (Some(other), true) = (other, record.conflicts.is_empty()) {
+        report.violations.push(format!("{label}: outcome {other} delivered, and the record says {}", record.status));
+    }
+}
+
+/// A final transaction's outcome (the one that stood) reached the merchant, or was
+/// refused with 410 and kept in the dead-letter queue; nothing is left pending; the
+/// events API lists it.
+fn outcome_reached_the_merchant(
+    transaction: &Transaction,
+    record: &shared::TransactionRecord,
+    seen: &Seen<'_>,
+    (dead_letters, listed): (&BTreeSet<String>, &BTreeSet<String>),
+    label: &str,
+    report: &mut Report,
+) {
+    let id = event_id(transaction.name, &transaction.stored, record.status);
+    let pending = record.notification_pending.is_some_and(|p| p == shared::model::NotificationPending::Pending);
+    if !seen.delivered.contains(id.as_str()) {
+        report.lost += 1;
+        report
+            .violations
+            .push(format!("{label}: its outcome {} never reached the merchant (event {id})", record.status));
+    }
+    // Refused with 410 and never accepted after (a copy of the message may still have
+    // been delivered once the burst was over).
+    if seen.refused.contains(&id) && !seen.accepted.contains(id.as_str()) {
+        report.refused_410.push(format!("{label} {id}"));
+        if dead_letters.contains(&id) {
+            report.refused_in_dead_letters += 1;
+        } else {
+            report
+                .violations
+                .push(format!("{label}: event {id} was refused with 410 and is not in the dead-letter queue"));
+        }
+    } else if pending {
+        report.violations.push(format!("{label}: final, and still pending notification"));
+    }
+    if !listed.contains(&id) {
+        report.violations.push(format!("{label}: event {id} is not listed by GET /events"));
+    }
 }
 
 /// The ids of the events in the dead-letter queue (read and left there, hidden for 5 minutes).
