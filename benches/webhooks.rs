@@ -86,7 +86,7 @@ fn webhooks(c: &mut Criterion) {
         "notification_pending": "PENDING"
     }))
     .expect("record");
-    let event = shared::TerminalEvent::for_record(&record).expect("final");
+    let event = shared::MerchantEvent::for_record(&record).expect("final");
     let dummy = aws_sdk_dynamodb::Config::builder()
         .behavior_version(aws_sdk_dynamodb::config::BehaviorVersion::latest())
         .build();

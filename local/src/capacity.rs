@@ -5,7 +5,7 @@
 //! Each provider's lifecycle comes from its simulator (its status words, in order). Every
 //! webhook's write is the model's own [`Change`], applied to an item by the store's own
 //! translation ([`shared::store::apply_change`]); every event is the one the record makes
-//! ([`TerminalEvent::for_record`]); the index keys are the code's (`PENDING#<shard>`,
+//! ([`MerchantEvent::for_record`]); the index keys are the code's (`PENDING#<shard>`,
 //! `events#<shard>`, `<provider>#<shard>`). Every other write is a description the store
 //! sends and the model applies (a [`Change`], or `ItemWrite` for the event log and the
 //! merchant's health), and [`verify`] checks the model against DynamoDB Local's consumed
@@ -24,7 +24,7 @@ use shared::event_log::{Attempt, AttemptKind, AttemptWrites};
 use shared::model::notification::NotificationOutcome;
 use shared::model::shard::{FEED_SHARDS, PENDING_SHARDS, SYNC_SHARDS};
 use shared::model::{
-    transaction_key, Amount, Change, Observation, Status, SyncPolicy, SyncStep, TerminalEvent, WritePlan,
+    transaction_key, Amount, Change, MerchantEvent, Observation, Status, SyncPolicy, SyncStep, WritePlan,
 };
 use shared::Provider;
 use time::OffsetDateTime;
@@ -500,7 +500,7 @@ fn outcome(
     sent: Sent,
 ) -> Result<(), Error> {
     let transaction = shared::store::record_of(record_item.clone())?;
-    let Some(event) = TerminalEvent::for_record(&transaction) else {
+    let Some(event) = MerchantEvent::for_record(&transaction) else {
         return Ok(());
     };
     let status = transaction.status;
@@ -1246,7 +1246,7 @@ async fn through_the_store<S: Simulator>(
     }
     let store = recorder.store();
     let record = store.get(name, &reference).await?.ok_or("no record")?;
-    let event = TerminalEvent::for_record(&record).ok_or("not final")?;
+    let event = MerchantEvent::for_record(&record).ok_or("not final")?;
     let body = serde_json::to_string(&event)?;
     let attempt = shared::event_log::Attempt {
         at: event.created_at,

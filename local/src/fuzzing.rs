@@ -171,7 +171,7 @@ fn notifier_decode(data: &[u8]) {
     message.message_id = Some("fuzz".into());
     if let Ok((event, _)) = notifier::decode(&message) {
         let text = serde_json::to_string(&event).unwrap_or_else(|e| panic!("re-encode: {e}"));
-        let again: shared::TerminalEvent = serde_json::from_str(&text).unwrap_or_else(|e| panic!("read back: {e}"));
+        let again: shared::MerchantEvent = serde_json::from_str(&text).unwrap_or_else(|e| panic!("read back: {e}"));
         assert_eq!(again.id, event.id);
     }
 }

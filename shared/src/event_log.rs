@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
-use crate::model::TerminalEvent;
+use crate::model::MerchantEvent;
 use crate::store::{ItemEdit, ItemWrite, StoreError, KEY_ATTRIBUTE};
 
 /// The sparse index of events by creation, as in template.yaml.
@@ -153,7 +153,7 @@ impl AttemptWrites {
     /// The writes for `attempt` at delivering `event` (sent as `body`), kept `retention`
     /// after the event's creation.
     pub fn new(
-        event: &TerminalEvent,
+        event: &MerchantEvent,
         body: &str,
         attempt: &Attempt,
         delivered: bool,
@@ -216,7 +216,7 @@ impl EventLog {
     /// event is stored and when it is delivered, however many attempts it takes.
     pub async fn record_attempt(
         &self,
-        event: &TerminalEvent,
+        event: &MerchantEvent,
         body: &str,
         attempt: &Attempt,
         delivered: bool,
@@ -550,7 +550,7 @@ mod tests {
     #[test]
     fn attempt_writes_store_once_count_and_keep_the_attempt() {
         let record = crate::model::tests::record("azqr", "123456789012", crate::Status::Completed, at(0));
-        let event = TerminalEvent::for_record(&record).expect("event");
+        let event = MerchantEvent::for_record(&record).expect("event");
         let attempt = |status: u16| Attempt {
             at: at(5),
             status: Some(status),

@@ -24,7 +24,7 @@ pub use error::WebhookError;
 pub use event_log::EventLog;
 pub use inbound::{check_shared_secret, Inbound};
 pub use model::notification::NotificationOutcome;
-pub use model::{Amount, Decision, Observation, Status, TerminalEvent, TransactionRecord};
+pub use model::{Amount, Decision, MerchantEvent, Observation, Status, TransactionRecord};
 pub use pipeline::{parse_json, parse_status, KnownProvider, Provider, Recorder, Webhook};
 pub use queue::EventQueue;
 pub use secrets::{Rotating, SecretSpec};

@@ -10,7 +10,7 @@ pub mod notification;
 pub mod shard;
 pub mod sync;
 
-pub use notification::{event_id, NotificationPending, TerminalEvent};
+pub use notification::{event_id, MerchantEvent, NotificationPending};
 pub use sync::{SyncPolicy, SyncState, SyncStep};
 
 /// Canonical status of a transaction. The first four are in progress and ordered;
@@ -875,7 +875,7 @@ pub(crate) mod tests {
         (record.final_at, record.notified_at, record.registered_at, record.expires_at) =
             (Some(at), Some(at), Some(at), Some(at));
         let record = record.derive();
-        let event = TerminalEvent::for_record(&record).expect("final");
+        let event = MerchantEvent::for_record(&record).expect("final");
         let size = serde_json::to_string(&event).expect("JSON").len();
         println!("largest event: {size} bytes");
         assert!(size < 64 * 1024, "the largest event is {size} bytes");

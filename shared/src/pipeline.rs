@@ -14,7 +14,7 @@ use crate::config::{ConfigError, Env, StorageConfig};
 use crate::error::{WebhookError, MAX_BODY_BYTES};
 use crate::inbound::Inbound;
 use crate::model::notification::{EventTypes, CONFLICT_EVENT_TYPE, UPDATED_EVENT_TYPE};
-use crate::model::{notification, Decision, Observation, Skip, SyncPolicy, TerminalEvent, WritePlan};
+use crate::model::{notification, Decision, MerchantEvent, Observation, Skip, SyncPolicy, WritePlan};
 use crate::queue::EventQueue;
 use crate::secrets::{Keys, Rotating};
 use crate::store::{ConflictWrite, TransactionStore, WriteOutcome};
@@ -186,7 +186,7 @@ impl Recorder {
         has_status_api: bool,
         observation: Observation,
         now: OffsetDateTime,
-    ) -> Result<(Outcome, Vec<TerminalEvent>), WebhookError> {
+    ) -> Result<(Outcome, Vec<MerchantEvent>), WebhookError> {
         let reference = observation.reference.as_str();
         let plan = WritePlan { policy: self.policy, supported: has_status_api, events: self.events };
         let mut sent = false;
@@ -213,16 +213,16 @@ impl Recorder {
         // Progress (opt in): on the transition, and again on a duplicate while the
         // transaction is at that status and not final (an earlier send may have been lost).
         let progress = (applied || decision == Decision::Duplicate)
-            .then(|| TerminalEvent::for_update(&record))
+            .then(|| MerchantEvent::for_update(&record))
             .flatten()
             .filter(|_| self.events.enabled(UPDATED_EVENT_TYPE));
-        let events: Vec<TerminalEvent> = outcome.into_iter().chain(progress).collect();
+        let events: Vec<MerchantEvent> = outcome.into_iter().chain(progress).collect();
         Ok((Outcome { reference: observation.reference, decision, enqueued: sent }, events))
     }
 
     /// Sends events [`Self::apply_deferred`] returned, 10 to a `SendMessageBatch` call;
     /// whether each was accepted, in order.
-    pub async fn send_batch(&self, events: &[TerminalEvent]) -> Vec<Result<(), crate::queue::QueueError>> {
+    pub async fn send_batch(&self, events: &[MerchantEvent]) -> Vec<Result<(), crate::queue::QueueError>> {
         self.queue.send_batch(events).await
     }
 
@@ -252,7 +252,7 @@ impl Recorder {
             tracing::warn!(provider, reference, received = %observation.status, "conflict not kept: the record holds the most conflicts it may");
             return Ok(false);
         };
-        let event = TerminalEvent::for_conflict(&record, conflict);
+        let event = MerchantEvent::for_conflict(&record, conflict);
         self.queue.send(&event).await?;
         tracing::info!(provider, reference, event_id = %event.id, event_type = %event.kind, resend = !new, "conflict event sent to the queue (deduplicated by id)");
         Ok(true)

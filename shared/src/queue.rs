@@ -1,6 +1,6 @@
 //! Terminal events to the SQS FIFO queue.
 
-use crate::model::{transaction_key, TerminalEvent};
+use crate::model::{transaction_key, MerchantEvent};
 
 #[derive(Debug, thiserror::Error)]
 pub enum QueueError {
@@ -47,7 +47,7 @@ impl EventQueue {
 
     /// Sends the event to the FIFO queue: grouped by transaction, deduplicated by the
     /// event's deterministic id, so a resend of the same outcome is dropped by SQS.
-    pub async fn send(&self, event: &TerminalEvent) -> Result<(), QueueError> {
+    pub async fn send(&self, event: &MerchantEvent) -> Result<(), QueueError> {
         let body = serde_json::to_string(event).map_err(QueueError::Encode)?;
         self.client
             .send_message()
@@ -64,9 +64,9 @@ impl EventQueue {
     /// Sends `events`, each as [`Self::send`] sends it, in `SendMessageBatch` calls of at
     /// most 10 entries and [`MAX_BATCH_BYTES`]; returns, in order, whether each was
     /// accepted. A call that fails as a whole fails its entries only.
-    pub async fn send_batch(&self, events: &[TerminalEvent]) -> Vec<Result<(), QueueError>> {
+    pub async fn send_batch(&self, events: &[MerchantEvent]) -> Vec<Result<(), QueueError>> {
         let mut results: Vec<Result<(), QueueError>> = Vec::with_capacity(events.len());
-        let mut batch: Vec<(String, &TerminalEvent)> = Vec::new();
+        let mut batch: Vec<(String, &MerchantEvent)> = Vec::new();
         let mut bytes = 0;
         for event in events {
             let body = match serde_json::to_string(event) {
@@ -90,7 +90,7 @@ impl EventQueue {
     }
 
     /// One `SendMessageBatch` call; whether each entry was accepted, in order.
-    async fn send_entries(&self, batch: Vec<(String, &TerminalEvent)>) -> Vec<Result<(), QueueError>> {
+    async fn send_entries(&self, batch: Vec<(String, &MerchantEvent)>) -> Vec<Result<(), QueueError>> {
         if batch.is_empty() {
             return Vec::new();
         }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use crate::support::{unique_rrn, Harness};
 use shared::model::notification::{updated_event_id, EventTypes};
 use shared::model::{event_id, SyncPolicy};
-use shared::{Recorder, Secret, Status, TerminalEvent, Webhook};
+use shared::{MerchantEvent, Recorder, Secret, Status, Webhook};
 use time::OffsetDateTime;
 use wiremock::matchers::method;
 use wiremock::{Mock, MockServer, ResponseTemplate};
@@ -82,7 +82,7 @@ async fn a_progress_event_after_the_outcome_is_never_delivered() {
     send(&webhook, &rrn, "paid", 0).await;
     let before = h.store.get("azqr", &rrn).await.expect("get").expect("item");
     send(&webhook, &rrn, "completed", 1).await;
-    h.queue.send(&TerminalEvent::for_update(&before).expect("non-final")).await.expect("send");
+    h.queue.send(&MerchantEvent::for_update(&before).expect("non-final")).await.expect("send");
 
     let merchant = MockServer::start().await;
     Mock::given(method("POST")).respond_with(ResponseTemplate::new(204)).mount(&merchant).await;
@@ -262,7 +262,7 @@ async fn logged(h: &Harness, reference: &str, t: i64, delivered: bool) -> String
         .expect("record")
     };
     record.updated_at = at;
-    let event = TerminalEvent::for_record(&record).expect("final");
+    let event = MerchantEvent::for_record(&record).expect("final");
     let body = serde_json::to_string(&event).expect("JSON");
     let attempt = shared::event_log::Attempt {
         at,

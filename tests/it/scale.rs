@@ -10,7 +10,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use futures_util::StreamExt;
 use shared::event_log::{Attempt, AttemptKind};
 use shared::model::shard::{FEED_SHARDS, PENDING_SHARDS, SYNC_SHARDS};
-use shared::{Secret, TerminalEvent, Webhook};
+use shared::{MerchantEvent, Secret, Webhook};
 use time::OffsetDateTime;
 
 use crate::support::{unique_rrn, Harness};
@@ -49,7 +49,7 @@ async fn a_few_hundred_transactions_spread_over_every_sharded_index() {
                 let request = azqr_webhook::simulator::put(&rrn, Some(KEY), r#"{"status":"completed"}"#);
                 assert_eq!(webhook.answer(&request, now).await.status().as_u16(), 204);
                 let record = store.get("azqr", &rrn).await.expect("get").expect("item");
-                let event = TerminalEvent::for_record(&record).expect("final");
+                let event = MerchantEvent::for_record(&record).expect("final");
                 let body = serde_json::to_string(&event).expect("JSON");
                 let attempt = Attempt {
                     at: now,
@@ -125,7 +125,7 @@ async fn an_event_with_thousands_of_attempts_stays_bounded_and_is_marked_deliver
     }))
     .expect("record");
     record.final_at = Some(now);
-    let event = TerminalEvent::for_record(&record).expect("final");
+    let event = MerchantEvent::for_record(&record).expect("final");
     let body = serde_json::to_string(&event).expect("JSON");
     let failed = |n: i64| Attempt {
         at: now + time::Duration::seconds(n),

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use aws_sdk_sqs::types::Message;
 use local_pipeline::{dynamodb_client, sqs_client, Resources, Template};
-use shared::{EventQueue, TerminalEvent, TransactionStore};
+use shared::{EventQueue, MerchantEvent, TransactionStore};
 
 pub fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).to_path_buf()
@@ -132,7 +132,7 @@ impl Harness {
     }
 
     /// Every message on the queue, decoded as terminal events.
-    pub async fn drain_events(&self) -> Vec<TerminalEvent> {
+    pub async fn drain_events(&self) -> Vec<MerchantEvent> {
         self.drain_queue()
             .await
             .iter()

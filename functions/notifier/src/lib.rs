@@ -19,7 +19,7 @@ use futures_util::future::join_all;
 use shared::config::Setting;
 use shared::event_log::{Attempt, AttemptKind, MAX_RESPONSE_BYTES};
 use shared::{
-    ConfigError, Env, EventLog, NotificationOutcome, Rotating, Secret, SecretSpec, TerminalEvent, TransactionStore,
+    ConfigError, Env, EventLog, MerchantEvent, NotificationOutcome, Rotating, Secret, SecretSpec, TransactionStore,
 };
 use time::OffsetDateTime;
 
@@ -189,7 +189,7 @@ pub enum Disposition {
 /// Stage one: the message's terminal event and its body, sent to the merchant as it is.
 /// A message that is not one is kept failing until SQS moves it to the dead-letter
 /// queue, where it can be read.
-pub fn decode(message: &SqsMessage) -> Result<(TerminalEvent, &str), Disposition> {
+pub fn decode(message: &SqsMessage) -> Result<(MerchantEvent, &str), Disposition> {
     let body = message.body.as_deref().unwrap_or_default();
     serde_json::from_str(body).map(|event| (event, body)).map_err(|error| {
         let message_id = message.message_id.as_deref().unwrap_or_default();
@@ -350,7 +350,7 @@ impl Notifier {
     async fn record_attempt(
         &self,
         message: &SqsMessage,
-        event: &TerminalEvent,
+        event: &MerchantEvent,
         body: &str,
         delivery: &Delivery,
         answer: Answer,
@@ -399,7 +399,7 @@ impl Notifier {
     /// resend. Never merely because the record is final: under a backlog the outcome is
     /// written long before the notifier reads the progress events queued ahead of it in
     /// the transaction's FIFO group, and those are delivered, in order.
-    async fn overtaken(&self, event: &TerminalEvent) -> bool {
+    async fn overtaken(&self, event: &MerchantEvent) -> bool {
         if event.kind != shared::model::notification::UPDATED_EVENT_TYPE {
             return false;
         }
@@ -420,7 +420,7 @@ impl Notifier {
 
     /// Delivered: the transaction is no longer pending notification (a conflict event
     /// is no outcome: nothing to record).
-    async fn on_delivered(&self, event: &TerminalEvent, status: u16, now: OffsetDateTime) -> Disposition {
+    async fn on_delivered(&self, event: &MerchantEvent, status: u16, now: OffsetDateTime) -> Disposition {
         let (provider, reference) = (event.data.provider.as_str(), event.data.reference.as_str());
         let Some(final_status) = event.outcome() else {
             tracing::info!(provider, reference, event_id = %event.id, event_type = %event.kind, status, "event delivered");
@@ -442,7 +442,7 @@ impl Notifier {
 
     /// Refused for good (410): to the dead-letter queue at once, and no longer pending, so
     /// that the reconciler does not send it again every 5 minutes.
-    async fn on_refused(&self, message: &SqsMessage, event: &TerminalEvent, now: OffsetDateTime) -> Disposition {
+    async fn on_refused(&self, message: &SqsMessage, event: &MerchantEvent, now: OffsetDateTime) -> Disposition {
         let (provider, reference) = (event.data.provider.as_str(), event.data.reference.as_str());
         tracing::error!(provider, reference, event_id = %event.id, "merchant refused the event permanently (410); moving it to the dead-letter queue");
         if !self.to_dead_letter_queue(message, event).await {
@@ -466,7 +466,7 @@ impl Notifier {
     /// nothing (whatever the receive count: a message held behind a failed one of its
     /// group is first tried late). A failure here is harmless: the reconciler may send the
     /// event once more.
-    async fn hand_to_queue(&self, event: &TerminalEvent) {
+    async fn hand_to_queue(&self, event: &MerchantEvent) {
         let Some(status) = event.outcome() else {
             return;
         };
@@ -480,7 +480,7 @@ impl Notifier {
     fn on_failed(
         &self,
         message: &SqsMessage,
-        event: &TerminalEvent,
+        event: &MerchantEvent,
         reason: &str,
         retry_after: Option<Duration>,
     ) -> Disposition {
@@ -616,7 +616,7 @@ impl Notifier {
 
     /// Sends the message to the dead-letter queue (same group, same event id); `true` if it
     /// got there, so it may be deleted from the main queue.
-    async fn to_dead_letter_queue(&self, message: &SqsMessage, event: &TerminalEvent) -> bool {
+    async fn to_dead_letter_queue(&self, message: &SqsMessage, event: &MerchantEvent) -> bool {
         let group = shared::model::transaction_key(&event.data.provider, &event.data.reference);
         let sent = self
             .sqs
@@ -742,7 +742,7 @@ mod tests {
         message.body = Some(r#"{"id": "evt_x"}"#.into());
         assert_eq!(decode(&message).err(), Some(Disposition::Keep));
         let n = notifier();
-        let event: TerminalEvent = serde_json::from_value(serde_json::json!({
+        let event: MerchantEvent = serde_json::from_value(serde_json::json!({
             "id": "evt_a", "type": "transaction.completed", "created_at": "2026-11-22T10:00:00Z",
             "data": {"provider": "azqr", "reference": "100000000006", "status": "completed",
                      "provider_status": "completed", "history": [], "first_seen_at": "2026-11-22T10:00:00Z",

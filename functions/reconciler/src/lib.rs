@@ -11,7 +11,7 @@
 
 use std::time::Duration;
 
-use shared::{ConfigError, Env, EventQueue, TerminalEvent, TransactionRecord, TransactionStore};
+use shared::{ConfigError, Env, EventQueue, MerchantEvent, TransactionRecord, TransactionStore};
 use time::OffsetDateTime;
 
 /// Pending longer than this after becoming final counts as stuck.
@@ -128,7 +128,7 @@ impl Reconciler {
     /// failure is marked on its record.
     async fn send(&self, records: &[TransactionRecord], run: &mut Run) -> Result<(), ReconcileError> {
         let records: Vec<&TransactionRecord> = records.iter().filter(|r| r.status.is_final()).collect();
-        let events: Vec<TerminalEvent> = records.iter().filter_map(|r| TerminalEvent::for_record(r)).collect();
+        let events: Vec<MerchantEvent> = records.iter().filter_map(|r| MerchantEvent::for_record(r)).collect();
         if events.is_empty() {
             return Ok(());
         }

@@ -24,7 +24,7 @@ use futures_util::StreamExt;
 
 use serde::Serialize;
 use shared::config::Setting;
-use shared::model::{Decision, Observation, SyncStep, TerminalEvent, TransactionRecord};
+use shared::model::{Decision, MerchantEvent, Observation, SyncStep, TransactionRecord};
 use shared::secrets::SecretsClient;
 use shared::{ConfigError, Env, Provider, Recorder, Rotating, StatusSource, SyncError, SyncScope};
 use time::OffsetDateTime;
@@ -466,7 +466,7 @@ impl StatusSync {
 
     /// Sends the events the answers caused, in one `SendMessageBatch`. One not sent leaves
     /// its final record pending: the reconciler sends it; the provider's run ends.
-    async fn send(&self, provider: &str, events: Vec<TerminalEvent>, stop: &AtomicBool, run: &mut ProviderRun) {
+    async fn send(&self, provider: &str, events: Vec<MerchantEvent>, stop: &AtomicBool, run: &mut ProviderRun) {
         for (event, result) in events.iter().zip(self.recorder.send_batch(&events).await) {
             match result {
                 Ok(()) => {
@@ -509,7 +509,7 @@ impl StatusSync {
         now: OffsetDateTime,
         deadline: Instant,
         stop: &AtomicBool,
-    ) -> (Step, Vec<TerminalEvent>) {
+    ) -> (Step, Vec<MerchantEvent>) {
         // The index lags the table: a transaction final a moment ago may still be listed.
         if stop.load(Ordering::Relaxed) || Instant::now() >= deadline || record.status.is_final() {
             return (Step::Untouched, Vec::new());

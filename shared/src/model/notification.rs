@@ -137,9 +137,9 @@ pub(crate) const UNQUEUED_PREFIX: &str = PENDING;
 /// final status, or, when the write changed nothing, again while the record is still
 /// pending notification (an earlier send may have been lost; SQS and the merchant
 /// deduplicate by id). `None` otherwise.
-pub(crate) fn to_send(applied: bool, record: &TransactionRecord) -> Option<TerminalEvent> {
+pub(crate) fn to_send(applied: bool, record: &TransactionRecord) -> Option<MerchantEvent> {
     if applied || record.is_notification_pending() {
-        TerminalEvent::for_record(record)
+        MerchantEvent::for_record(record)
     } else {
         None
     }
@@ -229,9 +229,10 @@ fn hashed_id(parts: &[&str]) -> String {
     format!("evt_{hex}")
 }
 
-/// The message enqueued when a transaction reaches a final status.
+/// An event for the merchant, as queued, logged and delivered: a transaction's outcome
+/// (a final status), its progress (`transaction.updated`) or a conflict.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TerminalEvent {
+pub struct MerchantEvent {
     pub id: String,
     #[serde(rename = "type")]
     pub kind: String,
@@ -240,14 +241,14 @@ pub struct TerminalEvent {
     pub data: TransactionRecord,
 }
 
-impl TerminalEvent {
+impl MerchantEvent {
     /// The terminal event of a final record, or `None` if the record is not final.
     /// Every field derives from the stored record, so a resend is byte-identical.
     pub fn for_record(record: &TransactionRecord) -> Option<Self> {
         if !record.status.is_final() {
             return None;
         }
-        Some(TerminalEvent {
+        Some(MerchantEvent {
             id: event_id(&record.provider, &record.reference, record.status),
             kind: format!("transaction.{}", record.status),
             created_at: record.final_at.unwrap_or(record.updated_at),
@@ -260,7 +261,7 @@ impl TerminalEvent {
         if record.status.is_final() {
             return None;
         }
-        Some(TerminalEvent {
+        Some(MerchantEvent {
             id: updated_event_id(&record.provider, &record.reference, record.status),
             kind: UPDATED_EVENT_TYPE.to_owned(),
             created_at: record.updated_at,
@@ -270,7 +271,7 @@ impl TerminalEvent {
 
     /// The conflict event for `conflict`, kept on `record` (whose status is the stored final).
     pub(crate) fn for_conflict(record: &TransactionRecord, conflict: &Conflict) -> Self {
-        TerminalEvent {
+        MerchantEvent {
             id: conflict_event_id(&record.provider, &record.reference, conflict.status),
             kind: CONFLICT_EVENT_TYPE.to_owned(),
             created_at: conflict.received_at,
@@ -334,7 +335,7 @@ mod tests {
         assert_eq!(to_send(false, &record), None, "delivered: nothing more");
         assert_eq!(event.outcome(), Some(Status::Completed));
         let conflict = Conflict { provider_status: "expired".into(), status: Status::Expired, received_at: at };
-        let conflict_event = TerminalEvent::for_conflict(&record, &conflict);
+        let conflict_event = MerchantEvent::for_conflict(&record, &conflict);
         assert_eq!(conflict_event.kind, "transaction.conflict");
         assert_eq!(conflict_event.outcome(), None, "a conflict event is no outcome");
         assert_ne!(conflict_event.id, event.id);
