@@ -97,10 +97,10 @@ async fn main() -> Result<(), Error> {
     let queue_for_events = queue.clone();
     let recorder = Recorder::new(store.clone(), queue, shared::config::sync_policy(&env)?)
         .with_events(shared::config::event_types(&env)?);
-    let interval = shared::config::positive_integer(&env, "STATUS_SYNC_INTERVAL_SECONDS", 30)?;
-    let batch = shared::config::positive_integer(&env, "STATUS_SYNC_BATCH", status_sync::BATCH)?;
+    let interval = local_pipeline::settings::STATUS_SYNC_INTERVAL.number_from(&env)?;
+    let batch = status_sync::BATCH_SETTING.number_from(&env)?;
     let synced = status_sync::providers(std::sync::Arc::clone(&lambda_env), &secrets, now).await?;
-    let concurrency = shared::config::positive_integer(&env, "STATUS_SYNC_CONCURRENCY", status_sync::CONCURRENCY)?;
+    let concurrency = status_sync::CONCURRENCY_SETTING.number_from(&env)?;
     // Runs follow one another in this loop: the lease only has to outlast the interval,
     // so that a killed process does not hold up the next run.
     let sync_recorder = Recorder::new(own_store(), own_queue(), shared::config::sync_policy(&env)?)

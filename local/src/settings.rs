@@ -5,6 +5,12 @@
 use shared::config::{hint_relay_settings, webhook_settings, Setting};
 use shared::Provider;
 
+use crate::timing;
+
+/// How often the run command runs the status sync (on AWS: every minute).
+pub const STATUS_SYNC_INTERVAL: Setting =
+    Setting::positive("STATUS_SYNC_INTERVAL_SECONDS", 30, "how often the run command runs the status sync");
+
 /// The variables the run command, the scripts and the tests read (besides each function's).
 pub const LOCAL: [Setting; 14] = [
     Setting::optional("PORT", Some("3000"), "the run command's HTTP port"),
@@ -13,28 +19,14 @@ pub const LOCAL: [Setting; 14] = [
     Setting::required("SQS_ENDPOINT", "moto's endpoint: SQS and Secrets Manager (set by the scripts)"),
     Setting::optional("LOCAL_RESOURCE_PREFIX", Some("local-"), "prefix of the local table, queue and secret names"),
     Setting::optional("LOCAL_MERCHANT_STATUS", Some("204"), "what the local merchant endpoint answers"),
-    Setting::number(
-        "STATUS_SYNC_INTERVAL_SECONDS",
-        30,
-        1,
-        31_536_000,
-        "how often the run command runs the status sync",
-    ),
-    Setting::number("LOCAL_NOTIFIER_POLLERS", 1, 1, 31_536_000, "notifier loops receiving at once (at most 64 run)"),
-    Setting::number("LOCAL_NOTIFY_TIMEOUT_SECONDS", 10, 1, 31_536_000, "one local delivery's limit"),
-    Setting::optional(
-        "LOCAL_NOTIFY_BACKOFF_SECONDS",
-        Some("5,30,120,600,1800"),
-        "the local retry delays, a comma list",
-    ),
-    Setting::number("LOCAL_RECONCILER_GRACE_SECONDS", 60, 1, 31_536_000, "the local reconciler's grace"),
-    Setting::number("LOCAL_RECONCILER_INTERVAL_SECONDS", 30, 1, 31_536_000, "how often the local reconciler runs"),
-    Setting::number("LOCAL_RECONCILER_REPEAT_SECONDS", 600, 1, 31_536_000, "the local reconciler's repeat"),
-    Setting::optional(
-        "LOCAL_QUEUE_VISIBILITY_SECONDS",
-        None,
-        "the local queue's visibility timeout (default the template's)",
-    ),
+    STATUS_SYNC_INTERVAL,
+    timing::NOTIFIER_POLLERS,
+    timing::NOTIFY_TIMEOUT,
+    timing::NOTIFY_BACKOFF,
+    timing::RECONCILER_GRACE,
+    timing::RECONCILER_INTERVAL,
+    timing::RECONCILER_REPEAT,
+    timing::QUEUE_VISIBILITY,
 ];
 
 /// The settings of the function template.yaml builds from `binary`, or `None` for a

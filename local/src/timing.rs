@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use shared::config::positive_integer;
+use shared::config::{positive_integer, Setting};
 use shared::{ConfigError, Env};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,13 +23,37 @@ pub struct LocalTiming {
     pub queue_visibility: Option<u32>,
 }
 
-fn seconds(env: &impl Env, name: &'static str, default: u64) -> Result<Duration, ConfigError> {
-    positive_integer(env, name, default).map(Duration::from_secs)
+pub const NOTIFIER_POLLERS: Setting =
+    Setting::positive("LOCAL_NOTIFIER_POLLERS", 1, "notifier loops receiving at once (at most 64 run)");
+pub const NOTIFY_TIMEOUT: Setting = Setting::positive(
+    "LOCAL_NOTIFY_TIMEOUT_SECONDS",
+    notifier::DELIVERY_TIMEOUT.as_secs(),
+    "one local delivery's limit",
+);
+pub const NOTIFY_BACKOFF: Setting = Setting::optional(
+    "LOCAL_NOTIFY_BACKOFF_SECONDS",
+    Some("5,30,120,600,1800"),
+    "the local retry delays, a comma list",
+);
+pub const RECONCILER_GRACE: Setting =
+    Setting::positive("LOCAL_RECONCILER_GRACE_SECONDS", 60, "the local reconciler's grace");
+pub const RECONCILER_INTERVAL: Setting =
+    Setting::positive("LOCAL_RECONCILER_INTERVAL_SECONDS", 30, "how often the local reconciler runs");
+pub const RECONCILER_REPEAT: Setting =
+    Setting::positive("LOCAL_RECONCILER_REPEAT_SECONDS", 600, "the local reconciler's repeat");
+pub const QUEUE_VISIBILITY: Setting = Setting::optional(
+    "LOCAL_QUEUE_VISIBILITY_SECONDS",
+    None,
+    "the local queue's visibility timeout (default the template's)",
+);
+
+fn seconds(env: &impl Env, setting: Setting) -> Result<Duration, ConfigError> {
+    setting.number_from(env).map(Duration::from_secs)
 }
 
 impl LocalTiming {
     pub fn from_env(env: &impl Env) -> Result<Self, ConfigError> {
-        let notify_backoff = match env.optional("LOCAL_NOTIFY_BACKOFF_SECONDS") {
+        let notify_backoff = match env.optional(NOTIFY_BACKOFF.name) {
             None => notifier::BACKOFF.to_vec(),
             Some(list) => list
                 .split(',')
@@ -37,25 +61,24 @@ impl LocalTiming {
                 .map(|item| item.map(Duration::from_secs))
                 .collect::<Option<Vec<_>>>()
                 .ok_or(ConfigError::Invalid {
-                    name: "LOCAL_NOTIFY_BACKOFF_SECONDS",
+                    name: NOTIFY_BACKOFF.name,
                     reason: "must be a comma list of seconds from 1 to 3600".into(),
                 })?,
         };
-        let queue_visibility = match env.optional("LOCAL_QUEUE_VISIBILITY_SECONDS") {
+        let queue_visibility = match env.optional(QUEUE_VISIBILITY.name) {
             None => None,
-            Some(_) => Some(
-                u32::try_from(positive_integer(env, "LOCAL_QUEUE_VISIBILITY_SECONDS", 1)?.min(43_200))
-                    .unwrap_or(43_200),
-            ),
+            Some(_) => {
+                Some(u32::try_from(positive_integer(env, QUEUE_VISIBILITY.name, 1)?.min(43_200)).unwrap_or(43_200))
+            }
         };
         Ok(LocalTiming {
-            notifier_pollers: positive_integer(env, "LOCAL_NOTIFIER_POLLERS", 1)?.min(64),
-            notify_timeout: seconds(env, "LOCAL_NOTIFY_TIMEOUT_SECONDS", notifier::DELIVERY_TIMEOUT.as_secs())?,
+            notifier_pollers: NOTIFIER_POLLERS.number_from(env)?.min(64),
+            notify_timeout: seconds(env, NOTIFY_TIMEOUT)?,
             notify_backoff,
             reconciler: (
-                seconds(env, "LOCAL_RECONCILER_GRACE_SECONDS", 60)?,
-                seconds(env, "LOCAL_RECONCILER_INTERVAL_SECONDS", 30)?,
-                seconds(env, "LOCAL_RECONCILER_REPEAT_SECONDS", 600)?,
+                seconds(env, RECONCILER_GRACE)?,
+                seconds(env, RECONCILER_INTERVAL)?,
+                seconds(env, RECONCILER_REPEAT)?,
             ),
             queue_visibility,
         })

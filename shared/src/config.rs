@@ -143,6 +143,11 @@ impl Setting {
         Setting { name, kind: SettingKind::Number { default, min, max }, description }
     }
 
+    /// A whole number from 1 to a year of seconds (31,536,000), `default` when unset.
+    pub const fn positive(name: &'static str, default: u64, description: &'static str) -> Self {
+        Setting::number(name, default, 1, A_YEAR_OF_SECONDS, description)
+    }
+
     /// A number setting's value: its default when unset (or empty), an error naming it
     /// when it is not a whole number within its bounds.
     pub fn number_from(&self, env: &impl Env) -> Result<u64, ConfigError> {
@@ -168,11 +173,9 @@ const A_YEAR_OF_SECONDS: u64 = 31_536_000;
 pub const TABLE_NAME: Setting = Setting::required("TABLE_NAME", "the DynamoDB table (set by the template)");
 pub const QUEUE_URL: Setting =
     Setting::required("QUEUE_URL", "the SQS FIFO queue of terminal events (set by the template)");
-pub const STATUS_SYNC_AFTER_SECONDS: Setting = Setting::number(
+pub const STATUS_SYNC_AFTER_SECONDS: Setting = Setting::positive(
     "STATUS_SYNC_AFTER_SECONDS",
     300,
-    1,
-    A_YEAR_OF_SECONDS,
     "seconds after a transaction's last change before the status sync first asks its provider",
 );
 pub const NOTIFY_EVENT_TYPES: Setting = Setting::optional(
@@ -267,15 +270,7 @@ pub fn api_url(env: &impl Env, name: &'static str) -> Result<Option<String>, Con
 
 /// A whole number from 1 to 31536000 (a year of seconds): `default` when unset.
 pub fn positive_integer(env: &impl Env, name: &'static str, default: u64) -> Result<u64, ConfigError> {
-    match env.optional(name) {
-        None => Ok(default),
-        Some(value) => match value.trim().parse::<u64>() {
-            Ok(seconds) if (1..=31_536_000).contains(&seconds) => Ok(seconds),
-            Ok(_) | Err(_) => {
-                Err(ConfigError::Invalid { name, reason: "must be a whole number from 1 to 31536000".into() })
-            }
-        },
-    }
+    Setting::positive(name, default, "").number_from(env)
 }
 
 #[cfg(test)]

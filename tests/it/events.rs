@@ -46,7 +46,8 @@ async fn every_fixture_runs_through_lambda_http_and_the_handler() {
     let h = Harness::new().await;
     let webhooks = DevWebhooks::new(&h).await;
     let mut finals = 0;
-    for (file, (status, stored)) in expectations().await {
+    let fixtures = expectations().await;
+    for (file, (status, stored)) in fixtures.clone() {
         assert_eq!(webhooks.run_fixture(&file).await, status, "{file}");
         if let Some((reference, expected)) = stored {
             let provider = file.split('/').next().expect("provider dir");
@@ -55,7 +56,7 @@ async fn every_fixture_runs_through_lambda_http_and_the_handler() {
             finals += usize::from(expected.is_final());
         }
     }
-    let written = expectations().await.values().filter(|(_, stored)| stored.is_some()).count();
+    let written = fixtures.values().filter(|(_, stored)| stored.is_some()).count();
     assert_eq!(h.item_count().await, written, "fixtures marked as writing nothing wrote something");
     assert_eq!(h.drain_events().await.len(), finals, "one terminal event per final fixture");
 }
@@ -85,7 +86,8 @@ async fn every_fixture_through_the_built_artifact_under_the_lambda_runtime_emula
     let bindings = Bindings { overrides: &overrides, dev_env: &dev_env, resources: &resources, endpoints: &endpoints };
 
     let mut log_lines = 0;
-    for (file, (status, stored)) in expectations().await {
+    let fixtures = expectations().await;
+    for (file, (status, stored)) in fixtures.clone() {
         let text = std::fs::read_to_string(root.join("events").join(&file)).expect("fixture");
         let mut event: serde_json::Value = serde_json::from_str(&text).expect("JSON");
         let route = event["routeKey"].as_str().expect("routeKey").to_owned();
@@ -129,9 +131,9 @@ async fn every_fixture_through_the_built_artifact_under_the_lambda_runtime_emula
             None => assert!(queued.is_empty(), "{context}: queued {queued:?}"),
         }
     }
-    let written = expectations().await.values().filter(|(_, stored)| stored.is_some()).count();
+    let written = fixtures.values().filter(|(_, stored)| stored.is_some()).count();
     assert_eq!(h.item_count().await, written, "fixtures marked as writing nothing wrote something");
-    assert!(log_lines >= expectations().await.len(), "the functions logged {log_lines} lines in all");
+    assert!(log_lines >= fixtures.len(), "the functions logged {log_lines} lines in all");
 }
 
 /// Receives what the hint queue holds and invokes its consumer's built artifact with it,

@@ -65,18 +65,14 @@ const NOTIFY_URL: Setting = Setting::required("NOTIFY_URL", "the merchant's endp
 const DEAD_LETTER_QUEUE_URL: Setting =
     Setting::required("DEAD_LETTER_QUEUE_URL", "where a 410-refused event goes (set by the template)");
 /// Accepted up to a year of days, kept at most 3,650 (ten years).
-const RETENTION: Setting = Setting::number(
+const RETENTION: Setting = Setting::positive(
     "EVENT_RETENTION_DAYS",
     EVENT_RETENTION_DAYS,
-    1,
-    31_536_000,
     "days the event log keeps each event and its attempts",
 );
-const FAILING_ALERT: Setting = Setting::number(
+const FAILING_ALERT: Setting = Setting::positive(
     "NOTIFY_FAILING_ALERT_MINUTES",
     NOTIFY_FAILING_ALERT_MINUTES,
-    1,
-    31_536_000,
     "minutes of every delivery failing before MerchantEndpointFailing counts",
 );
 

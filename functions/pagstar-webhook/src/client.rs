@@ -91,8 +91,8 @@ impl PagstarConfig {
     /// Reads `PAGSTAR_API_URL`, `PAGSTAR_CLIENT_ID`, `PAGSTAR_CLIENT_SECRET` and, together
     /// or not at all, `PAGSTAR_CLIENT_CERT` and `PAGSTAR_CLIENT_KEY` (PEM; literal `\n` allowed).
     pub fn from_env(env: &impl Env) -> Result<Self, ConfigError> {
-        let api_url =
-            shared::config::api_url(env, "PAGSTAR_API_URL")?.ok_or(ConfigError::Missing("PAGSTAR_API_URL"))?;
+        let api_url = shared::config::api_url(env, crate::PAGSTAR_API_URL.name)?
+            .ok_or(ConfigError::Missing(crate::PAGSTAR_API_URL.name))?;
         let pem = |value: String| shared::config::multiline(&value);
         let client_identity = match (env.optional("PAGSTAR_CLIENT_CERT"), env.optional("PAGSTAR_CLIENT_KEY")) {
             (Some(cert), Some(key)) => Some((pem(cert), Secret::new(pem(key)))),
@@ -102,7 +102,7 @@ impl PagstarConfig {
         };
         Ok(PagstarConfig {
             api_url,
-            client_id: env.required("PAGSTAR_CLIENT_ID")?,
+            client_id: env.required(crate::PAGSTAR_CLIENT_ID.name)?,
             client_secret: env.secret("PAGSTAR_CLIENT_SECRET")?,
             client_identity,
         })
@@ -144,7 +144,7 @@ impl PagstarApi {
                 name: "PAGSTAR_CLIENT_CERT",
                 reason: "certificate and key are not a usable client identity".into(),
             },
-            false => ConfigError::Invalid { name: "PAGSTAR_API_URL", reason: format!("HTTP client: {e}") },
+            false => ConfigError::Invalid { name: crate::PAGSTAR_API_URL.name, reason: format!("HTTP client: {e}") },
         })?;
         Ok(PagstarApi {
             http,

@@ -174,8 +174,8 @@ impl Pagstar {
 }
 
 /// Pagstar's API and OAuth2 client: the hints' consumer needs both.
-const PAGSTAR_API_URL: Setting = Setting::required("PAGSTAR_API_URL", "Pagstar's API base URL (https)");
-const PAGSTAR_CLIENT_ID: Setting = Setting::required("PAGSTAR_CLIENT_ID", "Pagstar's OAuth2 client id");
+pub(crate) const PAGSTAR_API_URL: Setting = Setting::required("PAGSTAR_API_URL", "Pagstar's API base URL (https)");
+pub(crate) const PAGSTAR_CLIENT_ID: Setting = Setting::required("PAGSTAR_CLIENT_ID", "Pagstar's OAuth2 client id");
 
 impl Provider for Pagstar {
     const NAME: &'static str = "pagstar";

@@ -19,7 +19,7 @@ impl PagstarStatusApi {
 
     /// Pagstar's configuration (`PAGSTAR_API_URL` unset: no sync for Pagstar).
     pub fn from_env(env: &impl Env) -> Result<Option<Self>, ConfigError> {
-        if env.optional("PAGSTAR_API_URL").is_none() {
+        if env.optional(crate::PAGSTAR_API_URL.name).is_none() {
             return Ok(None);
         }
         Ok(Some(PagstarStatusApi::new(PagstarApi::new(PagstarConfig::from_env(env)?)?)))

@@ -69,19 +69,12 @@ pub const MAX_CONNECTIONS: usize = 800;
 pub const LEASE: Duration = Duration::from_secs(100);
 
 /// `STATUS_SYNC_BATCH`: accepted up to a year's number, then kept within [`MAX_BATCH`].
-const BATCH_SETTING: Setting = Setting::number(
-    "STATUS_SYNC_BATCH",
-    BATCH,
-    1,
-    31_536_000,
-    "transactions per sync shard per run (at most 25,000 are taken)",
-);
+pub const BATCH_SETTING: Setting =
+    Setting::positive("STATUS_SYNC_BATCH", BATCH, "transactions per sync shard per run (at most 25,000 are taken)");
 /// `STATUS_SYNC_CONCURRENCY`: accepted up to a year's number, then kept within [`MAX_CONCURRENCY`].
-const CONCURRENCY_SETTING: Setting = Setting::number(
+pub const CONCURRENCY_SETTING: Setting = Setting::positive(
     "STATUS_SYNC_CONCURRENCY",
     CONCURRENCY,
-    1,
-    31_536_000,
     "calls to one provider's status API at once in one invocation (at most 800 are made)",
 );
 
