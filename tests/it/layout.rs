@@ -1,6 +1,7 @@
 //! The layers hold: within each crate of the workspace, no module imports one that
 //! imports it back (through `crate::<module>` paths, outside tests), and the model
-//! (`shared::model`) names no HTTP or AWS type.
+//! (`shared::model`) names no HTTP or AWS type; a binary built without its test harness has
+//! no tests.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -107,4 +108,42 @@ fn the_model_names_no_http_or_aws_type() {
             assert!(!text.contains(forbidden), "{} names {forbidden}", file.display());
         }
     }
+}
+
+/// The `[[bin]]` targets of `manifest` that set `test = false`, as (name, source path).
+fn binaries_without_tests(manifest: &str) -> Vec<(String, String)> {
+    let value = |block: &str, key: &str| {
+        block.lines().find_map(|line| {
+            let (k, v) = line.split_once('=')?;
+            (k.trim() == key).then(|| v.trim().trim_matches('"').to_owned())
+        })
+    };
+    manifest
+        .split("[[bin]]")
+        .skip(1)
+        .map(|block| block.split("\n[").next().unwrap_or_default())
+        .filter(|block| value(block, "test").as_deref() == Some("false"))
+        .filter_map(|block| Some((value(block, "name")?, value(block, "path")?)))
+        .collect()
+}
+
+/// A binary whose unit-test harness is not built (to save a link per binary in the test
+/// command) must have no tests: they would never run.
+#[test]
+fn a_binary_built_without_its_test_harness_has_no_tests() {
+    let mut checked = 0;
+    for folder in crates() {
+        let manifest = std::fs::read_to_string(folder.join("Cargo.toml")).expect("Cargo.toml");
+        for (name, path) in binaries_without_tests(&manifest) {
+            let source = std::fs::read_to_string(folder.join(&path)).unwrap_or_else(|e| panic!("{name}: {path}: {e}"));
+            for marker in ["#[test]", "#[tokio::test", "#[cfg(test)]"] {
+                assert!(!source.contains(marker), "{name} ({path}) has `test = false` but contains {marker}");
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked >= 10, "{checked} binaries checked");
+    let sample =
+        "[[bin]]\nname = \"a\"\npath = \"src/a.rs\"\ntest = false\n\n[[bin]]\nname = \"b\"\npath = \"src/b.rs\"\n";
+    assert_eq!(binaries_without_tests(sample), vec![("a".to_owned(), "src/a.rs".to_owned())]);
 }
