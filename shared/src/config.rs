@@ -139,7 +139,13 @@ impl Setting {
         Setting { name, kind: SettingKind::Optional { default }, description }
     }
 
-    pub const fn number(name: &'static str, default: u64, min: u64, max: u64, description: &'static str) -> Self {
+    pub(crate) const fn number(
+        name: &'static str,
+        default: u64,
+        min: u64,
+        max: u64,
+        description: &'static str,
+    ) -> Self {
         Setting { name, kind: SettingKind::Number { default, min, max }, description }
     }
 
@@ -178,19 +184,19 @@ pub const STATUS_SYNC_AFTER_SECONDS: Setting = Setting::positive(
     300,
     "seconds after a transaction's last change before the status sync first asks its provider",
 );
-pub const NOTIFY_EVENT_TYPES: Setting = Setting::optional(
+pub(crate) const NOTIFY_EVENT_TYPES: Setting = Setting::optional(
     "NOTIFY_EVENT_TYPES",
     Some("every outcome and transaction.conflict"),
     "the event types the merchant receives, a comma list",
 );
-pub const SECRET_PREVIOUS_GRACE_MINUTES: Setting = Setting::number(
+pub(crate) const SECRET_PREVIOUS_GRACE_MINUTES: Setting = Setting::number(
     "SECRET_PREVIOUS_GRACE_MINUTES",
     60,
     0,
     10_080,
     "after a rotation, how long the previous version of a secret still verifies inbound requests",
 );
-pub const HINT_QUEUE_URL: Setting =
+pub(crate) const HINT_QUEUE_URL: Setting =
     Setting::required("HINT_QUEUE_URL", "the standard SQS queue a provider's hints are queued on");
 
 /// What every function that writes a transaction reads (the write path, [`crate::Recorder`]).

@@ -6,7 +6,7 @@ use crate::queue::QueueError;
 use crate::store::StoreError;
 
 /// Largest accepted request body.
-pub const MAX_BODY_BYTES: usize = 256 * 1024;
+pub(crate) const MAX_BODY_BYTES: usize = 256 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum WebhookError {

@@ -47,14 +47,6 @@ pub enum AttemptKind {
 }
 
 impl AttemptKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AttemptKind::Automatic => "automatic",
-            AttemptKind::Resend => "resend",
-            AttemptKind::Recover => "recover",
-        }
-    }
-
     /// From the queue message's `kind` attribute; anything else is automatic.
     pub fn from_attribute(value: Option<&str>) -> Self {
         match value {
@@ -125,7 +117,7 @@ pub struct EventPage {
 
 /// An event's place in the feed: its creation time (nanoseconds, zero-padded so that the
 /// text sorts as the time) and its id.
-pub fn position(created_at: OffsetDateTime, id: &str) -> String {
+pub(crate) fn position(created_at: OffsetDateTime, id: &str) -> String {
     format!("{:020}#{id}", created_at.unix_timestamp_nanos().max(0))
 }
 
@@ -205,7 +197,7 @@ pub struct EventLog {
 }
 
 impl EventLog {
-    pub fn new(client: aws_sdk_dynamodb::Client, table: impl Into<String>, retention: Duration) -> Self {
+    pub(crate) fn new(client: aws_sdk_dynamodb::Client, table: impl Into<String>, retention: Duration) -> Self {
         EventLog { client, table: table.into(), retention }
     }
 

@@ -42,7 +42,7 @@ impl HintQueue {
     }
 
     /// Queues one hint (JSON a [`HintCheck`] wrote).
-    pub async fn send(&self, hint: &[u8]) -> Result<(), QueueError> {
+    pub(crate) async fn send(&self, hint: &[u8]) -> Result<(), QueueError> {
         let body = String::from_utf8_lossy(hint);
         self.client
             .send_message()
@@ -71,7 +71,7 @@ impl<P: Provider> HintRelay<P> {
     }
 
     /// The Lambda function at init: `HINT_QUEUE_URL`.
-    pub async fn from_env(env: &impl Env) -> Result<Self, ConfigError> {
+    pub(crate) async fn from_env(env: &impl Env) -> Result<Self, ConfigError> {
         let url = env.required(crate::config::HINT_QUEUE_URL.name)?;
         let aws = crate::AwsClients::from_env().await;
         Self::new(HintQueue::new(aws.sqs, url)).ok_or(ConfigError::Invalid {
@@ -82,7 +82,7 @@ impl<P: Provider> HintRelay<P> {
 
     /// Size and content type, the provider's check, then the queue. Nothing else is
     /// written; a send that fails is our 500, so the provider delivers again.
-    pub async fn process(&self, request: &Inbound) -> Result<(), WebhookError> {
+    pub(crate) async fn process(&self, request: &Inbound) -> Result<(), WebhookError> {
         check_body(request)?;
         let hint = (self.check)(request)?;
         self.queue.send(&hint).await?;

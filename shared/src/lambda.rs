@@ -16,7 +16,7 @@ pub type Error = lambda_http::Error;
 
 /// Serves `webhook` on the Lambda runtime until the runtime stops. The clock is read
 /// here, once per request; everything below takes the time as a parameter.
-pub async fn run<P: Provider>(webhook: Webhook<P>) -> Result<(), lambda_http::Error> {
+pub(crate) async fn run<P: Provider>(webhook: Webhook<P>) -> Result<(), lambda_http::Error> {
     let webhook = &webhook;
     lambda_http::run(service_fn(move |request: Request| async move {
         Ok::<_, Infallible>(webhook.handle(request, OffsetDateTime::now_utc()).await)

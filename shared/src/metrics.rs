@@ -40,7 +40,7 @@ pub fn seconds(metric: &str, provider: &str, seconds: u64) {
 }
 
 /// The embedded-metric-format line for one count of `metric`.
-pub fn line(metric: &str, provider: &str, timestamp_millis: i64) -> String {
+pub(crate) fn line(metric: &str, provider: &str, timestamp_millis: i64) -> String {
     emf(metric, provider, serde_json::json!(1), "Count", serde_json::json!([[]]), timestamp_millis)
 }
 

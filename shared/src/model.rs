@@ -104,7 +104,7 @@ impl Skip {
     /// Why `new` does not apply to a record at `current`, given that it does not (`new`
     /// ranks no higher than `current`): total, so a failed condition in the store always
     /// has its reason.
-    pub fn of(current: Status, new: Status) -> Skip {
+    pub(crate) fn of(current: Status, new: Status) -> Skip {
         if current == new {
             Skip::Duplicate
         } else if current.is_final() && new.is_final() {
@@ -368,7 +368,7 @@ impl TransactionRecord {
 
     /// Fills in what is derived from stored fields (`amount_mismatch`); the store calls
     /// this on every record it reads.
-    pub fn derive(mut self) -> Self {
+    pub(crate) fn derive(mut self) -> Self {
         if let Some(at) = self.sync_at.take() {
             self.next_sync_at = Some(at);
         }
@@ -561,7 +561,7 @@ impl Change {
     }
 
     /// A new `created` record for `registration`, made at `now`; only if none exists.
-    pub fn register(
+    pub(crate) fn register(
         provider: &str,
         reference: &str,
         registration: &Registration,
@@ -584,7 +584,7 @@ impl Change {
     /// `observation`, a final status contradicting the stored final `stored`, kept on the
     /// record (`conflicts`, and its status in `conflict_statuses`), once per status and at
     /// most [`MAX_CONFLICTS`]; the status is untouched.
-    pub fn conflict(observation: &Observation, stored: Status, now: OffsetDateTime) -> (Change, Conflict) {
+    pub(crate) fn conflict(observation: &Observation, stored: Status, now: OffsetDateTime) -> (Change, Conflict) {
         let conflict = Conflict {
             provider_status: bounded(&observation.provider_status, MAX_PROVIDER_STATUS_CHARS),
             status: observation.status,

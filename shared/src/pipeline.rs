@@ -295,7 +295,7 @@ impl<P: Provider> Webhook<P> {
     /// The Lambda function at init: its AWS clients, its provider and its secret, from the
     /// environment (`TABLE_NAME`, `QUEUE_URL`, `STATUS_SYNC_AFTER_SECONDS`,
     /// `NOTIFY_EVENT_TYPES`, `SECRET_PREVIOUS_GRACE_MINUTES`, and the provider's own).
-    pub async fn from_env(env: Arc<dyn Env + Send + Sync>, now: OffsetDateTime) -> Result<Self, ConfigError> {
+    pub(crate) async fn from_env(env: Arc<dyn Env + Send + Sync>, now: OffsetDateTime) -> Result<Self, ConfigError> {
         let aws = crate::AwsClients::from_env().await;
         let recorder = Recorder::from_env(&env, &aws)?;
         Ok(Webhook::rotating(Self::provider_from_env(env, &aws.secrets, now).await?, recorder))
@@ -322,7 +322,7 @@ impl<P: Provider> Webhook<P> {
     }
 
     /// The whole flow for one request, without the HTTP answer.
-    pub async fn process(&self, request: &Inbound, now: OffsetDateTime) -> Result<Vec<Outcome>, WebhookError> {
+    pub(crate) async fn process(&self, request: &Inbound, now: OffsetDateTime) -> Result<Vec<Outcome>, WebhookError> {
         check_body(request)?;
         let (provider, verified) = self.authenticate(request, now).await?;
         let observations = provider.normalize(verified)?;

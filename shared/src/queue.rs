@@ -41,10 +41,6 @@ impl EventQueue {
         EventQueue { client, url: url.into() }
     }
 
-    pub fn url(&self) -> &str {
-        &self.url
-    }
-
     /// Sends the event to the FIFO queue: grouped by transaction, deduplicated by the
     /// event's deterministic id, so a resend of the same outcome is dropped by SQS.
     pub async fn send(&self, event: &MerchantEvent) -> Result<(), QueueError> {

@@ -79,10 +79,6 @@ impl TransactionStore {
         TransactionStore { client, table: table.into() }
     }
 
-    pub fn table(&self) -> &str {
-        &self.table
-    }
-
     /// The DynamoDB client and table, for the notifier's delivery-health item.
     pub fn parts(&self) -> (aws_sdk_dynamodb::Client, String) {
         (self.client.clone(), self.table.clone())

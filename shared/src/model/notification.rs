@@ -35,7 +35,7 @@ const QUEUED: &str = "QUEUED";
 
 impl NotificationPending {
     /// The stored marker of a transaction: `PENDING#<shard>` by its key.
-    pub fn marker(provider: &str, reference: &str) -> String {
+    pub(crate) fn marker(provider: &str, reference: &str) -> String {
         super::shard::sharded(PENDING, &super::transaction_key(provider, reference), super::shard::PENDING_SHARDS)
     }
 
@@ -117,7 +117,7 @@ impl super::Change {
 
     /// Whether the reconciler's last send of a pending record's event failed (so that it
     /// is sent again on its next run).
-    pub fn requeue_failed(failed: bool) -> super::Change {
+    pub(crate) fn requeue_failed(failed: bool) -> super::Change {
         let condition = super::Condition::AnyNotificationPending;
         match failed {
             true => super::Change {
@@ -208,7 +208,7 @@ impl EventTypes {
         Ok(EventTypes(enabled))
     }
 
-    pub fn enabled(&self, kind: &str) -> bool {
+    pub(crate) fn enabled(&self, kind: &str) -> bool {
         EVENT_TYPES.iter().position(|t| *t == kind).is_some_and(|index| self.0[index])
     }
 

@@ -24,7 +24,7 @@ pub fn shard(key: &str, shards: u16) -> u16 {
 }
 
 /// `{prefix}#{shard:02}` for `key`.
-pub fn sharded(prefix: &str, key: &str, shards: u16) -> String {
+pub(crate) fn sharded(prefix: &str, key: &str, shards: u16) -> String {
     format!("{prefix}#{:02}", shard(key, shards))
 }
 

@@ -31,7 +31,7 @@ pub enum SyncState {
 }
 
 impl SyncState {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             SyncState::Scheduled => "scheduled",
             SyncState::Unsupported => "unsupported",
@@ -108,7 +108,7 @@ impl SyncPolicy {
     /// The schedule a write that leaves a transaction non-final at `now` sets: the first
     /// sync `after` later, or just after `expires_at` (see [`EXPIRY_WINDOW`]); for a
     /// provider without a status API, the give-up check.
-    pub fn first(&self, supported: bool, now: OffsetDateTime, expires_at: Option<OffsetDateTime>) -> SyncStep {
+    pub(crate) fn first(&self, supported: bool, now: OffsetDateTime, expires_at: Option<OffsetDateTime>) -> SyncStep {
         let (state, at) = match supported {
             true => (SyncState::Scheduled, bounded_by_expiry(now, now + self.after, expires_at)),
             false => (SyncState::Unsupported, now + GIVE_UP_AFTER),
