@@ -12,7 +12,8 @@ use futures_util::FutureExt;
 
 use provider_catalog::EachSimulator;
 use provider_testkit::Simulator;
-use shared::{Env, Inbound, Provider};
+use shared::pipeline::{Inbound, Provider};
+use shared::runtime::config::Env;
 use time::OffsetDateTime;
 
 fn root() -> &'static Path {
@@ -40,7 +41,7 @@ fn bench_provider<P: Provider>(c: &mut Criterion, provider: &P, file: &str) {
             let observations =
                 provider.receive(black_box(&request), now).now_or_never().expect("ready").expect("valid");
             for observation in &observations {
-                black_box(shared::store::build_update(P::NAME, observation, now).expect("update"));
+                black_box(shared::storage::build_update(P::NAME, observation, now).expect("update"));
             }
         })
     });
@@ -65,20 +66,24 @@ fn webhooks(c: &mut Criterion) {
     let cob = r#"{"txid":"pagstarconcluida0000000000001","status":"CONCLUIDA","calendario":{"expiracao":3600},"valor":{"original":"100.00"},"chave":"pix@example.com"}"#;
     c.bench_function("pagstar: parse hint+parse charge+normalize+update", |b| {
         b.iter(|| {
-            let hint: pagstar_webhook::PagstarWebhook = shared::parse_json(black_box(&request.body)).expect("hint");
+            let hint: pagstar_webhook::PagstarWebhook =
+                shared::pipeline::parse_json(black_box(&request.body)).expect("hint");
             for txid in hint.txids().expect("txids") {
                 let cob: pagstar_webhook::PagstarCob = serde_json::from_str(black_box(cob)).expect("cob");
-                let status: pagstar_webhook::PagstarCobStatus = shared::parse_status(&cob.status).expect("status");
-                let mut observation = shared::Observation::new(txid, status.into(), cob.status);
-                observation.amount =
-                    cob.valor.and_then(|v| v.original).map(|raw| shared::Amount::from_json(&raw).expect("amount"));
-                black_box(shared::store::build_update("pagstar", &observation, now).expect("update"));
+                let status: pagstar_webhook::PagstarCobStatus =
+                    shared::pipeline::parse_status(&cob.status).expect("status");
+                let mut observation = shared::model::Observation::new(txid, status.into(), cob.status);
+                observation.amount = cob
+                    .valor
+                    .and_then(|v| v.original)
+                    .map(|raw| shared::model::Amount::from_json(&raw).expect("amount"));
+                black_box(shared::storage::build_update("pagstar", &observation, now).expect("update"));
             }
         })
     });
 
     // Notifier: serialize the terminal event and sign it.
-    let record: shared::TransactionRecord = serde_json::from_value(serde_json::json!({
+    let record: shared::model::TransactionRecord = serde_json::from_value(serde_json::json!({
         "provider": "azqr", "reference": "100000000006", "status": "completed", "provider_status": "completed",
         "history": [{"status": "pending", "provider_status": "read", "received_at": "2026-11-22T10:00:00Z"},
                     {"status": "completed", "provider_status": "completed", "received_at": "2026-11-22T10:01:00Z"}],
@@ -86,7 +91,7 @@ fn webhooks(c: &mut Criterion) {
         "notification_pending": "PENDING"
     }))
     .expect("record");
-    let event = shared::MerchantEvent::for_record(&record).expect("final");
+    let event = shared::model::MerchantEvent::for_record(&record).expect("final");
     let dummy = aws_sdk_dynamodb::Config::builder()
         .behavior_version(aws_sdk_dynamodb::config::BehaviorVersion::latest())
         .build();
@@ -99,7 +104,7 @@ fn webhooks(c: &mut Criterion) {
         event_retention: std::time::Duration::from_secs(86_400),
         failing_alert: std::time::Duration::from_secs(30 * 60),
     };
-    let store = shared::TransactionStore::new(aws_sdk_dynamodb::Client::from_conf(dummy), "t");
+    let store = shared::storage::TransactionStore::new(aws_sdk_dynamodb::Client::from_conf(dummy), "t");
     let signers = notifier::fixed_signers(&env.required("NOTIFY_SECRET").expect("secret")).expect("signers");
     let notifier = notifier::Notifier::new(
         config,

@@ -5,7 +5,7 @@
 //! Adding a provider is one line in [`catalog!`] below, beside its folder, fixtures,
 //! template block and docs page: the steps are in docs/development.md, "Adding a provider".
 
-use shared::{KnownProvider, Provider};
+use shared::pipeline::{KnownProvider, Provider};
 
 /// Something done once for each provider, given its type.
 pub trait EachProvider {

@@ -6,8 +6,10 @@
 use crate::support::{unique_rrn, Harness};
 use azqr_webhook::simulator::put;
 use azqr_webhook::Azqr;
-use shared::model::{event_id, NotificationPending};
-use shared::{EventQueue, Secret, Status, TransactionStore, Webhook};
+use shared::model::{event_id, NotificationPending, Status};
+use shared::storage::{EventQueue, TransactionStore};
+use shared::runtime::config::Secret;
+use shared::pipeline::Webhook;
 use time::OffsetDateTime;
 
 const KEY: &str = "integration-test-azqr-key";
@@ -159,7 +161,7 @@ async fn conflicting_final_statuses_are_kept_on_the_record_and_sent_once_each() 
     assert_eq!(kept, [(Status::Failed, "incompleted"), (Status::Expired, "expired")]);
     let events = h.drain_events().await;
     let sent: Vec<(&str, &str)> = events.iter().map(|e| (e.id.as_str(), e.kind.as_str())).collect();
-    let conflict = |status| shared::model::notification::conflict_event_id("azqr", &rrn, status);
+    let conflict = |status| shared::model::conflict_event_id("azqr", &rrn, status);
     let (failed, expired) = (conflict(Status::Failed), conflict(Status::Expired));
     let expected = [
         (event_id("azqr", &rrn, Status::Completed), "transaction.completed"),

@@ -13,8 +13,9 @@ use crate::support::{closed_port_endpoint, unique_number, Harness};
 use local_pipeline::triggers::HintConsumer;
 use pagstar_webhook::simulator::{hint, PagstarSimulator};
 use pagstar_webhook::{Pagstar, PagstarApi, PagstarConfig};
-use shared::hints::{HintQueue, HintRelay, QueuedHint};
-use shared::{Inbound, Secret, Webhook};
+use shared::storage::HintQueue;
+use shared::pipeline::{HintRelay, Inbound, QueuedHint, Webhook};
+use shared::runtime::config::Secret;
 use provider_testkit::Simulator;
 
 fn relay(h: &Harness) -> HintRelay<Pagstar> {
@@ -61,8 +62,8 @@ async fn the_webhook_queues_only_the_txids_and_the_consumer_records_what_pagstar
 
     assert_eq!(consumer(&h, webhook).drain_at(at(0)).await.expect("drain"), 1);
     let record = h.store.get("pagstar", &reference).await.expect("get").expect("item");
-    assert_eq!(record.status, shared::Status::Completed);
-    assert_eq!(record.amount.as_ref().map(shared::Amount::as_str), Some("42.10"), "Pagstar's amount, not the hint's");
+    assert_eq!(record.status, shared::model::Status::Completed);
+    assert_eq!(record.amount.as_ref().map(shared::model::Amount::as_str), Some("42.10"), "Pagstar's amount, not the hint's");
     assert_eq!(record.currency.as_deref(), Some("BRL"));
     assert_eq!(h.drain_events().await.len(), 1, "one outcome event");
     assert!(queued(&h).await.is_empty(), "the confirmed hint is deleted");
@@ -91,7 +92,7 @@ async fn pagstar_unreachable_the_hint_is_received_again_and_nothing_is_written()
 
     assert_eq!(consumer(&h, webhook).drain_at(at(60)).await.expect("drain"), 1, "the hint is still queued");
     let record = h.store.get("pagstar", &reference).await.expect("get").expect("item");
-    assert_eq!(record.status, shared::Status::Completed);
+    assert_eq!(record.status, shared::model::Status::Completed);
 }
 
 #[tokio::test]

@@ -4,7 +4,7 @@
 //!
 //! Each provider's lifecycle comes from its simulator (its status words, in order). Every
 //! webhook's write is the model's own [`Change`], applied to an item by the store's own
-//! translation ([`shared::store::apply_change`]); every event is the one the record makes
+//! translation ([`shared::storage::apply_change`]); every event is the one the record makes
 //! ([`MerchantEvent::for_record`]); the index keys are the code's (`PENDING#<shard>`,
 //! `events#<shard>`, `<provider>#<shard>`). Every other write is a description the store
 //! sends and the model applies (a [`Change`], or `ItemWrite` for the event log and the
@@ -20,13 +20,13 @@ use std::time::Duration;
 use aws_sdk_dynamodb::types::AttributeValue;
 use provider_testkit::Load;
 use provider_testkit::Simulator;
-use shared::event_log::{Attempt, AttemptKind, AttemptWrites};
-use shared::model::notification::NotificationOutcome;
 use shared::model::shard::{FEED_SHARDS, PENDING_SHARDS, SYNC_SHARDS};
+use shared::model::NotificationOutcome;
 use shared::model::{
     transaction_key, Amount, Change, MerchantEvent, Observation, Status, SyncPolicy, SyncStep, WritePlan,
 };
-use shared::Provider;
+use shared::pipeline::Provider;
+use shared::storage::{Attempt, AttemptKind, AttemptWrites};
 use time::OffsetDateTime;
 
 use crate::template::{IndexSpec, Template};
@@ -418,7 +418,7 @@ fn transaction<S: Simulator>(table: &Table, n: u64, variant: Variant, mix: &Mix)
             *ledger.provider_calls.entry(name.to_owned()).or_default() += 1.0 + mix.duplicates;
         }
         let change = Change::of(name, &observe(word), at(t), plan);
-        let after = shared::store::apply_change(item, change)?;
+        let after = shared::storage::apply_change(item, change)?;
         table.write(ledger, &key, item, after.as_ref());
         if let Some(after) = after {
             *item = after;
@@ -440,7 +440,7 @@ fn transaction<S: Simulator>(table: &Table, n: u64, variant: Variant, mix: &Mix)
     };
     // The status sync, along the real schedule, until the final word or the give-up.
     loop {
-        let record = shared::store::record_of(item.clone())?;
+        let record = shared::storage::record_of(item.clone())?;
         let Some(due) = record.next_sync_at.filter(|_| !record.status.is_final()) else {
             break;
         };
@@ -460,7 +460,7 @@ fn transaction<S: Simulator>(table: &Table, n: u64, variant: Variant, mix: &Mix)
             let mut observation = observe(progress[progress.len() - 1]);
             observation.status = Status::Expired;
             observation.expires_at = None;
-            let after = shared::store::apply_change(&item, Change::of(name, &observation, due, plan))?;
+            let after = shared::storage::apply_change(&item, Change::of(name, &observation, due, plan))?;
             table.write(&mut ledger, &key, &item, after.as_ref());
             if let Some(after) = after {
                 item = after;
@@ -470,7 +470,7 @@ fn transaction<S: Simulator>(table: &Table, n: u64, variant: Variant, mix: &Mix)
         }
         // Nothing new: the store's reschedule, or the give-up.
         let step = policy.next(&record, supported, due);
-        let after = shared::store::apply_change(&item, Change::reschedule(&record, step))?;
+        let after = shared::storage::apply_change(&item, Change::reschedule(&record, step))?;
         table.write(&mut ledger, &key, &item, after.as_ref());
         match (step, after) {
             (SyncStep::Retry { .. }, Some(after)) => item = after,
@@ -499,7 +499,7 @@ fn outcome(
     mix: &Mix,
     sent: Sent,
 ) -> Result<(), Error> {
-    let transaction = shared::store::record_of(record_item.clone())?;
+    let transaction = shared::storage::record_of(record_item.clone())?;
     let Some(event) = MerchantEvent::for_record(&transaction) else {
         return Ok(());
     };
@@ -541,14 +541,14 @@ fn outcome(
         if success {
             ledger.sqs("DeleteMessageBatch", 0.1);
             let notified = Change::notified(status, NotificationOutcome::Delivered, event.created_at);
-            let after = shared::store::apply_change(&record, notified)?;
+            let after = shared::storage::apply_change(&record, notified)?;
             table.write(ledger, key, &record, after.as_ref());
             record = after.unwrap_or(record);
         } else {
             ledger.sqs("ChangeMessageVisibilityBatch", 0.1);
             if number == 1 {
                 let queued = Change::queued(&transaction.provider, &transaction.reference, status);
-                let after = shared::store::apply_change(&record, queued)?;
+                let after = shared::storage::apply_change(&record, queued)?;
                 table.write(ledger, key, &record, after.as_ref());
                 record = after.unwrap_or(record);
             }
@@ -1153,15 +1153,15 @@ pub async fn verify(endpoint: &str, template: &Template, table: &Table) -> Resul
     let sqs = crate::sqs_client(&sqs_endpoint);
     let nanos = OffsetDateTime::now_utc().unix_timestamp_nanos();
     let resources = template.provision(&plain, &sqs, &format!("capacity{nanos}-")).await?;
-    let store = shared::TransactionStore::new(client, &resources.table_name);
-    let queue = shared::EventQueue::new(sqs, &resources.queue_url);
-    let recorder = shared::Recorder::new(store.clone(), queue, SyncPolicy::default());
+    let store = shared::storage::TransactionStore::new(client, &resources.table_name);
+    let queue = shared::storage::EventQueue::new(sqs, &resources.queue_url);
+    let recorder = shared::pipeline::Recorder::new(store.clone(), queue, SyncPolicy::default());
     let mix = Mix { duplicates: 0.0, ..Mix::reference(1.0, Merchant::Healthy) };
 
     struct Each<'a> {
         table: &'a Table,
         mix: &'a Mix,
-        recorder: &'a shared::Recorder,
+        recorder: &'a shared::pipeline::Recorder,
         runs: Vec<Run<'a>>,
     }
     impl provider_catalog::EachSimulator for Each<'_> {
@@ -1231,7 +1231,7 @@ pub async fn verify(endpoint: &str, template: &Template, table: &Table) -> Resul
 async fn through_the_store<S: Simulator>(
     table: &Table,
     mix: &Mix,
-    recorder: &shared::Recorder,
+    recorder: &shared::pipeline::Recorder,
     n: u64,
 ) -> Result<Ledger, Error> {
     let name = S::Provider::NAME;
@@ -1248,16 +1248,16 @@ async fn through_the_store<S: Simulator>(
     let record = store.get(name, &reference).await?.ok_or("no record")?;
     let event = MerchantEvent::for_record(&record).ok_or("not final")?;
     let body = serde_json::to_string(&event)?;
-    let attempt = shared::event_log::Attempt {
+    let attempt = shared::storage::Attempt {
         at: event.created_at,
         status: Some(204),
         error: None,
         duration_ms: 200,
         response: None,
-        kind: shared::event_log::AttemptKind::Automatic,
+        kind: shared::storage::AttemptKind::Automatic,
     };
     store.event_log(Duration::from_secs(30 * 86_400)).record_attempt(&event, &body, &attempt, true).await?;
-    let delivered = shared::NotificationOutcome::Delivered;
+    let delivered = shared::model::NotificationOutcome::Delivered;
     store.mark_notification(name, &reference, record.status, delivered, event.created_at).await?;
     transaction::<S>(table, n, Variant::Settled, mix)
 }

@@ -8,7 +8,7 @@ use qitech_webhook::signing::QiTechSigner;
 // QI Tech's TEST-ONLY signing key, as its simulator names it.
 use qitech_webhook::simulator::DEV_KEY as QITECH_DEV_KEY;
 use serde_json::Value;
-use shared::Env;
+use shared::runtime::config::Env;
 use time::OffsetDateTime;
 
 #[derive(Debug, thiserror::Error)]
@@ -20,7 +20,7 @@ pub enum FixtureError {
     #[error("QI Tech dev key: {0}")]
     Key(String),
     #[error(transparent)]
-    Config(#[from] shared::ConfigError),
+    Config(#[from] shared::runtime::config::ConfigError),
     #[error("fixture time out of range: {0}")]
     Time(#[from] time::error::ComponentRange),
 }

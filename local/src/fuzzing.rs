@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use provider_testkit::Simulator;
-use shared::{Inbound, Provider};
+use shared::pipeline::{Inbound, Provider};
 use time::OffsetDateTime;
 
 use provider_catalog::EachSimulator;
@@ -171,7 +171,8 @@ fn notifier_decode(data: &[u8]) {
     message.message_id = Some("fuzz".into());
     if let Ok((event, _)) = notifier::decode(&message) {
         let text = serde_json::to_string(&event).unwrap_or_else(|e| panic!("re-encode: {e}"));
-        let again: shared::MerchantEvent = serde_json::from_str(&text).unwrap_or_else(|e| panic!("read back: {e}"));
+        let again: shared::model::MerchantEvent =
+            serde_json::from_str(&text).unwrap_or_else(|e| panic!("read back: {e}"));
         assert_eq!(again.id, event.id);
     }
 }

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use shared::Env;
+use shared::runtime::config::Env;
 
 use crate::provision::Resources;
 use crate::template::{EnvValue, Function, Template, TemplateError, DEAD_LETTER_QUEUE, HINT_QUEUE, QUEUE, TABLE};

@@ -20,7 +20,7 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
-use shared::Env;
+use shared::runtime::config::Env;
 
 pub use provision::Resources;
 pub use serve::{mount, Routes};
@@ -46,8 +46,8 @@ pub fn dynamodb_client(endpoint: &str) -> aws_sdk_dynamodb::Client {
         .region(Region::new("us-east-1"))
         .credentials_provider(Credentials::new("local", "local", None, None, "local"))
         .endpoint_url(endpoint)
-        .timeout_config(shared::aws::storage_timeouts())
-        .retry_config(shared::aws::storage_retries())
+        .timeout_config(shared::runtime::storage_timeouts())
+        .retry_config(shared::runtime::storage_retries())
         .retry_partition(own_retry_partition("dynamodb"))
         .interceptor(serve::RequestTag)
         .build();
@@ -62,8 +62,8 @@ pub fn sqs_client(endpoint: &str) -> aws_sdk_sqs::Client {
         .region(aws_sdk_sqs::config::Region::new("us-east-1"))
         .credentials_provider(aws_sdk_sqs::config::Credentials::new("local", "local", None, None, "local"))
         .endpoint_url(endpoint)
-        .timeout_config(shared::aws::storage_timeouts())
-        .retry_config(shared::aws::storage_retries())
+        .timeout_config(shared::runtime::storage_timeouts())
+        .retry_config(shared::runtime::storage_retries())
         .retry_partition(own_retry_partition("sqs"))
         .interceptor(serve::RequestTag)
         .build();
@@ -81,7 +81,7 @@ pub fn secrets_client(endpoint: &str) -> aws_sdk_secretsmanager::Client {
         )))
         .endpoint_url(endpoint)
         .build();
-    shared::aws::secrets_client(&config)
+    shared::runtime::secrets_client(&config)
 }
 
 /// The environment the functions get, as in AWS: the development environment, with each

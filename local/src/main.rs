@@ -9,7 +9,9 @@ use local_pipeline::{
 };
 use notifier::NotifierConfig;
 use reconciler::Reconciler;
-use shared::{Env, EventQueue, Recorder, TransactionStore};
+use shared::pipeline::Recorder;
+use shared::runtime::config::Env;
+use shared::storage::{EventQueue, TransactionStore};
 use tracing_subscriber::EnvFilter;
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
@@ -95,16 +97,16 @@ async fn main() -> Result<(), Error> {
     // The status sync, every STATUS_SYNC_INTERVAL_SECONDS (default 30), through the same
     // write path as the webhooks.
     let queue_for_events = queue.clone();
-    let recorder = Recorder::new(store.clone(), queue, shared::config::sync_policy(&env)?)
-        .with_events(shared::config::event_types(&env)?);
+    let recorder = Recorder::new(store.clone(), queue, shared::runtime::config::sync_policy(&env)?)
+        .with_events(shared::runtime::config::event_types(&env)?);
     let interval = local_pipeline::settings::STATUS_SYNC_INTERVAL.number_from(&env)?;
     let batch = status_sync::BATCH_SETTING.number_from(&env)?;
     let synced = status_sync::providers(std::sync::Arc::clone(&lambda_env), &secrets, now).await?;
     let concurrency = status_sync::CONCURRENCY_SETTING.number_from(&env)?;
     // Runs follow one another in this loop: the lease only has to outlast the interval,
     // so that a killed process does not hold up the next run.
-    let sync_recorder = Recorder::new(own_store(), own_queue(), shared::config::sync_policy(&env)?)
-        .with_events(shared::config::event_types(&env)?);
+    let sync_recorder = Recorder::new(own_store(), own_queue(), shared::runtime::config::sync_policy(&env)?)
+        .with_events(shared::runtime::config::event_types(&env)?);
     let sync = status_sync::StatusSync::new(sync_recorder, synced, batch)
         .with_concurrency(concurrency)
         .with_lease(Duration::from_secs(interval));
@@ -125,7 +127,7 @@ async fn main() -> Result<(), Error> {
         recorder.policy(),
         provider_catalog::known(),
     ));
-    let hint_queue = shared::hints::HintQueue::new(sqs_client(&sqs_endpoint), &resources.hint_queue_url);
+    let hint_queue = shared::storage::HintQueue::new(sqs_client(&sqs_endpoint), &resources.hint_queue_url);
     let (app, hint_consumers) = Routes::new(recorder, hint_queue)
         .mount_providers(lambda_env, &secrets)
         .await?

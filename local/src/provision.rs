@@ -58,7 +58,7 @@ impl Template {
         &self,
         client: &aws_sdk_secretsmanager::Client,
         prefix: &str,
-        values: &impl shared::Env,
+        values: &impl shared::runtime::config::Env,
         resources: &mut Resources,
     ) -> Result<(), ProvisionError> {
         for (id, keys) in self.secrets() {

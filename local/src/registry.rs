@@ -10,7 +10,7 @@ use time::OffsetDateTime;
 use crate::DevEnv;
 use provider_testkit::{Expected, Fixture, Simulator};
 use provider_testkit::{SimulatorError, Variables};
-use shared::Provider;
+use shared::pipeline::Provider;
 
 /// Starts every provider's simulation (the stand-ins of their APIs, each
 /// unless its `*_API_URL` is set) and points `env` at what
@@ -57,7 +57,7 @@ pub struct Route {
 impl Route {
     /// The path `request` is sent to: the route's `{parameters}` filled in from its path
     /// parameters.
-    pub fn path_of(&self, request: &shared::Inbound) -> String {
+    pub fn path_of(&self, request: &shared::pipeline::Inbound) -> String {
         fill(self.path, request)
     }
 
@@ -73,7 +73,7 @@ fn route_of<P: Provider>() -> Route {
 }
 
 /// `route` (a template.yaml path) with its `{parameters}` filled in from `request`.
-pub fn fill(route: &str, request: &shared::Inbound) -> String {
+pub fn fill(route: &str, request: &shared::pipeline::Inbound) -> String {
     route
         .split('/')
         .map(|part| match part.strip_prefix('{').and_then(|p| p.strip_suffix('}')) {

@@ -9,8 +9,9 @@ use axum::extract::{Path, Request};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{on, MethodFilter};
 use axum::Router;
-use shared::hints::{HintQueue, HintRelay};
-use shared::{ConfigError, Env, Inbound, Provider, Recorder, Webhook};
+use shared::pipeline::{HintRelay, Inbound, Provider, Recorder, Webhook};
+use shared::runtime::config::{ConfigError, Env};
+use shared::storage::HintQueue;
 
 use crate::triggers::HintConsumer;
 use provider_catalog::EachSimulator;
@@ -112,7 +113,7 @@ impl Routes {
     /// Serves `provider`'s webhook at its routes (exactly as in template.yaml): its
     /// pipeline, or for a webhook that is a hint, the relay to the hint queue and the
     /// queue's consumer ([`Self::into_parts`]).
-    fn add_provider<P: Provider>(&mut self, provider: shared::Rotating<P>) {
+    fn add_provider<P: Provider>(&mut self, provider: shared::runtime::Rotating<P>) {
         let webhook = Arc::new(Webhook::rotating(provider, self.recorder.clone()));
         match HintRelay::<P>::new(self.hint_queue.clone()) {
             Some(relay) => {
@@ -138,14 +139,14 @@ impl Routes {
     pub async fn mount_providers(
         mut self,
         env: Arc<dyn Env + Send + Sync>,
-        secrets: &shared::secrets::SecretsClient,
+        secrets: &shared::runtime::SecretsClient,
     ) -> Result<Self, ConfigError> {
         type Load<'a> = std::pin::Pin<
             Box<dyn Future<Output = Result<Box<dyn FnOnce(&mut Routes) + Send>, ConfigError>> + Send + 'a>,
         >;
         struct Mount<'a> {
             env: Arc<dyn Env + Send + Sync>,
-            secrets: &'a shared::secrets::SecretsClient,
+            secrets: &'a shared::runtime::SecretsClient,
             loads: Vec<Load<'a>>,
         }
         impl EachSimulator for Mount<'_> {
@@ -186,7 +187,7 @@ impl Routes {
     /// the queue's trigger would.
     pub fn into_parts(self) -> (Router, Vec<HintConsumer>) {
         let router = self.router.fallback(|| async {
-            let response = shared::edge::error_response(http::StatusCode::NOT_FOUND, "not_found", "no such route");
+            let response = shared::runtime::error_response(http::StatusCode::NOT_FOUND, "not_found", "no such route");
             let (parts, body) = response.into_parts();
             Response::from_parts(parts, axum::body::Body::from(body.as_ref().to_vec()))
         });

@@ -2,8 +2,8 @@
 //! it from, and the local pipeline's own: what template.yaml and the documentation are
 //! checked against.
 
-use shared::config::{hint_relay_settings, webhook_settings, Setting};
-use shared::Provider;
+use shared::pipeline::Provider;
+use shared::runtime::config::{hint_relay_settings, webhook_settings, Setting};
 
 use crate::timing;
 
@@ -63,7 +63,7 @@ pub fn of_binary(binary: &str) -> Option<Vec<Setting>> {
 mod tests {
     use std::collections::{BTreeMap, BTreeSet};
 
-    use shared::config::SettingKind;
+    use shared::runtime::config::SettingKind;
 
     use super::*;
     use crate::template::Template;

@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use shared::Env;
+use shared::runtime::config::Env;
 
 use crate::provision::Resources;
 use crate::template::Template;

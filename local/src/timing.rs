@@ -5,8 +5,7 @@
 
 use std::time::Duration;
 
-use shared::config::{positive_integer, Setting};
-use shared::{ConfigError, Env};
+use shared::runtime::config::{positive_integer, ConfigError, Env, Setting};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LocalTiming {

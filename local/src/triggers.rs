@@ -13,8 +13,7 @@ use std::collections::HashMap;
 use aws_lambda_events::sqs::{SqsEvent, SqsMessage};
 use aws_sdk_sqs::types::MessageSystemAttributeName;
 use notifier::Notifier;
-use shared::hints::QueuedHint;
-use shared::{Provider, Webhook};
+use shared::pipeline::{Provider, QueuedHint, Webhook};
 use time::OffsetDateTime;
 
 /// Receives one batch from the terminal-events queue `queue_url` (waiting up to
@@ -34,7 +33,7 @@ pub async fn poll_notifier(
         .message_system_attribute_names(MessageSystemAttributeName::All)
         .message_attribute_names("All")
         .customize()
-        .config_override(shared::aws::long_poll_timeouts(wait_seconds))
+        .config_override(shared::runtime::long_poll_timeouts(wait_seconds))
         .send()
         .await?;
     let messages = output.messages.unwrap_or_default();
@@ -139,7 +138,7 @@ impl HintConsumer {
             .max_number_of_messages(10)
             .wait_time_seconds(wait_seconds)
             .customize()
-            .config_override(shared::aws::long_poll_timeouts(wait_seconds))
+            .config_override(shared::runtime::long_poll_timeouts(wait_seconds))
             .send()
             .await?;
         let messages = output.messages.unwrap_or_default();

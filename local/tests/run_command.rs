@@ -6,7 +6,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use local_pipeline::{dynamodb_client, DevEnv};
-use shared::{Env, Status, TransactionStore};
+use shared::model::Status;
+use shared::runtime::config::Env;
+use shared::storage::TransactionStore;
 use wiremock::matchers::method;
 use wiremock::{Mock, MockServer, ResponseTemplate};
 

@@ -204,7 +204,7 @@ fn each_function_reads_only_its_own_secrets() {
     // The status sync reads the secret of every provider of the catalog it can ask, and no other.
     struct Synced(Vec<&'static str>);
     impl provider_catalog::EachProvider for Synced {
-        fn provider<P: shared::Provider>(&mut self) {
+        fn provider<P: shared::pipeline::Provider>(&mut self) {
             if P::HAS_STATUS_API {
                 self.0.push(P::SECRET.arn);
             }

@@ -199,14 +199,14 @@ pub(crate) const SECRET_PREVIOUS_GRACE_MINUTES: Setting = Setting::number(
 pub(crate) const HINT_QUEUE_URL: Setting =
     Setting::required("HINT_QUEUE_URL", "the standard SQS queue a provider's hints are queued on");
 
-/// What every function that writes a transaction reads (the write path, [`crate::Recorder`]).
+/// What every function that writes a transaction reads (the write path, [`crate::webhook::Recorder`]).
 pub const WRITE_PATH: [Setting; 4] = [TABLE_NAME, QUEUE_URL, STATUS_SYNC_AFTER_SECONDS, NOTIFY_EVENT_TYPES];
 
 /// The settings of a provider's webhook function: the write path, its secret (by ARN,
-/// with the rotation's grace) and its own ([`crate::Provider::SETTINGS`]). A webhook that
+/// with the rotation's grace) and its own ([`crate::webhook::Provider::SETTINGS`]). A webhook that
 /// is a hint is two functions: the relay ([`hint_relay_settings`]), and the consumer,
 /// which reads these.
-pub fn webhook_settings<P: crate::Provider>() -> Vec<Setting> {
+pub fn webhook_settings<P: crate::webhook::Provider>() -> Vec<Setting> {
     let secret = Setting::optional(
         P::SECRET.arn,
         None,

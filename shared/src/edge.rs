@@ -8,7 +8,7 @@ use time::OffsetDateTime;
 
 use crate::error::WebhookError;
 use crate::inbound::Inbound;
-use crate::pipeline::{Provider, Webhook};
+use crate::webhook::{Provider, Webhook};
 
 impl<P: Provider> Webhook<P> {
     /// Handles one Lambda request (API Gateway's event) and answers it.

@@ -541,7 +541,7 @@ mod tests {
     /// and delivered once, the counter counts, and the attempt item reads back as sent.
     #[test]
     fn attempt_writes_store_once_count_and_keep_the_attempt() {
-        let record = crate::model::tests::record("azqr", "123456789012", crate::Status::Completed, at(0));
+        let record = crate::model::tests::record("azqr", "123456789012", crate::model::Status::Completed, at(0));
         let event = MerchantEvent::for_record(&record).expect("event");
         let attempt = |status: u16| Attempt {
             at: at(5),

@@ -18,8 +18,8 @@ use time::OffsetDateTime;
 use crate::config::{ConfigError, Env};
 use crate::error::WebhookError;
 use crate::inbound::Inbound;
-use crate::pipeline::{check_body, HintCheck, Provider, Webhook};
 use crate::queue::QueueError;
+use crate::webhook::{check_body, HintCheck, Provider, Webhook};
 
 /// The standard SQS queue of hints.
 #[derive(Debug, Clone)]
@@ -73,7 +73,7 @@ impl<P: Provider> HintRelay<P> {
     /// The Lambda function at init: `HINT_QUEUE_URL`.
     pub(crate) async fn from_env(env: &impl Env) -> Result<Self, ConfigError> {
         let url = env.required(crate::config::HINT_QUEUE_URL.name)?;
-        let aws = crate::AwsClients::from_env().await;
+        let aws = crate::aws::AwsClients::from_env().await;
         Self::new(HintQueue::new(aws.sqs, url)).ok_or(ConfigError::Invalid {
             name: crate::config::HINT_QUEUE_URL.name,
             reason: format!("{}'s webhook is not a hint", P::NAME),

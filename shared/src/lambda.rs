@@ -9,7 +9,7 @@ use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
 use lambda_http::lambda_runtime;
 
 use crate::hints::{HintRelay, QueuedHint};
-use crate::pipeline::{Provider, Webhook};
+use crate::webhook::{Provider, Webhook};
 
 /// The error a function's `main` returns.
 pub type Error = lambda_http::Error;
@@ -31,13 +31,13 @@ pub(crate) async fn run<P: Provider>(webhook: Webhook<P>) -> Result<(), lambda_h
 pub async fn serve<P: Provider>() -> Result<(), lambda_http::Error> {
     init_tracing();
     if P::HINT.is_some() {
-        let relay = &or_exit(HintRelay::<P>::from_env(&crate::ProcessEnv).await);
+        let relay = &or_exit(HintRelay::<P>::from_env(&crate::config::ProcessEnv).await);
         return lambda_http::run(service_fn(move |request: Request| async move {
-            Ok::<_, Infallible>(relay.answer(&crate::Inbound::from_lambda(request)).await)
+            Ok::<_, Infallible>(relay.answer(&crate::inbound::Inbound::from_lambda(request)).await)
         }))
         .await;
     }
-    let env = std::sync::Arc::new(crate::ProcessEnv);
+    let env = std::sync::Arc::new(crate::config::ProcessEnv);
     let webhook = or_exit(Webhook::<P>::from_env(env, OffsetDateTime::now_utc()).await);
     run(webhook).await
 }
@@ -47,7 +47,7 @@ pub async fn serve<P: Provider>() -> Result<(), lambda_http::Error> {
 /// [`Webhook::confirm_hints`], reporting the messages to receive again.
 pub async fn serve_hints<P: Provider>() -> Result<(), lambda_http::Error> {
     init_tracing();
-    let env = std::sync::Arc::new(crate::ProcessEnv);
+    let env = std::sync::Arc::new(crate::config::ProcessEnv);
     let webhook = &or_exit(Webhook::<P>::from_env(env, OffsetDateTime::now_utc()).await);
     lambda_runtime::run(lambda_runtime::service_fn(move |event: lambda_runtime::LambdaEvent<SqsEvent>| async move {
         let hints: Vec<QueuedHint> = event

@@ -6,12 +6,15 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-pub mod notification;
+pub(crate) mod notification;
 pub mod shard;
-pub mod sync;
+pub(crate) mod sync;
 
-pub use notification::{event_id, MerchantEvent, NotificationPending};
-pub use sync::{SyncPolicy, SyncState, SyncStep};
+pub use notification::{
+    conflict_event_id, event_id, updated_event_id, EventTypes, MerchantEvent, NotificationOutcome, NotificationPending,
+    UnknownEventType, EVENT_TYPES, UPDATED_EVENT_TYPE,
+};
+pub use sync::{index_time, SyncPolicy, SyncState, SyncStep, GIVE_UP_AFTER};
 
 /// Canonical status of a transaction. The first four are in progress and ordered;
 /// the last four are final outcomes that nothing changes.

@@ -21,8 +21,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aws_sdk_secretsmanager::error::DisplayErrorContext;
-/// The Secrets Manager client (built once per function, in `AwsClients`).
-pub use aws_sdk_secretsmanager::Client as SecretsClient;
 use time::OffsetDateTime;
 
 use crate::config::{ConfigError, Env};

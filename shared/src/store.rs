@@ -85,8 +85,8 @@ impl TransactionStore {
     }
 
     /// The event log, kept in the same table (items `evt#<id>`), with its retention.
-    pub fn event_log(&self, retention: std::time::Duration) -> crate::EventLog {
-        crate::EventLog::new(self.client.clone(), self.table.clone(), retention)
+    pub fn event_log(&self, retention: std::time::Duration) -> crate::event_log::EventLog {
+        crate::event_log::EventLog::new(self.client.clone(), self.table.clone(), retention)
     }
 
     /// Applies `observation` if the transition rule allows it, in one conditional write:

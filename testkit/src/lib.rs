@@ -11,7 +11,9 @@ use std::path::Path;
 
 use time::OffsetDateTime;
 
-use shared::{Env, Inbound, Provider, Status};
+use shared::model::Status;
+use shared::pipeline::{Inbound, Provider};
+use shared::runtime::config::Env;
 
 pub type SimulatorError = Box<dyn std::error::Error + Send + Sync>;
 

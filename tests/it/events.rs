@@ -13,7 +13,8 @@ use std::time::Duration;
 use crate::support::{DevWebhooks, Harness};
 use local_pipeline::invoke::{self, Bindings, Endpoints, Launch};
 use local_pipeline::{fixtures, registry, DevEnv, Template};
-use shared::{Env, Status};
+use shared::model::Status;
+use shared::runtime::config::Env;
 
 type Expectation = (u16, Option<(&'static str, Status)>);
 

@@ -12,7 +12,7 @@ use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 use provider_catalog::EachSimulator;
 use provider_testkit::Simulator;
-use shared::{Inbound, Provider};
+use shared::pipeline::{Inbound, Provider};
 use time::OffsetDateTime;
 
 /// The clock of every case; the simulators sign their requests (QI Tech's) for it.

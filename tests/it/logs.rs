@@ -8,7 +8,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::support::{fixture_files, root, DevWebhooks, Harness};
-use shared::{Env, Provider, Webhook};
+use shared::pipeline::{Provider, Webhook};
+use shared::runtime::config::Env;
 use wiremock::matchers::{header, method};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 

@@ -6,9 +6,9 @@
 use std::time::Duration;
 
 use crate::support::{unique_rrn, Harness};
-use shared::model::notification::{updated_event_id, EventTypes};
-use shared::model::{event_id, SyncPolicy};
-use shared::{MerchantEvent, Recorder, Secret, Status, Webhook};
+use shared::model::{event_id, updated_event_id, EventTypes, MerchantEvent, Status, SyncPolicy};
+use shared::pipeline::{Recorder, Webhook};
+use shared::runtime::config::Secret;
 use time::OffsetDateTime;
 use wiremock::matchers::method;
 use wiremock::{Mock, MockServer, ResponseTemplate};
@@ -188,7 +188,7 @@ async fn attempts_are_recorded_through_failures_then_success() {
     let first = stored.attempts[0].response.as_deref().expect("the start of the answer");
     assert!(first.len() <= 256 && first.len() >= 254 && first.starts_with("éé"), "{} bytes", first.len());
     assert_eq!(stored.attempts[2].response, None, "204 has no body");
-    assert!(stored.attempts.iter().all(|a| a.kind == shared::event_log::AttemptKind::Automatic && a.error.is_none()));
+    assert!(stored.attempts.iter().all(|a| a.kind == shared::storage::AttemptKind::Automatic && a.error.is_none()));
     assert_eq!(stored.event["id"], id.as_str());
     assert_eq!(stored.event["type"], "transaction.completed");
     let sent: Vec<String> = merchant
@@ -239,21 +239,23 @@ fn events_api(h: &Harness) -> events_api::EventsApi {
 async fn call(
     api: &events_api::EventsApi,
     route: events_api::Route,
-    request: shared::Inbound,
+    request: shared::pipeline::Inbound,
 ) -> (u16, serde_json::Value) {
     let response = api.answer(route, &request, OffsetDateTime::now_utc()).await;
     let status = response.status().as_u16();
     (status, serde_json::from_slice(response.body().as_ref()).expect("JSON"))
 }
 
-fn get(query: &[(&str, &str)]) -> shared::Inbound {
-    query.iter().fold(shared::Inbound::new(http::Method::GET, ""), |r, (name, value)| r.with_query(name, value))
+fn get(query: &[(&str, &str)]) -> shared::pipeline::Inbound {
+    query
+        .iter()
+        .fold(shared::pipeline::Inbound::new(http::Method::GET, ""), |r, (name, value)| r.with_query(name, value))
 }
 
 /// A stored event for a transaction of `reference`, created at `t` seconds, delivered or not.
 async fn logged(h: &Harness, reference: &str, t: i64, delivered: bool) -> String {
     let at = OffsetDateTime::from_unix_timestamp(1_795_000_000 + t).expect("time");
-    let mut record = shared::TransactionRecord {
+    let mut record = shared::model::TransactionRecord {
         final_at: Some(at),
         ..serde_json::from_value(serde_json::json!({
             "provider": "azqr", "reference": reference, "status": "completed", "provider_status": "completed",
@@ -264,13 +266,13 @@ async fn logged(h: &Harness, reference: &str, t: i64, delivered: bool) -> String
     record.updated_at = at;
     let event = MerchantEvent::for_record(&record).expect("final");
     let body = serde_json::to_string(&event).expect("JSON");
-    let attempt = shared::event_log::Attempt {
+    let attempt = shared::storage::Attempt {
         at,
         status: Some(if delivered { 204 } else { 500 }),
         error: None,
         duration_ms: 3,
         response: None,
-        kind: shared::event_log::AttemptKind::Automatic,
+        kind: shared::storage::AttemptKind::Automatic,
     };
     let log = h.store.event_log(Duration::from_secs(86_400));
     log.record_attempt(&event, &body, &attempt, delivered).await.expect("record");
@@ -380,22 +382,22 @@ async fn a_resend_within_five_minutes_is_delivered_again() {
     h.poll_notifier(&notifier, 1).await.expect("poll");
     let id = event_id("azqr", &rrn, Status::Completed);
     let api = events_api(&h);
-    let resend = shared::Inbound::new(http::Method::POST, "").with_path_parameter("id", &id);
+    let resend = shared::pipeline::Inbound::new(http::Method::POST, "").with_path_parameter("id", &id);
     let (status, body) = call(&api, events_api::Route::Resend, resend).await;
     assert_eq!((status, body["id"].as_str()), (202, Some(id.as_str())));
     h.poll_notifier(&notifier, 1).await.expect("poll");
     let ids = webhook_ids(&merchant).await;
     assert_eq!(ids, [id.clone(), id.clone()], "delivered twice, the same webhook-id");
-    let attempts = shared::Inbound::new(http::Method::GET, "").with_path_parameter("id", &id);
+    let attempts = shared::pipeline::Inbound::new(http::Method::GET, "").with_path_parameter("id", &id);
     let (_, attempts) = call(&api, events_api::Route::Attempts, attempts).await;
     let kinds: Vec<&str> =
         attempts["data"].as_array().expect("data").iter().map(|a| a["kind"].as_str().expect("kind")).collect();
     assert_eq!(kinds, ["automatic", "resend"]);
-    let one = shared::Inbound::new(http::Method::GET, "").with_path_parameter("id", &id);
+    let one = shared::pipeline::Inbound::new(http::Method::GET, "").with_path_parameter("id", &id);
     let (status, event) = call(&api, events_api::Route::Get, one).await;
     assert_eq!((status, event["attempt_count"].as_u64(), event["delivered_at"].is_string()), (200, Some(2), true));
     for unknown in ["evt_00000000000000000000000000000000", "nope"] {
-        let request = shared::Inbound::new(http::Method::POST, "").with_path_parameter("id", unknown);
+        let request = shared::pipeline::Inbound::new(http::Method::POST, "").with_path_parameter("id", unknown);
         assert_eq!(call(&api, events_api::Route::Resend, request).await.0, 404, "{unknown}");
     }
 }
@@ -409,7 +411,8 @@ async fn recover_resends_only_undelivered_events_in_its_window() {
     let outside = logged(&h, "910000000003", 500, false).await;
     let api = events_api(&h);
     let window = r#"{"since":"2026-11-18T11:08:00Z","until":"2026-11-18T11:10:00Z"}"#; // 80 s to 200 s
-    let (status, body) = call(&api, events_api::Route::Recover, shared::Inbound::new(http::Method::POST, window)).await;
+    let (status, body) =
+        call(&api, events_api::Route::Recover, shared::pipeline::Inbound::new(http::Method::POST, window)).await;
     assert_eq!((status, body["resent"].as_u64()), (202, Some(1)));
     let queued = h.drain_events().await;
     assert_eq!(queued.iter().map(|e| e.id.as_str()).collect::<Vec<_>>(), [undelivered.as_str()]);
@@ -420,7 +423,8 @@ async fn recover_resends_only_undelivered_events_in_its_window() {
         r#"{"until":"2026-11-18T11:10:00Z"}"#,
         r#"{"since":"2026-11-18T11:08:00Z","extra":1}"#,
     ] {
-        let status = call(&api, events_api::Route::Recover, shared::Inbound::new(http::Method::POST, bad)).await.0;
+        let status =
+            call(&api, events_api::Route::Recover, shared::pipeline::Inbound::new(http::Method::POST, bad)).await.0;
         assert_eq!(status, 400, "{bad}");
     }
 }

@@ -8,7 +8,9 @@ use aws_lc_rs::hmac;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use notifier::{Notifier, NotifierConfig};
-use shared::{Secret, Status, Webhook};
+use shared::model::Status;
+use shared::pipeline::Webhook;
+use shared::runtime::config::Secret;
 use time::OffsetDateTime;
 use wiremock::matchers::{header, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
@@ -30,7 +32,12 @@ fn notifier(h: &Harness, merchant: &MockServer, timeout: Duration) -> Notifier {
 }
 
 /// The notifier, writing through `store`.
-fn notifier_on(h: &Harness, store: shared::TransactionStore, merchant: &MockServer, timeout: Duration) -> Notifier {
+fn notifier_on(
+    h: &Harness,
+    store: shared::storage::TransactionStore,
+    merchant: &MockServer,
+    timeout: Duration,
+) -> Notifier {
     let config = NotifierConfig {
         notify_url: format!("{}/payments/webhook", merchant.uri()),
         table_name: h.resources.table_name.clone(),
@@ -92,7 +99,7 @@ async fn delivers_a_signed_event_and_clears_pending() {
     let requests = merchant.received_requests().await.expect("recorded");
     assert_eq!(requests.len(), 1);
     let request = &requests[0];
-    let event: shared::MerchantEvent = serde_json::from_slice(&request.body).expect("event JSON");
+    let event: shared::model::MerchantEvent = serde_json::from_slice(&request.body).expect("event JSON");
     assert_eq!(event.kind, "transaction.completed");
     assert_eq!(event.data.reference, rrn);
     assert_eq!(request.headers.get("webhook-id").and_then(|v| v.to_str().ok()), Some(event.id.as_str()));
@@ -113,7 +120,7 @@ async fn delivers_a_signed_event_and_clears_pending() {
         "azqr",
         &rrn,
         Status::Completed,
-        shared::NotificationOutcome::Delivered,
+        shared::model::NotificationOutcome::Delivered,
         OffsetDateTime::now_utc(),
     );
     assert!(!again.await.expect("update"));
@@ -340,7 +347,7 @@ async fn a_delivery_the_event_log_missed_is_delivered_again_and_then_logged() {
     let client = aws_sdk_dynamodb::Client::from_conf(
         h.dynamodb.config().to_builder().interceptor(EventLogDown(1.into())).build(),
     );
-    let store = shared::TransactionStore::new(client, &h.resources.table_name);
+    let store = shared::storage::TransactionStore::new(client, &h.resources.table_name);
     let notifier = notifier_on(&h, store, &merchant, Duration::from_secs(5));
     let id = shared::model::event_id("azqr", &rrn, Status::Completed);
     let log = h.store.event_log(Duration::from_secs(86_400));

@@ -5,8 +5,8 @@ use crate::support::{unique_number, Harness};
 use proptest::collection::vec;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
-use shared::model::{decide, Decision};
-use shared::{Observation, Status, WriteOutcome};
+use shared::model::{decide, Decision, Observation, Status};
+use shared::storage::WriteOutcome;
 use time::OffsetDateTime;
 
 fn status() -> impl Strategy<Value = Status> {

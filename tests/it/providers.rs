@@ -12,8 +12,8 @@ use crate::support::{dev_env, root, unique_number, Harness};
 use local_pipeline::chaos::traffic::Rng;
 use provider_catalog::EachSimulator;
 use provider_testkit::Simulator;
-use shared::model::{decide, event_id, Decision};
-use shared::{Inbound, Provider, Status, Webhook};
+use shared::model::{decide, event_id, Decision, Status};
+use shared::pipeline::{Inbound, Provider, Webhook};
 use time::OffsetDateTime;
 
 pub fn at(seconds: i64) -> OffsetDateTime {
@@ -134,7 +134,7 @@ async fn conflicting_finals<S: Simulator>() {
     assert_eq!(record.conflicts[0].status, S::status_of(second), "{name}");
     let events = h.drain_events().await;
     let ids: Vec<&str> = events.iter().map(|e| e.id.as_str()).collect();
-    let conflict_id = shared::model::notification::conflict_event_id(name, &stored, S::status_of(second));
+    let conflict_id = shared::model::conflict_event_id(name, &stored, S::status_of(second));
     assert_eq!(
         ids,
         [event_id(name, &stored, S::status_of(first)).as_str(), &conflict_id],

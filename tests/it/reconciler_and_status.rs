@@ -5,8 +5,9 @@ use std::collections::HashMap;
 use crate::support::{unique_rrn, Harness};
 use lambda_http::{Body, RequestExt};
 use reconciler::Reconciler;
-use shared::model::event_id;
-use shared::{NotificationOutcome, Secret, Status, Webhook};
+use shared::model::{event_id, NotificationOutcome, Status};
+use shared::pipeline::Webhook;
+use shared::runtime::config::Secret;
 use time::{Duration, OffsetDateTime};
 use transactions_api::TransactionsApi;
 
@@ -183,7 +184,7 @@ async fn the_reconciler_goes_on_past_a_failed_send_and_retries_it_next_run() {
     let sqs = aws_sdk_sqs::Client::from_conf(
         h.sqs.config().to_builder().interceptor(NthBatchFails(2, Default::default())).build(),
     );
-    let queue = shared::EventQueue::new(sqs, &h.resources.queue_url);
+    let queue = shared::storage::EventQueue::new(sqs, &h.resources.queue_url);
     let reconciler = Reconciler::new(h.store.clone(), queue);
 
     let sent = reconciler.run(now).await.expect("run");

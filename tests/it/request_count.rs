@@ -9,7 +9,10 @@ use std::sync::{Arc, Mutex};
 use crate::support::{unique_rrn, Harness};
 use aws_sdk_dynamodb::config::interceptors::BeforeTransmitInterceptorContextRef;
 use aws_sdk_dynamodb::config::{ConfigBag, Intercept, RuntimeComponents};
-use shared::{EventQueue, NotificationOutcome, Secret, Status, TransactionStore, Webhook};
+use shared::model::{NotificationOutcome, Status};
+use shared::pipeline::Webhook;
+use shared::runtime::config::Secret;
+use shared::storage::{EventQueue, TransactionStore};
 use time::OffsetDateTime;
 
 /// Counts requests by operation (`x-amz-target`, e.g. `DynamoDB_20120810.UpdateItem`).
@@ -145,11 +148,11 @@ async fn one_dynamodb_request_per_webhook_and_one_sqs_send_per_final_transition(
 async fn a_sync_run_costs_one_query_per_provider_and_one_write_per_transaction() {
     use azqr_webhook::simulator::AzqrSimulator;
     use provider_testkit::Simulator;
-    use shared::Provider;
+    use shared::pipeline::Provider;
     let h = Harness::new().await;
     let counter = Counter::default();
     let (store, queue) = counted(&h, &counter);
-    let recorder = shared::Recorder::new(store, queue, Default::default());
+    let recorder = shared::pipeline::Recorder::new(store, queue, Default::default());
     let (azqr, env) = crate::providers::simulation::<AzqrSimulator>().await;
     let webhook = Webhook::with_recorder(azqr_webhook::Azqr::from_env(&env).expect("azqr"), recorder.clone());
     let group_of = |rrn: &&String| {

@@ -8,9 +8,11 @@ use std::time::Duration;
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use futures_util::StreamExt;
-use shared::event_log::{Attempt, AttemptKind};
 use shared::model::shard::{FEED_SHARDS, PENDING_SHARDS, SYNC_SHARDS};
-use shared::{MerchantEvent, Secret, Webhook};
+use shared::model::MerchantEvent;
+use shared::pipeline::Webhook;
+use shared::runtime::config::Secret;
+use shared::storage::{Attempt, AttemptKind};
 use time::OffsetDateTime;
 
 use crate::support::{unique_rrn, Harness};
@@ -67,7 +69,7 @@ async fn a_few_hundred_transactions_spread_over_every_sharded_index() {
     let pending: BTreeSet<&str> = items.iter().filter_map(|i| text(i, "notification_pending")).collect();
     let feed: BTreeSet<&str> = items.iter().filter_map(|i| text(i, "feed")).collect();
     let pending_values = shared::model::NotificationPending::index_values();
-    let feed_values = shared::event_log::feed_values();
+    let feed_values = shared::storage::feed_values();
     assert!(pending.iter().all(|v| pending_values.iter().any(|known| known == v)), "{pending:?}");
     assert!(feed.iter().all(|v| feed_values.iter().any(|known| known == v)), "{feed:?}");
     println!(
@@ -119,7 +121,7 @@ async fn an_event_with_thousands_of_attempts_stays_bounded_and_is_marked_deliver
     let h = Harness::new().await;
     let log = h.store.event_log(Duration::from_secs(86_400));
     let now = OffsetDateTime::now_utc();
-    let mut record: shared::TransactionRecord = serde_json::from_value(serde_json::json!({
+    let mut record: shared::model::TransactionRecord = serde_json::from_value(serde_json::json!({
         "provider": "azqr", "reference": unique_rrn(), "status": "completed", "provider_status": "completed",
         "first_seen_at": "2026-11-30T00:00:00Z", "updated_at": "2026-11-30T00:00:00Z"
     }))

@@ -8,9 +8,10 @@ use std::sync::Arc;
 
 use crate::request_count::Counter;
 use crate::support::{closed_port_endpoint, unique_number, unique_rrn, Harness};
+use aws_sdk_secretsmanager::Client as SecretsClient;
 use azqr_webhook::Azqr;
-use shared::secrets::SecretsClient;
-use shared::{ConfigError, Env, Recorder, Webhook};
+use shared::pipeline::{Recorder, Webhook};
+use shared::runtime::config::{ConfigError, Env};
 use time::{Duration, OffsetDateTime};
 
 const GET: &str = "secretsmanager.GetSecretValue";

@@ -6,7 +6,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use aws_sdk_sqs::types::Message;
 use local_pipeline::{dynamodb_client, sqs_client, Resources, Template};
-use shared::{EventQueue, MerchantEvent, TransactionStore};
+use shared::model::MerchantEvent;
+use shared::storage::{EventQueue, TransactionStore};
 
 pub fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).to_path_buf()
@@ -57,7 +58,7 @@ pub struct Harness {
     pub store: TransactionStore,
     pub queue: EventQueue,
     /// Secrets Manager on moto's server.
-    pub secrets: shared::secrets::SecretsClient,
+    pub secrets: aws_sdk_secretsmanager::Client,
 }
 
 impl Harness {
@@ -152,17 +153,17 @@ impl Harness {
 /// The providers come from the registry. Each reads its secret as its Lambda function
 /// does: by ARN from Secrets Manager (moto), where the dev values were put.
 pub struct DevWebhooks {
-    store: shared::TransactionStore,
-    queue: shared::EventQueue,
+    store: shared::storage::TransactionStore,
+    queue: shared::storage::EventQueue,
     transactions: transactions_api::TransactionsApi,
     events: events_api::EventsApi,
     /// The development values (what the simulators sign with).
     pub env: local_pipeline::DevEnv,
     /// What the functions get: the secrets' ARNs, no plain secret value.
     pub lambda_env: std::sync::Arc<local_pipeline::LambdaEnv>,
-    secrets: shared::secrets::SecretsClient,
+    secrets: aws_sdk_secretsmanager::Client,
     /// Where a webhook that is a hint is queued (Pagstar's), and read from.
-    hint_queue: shared::hints::HintQueue,
+    hint_queue: shared::storage::HintQueue,
 }
 
 impl DevWebhooks {
@@ -189,7 +190,7 @@ impl DevWebhooks {
             env,
             lambda_env,
             secrets: h.secrets.clone(),
-            hint_queue: shared::hints::HintQueue::new(h.sqs.clone(), &h.resources.hint_queue_url),
+            hint_queue: shared::storage::HintQueue::new(h.sqs.clone(), &h.resources.hint_queue_url),
         }
     }
 
@@ -230,26 +231,29 @@ struct Pick<'a> {
 
 impl provider_catalog::EachSimulator for Pick<'_> {
     fn simulator<S: provider_testkit::Simulator>(&mut self) {
-        use shared::Provider;
+        use shared::pipeline::Provider;
         if S::Provider::NAME != self.folder {
             return;
         }
-        let recorder =
-            shared::Recorder::new(self.webhooks.store.clone(), self.webhooks.queue.clone(), Default::default());
-        let env: std::sync::Arc<dyn shared::Env + Send + Sync> = self.webhooks.lambda_env.clone();
+        let recorder = shared::pipeline::Recorder::new(
+            self.webhooks.store.clone(),
+            self.webhooks.queue.clone(),
+            Default::default(),
+        );
+        let env: std::sync::Arc<dyn shared::runtime::config::Env + Send + Sync> = self.webhooks.lambda_env.clone();
         let secrets = self.webhooks.secrets.clone();
         let folder = self.folder.to_owned();
         let hint_queue = self.webhooks.hint_queue.clone();
         let (request, now) = (self.request.take().expect("one provider per name"), self.now);
         self.answer = Some(Box::pin(async move {
-            let provider = shared::Webhook::<S::Provider>::provider_from_env(env, &secrets, now)
+            let provider = shared::pipeline::Webhook::<S::Provider>::provider_from_env(env, &secrets, now)
                 .await
                 .unwrap_or_else(|e| panic!("{folder}: {e}"));
-            let webhook = std::sync::Arc::new(shared::Webhook::rotating(provider, recorder));
-            let Some(relay) = shared::hints::HintRelay::<S::Provider>::new(hint_queue.clone()) else {
+            let webhook = std::sync::Arc::new(shared::pipeline::Webhook::rotating(provider, recorder));
+            let Some(relay) = shared::pipeline::HintRelay::<S::Provider>::new(hint_queue.clone()) else {
                 return webhook.handle(request, now).await.status().as_u16();
             };
-            let status = relay.answer(&shared::Inbound::from_lambda(request)).await.status().as_u16();
+            let status = relay.answer(&shared::pipeline::Inbound::from_lambda(request)).await.status().as_u16();
             let consumer =
                 local_pipeline::triggers::HintConsumer::new(hint_queue.client().clone(), hint_queue.url(), webhook);
             consumer.drain_at(now).await.expect("hint queue");

@@ -11,9 +11,9 @@ use crate::support::{unique_number, unique_rrn, Harness};
 use http::Method;
 use local_pipeline::DevEnv;
 use provider_testkit::Simulator;
-use shared::model::sync::{index_time, GIVE_UP_AFTER};
-use shared::model::{event_id, SyncPolicy, SyncState};
-use shared::{Env, Inbound, Provider, Recorder, Status, Webhook};
+use shared::model::{event_id, index_time, Status, SyncPolicy, SyncState, GIVE_UP_AFTER};
+use shared::pipeline::{Inbound, Provider, Recorder, Webhook};
+use shared::runtime::config::Env;
 use status_sync::{ProviderRun, StatusSync};
 use transactions_api::TransactionsApi;
 

@@ -8,11 +8,10 @@
 
 use http::StatusCode;
 use serde::Deserialize;
-use shared::config::Setting;
-use shared::{
-    check_shared_secret, parse_json, parse_status, ConfigError, Env, Inbound, Observation, Provider, Secret,
-    SecretSpec, Status, WebhookError,
-};
+use shared::model::{Observation, Status};
+use shared::pipeline::{check_shared_secret, parse_json, parse_status, Inbound, Provider, WebhookError};
+use shared::runtime::config::{ConfigError, Env, Secret, Setting};
+use shared::runtime::SecretSpec;
 use time::OffsetDateTime;
 
 #[cfg(feature = "simulator")]
@@ -137,8 +136,8 @@ impl Provider for Azqr {
         Ok(Azqr::new(env.secret("AZQR_API_KEY")?))
     }
 
-    fn status_api(env: &impl Env) -> Result<Option<Box<dyn shared::StatusSource>>, ConfigError> {
-        Ok(AzqrStatusApi::from_env(env)?.map(|api| Box::new(api) as Box<dyn shared::StatusSource>))
+    fn status_api(env: &impl Env) -> Result<Option<Box<dyn shared::pipeline::StatusSource>>, ConfigError> {
+        Ok(AzqrStatusApi::from_env(env)?.map(|api| Box::new(api) as Box<dyn shared::pipeline::StatusSource>))
     }
     type Verified = AzqrVerified;
 

@@ -1,4 +1,4 @@
 #[tokio::main]
-async fn main() -> Result<(), shared::lambda::Error> {
-    shared::lambda::serve::<azqr_webhook::Azqr>().await
+async fn main() -> Result<(), shared::runtime::Error> {
+    shared::runtime::serve::<azqr_webhook::Azqr>().await
 }

@@ -2,8 +2,9 @@
 //! the merchant's key in the `apiKey` header, answering `{"status", "description"}`.
 
 use serde::Deserialize;
-use shared::sync::{StatusFuture, CONNECT_TIMEOUT, REQUEST_TIMEOUT};
-use shared::{parse_status, ConfigError, Env, Observation, Provider, Secret, Status, SyncError, TransactionRecord};
+use shared::model::{Observation, Status, TransactionRecord};
+use shared::pipeline::{parse_status, Provider, StatusFuture, SyncError, CONNECT_TIMEOUT, REQUEST_TIMEOUT};
+use shared::runtime::config::{ConfigError, Env, Secret};
 use time::OffsetDateTime;
 
 use crate::{Azqr, AzqrStatus};
@@ -48,13 +49,13 @@ pub struct AzqrStatusApi {
 impl AzqrStatusApi {
     /// `AZQR_API_URL` (unset: no sync for AZQR) and `AZQR_API_KEY`.
     pub fn from_env(env: &impl Env) -> Result<Option<Self>, ConfigError> {
-        let Some(api_url) = shared::config::api_url(env, "AZQR_API_URL")? else {
+        let Some(api_url) = shared::runtime::config::api_url(env, "AZQR_API_URL")? else {
             return Ok(None);
         };
         let http = reqwest::Client::builder()
             .timeout(REQUEST_TIMEOUT)
             .connect_timeout(CONNECT_TIMEOUT)
-            .pool_max_idle_per_host(shared::sync::IDLE_CONNECTIONS)
+            .pool_max_idle_per_host(shared::pipeline::IDLE_CONNECTIONS)
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| ConfigError::Invalid { name: "AZQR_API_URL", reason: format!("HTTP client: {e}") })?;
@@ -64,7 +65,7 @@ impl AzqrStatusApi {
     async fn ask(&self, rrn: &str) -> Result<Option<Observation>, SyncError> {
         let response = self
             .http
-            .get(format!("{}/qr/{}/status", self.api_url, shared::sync::path_segment(rrn)))
+            .get(format!("{}/qr/{}/status", self.api_url, shared::pipeline::path_segment(rrn)))
             .header("apiKey", self.api_key.expose())
             .send()
             .await
@@ -96,7 +97,7 @@ impl AzqrStatusApi {
     }
 }
 
-impl shared::StatusSource for AzqrStatusApi {
+impl shared::pipeline::StatusSource for AzqrStatusApi {
     fn status<'a>(&'a self, record: &'a TransactionRecord, _now: OffsetDateTime) -> StatusFuture<'a> {
         Box::pin(self.ask(&record.reference))
     }
@@ -105,7 +106,7 @@ impl shared::StatusSource for AzqrStatusApi {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use shared::StatusSource;
+    use shared::pipeline::StatusSource;
     use wiremock::matchers::{header, method, path};
     use wiremock::{Mock, MockServer, ResponseTemplate};
 

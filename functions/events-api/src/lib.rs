@@ -15,10 +15,11 @@ use std::time::Duration;
 use http::{Method, StatusCode};
 use lambda_http::{Body, Request, Response};
 use serde::Deserialize;
-use shared::edge::error_response;
-use shared::event_log::{is_position, EventQuery, StoredEvent};
-use shared::model::notification::EVENT_TYPES;
-use shared::{ConfigError, Env, EventLog, EventQueue, Inbound, TransactionStore};
+use shared::model::EVENT_TYPES;
+use shared::pipeline::Inbound;
+use shared::runtime::config::{ConfigError, Env};
+use shared::runtime::error_response;
+use shared::storage::{is_position, EventLog, EventQuery, EventQueue, StoredEvent, TransactionStore};
 use time::OffsetDateTime;
 
 /// Every route, as in template.yaml and openapi.yaml.
@@ -38,7 +39,8 @@ pub const DEFAULT_LIMIT: usize = 50;
 const MAX_RECOVER: usize = 10_000;
 
 /// The variables the function reads.
-pub const SETTINGS: [shared::config::Setting; 2] = [shared::config::TABLE_NAME, shared::config::QUEUE_URL];
+pub const SETTINGS: [shared::runtime::config::Setting; 2] =
+    [shared::runtime::config::TABLE_NAME, shared::runtime::config::QUEUE_URL];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Route {
@@ -109,8 +111,8 @@ impl EventsApi {
 
     /// Reads [`SETTINGS`].
     pub async fn from_env(env: &impl Env) -> Result<Self, ConfigError> {
-        let storage = shared::config::StorageConfig::from_env(env)?;
-        let aws = shared::AwsClients::from_env().await;
+        let storage = shared::runtime::config::StorageConfig::from_env(env)?;
+        let aws = shared::runtime::AwsClients::from_env().await;
         let store = TransactionStore::new(aws.dynamodb, storage.table_name);
         let retention = Duration::from_secs(30 * 24 * 60 * 60); // only the notifier writes
         Ok(EventsApi::new(store.event_log(retention), EventQueue::new(aws.sqs, storage.queue_url)))
@@ -184,7 +186,7 @@ impl EventsApi {
             #[serde(default, with = "time::serde::rfc3339::option")]
             until: Option<OffsetDateTime>,
         }
-        let window: Window = shared::parse_json(&request.body).map_err(|e| Refusal {
+        let window: Window = shared::pipeline::parse_json(&request.body).map_err(|e| Refusal {
             status: e.status(),
             code: e.code(),
             message: e.public_message(),
@@ -207,7 +209,7 @@ impl EventsApi {
         loop {
             let page = self.log.list(&query).await.map_err(|e| Refusal::internal(&e))?;
             // Ten to a SendMessageBatch: a large window is sent in a fraction of the calls.
-            let events: Vec<shared::queue::Resend<'_>> = page.events.iter().map(to_resend).collect();
+            let events: Vec<shared::storage::Resend<'_>> = page.events.iter().map(to_resend).collect();
             let nonce = now.unix_timestamp_nanos();
             resent += self.queue.resend_batch(&events, "recover", nonce).await.map_err(|e| Refusal::internal(&e))?;
             match page.next {
@@ -231,13 +233,13 @@ impl EventsApi {
 }
 
 /// A stored event as the queue sends it again: its body, its transaction's group, its id.
-fn to_resend(event: &StoredEvent) -> shared::queue::Resend<'_> {
+fn to_resend(event: &StoredEvent) -> shared::storage::Resend<'_> {
     let data = &event.event["data"];
     let group = shared::model::transaction_key(
         data["provider"].as_str().unwrap_or_default(),
         data["reference"].as_str().unwrap_or_default(),
     );
-    shared::queue::Resend { body: &event.body, group, event_id: event.id() }
+    shared::storage::Resend { body: &event.body, group, event_id: event.id() }
 }
 
 /// An event as the API shows it: the event as delivered, `delivered_at` and `attempt_count`.

@@ -1,11 +1,12 @@
 use events_api::EventsApi;
 use lambda_http::{service_fn, Request};
-use shared::{lambda, ProcessEnv};
+use shared::runtime;
+use shared::runtime::config::ProcessEnv;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
-    lambda::init_tracing();
-    let api = lambda::or_exit(EventsApi::from_env(&ProcessEnv).await);
+    runtime::init_tracing();
+    let api = runtime::or_exit(EventsApi::from_env(&ProcessEnv).await);
     let api = &api;
     lambda_http::run(service_fn(move |request: Request| async move {
         Ok::<_, std::convert::Infallible>(api.handle(request).await)

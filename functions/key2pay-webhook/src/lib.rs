@@ -9,10 +9,10 @@
 use http::StatusCode;
 use serde::Deserialize;
 use serde_json::value::RawValue;
-use shared::{
-    check_shared_secret, parse_json, parse_status, Amount, ConfigError, Env, Inbound, Observation, Provider, Secret,
-    SecretSpec, Status, WebhookError,
-};
+use shared::model::{Amount, Observation, Status};
+use shared::pipeline::{check_shared_secret, parse_json, parse_status, Inbound, Provider, WebhookError};
+use shared::runtime::config::{ConfigError, Env, Secret};
+use shared::runtime::SecretSpec;
 use time::OffsetDateTime;
 
 #[cfg(feature = "simulator")]

@@ -1,4 +1,4 @@
 #[tokio::main]
-async fn main() -> Result<(), shared::lambda::Error> {
-    shared::lambda::serve::<key2pay_webhook::Key2Pay>().await
+async fn main() -> Result<(), shared::runtime::Error> {
+    shared::runtime::serve::<key2pay_webhook::Key2Pay>().await
 }

@@ -7,7 +7,9 @@ use http::Method;
 use provider_testkit::Simulator;
 use provider_testkit::{Fixture, Load, SimulatorError, Variables};
 use serde_json::json;
-use shared::{Env, Inbound, Status};
+use shared::model::Status;
+use shared::pipeline::Inbound;
+use shared::runtime::config::Env;
 use time::OffsetDateTime;
 
 use crate::Key2Pay;

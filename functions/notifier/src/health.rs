@@ -11,7 +11,7 @@
 use std::time::Duration;
 
 use aws_sdk_dynamodb::types::AttributeValue;
-use shared::store::{ItemEdit, ItemWrite, StoreError};
+use shared::storage::{ItemEdit, ItemWrite, StoreError};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 use tokio::sync::Mutex;

@@ -16,11 +16,10 @@ use std::time::Duration;
 
 use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 use futures_util::future::join_all;
-use shared::config::Setting;
-use shared::event_log::{Attempt, AttemptKind, MAX_RESPONSE_BYTES};
-use shared::{
-    ConfigError, Env, EventLog, MerchantEvent, NotificationOutcome, Rotating, Secret, SecretSpec, TransactionStore,
-};
+use shared::model::{MerchantEvent, NotificationOutcome};
+use shared::runtime::config::{ConfigError, Env, Secret, Setting};
+use shared::runtime::{Rotating, SecretSpec};
+use shared::storage::{Attempt, AttemptKind, EventLog, TransactionStore, MAX_RESPONSE_BYTES};
 use time::OffsetDateTime;
 
 pub mod health;
@@ -79,8 +78,8 @@ const FAILING_ALERT: Setting = Setting::positive(
 /// The variables the function reads.
 pub const SETTINGS: [Setting; 7] = [
     NOTIFY_URL,
-    shared::config::TABLE_NAME,
-    shared::config::QUEUE_URL,
+    shared::runtime::config::TABLE_NAME,
+    shared::runtime::config::QUEUE_URL,
     DEAD_LETTER_QUEUE_URL,
     RETENTION,
     FAILING_ALERT,
@@ -93,8 +92,8 @@ impl NotifierConfig {
         let days = RETENTION.number_from(env)?.min(3650);
         Ok(NotifierConfig {
             notify_url: env.required(NOTIFY_URL.name)?,
-            table_name: env.required(shared::config::TABLE_NAME.name)?,
-            queue_url: env.required(shared::config::QUEUE_URL.name)?,
+            table_name: env.required(shared::runtime::config::TABLE_NAME.name)?,
+            queue_url: env.required(shared::runtime::config::QUEUE_URL.name)?,
             dead_letter_queue_url: env.required(DEAD_LETTER_QUEUE_URL.name)?,
             event_retention: Duration::from_secs(days * 24 * 60 * 60),
             failing_alert: Duration::from_secs(FAILING_ALERT.number_from(env)? * 60),
@@ -128,7 +127,7 @@ pub fn fixed_signers(secret: &str) -> Result<Signers, ConfigError> {
 /// The signers of [`SECRET`] as `env` configures it, read again every 5 minutes.
 pub async fn signers_from_env(
     env: Arc<dyn Env + Send + Sync>,
-    secrets: &shared::secrets::SecretsClient,
+    secrets: &shared::runtime::SecretsClient,
     now: OffsetDateTime,
 ) -> Result<Signers, ConfigError> {
     Rotating::load(SECRET, env, secrets, None, now, Box::new(|env| signers(&env.secret("NOTIFY_SECRET")?))).await
@@ -250,7 +249,7 @@ impl Notifier {
     /// With AWS clients from the Lambda environment, and the notify secret read at init.
     pub async fn from_env(env: Arc<dyn Env + Send + Sync>, now: OffsetDateTime) -> Result<Self, ConfigError> {
         let config = NotifierConfig::from_env(&env)?;
-        let aws = shared::AwsClients::from_env().await;
+        let aws = shared::runtime::AwsClients::from_env().await;
         let signers = signers_from_env(env, &aws.secrets, now).await?;
         let store = TransactionStore::new(aws.dynamodb, &config.table_name);
         Notifier::new(config, signers, store, aws.sqs, DELIVERY_TIMEOUT)
@@ -353,7 +352,7 @@ impl Notifier {
         now: OffsetDateTime,
     ) -> bool {
         let kind =
-            message.message_attributes.get(shared::queue::KIND_ATTRIBUTE).and_then(|a| a.string_value.as_deref());
+            message.message_attributes.get(shared::storage::KIND_ATTRIBUTE).and_then(|a| a.string_value.as_deref());
         let attempt = Attempt {
             at: now,
             status: answer.status,
@@ -382,7 +381,7 @@ impl Notifier {
                     alarm = "merchant_endpoint_failing",
                     "every delivery to the merchant has failed for too long"
                 );
-                shared::metrics::count(health::FAILING_METRIC, &event.data.provider);
+                shared::runtime::metrics::count(health::FAILING_METRIC, &event.data.provider);
             }
             Ok(None) => {}
             Err(error) => tracing::warn!(error = %error, "delivery health not recorded"),
@@ -396,7 +395,7 @@ impl Notifier {
     /// written long before the notifier reads the progress events queued ahead of it in
     /// the transaction's FIFO group, and those are delivered, in order.
     async fn overtaken(&self, event: &MerchantEvent) -> bool {
-        if event.kind != shared::model::notification::UPDATED_EVENT_TYPE {
+        if event.kind != shared::model::UPDATED_EVENT_TYPE {
             return false;
         }
         let (provider, reference) = (event.data.provider.as_str(), event.data.reference.as_str());

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 use serde_json::value::RawValue;
-use shared::{ConfigError, Env, Secret};
+use shared::runtime::config::{ConfigError, Env, Secret};
 use tokio::sync::Mutex;
 
 /// Per-request limit for every call to Pagstar.
@@ -91,9 +91,9 @@ impl PagstarConfig {
     /// Reads `PAGSTAR_API_URL`, `PAGSTAR_CLIENT_ID`, `PAGSTAR_CLIENT_SECRET` and, together
     /// or not at all, `PAGSTAR_CLIENT_CERT` and `PAGSTAR_CLIENT_KEY` (PEM; literal `\n` allowed).
     pub fn from_env(env: &impl Env) -> Result<Self, ConfigError> {
-        let api_url = shared::config::api_url(env, crate::PAGSTAR_API_URL.name)?
+        let api_url = shared::runtime::config::api_url(env, crate::PAGSTAR_API_URL.name)?
             .ok_or(ConfigError::Missing(crate::PAGSTAR_API_URL.name))?;
-        let pem = |value: String| shared::config::multiline(&value);
+        let pem = |value: String| shared::runtime::config::multiline(&value);
         let client_identity = match (env.optional("PAGSTAR_CLIENT_CERT"), env.optional("PAGSTAR_CLIENT_KEY")) {
             (Some(cert), Some(key)) => Some((pem(cert), Secret::new(pem(key)))),
             (None, None) => None,
@@ -126,7 +126,7 @@ impl PagstarApi {
         let mut builder = reqwest::Client::builder()
             .timeout(REQUEST_TIMEOUT)
             .connect_timeout(CONNECT_TIMEOUT)
-            .pool_max_idle_per_host(shared::sync::IDLE_CONNECTIONS)
+            .pool_max_idle_per_host(shared::pipeline::IDLE_CONNECTIONS)
             .redirect(reqwest::redirect::Policy::none())
             .https_only(config.api_url.starts_with("https://"));
         let uses_client_certificate = config.client_identity.is_some();
@@ -168,7 +168,7 @@ impl PagstarApi {
             let token = self.token(refused.as_ref()).await?;
             let response = self
                 .http
-                .get(format!("{}/cob/{}", self.api_url, shared::sync::path_segment(txid)))
+                .get(format!("{}/cob/{}", self.api_url, shared::pipeline::path_segment(txid)))
                 .bearer_auth(token.expose())
                 .send()
                 .await

@@ -14,11 +14,10 @@
 
 use http::StatusCode;
 use serde::Deserialize;
-use shared::config::Setting;
-use shared::{
-    parse_json, parse_status, Amount, ConfigError, Env, Inbound, Observation, Provider, SecretSpec, Status,
-    WebhookError,
-};
+use shared::model::{Amount, Observation, Status};
+use shared::pipeline::{parse_json, parse_status, Inbound, Provider, WebhookError};
+use shared::runtime::config::{ConfigError, Env, Setting};
+use shared::runtime::SecretSpec;
 use time::OffsetDateTime;
 
 pub mod client;
@@ -204,8 +203,8 @@ impl Provider for Pagstar {
         Ok(Pagstar::new(PagstarApi::new(PagstarConfig::from_env(env)?)?))
     }
 
-    fn status_api(env: &impl Env) -> Result<Option<Box<dyn shared::StatusSource>>, ConfigError> {
-        Ok(PagstarStatusApi::from_env(env)?.map(|api| Box::new(api) as Box<dyn shared::StatusSource>))
+    fn status_api(env: &impl Env) -> Result<Option<Box<dyn shared::pipeline::StatusSource>>, ConfigError> {
+        Ok(PagstarStatusApi::from_env(env)?.map(|api| Box::new(api) as Box<dyn shared::pipeline::StatusSource>))
     }
 
     type Verified = Vec<PagstarCharge>;
@@ -235,7 +234,7 @@ impl Provider for Pagstar {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use shared::Secret;
+    use shared::runtime::config::Secret;
     use wiremock::matchers::{body_string_contains, header, method, path};
     use wiremock::{Mock, MockServer, ResponseTemplate};
 

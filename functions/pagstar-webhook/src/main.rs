@@ -1,4 +1,4 @@
 #[tokio::main]
-async fn main() -> Result<(), shared::lambda::Error> {
-    shared::lambda::serve::<pagstar_webhook::Pagstar>().await
+async fn main() -> Result<(), shared::runtime::Error> {
+    shared::runtime::serve::<pagstar_webhook::Pagstar>().await
 }

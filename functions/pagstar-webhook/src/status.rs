@@ -1,8 +1,9 @@
 //! Pagstar for the status sync: `GET /cob/{txid}` with the client the webhook uses, and
 //! the same reading of its answer (BACEN's expiry rule included).
 
-use shared::sync::StatusFuture;
-use shared::{ConfigError, Env, Observation, SyncError, TransactionRecord};
+use shared::model::{Observation, TransactionRecord};
+use shared::pipeline::{StatusFuture, SyncError};
+use shared::runtime::config::{ConfigError, Env};
 use time::OffsetDateTime;
 
 use crate::{Pagstar, PagstarApi, PagstarCharge, PagstarConfig, PagstarError};
@@ -42,7 +43,7 @@ fn scoped(error: PagstarError) -> SyncError {
     }
 }
 
-impl shared::StatusSource for PagstarStatusApi {
+impl shared::pipeline::StatusSource for PagstarStatusApi {
     fn status<'a>(&'a self, record: &'a TransactionRecord, now: OffsetDateTime) -> StatusFuture<'a> {
         Box::pin(self.ask(&record.reference, now))
     }

@@ -10,11 +10,10 @@
 use http::StatusCode;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
-use shared::config::Setting;
-use shared::{
-    parse_json, parse_status, ConfigError, Env, Inbound, Observation, Provider, Secret, SecretSpec, Status,
-    WebhookError,
-};
+use shared::model::{Observation, Status};
+use shared::pipeline::{parse_json, parse_status, Inbound, Provider, WebhookError};
+use shared::runtime::config::{ConfigError, Env, Secret, Setting};
+use shared::runtime::SecretSpec;
 use time::OffsetDateTime;
 
 #[cfg(feature = "simulator")]
@@ -210,8 +209,8 @@ impl Provider for Pay3 {
         Ok(Pay3::new(&secret, algorithm))
     }
 
-    fn status_api(env: &impl Env) -> Result<Option<Box<dyn shared::StatusSource>>, ConfigError> {
-        Ok(Pay3StatusApi::from_env(env)?.map(|api| Box::new(api) as Box<dyn shared::StatusSource>))
+    fn status_api(env: &impl Env) -> Result<Option<Box<dyn shared::pipeline::StatusSource>>, ConfigError> {
+        Ok(Pay3StatusApi::from_env(env)?.map(|api| Box::new(api) as Box<dyn shared::pipeline::StatusSource>))
     }
 
     type Verified = Pay3Claims;

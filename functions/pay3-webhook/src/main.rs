@@ -1,4 +1,4 @@
 #[tokio::main]
-async fn main() -> Result<(), shared::lambda::Error> {
-    shared::lambda::serve::<pay3_webhook::Pay3>().await
+async fn main() -> Result<(), shared::runtime::Error> {
+    shared::runtime::serve::<pay3_webhook::Pay3>().await
 }

@@ -5,8 +5,9 @@
 //! `details.request_id`.
 
 use serde::Deserialize;
-use shared::sync::{StatusFuture, CONNECT_TIMEOUT, REQUEST_TIMEOUT};
-use shared::{parse_status, ConfigError, Env, Observation, Provider, Secret, Status, SyncError, TransactionRecord};
+use shared::model::{Observation, Status, TransactionRecord};
+use shared::pipeline::{parse_status, Provider, StatusFuture, SyncError, CONNECT_TIMEOUT, REQUEST_TIMEOUT};
+use shared::runtime::config::{ConfigError, Env, Secret};
 use time::OffsetDateTime;
 
 use crate::{Pay3, Pay3Order, Pay3OrderStatus};
@@ -54,13 +55,13 @@ pub struct Pay3StatusApi {
 impl Pay3StatusApi {
     /// `PAY3_API_URL` (unset: no sync for Pay3), `PAY3_CLIENT_ID` and `PAY3_ACCESS_TOKEN`.
     pub fn from_env(env: &impl Env) -> Result<Option<Self>, ConfigError> {
-        let Some(api_url) = shared::config::api_url(env, "PAY3_API_URL")? else {
+        let Some(api_url) = shared::runtime::config::api_url(env, "PAY3_API_URL")? else {
             return Ok(None);
         };
         let http = reqwest::Client::builder()
             .timeout(REQUEST_TIMEOUT)
             .connect_timeout(CONNECT_TIMEOUT)
-            .pool_max_idle_per_host(shared::sync::IDLE_CONNECTIONS)
+            .pool_max_idle_per_host(shared::pipeline::IDLE_CONNECTIONS)
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| ConfigError::Invalid { name: "PAY3_API_URL", reason: format!("HTTP client: {e}") })?;
@@ -118,7 +119,7 @@ impl Pay3StatusApi {
     }
 }
 
-impl shared::StatusSource for Pay3StatusApi {
+impl shared::pipeline::StatusSource for Pay3StatusApi {
     fn status<'a>(&'a self, record: &'a TransactionRecord, _now: OffsetDateTime) -> StatusFuture<'a> {
         Box::pin(self.ask(record))
     }
@@ -127,7 +128,7 @@ impl shared::StatusSource for Pay3StatusApi {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use shared::StatusSource;
+    use shared::pipeline::StatusSource;
     use wiremock::matchers::{header, method, path, query_param};
     use wiremock::{Mock, MockServer, ResponseTemplate};
 

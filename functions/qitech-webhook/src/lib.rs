@@ -17,11 +17,10 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::SubjectPublicKeyInfoDer;
 use serde::Deserialize;
 use serde_json::value::RawValue;
-use shared::config::Setting;
-use shared::{
-    check_shared_secret, parse_json, parse_status, Amount, ConfigError, Env, Inbound, Observation, Provider, Secret,
-    SecretSpec, Status, WebhookError,
-};
+use shared::model::{Amount, Observation, Status};
+use shared::pipeline::{check_shared_secret, parse_json, parse_status, Inbound, Provider, WebhookError};
+use shared::runtime::config::{ConfigError, Env, Secret, Setting};
+use shared::runtime::SecretSpec;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
@@ -119,7 +118,7 @@ pub fn payload_md5(body: &[u8]) -> String {
 /// Parses a PEM `PUBLIC KEY` (SPKI) holding a P-521 key. Literal `\n` sequences are
 /// accepted for newlines, so the key fits in one environment variable.
 pub fn parse_public_key(pem: &str) -> Result<ParsedPublicKey, String> {
-    let pem = shared::config::multiline(pem);
+    let pem = shared::runtime::config::multiline(pem);
     let der =
         SubjectPublicKeyInfoDer::from_pem_slice(pem.as_bytes()).map_err(|e| format!("not a PEM public key: {e}"))?;
     ParsedPublicKey::new(&ECDSA_P521_SHA512_FIXED, der.as_ref()).map_err(|e| format!("not a P-521 public key: {e}"))
@@ -128,7 +127,7 @@ pub fn parse_public_key(pem: &str) -> Result<ParsedPublicKey, String> {
 /// Parses every PEM `PUBLIC KEY` in `pem` (one or more, as QI Tech's key list during a
 /// key change): at least one, each a P-521 key.
 pub fn parse_public_keys(pem: &str) -> Result<Vec<ParsedPublicKey>, String> {
-    let pem = shared::config::multiline(pem);
+    let pem = shared::runtime::config::multiline(pem);
     let keys = SubjectPublicKeyInfoDer::pem_slice_iter(pem.as_bytes())
         .map(|der| {
             let der = der.map_err(|e| format!("not a PEM public key: {e}"))?;

@@ -1,4 +1,4 @@
 #[tokio::main]
-async fn main() -> Result<(), shared::lambda::Error> {
-    shared::lambda::serve::<qitech_webhook::QiTech>().await
+async fn main() -> Result<(), shared::runtime::Error> {
+    shared::runtime::serve::<qitech_webhook::QiTech>().await
 }

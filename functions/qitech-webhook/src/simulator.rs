@@ -8,7 +8,9 @@ use http::Method;
 use provider_testkit::Simulator;
 use provider_testkit::{Fixture, Load, SimulatorError, Variables};
 use serde_json::json;
-use shared::{parse_status, Env, Inbound, Status};
+use shared::model::Status;
+use shared::pipeline::{parse_status, Inbound};
+use shared::runtime::config::Env;
 use time::OffsetDateTime;
 
 use crate::signing::QiTechSigner;

@@ -11,7 +11,9 @@
 
 use std::time::Duration;
 
-use shared::{ConfigError, Env, EventQueue, MerchantEvent, TransactionRecord, TransactionStore};
+use shared::model::{MerchantEvent, TransactionRecord};
+use shared::runtime::config::{ConfigError, Env};
+use shared::storage::{EventQueue, TransactionStore};
 use time::OffsetDateTime;
 
 /// Pending longer than this after becoming final counts as stuck.
@@ -30,14 +32,15 @@ const MAX_BATCH: usize = 10;
 pub const REPEAT: Duration = Duration::from_secs(2 * 60 * 60);
 
 /// The variables the function reads.
-pub const SETTINGS: [shared::config::Setting; 2] = [shared::config::TABLE_NAME, shared::config::QUEUE_URL];
+pub const SETTINGS: [shared::runtime::config::Setting; 2] =
+    [shared::runtime::config::TABLE_NAME, shared::runtime::config::QUEUE_URL];
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReconcileError {
     #[error("transaction store failed")]
-    Store(#[from] shared::store::StoreError),
+    Store(#[from] shared::storage::StoreError),
     #[error("event queue failed")]
-    Queue(#[from] shared::queue::QueueError),
+    Queue(#[from] shared::storage::QueueError),
 }
 
 /// What one run has done so far.
@@ -86,8 +89,8 @@ impl Reconciler {
 
     /// Reads [`SETTINGS`].
     pub async fn from_env(env: &impl Env) -> Result<Self, ConfigError> {
-        let storage = shared::config::StorageConfig::from_env(env)?;
-        let aws = shared::AwsClients::from_env().await;
+        let storage = shared::runtime::config::StorageConfig::from_env(env)?;
+        let aws = shared::runtime::AwsClients::from_env().await;
         Ok(Reconciler::new(
             TransactionStore::new(aws.dynamodb, storage.table_name),
             EventQueue::new(aws.sqs, storage.queue_url),

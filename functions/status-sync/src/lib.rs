@@ -23,10 +23,10 @@ use std::time::{Duration, Instant};
 use futures_util::StreamExt;
 
 use serde::Serialize;
-use shared::config::Setting;
 use shared::model::{Decision, MerchantEvent, Observation, SyncStep, TransactionRecord};
-use shared::secrets::SecretsClient;
-use shared::{ConfigError, Env, Provider, Recorder, Rotating, StatusSource, SyncError, SyncScope};
+use shared::pipeline::{Provider, Recorder, StatusSource, SyncError, SyncScope};
+use shared::runtime::config::{ConfigError, Env, Setting};
+use shared::runtime::{Rotating, SecretsClient};
 use time::OffsetDateTime;
 
 /// How long one call to a provider may take, all included.
@@ -90,7 +90,7 @@ pub fn settings() -> Vec<Setting> {
             }
         }
     }
-    let mut collect = Collect(shared::config::WRITE_PATH.to_vec());
+    let mut collect = Collect(shared::runtime::config::WRITE_PATH.to_vec());
     collect.0.extend([BATCH_SETTING, CONCURRENCY_SETTING]);
     provider_catalog::for_each(&mut collect);
     collect.0
@@ -120,7 +120,7 @@ pub struct SyncedProvider {
     pub name: &'static str,
     pub has_status_api: bool,
     /// Its reference format: a stored reference not in it is never sent to its API.
-    pub check_reference: fn(&str) -> Result<(), shared::WebhookError>,
+    pub check_reference: fn(&str) -> Result<(), shared::pipeline::WebhookError>,
     pub source: Rotating<Source>,
 }
 
@@ -217,7 +217,7 @@ pub struct ProviderRun {
     /// cannot be read): rescheduled along the backoff, the run going on.
     pub rejected: usize,
     pub gave_up: usize,
-    /// How long the oldest due transaction had been due ([`shared::metrics::SYNC_LAG`]).
+    /// How long the oldest due transaction had been due ([`shared::runtime::metrics::SYNC_LAG`]).
     pub lag_seconds: u64,
     /// The provider could not be asked: its run ended, nothing written.
     pub unavailable: bool,
@@ -295,7 +295,7 @@ impl StatusSync {
     pub async fn from_env(env: Arc<dyn Env + Send + Sync>, now: OffsetDateTime) -> Result<Self, ConfigError> {
         let batch = BATCH_SETTING.number_from(&env)?;
         let concurrency = CONCURRENCY_SETTING.number_from(&env)?;
-        let aws = shared::AwsClients::from_env().await;
+        let aws = shared::runtime::AwsClients::from_env().await;
         let recorder = Recorder::from_env(&env, &aws)?;
         let providers = providers(env, &aws.secrets, now).await?;
         Ok(StatusSync::new(recorder, providers, batch).with_concurrency(concurrency))
@@ -383,7 +383,7 @@ impl StatusSync {
                 tracing::warn!(provider = name, error = %error, "status sync lease not released; it expires on its own");
             }
         }
-        shared::metrics::seconds(shared::metrics::SYNC_LAG, name, run.lag_seconds);
+        shared::runtime::metrics::seconds(shared::runtime::metrics::SYNC_LAG, name, run.lag_seconds);
         run
     }
 
@@ -558,7 +558,7 @@ impl StatusSync {
                 }
             }
         }
-        record.expires_at = stated_expiry.map(shared::model::sync::index_time).or(record.expires_at);
+        record.expires_at = stated_expiry.map(shared::model::index_time).or(record.expires_at);
         let step = match self.nothing_new(provider, source.is_some(), &record, now).await {
             Ok(Some(SyncStep::Retry { .. })) if rejected => Step::Rejected,
             Ok(Some(SyncStep::Retry { .. })) => Step::Rescheduled,
@@ -581,14 +581,14 @@ impl StatusSync {
         configured: bool,
         record: &TransactionRecord,
         now: OffsetDateTime,
-    ) -> Result<Option<SyncStep>, shared::store::StoreError> {
+    ) -> Result<Option<SyncStep>, shared::storage::StoreError> {
         let step = self.recorder.policy().next(record, configured, now);
         if !self.recorder.store().reschedule(record, step).await? {
             return Ok(None);
         }
         if step == SyncStep::GiveUp {
             tracing::error!(provider = provider.name, reference = %record.reference, status = %record.status, updated_at = %record.updated_at, alarm = "status_sync_gave_up", "no final status after 7 days unchanged: status sync gave up, the transaction stays non-final");
-            shared::metrics::count(shared::metrics::SYNC_GAVE_UP, provider.name);
+            shared::runtime::metrics::count(shared::runtime::metrics::SYNC_GAVE_UP, provider.name);
         }
         Ok(Some(step))
     }
@@ -651,12 +651,12 @@ mod tests {
         calls: AtomicUsize,
     }
 
-    impl shared::StatusSource for Slow<'_> {
+    impl shared::pipeline::StatusSource for Slow<'_> {
         fn status<'a>(
             &'a self,
-            _: &'a shared::TransactionRecord,
+            _: &'a shared::model::TransactionRecord,
             _: time::OffsetDateTime,
-        ) -> shared::sync::StatusFuture<'a> {
+        ) -> shared::pipeline::StatusFuture<'a> {
             Box::pin(async move {
                 self.calls.fetch_add(1, Ordering::SeqCst);
                 let at_once = self.in_flight.now.fetch_add(1, Ordering::SeqCst) + 1;
@@ -680,13 +680,13 @@ mod tests {
         let sqs = aws_sdk_sqs::Client::from_conf(
             aws_sdk_sqs::Config::builder().behavior_version(aws_sdk_sqs::config::BehaviorVersion::latest()).build(),
         );
-        let recorder = shared::Recorder::new(
-            shared::TransactionStore::new(dynamodb, "unused"),
-            shared::EventQueue::new(sqs, "unused"),
+        let recorder = shared::pipeline::Recorder::new(
+            shared::storage::TransactionStore::new(dynamodb, "unused"),
+            shared::storage::EventQueue::new(sqs, "unused"),
             Default::default(),
         );
         let sync = super::StatusSync::new(recorder, Vec::new(), 1).with_concurrency(10).with_connections(3);
-        let record: shared::TransactionRecord = serde_json::from_value(serde_json::json!({
+        let record: shared::model::TransactionRecord = serde_json::from_value(serde_json::json!({
             "provider": "azqr", "reference": "100000000001", "status": "created",
             "first_seen_at": "2026-11-30T00:00:00Z", "updated_at": "2026-11-30T00:00:00Z"
         }))
@@ -697,7 +697,7 @@ mod tests {
         let now = time::OffsetDateTime::UNIX_EPOCH;
         let (deadline, stop) = (std::time::Instant::now() + std::time::Duration::from_secs(60), Default::default());
         let asks = (0..20).map(|i| {
-            let source: &dyn shared::StatusSource = if i % 2 == 0 { &azqr } else { &pay3 };
+            let source: &dyn shared::pipeline::StatusSource = if i % 2 == 0 { &azqr } else { &pay3 };
             sync.ask_within_connections(source, &record, now, deadline, &stop)
         });
         for asked in futures_util::future::join_all(asks).await {

@@ -1,13 +1,14 @@
 use lambda_runtime::{service_fn, LambdaEvent};
-use shared::{lambda, ProcessEnv};
+use shared::runtime;
+use shared::runtime::config::ProcessEnv;
 use status_sync::StatusSync;
 use time::OffsetDateTime;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    lambda::init_tracing();
+    runtime::init_tracing();
     let env = std::sync::Arc::new(ProcessEnv);
-    let sync = lambda::or_exit(StatusSync::from_env(env, OffsetDateTime::now_utc()).await);
+    let sync = runtime::or_exit(StatusSync::from_env(env, OffsetDateTime::now_utc()).await);
     let sync = &sync;
     // The scheduled event names a shard group (or none: every group). One provider's
     // failure is logged and retried in a later run; it does not fail the others' run.

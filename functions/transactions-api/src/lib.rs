@@ -13,10 +13,11 @@
 use http::{Method, StatusCode};
 use lambda_http::{Body, Request, Response};
 use serde::Deserialize;
-use shared::edge::error_response;
-use shared::model::{Registration, RegistrationMatch, SyncPolicy, TransactionRecord, WritePlan};
-use shared::store::Registered;
-use shared::{Amount, ConfigError, Env, Inbound, KnownProvider, TransactionStore};
+use shared::model::{Amount, Registration, RegistrationMatch, SyncPolicy, TransactionRecord, WritePlan};
+use shared::pipeline::{Inbound, KnownProvider};
+use shared::runtime::config::{ConfigError, Env};
+use shared::runtime::error_response;
+use shared::storage::{Registered, TransactionStore};
 use time::OffsetDateTime;
 
 pub const METHOD: &str = "GET";
@@ -29,8 +30,8 @@ const MAX_BODY_BYTES: usize = 4 * 1024;
 /// A registration as the merchant sends it. Unknown fields are refused: a misspelt
 /// `amount` must not register a transaction without one.
 /// The variables the function reads.
-pub const SETTINGS: [shared::config::Setting; 2] =
-    [shared::config::TABLE_NAME, shared::config::STATUS_SYNC_AFTER_SECONDS];
+pub const SETTINGS: [shared::runtime::config::Setting; 2] =
+    [shared::runtime::config::TABLE_NAME, shared::runtime::config::STATUS_SYNC_AFTER_SECONDS];
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -58,9 +59,9 @@ impl TransactionsApi {
 
     /// Reads [`SETTINGS`] and builds the DynamoDB client from the Lambda environment.
     pub async fn from_env(env: &impl Env) -> Result<Self, ConfigError> {
-        let table = env.required(shared::config::TABLE_NAME.name)?;
-        let policy = shared::config::sync_policy(env)?;
-        let aws = shared::AwsClients::from_env().await;
+        let table = env.required(shared::runtime::config::TABLE_NAME.name)?;
+        let policy = shared::runtime::config::sync_policy(env)?;
+        let aws = shared::runtime::AwsClients::from_env().await;
         Ok(TransactionsApi::new(TransactionStore::new(aws.dynamodb, table), policy, provider_catalog::known()))
     }
 
@@ -169,7 +170,7 @@ fn parse(request: &Inbound) -> Result<Registration, Rejected> {
     let body: RegistrationBody = if request.body.iter().all(u8::is_ascii_whitespace) {
         RegistrationBody { amount: None, currency: None, expires_at: None }
     } else {
-        shared::parse_json(&request.body)
+        shared::pipeline::parse_json(&request.body)
             .map_err(|error| Rejected::new(error.status(), error.code(), error.public_message()))?
     };
     let amount = match body.amount {

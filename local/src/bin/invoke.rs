@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use local_pipeline::invoke::{self, Bindings, Endpoints, Launch};
 use local_pipeline::{fixtures, merchant, stack, DevEnv, Template};
-use shared::Env;
+use shared::runtime::config::Env;
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
 

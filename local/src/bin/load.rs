@@ -6,7 +6,9 @@ use std::time::Instant;
 
 use lambda_http::{Body, RequestExt};
 use local_pipeline::{dynamodb_client, sqs_client, DevEnv};
-use shared::{Env, EventQueue, Secret, TransactionStore, Webhook};
+use shared::pipeline::Webhook;
+use shared::runtime::config::{Env, Secret};
+use shared::storage::{EventQueue, TransactionStore};
 use time::OffsetDateTime;
 
 fn peak_rss_kib() -> Option<u64> {

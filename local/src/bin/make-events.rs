@@ -10,7 +10,7 @@ use lambda_http::aws_lambda_events::apigw::{
 };
 use local_pipeline::{registry, DevEnv};
 use serde_json::Value;
-use shared::Inbound;
+use shared::pipeline::Inbound;
 use time::macros::datetime;
 use time::OffsetDateTime;
 

@@ -7,7 +7,7 @@
 use std::path::Path;
 
 use local_pipeline::{stack, DevEnv, Template};
-use shared::Env;
+use shared::runtime::config::Env;
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {

@@ -16,7 +16,7 @@ async fn replay(args: &[String]) -> Result<usize, Error> {
     let local = std::env::var("SQS_ENDPOINT").ok().filter(|e| !e.is_empty());
     let sqs = match &local {
         Some(endpoint) => local_pipeline::sqs_client(endpoint),
-        None => shared::AwsClients::from_env().await.sqs,
+        None => shared::runtime::AwsClients::from_env().await.sqs,
     };
     let (dead_letter_queue_url, queue_url) = match (args, &local) {
         ([dlq, queue], _) => (dlq.clone(), queue.clone()),

@@ -12,7 +12,7 @@ use std::process::ExitCode;
 
 use local_pipeline::{fixtures, registry, DevEnv};
 use serde_json::Value;
-use shared::Env;
+use shared::runtime::config::Env;
 use time::OffsetDateTime;
 
 type Error = Box<dyn std::error::Error>;

@@ -5,7 +5,7 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 
 use futures_util::StreamExt;
 use shared::model::event_id;
-use shared::TransactionStore;
+use shared::storage::TransactionStore;
 
 use super::faults::Fault;
 use super::merchant::Received;
@@ -108,7 +108,7 @@ fn requests_answered(run: &Run<'_>, report: &mut Report) {
 #[derive(Debug, Default)]
 struct Seen<'a> {
     /// (provider, reference) → the outcomes delivered.
-    outcomes: HashMap<(String, String), HashSet<shared::Status>>,
+    outcomes: HashMap<(String, String), HashSet<shared::model::Status>>,
     /// Ids of the outcomes delivered.
     delivered: HashSet<&'a str>,
     /// Ids answered 410, and ids answered 2xx.
@@ -160,8 +160,8 @@ fn merchant_saw<'a>(run: &Run<'a>, report: &mut Report) -> Seen<'a> {
 /// are a conflict recorded.
 fn stored_as_its_provider_said(
     transaction: &Transaction,
-    record: &shared::TransactionRecord,
-    delivered: Option<&HashSet<shared::Status>>,
+    record: &shared::model::TransactionRecord,
+    delivered: Option<&HashSet<shared::model::Status>>,
     label: &str,
     report: &mut Report,
 ) {
@@ -191,7 +191,7 @@ fn stored_as_its_provider_said(
 /// events API lists it.
 fn outcome_reached_the_merchant(
     transaction: &Transaction,
-    record: &shared::TransactionRecord,
+    record: &shared::model::TransactionRecord,
     seen: &Seen<'_>,
     (dead_letters, listed): (&BTreeSet<String>, &BTreeSet<String>),
     label: &str,

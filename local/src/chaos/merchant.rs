@@ -20,7 +20,7 @@ use super::faults::{roll, Fault, FaultLog};
 pub struct Received {
     pub webhook_id: String,
     /// The event, decoded; `None` when the body is not one.
-    pub event: Option<shared::MerchantEvent>,
+    pub event: Option<shared::model::MerchantEvent>,
     pub verified: bool,
     /// What it answered; `None` when it hung past the notifier's timeout.
     pub answer: Option<u16>,

@@ -26,7 +26,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
-use shared::{Env, TransactionStore};
+use shared::runtime::config::Env;
+use shared::storage::TransactionStore;
 
 use crate::template::{DEAD_LETTER_QUEUE, QUEUE, TABLE};
 use crate::{dynamodb_client, sqs_client, DevEnv};

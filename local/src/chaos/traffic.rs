@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use provider_testkit::Simulator;
 use provider_testkit::{SimulatorError, Variables};
-use shared::{Inbound, Provider, Status};
+use shared::model::Status;
+use shared::pipeline::{Inbound, Provider};
 use time::OffsetDateTime;
 
 use super::faults::roll;

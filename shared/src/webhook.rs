@@ -65,7 +65,7 @@ pub trait Provider: Send + Sync + 'static {
 
     /// Its secrets: one Secrets Manager secret, found by the ARN in `SECRET.arn`, whose
     /// keys [`Self::from_env`] reads as if they were environment variables.
-    const SECRET: crate::SecretSpec;
+    const SECRET: crate::secrets::SecretSpec;
 
     /// Reads its configuration (secrets, its API's URL) from the environment; called
     /// again with the new values whenever its secret rotates.
@@ -75,7 +75,7 @@ pub trait Provider: Send + Sync + 'static {
 
     /// Its status API for the status sync, when it has one ([`Self::HAS_STATUS_API`]) and
     /// the environment configures it; `None` otherwise.
-    fn status_api(_env: &impl Env) -> Result<Option<Box<dyn crate::StatusSource>>, ConfigError>
+    fn status_api(_env: &impl Env) -> Result<Option<Box<dyn crate::sync::StatusSource>>, ConfigError>
     where
         Self: Sized,
     {
@@ -142,7 +142,7 @@ impl Recorder {
 
     /// With `aws`'s clients and the Lambda environment (`TABLE_NAME`, `QUEUE_URL`,
     /// `STATUS_SYNC_AFTER_SECONDS`, `NOTIFY_EVENT_TYPES`).
-    pub fn from_env(env: &impl Env, aws: &crate::AwsClients) -> Result<Self, ConfigError> {
+    pub fn from_env(env: &impl Env, aws: &crate::aws::AwsClients) -> Result<Self, ConfigError> {
         let storage = StorageConfig::from_env(env)?;
         let policy = crate::config::sync_policy(env)?;
         let events = crate::config::event_types(env)?;
@@ -296,7 +296,7 @@ impl<P: Provider> Webhook<P> {
     /// environment (`TABLE_NAME`, `QUEUE_URL`, `STATUS_SYNC_AFTER_SECONDS`,
     /// `NOTIFY_EVENT_TYPES`, `SECRET_PREVIOUS_GRACE_MINUTES`, and the provider's own).
     pub(crate) async fn from_env(env: Arc<dyn Env + Send + Sync>, now: OffsetDateTime) -> Result<Self, ConfigError> {
-        let aws = crate::AwsClients::from_env().await;
+        let aws = crate::aws::AwsClients::from_env().await;
         let recorder = Recorder::from_env(&env, &aws)?;
         Ok(Webhook::rotating(Self::provider_from_env(env, &aws.secrets, now).await?, recorder))
     }
