@@ -56,7 +56,7 @@ async fn normal_sequence_ends_completed_with_one_terminal_event() {
     assert_eq!(events.len(), 1, "{events:?}");
     let event = &events[0];
     assert_eq!(event.id, event_id("azqr", &rrn, Status::Completed));
-    assert_eq!(event.kind, "transaction.completed");
+    assert_eq!(event.kind.as_str(), "transaction.completed");
     assert_eq!(event.created_at, at(2));
     assert_eq!(event.data, record);
 }

@@ -3,7 +3,8 @@
 //! checked against.
 
 use shared::pipeline::Provider;
-use shared::runtime::config::{hint_relay_settings, webhook_settings, Setting};
+use shared::pipeline::{HintRelay, Webhook};
+use shared::runtime::config::Setting;
 
 use crate::timing;
 
@@ -46,9 +47,9 @@ pub fn of_binary(binary: &str) -> Option<Vec<Setting>> {
                 fn provider<P: Provider>(&mut self) {
                     let hint = P::HINT.is_some();
                     if self.0 == format!("{}-webhook", P::NAME) {
-                        self.1 = Some(if hint { hint_relay_settings() } else { webhook_settings::<P>() });
+                        self.1 = Some(if hint { HintRelay::<P>::settings() } else { Webhook::<P>::settings() });
                     } else if hint && self.0 == format!("{}-confirm", P::NAME) {
-                        self.1 = Some(webhook_settings::<P>());
+                        self.1 = Some(Webhook::<P>::settings());
                     }
                 }
             }

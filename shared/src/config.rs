@@ -108,7 +108,7 @@ impl std::fmt::Debug for Secret {
 
 /// One environment variable a function reads: its name, what it may be, and what it is
 /// for. Each function's settings are the list of its variables (`settings()` or
-/// `SETTINGS` in its crate, [`webhook_settings`] for a provider's); template.yaml and the
+/// `SETTINGS` in its crate, `Webhook::settings` for a provider's); template.yaml and the
 /// documentation (docs/configuration.md, each provider's page) are checked against them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Setting {
@@ -199,29 +199,8 @@ pub(crate) const SECRET_PREVIOUS_GRACE_MINUTES: Setting = Setting::number(
 pub(crate) const HINT_QUEUE_URL: Setting =
     Setting::required("HINT_QUEUE_URL", "the standard SQS queue a provider's hints are queued on");
 
-/// What every function that writes a transaction reads (the write path, [`crate::webhook::Recorder`]).
+/// What every function that writes a transaction reads (the write path, the pipeline's `Recorder`).
 pub const WRITE_PATH: [Setting; 4] = [TABLE_NAME, QUEUE_URL, STATUS_SYNC_AFTER_SECONDS, NOTIFY_EVENT_TYPES];
-
-/// The settings of a provider's webhook function: the write path, its secret (by ARN,
-/// with the rotation's grace) and its own ([`crate::webhook::Provider::SETTINGS`]). A webhook that
-/// is a hint is two functions: the relay ([`hint_relay_settings`]), and the consumer,
-/// which reads these.
-pub fn webhook_settings<P: crate::webhook::Provider>() -> Vec<Setting> {
-    let secret = Setting::optional(
-        P::SECRET.arn,
-        None,
-        "the ARN of the provider's secret (in development, its keys as variables)",
-    );
-    let mut settings = WRITE_PATH.to_vec();
-    settings.extend([secret, SECRET_PREVIOUS_GRACE_MINUTES]);
-    settings.extend_from_slice(P::SETTINGS);
-    settings
-}
-
-/// The settings of a provider's webhook function when its webhook is a hint: the queue alone.
-pub fn hint_relay_settings() -> Vec<Setting> {
-    vec![HINT_QUEUE_URL]
-}
 
 /// Where the webhook functions keep state: read from `TABLE_NAME` and `QUEUE_URL`.
 #[derive(Debug, Clone, PartialEq, Eq)]

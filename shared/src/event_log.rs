@@ -57,6 +57,14 @@ impl AttemptKind {
     }
 }
 
+impl crate::store::TransactionStore {
+    /// The event log, kept in the same table (items `evt#<id>`), with its retention.
+    pub fn event_log(&self, retention: std::time::Duration) -> EventLog {
+        let (client, table) = self.parts();
+        EventLog::new(client, table, retention)
+    }
+}
+
 /// One delivery attempt.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Attempt {
@@ -104,7 +112,7 @@ pub struct EventQuery {
     /// A cursor from an earlier page: events after it.
     pub after: Option<String>,
     pub limit: usize,
-    pub kind: Option<String>,
+    pub kind: Option<crate::model::EventType>,
     pub delivered: Option<bool>,
 }
 
@@ -158,7 +166,7 @@ impl AttemptWrites {
             edit("body", ItemEdit::SetIfAbsent, text(body.to_owned())),
             edit("feed", ItemEdit::SetIfAbsent, text(feed_of(&event.id))),
             edit("position", ItemEdit::SetIfAbsent, text(position(event.created_at, &event.id))),
-            edit("type", ItemEdit::Set, text(event.kind.clone())),
+            edit("type", ItemEdit::Set, text(event.kind.as_str().to_owned())),
             edit("ttl", ItemEdit::SetIfAbsent, expires.clone()),
         ];
         if delivered {
@@ -374,7 +382,7 @@ impl EventLog {
             filters.push("#type = :type");
             request = request
                 .expression_attribute_names("#type", "type")
-                .expression_attribute_values(":type", AttributeValue::S(kind.clone()));
+                .expression_attribute_values(":type", AttributeValue::S(kind.as_str().to_owned()));
         }
         if let Some(delivered) = query.delivered {
             filters.push(if delivered {

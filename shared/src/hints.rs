@@ -15,7 +15,7 @@ use std::marker::PhantomData;
 use lambda_http::{Body, Response};
 use time::OffsetDateTime;
 
-use crate::config::{ConfigError, Env};
+use crate::config::{ConfigError, Env, Setting};
 use crate::error::WebhookError;
 use crate::inbound::Inbound;
 use crate::queue::QueueError;
@@ -65,6 +65,12 @@ pub struct HintRelay<P> {
 }
 
 impl<P: Provider> HintRelay<P> {
+    /// The settings of the provider's webhook function when its webhook is a hint: the
+    /// queue alone.
+    pub fn settings() -> Vec<Setting> {
+        vec![crate::config::HINT_QUEUE_URL]
+    }
+
     /// `None` when `P`'s webhook is verified on arrival (it has no [`Provider::HINT`]).
     pub fn new(queue: HintQueue) -> Option<Self> {
         P::HINT.map(|check| HintRelay { queue, check, provider: PhantomData })

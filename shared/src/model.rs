@@ -11,8 +11,8 @@ pub mod shard;
 pub(crate) mod sync;
 
 pub use notification::{
-    conflict_event_id, event_id, updated_event_id, EventTypes, MerchantEvent, NotificationOutcome, NotificationPending,
-    UnknownEventType, EVENT_TYPES, UPDATED_EVENT_TYPE,
+    conflict_event_id, event_id, updated_event_id, EventType, EventTypes, MerchantEvent, NotificationOutcome,
+    NotificationPending, UnknownEventType,
 };
 pub use sync::{index_time, SyncPolicy, SyncState, SyncStep, GIVE_UP_AFTER};
 

@@ -84,11 +84,6 @@ impl TransactionStore {
         (self.client.clone(), self.table.clone())
     }
 
-    /// The event log, kept in the same table (items `evt#<id>`), with its retention.
-    pub fn event_log(&self, retention: std::time::Duration) -> crate::event_log::EventLog {
-        crate::event_log::EventLog::new(self.client.clone(), self.table.clone(), retention)
-    }
-
     /// Applies `observation` if the transition rule allows it, in one conditional write:
     /// the model's [`Change`], with its condition [`crate::model::applies`] written as
     /// `attribute_not_exists(pk) OR rank < :rank`. When the condition fails, DynamoDB

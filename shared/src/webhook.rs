@@ -10,10 +10,10 @@ use http::StatusCode;
 use serde::de::{DeserializeOwned, IntoDeserializer};
 use time::OffsetDateTime;
 
-use crate::config::{ConfigError, Env, StorageConfig};
+use crate::config::{ConfigError, Env, Setting, StorageConfig, SECRET_PREVIOUS_GRACE_MINUTES, WRITE_PATH};
 use crate::error::{WebhookError, MAX_BODY_BYTES};
 use crate::inbound::Inbound;
-use crate::model::notification::{EventTypes, CONFLICT_EVENT_TYPE, UPDATED_EVENT_TYPE};
+use crate::model::notification::{EventType, EventTypes};
 use crate::model::{notification, Decision, MerchantEvent, Observation, Skip, SyncPolicy, WritePlan};
 use crate::queue::EventQueue;
 use crate::secrets::{Keys, Rotating};
@@ -58,7 +58,7 @@ pub trait Provider: Send + Sync + 'static {
     }
 
     /// The variables its webhook reads besides the write path's and its secret's (see
-    /// [`crate::config::webhook_settings`]).
+    /// [`Webhook::settings`]).
     const SETTINGS: &'static [crate::config::Setting] = &[];
     /// The variables its status API reads besides its secret's (the status sync's).
     const STATUS_API_SETTINGS: &'static [crate::config::Setting] = &[];
@@ -209,13 +209,13 @@ impl Recorder {
             }
         };
         let applied = decision == Decision::Apply;
-        let outcome = notification::to_send(applied, &record).filter(|e| self.events.enabled(&e.kind));
+        let outcome = notification::to_send(applied, &record).filter(|e| self.events.enabled(e.kind));
         // Progress (opt in): on the transition, and again on a duplicate while the
         // transaction is at that status and not final (an earlier send may have been lost).
         let progress = (applied || decision == Decision::Duplicate)
             .then(|| MerchantEvent::for_update(&record))
             .flatten()
-            .filter(|_| self.events.enabled(UPDATED_EVENT_TYPE));
+            .filter(|_| self.events.enabled(EventType::Updated));
         let events: Vec<MerchantEvent> = outcome.into_iter().chain(progress).collect();
         Ok((Outcome { reference: observation.reference, decision, enqueued: sent }, events))
     }
@@ -245,7 +245,7 @@ impl Recorder {
             tracing::error!(provider, reference, stored = %record.status, received = %observation.status, provider_status = %observation.provider_status, outcome = "conflict", alarm = "transaction_conflict", "final status conflicts with the stored final status: kept on the record, not applied");
             crate::metrics::count(crate::metrics::CONFLICTS, provider);
         }
-        if !self.events.enabled(CONFLICT_EVENT_TYPE) {
+        if !self.events.enabled(EventType::Conflict) {
             return Ok(false);
         }
         let Some(conflict) = record.conflicts.iter().find(|c| c.status == observation.status) else {
@@ -267,6 +267,22 @@ pub struct Webhook<P> {
 }
 
 impl<P: Provider> Webhook<P> {
+    /// The settings of the provider's webhook function: the write path, its secret (by
+    /// ARN, with the rotation's grace) and its own ([`Provider::SETTINGS`]). A webhook that
+    /// is a hint is two functions: the relay (`HintRelay::settings`), and the consumer,
+    /// which reads these.
+    pub fn settings() -> Vec<Setting> {
+        let secret = Setting::optional(
+            P::SECRET.arn,
+            None,
+            "the ARN of the provider's secret (in development, its keys as variables)",
+        );
+        let mut settings = WRITE_PATH.to_vec();
+        settings.extend([secret, SECRET_PREVIOUS_GRACE_MINUTES]);
+        settings.extend_from_slice(P::SETTINGS);
+        settings
+    }
+
     /// With the default sync policy (`STATUS_SYNC_AFTER_SECONDS` unset).
     pub fn new(provider: P, store: TransactionStore, queue: EventQueue) -> Self {
         Webhook::with_recorder(provider, Recorder::new(store, queue, SyncPolicy::default()))

@@ -100,7 +100,7 @@ async fn delivers_a_signed_event_and_clears_pending() {
     assert_eq!(requests.len(), 1);
     let request = &requests[0];
     let event: shared::model::MerchantEvent = serde_json::from_slice(&request.body).expect("event JSON");
-    assert_eq!(event.kind, "transaction.completed");
+    assert_eq!(event.kind.as_str(), "transaction.completed");
     assert_eq!(event.data.reference, rrn);
     assert_eq!(request.headers.get("webhook-id").and_then(|v| v.to_str().ok()), Some(event.id.as_str()));
     let timestamp: i64 = request.headers["webhook-timestamp"].to_str().expect("ascii").parse().expect("unix seconds");

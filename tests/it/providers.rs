@@ -140,7 +140,7 @@ async fn conflicting_finals<S: Simulator>() {
         [event_id(name, &stored, S::status_of(first)).as_str(), &conflict_id],
         "{name}: SQS dedupes the repeat"
     );
-    assert_eq!(events[1].kind, "transaction.conflict", "{name}");
+    assert_eq!(events[1].kind.as_str(), "transaction.conflict", "{name}");
     assert_eq!(events[1].data.conflicts, record.conflicts, "{name}: the event carries the record");
 }
 

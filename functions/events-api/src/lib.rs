@@ -15,7 +15,7 @@ use std::time::Duration;
 use http::{Method, StatusCode};
 use lambda_http::{Body, Request, Response};
 use serde::Deserialize;
-use shared::model::EVENT_TYPES;
+use shared::model::EventType;
 use shared::pipeline::Inbound;
 use shared::runtime::config::{ConfigError, Env};
 use shared::runtime::error_response;
@@ -287,10 +287,8 @@ fn list_query(request: &Inbound) -> Result<EventQuery, Refusal> {
             .ok_or_else(|| Refusal::invalid("limit", "must be 1 to 100"))?;
     }
     if let Some(kind) = request.query_parameter("type") {
-        if !EVENT_TYPES.contains(&kind) {
-            return Err(Refusal::invalid("type", "must be an event type"));
-        }
-        query.kind = Some(kind.to_owned());
+        let kind: EventType = kind.parse().map_err(|_| Refusal::invalid("type", "must be an event type"))?;
+        query.kind = Some(kind);
     }
     if let Some(delivered) = request.query_parameter("delivered") {
         query.delivered = Some(match delivered {
@@ -324,7 +322,7 @@ mod tests {
         let query = list_query(&get(&[("limit", "100"), ("type", "transaction.updated"), ("delivered", "false")]))
             .expect("valid");
         assert_eq!(
-            (query.limit, query.kind.as_deref(), query.delivered),
+            (query.limit, query.kind.map(EventType::as_str), query.delivered),
             (100, Some("transaction.updated"), Some(false))
         );
         assert_eq!(list_query(&get(&[])).expect("defaults").limit, DEFAULT_LIMIT);

@@ -395,7 +395,7 @@ impl Notifier {
     /// written long before the notifier reads the progress events queued ahead of it in
     /// the transaction's FIFO group, and those are delivered, in order.
     async fn overtaken(&self, event: &MerchantEvent) -> bool {
-        if event.kind != shared::model::UPDATED_EVENT_TYPE {
+        if event.kind != shared::model::EventType::Updated {
             return false;
         }
         let (provider, reference) = (event.data.provider.as_str(), event.data.reference.as_str());

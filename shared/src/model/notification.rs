@@ -164,30 +164,97 @@ pub fn conflict_event_id(provider: &str, reference: &str, status: Status) -> Str
     hashed_id(&[provider, reference, "conflict", status.as_str()])
 }
 
-/// The type of the event sent when a final status contradicts the stored one.
-pub(crate) const CONFLICT_EVENT_TYPE: &str = "transaction.conflict";
-/// The type of the opt-in event sent on every applied non-final transition.
-pub const UPDATED_EVENT_TYPE: &str = "transaction.updated";
+/// What an event for the merchant says: its `type`, as sent, logged and listed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum EventType {
+    /// The transaction reached `completed`.
+    #[serde(rename = "transaction.completed")]
+    Completed,
+    /// The transaction reached `failed`.
+    #[serde(rename = "transaction.failed")]
+    Failed,
+    /// The transaction reached `canceled`.
+    #[serde(rename = "transaction.canceled")]
+    Canceled,
+    /// The transaction reached `expired`.
+    #[serde(rename = "transaction.expired")]
+    Expired,
+    /// A final status contradicted the stored one.
+    #[serde(rename = "transaction.conflict")]
+    Conflict,
+    /// An applied non-final transition (opt-in).
+    #[serde(rename = "transaction.updated")]
+    Updated,
+}
 
-/// Every event type, in the order `NOTIFY_EVENT_TYPES` is documented.
-pub const EVENT_TYPES: [&str; 6] = [
-    "transaction.completed",
-    "transaction.failed",
-    "transaction.canceled",
-    "transaction.expired",
-    CONFLICT_EVENT_TYPE,
-    UPDATED_EVENT_TYPE,
-];
+impl EventType {
+    /// Every event type, in the order `NOTIFY_EVENT_TYPES` is documented.
+    pub const ALL: [EventType; 6] = [
+        EventType::Completed,
+        EventType::Failed,
+        EventType::Canceled,
+        EventType::Expired,
+        EventType::Conflict,
+        EventType::Updated,
+    ];
+
+    /// The type as sent (`transaction.completed`…).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventType::Completed => "transaction.completed",
+            EventType::Failed => "transaction.failed",
+            EventType::Canceled => "transaction.canceled",
+            EventType::Expired => "transaction.expired",
+            EventType::Conflict => "transaction.conflict",
+            EventType::Updated => "transaction.updated",
+        }
+    }
+
+    /// The outcome event of a final status; `None` for a status that is not final.
+    pub fn outcome(status: Status) -> Option<Self> {
+        match status {
+            Status::Completed => Some(EventType::Completed),
+            Status::Failed => Some(EventType::Failed),
+            Status::Canceled => Some(EventType::Canceled),
+            Status::Expired => Some(EventType::Expired),
+            Status::Created | Status::Pending | Status::Processing | Status::Canceling => None,
+        }
+    }
+
+    fn bit(self) -> u8 {
+        1 << (self as u8)
+    }
+}
+
+impl std::fmt::Display for EventType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for EventType {
+    type Err = UnknownEventType;
+
+    fn from_str(text: &str) -> Result<Self, UnknownEventType> {
+        EventType::ALL.into_iter().find(|t| t.as_str() == text).ok_or_else(|| UnknownEventType(text.to_owned()))
+    }
+}
 
 /// The event types the merchant receives (`NOTIFY_EVENT_TYPES`). Events of other types
 /// are neither queued nor stored; a final status whose type is off is not marked pending.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct EventTypes([bool; 6]);
+pub struct EventTypes(u8);
 
 impl Default for EventTypes {
     /// Every outcome and conflicts; not `transaction.updated`.
     fn default() -> Self {
-        EventTypes([true, true, true, true, true, false])
+        EventType::ALL.into_iter().filter(|t| *t != EventType::Updated).collect()
+    }
+}
+
+impl FromIterator<EventType> for EventTypes {
+    fn from_iter<I: IntoIterator<Item = EventType>>(types: I) -> Self {
+        EventTypes(types.into_iter().fold(0, |set, t| set | t.bit()))
     }
 }
 
@@ -199,22 +266,17 @@ pub struct UnknownEventType(pub String);
 impl EventTypes {
     /// A comma list of event types; blanks around entries are ignored.
     pub fn parse(list: &str) -> Result<Self, UnknownEventType> {
-        let mut enabled = [false; 6];
-        for entry in list.split(',').map(str::trim).filter(|e| !e.is_empty()) {
-            let index =
-                EVENT_TYPES.iter().position(|t| *t == entry).ok_or_else(|| UnknownEventType(entry.to_owned()))?;
-            enabled[index] = true;
-        }
-        Ok(EventTypes(enabled))
+        list.split(',').map(str::trim).filter(|e| !e.is_empty()).map(str::parse).collect()
     }
 
-    pub(crate) fn enabled(&self, kind: &str) -> bool {
-        EVENT_TYPES.iter().position(|t| *t == kind).is_some_and(|index| self.0[index])
+    /// Whether events of type `kind` are sent.
+    pub fn enabled(&self, kind: EventType) -> bool {
+        self.0 & kind.bit() != 0
     }
 
     /// Whether reaching `status` (final) is notified.
     pub(crate) fn notifies(&self, status: Status) -> bool {
-        status.is_final() && self.enabled(&format!("transaction.{status}"))
+        EventType::outcome(status).is_some_and(|kind| self.enabled(kind))
     }
 }
 
@@ -235,7 +297,7 @@ fn hashed_id(parts: &[&str]) -> String {
 pub struct MerchantEvent {
     pub id: String,
     #[serde(rename = "type")]
-    pub kind: String,
+    pub kind: EventType,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
     pub data: TransactionRecord,
@@ -250,7 +312,7 @@ impl MerchantEvent {
         }
         Some(MerchantEvent {
             id: event_id(&record.provider, &record.reference, record.status),
-            kind: format!("transaction.{}", record.status),
+            kind: EventType::outcome(record.status)?,
             created_at: record.final_at.unwrap_or(record.updated_at),
             data: record.clone(),
         })
@@ -263,7 +325,7 @@ impl MerchantEvent {
         }
         Some(MerchantEvent {
             id: updated_event_id(&record.provider, &record.reference, record.status),
-            kind: UPDATED_EVENT_TYPE.to_owned(),
+            kind: EventType::Updated,
             created_at: record.updated_at,
             data: record.clone(),
         })
@@ -273,7 +335,7 @@ impl MerchantEvent {
     pub(crate) fn for_conflict(record: &TransactionRecord, conflict: &Conflict) -> Self {
         MerchantEvent {
             id: conflict_event_id(&record.provider, &record.reference, conflict.status),
-            kind: CONFLICT_EVENT_TYPE.to_owned(),
+            kind: EventType::Conflict,
             created_at: conflict.received_at,
             data: record.clone(),
         }
@@ -283,7 +345,7 @@ impl MerchantEvent {
     /// record's pending marker); `None` for a conflict event.
     pub fn outcome(&self) -> Option<Status> {
         let status = self.data.status;
-        (status.is_final() && self.kind.strip_prefix("transaction.") == Some(status.as_str())).then_some(status)
+        (EventType::outcome(status) == Some(self.kind)).then_some(status)
     }
 }
 
@@ -306,16 +368,19 @@ mod tests {
     #[test]
     fn event_types_parse_from_a_comma_list() {
         let default = EventTypes::default();
-        assert!(default.notifies(Status::Completed) && default.enabled("transaction.conflict"));
-        assert!(!default.enabled(UPDATED_EVENT_TYPE) && !default.notifies(Status::Pending));
-        let all = EventTypes::parse(&EVENT_TYPES.join(" , ")).expect("all");
-        assert!(EVENT_TYPES.iter().all(|t| all.enabled(t)));
+        assert!(default.notifies(Status::Completed) && default.enabled(EventType::Conflict));
+        assert!(!default.enabled(EventType::Updated) && !default.notifies(Status::Pending));
+        let listed: Vec<&str> = EventType::ALL.iter().map(|t| t.as_str()).collect();
+        let all = EventTypes::parse(&listed.join(" , ")).expect("all");
+        assert!(EventType::ALL.iter().all(|t| all.enabled(*t)));
         let some = EventTypes::parse("transaction.completed,transaction.updated,").expect("some");
         assert!(
-            some.notifies(Status::Completed) && !some.notifies(Status::Expired) && some.enabled(UPDATED_EVENT_TYPE)
+            some.notifies(Status::Completed) && !some.notifies(Status::Expired) && some.enabled(EventType::Updated)
         );
         assert_eq!(EventTypes::parse("transaction.paid"), Err(UnknownEventType("transaction.paid".into())));
-        assert!(!some.enabled("transaction.paid"));
+        assert!(!some.enabled(EventType::Conflict), "not listed");
+        assert_eq!("transaction.updated".parse(), Ok(EventType::Updated));
+        assert!(EventType::ALL.iter().all(|t| t.as_str().parse() == Ok(*t)));
     }
 
     #[test]
@@ -329,14 +394,14 @@ mod tests {
         record.notification_pending = Some(NotificationPending::Pending);
         let event = to_send(true, &record).expect("final transition");
         assert_eq!(event.id, event_id("azqr", "100000000006", Status::Completed));
-        assert_eq!(event.kind, "transaction.completed");
+        assert_eq!(event.kind, EventType::Completed);
         assert_eq!(to_send(false, &record).as_ref(), Some(&event), "still pending: the same event again");
         record.notification_pending = None;
         assert_eq!(to_send(false, &record), None, "delivered: nothing more");
         assert_eq!(event.outcome(), Some(Status::Completed));
         let conflict = Conflict { provider_status: "expired".into(), status: Status::Expired, received_at: at };
         let conflict_event = MerchantEvent::for_conflict(&record, &conflict);
-        assert_eq!(conflict_event.kind, "transaction.conflict");
+        assert_eq!(conflict_event.kind, EventType::Conflict);
         assert_eq!(conflict_event.outcome(), None, "a conflict event is no outcome");
         assert_ne!(conflict_event.id, event.id);
         assert_ne!(conflict_event.id, event_id("azqr", "100000000006", Status::Expired));
