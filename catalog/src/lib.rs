@@ -47,11 +47,11 @@ catalog! {
 }
 
 /// Every provider: its name, whether it has a status API, and its reference format.
-pub fn known() -> Vec<KnownProvider> {
+pub fn all() -> Vec<KnownProvider> {
     struct Collect(Vec<KnownProvider>);
     impl EachProvider for Collect {
         fn provider<P: Provider>(&mut self) {
-            self.0.push(KnownProvider::of::<P>());
+            self.0.push(KnownProvider::new::<P>());
         }
     }
     let mut collect = Collect(Vec::new());
@@ -64,7 +64,7 @@ mod tests {
     /// Names are what keys, routes and events are told apart by.
     #[test]
     fn names_are_distinct_lowercase_and_short() {
-        let known = super::known();
+        let known = super::all();
         assert!(!known.is_empty());
         let mut names: Vec<&str> = known.iter().map(|p| p.name).collect();
         for name in &names {

@@ -417,7 +417,7 @@ fn transaction<S: Simulator>(table: &Table, n: u64, variant: Variant, mix: &Mix)
             *ledger.hints.entry(name.to_owned()).or_default() += 1.0 + mix.duplicates;
             *ledger.provider_calls.entry(name.to_owned()).or_default() += 1.0 + mix.duplicates;
         }
-        let change = Change::of(name, &observe(word), at(t), plan);
+        let change = Change::observed(name, &observe(word), at(t), plan);
         let after = shared::storage::apply_change(item, change)?;
         table.write(ledger, &key, item, after.as_ref());
         if let Some(after) = after {
@@ -460,7 +460,7 @@ fn transaction<S: Simulator>(table: &Table, n: u64, variant: Variant, mix: &Mix)
             let mut observation = observe(progress[progress.len() - 1]);
             observation.status = Status::Expired;
             observation.expires_at = None;
-            let after = shared::storage::apply_change(&item, Change::of(name, &observation, due, plan))?;
+            let after = shared::storage::apply_change(&item, Change::observed(name, &observation, due, plan))?;
             table.write(&mut ledger, &key, &item, after.as_ref());
             if let Some(after) = after {
                 item = after;
@@ -855,7 +855,7 @@ pub fn model(table: &Table, template: &Template, mix: &Mix) -> Result<Figures, E
     // allows an instance 1,024 file descriptors, some of which the runtime and the SDK's
     // clients hold. The calls the demand keeps under way in one invocation, all providers
     // together, must fit in that, twice over.
-    let asked = provider_catalog::known().iter().filter(|p| p.has_status_api).count() as f64;
+    let asked = provider_catalog::all().iter().filter(|p| p.has_status_api).count() as f64;
     let connections = (calls_set * asked).min(status_sync::MAX_CONNECTIONS as f64);
     if connections > limits::FILE_DESCRIPTORS {
         violations.push(format!(
@@ -1143,7 +1143,7 @@ impl std::fmt::Display for Verification {
 }
 
 /// Runs a sample of each provider's settled transactions through the project's own write
-/// path (the webhooks' recorder, the event log, the notifier's mark) against DynamoDB
+/// path (the webhooks' write_path, the event log, the notifier's mark) against DynamoDB
 /// Local, and the same through the model; compares units and index membership.
 pub async fn verify(endpoint: &str, template: &Template, table: &Table) -> Result<Verification, Error> {
     let capture = ConsumedCapacity::default();
@@ -1155,24 +1155,25 @@ pub async fn verify(endpoint: &str, template: &Template, table: &Table) -> Resul
     let resources = template.provision(&plain, &sqs, &format!("capacity{nanos}-")).await?;
     let store = shared::storage::TransactionStore::new(client, &resources.table_name);
     let queue = shared::storage::EventQueue::new(sqs, &resources.queue_url);
-    let recorder = shared::pipeline::Recorder::new(store.clone(), queue, SyncPolicy::default());
+    let write_path = shared::pipeline::WritePath::new(store.clone(), queue, SyncPolicy::default());
     let mix = Mix { duplicates: 0.0, ..Mix::reference(1.0, Merchant::Healthy) };
 
     struct Each<'a> {
         table: &'a Table,
         mix: &'a Mix,
-        recorder: &'a shared::pipeline::Recorder,
+        write_path: &'a shared::pipeline::WritePath,
         runs: Vec<Run<'a>>,
     }
     impl provider_catalog::EachSimulator for Each<'_> {
         fn simulator<S: Simulator>(&mut self) {
             for n in 0..8 {
-                let (table, mix, recorder) = (self.table, self.mix, self.recorder);
-                self.runs.push(Box::pin(async move { through_the_store::<S>(table, mix, recorder, 90_000 + n).await }));
+                let (table, mix, write_path) = (self.table, self.mix, self.write_path);
+                self.runs
+                    .push(Box::pin(async move { through_the_store::<S>(table, mix, write_path, 90_000 + n).await }));
             }
         }
     }
-    let mut each = Each { table, mix: &mix, recorder: &recorder, runs: Vec::new() };
+    let mut each = Each { table, mix: &mix, write_path: &write_path, runs: Vec::new() };
     provider_catalog::for_each_simulator(&mut each);
     let transactions = each.runs.len();
     let mut predicted = Ledger::default();
@@ -1225,13 +1226,13 @@ pub async fn verify(endpoint: &str, template: &Template, table: &Table) -> Resul
     Ok(Verification { transactions, units, membership })
 }
 
-/// One settled transaction of `S` through the store (its webhooks through the recorder,
+/// One settled transaction of `S` through the store (its webhooks through the write_path,
 /// its outcome delivered: the event log's attempt and the notifier's mark), and the
 /// model's ledger for the same transaction.
 async fn through_the_store<S: Simulator>(
     table: &Table,
     mix: &Mix,
-    recorder: &shared::pipeline::Recorder,
+    write_path: &shared::pipeline::WritePath,
     n: u64,
 ) -> Result<Ledger, Error> {
     let name = S::Provider::NAME;
@@ -1242,9 +1243,9 @@ async fn through_the_store<S: Simulator>(
         observation.amount = Some(Amount::parse("100.00")?);
         observation.currency = Some("BRL".into());
         let at = start + Duration::from_secs(t as u64);
-        recorder.apply(name, S::Provider::HAS_STATUS_API, observation, at).await?;
+        write_path.apply(name, S::Provider::HAS_STATUS_API, observation, at).await?;
     }
-    let store = recorder.store();
+    let store = write_path.store();
     let record = store.get(name, &reference).await?.ok_or("no record")?;
     let event = MerchantEvent::for_record(&record).ok_or("not final")?;
     let body = serde_json::to_string(&event)?;

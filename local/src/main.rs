@@ -9,7 +9,7 @@ use local_pipeline::{
 };
 use notifier::NotifierConfig;
 use reconciler::Reconciler;
-use shared::pipeline::Recorder;
+use shared::pipeline::WritePath;
 use shared::runtime::config::Env;
 use shared::storage::{EventQueue, TransactionStore};
 use tracing_subscriber::EnvFilter;
@@ -97,7 +97,7 @@ async fn main() -> Result<(), Error> {
     // The status sync, every STATUS_SYNC_INTERVAL_SECONDS (default 30), through the same
     // write path as the webhooks.
     let queue_for_events = queue.clone();
-    let recorder = Recorder::new(store.clone(), queue, shared::runtime::config::sync_policy(&env)?)
+    let write_path = WritePath::new(store.clone(), queue, shared::runtime::config::sync_policy(&env)?)
         .with_events(shared::runtime::config::event_types(&env)?);
     let interval = local_pipeline::settings::STATUS_SYNC_INTERVAL.number_from(&env)?;
     let batch = status_sync::BATCH_SETTING.number_from(&env)?;
@@ -105,7 +105,7 @@ async fn main() -> Result<(), Error> {
     let concurrency = status_sync::CONCURRENCY_SETTING.number_from(&env)?;
     // Runs follow one another in this loop: the lease only has to outlast the interval,
     // so that a killed process does not hold up the next run.
-    let sync_recorder = Recorder::new(own_store(), own_queue(), shared::runtime::config::sync_policy(&env)?)
+    let sync_recorder = WritePath::new(own_store(), own_queue(), shared::runtime::config::sync_policy(&env)?)
         .with_events(shared::runtime::config::event_types(&env)?);
     let sync = status_sync::StatusSync::new(sync_recorder, synced, batch)
         .with_concurrency(concurrency)
@@ -124,11 +124,11 @@ async fn main() -> Result<(), Error> {
     let events = events_api::EventsApi::new(store.event_log(Duration::from_secs(30 * 86_400)), queue_for_events);
     let transactions = std::sync::Arc::new(transactions_api::TransactionsApi::new(
         store,
-        recorder.policy(),
-        provider_catalog::known(),
+        write_path.policy(),
+        provider_catalog::all(),
     ));
     let hint_queue = shared::storage::HintQueue::new(sqs_client(&sqs_endpoint), &resources.hint_queue_url);
-    let (app, hint_consumers) = Routes::new(recorder, hint_queue)
+    let (app, hint_consumers) = Routes::new(write_path, hint_queue)
         .mount_providers(lambda_env, &secrets)
         .await?
         .mount_handler(transactions_api::METHOD, transactions_api::PATH, std::sync::Arc::clone(&transactions))

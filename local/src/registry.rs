@@ -205,7 +205,7 @@ mod tests {
         let openapi: serde_yaml_ng::Value =
             serde_yaml_ng::from_str(&std::fs::read_to_string(root.join("openapi.yaml")).expect("openapi.yaml"))
                 .expect("YAML");
-        let names: Vec<&str> = provider_catalog::known().iter().map(|p| p.name).collect();
+        let names: Vec<&str> = provider_catalog::all().iter().map(|p| p.name).collect();
         let mut enums = 0;
         for (path, item) in openapi["paths"].as_mapping().expect("paths") {
             for operation in item.as_mapping().expect("path item").values() {
@@ -251,7 +251,7 @@ mod tests {
     #[tokio::test]
     async fn every_stored_fixture_reference_is_in_its_providers_format() {
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-        let known = provider_catalog::known();
+        let known = provider_catalog::all();
         let expectations = expectations(&root).await.expect("fixtures");
         let mut checked = 0;
         for (file, expected) in expectations {

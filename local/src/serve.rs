@@ -9,7 +9,7 @@ use axum::extract::{Path, Request};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{on, MethodFilter};
 use axum::Router;
-use shared::pipeline::{HintRelay, Inbound, Provider, Recorder, Webhook};
+use shared::pipeline::{HintRelay, Inbound, Provider, Webhook, WritePath};
 use shared::runtime::config::{ConfigError, Env};
 use shared::storage::HintQueue;
 
@@ -99,22 +99,22 @@ impl<H: Handler> Handler for Arc<H> {
 #[derive(Debug)]
 pub struct Routes {
     router: Router,
-    recorder: Recorder,
+    write_path: WritePath,
     hint_queue: HintQueue,
     hint_consumers: Vec<HintConsumer>,
 }
 
 impl Routes {
-    /// Webhooks write through `recorder`; a webhook that is a hint is queued on `hint_queue`.
-    pub fn new(recorder: Recorder, hint_queue: HintQueue) -> Self {
-        Routes { router: Router::new(), recorder, hint_queue, hint_consumers: Vec::new() }
+    /// Webhooks write through `write_path`; a webhook that is a hint is queued on `hint_queue`.
+    pub fn new(write_path: WritePath, hint_queue: HintQueue) -> Self {
+        Routes { router: Router::new(), write_path, hint_queue, hint_consumers: Vec::new() }
     }
 
     /// Serves `provider`'s webhook at its routes (exactly as in template.yaml): its
     /// pipeline, or for a webhook that is a hint, the relay to the hint queue and the
     /// queue's consumer ([`Self::into_parts`]).
-    fn add_provider<P: Provider>(&mut self, provider: shared::runtime::Rotating<P>) {
-        let webhook = Arc::new(Webhook::rotating(provider, self.recorder.clone()));
+    fn add_provider<P: Provider>(&mut self, provider: shared::runtime::FromSecret<P>) {
+        let webhook = Arc::new(Webhook::rotating(provider, self.write_path.clone()));
         match HintRelay::<P>::new(self.hint_queue.clone()) {
             Some(relay) => {
                 self.mount_routes::<P>(Arc::new(relay));

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use shared::runtime::config::{positive_integer, ConfigError, Env, Setting};
+use shared::runtime::config::{ConfigError, Env, Setting};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LocalTiming {
@@ -66,9 +66,14 @@ impl LocalTiming {
         };
         let queue_visibility = match env.optional(QUEUE_VISIBILITY.name) {
             None => None,
-            Some(_) => {
-                Some(u32::try_from(positive_integer(env, QUEUE_VISIBILITY.name, 1)?.min(43_200)).unwrap_or(43_200))
-            }
+            Some(_) => Some(
+                u32::try_from(
+                    Setting::positive(QUEUE_VISIBILITY.name, 1, QUEUE_VISIBILITY.description)
+                        .number_from(env)?
+                        .min(43_200),
+                )
+                .unwrap_or(43_200),
+            ),
         };
         Ok(LocalTiming {
             notifier_pollers: NOTIFIER_POLLERS.number_from(env)?.min(64),

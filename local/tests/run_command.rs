@@ -114,7 +114,7 @@ async fn a_completed_payment_on_every_route_is_stored_once_and_delivered_signed(
             (route.name, format!("events/{file}"), expected.stored.map(|(r, _)| r).unwrap_or_default())
         })
         .collect();
-    assert_eq!(completed.len(), provider_catalog::known().len(), "every provider");
+    assert_eq!(completed.len(), provider_catalog::all().len(), "every provider");
     for (provider, fixture, _) in &completed {
         for attempt in 1..=2 {
             assert!(send(port, provider, fixture), "{fixture} (attempt {attempt}) was not acknowledged");

@@ -199,7 +199,7 @@ pub(crate) const SECRET_PREVIOUS_GRACE_MINUTES: Setting = Setting::number(
 pub(crate) const HINT_QUEUE_URL: Setting =
     Setting::required("HINT_QUEUE_URL", "the standard SQS queue a provider's hints are queued on");
 
-/// What every function that writes a transaction reads (the write path, the pipeline's `Recorder`).
+/// What every function that writes a transaction reads (the pipeline's `WritePath`).
 pub const WRITE_PATH: [Setting; 4] = [TABLE_NAME, QUEUE_URL, STATUS_SYNC_AFTER_SECONDS, NOTIFY_EVENT_TYPES];
 
 /// Where the webhook functions keep state: read from `TABLE_NAME` and `QUEUE_URL`.
@@ -251,11 +251,6 @@ pub fn api_url(env: &impl Env, name: &'static str) -> Result<Option<String>, Con
             reason: "must be https:// (plain http only on loopback, for local stand-ins)".into(),
         })
     }
-}
-
-/// A whole number from 1 to 31536000 (a year of seconds): `default` when unset.
-pub fn positive_integer(env: &impl Env, name: &'static str, default: u64) -> Result<u64, ConfigError> {
-    Setting::positive(name, default, "").number_from(env)
 }
 
 #[cfg(test)]

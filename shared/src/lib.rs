@@ -39,7 +39,7 @@ pub mod storage {
     pub use crate::queue::{EventQueue, QueueError, Resend, KIND_ATTRIBUTE};
     pub use crate::store::{
         apply_change, build_update, record_of, ItemEdit, ItemWrite, PendingPages, Registered, StoreError,
-        TransactionStore, WriteOutcome,
+        TransactionStore,
     };
 }
 
@@ -55,7 +55,7 @@ pub mod pipeline {
     };
     pub use crate::webhook::{
         check_reference, parse_json, parse_status, reference_format, HintCheck, KnownProvider, Outcome, Provider,
-        Recorder, Webhook,
+        Webhook, WritePath,
     };
 }
 
@@ -73,7 +73,7 @@ pub mod runtime {
     pub mod metrics {
         pub use crate::metrics::*;
     }
-    pub use crate::secrets::{Build, Keys, Rotating, SecretEnv, SecretSpec};
+    pub use crate::secrets::{BuildFromSecret, FromSecret, SecretEnv, SecretSpec, SecretVersions};
     /// The Secrets Manager client (built once per function, in [`AwsClients`]).
     pub use aws_sdk_secretsmanager::Client as SecretsClient;
 }

@@ -8,12 +8,6 @@ use std::sync::OnceLock;
 pub(crate) const NAMESPACE: &str = "PaymentWebhooks";
 /// A final status contradicting the stored final status.
 pub(crate) const CONFLICTS: &str = "TransactionConflicts";
-/// A transaction the status sync gave up on, left non-final.
-pub const SYNC_GAVE_UP: &str = "StatusSyncGaveUp";
-
-/// The age of the oldest transaction due for a status sync, per provider run: how far
-/// the sync is behind (0 when nothing is due).
-pub const SYNC_LAG: &str = "StatusSyncLagSeconds";
 
 fn on_lambda() -> bool {
     static ON_LAMBDA: OnceLock<bool> = OnceLock::new();
@@ -87,7 +81,7 @@ mod tests {
         assert_eq!(directive["Metrics"][0]["Name"], "TransactionConflicts");
         assert_eq!(value["_aws"]["Timestamp"], 1_795_000_000_000_i64);
         let lag: serde_json::Value =
-            serde_json::from_str(&super::seconds_line(super::SYNC_LAG, "pagstar", 420, 1)).expect("JSON");
+            serde_json::from_str(&super::seconds_line("StatusSyncLagSeconds", "pagstar", 420, 1)).expect("JSON");
         assert_eq!((lag["StatusSyncLagSeconds"].as_u64(), lag["provider"].as_str()), (Some(420), Some("pagstar")));
         let directive = &lag["_aws"]["CloudWatchMetrics"][0];
         assert_eq!(directive["Metrics"][0]["Unit"], "Seconds");

@@ -95,35 +95,17 @@ pub enum Decision {
     Conflict,
 }
 
-/// Why an observation changed nothing.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Skip {
-    Duplicate,
-    Stale,
-    Conflict,
-}
-
-impl Skip {
+impl Decision {
     /// Why `new` does not apply to a record at `current`, given that it does not (`new`
-    /// ranks no higher than `current`): total, so a failed condition in the store always
-    /// has its reason.
-    pub(crate) fn of(current: Status, new: Status) -> Skip {
+    /// ranks no higher than `current`): never [`Decision::Apply`], and total, so a failed
+    /// condition in the store always has its reason.
+    pub(crate) fn not_applied(current: Status, new: Status) -> Decision {
         if current == new {
-            Skip::Duplicate
+            Decision::Duplicate
         } else if current.is_final() && new.is_final() {
-            Skip::Conflict
+            Decision::Conflict
         } else {
-            Skip::Stale
-        }
-    }
-}
-
-impl From<Skip> for Decision {
-    fn from(skip: Skip) -> Self {
-        match skip {
-            Skip::Duplicate => Decision::Duplicate,
-            Skip::Stale => Decision::Stale,
-            Skip::Conflict => Decision::Conflict,
+            Decision::Stale
         }
     }
 }
@@ -134,10 +116,10 @@ pub fn applies(current: Option<Status>, new: Status) -> bool {
     current.is_none_or(|current| current.rank() < new.rank())
 }
 
-/// The transition rule: [`applies`], and otherwise why not ([`Skip::of`]).
+/// The transition rule: [`applies`], and otherwise why not.
 pub fn decide(current: Option<Status>, new: Status) -> Decision {
     match current {
-        Some(current) if !applies(Some(current), new) => Skip::of(current, new).into(),
+        Some(current) if !applies(Some(current), new) => Decision::not_applied(current, new),
         Some(_) | None => Decision::Apply,
     }
 }
@@ -431,7 +413,7 @@ pub fn transaction_key(provider: &str, reference: &str) -> String {
 
 /// A field's new value, in the model's terms; the store writes each as its attribute type.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Value {
+pub(crate) enum Value {
     Text(String),
     Number(u32),
     Flag(bool),
@@ -443,7 +425,7 @@ pub enum Value {
 
 /// How a field changes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Edit {
+pub(crate) enum Edit {
     Set,
     /// Only when the record does not have the field yet.
     SetIfAbsent,
@@ -455,7 +437,7 @@ pub enum Edit {
 
 /// When a change applies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Condition {
+pub(crate) enum Condition {
     /// No record yet, or one whose rank is below this ([`applies`]).
     RankBelow(u8),
     /// No record yet (a registration creating one).
@@ -503,9 +485,9 @@ pub fn sync_shard(provider: &str, reference: &str) -> String {
 /// when it applies. The store translates this into its one conditional write.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Change {
-    pub condition: Condition,
-    pub fields: Vec<(&'static str, Edit, Value)>,
-    pub removed: &'static [&'static str],
+    pub(crate) condition: Condition,
+    pub(crate) fields: Vec<(&'static str, Edit, Value)>,
+    pub(crate) removed: &'static [&'static str],
 }
 
 impl Change {
@@ -513,7 +495,7 @@ impl Change {
     /// [`applies`] holds. A final status also sets `final_at` and the notification-pending
     /// marker, and ends the sync, in the same write; a non-final one schedules the next
     /// sync (`sync`: whether `provider` has a status API we ask, and the policy).
-    pub fn of(provider: &str, observation: &Observation, now: OffsetDateTime, sync: WritePlan) -> Change {
+    pub fn observed(provider: &str, observation: &Observation, now: OffsetDateTime, sync: WritePlan) -> Change {
         let status = observation.status;
         let text = |value: &str| Value::Text(value.to_owned());
         let mut fields = Vec::with_capacity(16);
@@ -748,7 +730,7 @@ pub(crate) mod tests {
     fn final_changes_end_the_sync_and_others_schedule_it() {
         let at = OffsetDateTime::from_unix_timestamp(1_795_000_000).expect("time");
         let plan = WritePlan { policy: SyncPolicy::default(), supported: true, ..WritePlan::default() };
-        let pending = Change::of("azqr", &Observation::new("r", Status::Pending, "read"), at, plan);
+        let pending = Change::observed("azqr", &Observation::new("r", Status::Pending, "read"), at, plan);
         assert_eq!(pending.removed, LEGACY_SYNC_FIELDS, "the schedule as stored before sharding goes");
         let shard = pending.fields.iter().find(|(name, _, _)| *name == SYNC_SHARD).expect("sharded");
         assert_eq!(shard.2, Value::Text(sync_shard("azqr", "r")));
@@ -756,15 +738,15 @@ pub(crate) mod tests {
         assert_eq!(next.2, Value::Time(at + std::time::Duration::from_secs(300)));
         let mut charge = Observation::new("r", Status::Created, "ATIVA");
         charge.expires_at = Some(at + std::time::Duration::from_secs(1_800));
-        let charge = Change::of("pagstar", &charge, at, plan);
+        let charge = Change::observed("pagstar", &charge, at, plan);
         let field = |name: &str| charge.fields.iter().find(|(n, _, _)| *n == name).map(|(_, _, v)| v.clone());
         assert_eq!(field("expires_at"), Some(Value::Time(at + std::time::Duration::from_secs(1_800))), "kept");
         let asked = at + std::time::Duration::from_secs(1_800) + sync::EXPIRY_MARGIN;
         assert_eq!(field(SYNC_AT), Some(Value::Time(asked)), "asked once it can have expired, not in 5 minutes");
-        let done = Change::of("azqr", &Observation::new("r", Status::Completed, "completed"), at, plan);
+        let done = Change::observed("azqr", &Observation::new("r", Status::Completed, "completed"), at, plan);
         assert_eq!(done.removed, SYNC_FIELDS);
         assert!(done.fields.iter().all(|(name, _, _)| !SYNC_FIELDS.contains(name)));
-        let unsupported = Change::of(
+        let unsupported = Change::observed(
             "qitech",
             &Observation::new("r", Status::Processing, "9"),
             at,
@@ -773,7 +755,7 @@ pub(crate) mod tests {
         let sync = unsupported.fields.iter().find(|(name, _, _)| *name == "sync").expect("sync");
         assert_eq!(sync.2, Value::Text("unsupported".into()));
         let quiet = WritePlan { events: notification::EventTypes::parse("transaction.failed").expect("types"), ..plan };
-        let unnotified = Change::of("azqr", &Observation::new("r", Status::Completed, "completed"), at, quiet);
+        let unnotified = Change::observed("azqr", &Observation::new("r", Status::Completed, "completed"), at, quiet);
         assert!(unnotified.fields.iter().all(|(name, _, _)| *name != notification::PENDING_FIELD), "type off");
         assert!(done.fields.iter().any(|(name, _, _)| *name == notification::PENDING_FIELD));
     }
@@ -840,7 +822,7 @@ pub(crate) mod tests {
             observation.details.insert(format!("{i:03}{huge}"), huge.clone());
         }
         let at = OffsetDateTime::from_unix_timestamp(1_795_000_000).expect("time");
-        let change = Change::of("azqrpay3qitech12", &observation, at, WritePlan::default());
+        let change = Change::observed("azqrpay3qitech12", &observation, at, WritePlan::default());
         let text = |name: &str| match change.fields.iter().find(|(n, _, _)| *n == name).map(|(_, _, v)| v) {
             Some(Value::Text(text)) => text.clone(),
             other => panic!("{name}: {other:?}"),

@@ -72,18 +72,18 @@ impl std::fmt::Debug for SecretEnv<'_> {
 
 /// Builds what uses the secret (a provider's verifier, a signer, an API client) from its
 /// environment. Called again whenever the secret changes.
-pub type Build<T> = Box<dyn Fn(&SecretEnv<'_>) -> Result<T, ConfigError> + Send + Sync>;
+pub type BuildFromSecret<T> = Box<dyn Fn(&SecretEnv<'_>) -> Result<T, ConfigError> + Send + Sync>;
 
 /// What a request is verified with: the current version, and the previous one while its
 /// grace window lasts.
 #[derive(Debug)]
-pub struct Keys<T> {
+pub struct SecretVersions<T> {
     pub current: Arc<T>,
     pub previous: Option<Arc<T>>,
 }
 
 /// A value built from a secret, kept current as the secret rotates.
-pub struct Rotating<T> {
+pub struct FromSecret<T> {
     reader: Reader<T>,
     state: tokio::sync::Mutex<State<T>>,
 }
@@ -93,7 +93,7 @@ struct Reader<T> {
     spec: Option<SecretSpec>,
     origin: Origin,
     base: Arc<dyn Env + Send + Sync>,
-    build: Build<T>,
+    build: BuildFromSecret<T>,
     /// Inbound secrets: how long the previous version is accepted. `None`: never read.
     grace: Option<Duration>,
 }
@@ -118,14 +118,14 @@ struct State<T> {
     next_read: OffsetDateTime,
 }
 
-impl<T> std::fmt::Debug for Rotating<T> {
+impl<T> std::fmt::Debug for FromSecret<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let origin = match &self.reader.origin {
             Origin::Fixed => "fixed",
             Origin::Plain => "plain environment (development)",
             Origin::Manager { .. } => "Secrets Manager",
         };
-        f.debug_struct("Rotating").field("secret", &self.reader.spec.map(|s| s.arn)).field("origin", &origin).finish()
+        f.debug_struct("FromSecret").field("secret", &self.reader.spec.map(|s| s.arn)).field("origin", &origin).finish()
     }
 }
 
@@ -135,7 +135,7 @@ struct Version {
     created: OffsetDateTime,
 }
 
-impl<T> Rotating<T> {
+impl<T> FromSecret<T> {
     /// A value built by the caller, never refreshed.
     pub fn fixed(value: T) -> Self {
         let never = OffsetDateTime::UNIX_EPOCH;
@@ -148,7 +148,7 @@ impl<T> Rotating<T> {
             build: Box::new(|_| Err(ConfigError::Missing("a fixed value is never rebuilt"))),
             grace: None,
         };
-        Rotating { reader, state: tokio::sync::Mutex::new(state) }
+        FromSecret { reader, state: tokio::sync::Mutex::new(state) }
     }
 
     /// Reads `spec`'s secret at init: from Secrets Manager when `base` sets its ARN
@@ -160,7 +160,7 @@ impl<T> Rotating<T> {
         client: &aws_sdk_secretsmanager::Client,
         grace: Option<Duration>,
         now: OffsetDateTime,
-        build: Build<T>,
+        build: BuildFromSecret<T>,
     ) -> Result<Self, ConfigError> {
         let arn = base.optional(spec.arn);
         let plain: Vec<&'static str> = spec.keys.iter().copied().filter(|key| base.optional(key).is_some()).collect();
@@ -179,13 +179,13 @@ impl<T> Rotating<T> {
         let reader = Reader { spec: Some(spec), origin, base, build, grace };
         let (current, previous) = reader.read(now).await?;
         let state = State { current, previous, read_at: now, next_read: now + CACHE_TTL };
-        Ok(Rotating { reader, state: tokio::sync::Mutex::new(state) })
+        Ok(FromSecret { reader, state: tokio::sync::Mutex::new(state) })
     }
 
     /// The keys to verify with at `now`, the secret read again first when its cache
     /// expired. A failed read keeps the values read before (logged) and is tried again
     /// a minute later.
-    pub async fn get(&self, now: OffsetDateTime) -> Keys<T> {
+    pub async fn get(&self, now: OffsetDateTime) -> SecretVersions<T> {
         let mut state = self.state.lock().await;
         if self.reader.refreshes() && now >= state.next_read {
             self.refresh(&mut state, now).await;
@@ -195,7 +195,7 @@ impl<T> Rotating<T> {
 
     /// After a failed verification: reads the secret again, unless it was read less than
     /// [`EARLY_REFRESH_EVERY`] ago (or never is). Returns the new keys when it did.
-    pub(crate) async fn refresh_early(&self, now: OffsetDateTime) -> Option<Keys<T>> {
+    pub(crate) async fn refresh_early(&self, now: OffsetDateTime) -> Option<SecretVersions<T>> {
         let mut state = self.state.lock().await;
         let since = now - state.read_at;
         if !self.reader.refreshes() || since < EARLY_REFRESH_EVERY {
@@ -294,8 +294,8 @@ impl<T> Reader<T> {
     }
 }
 
-fn keys<T>(state: &State<T>, now: OffsetDateTime) -> Keys<T> {
-    Keys {
+fn keys<T>(state: &State<T>, now: OffsetDateTime) -> SecretVersions<T> {
+    SecretVersions {
         current: Arc::clone(&state.current),
         previous: state.previous.as_ref().filter(|(_, until)| now < *until).map(|(value, _)| Arc::clone(value)),
     }
@@ -368,7 +368,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_fixed_value_is_never_read_again() {
-        let rotating = Rotating::fixed(7);
+        let rotating = FromSecret::fixed(7);
         let now = OffsetDateTime::now_utc();
         assert_eq!(*rotating.get(now + CACHE_TTL * 2).await.current, 7);
         assert!(rotating.refresh_early(now + CACHE_TTL * 2).await.is_none());

@@ -12,8 +12,8 @@ use time::OffsetDateTime;
 
 use crate::model::notification::{NotificationOutcome, PENDING_FIELD, UNQUEUED_PREFIX};
 use crate::model::{
-    transaction_key, Change, Condition, Conflict, Edit, NotificationPending, Observation, Registration,
-    RegistrationMatch, Skip, Status, SyncStep, TransactionRecord, Value, WritePlan, MAX_CONFLICTS,
+    transaction_key, Change, Condition, Conflict, Decision, Edit, NotificationPending, Observation, Registration,
+    RegistrationMatch, Status, SyncStep, TransactionRecord, Value, WritePlan, MAX_CONFLICTS,
 };
 
 /// Partition key attribute of the table (string): `{provider}#{reference}`.
@@ -38,15 +38,6 @@ pub enum StoreError {
     Decode(#[source] serde_dynamo::Error),
     #[error("time cannot be written as RFC 3339")]
     Timestamp(#[source] time::error::Format),
-}
-
-/// What one write did.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum WriteOutcome {
-    /// The transition was applied; the record as it now stands.
-    Applied(TransactionRecord),
-    /// Nothing changed, and why; the record as it stands.
-    Skipped { skip: Skip, current: TransactionRecord },
 }
 
 /// What a registration did.
@@ -87,18 +78,19 @@ impl TransactionStore {
     /// Applies `observation` if the transition rule allows it, in one conditional write:
     /// the model's [`Change`], with its condition [`crate::model::applies`] written as
     /// `attribute_not_exists(pk) OR rank < :rank`. When the condition fails, DynamoDB
-    /// returns the current item, and the model says why ([`Skip::of`]) without a read.
+    /// returns the current item, and the model says why without a read: what the write
+    /// decided, and the record as it now stands.
     pub async fn record(
         &self,
         provider: &str,
         observation: &Observation,
         now: OffsetDateTime,
         sync: WritePlan,
-    ) -> Result<WriteOutcome, StoreError> {
-        let change = Change::of(provider, observation, now, sync);
+    ) -> Result<(Decision, TransactionRecord), StoreError> {
+        let change = Change::observed(provider, observation, now, sync);
         match self.apply(provider, &observation.reference, change).await? {
-            Ok(record) => Ok(WriteOutcome::Applied(record)),
-            Err(current) => Ok(WriteOutcome::Skipped { skip: Skip::of(current.status, observation.status), current }),
+            Ok(record) => Ok((Decision::Apply, record)),
+            Err(current) => Ok((Decision::not_applied(current.status, observation.status), current)),
         }
     }
 
@@ -608,7 +600,7 @@ pub fn build_update(
     observation: &Observation,
     now: OffsetDateTime,
 ) -> Result<(String, usize), StoreError> {
-    let update = Update::translate(Change::of(provider, observation, now, WritePlan::default()))?;
+    let update = Update::translate(Change::observed(provider, observation, now, WritePlan::default()))?;
     Ok((update.expression, update.values.len()))
 }
 
@@ -995,7 +987,8 @@ mod tests {
     #[test]
     fn non_final_update_sets_no_final_fields() {
         let observation = Observation::new("123456789012", Status::Pending, "read");
-        let update = Update::translate(Change::of("azqr", &observation, at(0), WritePlan::default())).expect("update");
+        let update =
+            Update::translate(Change::observed("azqr", &observation, at(0), WritePlan::default())).expect("update");
         assert!(update.expression.starts_with("SET "));
         assert!(!update.values.contains_key(":final_at"));
         assert!(!update.values.contains_key(":notification_pending"));
@@ -1013,7 +1006,8 @@ mod tests {
         observation.currency = Some("AZN".into());
         observation.reason = Some("none".into());
         observation.details.insert("merchant_code".into(), "M1".into());
-        let update = Update::translate(Change::of("azqr", &observation, at(5), WritePlan::default())).expect("update");
+        let update =
+            Update::translate(Change::observed("azqr", &observation, at(5), WritePlan::default())).expect("update");
         assert_eq!(
             update.expression,
             "SET #provider = :provider, #reference = :reference, #status = :status, \
@@ -1119,7 +1113,8 @@ mod tests {
         let mut observation = Observation::new("123456789012", Status::Failed, "incompleted");
         observation.reason = Some("AM04 InsufficientFunds".into());
         observation.amount = Some(Amount::parse("10.50").expect("amount"));
-        let update = Update::translate(Change::of("azqr", &observation, at(5), WritePlan::default())).expect("update");
+        let update =
+            Update::translate(Change::observed("azqr", &observation, at(5), WritePlan::default())).expect("update");
         // The marker, sharded by the transaction's key (shown as PENDING).
         let marker = NotificationPending::marker("azqr", "123456789012");
         assert_eq!(update.values[":notification_pending"], AttributeValue::S(marker.clone()));

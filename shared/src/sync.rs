@@ -1,6 +1,6 @@
 //! A provider's status API, as the status sync asks it. Each provider crate with one
 //! implements [`StatusSource`] next to its webhook; the sync applies the answer through
-//! the same `Recorder` as a webhook.
+//! the same `WritePath` as a webhook.
 
 use std::future::Future;
 use std::pin::Pin;

@@ -14,10 +14,10 @@ use crate::config::{ConfigError, Env, Setting, StorageConfig, SECRET_PREVIOUS_GR
 use crate::error::{WebhookError, MAX_BODY_BYTES};
 use crate::inbound::Inbound;
 use crate::model::notification::{EventType, EventTypes};
-use crate::model::{notification, Decision, MerchantEvent, Observation, Skip, SyncPolicy, WritePlan};
+use crate::model::{notification, Decision, MerchantEvent, Observation, SyncPolicy, WritePlan};
 use crate::queue::EventQueue;
-use crate::secrets::{Keys, Rotating};
-use crate::store::{ConflictWrite, TransactionStore, WriteOutcome};
+use crate::secrets::{FromSecret, SecretVersions};
+use crate::store::{ConflictWrite, TransactionStore};
 
 /// A provider's check of a hint ([`Provider::HINT`]; `shared::hints` queues and confirms it): the request's shape only, nothing
 /// is trusted. Returns the hint to queue, rewritten to what the provider's `authenticate`
@@ -122,22 +122,22 @@ pub struct Outcome {
 /// brought it: the single conditional write, a conflict kept as data, and the events to
 /// the merchant. Webhooks and syncs can race; the write's condition orders them.
 #[derive(Debug, Clone)]
-pub struct Recorder {
+pub struct WritePath {
     store: TransactionStore,
     queue: EventQueue,
     policy: SyncPolicy,
     events: EventTypes,
 }
 
-impl Recorder {
+impl WritePath {
     /// With the default event types (every outcome and conflicts).
     pub fn new(store: TransactionStore, queue: EventQueue, policy: SyncPolicy) -> Self {
-        Recorder { store, queue, policy, events: EventTypes::default() }
+        WritePath { store, queue, policy, events: EventTypes::default() }
     }
 
     /// The event types the merchant receives (`NOTIFY_EVENT_TYPES`).
     pub fn with_events(self, events: EventTypes) -> Self {
-        Recorder { events, ..self }
+        WritePath { events, ..self }
     }
 
     /// With `aws`'s clients and the Lambda environment (`TABLE_NAME`, `QUEUE_URL`,
@@ -147,7 +147,7 @@ impl Recorder {
         let policy = crate::config::sync_policy(env)?;
         let events = crate::config::event_types(env)?;
         let store = TransactionStore::new(aws.dynamodb.clone(), storage.table_name);
-        Ok(Recorder::new(store, EventQueue::new(aws.sqs.clone(), storage.queue_url), policy).with_events(events))
+        Ok(WritePath::new(store, EventQueue::new(aws.sqs.clone(), storage.queue_url), policy).with_events(events))
     }
 
     pub fn store(&self) -> &TransactionStore {
@@ -190,24 +190,19 @@ impl Recorder {
         let reference = observation.reference.as_str();
         let plan = WritePlan { policy: self.policy, supported: has_status_api, events: self.events };
         let mut sent = false;
-        let (decision, record) = match self.store.record(provider, &observation, now, plan).await? {
-            WriteOutcome::Applied(record) => {
+        let (decision, record) = self.store.record(provider, &observation, now, plan).await?;
+        match decision {
+            Decision::Apply => {
                 tracing::info!(provider, reference, status = %record.status, provider_status = %observation.provider_status, outcome = "applied", "transition applied");
                 if let (true, Some(mismatch)) = (record.status.is_final(), &record.amount_mismatch) {
                     tracing::error!(provider, reference, status = %record.status, expected = mismatch.expected.as_str(), reported = mismatch.reported.as_str(), alarm = "amount_mismatch", "final amount differs from the registered amount; applied as the provider says");
                 }
-                (Decision::Apply, record)
             }
-            WriteOutcome::Skipped { skip, current } => {
-                match skip {
-                    Skip::Conflict => sent = self.conflict(provider, &observation, &current, now).await?,
-                    Skip::Duplicate | Skip::Stale => {
-                        tracing::info!(provider, reference, stored = %current.status, received = %observation.status, outcome = ?skip, "nothing to apply")
-                    }
-                }
-                (skip.into(), current)
+            Decision::Conflict => sent = self.conflict(provider, &observation, &record, now).await?,
+            Decision::Duplicate | Decision::Stale => {
+                tracing::info!(provider, reference, stored = %record.status, received = %observation.status, outcome = ?decision, "nothing to apply")
             }
-        };
+        }
         let applied = decision == Decision::Apply;
         let outcome = notification::to_send(applied, &record).filter(|e| self.events.enabled(e.kind));
         // Progress (opt in): on the transition, and again on a duplicate while the
@@ -262,8 +257,8 @@ impl Recorder {
 /// A provider's webhook wired to the store and the queue.
 #[derive(Debug)]
 pub struct Webhook<P> {
-    provider: Rotating<P>,
-    recorder: Recorder,
+    provider: FromSecret<P>,
+    write_path: WritePath,
 }
 
 impl<P: Provider> Webhook<P> {
@@ -285,16 +280,16 @@ impl<P: Provider> Webhook<P> {
 
     /// With the default sync policy (`STATUS_SYNC_AFTER_SECONDS` unset).
     pub fn new(provider: P, store: TransactionStore, queue: EventQueue) -> Self {
-        Webhook::with_recorder(provider, Recorder::new(store, queue, SyncPolicy::default()))
+        Webhook::with_write_path(provider, WritePath::new(store, queue, SyncPolicy::default()))
     }
 
     /// A provider built by the caller, its secrets fixed.
-    pub fn with_recorder(provider: P, recorder: Recorder) -> Self {
-        Webhook::rotating(Rotating::fixed(provider), recorder)
+    pub fn with_write_path(provider: P, write_path: WritePath) -> Self {
+        Webhook::rotating(FromSecret::fixed(provider), write_path)
     }
 
-    pub fn rotating(provider: Rotating<P>, recorder: Recorder) -> Self {
-        Webhook { provider, recorder }
+    pub fn rotating(provider: FromSecret<P>, write_path: WritePath) -> Self {
+        Webhook { provider, write_path }
     }
 
     /// The provider as configured by `env`, its secret read from Secrets Manager
@@ -303,9 +298,9 @@ impl<P: Provider> Webhook<P> {
         env: Arc<dyn Env + Send + Sync>,
         secrets: &aws_sdk_secretsmanager::Client,
         now: OffsetDateTime,
-    ) -> Result<Rotating<P>, ConfigError> {
+    ) -> Result<FromSecret<P>, ConfigError> {
         let grace = crate::secrets::previous_grace(&env)?;
-        Rotating::load(P::SECRET, env, secrets, Some(grace), now, Box::new(|env| P::from_env(env))).await
+        FromSecret::load(P::SECRET, env, secrets, Some(grace), now, Box::new(|env| P::from_env(env))).await
     }
 
     /// The Lambda function at init: its AWS clients, its provider and its secret, from the
@@ -313,8 +308,8 @@ impl<P: Provider> Webhook<P> {
     /// `NOTIFY_EVENT_TYPES`, `SECRET_PREVIOUS_GRACE_MINUTES`, and the provider's own).
     pub(crate) async fn from_env(env: Arc<dyn Env + Send + Sync>, now: OffsetDateTime) -> Result<Self, ConfigError> {
         let aws = crate::aws::AwsClients::from_env().await;
-        let recorder = Recorder::from_env(&env, &aws)?;
-        Ok(Webhook::rotating(Self::provider_from_env(env, &aws.secrets, now).await?, recorder))
+        let write_path = WritePath::from_env(&env, &aws)?;
+        Ok(Webhook::rotating(Self::provider_from_env(env, &aws.secrets, now).await?, write_path))
     }
 
     /// Step 1 with the current secret, then the previous one while its grace lasts; and
@@ -347,14 +342,14 @@ impl<P: Provider> Webhook<P> {
         }
         let mut outcomes = Vec::with_capacity(observations.len());
         for observation in observations {
-            outcomes.push(self.recorder.apply(P::NAME, P::HAS_STATUS_API, observation, now).await?);
+            outcomes.push(self.write_path.apply(P::NAME, P::HAS_STATUS_API, observation, now).await?);
         }
         Ok(outcomes)
     }
 }
 
 async fn authenticate_with<P: Provider>(
-    keys: &Keys<P>,
+    keys: &SecretVersions<P>,
     request: &Inbound,
     now: OffsetDateTime,
 ) -> Result<(Arc<P>, P::Verified), WebhookError> {
@@ -425,7 +420,7 @@ pub struct KnownProvider {
 }
 
 impl KnownProvider {
-    pub fn of<P: Provider>() -> Self {
+    pub fn new<P: Provider>() -> Self {
         KnownProvider { name: P::NAME, has_status_api: P::HAS_STATUS_API, check_reference: P::check_reference }
     }
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use crate::support::{unique_rrn, Harness};
 use shared::model::{event_id, updated_event_id, EventTypes, MerchantEvent, Status, SyncPolicy};
-use shared::pipeline::{Recorder, Webhook};
+use shared::pipeline::{Webhook, WritePath};
 use shared::runtime::config::Secret;
 use time::OffsetDateTime;
 use wiremock::matchers::method;
@@ -16,8 +16,8 @@ use wiremock::{Mock, MockServer, ResponseTemplate};
 const KEY: &str = "merchant-events-azqr-key";
 
 fn azqr(h: &Harness, events: EventTypes) -> Webhook<azqr_webhook::Azqr> {
-    let recorder = Recorder::new(h.store.clone(), h.queue.clone(), SyncPolicy::default()).with_events(events);
-    Webhook::with_recorder(azqr_webhook::Azqr::new(Secret::new(KEY)), recorder)
+    let write_path = WritePath::new(h.store.clone(), h.queue.clone(), SyncPolicy::default()).with_events(events);
+    Webhook::with_write_path(azqr_webhook::Azqr::new(Secret::new(KEY)), write_path)
 }
 
 async fn send(webhook: &Webhook<azqr_webhook::Azqr>, rrn: &str, word: &str, t: i64) {

@@ -195,7 +195,7 @@ macro_rules! for_every_provider {
                 }
                 let mut each = Each(Vec::new());
                 provider_catalog::for_each_simulator(&mut each);
-                assert_eq!(each.0.len(), provider_catalog::known().len(), "every provider");
+                assert_eq!(each.0.len(), provider_catalog::all().len(), "every provider");
                 for scenario in each.0 {
                     scenario.await;
                 }

@@ -209,7 +209,7 @@ async fn the_status_api_answers_200_with_the_record_or_404() {
     let rrn = unique_rrn();
     azqr(&h, &rrn, "read", OffsetDateTime::now_utc()).await;
     azqr(&h, &rrn, "completed", OffsetDateTime::now_utc()).await;
-    let api = TransactionsApi::new(h.store.clone(), Default::default(), provider_catalog::known());
+    let api = TransactionsApi::new(h.store.clone(), Default::default(), provider_catalog::all());
     let get = |provider: &str, reference: &str| {
         http::Request::builder().method("GET").body(Body::Empty).expect("request").with_path_parameters(HashMap::from(
             [("provider".to_owned(), provider.to_owned()), ("reference".to_owned(), reference.to_owned())],

@@ -152,9 +152,9 @@ async fn a_sync_run_costs_one_query_per_provider_and_one_write_per_transaction()
     let h = Harness::new().await;
     let counter = Counter::default();
     let (store, queue) = counted(&h, &counter);
-    let recorder = shared::pipeline::Recorder::new(store, queue, Default::default());
+    let write_path = shared::pipeline::WritePath::new(store, queue, Default::default());
     let (azqr, env) = crate::providers::simulation::<AzqrSimulator>().await;
-    let webhook = Webhook::with_recorder(azqr_webhook::Azqr::from_env(&env).expect("azqr"), recorder.clone());
+    let webhook = Webhook::with_write_path(azqr_webhook::Azqr::from_env(&env).expect("azqr"), write_path.clone());
     let group_of = |rrn: &&String| {
         let key = shared::model::transaction_key("azqr", rrn);
         usize::from(shared::model::shard::shard(&key, shared::model::shard::SYNC_SHARDS)) / status_sync::SHARDS_AT_ONCE
@@ -171,8 +171,8 @@ async fn a_sync_run_costs_one_query_per_provider_and_one_write_per_transaction()
     azqr.settle(&settled, "completed");
     azqr.settle(&settled_too, "completed");
     azqr.settle(&unchanged, "paid"); // inprogress: processing, as stored
-    let providers = vec![status_sync::SyncedProvider::of::<azqr_webhook::Azqr>(&env).expect("sync")];
-    let sync = status_sync::StatusSync::new(recorder, providers, 50);
+    let providers = vec![status_sync::SyncedProvider::from_env::<azqr_webhook::Azqr>(&env).expect("sync")];
+    let sync = status_sync::StatusSync::new(write_path, providers, 50);
     counter.take();
 
     let run = sync.run(crate::providers::at(301)).await;

@@ -10,7 +10,7 @@ use crate::request_count::Counter;
 use crate::support::{closed_port_endpoint, unique_number, unique_rrn, Harness};
 use aws_sdk_secretsmanager::Client as SecretsClient;
 use azqr_webhook::Azqr;
-use shared::pipeline::{Recorder, Webhook};
+use shared::pipeline::{Webhook, WritePath};
 use shared::runtime::config::{ConfigError, Env};
 use time::{Duration, OffsetDateTime};
 
@@ -58,7 +58,7 @@ async fn azqr(
     now: OffsetDateTime,
 ) -> Webhook<Azqr> {
     let provider = Webhook::<Azqr>::provider_from_env(env, secrets, now).await.expect("init");
-    Webhook::rotating(provider, Recorder::new(h.store.clone(), h.queue.clone(), Default::default()))
+    Webhook::rotating(provider, WritePath::new(h.store.clone(), h.queue.clone(), Default::default()))
 }
 
 /// The HTTP status of a `read` webhook carrying `key`, at `at`.

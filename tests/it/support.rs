@@ -181,7 +181,7 @@ impl DevWebhooks {
             transactions: transactions_api::TransactionsApi::new(
                 h.store.clone(),
                 Default::default(),
-                provider_catalog::known(),
+                provider_catalog::all(),
             ),
             events: events_api::EventsApi::new(
                 h.store.event_log(std::time::Duration::from_secs(86_400)),
@@ -235,7 +235,7 @@ impl provider_catalog::EachSimulator for Pick<'_> {
         if S::Provider::NAME != self.folder {
             return;
         }
-        let recorder = shared::pipeline::Recorder::new(
+        let write_path = shared::pipeline::WritePath::new(
             self.webhooks.store.clone(),
             self.webhooks.queue.clone(),
             Default::default(),
@@ -249,7 +249,7 @@ impl provider_catalog::EachSimulator for Pick<'_> {
             let provider = shared::pipeline::Webhook::<S::Provider>::provider_from_env(env, &secrets, now)
                 .await
                 .unwrap_or_else(|e| panic!("{folder}: {e}"));
-            let webhook = std::sync::Arc::new(shared::pipeline::Webhook::rotating(provider, recorder));
+            let webhook = std::sync::Arc::new(shared::pipeline::Webhook::rotating(provider, write_path));
             let Some(relay) = shared::pipeline::HintRelay::<S::Provider>::new(hint_queue.clone()) else {
                 return webhook.handle(request, now).await.status().as_u16();
             };

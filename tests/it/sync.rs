@@ -12,18 +12,18 @@ use http::Method;
 use local_pipeline::DevEnv;
 use provider_testkit::Simulator;
 use shared::model::{event_id, index_time, Status, SyncPolicy, SyncState, GIVE_UP_AFTER};
-use shared::pipeline::{Inbound, Provider, Recorder, Webhook};
+use shared::pipeline::{Inbound, Provider, Webhook, WritePath};
 use shared::runtime::config::Env;
 use status_sync::{ProviderRun, StatusSync};
 use transactions_api::TransactionsApi;
 
 /// The write path webhooks and syncs share, on `h`'s table and queue.
-fn recorder(h: &Harness) -> Recorder {
-    Recorder::new(h.store.clone(), h.queue.clone(), SyncPolicy::default())
+fn write_path(h: &Harness) -> WritePath {
+    WritePath::new(h.store.clone(), h.queue.clone(), SyncPolicy::default())
 }
 
 fn status_sync(h: &Harness, env: &DevEnv) -> StatusSync {
-    StatusSync::new(recorder(h), status_sync::providers_from_env(env).expect("sync configuration"), 50)
+    StatusSync::new(write_path(h), status_sync::providers_from_env(env).expect("sync configuration"), 50)
 }
 
 fn run_of<'a>(runs: &'a [ProviderRun], provider: &str) -> &'a ProviderRun {
@@ -39,7 +39,7 @@ pub async fn lost_final_settled_by_sync<S: Simulator>() {
     let (s, env) = simulation::<S>().await;
     let name = S::Provider::NAME;
     let provider = S::Provider::from_env(&env).expect("provider");
-    let webhook = Webhook::with_recorder(provider, recorder(&h));
+    let webhook = Webhook::with_write_path(provider, write_path(&h));
     let reference = S::new_reference(unique_number());
     let stored = S::stored_reference(&reference);
     let (first, last) = (S::SEQUENCE[0], S::SEQUENCE[S::SEQUENCE.len() - 1]);
@@ -84,7 +84,7 @@ pub async fn sync_and_webhook_race<S: Simulator>() {
     let h = Harness::new().await;
     let (s, env) = simulation::<S>().await;
     let name = S::Provider::NAME;
-    let webhook = Webhook::with_recorder(S::Provider::from_env(&env).expect("provider"), recorder(&h));
+    let webhook = Webhook::with_write_path(S::Provider::from_env(&env).expect("provider"), write_path(&h));
     let sync = status_sync(&h, &env);
     let (first, last) = (S::SEQUENCE[0], S::SEQUENCE[S::SEQUENCE.len() - 1]);
     let references: Vec<String> = (0..5).map(|_| S::new_reference(unique_number())).collect();
@@ -123,8 +123,8 @@ async fn a_provider_down_writes_nothing_and_never_holds_up_the_others() {
     env.set_default("PAY3_API_URL", pay3_env.var("PAY3_API_URL").expect("Pay3 stand-in"));
     let rrn = unique_rrn();
     let order = Pay3Simulator::new_reference(unique_number());
-    let azqr_webhook = Webhook::with_recorder(azqr_webhook::Azqr::from_env(&env).expect("azqr"), recorder(&h));
-    let pay3_webhook = Webhook::with_recorder(pay3_webhook::Pay3::from_env(&env).expect("pay3"), recorder(&h));
+    let azqr_webhook = Webhook::with_write_path(azqr_webhook::Azqr::from_env(&env).expect("azqr"), write_path(&h));
+    let pay3_webhook = Webhook::with_write_path(pay3_webhook::Pay3::from_env(&env).expect("pay3"), write_path(&h));
     assert_eq!(send(&azqr_webhook, azqr.webhook(&rrn, "paid", at(0)), 0).await, 204);
     assert_eq!(send(&pay3_webhook, pay3.webhook(&order, "ORDER_STARTED", at(0)), 0).await, 200);
     azqr.settle(&rrn, "completed");
@@ -182,7 +182,7 @@ async fn a_query_failing_for_one_transaction_reschedules_it_and_the_run_goes_on(
     use azqr_webhook::simulator::AzqrSimulator;
     let h = Harness::new().await;
     let (azqr, mut env) = simulation::<AzqrSimulator>().await;
-    let webhook = Webhook::with_recorder(azqr_webhook::Azqr::from_env(&env).expect("azqr"), recorder(&h));
+    let webhook = Webhook::with_write_path(azqr_webhook::Azqr::from_env(&env).expect("azqr"), write_path(&h));
     let (rejected, unreadable, settled) = (unique_rrn(), unique_rrn(), unique_rrn());
     let completed = serde_json::json!({"status": "completed", "description": "Payment completed"});
     let api = azqr_api(&[
@@ -239,7 +239,7 @@ async fn overlapping_runs_never_ask_about_the_same_transaction_twice() {
     use azqr_webhook::simulator::AzqrSimulator;
     let h = Harness::new().await;
     let (azqr, mut env) = simulation::<AzqrSimulator>().await;
-    let webhook = Webhook::with_recorder(azqr_webhook::Azqr::from_env(&env).expect("azqr"), recorder(&h));
+    let webhook = Webhook::with_write_path(azqr_webhook::Azqr::from_env(&env).expect("azqr"), write_path(&h));
     let rrns: Vec<String> = (0..6).map(|_| unique_rrn()).collect();
     let slow = wiremock::ResponseTemplate::new(200)
         .set_body_json(serde_json::json!({"status": "inprogress"}))
@@ -317,7 +317,7 @@ async fn nothing_new_backs_off() {
     use azqr_webhook::simulator::AzqrSimulator;
     let h = Harness::new().await;
     let (azqr, env) = simulation::<AzqrSimulator>().await;
-    let webhook = Webhook::with_recorder(azqr_webhook::Azqr::from_env(&env).expect("azqr"), recorder(&h));
+    let webhook = Webhook::with_write_path(azqr_webhook::Azqr::from_env(&env).expect("azqr"), write_path(&h));
     let rrn = unique_rrn();
     assert_eq!(send(&webhook, azqr.webhook(&rrn, "paid", at(0)), 0).await, 204);
     azqr.settle(&rrn, "paid"); // AZQR's query says inprogress: nothing new
@@ -342,7 +342,7 @@ async fn an_expired_pagstar_charge_becomes_expired_by_sync_and_by_webhook() {
     use pagstar_webhook::simulator::{hint, PagstarSimulator};
     let h = Harness::new().await;
     let (pagstar, env) = simulation::<PagstarSimulator>().await;
-    let webhook = Webhook::with_recorder(pagstar_webhook::Pagstar::from_env(&env).expect("pagstar"), recorder(&h));
+    let webhook = Webhook::with_write_path(pagstar_webhook::Pagstar::from_env(&env).expect("pagstar"), write_path(&h));
     let (by_sync, by_webhook) =
         (PagstarSimulator::new_reference(unique_number()), PagstarSimulator::new_reference(unique_number()));
     for txid in [&by_sync, &by_webhook] {
@@ -369,7 +369,7 @@ async fn a_registered_charge_learns_its_expiry_from_the_first_answer() {
     use pagstar_webhook::simulator::PagstarSimulator;
     let h = Harness::new().await;
     let (pagstar, env) = simulation::<PagstarSimulator>().await;
-    let api = TransactionsApi::new(h.store.clone(), SyncPolicy::default(), provider_catalog::known());
+    let api = TransactionsApi::new(h.store.clone(), SyncPolicy::default(), provider_catalog::all());
     let txid = PagstarSimulator::new_reference(unique_number());
     pagstar.stand_in().set_created(&txid, "ATIVA", "25.00", at(0), 1_800);
     let (status, body) = answer(&api, register("pagstar", &txid, "{}"), 0).await;
@@ -407,7 +407,7 @@ async fn registration_then_settled_by_sync_without_any_webhook() {
     use azqr_webhook::simulator::AzqrSimulator;
     let h = Harness::new().await;
     let (azqr, env) = simulation::<AzqrSimulator>().await;
-    let api = TransactionsApi::new(h.store.clone(), SyncPolicy::default(), provider_catalog::known());
+    let api = TransactionsApi::new(h.store.clone(), SyncPolicy::default(), provider_catalog::all());
     let rrn = unique_rrn();
     let body = r#"{"amount":"10.00","currency":"AZN"}"#;
     let (status, created) = answer(&api, register("azqr", &rrn, body), 0).await;
@@ -446,8 +446,8 @@ async fn registration_after_a_webhook_amount_mismatch_and_expiry() {
     use pagstar_webhook::simulator::{hint, PagstarSimulator};
     let h = Harness::new().await;
     let (pagstar, env) = simulation::<PagstarSimulator>().await;
-    let webhook = Webhook::with_recorder(pagstar_webhook::Pagstar::from_env(&env).expect("pagstar"), recorder(&h));
-    let api = TransactionsApi::new(h.store.clone(), SyncPolicy::default(), provider_catalog::known());
+    let webhook = Webhook::with_write_path(pagstar_webhook::Pagstar::from_env(&env).expect("pagstar"), write_path(&h));
+    let api = TransactionsApi::new(h.store.clone(), SyncPolicy::default(), provider_catalog::all());
     let txid = PagstarSimulator::new_reference(unique_number());
     pagstar.settle(&txid, "ATIVA");
     assert_eq!(send(&webhook, hint(&txid), 0).await, 200);

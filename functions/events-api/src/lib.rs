@@ -53,7 +53,7 @@ pub enum Route {
 
 impl Route {
     /// The route of a request API Gateway sent (its method and path).
-    pub fn of(method: &Method, path: &str) -> Option<Route> {
+    pub fn matching(method: &Method, path: &str) -> Option<Route> {
         let path = path.trim_end_matches('/');
         let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
         match (method.as_str(), segments.as_slice()) {
@@ -120,7 +120,7 @@ impl EventsApi {
 
     /// Answers one Lambda request (API Gateway's event).
     pub async fn handle(&self, request: Request) -> Response<Body> {
-        let route = Route::of(request.method(), request.uri().path());
+        let route = Route::matching(request.method(), request.uri().path());
         let inbound = Inbound::from_lambda(request);
         match route {
             Some(route) => self.answer(route, &inbound, OffsetDateTime::now_utc()).await,
@@ -308,10 +308,10 @@ mod tests {
     fn routes_are_told_apart_by_method_and_path() {
         for (route, method, path) in ROUTES {
             let concrete = path.replace("{id}", "evt_0123456789abcdef0123456789abcdef");
-            assert_eq!(Route::of(&method.parse().expect("method"), &concrete), Some(route), "{method} {path}");
+            assert_eq!(Route::matching(&method.parse().expect("method"), &concrete), Some(route), "{method} {path}");
         }
-        assert_eq!(Route::of(&Method::DELETE, "/events"), None);
-        assert_eq!(Route::of(&Method::GET, "/events/a/b"), None);
+        assert_eq!(Route::matching(&Method::DELETE, "/events"), None);
+        assert_eq!(Route::matching(&Method::GET, "/events/a/b"), None);
     }
 
     #[test]

@@ -18,7 +18,7 @@ use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMe
 use futures_util::future::join_all;
 use shared::model::{MerchantEvent, NotificationOutcome};
 use shared::runtime::config::{ConfigError, Env, Secret, Setting};
-use shared::runtime::{Rotating, SecretSpec};
+use shared::runtime::{FromSecret, SecretSpec};
 use shared::storage::{Attempt, AttemptKind, EventLog, TransactionStore, MAX_RESPONSE_BYTES};
 use time::OffsetDateTime;
 
@@ -117,11 +117,11 @@ pub struct Answer {
 pub const SECRET: SecretSpec = SecretSpec { arn: "NOTIFY_SECRET_ARN", keys: &["NOTIFY_SECRET"] };
 
 /// The signers, one per secret of `NOTIFY_SECRET`, in its order; kept current as it rotates.
-pub type Signers = Rotating<Vec<standardwebhooks::Webhook>>;
+pub type Signers = FromSecret<Vec<standardwebhooks::Webhook>>;
 
 /// Signers for `secret`, never read again (tests, benchmarks).
 pub fn fixed_signers(secret: &str) -> Result<Signers, ConfigError> {
-    signers(&Secret::new(secret)).map(Rotating::fixed)
+    signers(&Secret::new(secret)).map(FromSecret::fixed)
 }
 
 /// The signers of [`SECRET`] as `env` configures it, read again every 5 minutes.
@@ -130,7 +130,7 @@ pub async fn signers_from_env(
     secrets: &shared::runtime::SecretsClient,
     now: OffsetDateTime,
 ) -> Result<Signers, ConfigError> {
-    Rotating::load(SECRET, env, secrets, None, now, Box::new(|env| signers(&env.secret("NOTIFY_SECRET")?))).await
+    FromSecret::load(SECRET, env, secrets, None, now, Box::new(|env| signers(&env.secret("NOTIFY_SECRET")?))).await
 }
 
 /// One or more `whsec_<base64>` secrets separated by spaces, at most 10.

@@ -2,7 +2,7 @@
 //! stack schedules one invocation per group), for each provider, it takes the non-final
 //! transactions whose next sync is due from the sparse `SyncShards` index (no scan), asks
 //! the provider's status API, and applies the answer through the webhooks' own write path
-//! ([`Recorder`]), so a sync and a webhook can race without regressing a transaction or
+//! ([`WritePath`]), so a sync and a webhook can race without regressing a transaction or
 //! duplicating its event; the events it causes go out ten to a batch.
 //!
 //! Within a provider's run of a group, up to `STATUS_SYNC_CONCURRENCY` calls are under way
@@ -24,10 +24,16 @@ use futures_util::StreamExt;
 
 use serde::Serialize;
 use shared::model::{Decision, MerchantEvent, Observation, SyncStep, TransactionRecord};
-use shared::pipeline::{Provider, Recorder, StatusSource, SyncError, SyncScope};
+use shared::pipeline::{Provider, StatusSource, SyncError, SyncScope, WritePath};
 use shared::runtime::config::{ConfigError, Env, Setting};
-use shared::runtime::{Rotating, SecretsClient};
+use shared::runtime::{FromSecret, SecretsClient};
 use time::OffsetDateTime;
+
+/// The metric of a transaction the status sync gave up on, left non-final.
+const SYNC_GAVE_UP: &str = "StatusSyncGaveUp";
+/// The metric of the age of the oldest transaction due for a status sync, per provider
+/// run: how far the sync is behind (0 when nothing is due).
+const SYNC_LAG: &str = "StatusSyncLagSeconds";
 
 /// How long one call to a provider may take, all included.
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(5);
@@ -121,18 +127,18 @@ pub struct SyncedProvider {
     pub has_status_api: bool,
     /// Its reference format: a stored reference not in it is never sent to its API.
     pub check_reference: fn(&str) -> Result<(), shared::pipeline::WebhookError>,
-    pub source: Rotating<Source>,
+    pub source: FromSecret<Source>,
 }
 
 impl SyncedProvider {
     /// Configured from `env` alone, its credentials fixed (tests, and providers without
     /// a status API).
-    pub fn of<P: Provider>(env: &impl Env) -> Result<Self, ConfigError> {
+    pub fn from_env<P: Provider>(env: &impl Env) -> Result<Self, ConfigError> {
         Ok(SyncedProvider {
             name: P::NAME,
             has_status_api: P::HAS_STATUS_API,
             check_reference: P::check_reference,
-            source: Rotating::fixed(P::status_api(env)?),
+            source: FromSecret::fixed(P::status_api(env)?),
         })
     }
 
@@ -149,10 +155,10 @@ impl SyncedProvider {
                 name: P::NAME,
                 has_status_api: false,
                 check_reference,
-                source: Rotating::fixed(None),
+                source: FromSecret::fixed(None),
             });
         }
-        let source = Rotating::load(P::SECRET, env, secrets, None, now, Box::new(|env| P::status_api(env))).await?;
+        let source = FromSecret::load(P::SECRET, env, secrets, None, now, Box::new(|env| P::status_api(env))).await?;
         Ok(SyncedProvider { name: P::NAME, has_status_api: true, check_reference, source })
     }
 }
@@ -192,7 +198,7 @@ pub fn providers_from_env(env: &impl Env) -> Result<Vec<SyncedProvider>, ConfigE
     impl<E: Env> provider_catalog::EachProvider for Collect<'_, E> {
         fn provider<P: Provider>(&mut self) {
             if let Ok(synced) = &mut self.synced {
-                match SyncedProvider::of::<P>(self.env) {
+                match SyncedProvider::from_env::<P>(self.env) {
                     Ok(provider) => synced.push(provider),
                     Err(error) => self.synced = Err(error),
                 }
@@ -217,7 +223,7 @@ pub struct ProviderRun {
     /// cannot be read): rescheduled along the backoff, the run going on.
     pub rejected: usize,
     pub gave_up: usize,
-    /// How long the oldest due transaction had been due ([`shared::runtime::metrics::SYNC_LAG`]).
+    /// How long the oldest due transaction had been due ([`SYNC_LAG`]).
     pub lag_seconds: u64,
     /// The provider could not be asked: its run ended, nothing written.
     pub unavailable: bool,
@@ -242,7 +248,7 @@ enum Step {
 
 #[derive(Debug)]
 pub struct StatusSync {
-    recorder: Recorder,
+    write_path: WritePath,
     providers: Vec<SyncedProvider>,
     batch: usize,
     concurrency: usize,
@@ -254,9 +260,9 @@ pub struct StatusSync {
 
 impl StatusSync {
     /// `batch` transactions per sync shard per run, asked [`CONCURRENCY`] at a time.
-    pub fn new(recorder: Recorder, providers: Vec<SyncedProvider>, batch: u64) -> Self {
+    pub fn new(write_path: WritePath, providers: Vec<SyncedProvider>, batch: u64) -> Self {
         StatusSync {
-            recorder,
+            write_path,
             providers,
             batch: usize::try_from(batch.clamp(1, MAX_BATCH)).unwrap_or(1),
             concurrency: CONCURRENCY as usize,
@@ -296,9 +302,9 @@ impl StatusSync {
         let batch = BATCH_SETTING.number_from(&env)?;
         let concurrency = CONCURRENCY_SETTING.number_from(&env)?;
         let aws = shared::runtime::AwsClients::from_env().await;
-        let recorder = Recorder::from_env(&env, &aws)?;
+        let write_path = WritePath::from_env(&env, &aws)?;
         let providers = providers(env, &aws.secrets, now).await?;
-        Ok(StatusSync::new(recorder, providers, batch).with_concurrency(concurrency))
+        Ok(StatusSync::new(write_path, providers, batch).with_concurrency(concurrency))
     }
 
     /// One run at `now` over every shard group: every provider concurrently.
@@ -353,7 +359,7 @@ impl StatusSync {
     ) -> ProviderRun {
         let name = provider.name;
         let mut run = ProviderRun { provider: name, ..ProviderRun::default() };
-        let store = self.recorder.store();
+        let store = self.write_path.store();
         let source = provider.source.get(now).await.current;
         for &group in groups {
             if run.unavailable || run.failed || Instant::now() >= deadline {
@@ -383,7 +389,7 @@ impl StatusSync {
                 tracing::warn!(provider = name, error = %error, "status sync lease not released; it expires on its own");
             }
         }
-        shared::runtime::metrics::seconds(shared::runtime::metrics::SYNC_LAG, name, run.lag_seconds);
+        shared::runtime::metrics::seconds(SYNC_LAG, name, run.lag_seconds);
         run
     }
 
@@ -400,7 +406,7 @@ impl StatusSync {
         run: &mut ProviderRun,
     ) {
         let name = provider.name;
-        let store = self.recorder.store();
+        let store = self.write_path.store();
         let shards: Vec<String> = shared::model::shard::all(name, shared::model::shard::SYNC_SHARDS)
             .into_iter()
             .skip(group * SHARDS_AT_ONCE)
@@ -460,7 +466,7 @@ impl StatusSync {
     /// Sends the events the answers caused, in one `SendMessageBatch`. One not sent leaves
     /// its final record pending: the reconciler sends it; the provider's run ends.
     async fn send(&self, provider: &str, events: Vec<MerchantEvent>, stop: &AtomicBool, run: &mut ProviderRun) {
-        for (event, result) in events.iter().zip(self.recorder.send_batch(&events).await) {
+        for (event, result) in events.iter().zip(self.write_path.send_batch(&events).await) {
             match result {
                 Ok(()) => {
                     tracing::info!(provider, reference = %event.data.reference, event_id = %event.id, event_type = %event.kind, "event sent to the queue (deduplicated by id)")
@@ -548,7 +554,7 @@ impl StatusSync {
         };
         let mut events = Vec::new();
         if let Some(observation) = answer {
-            match self.recorder.apply_deferred(name, provider.has_status_api, observation, now).await {
+            match self.write_path.apply_deferred(name, provider.has_status_api, observation, now).await {
                 Ok((outcome, caused)) if outcome.decision == Decision::Apply => return (Step::Applied, caused),
                 Ok((_, caused)) => events = caused,
                 Err(error) => {
@@ -582,13 +588,13 @@ impl StatusSync {
         record: &TransactionRecord,
         now: OffsetDateTime,
     ) -> Result<Option<SyncStep>, shared::storage::StoreError> {
-        let step = self.recorder.policy().next(record, configured, now);
-        if !self.recorder.store().reschedule(record, step).await? {
+        let step = self.write_path.policy().next(record, configured, now);
+        if !self.write_path.store().reschedule(record, step).await? {
             return Ok(None);
         }
         if step == SyncStep::GiveUp {
             tracing::error!(provider = provider.name, reference = %record.reference, status = %record.status, updated_at = %record.updated_at, alarm = "status_sync_gave_up", "no final status after 7 days unchanged: status sync gave up, the transaction stays non-final");
-            shared::runtime::metrics::count(shared::runtime::metrics::SYNC_GAVE_UP, provider.name);
+            shared::runtime::metrics::count(SYNC_GAVE_UP, provider.name);
         }
         Ok(Some(step))
     }
@@ -680,12 +686,12 @@ mod tests {
         let sqs = aws_sdk_sqs::Client::from_conf(
             aws_sdk_sqs::Config::builder().behavior_version(aws_sdk_sqs::config::BehaviorVersion::latest()).build(),
         );
-        let recorder = shared::pipeline::Recorder::new(
+        let write_path = shared::pipeline::WritePath::new(
             shared::storage::TransactionStore::new(dynamodb, "unused"),
             shared::storage::EventQueue::new(sqs, "unused"),
             Default::default(),
         );
-        let sync = super::StatusSync::new(recorder, Vec::new(), 1).with_concurrency(10).with_connections(3);
+        let sync = super::StatusSync::new(write_path, Vec::new(), 1).with_concurrency(10).with_connections(3);
         let record: shared::model::TransactionRecord = serde_json::from_value(serde_json::json!({
             "provider": "azqr", "reference": "100000000001", "status": "created",
             "first_seen_at": "2026-11-30T00:00:00Z", "updated_at": "2026-11-30T00:00:00Z"

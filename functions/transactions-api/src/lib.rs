@@ -62,7 +62,7 @@ impl TransactionsApi {
         let table = env.required(shared::runtime::config::TABLE_NAME.name)?;
         let policy = shared::runtime::config::sync_policy(env)?;
         let aws = shared::runtime::AwsClients::from_env().await;
-        Ok(TransactionsApi::new(TransactionStore::new(aws.dynamodb, table), policy, provider_catalog::known()))
+        Ok(TransactionsApi::new(TransactionStore::new(aws.dynamodb, table), policy, provider_catalog::all()))
     }
 
     /// Answers one Lambda request (API Gateway's event).
