@@ -27,7 +27,8 @@ pub struct Key2PayNotification {
     pub trackid: String,
     pub action: String,
     pub result: String,
-    /// `"0"` on success; accepted as a string or a number.
+    /// `"0"` on success, `"9"` while processing, anything else a decline; accepted as a
+    /// string or a number, with or without a currency prefix ([`Key2PayOutcome`]).
     pub responsecode: Box<RawValue>,
     #[serde(default)]
     pub responsedescription: Option<String>,
@@ -46,27 +47,58 @@ pub enum Key2PayAction {
     Capture,
 }
 
-/// A notification's status needs its context: the action, and whether it succeeded. A
-/// successful authorization means money is moving; a successful capture completes the
-/// payment; anything unsuccessful fails it. An unknown action is `422 unsupported_value`.
+/// What Key2Pay's response code says, whatever the action: `0` approved (with `result:
+/// Successful`), `9` processing (the payment is still in flight, whatever `result` says),
+/// anything else a decline. A code may carry a currency prefix (`EGP9998`), which is not
+/// part of the code. (Key2Pay's documentation; `9` is also ISO 8583's "in progress".)
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Key2PayOutcome {
+    Approved,
+    Processing,
+    Declined,
+}
+
+/// A notification's status needs its context: the action, and what the response code
+/// says. A successful authorization means money is moving; a successful capture
+/// completes the payment; a code `9` leaves the payment in flight; a decline fails it.
+/// An unknown action is `422 unsupported_value`.
 impl TryFrom<&Key2PayNotification> for Status {
     type Error = WebhookError;
 
     fn try_from(notification: &Key2PayNotification) -> Result<Status, WebhookError> {
         let action: Key2PayAction = parse_status(&notification.action)?;
-        Ok(match (action, notification.successful()) {
-            (Key2PayAction::Authorization, true) => Status::Processing,
-            (Key2PayAction::Capture, true) => Status::Completed,
-            (Key2PayAction::Authorization, false) | (Key2PayAction::Capture, false) => Status::Failed,
+        Ok(match (action, notification.outcome()) {
+            (Key2PayAction::Authorization, Key2PayOutcome::Approved) => Status::Processing,
+            (Key2PayAction::Capture, Key2PayOutcome::Approved) => Status::Completed,
+            (Key2PayAction::Authorization | Key2PayAction::Capture, Key2PayOutcome::Processing) => Status::Processing,
+            (Key2PayAction::Authorization | Key2PayAction::Capture, Key2PayOutcome::Declined) => Status::Failed,
         })
     }
 }
 
 impl Key2PayNotification {
-    /// `result: Successful` with `responsecode: "0"`.
-    pub fn successful(&self) -> bool {
-        let code = self.responsecode.get().trim_matches('"');
-        self.result.eq_ignore_ascii_case("Successful") && code == "0"
+    /// The response code without quotes or a currency prefix (`"EGP9998"` → `9998`).
+    fn code(&self) -> &str {
+        self.responsecode.get().trim_matches('"').trim_start_matches(|c: char| c.is_ascii_alphabetic())
+    }
+
+    /// What the response code says ([`Key2PayOutcome`]); codes are compared as numbers, so
+    /// `"00"` is `0` and `"09"` is `9`.
+    pub fn outcome(&self) -> Key2PayOutcome {
+        let code = self.code();
+        let significant = code.trim_start_matches('0');
+        let number = match (code.is_empty(), significant.is_empty()) {
+            (true, _) => None,
+            (false, true) => Some(0),
+            // Digits only (`parse` would take a sign); too many for a u64 is no code we know.
+            (false, false) if significant.bytes().all(|b| b.is_ascii_digit()) => significant.parse::<u64>().ok(),
+            (false, false) => None,
+        };
+        match number {
+            Some(9) => Key2PayOutcome::Processing,
+            Some(0) if self.result.eq_ignore_ascii_case("Successful") => Key2PayOutcome::Approved,
+            Some(_) | None => Key2PayOutcome::Declined,
+        }
     }
 }
 
@@ -120,7 +152,7 @@ impl Provider for Key2Pay {
 
     fn normalize(&self, notification: Key2PayNotification) -> Result<Vec<Observation>, WebhookError> {
         let status = Status::try_from(&notification)?;
-        let successful = notification.successful();
+        let declined = notification.outcome() == Key2PayOutcome::Declined;
         let mut observation = Observation::new(notification.trackid.clone(), status, notification.action.clone());
         observation.amount = notification.amount.as_deref().map(Amount::from_json).transpose()?;
         observation.currency = match notification.currencycode {
@@ -132,7 +164,7 @@ impl Provider for Key2Pay {
             }
             None => None,
         };
-        if !successful {
+        if declined {
             observation.set_reason(notification.responsedescription);
         }
         if let Some(code) = notification.merchantcode.filter(|c| !c.is_empty()) {
@@ -179,6 +211,29 @@ mod tests {
             ("AUTHORIZATION", "Failed", r#""51""#, Status::Failed, Some("Insufficient funds")),
             ("CAPTURE", "Successful", r#""05""#, Status::Failed, Some("Insufficient funds")),
             ("CAPTURE", "Declined", r#""0""#, Status::Failed, Some("Insufficient funds")),
+            ("CAPTURE", "Successful", r#""00""#, Status::Completed, None),
+            ("CAPTURE", "Successful", r#""PHP0""#, Status::Completed, None),
+            // 9: still processing, whatever the result says; never a failure.
+            ("AUTHORIZATION", "Successful", r#""9""#, Status::Processing, None),
+            ("CAPTURE", "Pending", r#""9""#, Status::Processing, None),
+            ("CAPTURE", "Failed", "9", Status::Processing, None),
+            ("CAPTURE", "Declined", r#""EGP9""#, Status::Processing, None),
+            ("CAPTURE", "Successful", r#""09""#, Status::Processing, None),
+            // A prefixed decline is a decline, not a 9.
+            ("CAPTURE", "Declined", r#""EGP9998""#, Status::Failed, Some("Insufficient funds")),
+            ("CAPTURE", "Successful", r#""99""#, Status::Failed, Some("Insufficient funds")),
+            ("CAPTURE", "Successful", r#""""#, Status::Failed, Some("Insufficient funds")),
+            ("CAPTURE", "Successful", r#""EGP""#, Status::Failed, Some("Insufficient funds")),
+            ("CAPTURE", "Successful", r#""+0""#, Status::Failed, Some("Insufficient funds")),
+            ("CAPTURE", "Successful", r#""0x0""#, Status::Failed, Some("Insufficient funds")),
+            ("CAPTURE", "Successful", r#""000000000000000000000000000000""#, Status::Completed, None),
+            (
+                "CAPTURE",
+                "Successful",
+                r#""100000000000000000000000000000""#,
+                Status::Failed,
+                Some("Insufficient funds"),
+            ),
         ];
         for (action, result, code, expected, reason) in cases {
             let observations = receive(request(Some(TOKEN), &body(action, result, code))).await.expect(action);

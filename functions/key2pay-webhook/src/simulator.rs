@@ -105,6 +105,8 @@ impl Simulator for Key2PaySimulator {
             post(token, body(trackid, transaction, action, "Successful", "0", ok).as_bytes())
         };
         let failed = body("k2p-track-3", "1049768", "AUTHORIZATION", "Failed", "51", "Insufficient funds");
+        // Code 9: the capture is still being processed (whatever `result` says): not a failure.
+        let in_flight = body("k2p-track-4", "1049769", "CAPTURE", "Pending", "9", "Transaction in progress");
         let capture = |trackid: &str, transaction: &str| body(trackid, transaction, "CAPTURE", "Successful", "0", ok);
         Ok(vec![
             Fixture::stored(
@@ -122,6 +124,7 @@ impl Simulator for Key2PaySimulator {
                 Status::Completed,
             ),
             Fixture::stored("failed", post(token, failed.as_bytes()), 200, "k2p-track-3", Status::Failed),
+            Fixture::stored("processing", post(token, in_flight.as_bytes()), 200, "k2p-track-4", Status::Processing),
             Fixture::nothing(
                 "bad-wrong-token",
                 post(Some("not-the-token"), capture("k2p-track-b1", "1").as_bytes()),
