@@ -181,6 +181,25 @@ impl From<Amount> for String {
     }
 }
 
+/// Which way the money moves, seen from the merchant: `in` (a payment) or `out` (a payout,
+/// a withdrawal). A record whose provider never said is `in`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    #[default]
+    In,
+    Out,
+}
+
+impl Direction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Direction::In => "in",
+            Direction::Out => "out",
+        }
+    }
+}
+
 /// What a verified webhook says about one transaction, in canonical terms.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Observation {
@@ -190,6 +209,9 @@ pub struct Observation {
     pub provider_status: String,
     pub amount: Option<Amount>,
     pub currency: Option<String>,
+    /// Which way the money moves, where the provider says (none: the record keeps what it
+    /// has, `in` if nothing).
+    pub direction: Option<Direction>,
     pub reason: Option<String>,
     /// Provider facts worth keeping that the model has no field for (e.g. a merchant code).
     pub details: BTreeMap<String, String>,
@@ -232,6 +254,7 @@ impl Observation {
             provider_status: provider_status.into(),
             amount: None,
             currency: None,
+            direction: None,
             reason: None,
             details: BTreeMap::new(),
             customer_message: None,
@@ -255,6 +278,9 @@ pub struct TransactionRecord {
     pub provider: String,
     pub reference: String,
     pub status: Status,
+    /// Which way the money moves (`in` unless the provider said `out`).
+    #[serde(default)]
+    pub direction: Direction,
     /// The provider's own word; empty (and left out) until the provider first speaks
     /// about a registered transaction.
     #[serde(default, skip_serializing_if = "String::is_empty")]
@@ -515,6 +541,9 @@ impl Change {
         if let Some(currency) = &observation.currency {
             fields.push(("currency", Edit::Set, Value::Text(bounded(currency, MAX_CURRENCY_CHARS))));
         }
+        if let Some(direction) = observation.direction {
+            fields.push(("direction", Edit::Set, text(direction.as_str())));
+        }
         if let Some(reason) = &observation.reason {
             fields.push(("reason", Edit::Set, Value::Text(bounded(reason, MAX_REASON_CHARS))));
         }
@@ -644,6 +673,7 @@ pub(crate) mod tests {
             provider: provider.into(),
             reference: reference.into(),
             status,
+            direction: Direction::In,
             provider_status: status.as_str().into(),
             amount: None,
             currency: None,

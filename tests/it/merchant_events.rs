@@ -455,3 +455,41 @@ async fn the_endpoint_counts_as_failing_after_every_attempt_failed_for_the_thres
     let still = one.failure(minutes(95)).await.expect("write");
     assert!(still.is_some(), "the skipped success did not end the run that began after it");
 }
+
+/// Every record and event says which way the money moves: a Pay3 payout is `out`, a
+/// checkout `in`, and a provider that never says (AZQR) `in`.
+#[tokio::test]
+async fn records_and_events_say_which_way_the_money_moves() {
+    use provider_testkit::Simulator;
+    let h = Harness::new().await;
+    let (pay3, webhook) = crate::providers::simulate::<pay3_webhook::simulator::Pay3Simulator>(&h).await;
+    let at = OffsetDateTime::from_unix_timestamp(1_795_000_000).expect("time");
+    let fixtures = pay3.fixtures(at).expect("fixtures");
+    let fixture = |name: &str| fixtures.iter().find(|f| f.name == name).unwrap_or_else(|| panic!("{name}"));
+    for name in ["payout-completed", "completed"] {
+        assert_eq!(webhook.answer(&fixture(name).request, at).await.status().as_u16(), 200, "{name}");
+    }
+    let azqr = azqr(&h, EventTypes::default());
+    let rrn = unique_rrn();
+    send(&azqr, &rrn, "completed", 1).await;
+
+    let direction = |provider: &'static str, reference: String| {
+        let store = h.store.clone();
+        async move { store.get(provider, &reference).await.expect("get").expect("stored").direction }
+    };
+    assert_eq!(direction("pay3", "pay3-payout-1:PAYOUT".into()).await, shared::model::Direction::Out);
+    assert_eq!(direction("pay3", "pay3-order-6:CHECKOUT".into()).await, shared::model::Direction::In);
+    assert_eq!(direction("azqr", rrn.clone()).await, shared::model::Direction::In);
+
+    let events = h.drain_events().await;
+    let shown: Vec<(String, serde_json::Value)> = events
+        .iter()
+        .map(|e| {
+            let json = serde_json::to_value(e).expect("json");
+            (e.data.reference.clone(), json["data"]["direction"].clone())
+        })
+        .collect();
+    assert!(shown.contains(&("pay3-payout-1:PAYOUT".into(), "out".into())), "{shown:?}");
+    assert!(shown.contains(&("pay3-order-6:CHECKOUT".into(), "in".into())), "{shown:?}");
+    assert!(shown.contains(&(rrn, "in".into())), "{shown:?}");
+}

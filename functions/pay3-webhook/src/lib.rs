@@ -10,7 +10,7 @@
 use http::StatusCode;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
-use shared::model::{Observation, Status};
+use shared::model::{Direction, Observation, Status};
 use shared::pipeline::{parse_json, parse_status, Inbound, Provider, WebhookError};
 use shared::runtime::config::{ConfigError, Env, Secret, Setting};
 use shared::runtime::SecretSpec;
@@ -238,12 +238,23 @@ impl Provider for Pay3 {
             return Ok(Vec::new());
         };
         let mut observation = Observation::new(reference, canonical, data.order_status);
+        observation.direction = direction(&data.order_type);
         observation.set_reason(data.error.and_then(|e| e.message));
         // The status sync's lookup key (Pay3's query is by requestId, not orderId).
         if let Some(request_id) = claims.request_id.filter(|id| !id.is_empty() && id.len() <= 100) {
             observation.details.insert(status::REQUEST_ID.to_owned(), request_id);
         }
         Ok(vec![observation])
+    }
+}
+
+/// Which way an order's money moves: `PAYOUT` is a withdrawal (out); `CHECKOUT` (fiat) and
+/// `CRYPTO` are payments (in). An order type Pay3 adds later says nothing.
+fn direction(order_type: &str) -> Option<Direction> {
+    match order_type {
+        "PAYOUT" => Some(Direction::Out),
+        "CHECKOUT" | "CRYPTO" => Some(Direction::In),
+        _ => None,
     }
 }
 
@@ -322,6 +333,19 @@ mod tests {
         crypto["data"]["orderType"] = json!("CRYPTO");
         let observations = receive(&token(&crypto, Algorithm::HS384, SECRET)).await.expect("accepted");
         assert_eq!(observations[0].reference, "ord_123:CRYPTO");
+        assert_eq!(observations[0].direction, Some(Direction::In));
+    }
+
+    #[tokio::test]
+    async fn a_payout_is_money_out() {
+        for (order_type, direction) in
+            [("PAYOUT", Some(Direction::Out)), ("CHECKOUT", Some(Direction::In)), ("REBATE", None)]
+        {
+            let mut payout = claims("COMPLETED", None);
+            payout["data"]["orderType"] = json!(order_type);
+            let observations = receive(&token(&payout, Algorithm::HS384, SECRET)).await.expect(order_type);
+            assert_eq!(observations[0].direction, direction, "{order_type}");
+        }
     }
 
     #[tokio::test]

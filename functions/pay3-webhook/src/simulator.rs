@@ -160,6 +160,9 @@ impl Simulator for Pay3Simulator {
                 (valid.split('.').collect(), forged.split('.').collect());
             format!("{}.{}.{}", valid_parts[0], forged_parts[1], valid_parts[2])
         };
+        // A payout (a withdrawal the user asked for): money out.
+        let mut payout = claims("pay3-payout-1", "COMPLETED", Some("SUCCESS"), at);
+        payout["data"]["orderType"] = json!("PAYOUT");
         let none_header = "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0"; // {"alg":"none","typ":"JWT"}
         let unsigned = format!("{none_header}.{}.", valid.split('.').nth(1).unwrap_or_default());
         let other_secret =
@@ -229,6 +232,7 @@ impl Simulator for Pay3Simulator {
                 "pay3-order-9:CHECKOUT",
                 Status::Expired,
             ),
+            Fixture::stored("payout-completed", self.signed(&payout), 200, "pay3-payout-1:PAYOUT", Status::Completed),
             Fixture::nothing("refunded-after-final", good("pay3-order-10", "REFUNDED", None), 200),
             Fixture::nothing("bad-signature", envelope(&other_secret), 401),
             Fixture::nothing("bad-algorithm", envelope(&other_algorithm), 401),

@@ -17,7 +17,7 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::SubjectPublicKeyInfoDer;
 use serde::Deserialize;
 use serde_json::value::RawValue;
-use shared::model::{Amount, Observation, Status};
+use shared::model::{Amount, Direction, Observation, Status};
 use shared::pipeline::{check_shared_secret, parse_json, parse_status, Inbound, Provider, WebhookError};
 use shared::runtime::config::{ConfigError, Env, Secret, Setting};
 use shared::runtime::SecretSpec;
@@ -239,7 +239,20 @@ impl Provider for QiTech {
         let mut observation =
             Observation::new(entry.payment_instrument_entry_key, status.into(), entry.payment_instrument_entry_status);
         observation.amount = entry.payment_instrument_entry_amount.as_deref().map(Amount::from_json).transpose()?;
+        observation.direction = entry.payment_instrument_entry_type.as_deref().and_then(direction);
         Ok(vec![observation])
+    }
+}
+
+/// Which way an entry's money moves: a `withdrawal` is out; a `purchase` and a
+/// `postpaid_card_issuance` (the issuance of a postpaid card, charged like a purchase; the
+/// documentation lists both beside each other and nothing says money leaves) are in. A
+/// type QI Tech adds later says nothing.
+fn direction(entry_type: &str) -> Option<Direction> {
+    match entry_type {
+        "withdrawal" => Some(Direction::Out),
+        "purchase" | "postpaid_card_issuance" => Some(Direction::In),
+        _ => None,
     }
 }
 
@@ -320,7 +333,11 @@ DdKgznLNV739WnC7lJI=
             assert_eq!(observation.reference, "fd86d9b1-2a5e-4e03-9a59-a043c7632c97");
             assert_eq!(observation.amount.as_ref().map(Amount::as_str), Some("150.00"), "no float round trip");
             assert_eq!(observation.provider_status, word);
+            assert_eq!(observation.direction, Some(Direction::In), "a purchase");
         }
+        let withdrawal = body("concluded").replace(r#""purchase""#, r#""withdrawal""#);
+        let observations = provider().receive(&signed(&withdrawal, "POST", PATH, now()), now()).await.expect("ok");
+        assert_eq!(observations[0].direction, Some(Direction::Out), "a withdrawal is money out");
     }
 
     #[tokio::test]
