@@ -147,10 +147,18 @@ impl Amount {
     }
 
     /// From a JSON value as the provider wrote it, a number (`150.00`) or a numeric
-    /// string (`"150.00"`), keeping the text exactly (no float round trip).
+    /// string (`"150.00"`), keeping the text exactly (no float round trip). A number in
+    /// exponent form, which JSON allows, is read exactly too: `1.5E2` is `150`, `2e-2` is
+    /// `0.02`.
     pub fn from_json(raw: &serde_json::value::RawValue) -> Result<Self, InvalidAmount> {
-        let text = raw.get();
-        Amount::parse(text.strip_prefix('"').and_then(|t| t.strip_suffix('"')).unwrap_or(text))
+        let text = raw.get().trim();
+        match text.strip_prefix('"').and_then(|t| t.strip_suffix('"')) {
+            Some(quoted) => Amount::parse(quoted),
+            None => match text.split_once(['e', 'E']) {
+                Some((mantissa, exponent)) => Amount::parse(&shift_point(mantissa, exponent)?),
+                None => Amount::parse(text),
+            },
+        }
     }
 
     pub fn as_str(&self) -> &str {
@@ -166,6 +174,43 @@ impl Amount {
         }
         canonical(self) == canonical(other)
     }
+}
+
+/// `mantissa` (digits with an optional point) times ten to `exponent`, as a decimal text,
+/// computed on the digits: the exact value, never a float's.
+fn shift_point(mantissa: &str, exponent: &str) -> Result<String, InvalidAmount> {
+    let (int, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    let digits_only = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+    if int.is_empty() || !digits_only(int) || !digits_only(frac) || (mantissa.contains('.') && frac.is_empty()) {
+        return Err(InvalidAmount);
+    }
+    let unsigned = exponent.strip_prefix(['+', '-']).unwrap_or(exponent);
+    // Beyond 40 places no amount of at most 20 digits on each side can come out.
+    if unsigned.is_empty() || unsigned.len() > 3 || !digits_only(unsigned) {
+        return Err(InvalidAmount);
+    }
+    let places: i64 = unsigned.parse().map_err(|_| InvalidAmount)?;
+    let places = if exponent.starts_with('-') { -places } else { places };
+    if places.abs() > 40 {
+        return Err(InvalidAmount);
+    }
+    let digits = format!("{int}{frac}");
+    let point = i64::try_from(int.len()).map_err(|_| InvalidAmount)? + places;
+    let (whole, fraction) = if point <= 0 {
+        (String::from("0"), format!("{}{digits}", "0".repeat(usize::try_from(-point).unwrap_or(0))))
+    } else {
+        let point = usize::try_from(point).map_err(|_| InvalidAmount)?;
+        if point >= digits.len() {
+            (format!("{digits}{}", "0".repeat(point - digits.len())), String::new())
+        } else {
+            (digits[..point].to_owned(), digits[point..].to_owned())
+        }
+    };
+    let whole = match whole.trim_start_matches('0') {
+        "" => "0",
+        trimmed => trimmed,
+    };
+    Ok(if fraction.is_empty() { whole.to_owned() } else { format!("{whole}.{fraction}") })
 }
 
 impl TryFrom<String> for Amount {
@@ -917,7 +962,28 @@ pub(crate) mod tests {
         let raw = |text: &str| serde_json::value::RawValue::from_string(text.to_owned()).expect("raw JSON");
         assert_eq!(Amount::from_json(&raw("150.00")).expect("number").as_str(), "150.00");
         assert_eq!(Amount::from_json(&raw("\"2000.00\"")).expect("string").as_str(), "2000.00");
-        assert!(Amount::from_json(&raw("1.5e2")).is_err());
         assert!(Amount::from_json(&raw("null")).is_err());
+        // Every form of a JSON number, read exactly.
+        for (json, exact) in [
+            ("1.5E2", "150"),
+            ("1.5e2", "150"),
+            ("1.5e+2", "150"),
+            ("15E-1", "1.5"),
+            ("2e-2", "0.02"),
+            ("1.50E1", "15.0"),
+            ("0e0", "0"),
+            ("0.0001E4", "1"),
+            ("123456789012345678901E-1", "12345678901234567890.1"),
+            ("1E19", "10000000000000000000"),
+        ] {
+            assert_eq!(Amount::from_json(&raw(json)).map(|a| a.as_str().to_owned()), Ok(exact.to_owned()), "{json}");
+        }
+        for bad in ["-1.5E2", "1E20", "1e-21", "1E999", "1E-9999", "\"1.5E2\"", "-0", "true", "[1]"] {
+            assert!(Amount::from_json(&raw(bad)).is_err(), "{bad} accepted");
+        }
+        // Not JSON, so never a RawValue; the shift refuses them all the same.
+        for (mantissa, exponent) in [("1.", "2"), ("", "2"), (".5", "1"), ("1", ""), ("1", "2.5"), ("1", "+-2")] {
+            assert_eq!(shift_point(mantissa, exponent), Err(InvalidAmount), "{mantissa}e{exponent}");
+        }
     }
 }

@@ -338,6 +338,10 @@ DdKgznLNV739WnC7lJI=
         let withdrawal = body("concluded").replace(r#""purchase""#, r#""withdrawal""#);
         let observations = provider().receive(&signed(&withdrawal, "POST", PATH, now()), now()).await.expect("ok");
         assert_eq!(observations[0].direction, Some(Direction::Out), "a withdrawal is money out");
+        // Any form of JSON number, read exactly: a verified outcome is never refused for it.
+        let exponent = body("concluded").replace("150.00", "1.5E2");
+        let observations = provider().receive(&signed(&exponent, "POST", PATH, now()), now()).await.expect("1.5E2");
+        assert_eq!(observations[0].amount.as_ref().map(Amount::as_str), Some("150"));
     }
 
     #[tokio::test]

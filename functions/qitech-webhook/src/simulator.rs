@@ -144,6 +144,17 @@ impl Simulator for QiTechSimulator {
                 Status::Completed,
             ),
             Fixture::stored(
+                // A JSON number in exponent form (150): read exactly, never refused.
+                "concluded-exponent-amount",
+                self.post(
+                    &entry_body("00000000-0000-4000-8000-000000000005", "concluded").replace("150.00", "1.5E2"),
+                    at,
+                ),
+                200,
+                "00000000-0000-4000-8000-000000000005",
+                Status::Completed,
+            ),
+            Fixture::stored(
                 "canceled",
                 good("00000000-0000-4000-8000-000000000004", "canceled"),
                 200,
