@@ -8,6 +8,9 @@ use std::sync::OnceLock;
 pub(crate) const NAMESPACE: &str = "PaymentWebhooks";
 /// A final status contradicting the stored final status.
 pub(crate) const CONFLICTS: &str = "TransactionConflicts";
+/// A final status applied with an amount that differs from the one expected, or that
+/// could not be read (`amount_mismatch`).
+pub(crate) const AMOUNT_MISMATCHES: &str = "AmountMismatches";
 
 fn on_lambda() -> bool {
     static ON_LAMBDA: OnceLock<bool> = OnceLock::new();

@@ -167,12 +167,18 @@ impl Amount {
 
     /// Whether two amounts are the same number (`10.5`, `10.50` and `010.5` are).
     pub(crate) fn same_value(&self, other: &Amount) -> bool {
+        self.compare(other) == std::cmp::Ordering::Equal
+    }
+
+    /// The two amounts compared as numbers, on their digits.
+    pub(crate) fn compare(&self, other: &Amount) -> std::cmp::Ordering {
         fn canonical(amount: &Amount) -> (&str, &str) {
             let (int, frac) = amount.0.split_once('.').unwrap_or((&amount.0, ""));
             let int = int.trim_start_matches('0');
             (int, frac.trim_end_matches('0'))
         }
-        canonical(self) == canonical(other)
+        let ((a_int, a_frac), (b_int, b_frac)) = (canonical(self), canonical(other));
+        a_int.len().cmp(&b_int.len()).then_with(|| a_int.cmp(b_int)).then_with(|| a_frac.cmp(b_frac))
     }
 }
 
@@ -254,6 +260,10 @@ pub struct Observation {
     pub provider_status: String,
     pub amount: Option<Amount>,
     pub currency: Option<String>,
+    /// What the provider wrote for the amount or the currency when it could not be read
+    /// (bounded): kept as received, and the record's `amount_mismatch` says `unreadable`.
+    pub unreadable_amount: Option<String>,
+    pub unreadable_currency: Option<String>,
     /// Which way the money moves, where the provider says (none: the record keeps what it
     /// has, `in` if nothing).
     pub direction: Option<Direction>,
@@ -284,7 +294,30 @@ fn bounded(text: &str, max: usize) -> String {
     text.chars().take(max).collect()
 }
 
+/// Longest text kept of an amount or a currency that could not be read.
+pub(crate) const MAX_UNREADABLE_CHARS: usize = 64;
+
 impl Observation {
+    /// The amount as the provider wrote it in JSON ([`Amount::from_json`]); one that cannot
+    /// be read is kept as received ([`Observation::unreadable_amount`]), never refused: only
+    /// what identifies the transaction or its status may refuse a verified webhook.
+    pub fn set_amount_json(&mut self, raw: &serde_json::value::RawValue) {
+        match Amount::from_json(raw) {
+            Ok(amount) => self.amount = Some(amount),
+            Err(InvalidAmount) => self.unreadable_amount = Some(bounded(raw.get(), MAX_UNREADABLE_CHARS)),
+        }
+    }
+
+    /// The currency as the provider wrote it: three letters (ISO 4217), kept in capitals;
+    /// anything else is kept as received ([`Observation::unreadable_currency`]).
+    pub fn set_currency(&mut self, text: &str) {
+        if text.len() == 3 && text.bytes().all(|b| b.is_ascii_alphabetic()) {
+            self.currency = Some(text.to_ascii_uppercase());
+        } else {
+            self.unreadable_currency = Some(bounded(text, MAX_UNREADABLE_CHARS));
+        }
+    }
+
     /// Sets the failure reason from the provider's text: at most [`MAX_REASON_CHARS`]
     /// characters, none if it is blank.
     pub fn set_reason(&mut self, text: Option<String>) {
@@ -299,6 +332,8 @@ impl Observation {
             provider_status: provider_status.into(),
             amount: None,
             currency: None,
+            unreadable_amount: None,
+            unreadable_currency: None,
             direction: None,
             reason: None,
             details: BTreeMap::new(),
@@ -365,8 +400,15 @@ pub struct TransactionRecord {
     pub expected_currency: Option<String>,
     #[serde(default, with = "time::serde::rfc3339::option", skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<OffsetDateTime>,
-    /// The registered amount and the one the provider reported, when they differ. Derived
-    /// from the two when the record is read ([`TransactionRecord::derive`]), never stored.
+    /// What the provider wrote for an amount or a currency that could not be read, as
+    /// received. Kept in the store, shown through `amount_mismatch`.
+    #[serde(default, skip_serializing)]
+    pub unreadable_amount: Option<String>,
+    #[serde(default, skip_serializing)]
+    pub unreadable_currency: Option<String>,
+    /// How the amount reported differs from the amount expected, when it does. Derived
+    /// from the stored fields when the record is read ([`TransactionRecord::derive`]),
+    /// never stored.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub amount_mismatch: Option<AmountMismatch>,
     /// Final statuses the provider reported after a different final one; at most
@@ -398,11 +440,34 @@ fn is_zero(value: &u32) -> bool {
     *value == 0
 }
 
-/// The registered amount and the reported one, when they are not the same number.
+/// How the amount reported differs from the amount expected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MismatchKind {
+    /// Less than expected, in the expected currency.
+    Underpaid,
+    /// More than expected, in the expected currency.
+    Overpaid,
+    /// Another currency than the one expected.
+    OtherCurrency,
+    /// The provider sent an amount or a currency that could not be read; it is kept as
+    /// received in `reported` or `reported_currency`, and the status was applied.
+    Unreadable,
+}
+
+/// The amount expected (registered by the merchant) and the one the provider reported,
+/// when they differ, or when what the provider reported could not be read.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AmountMismatch {
-    pub expected: Amount,
-    pub reported: Amount,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reported: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected_currency: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reported_currency: Option<String>,
+    pub kind: MismatchKind,
 }
 
 /// A final status reported after a different final status: kept, never applied.
@@ -428,13 +493,42 @@ impl TransactionRecord {
         if let Some(at) = self.sync_at.take() {
             self.next_sync_at = Some(at);
         }
-        self.amount_mismatch = match (&self.expected_amount, &self.amount) {
-            (Some(expected), Some(reported)) if !expected.same_value(reported) => {
-                Some(AmountMismatch { expected: expected.clone(), reported: reported.clone() })
-            }
-            (Some(_), Some(_)) | (Some(_), None) | (None, _) => None,
-        };
+        self.amount_mismatch = self.mismatch();
         self
+    }
+
+    /// What `amount_mismatch` says: an unreadable amount or currency first, then another
+    /// currency than the one expected, then an amount below or above the one expected.
+    fn mismatch(&self) -> Option<AmountMismatch> {
+        let reported = self.unreadable_amount.clone().or_else(|| self.amount.as_ref().map(|a| a.as_str().to_owned()));
+        let reported_currency = self.unreadable_currency.clone().or_else(|| self.currency.clone());
+        let kind = if self.unreadable_amount.is_some() || self.unreadable_currency.is_some() {
+            MismatchKind::Unreadable
+        } else if let (Some(expected), Some(currency)) = (&self.expected_currency, &self.currency) {
+            if !expected.eq_ignore_ascii_case(currency) {
+                MismatchKind::OtherCurrency
+            } else {
+                self.amount_kind()?
+            }
+        } else {
+            self.amount_kind()?
+        };
+        Some(AmountMismatch {
+            expected: self.expected_amount.as_ref().map(|a| a.as_str().to_owned()),
+            reported,
+            expected_currency: self.expected_currency.clone(),
+            reported_currency,
+            kind,
+        })
+    }
+
+    /// Under- or over-payment, when both amounts are known and differ.
+    fn amount_kind(&self) -> Option<MismatchKind> {
+        match self.amount.as_ref()?.compare(self.expected_amount.as_ref()?) {
+            std::cmp::Ordering::Less => Some(MismatchKind::Underpaid),
+            std::cmp::Ordering::Greater => Some(MismatchKind::Overpaid),
+            std::cmp::Ordering::Equal => None,
+        }
     }
 }
 
@@ -586,6 +680,13 @@ impl Change {
         if let Some(currency) = &observation.currency {
             fields.push(("currency", Edit::Set, Value::Text(bounded(currency, MAX_CURRENCY_CHARS))));
         }
+        // Kept once seen: a human should look, even if a later word is readable.
+        if let Some(text) = &observation.unreadable_amount {
+            fields.push(("unreadable_amount", Edit::Set, Value::Text(bounded(text, MAX_UNREADABLE_CHARS))));
+        }
+        if let Some(text) = &observation.unreadable_currency {
+            fields.push(("unreadable_currency", Edit::Set, Value::Text(bounded(text, MAX_UNREADABLE_CHARS))));
+        }
         if let Some(direction) = observation.direction {
             fields.push(("direction", Edit::Set, text(direction.as_str())));
         }
@@ -736,6 +837,8 @@ pub(crate) mod tests {
             expected_amount: None,
             expected_currency: None,
             expires_at: None,
+            unreadable_amount: None,
+            unreadable_currency: None,
             amount_mismatch: None,
             conflicts: Vec::new(),
             sync: None,
@@ -759,8 +862,49 @@ pub(crate) mod tests {
         record.amount = Some(amount("10.0"));
         assert_eq!(record.clone().derive().amount_mismatch, None);
         record.amount = Some(amount("12.00"));
-        let mismatch = record.derive().amount_mismatch.expect("mismatch");
-        assert_eq!((mismatch.expected.as_str(), mismatch.reported.as_str()), ("10.00", "12.00"));
+        let mismatch = record.clone().derive().amount_mismatch.expect("mismatch");
+        assert_eq!((mismatch.expected.as_deref(), mismatch.reported.as_deref()), (Some("10.00"), Some("12.00")));
+        assert_eq!(mismatch.kind, MismatchKind::Overpaid);
+        let kind = |record: &TransactionRecord| record.clone().derive().amount_mismatch.map(|m| m.kind);
+        for (reported, expected) in
+            [("9.99", Some(MismatchKind::Underpaid)), ("100", Some(MismatchKind::Overpaid)), ("0010.000", None)]
+        {
+            record.amount = Some(amount(reported));
+            assert_eq!(kind(&record), expected, "{reported}");
+        }
+        assert!(amount("9.99").compare(&amount("10")).is_lt() && amount("10.01").compare(&amount("10.009")).is_gt());
+        // Another currency than the one registered comes before the amounts.
+        record.expected_currency = Some("BRL".into());
+        record.currency = Some("brl".into());
+        assert_eq!(kind(&record), None, "currencies compare without case");
+        record.currency = Some("USD".into());
+        assert_eq!(kind(&record), Some(MismatchKind::OtherCurrency));
+        // What could not be read comes first, kept as received, with or without a registration.
+        record.unreadable_amount = Some(r#""""#.into());
+        let mismatch = record.clone().derive().amount_mismatch.expect("unreadable");
+        assert_eq!((mismatch.kind, mismatch.reported.as_deref()), (MismatchKind::Unreadable, Some(r#""""#)));
+        let mut unregistered = super::tests::record("p", "t", Status::Failed, at);
+        unregistered.unreadable_currency = Some("PESO".into());
+        let mismatch = unregistered.derive().amount_mismatch.expect("unreadable");
+        assert_eq!((mismatch.kind, mismatch.reported_currency.as_deref()), (MismatchKind::Unreadable, Some("PESO")));
+        // Nothing to compare: no mismatch.
+        let mut paid = super::tests::record("azqr", "p", Status::Completed, at);
+        paid.amount = Some(amount("1"));
+        assert_eq!(paid.derive().amount_mismatch, None);
+    }
+
+    #[test]
+    fn what_cannot_be_read_is_kept_as_received_and_bounded() {
+        let raw = |text: &str| serde_json::value::RawValue::from_string(text.to_owned()).expect("raw JSON");
+        let mut observation = Observation::new("r", Status::Completed, "x");
+        observation.set_amount_json(&raw("1.5E2"));
+        observation.set_currency("php");
+        assert_eq!(observation.amount.as_ref().map(Amount::as_str), Some("150"));
+        assert_eq!((observation.currency.as_deref(), observation.unreadable_amount.as_ref()), (Some("PHP"), None));
+        observation.set_amount_json(&raw(&format!("\"{}\"", "9".repeat(200))));
+        observation.set_currency("Philippine peso");
+        assert_eq!(observation.unreadable_amount.as_ref().map(|t| t.chars().count()), Some(MAX_UNREADABLE_CHARS));
+        assert_eq!(observation.unreadable_currency.as_deref(), Some("Philippine peso"));
     }
 
     /// A write of the previous release during an upgrade can leave both the old

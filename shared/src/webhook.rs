@@ -195,7 +195,8 @@ impl WritePath {
             Decision::Apply => {
                 tracing::info!(provider, reference, status = %record.status, provider_status = %observation.provider_status, outcome = "applied", "transition applied");
                 if let (true, Some(mismatch)) = (record.status.is_final(), &record.amount_mismatch) {
-                    tracing::error!(provider, reference, status = %record.status, expected = mismatch.expected.as_str(), reported = mismatch.reported.as_str(), alarm = "amount_mismatch", "final amount differs from the registered amount; applied as the provider says");
+                    crate::metrics::count(crate::metrics::AMOUNT_MISMATCHES, provider);
+                    tracing::error!(provider, reference, status = %record.status, kind = ?mismatch.kind, expected = mismatch.expected.as_deref(), reported = mismatch.reported.as_deref(), expected_currency = mismatch.expected_currency.as_deref(), reported_currency = mismatch.reported_currency.as_deref(), alarm = "amount_mismatch", "final amount differs from the one expected, or could not be read; applied as the provider says");
                 }
             }
             Decision::Conflict => sent = self.conflict(provider, &observation, &record, now).await?,

@@ -11,7 +11,7 @@ use std::path::Path;
 
 use time::OffsetDateTime;
 
-use shared::model::Status;
+use shared::model::{MismatchKind, Status};
 use shared::pipeline::{Inbound, Provider};
 use shared::runtime::config::Env;
 
@@ -124,19 +124,26 @@ pub struct Fixture {
 impl Fixture {
     /// A fixture answered with `status` that stores `reference` as `stored`.
     pub fn stored(name: &'static str, request: Inbound, status: u16, reference: &'static str, stored: Status) -> Self {
-        Fixture { name, request, expected: Expected { status, stored: Some((reference, stored)) } }
+        Fixture { name, request, expected: Expected { status, stored: Some((reference, stored)), mismatch: None } }
     }
 
     /// A fixture answered with `status` that writes nothing.
     pub fn nothing(name: &'static str, request: Inbound, status: u16) -> Self {
-        Fixture { name, request, expected: Expected { status, stored: None } }
+        Fixture { name, request, expected: Expected { status, stored: None, mismatch: None } }
+    }
+
+    /// The same fixture, whose stored record says `amount_mismatch.kind = kind`.
+    pub fn flagged(mut self, kind: MismatchKind) -> Self {
+        self.expected.mismatch = Some(kind);
+        self
     }
 }
 
-/// What a fixture must give: the HTTP status, and the (reference, status) stored, or
-/// `None` when nothing is written.
+/// What a fixture must give: the HTTP status, the (reference, status) stored, or `None`
+/// when nothing is written, and the kind of `amount_mismatch` the stored record shows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Expected {
     pub status: u16,
     pub stored: Option<(&'static str, Status)>,
+    pub mismatch: Option<MismatchKind>,
 }

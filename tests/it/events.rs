@@ -13,26 +13,27 @@ use std::time::Duration;
 use crate::support::{DevWebhooks, Harness};
 use local_pipeline::invoke::{self, Bindings, Endpoints, Launch};
 use local_pipeline::{fixtures, registry, DevEnv, Template};
-use shared::model::Status;
+use shared::model::{MismatchKind, Status};
 use shared::runtime::config::Env;
 
-type Expectation = (u16, Option<(&'static str, Status)>);
+type Expectation = (u16, Option<(&'static str, Status)>, Option<MismatchKind>);
 
-/// file → (HTTP status, the (reference, status) stored, or None when nothing is written):
+/// file → (HTTP status, the (reference, status) stored, or None when nothing is written,
+/// and the kind of `amount_mismatch` the stored record shows):
 /// each provider's fixtures (from its simulator, through the catalog), and the status API's.
 async fn expectations() -> BTreeMap<String, Expectation> {
     let fixtures = registry::expectations(&crate::support::root()).await.expect("the providers' fixtures");
     let mut all: BTreeMap<String, Expectation> =
-        fixtures.into_iter().map(|(file, e)| (file, (e.status, e.stored))).collect();
+        fixtures.into_iter().map(|(file, e)| (file, (e.status, e.stored, e.mismatch))).collect();
     // The status API (writes nothing): the AZQR fixture's completed transaction, run
     // earlier in this order, and one that does not exist.
-    all.insert("transactions/get-completed.json".into(), (200, None));
-    all.insert("transactions/get-unknown.json".into(), (404, None));
+    all.insert("transactions/get-completed.json".into(), (200, None, None));
+    all.insert("transactions/get-unknown.json".into(), (404, None, None));
     // A registration attached to that completed transaction: no new item, no event.
-    all.insert("transactions/register-completed.json".into(), (200, None));
+    all.insert("transactions/register-completed.json".into(), (200, None, None));
     // The events API (writes nothing): the undelivered events, and an unknown id.
-    all.insert("events/list-undelivered.json".into(), (200, None));
-    all.insert("events/get-unknown.json".into(), (404, None));
+    all.insert("events/list-undelivered.json".into(), (200, None, None));
+    all.insert("events/get-unknown.json".into(), (404, None, None));
     all
 }
 
@@ -48,18 +49,33 @@ async fn every_fixture_runs_through_lambda_http_and_the_handler() {
     let webhooks = DevWebhooks::new(&h).await;
     let mut finals = 0;
     let fixtures = expectations().await;
-    for (file, (status, stored)) in fixtures.clone() {
+    let mut flagged = BTreeMap::new();
+    for (file, (status, stored, mismatch)) in fixtures.clone() {
         assert_eq!(webhooks.run_fixture(&file).await, status, "{file}");
         if let Some((reference, expected)) = stored {
             let provider = file.split('/').next().expect("provider dir");
-            let record = h.store.get(provider, reference).await.expect("get");
-            assert_eq!(record.map(|r| r.status), Some(expected), "{file}");
+            let record = h.store.get(provider, reference).await.expect("get").unwrap_or_else(|| panic!("{file}"));
+            assert_eq!(record.status, expected, "{file}");
+            assert_eq!(record.amount_mismatch.map(|m| m.kind), mismatch, "{file}: amount_mismatch");
             finals += usize::from(expected.is_final());
+            flagged.insert(reference, mismatch);
         }
     }
-    let written = fixtures.values().filter(|(_, stored)| stored.is_some()).count();
+    let written = fixtures.values().filter(|(_, stored, _)| stored.is_some()).count();
     assert_eq!(h.item_count().await, written, "fixtures marked as writing nothing wrote something");
-    assert_eq!(h.drain_events().await.len(), finals, "one terminal event per final fixture");
+    let events = h.drain_events().await;
+    assert_eq!(events.len(), finals, "one terminal event per final fixture");
+    for event in events {
+        // The event shows what the record shows, through amount_mismatch only.
+        let json = serde_json::to_value(&event).expect("JSON");
+        let kind = json["data"]["amount_mismatch"]["kind"].as_str().map(str::to_owned);
+        let want = flagged.get(event.data.reference.as_str()).copied().flatten();
+        assert_eq!(
+            kind.as_deref(),
+            want.map(|k| serde_json::to_value(k).expect("kind")).as_ref().and_then(|k| k.as_str())
+        );
+        assert!(json["data"].get("unreadable_amount").is_none(), "{json}");
+    }
 }
 
 /// Every fixture, invoked as `scripts/invoke` does: the function API Gateway routes it to
@@ -88,7 +104,7 @@ async fn every_fixture_through_the_built_artifact_under_the_lambda_runtime_emula
 
     let mut log_lines = 0;
     let fixtures = expectations().await;
-    for (file, (status, stored)) in fixtures.clone() {
+    for (file, (status, stored, mismatch)) in fixtures.clone() {
         let text = std::fs::read_to_string(root.join("events").join(&file)).expect("fixture");
         let mut event: serde_json::Value = serde_json::from_str(&text).expect("JSON");
         let route = event["routeKey"].as_str().expect("routeKey").to_owned();
@@ -124,7 +140,8 @@ async fn every_fixture_through_the_built_artifact_under_the_lambda_runtime_emula
             Some((reference, expected)) => {
                 let provider = file.split('/').next().expect("provider dir");
                 let record = h.store.get(provider, reference).await.expect("get");
-                assert_eq!(record.map(|r| r.status), Some(expected), "{context}");
+                assert_eq!(record.as_ref().map(|r| r.status), Some(expected), "{context}");
+                assert_eq!(record.and_then(|r| r.amount_mismatch).map(|m| m.kind), mismatch, "{context}");
                 let finals: Vec<_> = queued.iter().map(|e| (e.data.reference.as_str(), e.data.status)).collect();
                 let want = if expected.is_final() { vec![(reference, expected)] } else { vec![] };
                 assert_eq!(finals, want, "{context}: the queued terminal events");
@@ -132,7 +149,7 @@ async fn every_fixture_through_the_built_artifact_under_the_lambda_runtime_emula
             None => assert!(queued.is_empty(), "{context}: queued {queued:?}"),
         }
     }
-    let written = fixtures.values().filter(|(_, stored)| stored.is_some()).count();
+    let written = fixtures.values().filter(|(_, stored, _)| stored.is_some()).count();
     assert_eq!(h.item_count().await, written, "fixtures marked as writing nothing wrote something");
     assert!(log_lines >= fixtures.len(), "the functions logged {log_lines} lines in all");
 }

@@ -459,7 +459,8 @@ async fn registration_after_a_webhook_amount_mismatch_and_expiry() {
     let record = h.store.get("pagstar", &txid).await.expect("get").expect("item");
     assert_eq!(record.status, Status::Completed, "applied as the provider says");
     let mismatch = record.amount_mismatch.as_ref().expect("mismatch");
-    assert_eq!((mismatch.expected.as_str(), mismatch.reported.as_str()), ("10.00", "100.00"));
+    assert_eq!((mismatch.expected.as_deref(), mismatch.reported.as_deref()), (Some("10.00"), Some("100.00")));
+    assert_eq!(mismatch.kind, shared::model::MismatchKind::Overpaid);
     let events = h.drain_events().await;
     assert_eq!(events.len(), 1);
     assert_eq!(events[0].data.amount_mismatch, record.amount_mismatch, "the event carries it");

@@ -9,7 +9,7 @@
 use http::StatusCode;
 use serde::Deserialize;
 use serde_json::value::RawValue;
-use shared::model::{Amount, Observation, Status};
+use shared::model::{Observation, Status};
 use shared::pipeline::{check_shared_secret, parse_json, parse_status, Inbound, Provider, WebhookError};
 use shared::runtime::config::{ConfigError, Env, Secret};
 use shared::runtime::SecretSpec;
@@ -154,16 +154,13 @@ impl Provider for Key2Pay {
         let status = Status::try_from(&notification)?;
         let declined = notification.outcome() == Key2PayOutcome::Declined;
         let mut observation = Observation::new(notification.trackid.clone(), status, notification.action.clone());
-        observation.amount = notification.amount.as_deref().map(Amount::from_json).transpose()?;
-        observation.currency = match notification.currencycode {
-            Some(code) if code.len() == 3 && code.bytes().all(|b| b.is_ascii_alphabetic()) => {
-                Some(code.to_ascii_uppercase())
-            }
-            Some(_) => {
-                return Err(WebhookError::InvalidField { field: "currencycode", reason: "must be 3 letters".into() })
-            }
-            None => None,
-        };
+        // Informational: one that cannot be read is kept as received, never refused.
+        if let Some(amount) = notification.amount.as_deref() {
+            observation.set_amount_json(amount);
+        }
+        if let Some(code) = &notification.currencycode {
+            observation.set_currency(code);
+        }
         if declined {
             observation.set_reason(notification.responsedescription);
         }
@@ -242,10 +239,28 @@ mod tests {
             assert_eq!(observation.reference, "Test001");
             assert_eq!(observation.provider_status, action);
             assert_eq!(observation.reason.as_deref(), reason);
-            assert_eq!(observation.amount.as_ref().map(Amount::as_str), Some("2000.00"));
+            assert_eq!(observation.amount.as_ref().map(shared::model::Amount::as_str), Some("2000.00"));
             assert_eq!(observation.currency.as_deref(), Some("PHP"));
             assert_eq!(observation.details.get("merchant_code").map(String::as_str), Some("INSTAPAYTEST001"));
             assert!(!format!("{observation:?}").contains("0008"), "nothing of the card is kept");
+        }
+    }
+
+    /// A verified outcome is never refused for its amount or currency: what cannot be read
+    /// is kept as received and the status applied.
+    #[tokio::test]
+    async fn an_unreadable_amount_or_currency_is_kept_and_the_status_applied() {
+        let ok = body("CAPTURE", "Declined", r#""05""#);
+        for (name, body, amount, currency) in [
+            ("empty amount", ok.replace(r#""2000.00""#, r#""""#), Some(r#""""#), None),
+            ("comma amount", ok.replace(r#""2000.00""#, r#""2,000""#), Some(r#""2,000""#), None),
+            ("long currency", ok.replace(r#""PHP""#, r#""PESO""#), None, Some("PESO")),
+        ] {
+            let observations = receive(request(Some(TOKEN), &body)).await.expect(name);
+            let observation = &observations[0];
+            assert_eq!(observation.status, Status::Failed, "{name}");
+            assert_eq!(observation.unreadable_amount.as_deref(), amount, "{name}");
+            assert_eq!(observation.unreadable_currency.as_deref(), currency, "{name}");
         }
     }
 
@@ -258,8 +273,6 @@ mod tests {
             ("malformed", request(Some(TOKEN), "{"), 400),
             ("missing trackid", request(Some(TOKEN), r#"{"action":"CAPTURE","result":"x","responsecode":"0"}"#), 400),
             ("unknown action", request(Some(TOKEN), &body("REFUND", "Successful", r#""0""#)), 422),
-            ("bad currency", request(Some(TOKEN), &ok.replace(r#""PHP""#, r#""PESO""#)), 400),
-            ("bad amount", request(Some(TOKEN), &ok.replace(r#""2000.00""#, r#""2,000""#)), 400),
         ];
         for (name, request, status) in cases {
             let error = receive(request).await.expect_err(name);

@@ -7,7 +7,7 @@ use http::Method;
 use provider_testkit::Simulator;
 use provider_testkit::{Fixture, Load, SimulatorError, Variables};
 use serde_json::json;
-use shared::model::Status;
+use shared::model::{MismatchKind, Status};
 use shared::pipeline::Inbound;
 use shared::runtime::config::Env;
 use time::OffsetDateTime;
@@ -107,6 +107,9 @@ impl Simulator for Key2PaySimulator {
         let failed = body("k2p-track-3", "1049768", "AUTHORIZATION", "Failed", "51", "Insufficient funds");
         // Code 9: the capture is still being processed (whatever `result` says): not a failure.
         let in_flight = body("k2p-track-4", "1049769", "CAPTURE", "Pending", "9", "Transaction in progress");
+        // A decline whose amount cannot be read: applied all the same, the amount kept as received.
+        let unreadable = body("k2p-track-5", "1049770", "CAPTURE", "Failed", "05", "Do not honor")
+            .replace(r#""amount":"2000.00""#, r#""amount":"""#);
         let capture = |trackid: &str, transaction: &str| body(trackid, transaction, "CAPTURE", "Successful", "0", ok);
         Ok(vec![
             Fixture::stored(
@@ -125,6 +128,14 @@ impl Simulator for Key2PaySimulator {
             ),
             Fixture::stored("failed", post(token, failed.as_bytes()), 200, "k2p-track-3", Status::Failed),
             Fixture::stored("processing", post(token, in_flight.as_bytes()), 200, "k2p-track-4", Status::Processing),
+            Fixture::stored(
+                "declined-unreadable-amount",
+                post(token, unreadable.as_bytes()),
+                200,
+                "k2p-track-5",
+                Status::Failed,
+            )
+            .flagged(MismatchKind::Unreadable),
             Fixture::nothing(
                 "bad-wrong-token",
                 post(Some("not-the-token"), capture("k2p-track-b1", "1").as_bytes()),

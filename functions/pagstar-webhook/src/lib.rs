@@ -14,7 +14,7 @@
 
 use http::StatusCode;
 use serde::Deserialize;
-use shared::model::{Amount, Observation, Status};
+use shared::model::{Observation, Status};
 use shared::pipeline::{parse_json, parse_status, Inbound, Provider, WebhookError};
 use shared::runtime::config::{ConfigError, Env, Setting};
 use shared::runtime::SecretSpec;
@@ -163,10 +163,9 @@ impl Pagstar {
         let mut observation = Observation::new(txid, canonical, cob.status.clone());
         // The sync asks about an active charge once it can have expired, not before.
         observation.expires_at = expires_at.filter(|_| status == PagstarCobStatus::Ativa && !expired);
-        let original = cob.valor.and_then(|v| v.original);
-        observation.amount = original.as_deref().map(Amount::from_json).transpose().map_err(|_| {
-            WebhookError::Upstream(format!("Pagstar returned a malformed amount for txid {txid}").into())
-        })?;
+        if let Some(original) = cob.valor.and_then(|v| v.original) {
+            observation.set_amount_json(&original);
+        }
         observation.currency = Some(CURRENCY.to_owned());
         Ok(Some(observation))
     }
@@ -311,7 +310,11 @@ mod tests {
             assert_eq!(observations.len(), 1);
             assert_eq!(observations[0].status, expected);
             assert_eq!(observations[0].provider_status, word);
-            assert_eq!(observations[0].amount.as_ref().map(Amount::as_str), Some("123.45"), "amount from Pagstar");
+            assert_eq!(
+                observations[0].amount.as_ref().map(shared::model::Amount::as_str),
+                Some("123.45"),
+                "amount from Pagstar"
+            );
             assert_eq!(observations[0].currency.as_deref(), Some("BRL"));
         }
         // Four webhooks, one token: the token is cached across invocations.

@@ -17,7 +17,7 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::SubjectPublicKeyInfoDer;
 use serde::Deserialize;
 use serde_json::value::RawValue;
-use shared::model::{Amount, Direction, Observation, Status};
+use shared::model::{Direction, Observation, Status};
 use shared::pipeline::{check_shared_secret, parse_json, parse_status, Inbound, Provider, WebhookError};
 use shared::runtime::config::{ConfigError, Env, Secret, Setting};
 use shared::runtime::SecretSpec;
@@ -238,7 +238,9 @@ impl Provider for QiTech {
         let status: QiTechEntryStatus = parse_status(&entry.payment_instrument_entry_status)?;
         let mut observation =
             Observation::new(entry.payment_instrument_entry_key, status.into(), entry.payment_instrument_entry_status);
-        observation.amount = entry.payment_instrument_entry_amount.as_deref().map(Amount::from_json).transpose()?;
+        if let Some(amount) = entry.payment_instrument_entry_amount.as_deref() {
+            observation.set_amount_json(amount);
+        }
         observation.direction = entry.payment_instrument_entry_type.as_deref().and_then(direction);
         Ok(vec![observation])
     }
@@ -331,7 +333,11 @@ DdKgznLNV739WnC7lJI=
             let observation = &observations[0];
             assert_eq!(observation.status, expected);
             assert_eq!(observation.reference, "fd86d9b1-2a5e-4e03-9a59-a043c7632c97");
-            assert_eq!(observation.amount.as_ref().map(Amount::as_str), Some("150.00"), "no float round trip");
+            assert_eq!(
+                observation.amount.as_ref().map(shared::model::Amount::as_str),
+                Some("150.00"),
+                "no float round trip"
+            );
             assert_eq!(observation.provider_status, word);
             assert_eq!(observation.direction, Some(Direction::In), "a purchase");
         }
@@ -341,7 +347,7 @@ DdKgznLNV739WnC7lJI=
         // Any form of JSON number, read exactly: a verified outcome is never refused for it.
         let exponent = body("concluded").replace("150.00", "1.5E2");
         let observations = provider().receive(&signed(&exponent, "POST", PATH, now()), now()).await.expect("1.5E2");
-        assert_eq!(observations[0].amount.as_ref().map(Amount::as_str), Some("150"));
+        assert_eq!(observations[0].amount.as_ref().map(shared::model::Amount::as_str), Some("150"));
     }
 
     #[tokio::test]
@@ -394,16 +400,19 @@ DdKgznLNV739WnC7lJI=
     }
 
     #[tokio::test]
-    async fn signed_but_bad_bodies_are_4xx() {
+    async fn signed_but_bad_bodies_are_4xx_and_an_unreadable_amount_is_kept() {
         let unknown = body("teleported");
         let error = provider().receive(&signed(&unknown, "POST", PATH, now()), now()).await.expect_err("unknown");
         assert_eq!(error.status().as_u16(), 422);
         let malformed = "{\"webhook_type\":";
         let error = provider().receive(&signed(malformed, "POST", PATH, now()), now()).await.expect_err("malformed");
         assert_eq!(error.status().as_u16(), 400);
+        // An amount is informational: one that cannot be read is kept as received and the
+        // verified outcome applied, never refused (QI Tech stops retrying a 4xx).
         let negative = body("concluded").replace("150.00", "-1");
-        let error = provider().receive(&signed(&negative, "POST", PATH, now()), now()).await.expect_err("negative");
-        assert_eq!(error.status().as_u16(), 400);
+        let observations = provider().receive(&signed(&negative, "POST", PATH, now()), now()).await.expect("applied");
+        assert_eq!(observations[0].status, Status::Completed);
+        assert_eq!((observations[0].amount.as_ref(), observations[0].unreadable_amount.as_deref()), (None, Some("-1")));
     }
 
     #[test]
