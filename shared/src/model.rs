@@ -165,6 +165,44 @@ impl Amount {
         &self.0
     }
 
+    /// The exact sum of `amounts`, on their digits (`10.5` + `0.25` is `10.75`); `None`
+    /// for no amounts, and an error past 20 digits before the point.
+    pub fn sum(amounts: &[Amount]) -> Option<Result<Amount, InvalidAmount>> {
+        let places = amounts.iter().map(|a| a.0.split_once('.').map_or(0, |(_, f)| f.len())).max()?;
+        let mut total: Vec<u8> = Vec::new(); // little-endian digits, `places` of them after the point
+        for amount in amounts {
+            let (int, frac) = amount.0.split_once('.').unwrap_or((&amount.0, ""));
+            let digits = format!("{int}{frac}{}", "0".repeat(places - frac.len()));
+            let mut carry = 0;
+            for (i, digit) in digits.bytes().rev().map(|b| b - b'0').enumerate() {
+                if i == total.len() {
+                    total.push(0);
+                }
+                let sum = total[i] + digit + carry;
+                total[i] = sum % 10;
+                carry = sum / 10;
+            }
+            let mut i = digits.len();
+            while carry > 0 {
+                if i == total.len() {
+                    total.push(0);
+                }
+                let sum = total[i] + carry;
+                total[i] = sum % 10;
+                carry = sum / 10;
+                i += 1;
+            }
+        }
+        total.resize(total.len().max(places + 1), 0);
+        let text: String = total.iter().rev().map(|d| char::from(b'0' + d)).collect();
+        let (int, frac) = text.split_at(text.len() - places);
+        let int = match int.trim_start_matches('0') {
+            "" => "0",
+            trimmed => trimmed,
+        };
+        Some(Amount::parse(&if places == 0 { int.to_owned() } else { format!("{int}.{frac}") }))
+    }
+
     /// Whether two amounts are the same number (`10.5`, `10.50` and `010.5` are).
     pub(crate) fn same_value(&self, other: &Amount) -> bool {
         self.compare(other) == std::cmp::Ordering::Equal
@@ -260,6 +298,9 @@ pub struct Observation {
     pub provider_status: String,
     pub amount: Option<Amount>,
     pub currency: Option<String>,
+    /// The amount the provider says was asked (Pagstar's `valor.original`): the expected
+    /// amount when the merchant registered none.
+    pub expected_amount: Option<Amount>,
     /// What the provider wrote for the amount or the currency when it could not be read
     /// (bounded): kept as received, and the record's `amount_mismatch` says `unreadable`.
     pub unreadable_amount: Option<String>,
@@ -332,6 +373,7 @@ impl Observation {
             provider_status: provider_status.into(),
             amount: None,
             currency: None,
+            expected_amount: None,
             unreadable_amount: None,
             unreadable_currency: None,
             direction: None,
@@ -680,6 +722,10 @@ impl Change {
         if let Some(currency) = &observation.currency {
             fields.push(("currency", Edit::Set, Value::Text(bounded(currency, MAX_CURRENCY_CHARS))));
         }
+        // What the merchant registered wins; the provider's asked amount only fills a gap.
+        if let Some(expected) = &observation.expected_amount {
+            fields.push(("expected_amount", Edit::SetIfAbsent, text(expected.as_str())));
+        }
         // Kept once seen: a human should look, even if a later word is readable.
         if let Some(text) = &observation.unreadable_amount {
             fields.push(("unreadable_amount", Edit::Set, Value::Text(bounded(text, MAX_UNREADABLE_CHARS))));
@@ -891,6 +937,22 @@ pub(crate) mod tests {
         let mut paid = super::tests::record("azqr", "p", Status::Completed, at);
         paid.amount = Some(amount("1"));
         assert_eq!(paid.derive().amount_mismatch, None);
+    }
+
+    #[test]
+    fn amounts_add_up_exactly() {
+        let sum = |texts: &[&str]| {
+            let amounts: Vec<Amount> = texts.iter().map(|t| Amount::parse(t).expect("amount")).collect();
+            Amount::sum(&amounts).map(|r| r.map(|a| a.as_str().to_owned()))
+        };
+        assert_eq!(sum(&[]), None);
+        assert_eq!(sum(&["10.5", "0.25"]), Some(Ok("10.75".into())));
+        assert_eq!(sum(&["99.99", "0.01"]), Some(Ok("100.00".into())));
+        assert_eq!(sum(&["7"]), Some(Ok("7".into())));
+        assert_eq!(sum(&["0.1", "0.2"]), Some(Ok("0.3".into())), "no float");
+        assert_eq!(sum(&["999", "1", "0000"]), Some(Ok("1000".into())));
+        let big = "9".repeat(20);
+        assert_eq!(sum(&[&big, "1"]), Some(Err(InvalidAmount)), "21 digits");
     }
 
     #[test]

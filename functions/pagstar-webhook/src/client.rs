@@ -34,6 +34,16 @@ pub struct PagstarCob {
     pub valor: Option<PagstarValor>,
     #[serde(default)]
     pub calendario: Option<PagstarCalendario>,
+    /// The Pix payments received for the charge (BACEN's `CobCompleta`), when paid.
+    #[serde(default)]
+    pub pix: Vec<PagstarPix>,
+}
+
+/// One Pix payment of a charge: `valor` is what the payer paid.
+#[derive(Debug, Clone, Deserialize)]
+pub struct PagstarPix {
+    #[serde(default)]
+    pub valor: Option<Box<RawValue>>,
 }
 
 /// When the charge was created and how many seconds it can be paid for (BACEN: default

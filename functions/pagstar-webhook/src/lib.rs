@@ -14,7 +14,7 @@
 
 use http::StatusCode;
 use serde::Deserialize;
-use shared::model::{Observation, Status};
+use shared::model::{Amount, Observation, Status};
 use shared::pipeline::{parse_json, parse_status, Inbound, Provider, WebhookError};
 use shared::runtime::config::{ConfigError, Env, Setting};
 use shared::runtime::SecretSpec;
@@ -163,8 +163,26 @@ impl Pagstar {
         let mut observation = Observation::new(txid, canonical, cob.status.clone());
         // The sync asks about an active charge once it can have expired, not before.
         observation.expires_at = expires_at.filter(|_| status == PagstarCobStatus::Ativa && !expired);
+        // What was asked is `valor.original`; what was paid is the sum of `pix[].valor`.
         if let Some(original) = cob.valor.and_then(|v| v.original) {
-            observation.set_amount_json(&original);
+            match Amount::from_json(&original) {
+                Ok(asked) => observation.expected_amount = Some(asked),
+                Err(_) => tracing::warn!(provider = Self::NAME, txid, "unreadable valor.original: no expected amount"),
+            }
+        }
+        let mut paid = Vec::new();
+        for valor in cob.pix.iter().filter_map(|pix| pix.valor.as_deref()) {
+            match Amount::from_json(valor) {
+                Ok(amount) => paid.push(amount),
+                Err(_) => observation.set_amount_json(valor),
+            }
+        }
+        if observation.unreadable_amount.is_none() {
+            match Amount::sum(&paid) {
+                Some(Ok(total)) => observation.amount = Some(total),
+                Some(Err(_)) => observation.unreadable_amount = Some("sum of pix[].valor past 20 digits".into()),
+                None => {}
+            }
         }
         observation.currency = Some(CURRENCY.to_owned());
         Ok(Some(observation))
@@ -278,9 +296,14 @@ mod tests {
     }
 
     fn cob(txid: &str, status: &str) -> ResponseTemplate {
+        let pix = if status == "CONCLUIDA" {
+            serde_json::json!([{"endToEndId": "E1", "txid": txid, "valor": "100.00"}, {"endToEndId": "E2", "valor": "23.40"}])
+        } else {
+            serde_json::json!([])
+        };
         ResponseTemplate::new(200).set_body_json(serde_json::json!({
             "txid": txid, "status": status, "calendario": {"expiracao": 3600},
-            "valor": {"original": "123.45"}, "chave": "pix@example.com"
+            "valor": {"original": "123.45"}, "chave": "pix@example.com", "pix": pix
         }))
     }
 
@@ -310,11 +333,13 @@ mod tests {
             assert_eq!(observations.len(), 1);
             assert_eq!(observations[0].status, expected);
             assert_eq!(observations[0].provider_status, word);
+            let paid = (word == "CONCLUIDA").then_some("123.40");
             assert_eq!(
-                observations[0].amount.as_ref().map(shared::model::Amount::as_str),
-                Some("123.45"),
-                "amount from Pagstar"
+                observations[0].amount.as_ref().map(Amount::as_str),
+                paid,
+                "what was paid: the sum of pix[].valor"
             );
+            assert_eq!(observations[0].expected_amount.as_ref().map(Amount::as_str), Some("123.45"), "what was asked");
             assert_eq!(observations[0].currency.as_deref(), Some("BRL"));
         }
         // Four webhooks, one token: the token is cached across invocations.

@@ -7,7 +7,7 @@ use http::Method;
 use provider_testkit::Simulator;
 use provider_testkit::{Fixture, Load, SimulatorError, Variables};
 use serde_json::json;
-use shared::model::Status;
+use shared::model::{MismatchKind, Status};
 use shared::pipeline::{parse_status, Inbound};
 use shared::runtime::config::Env;
 use time::OffsetDateTime;
@@ -122,6 +122,15 @@ impl Simulator for PagstarSimulator {
                 "pagstarconcluida0000000000001",
                 Status::Completed,
             ),
+            Fixture::stored(
+                // Paid 90.00 of the 100.00 asked: applied, and an under-payment.
+                "concluida-underpaid",
+                hint("pagstarconcluidasubpago000001"),
+                200,
+                "pagstarconcluidasubpago000001",
+                Status::Completed,
+            )
+            .flagged(MismatchKind::Underpaid),
             Fixture::stored(
                 "removida-pelo-usuario-recebedor",
                 post(json!({ "txid": "pagstarremovidausuario0000001" }).to_string().as_bytes()),

@@ -1,6 +1,7 @@
 //! A stand-in for Pagstar's API on loopback, for the local pipeline and the tests:
 //! `POST /oauth/token` (client credentials) and `GET /cob/{txid}` answering from its
-//! charges (`{"<txid>": {"status": "CONCLUIDA", "original": "100.00"}}`), which start as
+//! charges (`{"<txid>": {"status": "CONCLUIDA", "original": "100.00", "paid": "90.00"}}`;
+//! a `CONCLUIDA` charge has one Pix payment of `paid`, or of `original`), which start as
 //! `stand-in-charges.json` (what the fixtures in events/pagstar expect) and can be changed.
 //! A charge is created when it is set (`calendario.criacao`) and payable for a day, unless
 //! set otherwise.
@@ -22,6 +23,10 @@ const TOKEN: &str = "pagstar-standin-token";
 pub struct Charge {
     pub status: String,
     pub original: String,
+    /// What the payer paid, once the charge is `CONCLUIDA` (one Pix payment); the
+    /// original amount if not given.
+    #[serde(default)]
+    pub paid: Option<String>,
     /// RFC 3339; when the stand-in started, if not given.
     #[serde(default)]
     pub criacao: Option<String>,
@@ -64,6 +69,7 @@ impl StandIn {
         let charge = Charge {
             status: status.to_owned(),
             original: original.to_owned(),
+            paid: None,
             criacao: Some(rfc3339(criacao)),
             expiracao,
         };
@@ -116,6 +122,12 @@ async fn cob(
             "status": charge.status,
             "calendario": { "criacao": charge.criacao, "expiracao": charge.expiracao },
             "valor": { "original": charge.original },
+            "pix": if charge.status == "CONCLUIDA" {
+                let paid = charge.paid.as_ref().unwrap_or(&charge.original);
+                serde_json::json!([{ "endToEndId": "E18236120202611221000s0000000001", "txid": txid, "valor": paid }])
+            } else {
+                serde_json::json!([])
+            },
         }))
         .into_response(),
         None => StatusCode::NOT_FOUND.into_response(),
