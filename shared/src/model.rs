@@ -301,6 +301,9 @@ pub struct Observation {
     /// The amount the provider says was asked (Pagstar's `valor.original`): the expected
     /// amount when the merchant registered none.
     pub expected_amount: Option<Amount>,
+    /// The provider reports amounts, and this word should have carried one but did not: on
+    /// a final, with an amount registered, the record's `amount_mismatch` says `not_reported`.
+    pub amount_missing: bool,
     /// What the provider wrote for the amount or the currency when it could not be read
     /// (bounded): kept as received, and the record's `amount_mismatch` says `unreadable`.
     pub unreadable_amount: Option<String>,
@@ -374,6 +377,7 @@ impl Observation {
             amount: None,
             currency: None,
             expected_amount: None,
+            amount_missing: false,
             unreadable_amount: None,
             unreadable_currency: None,
             direction: None,
@@ -448,6 +452,10 @@ pub struct TransactionRecord {
     pub unreadable_amount: Option<String>,
     #[serde(default, skip_serializing)]
     pub unreadable_currency: Option<String>,
+    /// The final came from a provider that reports amounts, without one. Kept in the
+    /// store only, shown through `amount_mismatch` (`not_reported`).
+    #[serde(default, skip_serializing)]
+    pub amount_not_reported: bool,
     /// How the amount reported differs from the amount expected, when it does. Derived
     /// from the stored fields when the record is read ([`TransactionRecord::derive`]),
     /// never stored.
@@ -492,6 +500,9 @@ pub enum MismatchKind {
     Overpaid,
     /// Another currency than the one expected.
     OtherCurrency,
+    /// An amount was registered, and the final came from a provider that reports amounts
+    /// without one.
+    NotReported,
     /// The provider sent an amount or a currency that could not be read; it is kept as
     /// received in `reported` or `reported_currency`, and the status was applied.
     Unreadable,
@@ -564,9 +575,14 @@ impl TransactionRecord {
         })
     }
 
-    /// Under- or over-payment, when both amounts are known and differ.
+    /// Under- or over-payment, when both amounts are known and differ; not reported, when
+    /// an amount is expected and the final that should have carried one did not.
     fn amount_kind(&self) -> Option<MismatchKind> {
-        match self.amount.as_ref()?.compare(self.expected_amount.as_ref()?) {
+        let expected = self.expected_amount.as_ref()?;
+        let Some(reported) = self.amount.as_ref() else {
+            return self.amount_not_reported.then_some(MismatchKind::NotReported);
+        };
+        match reported.compare(expected) {
             std::cmp::Ordering::Less => Some(MismatchKind::Underpaid),
             std::cmp::Ordering::Greater => Some(MismatchKind::Overpaid),
             std::cmp::Ordering::Equal => None,
@@ -753,6 +769,9 @@ impl Change {
         }
         let removed: &'static [&'static str] = if status.is_final() {
             fields.push(("final_at", Edit::Set, Value::Time(now)));
+            if observation.amount_missing && observation.amount.is_none() && observation.unreadable_amount.is_none() {
+                fields.push(("amount_not_reported", Edit::Set, Value::Flag(true)));
+            }
             if sync.events.notifies(status) {
                 let marker = NotificationPending::marker(provider, &observation.reference);
                 fields.push((notification::PENDING_FIELD, Edit::Set, Value::Text(marker)));
@@ -885,6 +904,7 @@ pub(crate) mod tests {
             expires_at: None,
             unreadable_amount: None,
             unreadable_currency: None,
+            amount_not_reported: false,
             amount_mismatch: None,
             conflicts: Vec::new(),
             sync: None,
@@ -933,10 +953,32 @@ pub(crate) mod tests {
         unregistered.unreadable_currency = Some("PESO".into());
         let mismatch = unregistered.derive().amount_mismatch.expect("unreadable");
         assert_eq!((mismatch.kind, mismatch.reported_currency.as_deref()), (MismatchKind::Unreadable, Some("PESO")));
+        // Registered, and the final that should have carried an amount did not.
+        let mut missing = super::tests::record("p", "m", Status::Completed, at);
+        missing.expected_amount = Some(amount("10.00"));
+        assert_eq!(kind(&missing), None, "a provider that does not report amounts");
+        missing.amount_not_reported = true;
+        assert_eq!(kind(&missing), Some(MismatchKind::NotReported));
+        missing.expected_amount = None;
+        assert_eq!(kind(&missing), None, "nothing registered, nothing expected");
         // Nothing to compare: no mismatch.
         let mut paid = super::tests::record("azqr", "p", Status::Completed, at);
         paid.amount = Some(amount("1"));
         assert_eq!(paid.derive().amount_mismatch, None);
+    }
+
+    #[test]
+    fn a_final_without_the_amount_its_provider_reports_is_marked_in_the_same_write() {
+        let at = OffsetDateTime::UNIX_EPOCH;
+        let marked = |status: Status, missing: bool| {
+            let mut observation = Observation::new("r", status, "x");
+            observation.amount_missing = missing;
+            let change = Change::observed("p", &observation, at, WritePlan::default());
+            change.fields.iter().any(|(name, _, value)| *name == "amount_not_reported" && *value == Value::Flag(true))
+        };
+        assert!(marked(Status::Completed, true));
+        assert!(!marked(Status::Completed, false), "the provider did not say it was missing");
+        assert!(!marked(Status::Processing, true), "only a final should carry the amount");
     }
 
     #[test]

@@ -471,3 +471,25 @@ async fn registration_after_a_webhook_amount_mismatch_and_expiry() {
     assert_eq!((status, &body["expires_at"]), (201, &serde_json::json!(rfc3339(at(60)))));
     assert_eq!(body["next_sync_at"], rfc3339(at(120)), "a minute after the expiry, sooner than 300 s");
 }
+
+/// A registered amount, and a final from a provider that reports amounts without one:
+/// applied as the provider says, and the record says `not_reported`.
+#[tokio::test]
+async fn a_final_without_the_amount_its_provider_reports_is_flagged_not_reported() {
+    use qitech_webhook::simulator::{entry_body, QiTechSimulator};
+    let h = Harness::new().await;
+    let (qitech, env) = simulation::<QiTechSimulator>().await;
+    let webhook = Webhook::with_write_path(qitech_webhook::QiTech::from_env(&env).expect("qitech"), write_path(&h));
+    let api = TransactionsApi::new(h.store.clone(), SyncPolicy::default(), provider_catalog::all());
+    let entry = QiTechSimulator::new_reference(unique_number());
+    let (status, _) = answer(&api, register("qitech", &entry, r#"{"amount":"150.00","currency":"BRL"}"#), 0).await;
+    assert_eq!(status, 201);
+    let body = entry_body(&entry, "concluded").replace(r#""payment_instrument_entry_amount":150.00,"#, "");
+    assert!(!body.contains("payment_instrument_entry_amount"), "{body}");
+    assert_eq!(send(&webhook, qitech.with_body(body.as_bytes(), at(1)), 1).await, 200);
+    let record = h.store.get("qitech", &entry).await.expect("get").expect("item");
+    assert_eq!(record.status, Status::Completed, "applied as the provider says");
+    let mismatch = record.amount_mismatch.expect("flagged");
+    assert_eq!(mismatch.kind, shared::model::MismatchKind::NotReported);
+    assert_eq!((mismatch.expected.as_deref(), mismatch.reported.as_deref()), (Some("150.00"), None));
+}

@@ -155,8 +155,10 @@ impl Provider for Key2Pay {
         let declined = notification.outcome() == Key2PayOutcome::Declined;
         let mut observation = Observation::new(notification.trackid.clone(), status, notification.action.clone());
         // Informational: one that cannot be read is kept as received, never refused.
-        if let Some(amount) = notification.amount.as_deref() {
-            observation.set_amount_json(amount);
+        match notification.amount.as_deref() {
+            Some(amount) => observation.set_amount_json(amount),
+            // Key2Pay reports the amount of every notification.
+            None => observation.amount_missing = true,
         }
         if let Some(code) = &notification.currencycode {
             observation.set_currency(code);
@@ -261,7 +263,12 @@ mod tests {
             assert_eq!(observation.status, Status::Failed, "{name}");
             assert_eq!(observation.unreadable_amount.as_deref(), amount, "{name}");
             assert_eq!(observation.unreadable_currency.as_deref(), currency, "{name}");
+            assert!(!observation.amount_missing, "{name}");
         }
+        let without = ok.replace(r#""amount":"2000.00","#, "");
+        assert_ne!(without, ok);
+        let observations = receive(request(Some(TOKEN), &without)).await.expect("no amount");
+        assert!(observations[0].amount_missing && observations[0].amount.is_none(), "applied, and marked");
     }
 
     #[tokio::test]

@@ -181,7 +181,8 @@ impl Pagstar {
             match Amount::sum(&paid) {
                 Some(Ok(total)) => observation.amount = Some(total),
                 Some(Err(_)) => observation.unreadable_amount = Some("sum of pix[].valor past 20 digits".into()),
-                None => {}
+                // A concluded charge was paid: its Pix payments should say how much.
+                None => observation.amount_missing = status == PagstarCobStatus::Concluida,
             }
         }
         observation.currency = Some(CURRENCY.to_owned());

@@ -238,8 +238,10 @@ impl Provider for QiTech {
         let status: QiTechEntryStatus = parse_status(&entry.payment_instrument_entry_status)?;
         let mut observation =
             Observation::new(entry.payment_instrument_entry_key, status.into(), entry.payment_instrument_entry_status);
-        if let Some(amount) = entry.payment_instrument_entry_amount.as_deref() {
-            observation.set_amount_json(amount);
+        match entry.payment_instrument_entry_amount.as_deref() {
+            Some(amount) => observation.set_amount_json(amount),
+            // QI Tech reports the amount of every entry.
+            None => observation.amount_missing = true,
         }
         observation.direction = entry.payment_instrument_entry_type.as_deref().and_then(direction);
         Ok(vec![observation])
@@ -348,6 +350,11 @@ DdKgznLNV739WnC7lJI=
         let exponent = body("concluded").replace("150.00", "1.5E2");
         let observations = provider().receive(&signed(&exponent, "POST", PATH, now()), now()).await.expect("1.5E2");
         assert_eq!(observations[0].amount.as_ref().map(shared::model::Amount::as_str), Some("150"));
+        assert!(!observations[0].amount_missing);
+        let without = body("concluded").replace(r#""payment_instrument_entry_amount":150.00,"#, "");
+        assert_ne!(without, body("concluded"));
+        let observations = provider().receive(&signed(&without, "POST", PATH, now()), now()).await.expect("no amount");
+        assert!(observations[0].amount_missing && observations[0].amount.is_none(), "applied, and marked");
     }
 
     #[tokio::test]
