@@ -407,6 +407,13 @@ fn transaction<S: Simulator>(table: &Table, n: u64, variant: Variant, mix: &Mix)
             for i in 0..32 {
                 observation.details.insert(format!("{i:02}{huge}"), huge.clone());
             }
+            // Amounts at their bounds, and what could not be read kept as received.
+            let widest = Amount::parse(&format!("{0}.{0}", "9".repeat(20))).unwrap_or_else(|_| unreachable!());
+            observation.amount = Some(widest.clone());
+            observation.asked_amount = Some(widest);
+            observation.unreadable_amount = Some(huge.clone());
+            observation.unreadable_currency = Some(huge.clone());
+            observation.direction = Some(shared::model::Direction::Out);
         }
         observation
     };

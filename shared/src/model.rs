@@ -229,15 +229,17 @@ fn shift_point(mantissa: &str, exponent: &str) -> Result<String, InvalidAmount> 
         return Err(InvalidAmount);
     }
     let unsigned = exponent.strip_prefix(['+', '-']).unwrap_or(exponent);
-    // Beyond 40 places no amount of at most 20 digits on each side can come out.
-    if unsigned.is_empty() || unsigned.len() > 3 || !digits_only(unsigned) {
+    if unsigned.is_empty() || !digits_only(unsigned) {
         return Err(InvalidAmount);
     }
-    let places: i64 = unsigned.parse().map_err(|_| InvalidAmount)?;
+    // An exponent of more than 3 digits moves the point too far for any amount of at most
+    // 20 digits on each side to come out (the mantissa is bounded by the request's size).
+    let significant = unsigned.trim_start_matches('0');
+    if significant.len() > 3 {
+        return Err(InvalidAmount);
+    }
+    let places: i64 = if significant.is_empty() { 0 } else { significant.parse().map_err(|_| InvalidAmount)? };
     let places = if exponent.starts_with('-') { -places } else { places };
-    if places.abs() > 40 {
-        return Err(InvalidAmount);
-    }
     let digits = format!("{int}{frac}");
     let point = i64::try_from(int.len()).map_err(|_| InvalidAmount)? + places;
     let (whole, fraction) = if point <= 0 {
@@ -299,8 +301,8 @@ pub struct Observation {
     pub amount: Option<Amount>,
     pub currency: Option<String>,
     /// The amount the provider says was asked (Pagstar's `valor.original`): the expected
-    /// amount when the merchant registered none.
-    pub expected_amount: Option<Amount>,
+    /// amount when the merchant registered none. Kept apart from the registration.
+    pub asked_amount: Option<Amount>,
     /// The provider reports amounts, and this word should have carried one but did not: on
     /// a final, with an amount registered, the record's `amount_mismatch` says `not_reported`.
     pub amount_missing: bool,
@@ -376,7 +378,7 @@ impl Observation {
             provider_status: provider_status.into(),
             amount: None,
             currency: None,
-            expected_amount: None,
+            asked_amount: None,
             amount_missing: false,
             unreadable_amount: None,
             unreadable_currency: None,
@@ -456,6 +458,11 @@ pub struct TransactionRecord {
     /// store only, shown through `amount_mismatch` (`not_reported`).
     #[serde(default, skip_serializing)]
     pub amount_not_reported: bool,
+    /// What the provider says was asked (Pagstar's `valor.original`): the expected amount
+    /// when the merchant registered none. Kept in the store only, shown through
+    /// `amount_mismatch.expected`.
+    #[serde(default, skip_serializing)]
+    pub asked_amount: Option<Amount>,
     /// How the amount reported differs from the amount expected, when it does. Derived
     /// from the stored fields when the record is read ([`TransactionRecord::derive`]),
     /// never stored.
@@ -511,6 +518,7 @@ pub enum MismatchKind {
 /// The amount expected (registered by the merchant) and the one the provider reported,
 /// when they differ, or when what the provider reported could not be read.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "MismatchAsSent")]
 pub struct AmountMismatch {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expected: Option<String>,
@@ -521,6 +529,40 @@ pub struct AmountMismatch {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reported_currency: Option<String>,
     pub kind: MismatchKind,
+}
+
+/// An `amount_mismatch` as read from an event: those the previous release queued and
+/// logged have no `kind` (both amounts were always there), so it is worked out again.
+#[derive(Deserialize)]
+struct MismatchAsSent {
+    #[serde(default)]
+    expected: Option<String>,
+    #[serde(default)]
+    reported: Option<String>,
+    #[serde(default)]
+    expected_currency: Option<String>,
+    #[serde(default)]
+    reported_currency: Option<String>,
+    #[serde(default)]
+    kind: Option<MismatchKind>,
+}
+
+impl From<MismatchAsSent> for AmountMismatch {
+    fn from(sent: MismatchAsSent) -> Self {
+        let amount = |text: &Option<String>| text.as_deref().and_then(|t| Amount::parse(t).ok());
+        let kind = sent.kind.unwrap_or_else(|| match (amount(&sent.expected), amount(&sent.reported)) {
+            (Some(expected), Some(reported)) if reported.compare(&expected).is_lt() => MismatchKind::Underpaid,
+            (Some(_), Some(_)) => MismatchKind::Overpaid,
+            (Some(_), None) | (None, Some(_)) | (None, None) => MismatchKind::Unreadable,
+        });
+        AmountMismatch {
+            expected: sent.expected,
+            reported: sent.reported,
+            expected_currency: sent.expected_currency,
+            reported_currency: sent.reported_currency,
+            kind,
+        }
+    }
 }
 
 /// A final status reported after a different final status: kept, never applied.
@@ -567,7 +609,7 @@ impl TransactionRecord {
             self.amount_kind()?
         };
         Some(AmountMismatch {
-            expected: self.expected_amount.as_ref().map(|a| a.as_str().to_owned()),
+            expected: self.expected().map(|a| a.as_str().to_owned()),
             reported,
             expected_currency: self.expected_currency.clone(),
             reported_currency,
@@ -575,10 +617,15 @@ impl TransactionRecord {
         })
     }
 
+    /// The amount expected: the one registered, or else the one the provider says was asked.
+    fn expected(&self) -> Option<&Amount> {
+        self.expected_amount.as_ref().or(self.asked_amount.as_ref())
+    }
+
     /// Under- or over-payment, when both amounts are known and differ; not reported, when
     /// an amount is expected and the final that should have carried one did not.
     fn amount_kind(&self) -> Option<MismatchKind> {
-        let expected = self.expected_amount.as_ref()?;
+        let expected = self.expected()?;
         let Some(reported) = self.amount.as_ref() else {
             return self.amount_not_reported.then_some(MismatchKind::NotReported);
         };
@@ -738,9 +785,9 @@ impl Change {
         if let Some(currency) = &observation.currency {
             fields.push(("currency", Edit::Set, Value::Text(bounded(currency, MAX_CURRENCY_CHARS))));
         }
-        // What the merchant registered wins; the provider's asked amount only fills a gap.
-        if let Some(expected) = &observation.expected_amount {
-            fields.push(("expected_amount", Edit::SetIfAbsent, text(expected.as_str())));
+        // Apart from what the merchant registered, which wins when both are there.
+        if let Some(asked) = &observation.asked_amount {
+            fields.push(("asked_amount", Edit::Set, text(asked.as_str())));
         }
         // Kept once seen: a human should look, even if a later word is readable.
         if let Some(text) = &observation.unreadable_amount {
@@ -769,7 +816,9 @@ impl Change {
         }
         let removed: &'static [&'static str] = if status.is_final() {
             fields.push(("final_at", Edit::Set, Value::Time(now)));
-            if observation.amount_missing && observation.amount.is_none() && observation.unreadable_amount.is_none() {
+            // Only a payment that completed moved money whose amount should have been said.
+            let silent = observation.amount.is_none() && observation.unreadable_amount.is_none();
+            if status == Status::Completed && observation.amount_missing && silent {
                 fields.push(("amount_not_reported", Edit::Set, Value::Flag(true)));
             }
             if sync.events.notifies(status) {
@@ -905,6 +954,7 @@ pub(crate) mod tests {
             unreadable_amount: None,
             unreadable_currency: None,
             amount_not_reported: false,
+            asked_amount: None,
             amount_mismatch: None,
             conflicts: Vec::new(),
             sync: None,
@@ -961,6 +1011,14 @@ pub(crate) mod tests {
         assert_eq!(kind(&missing), Some(MismatchKind::NotReported));
         missing.expected_amount = None;
         assert_eq!(kind(&missing), None, "nothing registered, nothing expected");
+        // The amount the provider says was asked counts when nothing was registered, and a
+        // registration wins over it.
+        let mut asked = super::tests::record("p", "a", Status::Completed, at);
+        asked.asked_amount = Some(amount("100.00"));
+        asked.amount = Some(amount("90.00"));
+        assert_eq!(kind(&asked), Some(MismatchKind::Underpaid));
+        asked.expected_amount = Some(amount("90"));
+        assert_eq!(kind(&asked), None, "the registration is what was expected");
         // Nothing to compare: no mismatch.
         let mut paid = super::tests::record("azqr", "p", Status::Completed, at);
         paid.amount = Some(amount("1"));
@@ -979,6 +1037,27 @@ pub(crate) mod tests {
         assert!(marked(Status::Completed, true));
         assert!(!marked(Status::Completed, false), "the provider did not say it was missing");
         assert!(!marked(Status::Processing, true), "only a final should carry the amount");
+        assert!(!marked(Status::Failed, true), "a decline moved no money");
+    }
+
+    /// Events the previous release queued and logged carry `{expected, reported}` with no
+    /// kind: they still decode (the notifier, a resend), the kind worked out again.
+    #[test]
+    fn a_mismatch_without_a_kind_still_reads() {
+        let read = |json: &str| serde_json::from_str::<AmountMismatch>(json).expect("decodes").kind;
+        assert_eq!(read(r#"{"expected":"10.00","reported":"12.00"}"#), MismatchKind::Overpaid);
+        assert_eq!(read(r#"{"expected":"10.00","reported":"9"}"#), MismatchKind::Underpaid);
+        assert_eq!(read(r#"{"reported":"x","kind":"unreadable"}"#), MismatchKind::Unreadable);
+        let mismatch = AmountMismatch {
+            expected: Some("1".into()),
+            reported: None,
+            expected_currency: None,
+            reported_currency: None,
+            kind: MismatchKind::NotReported,
+        };
+        let json = serde_json::to_string(&mismatch).expect("json");
+        assert_eq!(json, r#"{"expected":"1","kind":"not_reported"}"#);
+        assert_eq!(serde_json::from_str::<AmountMismatch>(&json).expect("round trip"), mismatch);
     }
 
     #[test]
@@ -1226,6 +1305,9 @@ pub(crate) mod tests {
         ] {
             assert_eq!(Amount::from_json(&raw(json)).map(|a| a.as_str().to_owned()), Ok(exact.to_owned()), "{json}");
         }
+        assert_eq!(Amount::from_json(&raw("1E0002")).map(|a| a.as_str().to_owned()), Ok("100".to_owned()));
+        let long = format!("0.{}1E44", "0".repeat(43));
+        assert_eq!(Amount::from_json(&raw(&long)).map(|a| a.as_str().to_owned()), Ok("1".to_owned()));
         for bad in ["-1.5E2", "1E20", "1e-21", "1E999", "1E-9999", "\"1.5E2\"", "-0", "true", "[1]"] {
             assert!(Amount::from_json(&raw(bad)).is_err(), "{bad} accepted");
         }

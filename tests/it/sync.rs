@@ -493,3 +493,26 @@ async fn a_final_without_the_amount_its_provider_reports_is_flagged_not_reported
     assert_eq!(mismatch.kind, shared::model::MismatchKind::NotReported);
     assert_eq!((mismatch.expected.as_deref(), mismatch.reported.as_deref()), (Some("150.00"), None));
 }
+
+/// What Pagstar says was asked is not the merchant's registration: a registration without
+/// an amount, repeated after Pagstar spoke, is still the same registration (200, not 409).
+#[tokio::test]
+async fn the_amount_a_provider_says_was_asked_is_not_a_registration() {
+    use pagstar_webhook::simulator::{hint, PagstarSimulator};
+    let h = Harness::new().await;
+    let (pagstar, env) = simulation::<PagstarSimulator>().await;
+    let webhook = Webhook::with_write_path(pagstar_webhook::Pagstar::from_env(&env).expect("pagstar"), write_path(&h));
+    let api = TransactionsApi::new(h.store.clone(), SyncPolicy::default(), provider_catalog::all());
+    let txid = PagstarSimulator::new_reference(unique_number());
+    pagstar.settle(&txid, "ATIVA"); // asked: 100.00
+    assert_eq!(send(&webhook, hint(&txid), 0).await, 200);
+    for t in 1..3 {
+        let (status, body) = answer(&api, register("pagstar", &txid, r#"{"currency":"BRL"}"#), t).await;
+        assert_eq!(status, 200, "{body}");
+        assert!(body.get("expected_amount").is_none(), "the merchant registered no amount: {body}");
+    }
+    pagstar.settle(&txid, "CONCLUIDA");
+    assert_eq!(send(&webhook, hint(&txid), 3).await, 200);
+    let record = h.store.get("pagstar", &txid).await.expect("get").expect("item");
+    assert_eq!(record.amount_mismatch, None, "paid what was asked");
+}

@@ -34,8 +34,9 @@ pub struct Key2PayNotification {
     pub responsedescription: Option<String>,
     #[serde(default)]
     pub amount: Option<Box<RawValue>>,
+    /// ISO 4217 letters; anything else (a number, a longer name) is kept as received.
     #[serde(default)]
-    pub currencycode: Option<String>,
+    pub currencycode: Option<Box<RawValue>>,
     #[serde(default)]
     pub merchantcode: Option<String>,
 }
@@ -77,9 +78,14 @@ impl TryFrom<&Key2PayNotification> for Status {
 }
 
 impl Key2PayNotification {
-    /// The response code without quotes or a currency prefix (`"EGP9998"` → `9998`).
+    /// The response code without quotes or a currency prefix (`"EGP9998"` → `9998`): three
+    /// letters, as a currency code is; any other letters stay, and make it no code we know.
     fn code(&self) -> &str {
-        self.responsecode.get().trim_matches('"').trim_start_matches(|c: char| c.is_ascii_alphabetic())
+        let code = self.responsecode.get().trim_matches('"');
+        match code.as_bytes() {
+            [a, b, c, ..] if [a, b, c].iter().all(|l| l.is_ascii_alphabetic()) => &code[3..],
+            _ => code,
+        }
     }
 
     /// What the response code says ([`Key2PayOutcome`]); codes are compared as numbers, so
@@ -160,8 +166,12 @@ impl Provider for Key2Pay {
             // Key2Pay reports the amount of every notification.
             None => observation.amount_missing = true,
         }
-        if let Some(code) = &notification.currencycode {
-            observation.set_currency(code);
+        match notification.currencycode.as_deref().map(RawValue::get) {
+            None | Some("null") => {}
+            Some(code) => match serde_json::from_str::<String>(code) {
+                Ok(text) => observation.set_currency(&text),
+                Err(_) => observation.set_currency(code),
+            },
         }
         if declined {
             observation.set_reason(notification.responsedescription);
@@ -223,6 +233,10 @@ mod tests {
             ("CAPTURE", "Successful", r#""99""#, Status::Failed, Some("Insufficient funds")),
             ("CAPTURE", "Successful", r#""""#, Status::Failed, Some("Insufficient funds")),
             ("CAPTURE", "Successful", r#""EGP""#, Status::Failed, Some("Insufficient funds")),
+            // Only a three-letter prefix is a currency's: other letters make no code we know.
+            ("CAPTURE", "Pending", r#""E9""#, Status::Failed, Some("Insufficient funds")),
+            ("CAPTURE", "Pending", r#""NULL9""#, Status::Failed, Some("Insufficient funds")),
+            ("CAPTURE", "Pending", r#""php9""#, Status::Processing, None),
             ("CAPTURE", "Successful", r#""+0""#, Status::Failed, Some("Insufficient funds")),
             ("CAPTURE", "Successful", r#""0x0""#, Status::Failed, Some("Insufficient funds")),
             ("CAPTURE", "Successful", r#""000000000000000000000000000000""#, Status::Completed, None),
@@ -257,6 +271,7 @@ mod tests {
             ("empty amount", ok.replace(r#""2000.00""#, r#""""#), Some(r#""""#), None),
             ("comma amount", ok.replace(r#""2000.00""#, r#""2,000""#), Some(r#""2,000""#), None),
             ("long currency", ok.replace(r#""PHP""#, r#""PESO""#), None, Some("PESO")),
+            ("numeric currency", ok.replace(r#""PHP""#, "608"), None, Some("608")),
         ] {
             let observations = receive(request(Some(TOKEN), &body)).await.expect(name);
             let observation = &observations[0];

@@ -34,9 +34,10 @@ pub struct PagstarCob {
     pub valor: Option<PagstarValor>,
     #[serde(default)]
     pub calendario: Option<PagstarCalendario>,
-    /// The Pix payments received for the charge (BACEN's `CobCompleta`), when paid.
+    /// The Pix payments received for the charge (BACEN's `CobCompleta`), when paid; read
+    /// entry by entry ([`PagstarCob::payments`]), so an odd one cannot hide the charge.
     #[serde(default)]
-    pub pix: Vec<PagstarPix>,
+    pub pix: Option<Box<RawValue>>,
 }
 
 /// One Pix payment of a charge: `valor` is what the payer paid.
@@ -60,6 +61,20 @@ pub struct PagstarCalendario {
 pub const DEFAULT_EXPIRACAO: u64 = 86_400;
 
 impl PagstarCob {
+    /// Each Pix payment of the charge: `None` for an entry that is not a payment object
+    /// (and one `None` when `pix` is not a list); nothing when there is no `pix`.
+    pub fn payments(&self) -> Vec<Option<PagstarPix>> {
+        let Some(raw) = self.pix.as_deref() else { return Vec::new() };
+        match serde_json::from_str::<Option<Vec<Box<RawValue>>>>(raw.get()) {
+            Ok(entries) => entries
+                .into_iter()
+                .flatten()
+                .map(|entry| serde_json::from_str::<PagstarPix>(entry.get()).ok())
+                .collect(),
+            Err(_) => vec![None],
+        }
+    }
+
     /// When the charge stops being payable: `criacao + expiracao`; `None` without `criacao`.
     pub fn expires_at(&self) -> Option<time::OffsetDateTime> {
         let calendario = self.calendario.as_ref()?;

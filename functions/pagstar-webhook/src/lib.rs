@@ -164,17 +164,22 @@ impl Pagstar {
         // The sync asks about an active charge once it can have expired, not before.
         observation.expires_at = expires_at.filter(|_| status == PagstarCobStatus::Ativa && !expired);
         // What was asked is `valor.original`; what was paid is the sum of `pix[].valor`.
+        let payments = cob.payments();
         if let Some(original) = cob.valor.and_then(|v| v.original) {
             match Amount::from_json(&original) {
-                Ok(asked) => observation.expected_amount = Some(asked),
+                Ok(asked) => observation.asked_amount = Some(asked),
                 Err(_) => tracing::warn!(provider = Self::NAME, txid, "unreadable valor.original: no expected amount"),
             }
         }
         let mut paid = Vec::new();
-        for valor in cob.pix.iter().filter_map(|pix| pix.valor.as_deref()) {
-            match Amount::from_json(valor) {
-                Ok(amount) => paid.push(amount),
-                Err(_) => observation.set_amount_json(valor),
+        for pix in payments {
+            match pix.and_then(|p| p.valor) {
+                Some(valor) => match Amount::from_json(&valor) {
+                    Ok(amount) => paid.push(amount),
+                    Err(_) => observation.set_amount_json(&valor),
+                },
+                // A payment whose amount is not there: the sum would understate what was paid.
+                None => observation.unreadable_amount = Some("a pix[] entry without a readable valor".into()),
             }
         }
         if observation.unreadable_amount.is_none() {
@@ -340,7 +345,7 @@ mod tests {
                 paid,
                 "what was paid: the sum of pix[].valor"
             );
-            assert_eq!(observations[0].expected_amount.as_ref().map(Amount::as_str), Some("123.45"), "what was asked");
+            assert_eq!(observations[0].asked_amount.as_ref().map(Amount::as_str), Some("123.45"), "what was asked");
             assert_eq!(observations[0].currency.as_deref(), Some("BRL"));
         }
         // Four webhooks, one token: the token is cached across invocations.
@@ -623,5 +628,36 @@ mod tests {
         assert!(matches!(result, Err(ConfigError::Invalid { name: "PAGSTAR_CLIENT_CERT", .. })), "{result:?}");
         let plain = PagstarApi::new(self::config("https://api.pagstar.example")).expect("no identity");
         assert!(!plain.uses_client_certificate());
+    }
+
+    /// What was paid is read entry by entry: an odd `pix` never hides the charge's status,
+    /// and an entry whose amount is missing makes the amount unreadable, not smaller.
+    #[test]
+    fn odd_pix_lists_never_hide_the_charge() {
+        let charge = |pix: &str| {
+            let cob: client::PagstarCob = serde_json::from_str(&format!(
+                r#"{{"txid":"{TXID}","status":"CONCLUIDA","valor":{{"original":"10.00"}}{pix}}}"#
+            ))
+            .expect("the charge decodes");
+            let charge = PagstarCharge { txid: TXID.into(), cob: Some(cob), checked_at: OffsetDateTime::UNIX_EPOCH };
+            Pagstar::observe(charge).expect("observed").expect("applied")
+        };
+        for (pix, amount, unreadable, missing) in [
+            (r#","pix":[{"valor":"4.00"},{"valor":6}]"#, Some("10.00"), false, false),
+            (r#","pix":null"#, None, false, true),
+            ("", None, false, true),
+            (r#","pix":[]"#, None, false, true),
+            (r#","pix":[null]"#, None, true, false),
+            (r#","pix":[{"endToEndId":"E1"}]"#, None, true, false),
+            (r#","pix":"x""#, None, true, false),
+            (r#","pix":[{"valor":"4.00"},{"valor":"-1"}]"#, None, true, false),
+        ] {
+            let observation = charge(pix);
+            assert_eq!(observation.status, Status::Completed, "{pix}");
+            assert_eq!(observation.amount.as_ref().map(Amount::as_str), amount, "{pix}");
+            assert_eq!(observation.unreadable_amount.is_some(), unreadable, "{pix}");
+            assert_eq!(observation.amount_missing, missing, "{pix}");
+            assert_eq!(observation.asked_amount.as_ref().map(Amount::as_str), Some("10.00"), "{pix}");
+        }
     }
 }

@@ -139,7 +139,7 @@ mod tests {
     #[test]
     fn the_fixture_charges_parse() {
         let charges = super::fixture_charges();
-        assert_eq!(charges.len(), 5);
+        assert_eq!(charges.len(), 6);
         assert_eq!(charges["pagstarconcluida0000000000001"].status, "CONCLUIDA");
     }
 }

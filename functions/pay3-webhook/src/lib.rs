@@ -251,7 +251,7 @@ impl Provider for Pay3 {
 /// Which way an order's money moves: `PAYOUT` is a withdrawal (out); `CHECKOUT` (fiat) and
 /// `CRYPTO` are payments (in). An order type Pay3 adds later says nothing.
 fn direction(order_type: &str) -> Option<Direction> {
-    match order_type {
+    match order_type.to_ascii_uppercase().as_str() {
         "PAYOUT" => Some(Direction::Out),
         "CHECKOUT" | "CRYPTO" => Some(Direction::In),
         _ => None,
@@ -338,9 +338,12 @@ mod tests {
 
     #[tokio::test]
     async fn a_payout_is_money_out() {
-        for (order_type, direction) in
-            [("PAYOUT", Some(Direction::Out)), ("CHECKOUT", Some(Direction::In)), ("REBATE", None)]
-        {
+        for (order_type, direction) in [
+            ("PAYOUT", Some(Direction::Out)),
+            ("payout", Some(Direction::Out)),
+            ("CHECKOUT", Some(Direction::In)),
+            ("REBATE", None),
+        ] {
             let mut payout = claims("COMPLETED", None);
             payout["data"]["orderType"] = json!(order_type);
             let observations = receive(&token(&payout, Algorithm::HS384, SECRET)).await.expect(order_type);

@@ -253,7 +253,7 @@ impl Provider for QiTech {
 /// documentation lists both beside each other and nothing says money leaves) are in. A
 /// type QI Tech adds later says nothing.
 fn direction(entry_type: &str) -> Option<Direction> {
-    match entry_type {
+    match entry_type.to_ascii_lowercase().as_str() {
         "withdrawal" => Some(Direction::Out),
         "purchase" | "postpaid_card_issuance" => Some(Direction::In),
         _ => None,
