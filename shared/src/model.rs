@@ -550,9 +550,9 @@ struct MismatchAsSent {
 impl From<MismatchAsSent> for AmountMismatch {
     fn from(sent: MismatchAsSent) -> Self {
         let amount = |text: &Option<String>| text.as_deref().and_then(|t| Amount::parse(t).ok());
+        // The previous release sent a mismatch only when the two amounts differed.
         let kind = sent.kind.unwrap_or_else(|| match (amount(&sent.expected), amount(&sent.reported)) {
-            (Some(expected), Some(reported)) if reported.compare(&expected).is_lt() => MismatchKind::Underpaid,
-            (Some(_), Some(_)) => MismatchKind::Overpaid,
+            (Some(expected), Some(reported)) => paid_against(&reported, &expected).unwrap_or(MismatchKind::Overpaid),
             (Some(_), None) | (None, Some(_)) | (None, None) => MismatchKind::Unreadable,
         });
         AmountMismatch {
@@ -562,6 +562,16 @@ impl From<MismatchAsSent> for AmountMismatch {
             reported_currency: sent.reported_currency,
             kind,
         }
+    }
+}
+
+/// Under- or over-payment: `reported` against `expected`, compared as numbers; none when
+/// they are the same number.
+fn paid_against(reported: &Amount, expected: &Amount) -> Option<MismatchKind> {
+    match reported.compare(expected) {
+        std::cmp::Ordering::Less => Some(MismatchKind::Underpaid),
+        std::cmp::Ordering::Greater => Some(MismatchKind::Overpaid),
+        std::cmp::Ordering::Equal => None,
     }
 }
 
@@ -629,11 +639,7 @@ impl TransactionRecord {
         let Some(reported) = self.amount.as_ref() else {
             return self.amount_not_reported.then_some(MismatchKind::NotReported);
         };
-        match reported.compare(expected) {
-            std::cmp::Ordering::Less => Some(MismatchKind::Underpaid),
-            std::cmp::Ordering::Greater => Some(MismatchKind::Overpaid),
-            std::cmp::Ordering::Equal => None,
-        }
+        paid_against(reported, expected)
     }
 }
 

@@ -386,6 +386,14 @@ fn rfc3339(at: time::OffsetDateTime) -> String {
     at.format(&time::format_description::well_known::Rfc3339).expect("RFC 3339")
 }
 
+/// `S`'s simulation with its webhook writing to `h`, and the transactions API on `h`'s table.
+async fn webhook_and_api<S: Simulator>(h: &Harness) -> (S, Webhook<S::Provider>, TransactionsApi) {
+    let (simulator, env) = simulation::<S>().await;
+    let provider = S::Provider::from_env(&env).unwrap_or_else(|e| panic!("{}: {e}", S::Provider::NAME));
+    let webhook = Webhook::with_write_path(provider, write_path(h));
+    (simulator, webhook, TransactionsApi::new(h.store.clone(), SyncPolicy::default(), provider_catalog::all()))
+}
+
 fn register(provider: &str, reference: &str, body: &str) -> Inbound {
     Inbound::new(Method::PUT, body)
         .with_header("content-type", "application/json")
@@ -445,9 +453,7 @@ async fn registration_then_settled_by_sync_without_any_webhook() {
 async fn registration_after_a_webhook_amount_mismatch_and_expiry() {
     use pagstar_webhook::simulator::{hint, PagstarSimulator};
     let h = Harness::new().await;
-    let (pagstar, env) = simulation::<PagstarSimulator>().await;
-    let webhook = Webhook::with_write_path(pagstar_webhook::Pagstar::from_env(&env).expect("pagstar"), write_path(&h));
-    let api = TransactionsApi::new(h.store.clone(), SyncPolicy::default(), provider_catalog::all());
+    let (pagstar, webhook, api) = webhook_and_api::<PagstarSimulator>(&h).await;
     let txid = PagstarSimulator::new_reference(unique_number());
     pagstar.settle(&txid, "ATIVA");
     assert_eq!(send(&webhook, hint(&txid), 0).await, 200);
@@ -478,9 +484,7 @@ async fn registration_after_a_webhook_amount_mismatch_and_expiry() {
 async fn a_final_without_the_amount_its_provider_reports_is_flagged_not_reported() {
     use qitech_webhook::simulator::{entry_body, QiTechSimulator};
     let h = Harness::new().await;
-    let (qitech, env) = simulation::<QiTechSimulator>().await;
-    let webhook = Webhook::with_write_path(qitech_webhook::QiTech::from_env(&env).expect("qitech"), write_path(&h));
-    let api = TransactionsApi::new(h.store.clone(), SyncPolicy::default(), provider_catalog::all());
+    let (qitech, webhook, api) = webhook_and_api::<QiTechSimulator>(&h).await;
     let entry = QiTechSimulator::new_reference(unique_number());
     let (status, _) = answer(&api, register("qitech", &entry, r#"{"amount":"150.00","currency":"BRL"}"#), 0).await;
     assert_eq!(status, 201);
@@ -500,9 +504,7 @@ async fn a_final_without_the_amount_its_provider_reports_is_flagged_not_reported
 async fn the_amount_a_provider_says_was_asked_is_not_a_registration() {
     use pagstar_webhook::simulator::{hint, PagstarSimulator};
     let h = Harness::new().await;
-    let (pagstar, env) = simulation::<PagstarSimulator>().await;
-    let webhook = Webhook::with_write_path(pagstar_webhook::Pagstar::from_env(&env).expect("pagstar"), write_path(&h));
-    let api = TransactionsApi::new(h.store.clone(), SyncPolicy::default(), provider_catalog::all());
+    let (pagstar, webhook, api) = webhook_and_api::<PagstarSimulator>(&h).await;
     let txid = PagstarSimulator::new_reference(unique_number());
     pagstar.settle(&txid, "ATIVA"); // asked: 100.00
     assert_eq!(send(&webhook, hint(&txid), 0).await, 200);
