@@ -186,7 +186,7 @@ pub const STATUS_SYNC_AFTER_SECONDS: Setting = Setting::positive(
 );
 pub(crate) const NOTIFY_EVENT_TYPES: Setting = Setting::optional(
     "NOTIFY_EVENT_TYPES",
-    Some("every outcome and transaction.conflict"),
+    Some("every type but transaction.updated"),
     "the event types the merchant receives, a comma list",
 );
 pub(crate) const SECRET_PREVIOUS_GRACE_MINUTES: Setting = Setting::number(
@@ -224,7 +224,7 @@ pub fn sync_policy(env: &impl Env) -> Result<crate::model::SyncPolicy, ConfigErr
 }
 
 /// `NOTIFY_EVENT_TYPES`: the comma list of event types the merchant receives (default:
-/// every outcome and `transaction.conflict`; `transaction.updated` is opt in).
+/// every type but `transaction.updated`, which is opt in).
 pub fn event_types(env: &impl Env) -> Result<crate::model::notification::EventTypes, ConfigError> {
     match env.optional(NOTIFY_EVENT_TYPES.name) {
         None => Ok(Default::default()),

@@ -11,8 +11,8 @@ pub mod shard;
 pub(crate) mod sync;
 
 pub use notification::{
-    conflict_event_id, event_id, updated_event_id, EventType, EventTypes, MerchantEvent, NotificationOutcome,
-    NotificationPending, UnknownEventType,
+    conflict_event_id, event_id, mismatch_event_id, updated_event_id, EventType, EventTypes, MerchantEvent,
+    NotificationOutcome, NotificationPending, UnknownEventType,
 };
 pub use sync::{index_time, SyncPolicy, SyncState, SyncStep, GIVE_UP_AFTER};
 
@@ -463,6 +463,11 @@ pub struct TransactionRecord {
     /// `amount_mismatch.expected`.
     #[serde(default, skip_serializing)]
     pub asked_amount: Option<Amount>,
+    /// When the provider first said the payer sent less than asked, with or without
+    /// amounts (Pay3's `UNDER_PAID`). Kept in the store only, shown through
+    /// `amount_mismatch` (`underpaid`).
+    #[serde(default, with = "time::serde::rfc3339::option", skip_serializing)]
+    pub underpaid_reported_at: Option<OffsetDateTime>,
     /// How the amount reported differs from the amount expected, when it does. Derived
     /// from the stored fields when the record is read ([`TransactionRecord::derive`]),
     /// never stored.
@@ -513,6 +518,19 @@ pub enum MismatchKind {
     /// The provider sent an amount or a currency that could not be read; it is kept as
     /// received in `reported` or `reported_currency`, and the status was applied.
     Unreadable,
+}
+
+impl MismatchKind {
+    /// The kind as sent (`underpaid`…).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MismatchKind::Underpaid => "underpaid",
+            MismatchKind::Overpaid => "overpaid",
+            MismatchKind::OtherCurrency => "other_currency",
+            MismatchKind::NotReported => "not_reported",
+            MismatchKind::Unreadable => "unreadable",
+        }
+    }
 }
 
 /// The amount expected (registered by the merchant) and the one the provider reported,
@@ -603,18 +621,23 @@ impl TransactionRecord {
     }
 
     /// What `amount_mismatch` says: an unreadable amount or currency first, then another
-    /// currency than the one expected, then an amount below or above the one expected.
+    /// currency than the one expected, then an under-payment the provider reported, then an
+    /// amount below or above the one expected.
     fn mismatch(&self) -> Option<AmountMismatch> {
         let reported = self.unreadable_amount.clone().or_else(|| self.amount.as_ref().map(|a| a.as_str().to_owned()));
         let reported_currency = self.unreadable_currency.clone().or_else(|| self.currency.clone());
         let kind = if self.unreadable_amount.is_some() || self.unreadable_currency.is_some() {
             MismatchKind::Unreadable
-        } else if let (Some(expected), Some(currency)) = (&self.expected_currency, &self.currency) {
-            if !expected.eq_ignore_ascii_case(currency) {
-                MismatchKind::OtherCurrency
-            } else {
-                self.amount_kind()?
-            }
+        } else if self
+            .expected_currency
+            .as_ref()
+            .zip(self.currency.as_ref())
+            .is_some_and(|(e, c)| !e.eq_ignore_ascii_case(c))
+        {
+            MismatchKind::OtherCurrency
+        } else if self.underpaid_reported_at.is_some() {
+            // The provider's own word, whatever amounts are (or are not) known.
+            MismatchKind::Underpaid
         } else {
             self.amount_kind()?
         };
@@ -961,6 +984,7 @@ pub(crate) mod tests {
             unreadable_currency: None,
             amount_not_reported: false,
             asked_amount: None,
+            underpaid_reported_at: None,
             amount_mismatch: None,
             conflicts: Vec::new(),
             sync: None,

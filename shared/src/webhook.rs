@@ -130,7 +130,7 @@ pub struct WritePath {
 }
 
 impl WritePath {
-    /// With the default event types (every outcome and conflicts).
+    /// With the default event types (every type but `transaction.updated`).
     pub fn new(store: TransactionStore, queue: EventQueue, policy: SyncPolicy) -> Self {
         WritePath { store, queue, policy, events: EventTypes::default() }
     }
@@ -212,7 +212,13 @@ impl WritePath {
             .then(|| MerchantEvent::for_update(&record))
             .flatten()
             .filter(|_| self.events.enabled(EventType::Updated));
-        let events: Vec<MerchantEvent> = outcome.into_iter().chain(progress).collect();
+        // An amount mismatch: with the final that showed it, and again on a duplicate final
+        // (an earlier send may have been lost), under an id of its kind.
+        let mismatch = (record.status.is_final() && (applied || decision == Decision::Duplicate))
+            .then(|| MerchantEvent::for_mismatch(&record))
+            .flatten()
+            .filter(|_| self.events.enabled(EventType::AmountMismatch));
+        let events: Vec<MerchantEvent> = outcome.into_iter().chain(progress).chain(mismatch).collect();
         Ok((Outcome { reference: observation.reference, decision, enqueued: sent }, events))
     }
 

@@ -13,7 +13,7 @@ use std::time::Duration;
 use crate::support::{DevWebhooks, Harness};
 use local_pipeline::invoke::{self, Bindings, Endpoints, Launch};
 use local_pipeline::{fixtures, registry, DevEnv, Template};
-use shared::model::{MismatchKind, Status};
+use shared::model::{EventType, MismatchKind, Status};
 use shared::runtime::config::Env;
 
 type Expectation = (u16, Option<(&'static str, Status)>, Option<MismatchKind>);
@@ -47,7 +47,7 @@ async fn every_fixture_has_an_expectation() {
 async fn every_fixture_runs_through_lambda_http_and_the_handler() {
     let h = Harness::new().await;
     let webhooks = DevWebhooks::new(&h).await;
-    let mut finals = 0;
+    let (mut finals, mut flagged_finals) = (0, 0);
     let fixtures = expectations().await;
     let mut flagged = BTreeMap::new();
     for (file, (status, stored, mismatch)) in fixtures.clone() {
@@ -58,13 +58,21 @@ async fn every_fixture_runs_through_lambda_http_and_the_handler() {
             assert_eq!(record.status, expected, "{file}");
             assert_eq!(record.amount_mismatch.map(|m| m.kind), mismatch, "{file}: amount_mismatch");
             finals += usize::from(expected.is_final());
+            flagged_finals += usize::from(expected.is_final() && mismatch.is_some());
             flagged.insert(reference, mismatch);
         }
     }
     let written = fixtures.values().filter(|(_, stored, _)| stored.is_some()).count();
     assert_eq!(h.item_count().await, written, "fixtures marked as writing nothing wrote something");
     let events = h.drain_events().await;
-    assert_eq!(events.len(), finals, "one terminal event per final fixture");
+    let outcomes = events.iter().filter(|e| e.outcome().is_some()).count();
+    assert_eq!(outcomes, finals, "one terminal event per final fixture");
+    let mismatches: Vec<&str> =
+        events.iter().filter(|e| e.kind == EventType::AmountMismatch).map(|e| e.data.reference.as_str()).collect();
+    let final_and_flagged = |r: &str| flagged.get(r).is_some_and(|m| m.is_some());
+    assert!(mismatches.iter().all(|r| final_and_flagged(r)), "{mismatches:?}");
+    assert_eq!(mismatches.len(), flagged_finals, "one amount_mismatch event per flagged final fixture");
+    assert_eq!(events.len(), outcomes + mismatches.len(), "no other event");
     for event in events {
         // The event shows what the record shows, through amount_mismatch only.
         let json = serde_json::to_value(&event).expect("JSON");
@@ -140,9 +148,13 @@ async fn every_fixture_through_the_built_artifact_under_the_lambda_runtime_emula
                 let record = h.store.get(provider, reference).await.expect("get");
                 assert_eq!(record.as_ref().map(|r| r.status), Some(expected), "{context}");
                 assert_eq!(record.and_then(|r| r.amount_mismatch).map(|m| m.kind), mismatch, "{context}");
-                let finals: Vec<_> = queued.iter().map(|e| (e.data.reference.as_str(), e.data.status)).collect();
-                let want = if expected.is_final() { vec![(reference, expected)] } else { vec![] };
-                assert_eq!(finals, want, "{context}: the queued terminal events");
+                let finals: Vec<_> = queued.iter().map(|e| (e.data.reference.as_str(), e.kind)).collect();
+                let mut want = Vec::new();
+                if let Some(outcome) = EventType::outcome(expected) {
+                    want.push((reference, outcome));
+                    want.extend(mismatch.map(|_| (reference, EventType::AmountMismatch)));
+                }
+                assert_eq!(finals, want, "{context}: the queued events");
             }
             None => assert!(queued.is_empty(), "{context}: queued {queued:?}"),
         }

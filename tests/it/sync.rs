@@ -11,7 +11,7 @@ use crate::support::{unique_number, unique_rrn, Harness};
 use http::Method;
 use local_pipeline::DevEnv;
 use provider_testkit::Simulator;
-use shared::model::{event_id, index_time, Status, SyncPolicy, SyncState, GIVE_UP_AFTER};
+use shared::model::{event_id, index_time, mismatch_event_id, Status, SyncPolicy, SyncState, GIVE_UP_AFTER};
 use shared::pipeline::{Inbound, Provider, Webhook, WritePath};
 use shared::runtime::config::Env;
 use status_sync::{ProviderRun, StatusSync};
@@ -467,9 +467,21 @@ async fn registration_after_a_webhook_amount_mismatch_and_expiry() {
     let mismatch = record.amount_mismatch.as_ref().expect("mismatch");
     assert_eq!((mismatch.expected.as_deref(), mismatch.reported.as_deref()), (Some("10.00"), Some("100.00")));
     assert_eq!(mismatch.kind, shared::model::MismatchKind::Overpaid);
+    // The outcome, and the mismatch told as an event of its own, with an id of its kind.
+    let ids = [
+        event_id("pagstar", &txid, Status::Completed),
+        mismatch_event_id("pagstar", &txid, shared::model::MismatchKind::Overpaid),
+    ];
     let events = h.drain_events().await;
-    assert_eq!(events.len(), 1);
-    assert_eq!(events[0].data.amount_mismatch, record.amount_mismatch, "the event carries it");
+    assert_eq!(events.iter().map(|e| e.id.as_str()).collect::<Vec<_>>(), ids);
+    assert_eq!(events[1].kind, shared::model::EventType::AmountMismatch);
+    assert!(events.iter().all(|e| e.data.amount_mismatch == record.amount_mismatch), "both carry it");
+    assert_eq!(events[1].created_at, record.final_at.expect("final"), "known when the final came");
+    // The same final again: both sent again under the same ids (an earlier send may have
+    // been lost; the queue and the merchant deduplicate by id).
+    assert_eq!(send(&webhook, hint(&txid), 3).await, 200);
+    let again = h.drain_events().await;
+    assert_eq!(again.iter().map(|e| e.id.as_str()).collect::<Vec<_>>(), ids);
 
     let expiring = unique_rrn();
     let expiry = format!(r#"{{"expires_at":"{}"}}"#, rfc3339(at(60)));

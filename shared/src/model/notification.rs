@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
-use super::{Conflict, Status, TransactionRecord};
+use super::{Conflict, MismatchKind, Status, TransactionRecord};
 
 /// The record's field that holds the marker (and keys the sparse index of pending records).
 pub(crate) const PENDING_FIELD: &str = "notification_pending";
@@ -164,6 +164,13 @@ pub fn conflict_event_id(provider: &str, reference: &str, status: Status) -> Str
     hashed_id(&[provider, reference, "conflict", status.as_str()])
 }
 
+/// The deterministic id of the amount-mismatch event of a transaction: one per
+/// (provider, reference, kind), so the same mismatch is told once however often it is
+/// seen again, and a new kind (an under-payment reported later) is told too.
+pub fn mismatch_event_id(provider: &str, reference: &str, kind: MismatchKind) -> String {
+    hashed_id(&[provider, reference, "amount_mismatch", kind.as_str()])
+}
+
 /// What an event for the merchant says: its `type`, as sent, logged and listed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum EventType {
@@ -185,17 +192,25 @@ pub enum EventType {
     /// An applied non-final transition (opt-in).
     #[serde(rename = "transaction.updated")]
     Updated,
+    /// The amount paid differs from the amount expected, or could not be read.
+    #[serde(rename = "transaction.amount_mismatch")]
+    AmountMismatch,
+    /// A refund of the transaction changed status.
+    #[serde(rename = "transaction.refund_updated")]
+    RefundUpdated,
 }
 
 impl EventType {
     /// Every event type, in the order `NOTIFY_EVENT_TYPES` is documented.
-    pub const ALL: [EventType; 6] = [
+    pub const ALL: [EventType; 8] = [
         EventType::Completed,
         EventType::Failed,
         EventType::Canceled,
         EventType::Expired,
         EventType::Conflict,
         EventType::Updated,
+        EventType::AmountMismatch,
+        EventType::RefundUpdated,
     ];
 
     /// The type as sent (`transaction.completed`…).
@@ -207,6 +222,8 @@ impl EventType {
             EventType::Expired => "transaction.expired",
             EventType::Conflict => "transaction.conflict",
             EventType::Updated => "transaction.updated",
+            EventType::AmountMismatch => "transaction.amount_mismatch",
+            EventType::RefundUpdated => "transaction.refund_updated",
         }
     }
 
@@ -246,7 +263,7 @@ impl std::str::FromStr for EventType {
 pub struct EventTypes(u8);
 
 impl Default for EventTypes {
-    /// Every outcome and conflicts; not `transaction.updated`.
+    /// Every type but `transaction.updated`.
     fn default() -> Self {
         EventType::ALL.into_iter().filter(|t| *t != EventType::Updated).collect()
     }
@@ -260,7 +277,7 @@ impl FromIterator<EventType> for EventTypes {
 
 /// A `NOTIFY_EVENT_TYPES` entry that is no event type.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown event type {0:?} (known: transaction.completed, .failed, .canceled, .expired, .conflict, .updated)")]
+#[error("unknown event type {0:?} (known: transaction.completed, .failed, .canceled, .expired, .conflict, .updated, .amount_mismatch, .refund_updated)")]
 pub struct UnknownEventType(pub String);
 
 impl EventTypes {
@@ -341,6 +358,24 @@ impl MerchantEvent {
         }
     }
 
+    /// The amount-mismatch event of a final record that has one ([`super::AmountMismatch`]);
+    /// `None` otherwise. It is dated when the mismatch became known: the final status, or a
+    /// later word of the provider's reporting an under-payment.
+    pub fn for_mismatch(record: &TransactionRecord) -> Option<Self> {
+        let mismatch = record.amount_mismatch.as_ref().filter(|_| record.status.is_final())?;
+        let final_at = record.final_at.unwrap_or(record.updated_at);
+        let known_at = match (mismatch.kind, record.underpaid_reported_at) {
+            (MismatchKind::Underpaid, Some(reported)) => reported.max(final_at),
+            _ => final_at,
+        };
+        Some(MerchantEvent {
+            id: mismatch_event_id(&record.provider, &record.reference, mismatch.kind),
+            kind: EventType::AmountMismatch,
+            created_at: known_at,
+            data: record.clone(),
+        })
+    }
+
     /// The final status whose notification this event is (its delivery clears the
     /// record's pending marker); `None` for a conflict event.
     pub fn outcome(&self) -> Option<Status> {
@@ -381,6 +416,29 @@ mod tests {
         assert!(!some.enabled(EventType::Conflict), "not listed");
         assert_eq!("transaction.updated".parse(), Ok(EventType::Updated));
         assert!(EventType::ALL.iter().all(|t| t.as_str().parse() == Ok(*t)));
+    }
+
+    #[test]
+    fn a_final_with_a_mismatch_has_an_event_of_its_kind_dated_when_it_became_known() {
+        let at = OffsetDateTime::from_unix_timestamp(1_795_000_000).expect("time");
+        let mut record = crate::model::tests::record("pay3", "o:CRYPTO", Status::Processing, at);
+        record.underpaid_reported_at = Some(at);
+        assert_eq!(MerchantEvent::for_mismatch(&record.clone().derive()), None, "not final yet");
+        record.status = Status::Completed;
+        record.final_at = Some(at + time::Duration::seconds(5));
+        let event = MerchantEvent::for_mismatch(&record.clone().derive()).expect("underpaid");
+        assert_eq!(event.id, mismatch_event_id("pay3", "o:CRYPTO", MismatchKind::Underpaid));
+        assert_eq!((event.kind, event.created_at), (EventType::AmountMismatch, at + time::Duration::seconds(5)));
+        assert_eq!(event.outcome(), None, "no outcome: its delivery clears no marker");
+        record.underpaid_reported_at = Some(at + time::Duration::seconds(60));
+        let later = MerchantEvent::for_mismatch(&record.clone().derive()).expect("underpaid");
+        assert_eq!((later.id, later.created_at), (event.id, at + time::Duration::seconds(60)), "said after the final");
+        record.underpaid_reported_at = None;
+        assert_eq!(MerchantEvent::for_mismatch(&record.derive()), None, "nothing differs");
+        assert_ne!(
+            mismatch_event_id("pay3", "o:CRYPTO", MismatchKind::Underpaid),
+            mismatch_event_id("pay3", "o:CRYPTO", MismatchKind::Overpaid)
+        );
     }
 
     #[test]
