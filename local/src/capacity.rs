@@ -138,6 +138,8 @@ pub struct Mix {
     pub late: f64,
     /// Share of transactions no webhook ever settles.
     pub never_final: f64,
+    /// Share of transactions paid another amount than the one expected (an amount-mismatch event).
+    pub mismatched: f64,
     /// Share of the charges that expire (Pix) never paid (they expire by BACEN's rule, found by sync).
     pub pix_never_paid: f64,
     /// Event resends and recovered events a second (the events API).
@@ -155,6 +157,7 @@ impl Mix {
             duplicates: 0.1,
             late: 0.05,
             never_final: 0.02,
+            mismatched: 0.01,
             pix_never_paid: 0.0,
             resends_per_second: rate / 1_000.0,
             merchant,
@@ -211,6 +214,8 @@ pub struct Ledger {
     /// Webhooks that are hints, queued for the hint queue's consumer, by provider.
     pub hints: BTreeMap<String, f64>,
     pub outcomes: f64,
+    /// Events that are not outcomes (amount mismatches, refunds), delivered likewise.
+    pub other_events: f64,
     pub attempts: f64,
     pub largest_item: usize,
     pub largest_message: usize,
@@ -239,6 +244,7 @@ impl Ledger {
             }
         }
         self.outcomes += other.outcomes * weight;
+        self.other_events += other.other_events * weight;
         self.attempts += other.attempts * weight;
         self.largest_item = self.largest_item.max(other.largest_item);
         self.largest_message = self.largest_message.max(other.largest_message);
@@ -374,6 +380,8 @@ enum Variant {
     PixNeverPaid,
     /// Every provider text at its bound: the largest record and event.
     Largest,
+    /// Settled, paid less than asked: the outcome and an amount-mismatch event.
+    Mismatched,
 }
 
 /// One transaction of provider `S`, number `n`, from its first webhook to its outcome's
@@ -399,6 +407,10 @@ fn transaction<S: Simulator>(table: &Table, n: u64, variant: Variant, mix: &Mix)
         observation.expires_at = expiry.filter(|_| !S::status_of(word).is_final());
         observation.amount = Some(Amount::parse("100.00").unwrap_or_else(|_| unreachable!()));
         observation.currency = Some("BRL".into());
+        if variant == Variant::Mismatched {
+            observation.asked_amount = observation.amount.take();
+            observation.amount = Some(Amount::parse("90.00").unwrap_or_else(|_| unreachable!()));
+        }
         if variant == Variant::Largest {
             let huge = "\u{1F4B8}".repeat(1_000);
             observation.reason = Some(huge.clone());
@@ -441,7 +453,7 @@ fn transaction<S: Simulator>(table: &Table, n: u64, variant: Variant, mix: &Mix)
         webhook(&mut ledger, &mut item, word, t as u64)?;
     }
     let final_at = match variant {
-        Variant::Settled | Variant::Largest => Some(progress.len() as u64),
+        Variant::Settled | Variant::Largest | Variant::Mismatched => Some(progress.len() as u64),
         Variant::Late => Some(600),
         Variant::NeverFinal | Variant::PixNeverPaid => None,
     };
@@ -511,8 +523,39 @@ fn outcome(
         return Ok(());
     };
     let status = transaction.status;
-    let body = serde_json::to_string(&event)?;
     ledger.outcomes += 1.0;
+    let (failures, delivered) = deliver(table, ledger, &event, mix, sent)?;
+    // The notifier's marks on the record: queued at the first failure, notified once delivered.
+    let mut record = record_item.clone();
+    if failures > 0 {
+        let queued = Change::queued(&transaction.provider, &transaction.reference, status);
+        let after = shared::storage::apply_change(&record, queued)?;
+        table.write(ledger, key, &record, after.as_ref());
+        record = after.unwrap_or(record);
+    }
+    if delivered {
+        let notified = Change::notified(status, NotificationOutcome::Delivered, event.created_at);
+        let after = shared::storage::apply_change(&record, notified)?;
+        table.write(ledger, key, &record, after.as_ref());
+    }
+    // An amount mismatch is told too, sent with the outcome.
+    if let Some(mismatch) = MerchantEvent::for_mismatch(&transaction) {
+        ledger.other_events += 1.0;
+        deliver(table, ledger, &mismatch, mix, sent)?;
+    }
+    Ok(())
+}
+
+/// One event sent to the queue, delivered by the notifier as the merchant allows, and
+/// recorded in the event log: how many attempts failed, and whether it was delivered.
+fn deliver(
+    table: &Table,
+    ledger: &mut Ledger,
+    event: &MerchantEvent,
+    mix: &Mix,
+    sent: Sent,
+) -> Result<(u32, bool), Error> {
+    let body = serde_json::to_string(event)?;
     ledger.largest_message = ledger.largest_message.max(body.len());
     match sent {
         Sent::ByWebhook => ledger.sqs("SendMessage", 1.0 + mix.duplicates + assumed::LOST_SENDS),
@@ -522,7 +565,6 @@ fn outcome(
     // The event log's writes, as it sends them: the event item, its counter, the attempt.
     let mut event_item = Item::new();
     let mut counter_item = Item::new();
-    let mut record = record_item.clone();
     let attempts = failures + u32::from(delivered);
     for number in 1..=attempts {
         let success = delivered && number == attempts;
@@ -534,7 +576,7 @@ fn outcome(
             response: (!success).then(|| "x".repeat(256)),
             kind: AttemptKind::Automatic,
         };
-        let writes = AttemptWrites::new(&event, &body, &attempt, success, assumed::EVENT_RETENTION)?;
+        let writes = AttemptWrites::new(event, &body, &attempt, success, assumed::EVENT_RETENTION)?;
         for (write, before) in [(&writes.event, &mut event_item), (&writes.counter, &mut counter_item)] {
             let after = write.apply(before);
             table.write(ledger, &write.key, before, Some(&after));
@@ -547,21 +589,11 @@ fn outcome(
         ledger.sqs("ReceiveMessage", 0.1);
         if success {
             ledger.sqs("DeleteMessageBatch", 0.1);
-            let notified = Change::notified(status, NotificationOutcome::Delivered, event.created_at);
-            let after = shared::storage::apply_change(&record, notified)?;
-            table.write(ledger, key, &record, after.as_ref());
-            record = after.unwrap_or(record);
         } else {
             ledger.sqs("ChangeMessageVisibilityBatch", 0.1);
-            if number == 1 {
-                let queued = Change::queued(&transaction.provider, &transaction.reference, status);
-                let after = shared::storage::apply_change(&record, queued)?;
-                table.write(ledger, key, &record, after.as_ref());
-                record = after.unwrap_or(record);
-            }
         }
     }
-    Ok(())
+    Ok((failures, delivered))
 }
 
 /// The model's figures for one load.
@@ -633,9 +665,10 @@ pub fn model(table: &Table, template: &Template, mix: &Mix) -> Result<Figures, E
             let name = S::Provider::NAME;
             let share = self.mix.shares.iter().find(|(p, _)| *p == name).map_or(0.0, |(_, s)| *s);
             let pix = if S::LOAD.charges_expire { self.mix.pix_never_paid } else { 0.0 };
-            let settled = 1.0 - self.mix.late - self.mix.never_final - pix;
+            let settled = 1.0 - self.mix.late - self.mix.never_final - pix - self.mix.mismatched;
             let variants = [
                 (Variant::Settled, settled),
+                (Variant::Mismatched, self.mix.mismatched),
                 (Variant::Late, self.mix.late),
                 (Variant::NeverFinal, self.mix.never_final),
                 (Variant::PixNeverPaid, pix),
@@ -710,7 +743,7 @@ pub fn model(table: &Table, template: &Template, mix: &Mix) -> Result<Figures, E
     // healthy (10 at once per batch); while the merchant fails, the instances stay bounded
     // (what `NotifierMaxConcurrency` is for) and retries wait in the queue. Its instances
     // write the merchant's health item at most once every 10 s (failing) or 60 s each.
-    let notifier_needed = load.outcomes / 10.0 * assumed::NOTIFIER_BATCH_HEALTHY.as_secs_f64();
+    let notifier_needed = (load.outcomes + load.other_events) / 10.0 * assumed::NOTIFIER_BATCH_HEALTHY.as_secs_f64();
     let notifier_default = parameter("NotifierMaxConcurrency", 20.0);
     let notifier_set = (notifier_needed * 2.0).ceil().max(notifier_default);
     let retry_capacity = notifier_set * 10.0 / assumed::NOTIFIER_BATCH_FAILING.as_secs_f64();
@@ -970,8 +1003,12 @@ impl std::fmt::Display for Figures {
         writeln!(f, "Lambda concurrency: {}", functions.join(", "))?;
         writeln!(
             f,
-            "Largest item {} bytes; largest message {} bytes; outcomes {:.0}/s, delivery attempts {:.0}/s",
-            self.load.largest_item, self.load.largest_message, self.load.outcomes, self.load.attempts
+            "Largest item {} bytes; largest message {} bytes; outcomes {:.0}/s, other events {:.0}/s, delivery attempts {:.0}/s",
+            self.load.largest_item,
+            self.load.largest_message,
+            self.load.outcomes,
+            self.load.other_events,
+            self.load.attempts
         )?;
         let parameters: Vec<String> = self.parameters.iter().map(|(n, v)| format!("{n}={v}")).collect();
         writeln!(
