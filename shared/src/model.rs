@@ -7,13 +7,15 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 pub(crate) mod notification;
+pub(crate) mod refund;
 pub mod shard;
 pub(crate) mod sync;
 
 pub use notification::{
-    conflict_event_id, event_id, mismatch_event_id, updated_event_id, EventType, EventTypes, MerchantEvent,
-    NotificationOutcome, NotificationPending, UnknownEventType,
+    conflict_event_id, event_id, mismatch_event_id, refund_event_id, updated_event_id, EventType, EventTypes,
+    MerchantEvent, NotificationOutcome, NotificationPending, UnknownEventType,
 };
+pub use refund::{AfterFinalWord, Refund, RefundObservation, RefundStatus};
 pub use sync::{index_time, SyncPolicy, SyncState, SyncStep, GIVE_UP_AFTER};
 
 /// Canonical status of a transaction. The first four are in progress and ordered;
@@ -321,6 +323,16 @@ pub struct Observation {
     /// When the provider says the payment stops being payable (a Pix charge's
     /// `calendario`), if it says: the sync asks at that time rather than along its ladder.
     pub expires_at: Option<OffsetDateTime>,
+    /// The transaction's refunds the provider reports ([`Observation::add_refund`]).
+    pub refunds: Vec<RefundObservation>,
+    /// The provider says the payer sent less than asked, with or without amounts (Pay3's
+    /// `UNDER_PAID`): the record's `amount_mismatch` says `underpaid`.
+    pub underpaid: bool,
+    /// A word that follows a final status and says nothing of the status (Pay3's
+    /// `REVIEW_CREATED`, `REFUNDED`…): kept on the record's `after_final`. Its `status` is
+    /// `created`, which moves no record; where none exists yet, it creates one at
+    /// `created`, which the sync then asks the provider about.
+    pub follows_final: bool,
 }
 
 /// Longest failure reason kept from a provider.
@@ -387,7 +399,32 @@ impl Observation {
             details: BTreeMap::new(),
             customer_message: None,
             expires_at: None,
+            refunds: Vec::new(),
+            underpaid: false,
+            follows_final: false,
         }
+    }
+
+    /// A word that follows a final status ([`Observation::follows_final`]).
+    pub fn after_final(reference: impl Into<String>, provider_status: impl Into<String>) -> Self {
+        Observation { follows_final: true, ..Observation::new(reference, Status::Created, provider_status) }
+    }
+
+    /// Adds a refund the provider reports; one with an id that is empty or longer than 64
+    /// characters, or past the tenth, is dropped (logged): the rest of the word is kept.
+    pub fn add_refund(&mut self, refund: RefundObservation) {
+        let id_chars = refund.id.chars().count();
+        if id_chars == 0 || id_chars > refund::MAX_REFUND_ID_CHARS || self.refunds.len() >= refund::MAX_REFUNDS {
+            tracing::error!(reference = %self.reference, refund_chars = id_chars, refunds = self.refunds.len(), "a refund without a usable id, or past the most one word may carry: not kept");
+            return;
+        }
+        self.refunds.push(refund);
+    }
+
+    /// Whether the word says anything about the money after the outcome (refunds, an
+    /// under-payment, an after-final word): written whatever the transaction's status.
+    pub(crate) fn has_money_after(&self) -> bool {
+        !self.refunds.is_empty() || self.underpaid || self.follows_final
     }
 }
 
@@ -473,6 +510,14 @@ pub struct TransactionRecord {
     /// never stored.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub amount_mismatch: Option<AmountMismatch>,
+    /// The transaction's refunds, each with its own status (stored one attribute per
+    /// refund and status, shown as worked out by [`refund::refunds_of`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub refunds: Vec<Refund>,
+    /// Words the provider said after the final status that changed nothing else, once
+    /// each, in the order first heard.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub after_final: Vec<AfterFinalWord>,
     /// Final statuses the provider reported after a different final one; at most
     /// [`MAX_CONFLICTS`], one per status.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -610,6 +655,18 @@ impl TransactionRecord {
         self.notification_pending.is_some()
     }
 
+    /// The record with the refunds and after-final words read from their own attributes.
+    pub(crate) fn with_money_after(
+        mut self,
+        refunds: Vec<refund::RefundEntry>,
+        mut words: Vec<AfterFinalWord>,
+    ) -> Self {
+        self.refunds = refund::refunds_of(refunds);
+        words.sort_by(|a, b| a.received_at.cmp(&b.received_at).then_with(|| a.provider_status.cmp(&b.provider_status)));
+        self.after_final = words;
+        self
+    }
+
     /// Fills in what is derived from stored fields (`amount_mismatch`); the store calls
     /// this on every record it reads.
     pub(crate) fn derive(mut self) -> Self {
@@ -720,6 +777,10 @@ pub(crate) enum Value {
     History(HistoryEntry),
     Conflict(Conflict),
     Details(BTreeMap<String, String>),
+    /// A (refund, status), in its own attribute ([`refund::RefundEntry::attribute`]).
+    Refund(refund::RefundEntry),
+    /// An after-final word, in its own attribute ([`AfterFinalWord::attribute`]).
+    Word(AfterFinalWord),
 }
 
 /// How a field changes.
@@ -739,6 +800,9 @@ pub(crate) enum Edit {
 pub(crate) enum Condition {
     /// No record yet, or one whose rank is below this ([`applies`]).
     RankBelow(u8),
+    /// A record whose rank is at least this: a word whose status does not apply, with
+    /// money after the outcome to keep ([`Change::money_after`]).
+    RankAtLeast(u8),
     /// No record yet (a registration creating one).
     Absent,
     /// A record that exists and is not registered (a registration attached to it).
@@ -843,6 +907,7 @@ impl Change {
         if let Some(expires_at) = observation.expires_at {
             fields.push(("expires_at", Edit::Set, Value::Time(sync::index_time(expires_at))));
         }
+        money_after(&mut fields, observation, now);
         let removed: &'static [&'static str] = if status.is_final() {
             fields.push(("final_at", Edit::Set, Value::Time(now)));
             // Only a payment that completed moved money whose amount should have been said.
@@ -861,6 +926,16 @@ impl Change {
             &LEGACY_SYNC_FIELDS
         };
         Change { condition: Condition::RankBelow(status.rank()), fields, removed }
+    }
+
+    /// What `observation`, received at `now`, says of the money after the outcome (its
+    /// refunds, an under-payment, an after-final word), kept on a record whose status the
+    /// word does not move (its rank is at least the word's): the status untouched. A word
+    /// whose status applies carries the same fields in [`Change::observed`].
+    pub(crate) fn money_after(observation: &Observation, now: OffsetDateTime) -> Change {
+        let mut fields = Vec::with_capacity(observation.refunds.len() + 2);
+        money_after(&mut fields, observation, now);
+        Change { condition: Condition::RankAtLeast(observation.status.rank()), fields, removed: &[] }
     }
 
     /// A new `created` record for `registration`, made at `now`; only if none exists.
@@ -909,6 +984,33 @@ impl Change {
         let mut fields = Vec::with_capacity(4);
         registration_fields(&mut fields, registration, now);
         Change { condition: Condition::Unregistered, fields, removed: &[] }
+    }
+}
+
+/// The fields of the money after the outcome, each set only where absent: a refund's
+/// status and an after-final word when first heard, an under-payment when first reported.
+fn money_after(fields: &mut Vec<(&'static str, Edit, Value)>, observation: &Observation, now: OffsetDateTime) {
+    for refund in observation.refunds.iter().take(refund::MAX_REFUNDS) {
+        let entry = refund::RefundEntry {
+            id: refund.id.clone(),
+            status: refund.status,
+            provider_status: bounded(&refund.provider_status, MAX_PROVIDER_STATUS_CHARS),
+            amount: refund.amount.clone(),
+            currency: refund.currency.as_deref().map(|c| bounded(c, MAX_CURRENCY_CHARS)),
+            received_at: now,
+        };
+        fields.push((refund::REFUND_PREFIX, Edit::SetIfAbsent, Value::Refund(entry)));
+    }
+    if observation.follows_final {
+        let provider_status = bounded(&observation.provider_status, MAX_PROVIDER_STATUS_CHARS);
+        fields.push((
+            refund::WORD_PREFIX,
+            Edit::SetIfAbsent,
+            Value::Word(AfterFinalWord { provider_status, received_at: now }),
+        ));
+    }
+    if observation.underpaid {
+        fields.push(("underpaid_reported_at", Edit::SetIfAbsent, Value::Time(now)));
     }
 }
 
@@ -986,6 +1088,8 @@ pub(crate) mod tests {
             asked_amount: None,
             underpaid_reported_at: None,
             amount_mismatch: None,
+            refunds: Vec::new(),
+            after_final: Vec::new(),
             conflicts: Vec::new(),
             sync: None,
             next_sync_at: None,

@@ -11,6 +11,7 @@ use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
 use crate::model::notification::{NotificationOutcome, PENDING_FIELD, UNQUEUED_PREFIX};
+use crate::model::refund::{REFUND_PREFIX, WORD_PREFIX};
 use crate::model::{
     transaction_key, Change, Condition, Conflict, Decision, Edit, NotificationPending, Observation, Registration,
     RegistrationMatch, Status, SyncStep, TransactionRecord, Value, WritePlan, MAX_CONFLICTS,
@@ -87,10 +88,28 @@ impl TransactionStore {
         now: OffsetDateTime,
         sync: WritePlan,
     ) -> Result<(Decision, TransactionRecord), StoreError> {
-        let change = Change::observed(provider, observation, now, sync);
-        match self.apply(provider, &observation.reference, change).await? {
+        let reference = observation.reference.as_str();
+        let not_applied =
+            |current: TransactionRecord| (Decision::not_applied(current.status, observation.status), current);
+        if !observation.has_money_after() {
+            return match self.apply(provider, reference, Change::observed(provider, observation, now, sync)).await? {
+                Ok(record) => Ok((Decision::Apply, record)),
+                Err(current) => Ok(not_applied(current)),
+            };
+        }
+        // Money after the outcome mostly comes once the status it names is stored (a refund
+        // after the final): kept alone, in one write, while the status does not apply.
+        // Otherwise the status write carries it; and should another word have moved the
+        // record meanwhile, so that the status no longer applies, it is kept alone after all.
+        if let Ok(record) = self.apply_to_any(provider, reference, Change::money_after(observation, now)).await? {
+            return Ok(not_applied(record));
+        }
+        match self.apply(provider, reference, Change::observed(provider, observation, now, sync)).await? {
             Ok(record) => Ok((Decision::Apply, record)),
-            Err(current) => Ok((Decision::not_applied(current.status, observation.status), current)),
+            // The record exists and ranks at least the word now: this applies.
+            Err(_) => match self.apply(provider, reference, Change::money_after(observation, now)).await? {
+                Ok(record) | Err(record) => Ok(not_applied(record)),
+            },
         }
     }
 
@@ -129,6 +148,20 @@ impl TransactionStore {
         reference: &str,
         change: Change,
     ) -> Result<Result<TransactionRecord, TransactionRecord>, StoreError> {
+        match self.apply_to_any(provider, reference, change).await? {
+            Ok(record) => Ok(Ok(record)),
+            Err(existing) => Ok(Err(decode(existing)?)),
+        }
+    }
+
+    /// As [`Self::apply`], for a change whose condition also fails when there is no
+    /// record: when it fails, the item as it stood, empty if there is none.
+    async fn apply_to_any(
+        &self,
+        provider: &str,
+        reference: &str,
+        change: Change,
+    ) -> Result<Result<TransactionRecord, HashMap<String, AttributeValue>>, StoreError> {
         let update = Update::translate(change)?;
         let result = self
             .client
@@ -147,7 +180,7 @@ impl TransactionStore {
             Ok(output) => Ok(Ok(decode(output.attributes.unwrap_or_default())?)),
             Err(error) => match error.as_service_error() {
                 Some(UpdateItemError::ConditionalCheckFailedException(failed)) => {
-                    Ok(Err(decode(failed.item().cloned().unwrap_or_default())?))
+                    Ok(Err(failed.item().cloned().unwrap_or_default()))
                 }
                 _ => Err(StoreError::Request(Box::new(error))),
             },
@@ -513,6 +546,7 @@ pub fn apply_change(
     let pending = item.get(PENDING_ATTRIBUTE).and_then(|v| v.as_s().ok());
     let applies = match change.condition {
         Condition::RankBelow(new) => !exists || rank.is_some_and(|rank| rank < new),
+        Condition::RankAtLeast(new) => rank.is_some_and(|rank| rank >= new),
         Condition::Absent => !exists,
         Condition::Unregistered => exists && !item.contains_key("registered_at"),
         Condition::Scheduled(status) => {
@@ -533,13 +567,14 @@ pub fn apply_change(
     }
     let mut after = item.clone();
     for (field, edit, value) in change.fields {
+        let name = attribute_name(field, &value);
         let value = attribute_value(value)?;
         match edit {
             Edit::Set => {
-                after.insert(field.to_owned(), value);
+                after.insert(name, value);
             }
             Edit::SetIfAbsent => {
-                after.entry(field.to_owned()).or_insert(value);
+                after.entry(name).or_insert(value);
             }
             Edit::AddToSet => {
                 let mut set = match after.remove(field) {
@@ -571,6 +606,22 @@ pub fn apply_change(
     Ok(Some(after))
 }
 
+/// The attribute a field is written to: its name, or for the money after the outcome, one
+/// attribute per refund and status or per word, named by the value.
+fn attribute_name(field: &str, value: &Value) -> String {
+    match value {
+        Value::Refund(entry) => entry.attribute(),
+        Value::Word(word) => word.attribute(),
+        Value::Text(_)
+        | Value::Number(_)
+        | Value::Flag(_)
+        | Value::Time(_)
+        | Value::History(_)
+        | Value::Conflict(_)
+        | Value::Details(_) => field.to_owned(),
+    }
+}
+
 /// One of the model's values as the attribute the store writes.
 fn attribute_value(value: Value) -> Result<AttributeValue, StoreError> {
     Ok(match value {
@@ -585,6 +636,8 @@ fn attribute_value(value: Value) -> Result<AttributeValue, StoreError> {
             AttributeValue::L(vec![serde_dynamo::to_attribute_value(conflict).map_err(StoreError::Decode)?])
         }
         Value::Details(details) => serde_dynamo::to_attribute_value(details).map_err(StoreError::Decode)?,
+        Value::Refund(entry) => serde_dynamo::to_attribute_value(entry).map_err(StoreError::Decode)?,
+        Value::Word(word) => serde_dynamo::to_attribute_value(word).map_err(StoreError::Decode)?,
     })
 }
 
@@ -772,8 +825,21 @@ fn decode_or_skip(item: HashMap<String, AttributeValue>) -> Option<TransactionRe
     }
 }
 
-fn decode(item: HashMap<String, AttributeValue>) -> Result<TransactionRecord, StoreError> {
-    serde_dynamo::from_item::<_, TransactionRecord>(item).map(TransactionRecord::derive).map_err(StoreError::Decode)
+fn decode(mut item: HashMap<String, AttributeValue>) -> Result<TransactionRecord, StoreError> {
+    // The money after the outcome: one attribute per refund and status, and per word.
+    let (mut refunds, mut words) = (Vec::new(), Vec::new());
+    let names: Vec<String> =
+        item.keys().filter(|k| k.starts_with(REFUND_PREFIX) || k.starts_with(WORD_PREFIX)).cloned().collect();
+    for name in names {
+        let Some(value) = item.remove(&name) else { continue };
+        if name.starts_with(REFUND_PREFIX) {
+            refunds.push(serde_dynamo::from_attribute_value(value).map_err(StoreError::Decode)?);
+        } else {
+            words.push(serde_dynamo::from_attribute_value(value).map_err(StoreError::Decode)?);
+        }
+    }
+    let record = serde_dynamo::from_item::<_, TransactionRecord>(item).map_err(StoreError::Decode)?;
+    Ok(record.with_money_after(refunds, words).derive())
 }
 
 /// The update expression and its placeholders for one observation.
@@ -781,6 +847,8 @@ struct Update {
     expression: String,
     /// The `ADD` clauses, placed after the `SET` ones.
     adds: String,
+    /// Attributes named by their values so far ([`Update::set_if_absent_as`]).
+    named: usize,
     condition: &'static str,
     names: HashMap<String, String>,
     values: HashMap<String, AttributeValue>,
@@ -791,6 +859,7 @@ impl Update {
     fn translate(change: Change) -> Result<Self, StoreError> {
         let condition = match change.condition {
             Condition::RankBelow(_) => "attribute_not_exists(#pk) OR #rank < :rank",
+            Condition::RankAtLeast(_) => "attribute_exists(#pk) AND #rank >= :rank",
             Condition::Absent => "attribute_not_exists(#pk)",
             Condition::Unregistered => "attribute_exists(#pk) AND attribute_not_exists(#registered_at)",
             Condition::Scheduled(_) => {
@@ -824,6 +893,12 @@ impl Update {
                     }
                 },
                 Value::Text(text) if edit == Edit::AddToSet => AttributeValue::Ss(vec![text]),
+                // An attribute named by its value: a placeholder of its own.
+                named @ (Value::Refund(_) | Value::Word(_)) => {
+                    let attribute = attribute_name(field, &named);
+                    update.set_if_absent_as(&attribute, attribute_value(named)?);
+                    continue;
+                }
                 other @ (Value::Text(_)
                 | Value::Number(_)
                 | Value::Flag(_)
@@ -844,6 +919,12 @@ impl Update {
             // The condition's bound (`#rank < :rank`): the rank the change sets.
             Condition::RankBelow(rank) => {
                 name(KEY_ATTRIBUTE);
+                update.values.insert(":rank".to_owned(), AttributeValue::N(rank.to_string()));
+                None
+            }
+            Condition::RankAtLeast(rank) => {
+                name(KEY_ATTRIBUTE);
+                name("rank");
                 update.values.insert(":rank".to_owned(), AttributeValue::N(rank.to_string()));
                 None
             }
@@ -909,6 +990,17 @@ impl Update {
         self.push(&["#", attribute, " = if_not_exists(#", attribute, ", :", attribute, ")"]);
     }
 
+    /// `SET` where absent, for an attribute whose name is not a placeholder's (it holds
+    /// any character): placeholders `#n<i>` and `:n<i>`, numbered in order.
+    fn set_if_absent_as(&mut self, attribute: &str, value: AttributeValue) {
+        self.named += 1;
+        let (name, placeholder) = (format!("#n{}", self.named), format!(":n{}", self.named));
+        self.names.insert(name.clone(), attribute.to_owned());
+        self.values.insert(placeholder.clone(), value);
+        self.expression.push_str(if self.expression.is_empty() { "SET " } else { ", " });
+        self.push(&[&name, " = if_not_exists(", &name, ", ", &placeholder, ")"]);
+    }
+
     fn append(&mut self, attribute: &str, items: AttributeValue) {
         self.clause(attribute, items);
         self.values.insert(":empty_list".to_owned(), AttributeValue::L(Vec::new()));
@@ -922,6 +1014,7 @@ impl Update {
         Update {
             expression: String::with_capacity(512),
             adds: String::new(),
+            named: 0,
             condition,
             names: HashMap::with_capacity(16),
             values: HashMap::with_capacity(16),

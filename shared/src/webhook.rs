@@ -194,10 +194,6 @@ impl WritePath {
         match decision {
             Decision::Apply => {
                 tracing::info!(provider, reference, status = %record.status, provider_status = %observation.provider_status, outcome = "applied", "transition applied");
-                if let (true, Some(mismatch)) = (record.status.is_final(), &record.amount_mismatch) {
-                    crate::metrics::count(crate::metrics::AMOUNT_MISMATCHES, provider);
-                    tracing::error!(provider, reference, status = %record.status, kind = ?mismatch.kind, expected = mismatch.expected.as_deref(), reported = mismatch.reported.as_deref(), expected_currency = mismatch.expected_currency.as_deref(), reported_currency = mismatch.reported_currency.as_deref(), alarm = "amount_mismatch", "final amount differs from the one expected, or could not be read; applied as the provider says");
-                }
             }
             Decision::Conflict => sent = self.conflict(provider, &observation, &record, now).await?,
             Decision::Duplicate | Decision::Stale => {
@@ -205,6 +201,15 @@ impl WritePath {
             }
         }
         let applied = decision == Decision::Apply;
+        // A mismatch is new when the final that shows it applied, or when this word was
+        // the first to report an under-payment (it set the time).
+        let reported_now = observation.underpaid && record.underpaid_reported_at == Some(now);
+        if let (true, true, Some(mismatch)) =
+            (record.status.is_final(), applied || reported_now, &record.amount_mismatch)
+        {
+            crate::metrics::count(crate::metrics::AMOUNT_MISMATCHES, provider);
+            tracing::error!(provider, reference, status = %record.status, kind = ?mismatch.kind, expected = mismatch.expected.as_deref(), reported = mismatch.reported.as_deref(), expected_currency = mismatch.expected_currency.as_deref(), reported_currency = mismatch.reported_currency.as_deref(), alarm = "amount_mismatch", "final amount differs from the one expected, could not be read, or was reported short; applied as the provider says");
+        }
         let outcome = notification::to_send(applied, &record).filter(|e| self.events.enabled(e.kind));
         // Progress (opt in): on the transition, and again on a duplicate while the
         // transaction is at that status and not final (an earlier send may have been lost).
@@ -212,14 +217,49 @@ impl WritePath {
             .then(|| MerchantEvent::for_update(&record))
             .flatten()
             .filter(|_| self.events.enabled(EventType::Updated));
-        // An amount mismatch: with the final that showed it, and again on a duplicate final
-        // (an earlier send may have been lost), under an id of its kind.
-        let mismatch = (record.status.is_final() && (applied || decision == Decision::Duplicate))
+        // An amount mismatch: with the final that showed it or the word that reported it, and
+        // again when they are repeated (an earlier send may have been lost), under an id of
+        // its kind.
+        let told = applied || decision == Decision::Duplicate || observation.underpaid;
+        let mismatch = (record.status.is_final() && told)
             .then(|| MerchantEvent::for_mismatch(&record))
             .flatten()
             .filter(|_| self.events.enabled(EventType::AmountMismatch));
-        let events: Vec<MerchantEvent> = outcome.into_iter().chain(progress).chain(mismatch).collect();
+        let refunds = self.refund_events(provider, &observation, &record);
+        let events: Vec<MerchantEvent> = outcome.into_iter().chain(progress).chain(mismatch).chain(refunds).collect();
         Ok((Outcome { reference: observation.reference, decision, enqueued: sent }, events))
+    }
+
+    /// The event of each refund `observation` reports at the status the record now shows
+    /// for it: when first heard, and again when repeated (an earlier send may have been
+    /// lost; the id is the same). A status the record does not show (a `pending` heard
+    /// after the refund settled, a final after another final) is no event.
+    fn refund_events(
+        &self,
+        provider: &str,
+        observation: &Observation,
+        record: &crate::model::TransactionRecord,
+    ) -> Vec<MerchantEvent> {
+        if !self.events.enabled(EventType::RefundUpdated) {
+            return Vec::new();
+        }
+        let reference = observation.reference.as_str();
+        let mut events = Vec::new();
+        for heard in &observation.refunds {
+            match record.refunds.iter().find(|r| r.id == heard.id) {
+                Some(refund) if refund.status == heard.status => {
+                    if refund.status == crate::model::RefundStatus::Failed {
+                        tracing::warn!(provider, reference, refund = %refund.id, provider_status = %refund.provider_status, "refund failed");
+                    }
+                    events.push(MerchantEvent::for_refund(record, refund));
+                }
+                Some(refund) => {
+                    tracing::info!(provider, reference, refund = %refund.id, stored = refund.status.as_str(), received = heard.status.as_str(), "refund status not applied: the refund has settled")
+                }
+                None => tracing::warn!(provider, reference, refund = %heard.id, "refund not on the record"),
+            }
+        }
+        events
     }
 
     /// Sends events [`Self::apply_deferred`] returned, 10 to a `SendMessageBatch` call;

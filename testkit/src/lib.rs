@@ -11,7 +11,7 @@ use std::path::Path;
 
 use time::OffsetDateTime;
 
-use shared::model::{MismatchKind, Status};
+use shared::model::{MismatchKind, RefundStatus, Status};
 use shared::pipeline::{Inbound, Provider};
 use shared::runtime::config::Env;
 
@@ -124,12 +124,13 @@ pub struct Fixture {
 impl Fixture {
     /// A fixture answered with `status` that stores `reference` as `stored`.
     pub fn stored(name: &'static str, request: Inbound, status: u16, reference: &'static str, stored: Status) -> Self {
-        Fixture { name, request, expected: Expected { status, stored: Some((reference, stored)), mismatch: None } }
+        let expected = Expected { status, stored: Some((reference, stored)), mismatch: None, refunds: &[] };
+        Fixture { name, request, expected }
     }
 
     /// A fixture answered with `status` that writes nothing.
     pub fn nothing(name: &'static str, request: Inbound, status: u16) -> Self {
-        Fixture { name, request, expected: Expected { status, stored: None, mismatch: None } }
+        Fixture { name, request, expected: Expected { status, stored: None, mismatch: None, refunds: &[] } }
     }
 
     /// The same fixture, whose stored record says `amount_mismatch.kind = kind`.
@@ -137,13 +138,22 @@ impl Fixture {
         self.expected.mismatch = Some(kind);
         self
     }
+
+    /// The same fixture, whose stored record shows these refunds (id, status), each sent as
+    /// a `transaction.refund_updated`.
+    pub fn refunded(mut self, refunds: &'static [(&'static str, RefundStatus)]) -> Self {
+        self.expected.refunds = refunds;
+        self
+    }
 }
 
 /// What a fixture must give: the HTTP status, the (reference, status) stored, or `None`
-/// when nothing is written, and the kind of `amount_mismatch` the stored record shows.
+/// when nothing is written, the kind of `amount_mismatch` the stored record shows, and its
+/// refunds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Expected {
     pub status: u16,
     pub stored: Option<(&'static str, Status)>,
     pub mismatch: Option<MismatchKind>,
+    pub refunds: &'static [(&'static str, RefundStatus)],
 }

@@ -13,27 +13,28 @@ use std::time::Duration;
 use crate::support::{DevWebhooks, Harness};
 use local_pipeline::invoke::{self, Bindings, Endpoints, Launch};
 use local_pipeline::{fixtures, registry, DevEnv, Template};
-use shared::model::{EventType, MismatchKind, Status};
+use shared::model::{EventType, MismatchKind, RefundStatus, Status};
 use shared::runtime::config::Env;
 
-type Expectation = (u16, Option<(&'static str, Status)>, Option<MismatchKind>);
+type Refunds = &'static [(&'static str, RefundStatus)];
+type Expectation = (u16, Option<(&'static str, Status)>, Option<MismatchKind>, Refunds);
 
 /// file → (HTTP status, the (reference, status) stored, or None when nothing is written,
-/// and the kind of `amount_mismatch` the stored record shows):
+/// the kind of `amount_mismatch` the stored record shows, and its refunds):
 /// each provider's fixtures (from its simulator, through the catalog), and the status API's.
 async fn expectations() -> BTreeMap<String, Expectation> {
     let fixtures = registry::expectations(&crate::support::root()).await.expect("the providers' fixtures");
     let mut all: BTreeMap<String, Expectation> =
-        fixtures.into_iter().map(|(file, e)| (file, (e.status, e.stored, e.mismatch))).collect();
+        fixtures.into_iter().map(|(file, e)| (file, (e.status, e.stored, e.mismatch, e.refunds))).collect();
     // The status API (writes nothing): the AZQR fixture's completed transaction, run
     // earlier in this order, and one that does not exist.
-    all.insert("transactions/get-completed.json".into(), (200, None, None));
-    all.insert("transactions/get-unknown.json".into(), (404, None, None));
+    all.insert("transactions/get-completed.json".into(), (200, None, None, &[]));
+    all.insert("transactions/get-unknown.json".into(), (404, None, None, &[]));
     // A registration attached to that completed transaction: no new item, no event.
-    all.insert("transactions/register-completed.json".into(), (200, None, None));
+    all.insert("transactions/register-completed.json".into(), (200, None, None, &[]));
     // The events API (writes nothing): the undelivered events, and an unknown id.
-    all.insert("events/list-undelivered.json".into(), (200, None, None));
-    all.insert("events/get-unknown.json".into(), (404, None, None));
+    all.insert("events/list-undelivered.json".into(), (200, None, None, &[]));
+    all.insert("events/get-unknown.json".into(), (404, None, None, &[]));
     all
 }
 
@@ -50,19 +51,23 @@ async fn every_fixture_runs_through_lambda_http_and_the_handler() {
     let (mut finals, mut flagged_finals) = (0, 0);
     let fixtures = expectations().await;
     let mut flagged = BTreeMap::new();
-    for (file, (status, stored, mismatch)) in fixtures.clone() {
+    let mut refund_events = 0;
+    for (file, (status, stored, mismatch, refunds)) in fixtures.clone() {
         assert_eq!(webhooks.run_fixture(&file).await, status, "{file}");
         if let Some((reference, expected)) = stored {
             let provider = file.split('/').next().expect("provider dir");
             let record = h.store.get(provider, reference).await.expect("get").unwrap_or_else(|| panic!("{file}"));
             assert_eq!(record.status, expected, "{file}");
+            let shown: Vec<(&str, RefundStatus)> = record.refunds.iter().map(|r| (r.id.as_str(), r.status)).collect();
+            assert_eq!(shown, refunds, "{file}: refunds");
+            refund_events += refunds.len();
             assert_eq!(record.amount_mismatch.map(|m| m.kind), mismatch, "{file}: amount_mismatch");
             finals += usize::from(expected.is_final());
             flagged_finals += usize::from(expected.is_final() && mismatch.is_some());
             flagged.insert(reference, mismatch);
         }
     }
-    let written = fixtures.values().filter(|(_, stored, _)| stored.is_some()).count();
+    let written = fixtures.values().filter(|(_, stored, _, _)| stored.is_some()).count();
     assert_eq!(h.item_count().await, written, "fixtures marked as writing nothing wrote something");
     let events = h.drain_events().await;
     let outcomes = events.iter().filter(|e| e.outcome().is_some()).count();
@@ -72,7 +77,9 @@ async fn every_fixture_runs_through_lambda_http_and_the_handler() {
     let final_and_flagged = |r: &str| flagged.get(r).is_some_and(|m| m.is_some());
     assert!(mismatches.iter().all(|r| final_and_flagged(r)), "{mismatches:?}");
     assert_eq!(mismatches.len(), flagged_finals, "one amount_mismatch event per flagged final fixture");
-    assert_eq!(events.len(), outcomes + mismatches.len(), "no other event");
+    let refunded = events.iter().filter(|e| e.kind == EventType::RefundUpdated).count();
+    assert_eq!(refunded, refund_events, "one transaction.refund_updated per refund of a fixture");
+    assert_eq!(events.len(), outcomes + mismatches.len() + refunded, "no other event");
     for event in events {
         // The event shows what the record shows, through amount_mismatch only.
         let json = serde_json::to_value(&event).expect("JSON");
@@ -110,7 +117,7 @@ async fn every_fixture_through_the_built_artifact_under_the_lambda_runtime_emula
 
     let mut log_lines = 0;
     let fixtures = expectations().await;
-    for (file, (status, stored, mismatch)) in fixtures.clone() {
+    for (file, (status, stored, mismatch, refunds)) in fixtures.clone() {
         let text = std::fs::read_to_string(root.join("events").join(&file)).expect("fixture");
         let mut event: serde_json::Value = serde_json::from_str(&text).expect("JSON");
         let route = event["routeKey"].as_str().expect("routeKey").to_owned();
@@ -154,12 +161,13 @@ async fn every_fixture_through_the_built_artifact_under_the_lambda_runtime_emula
                     want.push((reference, outcome));
                     want.extend(mismatch.map(|_| (reference, EventType::AmountMismatch)));
                 }
+                want.extend(refunds.iter().map(|_| (reference, EventType::RefundUpdated)));
                 assert_eq!(finals, want, "{context}: the queued events");
             }
             None => assert!(queued.is_empty(), "{context}: queued {queued:?}"),
         }
     }
-    let written = fixtures.values().filter(|(_, stored, _)| stored.is_some()).count();
+    let written = fixtures.values().filter(|(_, stored, _, _)| stored.is_some()).count();
     assert_eq!(h.item_count().await, written, "fixtures marked as writing nothing wrote something");
     assert!(log_lines >= fixtures.len(), "the functions logged {log_lines} lines in all");
 }

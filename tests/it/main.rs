@@ -10,6 +10,7 @@ mod fuzz;
 mod layout;
 mod logs;
 mod merchant_events;
+mod money;
 mod notifier;
 mod properties;
 mod providers;

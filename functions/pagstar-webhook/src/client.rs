@@ -40,11 +40,43 @@ pub struct PagstarCob {
     pub pix: Option<Box<RawValue>>,
 }
 
-/// One Pix payment of a charge: `valor` is what the payer paid.
+/// One Pix payment of a charge: `valor` is what the payer paid; `devolucoes` its returns
+/// (read entry by entry, [`PagstarPix::returns`]).
 #[derive(Debug, Clone, Deserialize)]
 pub struct PagstarPix {
     #[serde(default)]
     pub valor: Option<Box<RawValue>>,
+    #[serde(default)]
+    pub devolucoes: Option<Box<RawValue>>,
+}
+
+/// One return of a Pix payment (BACEN's `devolucao`), MED's included.
+#[derive(Debug, Clone, Deserialize)]
+pub struct PagstarDevolucao {
+    #[serde(default)]
+    pub id: Option<String>,
+    #[serde(default)]
+    pub valor: Option<Box<RawValue>>,
+    #[serde(default)]
+    pub status: Option<String>,
+}
+
+impl PagstarPix {
+    /// Each return of the payment: `None` for an entry that is not a return object (and one
+    /// `None` when `devolucoes` is not a list); nothing when there is none.
+    pub fn returns(&self) -> Vec<Option<PagstarDevolucao>> {
+        entries(self.devolucoes.as_deref())
+    }
+}
+
+/// The entries of a JSON list, each read alone: `None` for one that is not a `T` (and one
+/// `None` when the value is not a list).
+fn entries<T: serde::de::DeserializeOwned>(raw: Option<&RawValue>) -> Vec<Option<T>> {
+    let Some(raw) = raw else { return Vec::new() };
+    match serde_json::from_str::<Option<Vec<Box<RawValue>>>>(raw.get()) {
+        Ok(entries) => entries.into_iter().flatten().map(|entry| serde_json::from_str::<T>(entry.get()).ok()).collect(),
+        Err(_) => vec![None],
+    }
 }
 
 /// When the charge was created and how many seconds it can be paid for (BACEN: default
@@ -64,15 +96,7 @@ impl PagstarCob {
     /// Each Pix payment of the charge: `None` for an entry that is not a payment object
     /// (and one `None` when `pix` is not a list); nothing when there is no `pix`.
     pub fn payments(&self) -> Vec<Option<PagstarPix>> {
-        let Some(raw) = self.pix.as_deref() else { return Vec::new() };
-        match serde_json::from_str::<Option<Vec<Box<RawValue>>>>(raw.get()) {
-            Ok(entries) => entries
-                .into_iter()
-                .flatten()
-                .map(|entry| serde_json::from_str::<PagstarPix>(entry.get()).ok())
-                .collect(),
-            Err(_) => vec![None],
-        }
+        entries(self.pix.as_deref())
     }
 
     /// When the charge stops being payable: `criacao + expiracao`; `None` without `criacao`.

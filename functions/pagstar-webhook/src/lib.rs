@@ -14,7 +14,7 @@
 
 use http::StatusCode;
 use serde::Deserialize;
-use shared::model::{Amount, Observation, Status};
+use shared::model::{Amount, Observation, RefundObservation, RefundStatus, Status};
 use shared::pipeline::{parse_json, parse_status, Inbound, Provider, WebhookError};
 use shared::runtime::config::{ConfigError, Env, Setting};
 use shared::runtime::SecretSpec;
@@ -67,6 +67,25 @@ pub enum PagstarCobStatus {
     Concluida,
     RemovidaPeloUsuarioRecebedor,
     RemovidaPeloPsp,
+}
+
+/// The statuses of a Pix return (BACEN's `devolucao`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum PagstarReturnStatus {
+    EmProcessamento,
+    Devolvido,
+    NaoRealizado,
+}
+
+impl From<PagstarReturnStatus> for RefundStatus {
+    fn from(status: PagstarReturnStatus) -> RefundStatus {
+        match status {
+            PagstarReturnStatus::EmProcessamento => RefundStatus::Pending,
+            PagstarReturnStatus::Devolvido => RefundStatus::Succeeded,
+            PagstarReturnStatus::NaoRealizado => RefundStatus::Failed,
+        }
+    }
 }
 
 impl From<PagstarCobStatus> for Status {
@@ -173,6 +192,9 @@ impl Pagstar {
         }
         let mut paid = Vec::new();
         for pix in payments {
+            for devolucao in pix.as_ref().map(client::PagstarPix::returns).unwrap_or_default() {
+                refund(&mut observation, devolucao);
+            }
             match pix.and_then(|p| p.valor) {
                 Some(valor) => match Amount::from_json(&valor) {
                     Ok(amount) => paid.push(amount),
@@ -193,6 +215,23 @@ impl Pagstar {
         observation.currency = Some(CURRENCY.to_owned());
         Ok(Some(observation))
     }
+}
+
+/// A return of a Pix payment as a refund of the charge; one without an id or a known
+/// status is not kept (logged): the charge's word is applied all the same.
+fn refund(observation: &mut Observation, devolucao: Option<client::PagstarDevolucao>) {
+    let txid = observation.reference.as_str();
+    let Some(client::PagstarDevolucao { id: Some(id), valor, status: Some(word) }) = devolucao else {
+        tracing::error!(provider = Pagstar::NAME, txid, "a Pix return without an id or a status: not kept");
+        return;
+    };
+    let Ok(status) = parse_status::<PagstarReturnStatus>(&word) else {
+        tracing::error!(provider = Pagstar::NAME, txid, refund = %id, provider_status = %word, "a Pix return of an unknown status: not kept");
+        return;
+    };
+    let amount = valor.and_then(|v| Amount::from_json(&v).ok());
+    let currency = Some(CURRENCY.to_owned());
+    observation.add_refund(RefundObservation { id, status: status.into(), provider_status: word, amount, currency });
 }
 
 /// Pagstar's API and OAuth2 client: the hints' consumer needs both.

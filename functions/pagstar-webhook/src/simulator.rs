@@ -7,7 +7,7 @@ use http::Method;
 use provider_testkit::Simulator;
 use provider_testkit::{Fixture, Load, SimulatorError, Variables};
 use serde_json::json;
-use shared::model::{MismatchKind, Status};
+use shared::model::{MismatchKind, RefundStatus, Status};
 use shared::pipeline::{parse_status, Inbound};
 use shared::runtime::config::Env;
 use time::OffsetDateTime;
@@ -131,6 +131,15 @@ impl Simulator for PagstarSimulator {
                 Status::Completed,
             )
             .flagged(MismatchKind::Underpaid),
+            Fixture::stored(
+                // Paid, then partly returned (D0001), and a return through MED settling.
+                "concluida-devolvida",
+                hint("pagstarconcluidadevolvida0001"),
+                200,
+                "pagstarconcluidadevolvida0001",
+                Status::Completed,
+            )
+            .refunded(&[("D0001", RefundStatus::Succeeded), ("MED0001", RefundStatus::Pending)]),
             Fixture::stored(
                 "removida-pelo-usuario-recebedor",
                 post(json!({ "txid": "pagstarremovidausuario0000001" }).to_string().as_bytes()),

@@ -1,7 +1,9 @@
 //! A stand-in for Pagstar's API on loopback, for the local pipeline and the tests:
 //! `POST /oauth/token` (client credentials) and `GET /cob/{txid}` answering from its
-//! charges (`{"<txid>": {"status": "CONCLUIDA", "original": "100.00", "paid": "90.00"}}`;
-//! a `CONCLUIDA` charge has one Pix payment of `paid`, or of `original`), which start as
+//! charges (`{"<txid>": {"status": "CONCLUIDA", "original": "100.00", "paid": "90.00",
+//! "devolucoes": [{"id": "D1", "valor": "10.00", "status": "EM_PROCESSAMENTO"}]}}`; a
+//! `CONCLUIDA` charge has one Pix payment of `paid`, or of `original`, with its returns),
+//! which start as
 //! `stand-in-charges.json` (what the fixtures in events/pagstar expect) and can be changed.
 //! A charge is created when it is set (`calendario.criacao`) and payable for a day, unless
 //! set otherwise.
@@ -32,6 +34,18 @@ pub struct Charge {
     pub criacao: Option<String>,
     #[serde(default = "a_day")]
     pub expiracao: u64,
+    /// The returns of its Pix payment (BACEN's `devolucoes`), in the order made.
+    #[serde(default)]
+    pub devolucoes: Vec<Return>,
+}
+
+/// A return of a charge's Pix payment, as BACEN's `devolucao` says it.
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+pub struct Return {
+    pub id: String,
+    pub valor: String,
+    /// `EM_PROCESSAMENTO`, `DEVOLVIDO` or `NAO_REALIZADO`.
+    pub status: String,
 }
 
 fn a_day() -> u64 {
@@ -64,6 +78,20 @@ impl StandIn {
         self.set_created(txid, status, original, now, a_day());
     }
 
+    /// Sets the return `id` of the charge `txid`'s payment (adds it, or changes its status),
+    /// as when the receiver returns a Pix or BACEN's MED does; `false` if there is no such
+    /// charge.
+    pub fn set_return(&self, txid: &str, id: &str, valor: &str, status: &str) -> bool {
+        let mut charges = self.charges.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let Some(charge) = charges.get_mut(txid) else { return false };
+        let made = Return { id: id.to_owned(), valor: valor.to_owned(), status: status.to_owned() };
+        match charge.devolucoes.iter_mut().find(|r| r.id == id) {
+            Some(existing) => *existing = made,
+            None => charge.devolucoes.push(made),
+        }
+        true
+    }
+
     /// Sets the charge `txid`, created at `criacao` and payable for `expiracao` seconds.
     pub fn set_created(&self, txid: &str, status: &str, original: &str, criacao: time::OffsetDateTime, expiracao: u64) {
         let charge = Charge {
@@ -72,6 +100,7 @@ impl StandIn {
             paid: None,
             criacao: Some(rfc3339(criacao)),
             expiracao,
+            devolucoes: Vec::new(),
         };
         self.charges.write().unwrap_or_else(|poisoned| poisoned.into_inner()).insert(txid.to_owned(), charge);
     }
@@ -124,7 +153,10 @@ async fn cob(
             "valor": { "original": charge.original },
             "pix": if charge.status == "CONCLUIDA" {
                 let paid = charge.paid.as_ref().unwrap_or(&charge.original);
-                serde_json::json!([{ "endToEndId": "E18236120202611221000s0000000001", "txid": txid, "valor": paid }])
+                serde_json::json!([{
+                    "endToEndId": "E18236120202611221000s0000000001", "txid": txid, "valor": paid,
+                    "devolucoes": charge.devolucoes,
+                }])
             } else {
                 serde_json::json!([])
             },
@@ -139,7 +171,8 @@ mod tests {
     #[test]
     fn the_fixture_charges_parse() {
         let charges = super::fixture_charges();
-        assert_eq!(charges.len(), 6);
+        assert_eq!(charges.len(), 7);
+        assert_eq!(charges["pagstarconcluidadevolvida0001"].devolucoes.len(), 2);
         assert_eq!(charges["pagstarconcluida0000000000001"].status, "CONCLUIDA");
     }
 }

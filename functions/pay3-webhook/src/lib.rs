@@ -10,7 +10,7 @@
 use http::StatusCode;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
-use shared::model::{Direction, Observation, Status};
+use shared::model::{Direction, Observation, RefundObservation, RefundStatus, Status};
 use shared::pipeline::{parse_json, parse_status, Inbound, Provider, WebhookError};
 use shared::runtime::config::{ConfigError, Env, Secret, Setting};
 use shared::runtime::SecretSpec;
@@ -90,10 +90,18 @@ pub struct Pay3Order<'a> {
     pub payment_status: Option<&'a str>,
 }
 
-/// A sub-status (review, refund, under-paid) that follows a final status and never
-/// reopens the order: acknowledged, and no observation.
+/// A sub-status that follows a final status and never reopens the order: kept on the
+/// record's `after_final`, with what it says of the money.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Pay3AfterFinal;
+pub enum Pay3AfterFinal {
+    /// `REVIEW_CREATED`, `REVIEW_SUBMITTED`: nothing more.
+    Review,
+    /// `REFUND_INITIATED` (pending), `REFUNDED` (succeeded), `REFUND_FAILED` (failed): the
+    /// order's one refund, which Pay3 gives no id ([`refund_id`]).
+    Refund(RefundStatus),
+    /// `UNDER_PAID`: the payer sent less than asked, amounts or none.
+    UnderPaid,
+}
 
 impl TryFrom<Pay3Order<'_>> for Status {
     type Error = Pay3AfterFinal;
@@ -107,12 +115,40 @@ impl TryFrom<Pay3Order<'_>> for Status {
             Pay3OrderStatus::Failed if order.payment_status == Some("CANCELED") => Ok(Status::Canceled),
             Pay3OrderStatus::Failed => Ok(Status::Failed),
             Pay3OrderStatus::Abandoned => Ok(Status::Expired),
-            Pay3OrderStatus::ReviewCreated
-            | Pay3OrderStatus::ReviewSubmitted
-            | Pay3OrderStatus::RefundInitiated
-            | Pay3OrderStatus::Refunded
-            | Pay3OrderStatus::RefundFailed
-            | Pay3OrderStatus::UnderPaid => Err(Pay3AfterFinal),
+            Pay3OrderStatus::ReviewCreated | Pay3OrderStatus::ReviewSubmitted => Err(Pay3AfterFinal::Review),
+            Pay3OrderStatus::RefundInitiated => Err(Pay3AfterFinal::Refund(RefundStatus::Pending)),
+            Pay3OrderStatus::Refunded => Err(Pay3AfterFinal::Refund(RefundStatus::Succeeded)),
+            Pay3OrderStatus::RefundFailed => Err(Pay3AfterFinal::Refund(RefundStatus::Failed)),
+            Pay3OrderStatus::UnderPaid => Err(Pay3AfterFinal::UnderPaid),
+        }
+    }
+}
+
+/// The id of an order's refund: Pay3 sends none, and an order has one refund at most.
+pub fn refund_id(order_id: &str) -> String {
+    format!("{order_id}-refund")
+}
+
+/// What Pay3's word `order` (written `word`) says about order `order_id`, whose reference
+/// is `reference`: a status, or a word after the final status with its refund or
+/// under-payment. The webhook and the order query both read a word this way.
+pub(crate) fn observe(reference: String, order_id: &str, order: Pay3Order<'_>, word: &str) -> Observation {
+    match Status::try_from(order) {
+        Ok(status) => Observation::new(reference, status, word),
+        Err(after) => {
+            let mut observation = Observation::after_final(reference, word);
+            match after {
+                Pay3AfterFinal::Review => {}
+                Pay3AfterFinal::Refund(status) => observation.add_refund(RefundObservation {
+                    id: refund_id(order_id),
+                    status,
+                    provider_status: word.to_owned(),
+                    amount: None,
+                    currency: None,
+                }),
+                Pay3AfterFinal::UnderPaid => observation.underpaid = true,
+            }
+            observation
         }
     }
 }
@@ -228,16 +264,7 @@ impl Provider for Pay3 {
         let reference = format!("{}:{}", data.order_id, data.order_type);
         let status: Pay3OrderStatus = parse_status(&data.order_status)?;
         let order = Pay3Order { status, payment_status: data.payment_status.as_deref() };
-        let Ok(canonical) = Status::try_from(order) else {
-            tracing::info!(
-                provider = Self::NAME,
-                reference,
-                provider_status = %data.order_status,
-                "sub-status after a final status: acknowledged, never reopens the order"
-            );
-            return Ok(Vec::new());
-        };
-        let mut observation = Observation::new(reference, canonical, data.order_status);
+        let mut observation = observe(reference, &data.order_id, order, &data.order_status);
         observation.direction = direction(&data.order_type);
         observation.set_reason(data.error.and_then(|e| e.message));
         // The status sync's lookup key (Pay3's query is by requestId, not orderId).
@@ -308,12 +335,6 @@ mod tests {
             ("FAILED", None, Some(Status::Failed)),
             ("FAILED", Some("CANCELED"), Some(Status::Canceled)),
             ("ABANDONED", Some("MAX_RETRIES_REACHED"), Some(Status::Expired)),
-            ("REVIEW_CREATED", None, None),
-            ("REVIEW_SUBMITTED", None, None),
-            ("REFUND_INITIATED", None, None),
-            ("REFUNDED", None, None),
-            ("REFUND_FAILED", None, None),
-            ("UNDER_PAID", None, None),
         ];
         for (status, payment_status, expected) in cases {
             let jwt = token(&claims(status, payment_status), Algorithm::HS384, SECRET);
@@ -323,7 +344,34 @@ mod tests {
                 assert_eq!(observation.reference, "ord_123:CHECKOUT");
                 assert_eq!(observation.provider_status, status);
                 assert_eq!(observation.reason.as_deref(), Some("Declined by bank"));
+                assert!(!observation.follows_final && observation.refunds.is_empty(), "{status}");
             }
+        }
+    }
+
+    /// The words after a final status move no status (`created` creates a record only
+    /// where none is) and are kept, with the order's one refund or the under-payment.
+    #[tokio::test]
+    async fn words_after_the_final_status_are_kept_with_their_money() {
+        let refund = |status| Some((String::from("ord_123-refund"), status));
+        let cases = [
+            ("REVIEW_CREATED", None, false),
+            ("REVIEW_SUBMITTED", None, false),
+            ("REFUND_INITIATED", refund(RefundStatus::Pending), false),
+            ("REFUNDED", refund(RefundStatus::Succeeded), false),
+            ("REFUND_FAILED", refund(RefundStatus::Failed), false),
+            ("UNDER_PAID", None, true),
+        ];
+        for (word, refund, underpaid) in cases {
+            let jwt = token(&claims(word, None), Algorithm::HS384, SECRET);
+            let observations = receive(&jwt).await.expect(word);
+            let [observation] = observations.as_slice() else { panic!("{word}: {observations:?}") };
+            assert_eq!((observation.status, observation.follows_final), (Status::Created, true), "{word}");
+            assert_eq!(observation.provider_status, word);
+            let refunds: Vec<_> = observation.refunds.iter().map(|r| (r.id.clone(), r.status)).collect();
+            assert_eq!(refunds, refund.into_iter().collect::<Vec<_>>(), "{word}");
+            assert!(observation.refunds.iter().all(|r| r.provider_status == word && r.amount.is_none()));
+            assert_eq!(observation.underpaid, underpaid, "{word}");
         }
     }
 

@@ -8,7 +8,7 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use provider_testkit::Simulator;
 use provider_testkit::{Fixture, Load, SimulatorError, Variables};
 use serde_json::{json, Value};
-use shared::model::Status;
+use shared::model::{MismatchKind, RefundStatus, Status};
 use shared::pipeline::{parse_status, Inbound};
 use shared::runtime::config::Env;
 use time::OffsetDateTime;
@@ -98,11 +98,11 @@ impl Simulator for Pay3Simulator {
         self.stand_in().set(&request_id(order), &stored, word);
     }
 
+    /// A word after the final status says `created`, which moves no record.
     fn status_of(word: &str) -> Status {
         parse_status::<Pay3OrderStatus>(word)
-            .ok()
-            .and_then(|status| Status::try_from(Pay3Order { status, payment_status: None }).ok())
-            .unwrap_or_else(|| panic!("not a Pay3 order status: {word}"))
+            .map(|status| Status::try_from(Pay3Order { status, payment_status: None }).unwrap_or(Status::Created))
+            .unwrap_or_else(|_| panic!("not a Pay3 order status: {word}"))
     }
 
     fn new_reference(unique: u64) -> String {
@@ -233,7 +233,46 @@ impl Simulator for Pay3Simulator {
                 Status::Expired,
             ),
             Fixture::stored("payout-completed", self.signed(&payout), 200, "pay3-payout-1:PAYOUT", Status::Completed),
-            Fixture::nothing("refunded-after-final", good("pay3-order-10", "REFUNDED", None), 200),
+            // A refund heard before the final status it follows: kept on a new record.
+            Fixture::stored(
+                "refunded-after-final",
+                good("pay3-order-10", "REFUNDED", None),
+                200,
+                "pay3-order-10:CHECKOUT",
+                Status::Created,
+            )
+            .refunded(&[("pay3-order-10-refund", RefundStatus::Succeeded)]),
+            Fixture::stored(
+                "refund-initiated-after-final",
+                good("pay3-order-11", "REFUND_INITIATED", None),
+                200,
+                "pay3-order-11:CHECKOUT",
+                Status::Created,
+            )
+            .refunded(&[("pay3-order-11-refund", RefundStatus::Pending)]),
+            Fixture::stored(
+                "refund-failed-after-final",
+                good("pay3-order-12", "REFUND_FAILED", None),
+                200,
+                "pay3-order-12:CHECKOUT",
+                Status::Created,
+            )
+            .refunded(&[("pay3-order-12-refund", RefundStatus::Failed)]),
+            Fixture::stored(
+                "under-paid-after-final",
+                good("pay3-order-13", "UNDER_PAID", None),
+                200,
+                "pay3-order-13:CHECKOUT",
+                Status::Created,
+            )
+            .flagged(MismatchKind::Underpaid),
+            Fixture::stored(
+                "review-created-after-final",
+                good("pay3-order-14", "REVIEW_CREATED", None),
+                200,
+                "pay3-order-14:CHECKOUT",
+                Status::Created,
+            ),
             Fixture::nothing("bad-signature", envelope(&other_secret), 401),
             Fixture::nothing("bad-algorithm", envelope(&other_algorithm), 401),
             Fixture::nothing("bad-alg-none", envelope(&unsigned), 401),

@@ -5,7 +5,7 @@
 //! `details.request_id`.
 
 use serde::Deserialize;
-use shared::model::{Observation, Status, TransactionRecord};
+use shared::model::{Observation, TransactionRecord};
 use shared::pipeline::{parse_status, Provider, StatusFuture, SyncError, CONNECT_TIMEOUT, REQUEST_TIMEOUT};
 use shared::runtime::config::{ConfigError, Env, Secret};
 use time::OffsetDateTime;
@@ -109,10 +109,7 @@ impl Pay3StatusApi {
             return Ok(None);
         };
         let pay3_order = Pay3Order { status, payment_status: order.payment_status.as_deref() };
-        let Ok(canonical) = Status::try_from(pay3_order) else {
-            return Ok(None);
-        };
-        let mut observation = Observation::new(reference, canonical, order.order_status);
+        let mut observation = crate::observe(reference.to_owned(), order_id, pay3_order, &order.order_status);
         observation.set_reason(order.error_reason.and_then(|e| e.error_desc));
         observation.details = record.details.clone();
         Ok(Some(observation))
@@ -128,6 +125,7 @@ impl shared::pipeline::StatusSource for Pay3StatusApi {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use shared::model::Status;
     use shared::pipeline::StatusSource;
     use wiremock::matchers::{header, method, path, query_param};
     use wiremock::{Mock, MockServer, ResponseTemplate};
@@ -202,7 +200,12 @@ mod tests {
         Mock::given(query_param("requestId", "req-down")).respond_with(ResponseTemplate::new(502)).mount(&server).await;
         let api = api(&server.uri());
         assert!(ask(&api, &record("o:CHECKOUT", Some("req-empty"))).await.expect("empty").is_none());
-        assert!(ask(&api, &record("o:CHECKOUT", Some("req-refund"))).await.expect("after final").is_none());
+        let refunded = ask(&api, &record("o:CHECKOUT", Some("req-refund"))).await.expect("after final").expect("word");
+        assert_eq!((refunded.status, refunded.follows_final), (Status::Created, true), "moves no status");
+        assert_eq!(
+            refunded.refunds.iter().map(|r| (r.id.as_str(), r.status)).collect::<Vec<_>>(),
+            [("o-refund", shared::model::RefundStatus::Succeeded)]
+        );
         assert!(ask(&api, &record("o:CHECKOUT", None)).await.expect("no request id").is_none());
         assert!(ask(&api, &record("o:CHECKOUT", Some("req-down"))).await.is_err());
     }

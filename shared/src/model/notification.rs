@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
-use super::{Conflict, MismatchKind, Status, TransactionRecord};
+use super::{Conflict, MismatchKind, Refund, RefundStatus, Status, TransactionRecord};
 
 /// The record's field that holds the marker (and keys the sparse index of pending records).
 pub(crate) const PENDING_FIELD: &str = "notification_pending";
@@ -169,6 +169,12 @@ pub fn conflict_event_id(provider: &str, reference: &str, status: Status) -> Str
 /// seen again, and a new kind (an under-payment reported later) is told too.
 pub fn mismatch_event_id(provider: &str, reference: &str, kind: MismatchKind) -> String {
     hashed_id(&[provider, reference, "amount_mismatch", kind.as_str()])
+}
+
+/// The deterministic id of a refund's event: one per (provider, reference, refund id,
+/// refund status).
+pub fn refund_event_id(provider: &str, reference: &str, refund: &str, status: RefundStatus) -> String {
+    hashed_id(&[provider, reference, "refund", refund, status.as_str()])
 }
 
 /// What an event for the merchant says: its `type`, as sent, logged and listed.
@@ -374,6 +380,16 @@ impl MerchantEvent {
             created_at: known_at,
             data: record.clone(),
         })
+    }
+
+    /// The event of `refund`, as `record` shows it: dated when its status was first heard.
+    pub fn for_refund(record: &TransactionRecord, refund: &Refund) -> Self {
+        MerchantEvent {
+            id: refund_event_id(&record.provider, &record.reference, &refund.id, refund.status),
+            kind: EventType::RefundUpdated,
+            created_at: refund.updated_at,
+            data: record.clone(),
+        }
     }
 
     /// The final status whose notification this event is (its delivery clears the
