@@ -410,15 +410,23 @@ impl Observation {
         Observation { follows_final: true, ..Observation::new(reference, Status::Created, provider_status) }
     }
 
-    /// Adds a refund the provider reports; one with an id that is empty or longer than 64
-    /// characters, or past the tenth, is dropped (logged): the rest of the word is kept.
+    /// Adds a refund the provider reports; one with an id that is empty, longer than 100
+    /// characters or already reported by this word, or past the tenth, is dropped (logged):
+    /// the rest of the word is kept.
     pub fn add_refund(&mut self, refund: RefundObservation) {
         let id_chars = refund.id.chars().count();
-        if id_chars == 0 || id_chars > refund::MAX_REFUND_ID_CHARS || self.refunds.len() >= refund::MAX_REFUNDS {
-            tracing::error!(reference = %self.reference, refund_chars = id_chars, refunds = self.refunds.len(), "a refund without a usable id, or past the most one word may carry: not kept");
+        let repeated = self.refunds.iter().any(|r| r.id == refund.id);
+        let full = self.refunds.len() >= refund::MAX_REFUNDS;
+        if id_chars == 0 || id_chars > refund::MAX_REFUND_ID_CHARS || repeated || full {
+            tracing::error!(reference = %self.reference, refund_chars = id_chars, refunds = self.refunds.len(), "a refund without a usable id, repeated, or past the most one word may carry: not kept");
             return;
         }
         self.refunds.push(refund);
+    }
+
+    /// Whether the word reports a refund still pending.
+    pub(crate) fn reports_pending_refund(&self) -> bool {
+        self.refunds.iter().any(|r| r.status == RefundStatus::Pending)
     }
 
     /// Whether the word says anything about the money after the outcome (refunds, an
@@ -655,13 +663,25 @@ impl TransactionRecord {
         self.notification_pending.is_some()
     }
 
+    /// Whether a refund of the transaction is still pending: the sync keeps asking about it,
+    /// final or not, where the provider's status API can say.
+    pub fn awaits_refund(&self) -> bool {
+        self.refunds.iter().any(|r| r.status == RefundStatus::Pending)
+    }
+
+    /// When the provider last said something new: the last transition, or a refund's.
+    pub(crate) fn changed_at(&self) -> OffsetDateTime {
+        self.refunds.iter().map(|r| r.updated_at).fold(self.updated_at, OffsetDateTime::max)
+    }
+
     /// The record with the refunds and after-final words read from their own attributes.
     pub(crate) fn with_money_after(
         mut self,
         refunds: Vec<refund::RefundEntry>,
+        settled: &[refund::RefundEntry],
         mut words: Vec<AfterFinalWord>,
     ) -> Self {
-        self.refunds = refund::refunds_of(refunds);
+        self.refunds = refund::refunds_of(refunds, settled);
         words.sort_by(|a, b| a.received_at.cmp(&b.received_at).then_with(|| a.provider_status.cmp(&b.provider_status)));
         self.after_final = words;
         self
@@ -779,6 +799,9 @@ pub(crate) enum Value {
     Details(BTreeMap<String, String>),
     /// A (refund, status), in its own attribute ([`refund::RefundEntry::attribute`]).
     Refund(refund::RefundEntry),
+    /// A refund's final status, in its refund's settled attribute
+    /// ([`refund::RefundEntry::settled_attribute`]).
+    RefundSettled(refund::RefundEntry),
     /// An after-final word, in its own attribute ([`AfterFinalWord::attribute`]).
     Word(AfterFinalWord),
 }
@@ -919,7 +942,13 @@ impl Change {
                 let marker = NotificationPending::marker(provider, &observation.reference);
                 fields.push((notification::PENDING_FIELD, Edit::Set, Value::Text(marker)));
             }
-            &SYNC_FIELDS
+            // A refund still pending keeps the sync asking, final or not.
+            if observation.reports_pending_refund() && sync.supported {
+                schedule(&mut fields, sync.policy.first(true, now, None), provider, &observation.reference);
+                &LEGACY_SYNC_FIELDS
+            } else {
+                &SYNC_FIELDS
+            }
         } else {
             let first = sync.policy.first(sync.supported, now, observation.expires_at);
             schedule(&mut fields, first, provider, &observation.reference);
@@ -932,9 +961,19 @@ impl Change {
     /// refunds, an under-payment, an after-final word), kept on a record whose status the
     /// word does not move (its rank is at least the word's): the status untouched. A word
     /// whose status applies carries the same fields in [`Change::observed`].
-    pub(crate) fn money_after(observation: &Observation, now: OffsetDateTime) -> Change {
-        let mut fields = Vec::with_capacity(observation.refunds.len() + 2);
+    /// A pending refund schedules the sync where the provider's status API can say how it
+    /// settles (`sync.supported`), unless a sync is scheduled already.
+    pub(crate) fn money_after(
+        provider: &str,
+        observation: &Observation,
+        now: OffsetDateTime,
+        sync: WritePlan,
+    ) -> Change {
+        let mut fields = Vec::with_capacity(observation.refunds.len() + 6);
         money_after(&mut fields, observation, now);
+        if observation.reports_pending_refund() && sync.supported {
+            schedule_if_none(&mut fields, sync.policy.first(true, now, None), provider, &observation.reference);
+        }
         Change { condition: Condition::RankAtLeast(observation.status.rank()), fields, removed: &[] }
     }
 
@@ -987,6 +1026,16 @@ impl Change {
     }
 }
 
+/// As [`schedule`], every field set only where absent: a record scheduled already keeps
+/// its schedule and its rung.
+fn schedule_if_none(fields: &mut Vec<(&'static str, Edit, Value)>, step: SyncStep, provider: &str, reference: &str) {
+    let start = fields.len();
+    schedule(fields, step, provider, reference);
+    for (_, edit, _) in &mut fields[start..] {
+        *edit = Edit::SetIfAbsent;
+    }
+}
+
 /// The fields of the money after the outcome, each set only where absent: a refund's
 /// status and an after-final word when first heard, an under-payment when first reported.
 fn money_after(fields: &mut Vec<(&'static str, Edit, Value)>, observation: &Observation, now: OffsetDateTime) {
@@ -999,6 +1048,9 @@ fn money_after(fields: &mut Vec<(&'static str, Edit, Value)>, observation: &Obse
             currency: refund.currency.as_deref().map(|c| bounded(c, MAX_CURRENCY_CHARS)),
             received_at: now,
         };
+        if entry.status.is_final() {
+            fields.push((refund::REFUND_PREFIX, Edit::SetIfAbsent, Value::RefundSettled(entry.clone())));
+        }
         fields.push((refund::REFUND_PREFIX, Edit::SetIfAbsent, Value::Refund(entry)));
     }
     if observation.follows_final {
@@ -1260,6 +1312,28 @@ pub(crate) mod tests {
         record.expected_currency = Some("AZN".into());
         record.expected_amount = None;
         assert_eq!(registration.compare(&record), RegistrationMatch::Different);
+    }
+
+    #[test]
+    fn a_final_with_a_refund_pending_stays_scheduled_where_the_sync_can_ask() {
+        let at = OffsetDateTime::from_unix_timestamp(1_795_000_000).expect("time");
+        let mut observation = Observation::new("t", Status::Completed, "CONCLUIDA");
+        observation.add_refund(RefundObservation {
+            id: "D1".into(),
+            status: RefundStatus::Pending,
+            provider_status: "EM_PROCESSAMENTO".into(),
+            amount: None,
+            currency: None,
+        });
+        let plan = WritePlan { supported: true, ..WritePlan::default() };
+        let change = Change::observed("pagstar", &observation, at, plan);
+        assert_eq!(change.removed, LEGACY_SYNC_FIELDS, "the schedule stays");
+        let scheduled = change.fields.iter().find(|(name, _, _)| *name == SYNC_AT).map(|(_, _, v)| v.clone());
+        assert_eq!(scheduled, Some(Value::Time(at + std::time::Duration::from_secs(300))));
+        let unsupported = Change::observed("pagstar", &observation, at, WritePlan::default());
+        assert_eq!(unsupported.removed, SYNC_FIELDS, "no status API to say how it settles");
+        observation.refunds[0].status = RefundStatus::Succeeded;
+        assert_eq!(Change::observed("pagstar", &observation, at, plan).removed, SYNC_FIELDS, "settled");
     }
 
     #[test]

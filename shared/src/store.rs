@@ -11,7 +11,7 @@ use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
 use crate::model::notification::{NotificationOutcome, PENDING_FIELD, UNQUEUED_PREFIX};
-use crate::model::refund::{REFUND_PREFIX, WORD_PREFIX};
+use crate::model::refund::{REFUND_PREFIX, SETTLED_SUFFIX, WORD_PREFIX};
 use crate::model::{
     transaction_key, Change, Condition, Conflict, Decision, Edit, NotificationPending, Observation, Registration,
     RegistrationMatch, Status, SyncStep, TransactionRecord, Value, WritePlan, MAX_CONFLICTS,
@@ -39,6 +39,9 @@ pub enum StoreError {
     Decode(#[source] serde_dynamo::Error),
     #[error("time cannot be written as RFC 3339")]
     Timestamp(#[source] time::error::Format),
+    /// A record's rank fell between two writes, which no write does: nothing more written.
+    #[error("a stored status ranked lower than a moment before")]
+    RankFell,
 }
 
 /// What a registration did.
@@ -81,6 +84,12 @@ impl TransactionStore {
     /// `attribute_not_exists(pk) OR rank < :rank`. When the condition fails, DynamoDB
     /// returns the current item, and the model says why without a read: what the write
     /// decided, and the record as it now stands.
+    ///
+    /// A word with money after the outcome (refunds, an under-payment, an after-final word)
+    /// first tries the write that keeps it alone, on a record its status does not move (one
+    /// write, the usual case: a refund after the final status); failing that, the status
+    /// write carries it (two writes: a refund on a transaction's first word); and if another
+    /// word moved the record in between, the write that keeps it alone again (three).
     pub async fn record(
         &self,
         provider: &str,
@@ -101,14 +110,16 @@ impl TransactionStore {
         // after the final): kept alone, in one write, while the status does not apply.
         // Otherwise the status write carries it; and should another word have moved the
         // record meanwhile, so that the status no longer applies, it is kept alone after all.
-        if let Ok(record) = self.apply_to_any(provider, reference, Change::money_after(observation, now)).await? {
+        let money_after = || Change::money_after(provider, observation, now, sync);
+        if let Ok(record) = self.apply_to_any(provider, reference, money_after()).await? {
             return Ok(not_applied(record));
         }
         match self.apply(provider, reference, Change::observed(provider, observation, now, sync)).await? {
             Ok(record) => Ok((Decision::Apply, record)),
             // The record exists and ranks at least the word now: this applies.
-            Err(_) => match self.apply(provider, reference, Change::money_after(observation, now)).await? {
-                Ok(record) | Err(record) => Ok(not_applied(record)),
+            Err(_) => match self.apply(provider, reference, money_after()).await? {
+                Ok(record) => Ok(not_applied(record)),
+                Err(_) => Err(StoreError::RankFell),
             },
         }
     }
@@ -203,7 +214,8 @@ impl TransactionStore {
         }
     }
 
-    /// `provider`'s non-final transactions whose next sync is due at `now`, oldest first:
+    /// `provider`'s transactions whose next sync is due at `now` (non-final, or with a refund
+    /// pending), oldest first:
     /// at most `per_shard` from each of its sync shards (no scan), read in batches
     /// (consistently, so a transaction settled a moment ago is seen final), and up to as
     /// many again from the index kept before the sharding.
@@ -247,9 +259,10 @@ impl TransactionStore {
         Ok(keys.into_iter().filter_map(|(_, key)| seen.insert(key.clone()).then_some(key)).collect())
     }
 
-    /// The records of `keys` still due at `now` and not final, oldest first, read
-    /// consistently. A final record still listed (a write of the previous release, during
-    /// an upgrade, kept its schedule) would stay at the head of its shard: its schedule is
+    /// The records of `keys` still due at `now` and not final, or final with a refund
+    /// pending, oldest first, read consistently. Any other final record still listed (its
+    /// last refund settled by a webhook, or a write of the previous release, during an
+    /// upgrade, kept its schedule) would stay at the head of its shard: its schedule is
     /// ended.
     pub async fn due_records(
         &self,
@@ -258,18 +271,19 @@ impl TransactionStore {
     ) -> Result<Vec<TransactionRecord>, StoreError> {
         let now = crate::model::sync::index_time(now);
         let mut due = self.get_many(keys.to_vec()).await?;
-        for record in due.iter().filter(|record| record.status.is_final()) {
+        let settled = |record: &TransactionRecord| record.status.is_final() && !record.awaits_refund();
+        for record in due.iter().filter(|record| settled(record)) {
             if let Err(error) = self.end_schedule(record).await {
                 tracing::warn!(provider = %record.provider, reference = %record.reference, error = %error, "could not end the schedule of a final transaction");
             }
         }
-        due.retain(|record| !record.status.is_final() && record.next_sync_at.is_some_and(|at| at <= now));
+        due.retain(|record| !settled(record) && record.next_sync_at.is_some_and(|at| at <= now));
         due.sort_by_key(|record| record.next_sync_at);
         Ok(due)
     }
 
-    /// Removes the schedule of a final `record` (while it is final).
-    async fn end_schedule(&self, record: &TransactionRecord) -> Result<(), StoreError> {
+    /// Removes the schedule of a final `record` (while it is final): its last refund settled.
+    pub async fn end_schedule(&self, record: &TransactionRecord) -> Result<(), StoreError> {
         self.apply_if(&record.provider, &record.reference, Change::end_schedule(record.status)).await.map(|_| ())
     }
 
@@ -611,6 +625,7 @@ pub fn apply_change(
 fn attribute_name(field: &str, value: &Value) -> String {
     match value {
         Value::Refund(entry) => entry.attribute(),
+        Value::RefundSettled(entry) => entry.settled_attribute(),
         Value::Word(word) => word.attribute(),
         Value::Text(_)
         | Value::Number(_)
@@ -636,7 +651,9 @@ fn attribute_value(value: Value) -> Result<AttributeValue, StoreError> {
             AttributeValue::L(vec![serde_dynamo::to_attribute_value(conflict).map_err(StoreError::Decode)?])
         }
         Value::Details(details) => serde_dynamo::to_attribute_value(details).map_err(StoreError::Decode)?,
-        Value::Refund(entry) => serde_dynamo::to_attribute_value(entry).map_err(StoreError::Decode)?,
+        Value::Refund(entry) | Value::RefundSettled(entry) => {
+            serde_dynamo::to_attribute_value(entry).map_err(StoreError::Decode)?
+        }
         Value::Word(word) => serde_dynamo::to_attribute_value(word).map_err(StoreError::Decode)?,
     })
 }
@@ -827,19 +844,21 @@ fn decode_or_skip(item: HashMap<String, AttributeValue>) -> Option<TransactionRe
 
 fn decode(mut item: HashMap<String, AttributeValue>) -> Result<TransactionRecord, StoreError> {
     // The money after the outcome: one attribute per refund and status, and per word.
-    let (mut refunds, mut words) = (Vec::new(), Vec::new());
+    let (mut refunds, mut settled, mut words) = (Vec::new(), Vec::new(), Vec::new());
     let names: Vec<String> =
         item.keys().filter(|k| k.starts_with(REFUND_PREFIX) || k.starts_with(WORD_PREFIX)).cloned().collect();
     for name in names {
         let Some(value) = item.remove(&name) else { continue };
-        if name.starts_with(REFUND_PREFIX) {
-            refunds.push(serde_dynamo::from_attribute_value(value).map_err(StoreError::Decode)?);
-        } else {
+        if !name.starts_with(REFUND_PREFIX) {
             words.push(serde_dynamo::from_attribute_value(value).map_err(StoreError::Decode)?);
+        } else if name.ends_with(SETTLED_SUFFIX) {
+            settled.push(serde_dynamo::from_attribute_value(value).map_err(StoreError::Decode)?);
+        } else {
+            refunds.push(serde_dynamo::from_attribute_value(value).map_err(StoreError::Decode)?);
         }
     }
     let record = serde_dynamo::from_item::<_, TransactionRecord>(item).map_err(StoreError::Decode)?;
-    Ok(record.with_money_after(refunds, words).derive())
+    Ok(record.with_money_after(refunds, &settled, words).derive())
 }
 
 /// The update expression and its placeholders for one observation.
@@ -894,7 +913,7 @@ impl Update {
                 },
                 Value::Text(text) if edit == Edit::AddToSet => AttributeValue::Ss(vec![text]),
                 // An attribute named by its value: a placeholder of its own.
-                named @ (Value::Refund(_) | Value::Word(_)) => {
+                named @ (Value::Refund(_) | Value::RefundSettled(_) | Value::Word(_)) => {
                     let attribute = attribute_name(field, &named);
                     update.set_if_absent_as(&attribute, attribute_value(named)?);
                     continue;
@@ -1120,6 +1139,75 @@ mod tests {
 
     /// The writes after the webhook's are descriptions too: each translates to the
     /// expression the store sends, and the model's `apply_change` agrees with its condition.
+    #[test]
+    fn money_after_the_outcome_is_kept_in_attributes_of_its_own_set_once() {
+        use crate::model::{RefundObservation, RefundStatus};
+        let refund = |id: &str, status| RefundObservation {
+            id: id.into(),
+            status,
+            provider_status: "DEVOLVIDO".into(),
+            amount: Some(Amount::parse("30.00").expect("amount")),
+            currency: Some("BRL".into()),
+        };
+        let mut word = Observation::after_final("txid", "UNDER_PAID");
+        word.underpaid = true;
+        word.add_refund(refund("D1", RefundStatus::Succeeded));
+        word.add_refund(refund("a.b#c d", RefundStatus::Pending));
+        let unsynced = WritePlan::default();
+        let keep = |at, plan| Change::money_after("pagstar", &word, at, plan);
+        let update = Update::translate(keep(at(5), unsynced)).expect("update");
+        assert_eq!(
+            update.expression,
+            "SET #n1 = if_not_exists(#n1, :n1), #n2 = if_not_exists(#n2, :n2), #n3 = if_not_exists(#n3, :n3), \
+             #n4 = if_not_exists(#n4, :n4), \
+             #underpaid_reported_at = if_not_exists(#underpaid_reported_at, :underpaid_reported_at)"
+        );
+        assert_eq!(update.condition, "attribute_exists(#pk) AND #rank >= :rank");
+        let named: Vec<&str> = ["#n1", "#n2", "#n3", "#n4"].iter().map(|n| update.names[*n].as_str()).collect();
+        let attributes = ["refund#D1#final", "refund#D1#succeeded", "refund#a.b#c d#pending", "word#UNDER_PAID"];
+        assert_eq!(named, attributes, "any character");
+        // A refund pending, at a provider the sync can ask: scheduled, unless it is already.
+        let synced = WritePlan { supported: true, ..WritePlan::default() };
+        let scheduling = Update::translate(keep(at(5), synced)).expect("update");
+        assert!(
+            scheduling.expression.contains("#sync_at = if_not_exists(#sync_at, :sync_at)"),
+            "{}",
+            scheduling.expression
+        );
+        assert!(scheduling.expression.contains("#sync_shard = if_not_exists(#sync_shard, :sync_shard)"));
+        assert_eq!(update.values[":rank"], AttributeValue::N("0".into()));
+        let expression = format!("{} {}", update.expression, update.condition);
+        for key in update.values.keys().chain(update.names.keys()) {
+            assert!(expression.contains(key.as_str()), "{key} unused in {expression}");
+        }
+
+        // Only on a record, whatever its status; set once, so a repeat changes nothing.
+        assert_eq!(apply_change(&HashMap::new(), keep(at(5), unsynced)).expect("apply"), None);
+        let item = HashMap::from([
+            ("pk".to_owned(), AttributeValue::S("pagstar#txid".into())),
+            ("rank".to_owned(), AttributeValue::N("4".into())),
+        ]);
+        let once = apply_change(&item, keep(at(5), unsynced)).expect("apply").expect("applies");
+        let twice = apply_change(&once, keep(at(9), unsynced)).expect("apply").expect("applies");
+        assert_eq!(once, twice, "the first hearing's time kept");
+        let mut item = twice;
+        for (name, value) in [
+            ("provider", "pagstar"),
+            ("reference", "txid"),
+            ("status", "completed"),
+            ("first_seen_at", "2023-11-14T22:13:20Z"),
+            ("updated_at", "2023-11-14T22:13:20Z"),
+        ] {
+            item.insert(name.to_owned(), AttributeValue::S(value.into()));
+        }
+        let record = record_of(item).expect("decodes");
+        let refunds: Vec<(&str, RefundStatus)> = record.refunds.iter().map(|r| (r.id.as_str(), r.status)).collect();
+        assert_eq!(refunds, [("D1", RefundStatus::Succeeded), ("a.b#c d", RefundStatus::Pending)]);
+        assert_eq!(record.refunds[0].updated_at, at(5));
+        assert_eq!(record.after_final.iter().map(|w| w.provider_status.as_str()).collect::<Vec<_>>(), ["UNDER_PAID"]);
+        assert_eq!(record.amount_mismatch.map(|m| m.kind), Some(crate::model::MismatchKind::Underpaid));
+    }
+
     #[test]
     fn the_other_writes_translate_from_their_descriptions() {
         let mut record = crate::model::tests::record("azqr", "123456789012", Status::Pending, at(0));

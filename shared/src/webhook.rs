@@ -116,7 +116,15 @@ pub struct Outcome {
     pub decision: Decision,
     /// Whether a terminal event was sent to the queue.
     pub enqueued: bool,
+    /// Whether a refund of the transaction is still pending after the write.
+    pub awaits_refund: bool,
 }
+
+/// How long after a refund's status, or an amount mismatch, was first heard a repeat of
+/// the word sends its event again (the provider retrying after our 5xx, an earlier send
+/// having failed). Later repeats, which anyone can cause with an unsigned hint, send
+/// nothing: they would only cost sends and deliveries.
+const RESEND_WITHIN: time::Duration = time::Duration::hours(1);
 
 /// The one write path for a provider's word, whether a webhook or the status sync
 /// brought it: the single conditional write, a conflict kept as data, and the events to
@@ -224,21 +232,25 @@ impl WritePath {
         let mismatch = (record.status.is_final() && told)
             .then(|| MerchantEvent::for_mismatch(&record))
             .flatten()
+            .filter(|event| now - event.created_at < RESEND_WITHIN)
             .filter(|_| self.events.enabled(EventType::AmountMismatch));
-        let refunds = self.refund_events(provider, &observation, &record);
+        let refunds = self.refund_events(provider, &observation, &record, now);
         let events: Vec<MerchantEvent> = outcome.into_iter().chain(progress).chain(mismatch).chain(refunds).collect();
-        Ok((Outcome { reference: observation.reference, decision, enqueued: sent }, events))
+        let awaits_refund = record.awaits_refund();
+        Ok((Outcome { reference: observation.reference, decision, enqueued: sent, awaits_refund }, events))
     }
 
     /// The event of each refund `observation` reports at the status the record now shows
-    /// for it: when first heard, and again when repeated (an earlier send may have been
-    /// lost; the id is the same). A status the record does not show (a `pending` heard
-    /// after the refund settled, a final after another final) is no event.
+    /// for it: when first heard, and again when repeated within [`RESEND_WITHIN`] (an
+    /// earlier send may have been lost; the id is the same). A status the record does not
+    /// show (a `pending` heard after the refund settled, a final after another final) is
+    /// no event.
     fn refund_events(
         &self,
         provider: &str,
         observation: &Observation,
         record: &crate::model::TransactionRecord,
+        now: OffsetDateTime,
     ) -> Vec<MerchantEvent> {
         if !self.events.enabled(EventType::RefundUpdated) {
             return Vec::new();
@@ -247,6 +259,9 @@ impl WritePath {
         let mut events = Vec::new();
         for heard in &observation.refunds {
             match record.refunds.iter().find(|r| r.id == heard.id) {
+                Some(refund) if refund.status == heard.status && now - refund.updated_at >= RESEND_WITHIN => {
+                    tracing::info!(provider, reference, refund = %refund.id, status = refund.status.as_str(), "refund status told long ago: not sent again")
+                }
                 Some(refund) if refund.status == heard.status => {
                     if refund.status == crate::model::RefundStatus::Failed {
                         tracing::warn!(provider, reference, refund = %refund.id, provider_status = %refund.provider_status, "refund failed");

@@ -69,6 +69,9 @@ async fn a_pay3_refund_after_the_final_status_and_a_conflict() {
     assert_eq!(ids(&h.drain_events().await), [succeeded.as_str()]);
     assert_eq!(send(&webhook, word("REFUNDED", 4), 4).await, 200, "repeated");
     assert_eq!(ids(&h.drain_events().await), [succeeded.as_str()], "the same event again");
+    let hour_later = 3 + 3_600;
+    assert_eq!(send(&webhook, word("REFUNDED", hour_later), hour_later).await, 200, "repeated an hour on");
+    assert_eq!(ids(&h.drain_events().await), Vec::<&str>::new(), "told long ago: not sent again");
     for (late, t) in [("REFUND_INITIATED", 5), ("REFUND_FAILED", 6)] {
         assert_eq!(send(&webhook, word(late, t), t).await, 200);
         assert_eq!(ids(&h.drain_events().await), Vec::<&str>::new(), "{late} after the refund settled");
@@ -186,4 +189,44 @@ async fn pagstar_returns_are_refunds() {
         (Some("30.00"), Some("BRL"), "DEVOLVIDO", at(2))
     );
     assert!(stored.after_final.is_empty(), "a return is no after-final word");
+}
+
+/// A pending return keeps the charge on the sync schedule, final as it is; the sync asks
+/// Pagstar, finds it `DEVOLVIDO`, tells the merchant, and asks no more.
+#[tokio::test]
+async fn a_pending_pagstar_refund_is_settled_by_the_sync() {
+    use pagstar_webhook::simulator::{hint, PagstarSimulator};
+    let h = Harness::new().await;
+    let (pagstar, env) = simulation::<PagstarSimulator>().await;
+    let provider = pagstar_webhook::Pagstar::from_env(&env).expect("pagstar");
+    let write_path = || WritePath::new(h.store.clone(), h.queue.clone(), SyncPolicy::default());
+    let webhook = Webhook::with_write_path(provider, write_path());
+    let sync = status_sync::StatusSync::new(write_path(), status_sync::providers_from_env(&env).expect("sync"), 50);
+    let txid = PagstarSimulator::new_reference(unique_number());
+    pagstar.settle(&txid, "CONCLUIDA");
+    assert!(pagstar.stand_in().set_return(&txid, "D1", "100.00", "EM_PROCESSAMENTO"));
+    assert_eq!(send(&webhook, hint(&txid), 0).await, 200, "paid and returned at once: one word");
+    let stored = record(&h, "pagstar", &txid).await;
+    assert_eq!((stored.status, refunds(&stored)), (Status::Completed, vec![("D1", RefundStatus::Pending)]));
+    assert_eq!(stored.sync, Some(shared::model::SyncState::Scheduled), "the record says the sync asks");
+    assert_eq!(stored.next_sync_at, Some(at(300)));
+    delivered(&h, "pagstar", &txid, Status::Completed).await;
+    h.drain_events().await;
+
+    // Still pending when asked: asked again later, along the ladder.
+    sync.run(at(301)).await;
+    let asked = record(&h, "pagstar", &txid).await;
+    assert_eq!((refunds(&asked), asked.sync_attempts), (vec![("D1", RefundStatus::Pending)], 1));
+    let next = asked.next_sync_at.expect("asked again");
+    assert!(next > at(301), "{next}");
+    let pending = refund_event_id("pagstar", &txid, "D1", RefundStatus::Pending);
+    assert_eq!(ids(&h.drain_events().await), [pending.as_str()], "nothing new: within the hour, the same event");
+
+    assert!(pagstar.stand_in().set_return(&txid, "D1", "100.00", "DEVOLVIDO"));
+    let t = (next - at(0)).whole_seconds();
+    sync.run(at(t)).await;
+    let settled = record(&h, "pagstar", &txid).await;
+    assert_eq!(refunds(&settled), [("D1", RefundStatus::Succeeded)]);
+    assert_eq!((settled.sync, settled.next_sync_at), (None, None), "asked no more");
+    assert_eq!(ids(&h.drain_events().await), [refund_event_id("pagstar", &txid, "D1", RefundStatus::Succeeded)]);
 }

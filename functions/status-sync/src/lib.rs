@@ -510,7 +510,9 @@ impl StatusSync {
         stop: &AtomicBool,
     ) -> (Step, Vec<MerchantEvent>) {
         // The index lags the table: a transaction final a moment ago may still be listed.
-        if stop.load(Ordering::Relaxed) || Instant::now() >= deadline || record.status.is_final() {
+        // A final one is asked about only while a refund of it is pending.
+        let settled = record.status.is_final() && !record.awaits_refund();
+        if stop.load(Ordering::Relaxed) || Instant::now() >= deadline || settled {
             return (Step::Untouched, Vec::new());
         }
         let name = provider.name;
@@ -539,7 +541,10 @@ impl StatusSync {
             Some(Ok(answer)) => {
                 let answer = answer.filter(|o| same_transaction(name, &record, o));
                 stated_expiry = answer.as_ref().and_then(|o| o.expires_at);
-                answer.filter(|o| shared::model::applies(Some(record.status), o.status))
+                let refund_news = record.awaits_refund();
+                answer.filter(|o| {
+                    shared::model::applies(Some(record.status), o.status) || (refund_news && !o.refunds.is_empty())
+                })
             }
             Some(Err(error)) if error.scope == SyncScope::Transaction => {
                 tracing::warn!(provider = name, reference, error = %error, "provider status query failed for this transaction: rescheduled along the backoff");
@@ -556,6 +561,13 @@ impl StatusSync {
         if let Some(observation) = answer {
             match self.write_path.apply_deferred(name, provider.has_status_api, observation, now).await {
                 Ok((outcome, caused)) if outcome.decision == Decision::Apply => return (Step::Applied, caused),
+                // A final transaction whose last pending refund settled: asked no more.
+                Ok((outcome, caused)) if record.status.is_final() && !outcome.awaits_refund => {
+                    if let Err(error) = self.write_path.store().end_schedule(&record).await {
+                        tracing::warn!(provider = name, reference, error = %error, "could not end the schedule of a final transaction");
+                    }
+                    return (Step::Applied, caused);
+                }
                 Ok((_, caused)) => events = caused,
                 Err(error) => {
                     tracing::error!(provider = name, reference, error = %error, "status sync could not apply the answer");

@@ -3,15 +3,20 @@
 //! whatever the transaction's status, each (refund, status) and each word in an attribute
 //! of its own set only where absent: a repeat changes nothing, and order does not matter,
 //! because what the record shows is worked out from them when it is read
-//! ([`refunds_of`]): a refund's first final status absorbs, as a transaction's does.
+//! ([`refunds_of`]). A refund's first final status absorbs, as a transaction's does: it is
+//! also written to `refund#<id>#final`, set only where absent, so that of two finals
+//! written at once the one DynamoDB applied first wins, whatever the clocks say.
 
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use super::Amount;
 
-/// The stored attributes of refunds begin with this: `refund#<id>#<status>`.
+/// The stored attributes of refunds begin with this: `refund#<id>#<status>`, and
+/// `refund#<id>#final` for the final status that won.
 pub(crate) const REFUND_PREFIX: &str = "refund#";
+/// The suffix of a refund's settled attribute.
+pub(crate) const SETTLED_SUFFIX: &str = "#final";
 /// The stored attributes of after-final words begin with this: `word#<word>`.
 pub(crate) const WORD_PREFIX: &str = "word#";
 /// Most refunds one word of a provider's may carry; more are dropped (logged). A provider's
@@ -32,6 +37,7 @@ pub enum RefundStatus {
 }
 
 impl RefundStatus {
+    /// The status as shown (`pending`…).
     pub fn as_str(self) -> &'static str {
         match self {
             RefundStatus::Pending => "pending",
@@ -40,6 +46,7 @@ impl RefundStatus {
         }
     }
 
+    /// Whether nothing changes it any more.
     pub fn is_final(self) -> bool {
         match self {
             RefundStatus::Pending => false,
@@ -57,6 +64,7 @@ pub struct RefundObservation {
     pub status: RefundStatus,
     /// The provider's own word for it, kept verbatim (bounded).
     pub provider_status: String,
+    /// The amount refunded, where the provider says (Pay3 does not).
     pub amount: Option<Amount>,
     pub currency: Option<String>,
 }
@@ -81,11 +89,17 @@ impl RefundEntry {
     pub(crate) fn attribute(&self) -> String {
         format!("{REFUND_PREFIX}{}#{}", self.id, self.status.as_str())
     }
+
+    /// The attribute of its refund's final status: `refund#<id>#final`.
+    pub(crate) fn settled_attribute(&self) -> String {
+        format!("{REFUND_PREFIX}{}{SETTLED_SUFFIX}", self.id)
+    }
 }
 
 /// A refund of the transaction, as the record shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Refund {
+    /// The provider's id of the refund, or the one derived for it (Pay3).
     pub id: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub amount: Option<Amount>,
@@ -99,12 +113,14 @@ pub struct Refund {
     pub updated_at: OffsetDateTime,
 }
 
-/// The record's refunds from their stored entries, in the order they were first heard of:
-/// each at its first final status when it has one (a final absorbs: a `failed` heard after
-/// `succeeded` changes nothing), otherwise `pending`. Amount and currency come from the
-/// entry shown, or else from any entry of the refund that had them.
-pub(crate) fn refunds_of(mut entries: Vec<RefundEntry>) -> Vec<Refund> {
-    entries.sort_by(|a, b| a.received_at.cmp(&b.received_at).then_with(|| a.id.cmp(&b.id)));
+/// The record's refunds from their stored entries (`settled`: those of the final statuses
+/// that won), in the order they were first heard of: each at its settled status when it
+/// has one (a final absorbs: a `failed` heard after `succeeded` changes nothing), otherwise
+/// at its first final, otherwise `pending`. Amount and currency come from the entry shown,
+/// or else from any entry of the refund that had them.
+pub(crate) fn refunds_of(mut entries: Vec<RefundEntry>, settled: &[RefundEntry]) -> Vec<Refund> {
+    let rank = |status: RefundStatus| status as u8;
+    entries.sort_by(|a, b| (a.received_at, &a.id, rank(a.status)).cmp(&(b.received_at, &b.id, rank(b.status))));
     let mut ids: Vec<&str> = Vec::new();
     for entry in &entries {
         if !ids.contains(&entry.id.as_str()) {
@@ -114,7 +130,9 @@ pub(crate) fn refunds_of(mut entries: Vec<RefundEntry>) -> Vec<Refund> {
     ids.into_iter()
         .filter_map(|id| {
             let mine: Vec<&RefundEntry> = entries.iter().filter(|e| e.id == id).collect();
-            let shown = mine.iter().find(|e| e.status.is_final()).or_else(|| mine.first())?;
+            let won = settled.iter().find(|e| e.id == id);
+            let shown =
+                won.or_else(|| mine.iter().find(|e| e.status.is_final()).copied()).or_else(|| mine.first().copied())?;
             Some(Refund {
                 id: id.to_owned(),
                 amount: shown.amount.clone().or_else(|| mine.iter().find_map(|e| e.amount.clone())),
@@ -162,20 +180,30 @@ mod tests {
     fn a_refund_shows_its_first_final_whatever_the_order_heard() {
         use RefundStatus::*;
         // Heard in order, out of order, twice, and a final after another final.
-        let refunds = refunds_of(vec![
-            entry("b", Succeeded, 5),
-            entry("a", Pending, 1),
-            entry("a", Succeeded, 3),
-            entry("b", Pending, 9),
-            entry("a", Failed, 4),
-            entry("c", Pending, 2),
-        ]);
+        let refunds = refunds_of(
+            vec![
+                entry("b", Succeeded, 5),
+                entry("a", Pending, 1),
+                entry("a", Succeeded, 3),
+                entry("b", Pending, 9),
+                entry("a", Failed, 4),
+                entry("c", Pending, 2),
+            ],
+            &[],
+        );
         let shown: Vec<(&str, RefundStatus, i64)> =
             refunds.iter().map(|r| (r.id.as_str(), r.status, r.updated_at.unix_timestamp())).collect();
         assert_eq!(shown, [("a", Succeeded, 3), ("c", Pending, 2), ("b", Succeeded, 5)]);
         assert_eq!(refunds[0].amount.as_ref().map(Amount::as_str), Some("10.00"), "from the pending entry");
         assert_eq!(refunds[0].provider_status, "SUCCEEDED");
-        assert_eq!(refunds_of(Vec::new()), Vec::new());
+        assert_eq!(refunds_of(Vec::new(), &[]), Vec::new());
+        // The final that won the settled attribute is shown, whatever the clocks said.
+        let raced = refunds_of(vec![entry("a", Succeeded, 3), entry("a", Failed, 2)], &[entry("a", Succeeded, 3)]);
+        assert_eq!((raced[0].status, raced[0].updated_at.unix_timestamp()), (Succeeded, 3));
+        // Two finals heard at the same instant, and none settled: the same one every time.
+        let tied = |entries: Vec<RefundEntry>| refunds_of(entries, &[])[0].status;
+        assert_eq!(tied(vec![entry("a", Failed, 1), entry("a", Succeeded, 1)]), Succeeded);
+        assert_eq!(tied(vec![entry("a", Succeeded, 1), entry("a", Failed, 1)]), Succeeded);
     }
 
     #[test]

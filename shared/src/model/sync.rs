@@ -120,7 +120,7 @@ impl SyncPolicy {
     /// asked, `supported` false): the next rung of the ladder, bounded by the give-up
     /// time, or just after the record's expiry (see [`EXPIRY_WINDOW`]); or give up.
     pub fn next(&self, record: &TransactionRecord, supported: bool, now: OffsetDateTime) -> SyncStep {
-        let give_up_at = record.updated_at + GIVE_UP_AFTER;
+        let give_up_at = record.changed_at() + GIVE_UP_AFTER;
         if now >= give_up_at {
             return SyncStep::GiveUp;
         }
