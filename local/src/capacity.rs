@@ -23,7 +23,8 @@ use provider_testkit::Simulator;
 use shared::model::shard::{FEED_SHARDS, PENDING_SHARDS, SYNC_SHARDS};
 use shared::model::NotificationOutcome;
 use shared::model::{
-    transaction_key, Amount, Change, MerchantEvent, Observation, Status, SyncPolicy, SyncStep, WritePlan,
+    transaction_key, Amount, Change, MerchantEvent, Observation, RefundObservation, RefundStatus, Status, SyncPolicy,
+    SyncStep, WritePlan,
 };
 use shared::pipeline::Provider;
 use shared::storage::{Attempt, AttemptKind, AttemptWrites};
@@ -140,6 +141,8 @@ pub struct Mix {
     pub never_final: f64,
     /// Share of transactions paid another amount than the one expected (an amount-mismatch event).
     pub mismatched: f64,
+    /// Share of transactions refunded after the outcome, at providers that say so.
+    pub refunded: f64,
     /// Share of the charges that expire (Pix) never paid (they expire by BACEN's rule, found by sync).
     pub pix_never_paid: f64,
     /// Event resends and recovered events a second (the events API).
@@ -158,6 +161,7 @@ impl Mix {
             late: 0.05,
             never_final: 0.02,
             mismatched: 0.01,
+            refunded: 0.01,
             pix_never_paid: 0.0,
             resends_per_second: rate / 1_000.0,
             merchant,
@@ -382,6 +386,9 @@ enum Variant {
     Largest,
     /// Settled, paid less than asked: the outcome and an amount-mismatch event.
     Mismatched,
+    /// Settled, then refunded: a refund pending an hour on (the sync asks about it), then
+    /// settled an hour later, each a word of the provider's and an event.
+    Refunded,
 }
 
 /// One transaction of provider `S`, number `n`, from its first webhook to its outcome's
@@ -453,7 +460,7 @@ fn transaction<S: Simulator>(table: &Table, n: u64, variant: Variant, mix: &Mix)
         webhook(&mut ledger, &mut item, word, t as u64)?;
     }
     let final_at = match variant {
-        Variant::Settled | Variant::Largest | Variant::Mismatched => Some(progress.len() as u64),
+        Variant::Settled | Variant::Largest | Variant::Mismatched | Variant::Refunded => Some(progress.len() as u64),
         Variant::Late => Some(600),
         Variant::NeverFinal | Variant::PixNeverPaid => None,
     };
@@ -496,7 +503,128 @@ fn transaction<S: Simulator>(table: &Table, n: u64, variant: Variant, mix: &Mix)
             (SyncStep::GiveUp, _) | (_, None) => break,
         }
     }
+    match variant {
+        Variant::Refunded => refund::<S>(table, &mut ledger, &key, &mut item, start, mix)?,
+        Variant::Largest => largest_money_after::<S>(table, &mut ledger, &key, &mut item, start)?,
+        Variant::Settled | Variant::Late | Variant::NeverFinal | Variant::PixNeverPaid | Variant::Mismatched => {}
+    }
     Ok(ledger)
+}
+
+/// A refund of a final transaction: a word an hour after it says the refund is pending
+/// (which schedules the sync, where the provider has a status API), another an hour later
+/// that it succeeded; each is one write and one event. The sync asks along its ladder
+/// meanwhile, and its next run after the refund settled ends the schedule.
+fn refund<S: Simulator>(
+    table: &Table,
+    ledger: &mut Ledger,
+    key: &str,
+    item: &mut Item,
+    start: OffsetDateTime,
+    mix: &Mix,
+) -> Result<(), Error> {
+    let name = S::Provider::NAME;
+    let supported = S::Provider::HAS_STATUS_API;
+    let plan = WritePlan { policy: SyncPolicy::default(), supported, events: Default::default() };
+    let at = |seconds: u64| start + Duration::from_secs(seconds);
+    let reference = shared::storage::record_of(item.clone())?.reference;
+    let (heard, settled) = (3_600, 7_200);
+    let word = |ledger: &mut Ledger, item: &mut Item, status: RefundStatus, t: u64| -> Result<(), Error> {
+        *ledger.webhooks.entry(name.to_owned()).or_default() += 1.0 + mix.duplicates;
+        if S::Provider::HINT.is_some() {
+            *ledger.hints.entry(name.to_owned()).or_default() += 1.0 + mix.duplicates;
+            *ledger.provider_calls.entry(name.to_owned()).or_default() += 1.0 + mix.duplicates;
+        }
+        let mut observation = Observation::after_final(reference.clone(), status.as_str());
+        observation.add_refund(RefundObservation {
+            id: "R1".into(),
+            status,
+            provider_status: status.as_str().to_uppercase(),
+            amount: Some(Amount::parse("100.00").unwrap_or_else(|_| unreachable!())),
+            currency: Some("BRL".into()),
+        });
+        let after = shared::storage::apply_change(item, Change::money_after(name, &observation, at(t), plan))?;
+        table.write(ledger, key, item, after.as_ref());
+        *item = after.unwrap_or_else(|| item.clone());
+        // A duplicate: the same write again, which changes nothing but is charged.
+        ledger.failed_writes += mix.duplicates * write_units(item_size(item));
+        let record = shared::storage::record_of(item.clone())?;
+        if let Some(refund) = record.refunds.iter().find(|r| r.status == status) {
+            ledger.other_events += 1.0;
+            deliver(table, ledger, &MerchantEvent::for_refund(&record, refund), mix, Sent::ByWebhook)?;
+        }
+        Ok(())
+    };
+    word(ledger, item, RefundStatus::Pending, heard)?;
+    let policy = SyncPolicy::default();
+    let mut told = false;
+    loop {
+        let record = shared::storage::record_of(item.clone())?;
+        let Some(due) = record.next_sync_at else { break };
+        let due_seconds = u64::try_from((due - start).whole_seconds()).unwrap_or(0);
+        Table::read(ledger, TABLE, key, item_size(item), true);
+        if due_seconds >= settled {
+            // The run after the refund settled: asked no more.
+            let after = shared::storage::apply_change(item, Change::end_schedule(record.status))?;
+            table.write(ledger, key, item, after.as_ref());
+            break;
+        }
+        *ledger.provider_calls.entry(name.to_owned()).or_default() += 1.0;
+        *ledger.status_queries.entry(name.to_owned()).or_default() += 1.0;
+        let after = shared::storage::apply_change(item, Change::reschedule(&record, policy.next(&record, true, due)))?;
+        table.write(ledger, key, item, after.as_ref());
+        match after {
+            Some(after) => *item = after,
+            None => break,
+        }
+        if shared::storage::record_of(item.clone())?.next_sync_at.is_some_and(|next| next >= at(settled)) {
+            word(ledger, item, RefundStatus::Succeeded, settled)?;
+            told = true;
+        }
+    }
+    // No sync to wait for (no status API): the word comes all the same.
+    if !told {
+        word(ledger, item, RefundStatus::Succeeded, settled)?;
+    }
+    Ok(())
+}
+
+/// The largest record money after the outcome can make: the most refunds one word
+/// carries, each heard pending, succeeded and failed (with the longest ids and words), and
+/// three after-final words of the longest.
+fn largest_money_after<S: Simulator>(
+    table: &Table,
+    ledger: &mut Ledger,
+    key: &str,
+    item: &mut Item,
+    start: OffsetDateTime,
+) -> Result<(), Error> {
+    let name = S::Provider::NAME;
+    let reference = shared::storage::record_of(item.clone())?.reference;
+    let huge = "\u{1F4B8}".repeat(1_000);
+    for (t, status) in [RefundStatus::Pending, RefundStatus::Succeeded, RefundStatus::Failed].into_iter().enumerate() {
+        let mut observation = Observation::after_final(reference.clone(), format!("{t}{huge}"));
+        for i in 0..20 {
+            observation.add_refund(RefundObservation {
+                id: format!("{i:02}{}", "x".repeat(70)),
+                status,
+                provider_status: huge.clone(),
+                amount: Some(Amount::parse(&format!("{0}.{0}", "9".repeat(20))).unwrap_or_else(|_| unreachable!())),
+                currency: Some(huge.clone()),
+            });
+        }
+        observation.underpaid = true;
+        let at = start + Duration::from_secs(86_400 + t as u64);
+        let after =
+            shared::storage::apply_change(item, Change::money_after(name, &observation, at, WritePlan::default()))?;
+        table.write(ledger, key, item, after.as_ref());
+        *item = after.unwrap_or_else(|| item.clone());
+    }
+    let record = shared::storage::record_of(item.clone())?;
+    for event in record.refunds.iter().map(|refund| MerchantEvent::for_refund(&record, refund)) {
+        ledger.largest_message = ledger.largest_message.max(serde_json::to_string(&event)?.len());
+    }
+    Ok(())
 }
 
 /// A final record's outcome: sent to the queue, delivered by the notifier as the merchant
@@ -665,10 +793,12 @@ pub fn model(table: &Table, template: &Template, mix: &Mix) -> Result<Figures, E
             let name = S::Provider::NAME;
             let share = self.mix.shares.iter().find(|(p, _)| *p == name).map_or(0.0, |(_, s)| *s);
             let pix = if S::LOAD.charges_expire { self.mix.pix_never_paid } else { 0.0 };
-            let settled = 1.0 - self.mix.late - self.mix.never_final - pix - self.mix.mismatched;
+            let refunded = if S::LOAD.refunds { self.mix.refunded } else { 0.0 };
+            let settled = 1.0 - self.mix.late - self.mix.never_final - pix - self.mix.mismatched - refunded;
             let variants = [
                 (Variant::Settled, settled),
                 (Variant::Mismatched, self.mix.mismatched),
+                (Variant::Refunded, refunded),
                 (Variant::Late, self.mix.late),
                 (Variant::NeverFinal, self.mix.never_final),
                 (Variant::PixNeverPaid, pix),

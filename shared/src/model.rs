@@ -410,14 +410,15 @@ impl Observation {
         Observation { follows_final: true, ..Observation::new(reference, Status::Created, provider_status) }
     }
 
-    /// Adds a refund the provider reports; one with an id that is empty, longer than 100
-    /// characters or already reported by this word, or past the tenth, is dropped (logged):
-    /// the rest of the word is kept.
+    /// Adds a refund the provider reports; one with an id that is empty, longer than 72
+    /// characters, not printable ASCII or already reported by this word, or past the tenth,
+    /// is dropped (logged): the rest of the word is kept.
     pub fn add_refund(&mut self, refund: RefundObservation) {
-        let id_chars = refund.id.chars().count();
+        let id_chars = refund.id.len();
+        let printable = refund.id.bytes().all(|b| b.is_ascii_graphic());
         let repeated = self.refunds.iter().any(|r| r.id == refund.id);
         let full = self.refunds.len() >= refund::MAX_REFUNDS;
-        if id_chars == 0 || id_chars > refund::MAX_REFUND_ID_CHARS || repeated || full {
+        if id_chars == 0 || id_chars > refund::MAX_REFUND_ID_CHARS || !printable || repeated || full {
             tracing::error!(reference = %self.reference, refund_chars = id_chars, refunds = self.refunds.len(), "a refund without a usable id, repeated, or past the most one word may carry: not kept");
             return;
         }
@@ -678,7 +679,7 @@ impl TransactionRecord {
     pub(crate) fn with_money_after(
         mut self,
         refunds: Vec<refund::RefundEntry>,
-        settled: &[refund::RefundEntry],
+        settled: &[(String, RefundStatus)],
         mut words: Vec<AfterFinalWord>,
     ) -> Self {
         self.refunds = refund::refunds_of(refunds, settled);
@@ -963,12 +964,7 @@ impl Change {
     /// whose status applies carries the same fields in [`Change::observed`].
     /// A pending refund schedules the sync where the provider's status API can say how it
     /// settles (`sync.supported`), unless a sync is scheduled already.
-    pub(crate) fn money_after(
-        provider: &str,
-        observation: &Observation,
-        now: OffsetDateTime,
-        sync: WritePlan,
-    ) -> Change {
+    pub fn money_after(provider: &str, observation: &Observation, now: OffsetDateTime, sync: WritePlan) -> Change {
         let mut fields = Vec::with_capacity(observation.refunds.len() + 6);
         money_after(&mut fields, observation, now);
         if observation.reports_pending_refund() && sync.supported {
@@ -1043,9 +1039,14 @@ fn money_after(fields: &mut Vec<(&'static str, Edit, Value)>, observation: &Obse
         let entry = refund::RefundEntry {
             id: refund.id.clone(),
             status: refund.status,
-            provider_status: bounded(&refund.provider_status, MAX_PROVIDER_STATUS_CHARS),
+            provider_status: bounded(&refund.provider_status, refund::MAX_REFUND_WORD_CHARS),
             amount: refund.amount.clone(),
-            currency: refund.currency.as_deref().map(|c| bounded(c, MAX_CURRENCY_CHARS)),
+            // ISO 4217 only: a refund's currency is informational, and each one is stored thrice.
+            currency: refund
+                .currency
+                .as_deref()
+                .filter(|c| c.len() == 3 && c.bytes().all(|b| b.is_ascii_alphabetic()))
+                .map(str::to_ascii_uppercase),
             received_at: now,
         };
         if entry.status.is_final() {
@@ -1469,6 +1470,28 @@ pub(crate) mod tests {
             .collect();
         (record.final_at, record.notified_at, record.registered_at, record.expires_at) =
             (Some(at), Some(at), Some(at), Some(at));
+        // The most refunds one word carries, at their bounds, and Pay3's six after-final words.
+        let mut refunded = Observation::after_final("r", huge.clone());
+        for i in 0..2 * refund::MAX_REFUNDS {
+            refunded.add_refund(RefundObservation {
+                id: format!("{i:02}{}", "x".repeat(refund::MAX_REFUND_ID_CHARS - 2)),
+                status: RefundStatus::Failed,
+                provider_status: huge.clone(),
+                amount: observation.amount.clone(),
+                currency: Some("BRL".into()),
+            });
+        }
+        let kept = Change::money_after("p", &refunded, at, WritePlan::default());
+        let entries =
+            kept.fields.iter().filter_map(|(_, _, v)| if let Value::Refund(e) = v { Some(e.clone()) } else { None });
+        record.refunds = refund::refunds_of(entries.collect(), &[]);
+        assert_eq!(record.refunds.len(), refund::MAX_REFUNDS);
+        record.after_final = (0..6)
+            .map(|i| AfterFinalWord {
+                provider_status: format!("{i}{huge}").chars().take(MAX_PROVIDER_STATUS_CHARS).collect(),
+                received_at: at,
+            })
+            .collect();
         let record = record.derive();
         let event = MerchantEvent::for_record(&record).expect("final");
         let size = serde_json::to_string(&event).expect("JSON").len();

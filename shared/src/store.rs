@@ -13,8 +13,8 @@ use time::OffsetDateTime;
 use crate::model::notification::{NotificationOutcome, PENDING_FIELD, UNQUEUED_PREFIX};
 use crate::model::refund::{REFUND_PREFIX, SETTLED_SUFFIX, WORD_PREFIX};
 use crate::model::{
-    transaction_key, Change, Condition, Conflict, Decision, Edit, NotificationPending, Observation, Registration,
-    RegistrationMatch, Status, SyncStep, TransactionRecord, Value, WritePlan, MAX_CONFLICTS,
+    transaction_key, Change, Condition, Conflict, Decision, Edit, NotificationPending, Observation, RefundStatus,
+    Registration, RegistrationMatch, Status, SyncStep, TransactionRecord, Value, WritePlan, MAX_CONFLICTS,
 };
 
 /// Partition key attribute of the table (string): `{provider}#{reference}`.
@@ -651,9 +651,8 @@ fn attribute_value(value: Value) -> Result<AttributeValue, StoreError> {
             AttributeValue::L(vec![serde_dynamo::to_attribute_value(conflict).map_err(StoreError::Decode)?])
         }
         Value::Details(details) => serde_dynamo::to_attribute_value(details).map_err(StoreError::Decode)?,
-        Value::Refund(entry) | Value::RefundSettled(entry) => {
-            serde_dynamo::to_attribute_value(entry).map_err(StoreError::Decode)?
-        }
+        Value::Refund(entry) => serde_dynamo::to_attribute_value(entry).map_err(StoreError::Decode)?,
+        Value::RefundSettled(entry) => AttributeValue::S(entry.status.as_str().to_owned()),
         Value::Word(word) => serde_dynamo::to_attribute_value(word).map_err(StoreError::Decode)?,
     })
 }
@@ -851,8 +850,9 @@ fn decode(mut item: HashMap<String, AttributeValue>) -> Result<TransactionRecord
         let Some(value) = item.remove(&name) else { continue };
         if !name.starts_with(REFUND_PREFIX) {
             words.push(serde_dynamo::from_attribute_value(value).map_err(StoreError::Decode)?);
-        } else if name.ends_with(SETTLED_SUFFIX) {
-            settled.push(serde_dynamo::from_attribute_value(value).map_err(StoreError::Decode)?);
+        } else if let Some(id) = name.strip_prefix(REFUND_PREFIX).and_then(|n| n.strip_suffix(SETTLED_SUFFIX)) {
+            let status: RefundStatus = serde_dynamo::from_attribute_value(value).map_err(StoreError::Decode)?;
+            settled.push((id.to_owned(), status));
         } else {
             refunds.push(serde_dynamo::from_attribute_value(value).map_err(StoreError::Decode)?);
         }
@@ -1152,7 +1152,7 @@ mod tests {
         let mut word = Observation::after_final("txid", "UNDER_PAID");
         word.underpaid = true;
         word.add_refund(refund("D1", RefundStatus::Succeeded));
-        word.add_refund(refund("a.b#c d", RefundStatus::Pending));
+        word.add_refund(refund("a.b#c:d", RefundStatus::Pending));
         let unsynced = WritePlan::default();
         let keep = |at, plan| Change::money_after("pagstar", &word, at, plan);
         let update = Update::translate(keep(at(5), unsynced)).expect("update");
@@ -1164,7 +1164,7 @@ mod tests {
         );
         assert_eq!(update.condition, "attribute_exists(#pk) AND #rank >= :rank");
         let named: Vec<&str> = ["#n1", "#n2", "#n3", "#n4"].iter().map(|n| update.names[*n].as_str()).collect();
-        let attributes = ["refund#D1#final", "refund#D1#succeeded", "refund#a.b#c d#pending", "word#UNDER_PAID"];
+        let attributes = ["refund#D1#final", "refund#D1#succeeded", "refund#a.b#c:d#pending", "word#UNDER_PAID"];
         assert_eq!(named, attributes, "any character");
         // A refund pending, at a provider the sync can ask: scheduled, unless it is already.
         let synced = WritePlan { supported: true, ..WritePlan::default() };
@@ -1202,7 +1202,7 @@ mod tests {
         }
         let record = record_of(item).expect("decodes");
         let refunds: Vec<(&str, RefundStatus)> = record.refunds.iter().map(|r| (r.id.as_str(), r.status)).collect();
-        assert_eq!(refunds, [("D1", RefundStatus::Succeeded), ("a.b#c d", RefundStatus::Pending)]);
+        assert_eq!(refunds, [("D1", RefundStatus::Succeeded), ("a.b#c:d", RefundStatus::Pending)]);
         assert_eq!(record.refunds[0].updated_at, at(5));
         assert_eq!(record.after_final.iter().map(|w| w.provider_status.as_str()).collect::<Vec<_>>(), ["UNDER_PAID"]);
         assert_eq!(record.amount_mismatch.map(|m| m.kind), Some(crate::model::MismatchKind::Underpaid));

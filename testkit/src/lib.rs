@@ -33,6 +33,9 @@ pub struct Load {
     /// Its charges say when they expire, and expire unpaid (BACEN's Pix): in the Pix mix,
     /// a share of them is never paid and found expired by the status sync.
     pub charges_expire: bool,
+    /// Its transactions are refunded after the outcome, and it says so (Pay3's refund
+    /// words, Pagstar's returns): a share of them gets a refund, pending then settled.
+    pub refunds: bool,
 }
 
 /// A running simulation of one provider.

@@ -52,6 +52,7 @@ impl Simulator for AzqrSimulator {
         pix_weight: 15.0,
         status_query: std::time::Duration::from_millis(150),
         charges_expire: false,
+        refunds: false,
     };
     // AZQR publishes no retry policy: 5 is our assumption.
     const WEBHOOK_RETRIES: u32 = 5;

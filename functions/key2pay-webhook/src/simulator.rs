@@ -55,6 +55,7 @@ impl Simulator for Key2PaySimulator {
         pix_weight: 10.0,
         status_query: std::time::Duration::from_millis(200),
         charges_expire: false,
+        refunds: false,
     };
     // Key2Pay publishes no retry policy: 5 is our assumption.
     const WEBHOOK_RETRIES: u32 = 5;

@@ -47,6 +47,7 @@ impl Simulator for PagstarSimulator {
         pix_weight: 50.0,
         status_query: std::time::Duration::from_millis(300),
         charges_expire: true,
+        refunds: true,
     };
     // Pagstar: its older API retried twice, then stopped.
     const WEBHOOK_RETRIES: u32 = 2;

@@ -73,6 +73,7 @@ impl Simulator for Pay3Simulator {
         pix_weight: 10.0,
         status_query: std::time::Duration::from_millis(200),
         charges_expire: false,
+        refunds: true,
     };
     // Pay3 retries 10 times.
     const WEBHOOK_RETRIES: u32 = 10;

@@ -65,6 +65,7 @@ impl Simulator for QiTechSimulator {
         pix_weight: 15.0,
         status_query: std::time::Duration::from_millis(200),
         charges_expire: false,
+        refunds: false,
     };
     // QI Tech: its bookkeeping product's 8 (its BaaS policy is not published).
     const WEBHOOK_RETRIES: u32 = 8;

@@ -23,8 +23,12 @@ pub(crate) const WORD_PREFIX: &str = "word#";
 /// list of refunds (Pagstar's `devolucoes`) is read in its order, so the same ones are kept
 /// each time.
 pub(crate) const MAX_REFUNDS: usize = 10;
-/// Longest refund id kept; a longer one is not a refund id we can key on (dropped, logged).
-pub(crate) const MAX_REFUND_ID_CHARS: usize = 100;
+/// Longest refund id kept (BACEN's are at most 35 characters, Pay3's derived ones 71); a
+/// longer one, or one with other characters than printable ASCII, is not a refund id we
+/// can key on (dropped, logged).
+pub(crate) const MAX_REFUND_ID_CHARS: usize = 72;
+/// Longest provider word for a refund's status kept.
+pub(crate) const MAX_REFUND_WORD_CHARS: usize = 32;
 
 /// A refund's own status: `pending` until it settles, then `succeeded` or `failed`, which
 /// nothing changes.
@@ -90,7 +94,8 @@ impl RefundEntry {
         format!("{REFUND_PREFIX}{}#{}", self.id, self.status.as_str())
     }
 
-    /// The attribute of its refund's final status: `refund#<id>#final`.
+    /// The attribute of its refund's final status, which holds the status alone:
+    /// `refund#<id>#final`.
     pub(crate) fn settled_attribute(&self) -> String {
         format!("{REFUND_PREFIX}{}{SETTLED_SUFFIX}", self.id)
     }
@@ -113,12 +118,12 @@ pub struct Refund {
     pub updated_at: OffsetDateTime,
 }
 
-/// The record's refunds from their stored entries (`settled`: those of the final statuses
-/// that won), in the order they were first heard of: each at its settled status when it
+/// The record's refunds from their stored entries (`settled`: the final status that won,
+/// by refund id), in the order they were first heard of: each at its settled status when it
 /// has one (a final absorbs: a `failed` heard after `succeeded` changes nothing), otherwise
 /// at its first final, otherwise `pending`. Amount and currency come from the entry shown,
 /// or else from any entry of the refund that had them.
-pub(crate) fn refunds_of(mut entries: Vec<RefundEntry>, settled: &[RefundEntry]) -> Vec<Refund> {
+pub(crate) fn refunds_of(mut entries: Vec<RefundEntry>, settled: &[(String, RefundStatus)]) -> Vec<Refund> {
     let rank = |status: RefundStatus| status as u8;
     entries.sort_by(|a, b| (a.received_at, &a.id, rank(a.status)).cmp(&(b.received_at, &b.id, rank(b.status))));
     let mut ids: Vec<&str> = Vec::new();
@@ -130,7 +135,8 @@ pub(crate) fn refunds_of(mut entries: Vec<RefundEntry>, settled: &[RefundEntry])
     ids.into_iter()
         .filter_map(|id| {
             let mine: Vec<&RefundEntry> = entries.iter().filter(|e| e.id == id).collect();
-            let won = settled.iter().find(|e| e.id == id);
+            let won = settled.iter().find(|(settled, _)| settled == id).map(|(_, status)| *status);
+            let won = won.and_then(|status| mine.iter().find(|e| e.status == status).copied());
             let shown =
                 won.or_else(|| mine.iter().find(|e| e.status.is_final()).copied()).or_else(|| mine.first().copied())?;
             Some(Refund {
@@ -198,7 +204,7 @@ mod tests {
         assert_eq!(refunds[0].provider_status, "SUCCEEDED");
         assert_eq!(refunds_of(Vec::new(), &[]), Vec::new());
         // The final that won the settled attribute is shown, whatever the clocks said.
-        let raced = refunds_of(vec![entry("a", Succeeded, 3), entry("a", Failed, 2)], &[entry("a", Succeeded, 3)]);
+        let raced = refunds_of(vec![entry("a", Succeeded, 3), entry("a", Failed, 2)], &[("a".into(), Succeeded)]);
         assert_eq!((raced[0].status, raced[0].updated_at.unix_timestamp()), (Succeeded, 3));
         // Two finals heard at the same instant, and none settled: the same one every time.
         let tied = |entries: Vec<RefundEntry>| refunds_of(entries, &[])[0].status;

@@ -169,7 +169,7 @@ impl super::Change {
     }
 
     /// Ends the schedule of a record final at `status` that an index still lists.
-    pub(crate) fn end_schedule(status: super::Status) -> super::Change {
+    pub fn end_schedule(status: super::Status) -> super::Change {
         super::Change {
             condition: super::Condition::AtStatus(status),
             fields: Vec::new(),
