@@ -52,6 +52,9 @@ pub trait Simulator: Sized + Send + Sync + 'static {
     const LOAD: Load;
     /// Two different final words.
     const CONFLICT: (&'static str, &'static str);
+    /// Words the provider sends after the final one, which move no status (Pay3's reviews,
+    /// under-payment and refund), delivered as webhooks like any word; none by default.
+    const AFTER_FINAL: &'static [&'static str] = &[];
     /// The fixture (in `events/<name>/`, without `.json`) the benchmarks run: a final one,
     /// verified without a call over the network; `None` when every one needs a call.
     const BENCH_FIXTURE: Option<&'static str>;

@@ -79,6 +79,7 @@ impl Simulator for Pay3Simulator {
     const WEBHOOK_RETRIES: u32 = 10;
     const SEQUENCE: &'static [&'static str] = &["CREATED", "ORDER_STARTED", "ORDER_PAYMENT_PROCESSING", "COMPLETED"];
     const CONFLICT: (&'static str, &'static str) = ("COMPLETED", "FAILED");
+    const AFTER_FINAL: &'static [&'static str] = &["REVIEW_CREATED", "UNDER_PAID", "REFUND_INITIATED", "REFUNDED"];
     const BENCH_FIXTURE: Option<&'static str> = Some("completed");
 
     /// Starts the order query's stand-in, unless `PAY3_API_URL` points elsewhere.

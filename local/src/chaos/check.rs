@@ -4,7 +4,7 @@
 use std::collections::{BTreeSet, HashMap, HashSet};
 
 use futures_util::StreamExt;
-use shared::model::event_id;
+use shared::model::{event_id, mismatch_event_id, refund_event_id};
 use shared::storage::TransactionStore;
 
 use super::faults::Fault;
@@ -36,12 +36,19 @@ pub async fn check(run: Run<'_>) -> Result<Report, Error> {
     report.dead_letters = dead_letters.len();
     let listed = listed_events(run.client, run.base).await?;
     report.listed_events = listed.len();
-    let records = futures_util::stream::iter(run.transactions.iter().filter(|t| t.reached))
-        .map(|t| async move { (t, run.store.get(t.name, &t.stored).await) })
+    // The words after the final one that reached the pipeline, by transaction.
+    let mut heard: HashMap<usize, BTreeSet<&str>> = HashMap::new();
+    for (delivery, sent) in run.sent {
+        if sent.accepted && run.transactions[delivery.transaction].after_final.contains(&delivery.word) {
+            heard.entry(delivery.transaction).or_default().insert(delivery.word);
+        }
+    }
+    let records = futures_util::stream::iter(run.transactions.iter().enumerate().filter(|(_, t)| t.reached))
+        .map(|(i, t)| async move { (i, t, run.store.get(t.name, &t.stored).await) })
         .buffer_unordered(16)
         .collect::<Vec<_>>()
         .await;
-    for (transaction, record) in records {
+    for (index, transaction, record) in records {
         let label = format!("{} {}", transaction.name, transaction.stored);
         let record = match record {
             Ok(Some(record)) => record,
@@ -53,6 +60,9 @@ pub async fn check(run: Run<'_>) -> Result<Report, Error> {
         };
         let delivered = seen.outcomes.get(&(transaction.name.to_owned(), transaction.stored.clone()));
         stored_as_its_provider_said(transaction, &record, delivered, &label, &mut report);
+        if let Some(words) = heard.get(&index) {
+            money_after_was_kept_and_told(transaction, words, &record, &seen, &label, &mut report);
+        }
         if transaction.expected.is_final() {
             outcome_reached_the_merchant(transaction, &record, &seen, (&dead_letters, &listed), &label, &mut report);
         } else if delivered.is_some() {
@@ -111,6 +121,8 @@ struct Seen<'a> {
     outcomes: HashMap<(String, String), HashSet<shared::model::Status>>,
     /// Ids of the outcomes delivered.
     delivered: HashSet<&'a str>,
+    /// Ids of every event delivered.
+    all: HashSet<&'a str>,
     /// Ids answered 410, and ids answered 2xx.
     refused: BTreeSet<String>,
     accepted: HashSet<&'a str>,
@@ -140,6 +152,7 @@ fn merchant_saw<'a>(run: &Run<'a>, report: &mut Report) -> Seen<'a> {
             report.violations.push(format!("delivery {} is not a terminal event", received.webhook_id));
             continue;
         };
+        seen.all.insert(received.webhook_id.as_str());
         if let Some(status) = event.outcome() {
             let (provider, reference) = (event.data.provider.as_str(), event.data.reference.as_str());
             seen.delivered.insert(received.webhook_id.as_str());
@@ -183,6 +196,45 @@ fn stored_as_its_provider_said(
     let other = delivered.and_then(|s| s.iter().find(|status| **status != record.status));
     if let (Some(other), true) = (other, record.conflicts.is_empty()) {
         report.violations.push(format!("{label}: outcome {other} delivered, and the record says {}", record.status));
+    }
+}
+
+/// The words after the final one that reached the pipeline are on the record, each once;
+/// each refund it shows was told at the status it stands at, and an amount mismatch of a
+/// final record was told too.
+fn money_after_was_kept_and_told(
+    transaction: &Transaction,
+    heard: &BTreeSet<&str>,
+    record: &shared::model::TransactionRecord,
+    seen: &Seen<'_>,
+    label: &str,
+    report: &mut Report,
+) {
+    report.money_after += 1;
+    let kept: Vec<&str> = record.after_final.iter().map(|w| w.provider_status.as_str()).collect();
+    for word in heard {
+        match kept.iter().filter(|k| *k == word).count() {
+            1 => {}
+            n => report.violations.push(format!("{label}: after-final word {word} kept {n} times, not once")),
+        }
+    }
+    for refund in &record.refunds {
+        report.refunds += 1;
+        let id = refund_event_id(transaction.name, &transaction.stored, &refund.id, refund.status);
+        if !seen.all.contains(id.as_str()) {
+            report.violations.push(format!(
+                "{label}: refund {} {} never reached the merchant (event {id})",
+                refund.id,
+                refund.status.as_str()
+            ));
+        }
+    }
+    if let (true, Some(mismatch)) = (record.status.is_final(), &record.amount_mismatch) {
+        report.mismatches += 1;
+        let id = mismatch_event_id(transaction.name, &transaction.stored, mismatch.kind);
+        if !seen.all.contains(id.as_str()) {
+            report.violations.push(format!("{label}: amount mismatch never reached the merchant (event {id})"));
+        }
     }
 }
 

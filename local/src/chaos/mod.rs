@@ -77,6 +77,11 @@ pub struct Report {
     pub refused_in_dead_letters: usize,
     pub dead_letters: usize,
     pub conflicts: usize,
+    /// Transactions whose words after the final one reached the pipeline, the refunds
+    /// their records show, and the amount mismatches.
+    pub money_after: usize,
+    pub refunds: usize,
+    pub mismatches: usize,
     pub faults: BTreeMap<Fault, usize>,
     pub kills: usize,
     pub lost: usize,
@@ -118,6 +123,11 @@ impl std::fmt::Display for Report {
             writeln!(f, "    410: {refused}")?;
         }
         writeln!(f, "  conflicts recorded         {}", self.conflicts)?;
+        writeln!(
+            f,
+            "  money after the outcome    {} transactions heard ({} refunds, {} amount mismatches)",
+            self.money_after, self.refunds, self.mismatches
+        )?;
         writeln!(f, "  events listed by /events   {}", self.listed_events)?;
         writeln!(f, "  kills (SIGKILL + restart)  {}", self.kills)?;
         for (fault, count) in &self.faults {

@@ -21,6 +21,7 @@ use provider_catalog::EachSimulator;
 pub trait Simulated: Send + Sync {
     fn sequence(&self) -> &'static [&'static str];
     fn conflict(&self) -> (&'static str, &'static str);
+    fn after_final(&self) -> &'static [&'static str];
     fn status_of(&self, word: &str) -> Status;
     fn new_reference(&self, unique: u64) -> String;
     fn stored_reference(&self, reference: &str) -> String;
@@ -34,6 +35,9 @@ impl<S: Simulator> Simulated for S {
     }
     fn conflict(&self) -> (&'static str, &'static str) {
         S::CONFLICT
+    }
+    fn after_final(&self) -> &'static [&'static str] {
+        S::AFTER_FINAL
     }
     fn status_of(&self, word: &str) -> Status {
         S::status_of(word)
@@ -157,6 +161,9 @@ pub struct Transaction {
     pub alternative: Option<Status>,
     /// Whether any of its webhooks reached the pipeline (a provider may give up on all).
     pub reached: bool,
+    /// The words after the final one it was sent (refunds, an under-payment), shuffled in
+    /// with the others, so that some arrive before the final word.
+    pub after_final: Vec<&'static str>,
 }
 
 impl Transaction {
@@ -177,8 +184,9 @@ pub struct Delivery {
 
 /// Plans `count` transactions over the providers, round robin: each one's words in a
 /// shuffled order, a fifth of them never final and one in 47 with two different final
-/// words (the provider's `CONFLICT`), each word sent one to three times, each send delayed
-/// by up to 2 s; all sends shuffled together. Settles each provider's truth (its API's
+/// words (the provider's `CONFLICT`), one in 7 of the final ones also with the words its
+/// provider sends after the final one (`AFTER_FINAL`: refunds, under-payments), each word
+/// sent one to three times, each send delayed by up to 2 s; all sends shuffled together. Settles each provider's truth (its API's
 /// answer, the first final word for a conflict) first.
 pub fn plan(providers: &[ChaosProvider], count: usize, seed: u64) -> (Vec<Transaction>, Vec<Delivery>) {
     let mut rng = Rng::new(seed);
@@ -202,6 +210,11 @@ pub fn plan(providers: &[ChaosProvider], count: usize, seed: u64) -> (Vec<Transa
         let Some(truth) = words.iter().copied().max_by_key(|w| simulation.status_of(w).rank()) else { continue };
         let truth = if alternative.is_some() { simulation.conflict().0 } else { truth };
         simulation.settle(&reference, truth);
+        let after_final: Vec<&'static str> = match i % 7 == 3 && !never_final && alternative.is_none() {
+            true => simulation.after_final().to_vec(),
+            false => Vec::new(),
+        };
+        words.extend(after_final.iter().copied());
         rng.shuffle(&mut words);
         for word in words {
             for _ in 0..=rng.below(3) {
@@ -222,6 +235,7 @@ pub fn plan(providers: &[ChaosProvider], count: usize, seed: u64) -> (Vec<Transa
             expected: simulation.status_of(truth),
             alternative,
             reached: true,
+            after_final,
         });
     }
     rng.shuffle(&mut deliveries);
@@ -351,6 +365,9 @@ mod tests {
         }
         fn conflict(&self) -> (&'static str, &'static str) {
             ("completed", "failed")
+        }
+        fn after_final(&self) -> &'static [&'static str] {
+            &[]
         }
         fn status_of(&self, word: &str) -> Status {
             Status::ALL.into_iter().find(|s| s.as_str() == word).unwrap_or(Status::Pending)
