@@ -198,7 +198,13 @@ impl WritePath {
         let reference = observation.reference.as_str();
         let plan = WritePlan { policy: self.policy, supported: has_status_api, events: self.events };
         let mut sent = false;
-        let (decision, record) = self.store.record(provider, &observation, now, plan).await?;
+        let (decision, mut record) = self.store.record(provider, &observation, now, plan).await?;
+        // The word that settled the last pending refund of a final transaction: asked no more.
+        let refund_settled = !observation.refunds.is_empty() && !record.awaits_refund();
+        if record.status.is_final() && refund_settled && record.next_sync_at.is_some() {
+            self.store.end_schedule(&record).await?;
+            (record.sync, record.next_sync_at, record.sync_attempts) = (None, None, 0);
+        }
         match decision {
             Decision::Apply => {
                 tracing::info!(provider, reference, status = %record.status, provider_status = %observation.provider_status, outcome = "applied", "transition applied");

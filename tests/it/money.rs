@@ -80,6 +80,7 @@ async fn a_pay3_refund_after_the_final_status_and_a_conflict() {
     let stored = record(&h, "pay3", &reference).await;
     assert_eq!(stored.status, Status::Failed, "never reopened");
     assert_eq!(refunds(&stored), [(refund.as_str(), RefundStatus::Succeeded)]);
+    assert_eq!((stored.sync, stored.next_sync_at), (None, None), "asked while pending, no more once settled");
     let shown = &stored.refunds[0];
     assert_eq!((shown.provider_status.as_str(), shown.updated_at), ("REFUNDED", at(3)), "when first heard");
     assert_eq!(stored.conflicts.len(), 1);

@@ -561,12 +561,10 @@ impl StatusSync {
         if let Some(observation) = answer {
             match self.write_path.apply_deferred(name, provider.has_status_api, observation, now).await {
                 Ok((outcome, caused)) if outcome.decision == Decision::Apply => return (Step::Applied, caused),
-                // A final transaction whose last pending refund settled: asked no more.
+                // A final transaction whose last pending refund settled (the write path ended
+                // its schedule).
                 Ok((outcome, caused)) if record.status.is_final() && !outcome.awaits_refund => {
-                    if let Err(error) = self.write_path.store().end_schedule(&record).await {
-                        tracing::warn!(provider = name, reference, error = %error, "could not end the schedule of a final transaction");
-                    }
-                    return (Step::Applied, caused);
+                    return (Step::Applied, caused)
                 }
                 Ok((_, caused)) => events = caused,
                 Err(error) => {
