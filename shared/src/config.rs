@@ -184,7 +184,7 @@ pub const STATUS_SYNC_AFTER_SECONDS: Setting = Setting::positive(
     300,
     "seconds after a transaction's last change before the status sync first asks its provider",
 );
-pub(crate) const NOTIFY_EVENT_TYPES: Setting = Setting::optional(
+pub const NOTIFY_EVENT_TYPES: Setting = Setting::optional(
     "NOTIFY_EVENT_TYPES",
     Some("every type but transaction.updated"),
     "the event types the merchant receives, a comma list",

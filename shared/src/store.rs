@@ -415,6 +415,12 @@ impl TransactionStore {
         self.apply_if(provider, reference, Change::notified(status, outcome, now)).await
     }
 
+    /// Marks a final record whose events' send failed where no provider retries
+    /// ([`Change::unsent`]): the reconciler's next run sends them again.
+    pub async fn mark_unsent(&self, provider: &str, reference: &str, status: Status) -> Result<bool, StoreError> {
+        self.apply_if(provider, reference, Change::unsent(provider, reference, status)).await
+    }
+
     /// Hands `status`'s pending notification to the queue ([`Change::queued`]): its event
     /// reached the notifier and a delivery failed, so SQS retries it (then its dead-letter
     /// queue), and the reconciler stops reading it.

@@ -231,3 +231,45 @@ async fn a_pending_pagstar_refund_is_settled_by_the_sync() {
     assert_eq!((settled.sync, settled.next_sync_at), (None, None), "asked no more");
     assert_eq!(ids(&h.drain_events().await), [refund_event_id("pagstar", &txid, "D1", RefundStatus::Succeeded)]);
 }
+
+/// The sync settles a pending refund, and its event's send fails (the batch, on the wire):
+/// no provider retries the sync, so the record is marked for the reconciler, whose next run
+/// sends the refund's event (and the outcome again, under the same ids).
+#[tokio::test]
+async fn a_refund_event_the_sync_could_not_send_is_sent_by_the_reconciler() {
+    use pagstar_webhook::simulator::{hint, PagstarSimulator};
+    let h = Harness::new().await;
+    let (pagstar, env) = simulation::<PagstarSimulator>().await;
+    let provider = pagstar_webhook::Pagstar::from_env(&env).expect("pagstar");
+    let webhook =
+        Webhook::with_write_path(provider, WritePath::new(h.store.clone(), h.queue.clone(), SyncPolicy::default()));
+    let failing = shared::storage::EventQueue::new(
+        crate::reconciler_and_status::NthBatchFails::client(&h, 1),
+        &h.resources.queue_url,
+    );
+    let write_path = WritePath::new(h.store.clone(), failing, SyncPolicy::default());
+    let sync = status_sync::StatusSync::new(write_path, status_sync::providers_from_env(&env).expect("sync"), 50);
+    let txid = PagstarSimulator::new_reference(unique_number());
+    pagstar.settle(&txid, "CONCLUIDA");
+    assert!(pagstar.stand_in().set_return(&txid, "D1", "100.00", "EM_PROCESSAMENTO"));
+    assert_eq!(send(&webhook, hint(&txid), 0).await, 200);
+    delivered(&h, "pagstar", &txid, Status::Completed).await;
+    h.drain_events().await;
+
+    assert!(pagstar.stand_in().set_return(&txid, "D1", "100.00", "DEVOLVIDO"));
+    sync.run(at(301)).await;
+    assert_eq!(ids(&h.drain_events().await), Vec::<&str>::new(), "the send failed");
+    let marked = record(&h, "pagstar", &txid).await;
+    assert_eq!(refunds(&marked), [("D1", RefundStatus::Succeeded)]);
+    assert!(marked.is_notification_pending() && marked.requeue_failed, "marked for the reconciler");
+
+    let reconciler = reconciler::Reconciler::new(h.store.clone(), h.queue.clone());
+    assert_eq!(reconciler.run(at(302)).await.expect("run"), 1);
+    let settled = refund_event_id("pagstar", &txid, "D1", RefundStatus::Succeeded);
+    assert_eq!(
+        ids(&h.drain_events().await),
+        [event_id("pagstar", &txid, Status::Completed).as_str(), settled.as_str()],
+        "the outcome again, then the refund"
+    );
+    assert!(!record(&h, "pagstar", &txid).await.requeue_failed, "sent: not again next run");
+}

@@ -133,7 +133,16 @@ async fn a_failed_delivery_hands_the_event_to_the_queue_and_the_reconciler_reads
 /// Fails the `n`th `SendMessageBatch` call (counting from 1), every attempt of it, at the
 /// SDK's HTTP layer before it is sent, as a connection reset would.
 #[derive(Debug)]
-struct NthBatchFails(usize, std::sync::Mutex<(usize, Option<String>)>);
+pub(crate) struct NthBatchFails(usize, std::sync::Mutex<(usize, Option<String>)>);
+
+impl NthBatchFails {
+    /// An SQS client of `h`'s whose `n`th `SendMessageBatch` fails.
+    pub(crate) fn client(h: &Harness, n: usize) -> aws_sdk_sqs::Client {
+        aws_sdk_sqs::Client::from_conf(
+            h.sqs.config().to_builder().interceptor(NthBatchFails(n, Default::default())).build(),
+        )
+    }
+}
 
 impl aws_sdk_sqs::config::Intercept for NthBatchFails {
     fn name(&self) -> &'static str {

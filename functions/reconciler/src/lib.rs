@@ -1,7 +1,9 @@
 //! The reconciler: closes the gap where a final outcome was stored but its terminal event
 //! never reached the queue (our 5xx that the provider never retried). On a schedule, it
 //! finds final transactions still pending notification through the sparse index (no
-//! scan) and enqueues their terminal event again, with the same deterministic id.
+//! scan) and enqueues their terminal event again, with the same deterministic id, and
+//! with it what else the record shows (an amount mismatch, its refunds), each under its
+//! own id: the status sync marks a record so when its batch could not send those.
 //!
 //! A transaction is re-enqueued in the run right after `grace` has passed since it
 //! became final, and then once per `repeat` while it stays pending: a merchant outage
@@ -11,7 +13,7 @@
 
 use std::time::Duration;
 
-use shared::model::{MerchantEvent, TransactionRecord};
+use shared::model::{EventTypes, MerchantEvent, TransactionRecord};
 use shared::runtime::config::{ConfigError, Env};
 use shared::storage::{EventQueue, TransactionStore};
 use time::OffsetDateTime;
@@ -32,8 +34,11 @@ const MAX_BATCH: usize = 10;
 pub const REPEAT: Duration = Duration::from_secs(2 * 60 * 60);
 
 /// The variables the function reads.
-pub const SETTINGS: [shared::runtime::config::Setting; 2] =
-    [shared::runtime::config::TABLE_NAME, shared::runtime::config::QUEUE_URL];
+pub const SETTINGS: [shared::runtime::config::Setting; 3] = [
+    shared::runtime::config::TABLE_NAME,
+    shared::runtime::config::QUEUE_URL,
+    shared::runtime::config::NOTIFY_EVENT_TYPES,
+];
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReconcileError {
@@ -59,6 +64,7 @@ pub struct Reconciler {
     interval: Duration,
     repeat: Duration,
     queued_read_per_shard: usize,
+    events: EventTypes,
 }
 
 impl Reconciler {
@@ -70,7 +76,14 @@ impl Reconciler {
             interval: INTERVAL,
             repeat: REPEAT,
             queued_read_per_shard: QUEUED_READ_PER_SHARD,
+            events: EventTypes::default(),
         }
+    }
+
+    /// The event types the merchant receives (`NOTIFY_EVENT_TYPES`).
+    pub fn with_events(mut self, events: EventTypes) -> Self {
+        self.events = events;
+        self
     }
 
     /// Other timings (the local pipeline runs on a short timer).
@@ -90,11 +103,13 @@ impl Reconciler {
     /// Reads [`SETTINGS`].
     pub async fn from_env(env: &impl Env) -> Result<Self, ConfigError> {
         let storage = shared::runtime::config::StorageConfig::from_env(env)?;
+        let events = shared::runtime::config::event_types(env)?;
         let aws = shared::runtime::AwsClients::from_env().await;
-        Ok(Reconciler::new(
+        let reconciler = Reconciler::new(
             TransactionStore::new(aws.dynamodb, storage.table_name),
             EventQueue::new(aws.sqs, storage.queue_url),
-        ))
+        );
+        Ok(reconciler.with_events(events))
     }
 
     /// Whether a transaction final for `age` is due in a run: in the first interval after
@@ -127,15 +142,28 @@ impl Reconciler {
         Ok(run.sent)
     }
 
-    /// `records`' events in `SendMessageBatch` calls (the queue splits them by size); each
-    /// failure is marked on its record.
+    /// `records`' events ([`MerchantEvent::for_reconciler`]) in `SendMessageBatch` calls
+    /// (the queue splits them by size); a record any of whose events failed is marked.
     async fn send(&self, records: &[TransactionRecord], run: &mut Run) -> Result<(), ReconcileError> {
         let records: Vec<&TransactionRecord> = records.iter().filter(|r| r.status.is_final()).collect();
-        let events: Vec<MerchantEvent> = records.iter().filter_map(|r| MerchantEvent::for_record(r)).collect();
+        let mut owners = Vec::new();
+        let mut events: Vec<MerchantEvent> = Vec::new();
+        for (i, record) in records.iter().enumerate() {
+            for event in MerchantEvent::for_reconciler(record, self.events) {
+                owners.push(i);
+                events.push(event);
+            }
+        }
         if events.is_empty() {
             return Ok(());
         }
-        for (record, result) in records.into_iter().zip(self.queue.send_batch(&events).await) {
+        let mut results: Vec<Result<(), shared::storage::QueueError>> = records.iter().map(|_| Ok(())).collect();
+        for (owner, result) in owners.into_iter().zip(self.queue.send_batch(&events).await) {
+            if let (Err(error), Some(Ok(()))) = (result, results.get(owner)) {
+                results[owner] = Err(error);
+            }
+        }
+        for (record, result) in records.into_iter().zip(results) {
             match result {
                 Ok(()) => {
                     run.sent += 1;

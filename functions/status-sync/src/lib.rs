@@ -475,6 +475,14 @@ impl StatusSync {
                     tracing::error!(provider, reference = %event.data.reference, event_id = %event.id, error = %error, "status sync could not send an event: the reconciler sends it");
                     stop.store(true, Ordering::Relaxed);
                     run.failed = true;
+                    // An outcome keeps its record pending; anything else a final record
+                    // shows (a mismatch, a refund) marks it so, for the reconciler.
+                    let (reference, status) = (event.data.reference.as_str(), event.data.status);
+                    if event.outcome().is_none() && status.is_final() {
+                        if let Err(error) = self.write_path.store().mark_unsent(provider, reference, status).await {
+                            tracing::error!(provider, reference, error = %error, "could not mark the unsent event for the reconciler: it is lost");
+                        }
+                    }
                 }
             }
         }

@@ -115,6 +115,22 @@ impl super::Change {
         }
     }
 
+    /// Events of a final record at `status` whose send failed where no provider retries
+    /// (the status sync's batch: an amount mismatch, a refund): the record marked pending
+    /// again and its send failed, so that the reconciler's next run sends its events again
+    /// ([`MerchantEvent::for_reconciler`]), under the same ids.
+    pub fn unsent(provider: &str, reference: &str, status: Status) -> super::Change {
+        let marker = NotificationPending::marker(provider, reference);
+        super::Change {
+            condition: super::Condition::AtStatus(status),
+            fields: vec![
+                (PENDING_FIELD, super::Edit::Set, super::Value::Text(marker)),
+                (REQUEUE_FAILED, super::Edit::Set, super::Value::Flag(true)),
+            ],
+            removed: &[],
+        }
+    }
+
     /// Whether the reconciler's last send of a pending record's event failed (so that it
     /// is sent again on its next run).
     pub(crate) fn requeue_failed(failed: bool) -> super::Change {
@@ -390,6 +406,17 @@ impl MerchantEvent {
             created_at: refund.updated_at,
             data: record.clone(),
         }
+    }
+
+    /// The events the reconciler sends again for a final record still pending notification:
+    /// its outcome, then what the record shows besides (its amount mismatch, each refund),
+    /// each under its own deterministic id, of the types `events` enables. Whatever of them
+    /// the merchant has already, it has under the same ids.
+    pub fn for_reconciler(record: &TransactionRecord, events: EventTypes) -> Vec<Self> {
+        let outcome = MerchantEvent::for_record(record);
+        let mismatch = MerchantEvent::for_mismatch(record);
+        let refunds = record.refunds.iter().map(|refund| MerchantEvent::for_refund(record, refund));
+        outcome.into_iter().chain(mismatch).chain(refunds).filter(|e| events.enabled(e.kind)).collect()
     }
 
     /// The final status whose notification this event is (its delivery clears the
