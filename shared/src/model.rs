@@ -348,8 +348,11 @@ pub(crate) const MAX_PROVIDER_STATUS_CHARS: usize = 64;
 pub(crate) const MAX_CURRENCY_CHARS: usize = 16;
 
 /// At most `max` characters of `text`.
+/// At most `max` characters of `text`, the two SQS refuses in a message (U+FFFE and U+FFFF,
+/// noncharacters that serde_json writes unescaped) replaced by U+FFFD: a provider's text
+/// can never make the event that carries it impossible to enqueue.
 fn bounded(text: &str, max: usize) -> String {
-    text.chars().take(max).collect()
+    text.chars().take(max).map(|c| if matches!(c, '\u{FFFE}' | '\u{FFFF}') { '\u{FFFD}' } else { c }).collect()
 }
 
 /// Longest text kept of an amount or a currency that could not be read.
@@ -1497,6 +1500,26 @@ pub(crate) mod tests {
         let size = serde_json::to_string(&event).expect("JSON").len();
         println!("largest event: {size} bytes");
         assert!(size < 64 * 1024, "the largest event is {size} bytes");
+    }
+
+    #[test]
+    fn provider_text_is_cleaned_of_what_sqs_refuses() {
+        let at = OffsetDateTime::UNIX_EPOCH;
+        let mut observation = Observation::new("r", Status::Failed, "DECLINED\u{FFFF}");
+        observation.reason = Some("no\u{FFFE} funds".into());
+        observation.details.insert("merchantcode".into(), "M\u{FFFF}1".into());
+        let change = Change::observed("key2pay", &observation, at, WritePlan::default());
+        for (name, _, value) in &change.fields {
+            let texts: Vec<String> = match value {
+                Value::Text(text) => vec![text.clone()],
+                Value::Details(details) => details.iter().flat_map(|(k, v)| [k.clone(), v.clone()]).collect(),
+                Value::History(entry) => vec![entry.provider_status.clone()],
+                Value::Number(_) | Value::Flag(_) | Value::Time(_) | Value::Conflict(_) => Vec::new(),
+                Value::Refund(_) | Value::RefundSettled(_) | Value::Word(_) => Vec::new(),
+            };
+            assert!(texts.iter().all(|t| !t.contains(['\u{FFFE}', '\u{FFFF}'])), "{name}: {texts:?}");
+        }
+        assert_eq!(bounded("a\u{FFFF}b", 10), "a\u{FFFD}b");
     }
 
     #[test]

@@ -44,7 +44,7 @@ impl EventQueue {
     /// Sends the event to the FIFO queue: grouped by transaction, deduplicated by the
     /// event's deterministic id, so a resend of the same outcome is dropped by SQS.
     pub async fn send(&self, event: &MerchantEvent) -> Result<(), QueueError> {
-        let body = serde_json::to_string(event).map_err(QueueError::Encode)?;
+        let body = body_of(event).map_err(QueueError::Encode)?;
         self.client
             .send_message()
             .queue_url(&self.url)
@@ -65,7 +65,7 @@ impl EventQueue {
         let mut batch: Vec<(String, &MerchantEvent)> = Vec::new();
         let mut bytes = 0;
         for event in events {
-            let body = match serde_json::to_string(event) {
+            let body = match body_of(event) {
                 Ok(body) => body,
                 Err(error) => {
                     results.extend(self.send_entries(std::mem::take(&mut batch)).await);
@@ -150,7 +150,7 @@ impl EventQueue {
             for (index, event) in batch.iter().enumerate() {
                 let entry = aws_sdk_sqs::types::SendMessageBatchRequestEntry::builder()
                     .id(index.to_string())
-                    .message_body(event.body)
+                    .message_body(sqs_text(event.body))
                     .message_group_id(&event.group)
                     .message_deduplication_id(format!("{}:{kind}:{nonce}", event.event_id))
                     .message_attributes(KIND_ATTRIBUTE, attribute.clone())
@@ -196,7 +196,7 @@ impl EventQueue {
         self.client
             .send_message()
             .queue_url(&self.url)
-            .message_body(body)
+            .message_body(sqs_text(body))
             .message_group_id(group)
             .message_deduplication_id(format!("{event_id}:{kind}:{nonce}"))
             .message_attributes(KIND_ATTRIBUTE, attribute)
@@ -204,5 +204,48 @@ impl EventQueue {
             .await
             .map_err(|e| QueueError::Send(Box::new(e)))?;
         Ok(())
+    }
+}
+
+/// An event as the queue's message body: its JSON, with the two characters SQS refuses in
+/// a message (U+FFFE and U+FFFF, which serde_json writes as they are) written as JSON
+/// escapes, which decode to the same text. Records stored before provider text was cleaned
+/// of them still make events SQS accepts.
+fn body_of(event: &MerchantEvent) -> Result<String, serde_json::Error> {
+    serde_json::to_string(event).map(|json| sqs_text(&json))
+}
+
+/// `json` with U+FFFE and U+FFFF as JSON escapes (only inside strings can they be there).
+fn sqs_text(json: &str) -> String {
+    if !json.contains(['\u{FFFE}', '\u{FFFF}']) {
+        return json.to_owned();
+    }
+    json.replace('\u{FFFE}', "\\ufffe").replace('\u{FFFF}', "\\uffff")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What SQS accepts in a message: tab, newline, carriage return, and U+0020 to U+D7FF,
+    /// U+E000 to U+FFFD, U+10000 and above.
+    fn sqs_accepts(text: &str) -> bool {
+        text.chars()
+            .all(|c| matches!(c, '\t' | '\n' | '\r' | ' '..='\u{D7FF}' | '\u{E000}'..='\u{FFFD}' | '\u{10000}'..))
+    }
+
+    #[test]
+    fn an_event_with_text_sqs_refuses_becomes_a_body_it_accepts_and_reads_back_the_same() {
+        let at = time::OffsetDateTime::from_unix_timestamp(1_795_000_000).expect("time");
+        let mut record = crate::model::tests::record("azqr", "123456789012", crate::model::Status::Failed, at);
+        record.final_at = Some(at);
+        record.reason = Some("AM04\u{FFFF} Insufficient\u{FFFE}Funds \u{1F4B8} \u{0}\u{1F}".into());
+        let event = MerchantEvent::for_record(&record).expect("final");
+        let raw = serde_json::to_string(&event).expect("JSON");
+        assert!(!sqs_accepts(&raw), "serde_json writes U+FFFF as it is: the reason this exists");
+        let body = body_of(&event).expect("body");
+        assert!(sqs_accepts(&body), "{body}");
+        assert_eq!(serde_json::from_str::<MerchantEvent>(&body).expect("decodes"), event, "the same text");
+        assert_eq!(sqs_text("{\"a\":\"plain\"}"), "{\"a\":\"plain\"}");
     }
 }
