@@ -355,6 +355,12 @@ fn bounded(text: &str, max: usize) -> String {
     text.chars().take(max).map(|c| if matches!(c, '\u{FFFE}' | '\u{FFFF}') { '\u{FFFD}' } else { c }).collect()
 }
 
+/// A provider's currency as ISO 4217 writes it (three letters, kept in capitals), or
+/// `None` for anything else.
+fn iso_currency(text: &str) -> Option<String> {
+    (text.len() == 3 && text.bytes().all(|b| b.is_ascii_alphabetic())).then(|| text.to_ascii_uppercase())
+}
+
 /// Longest text kept of an amount or a currency that could not be read.
 pub(crate) const MAX_UNREADABLE_CHARS: usize = 64;
 
@@ -372,10 +378,9 @@ impl Observation {
     /// The currency as the provider wrote it: three letters (ISO 4217), kept in capitals;
     /// anything else is kept as received ([`Observation::unreadable_currency`]).
     pub fn set_currency(&mut self, text: &str) {
-        if text.len() == 3 && text.bytes().all(|b| b.is_ascii_alphabetic()) {
-            self.currency = Some(text.to_ascii_uppercase());
-        } else {
-            self.unreadable_currency = Some(bounded(text, MAX_UNREADABLE_CHARS));
+        match iso_currency(text) {
+            Some(currency) => self.currency = Some(currency),
+            None => self.unreadable_currency = Some(bounded(text, MAX_UNREADABLE_CHARS)),
         }
     }
 
@@ -1045,11 +1050,7 @@ fn money_after(fields: &mut Vec<(&'static str, Edit, Value)>, observation: &Obse
             provider_status: bounded(&refund.provider_status, refund::MAX_REFUND_WORD_CHARS),
             amount: refund.amount.clone(),
             // ISO 4217 only: a refund's currency is informational, and each one is stored thrice.
-            currency: refund
-                .currency
-                .as_deref()
-                .filter(|c| c.len() == 3 && c.bytes().all(|b| b.is_ascii_alphabetic()))
-                .map(str::to_ascii_uppercase),
+            currency: refund.currency.as_deref().and_then(iso_currency),
             received_at: now,
         };
         if entry.status.is_final() {

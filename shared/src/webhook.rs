@@ -126,6 +126,11 @@ pub struct Outcome {
 /// nothing: they would only cost sends and deliveries.
 const RESEND_WITHIN: time::Duration = time::Duration::hours(1);
 
+/// Whether what was first heard at `heard` is sent again on a repeat at `now`.
+fn still_resent(heard: OffsetDateTime, now: OffsetDateTime) -> bool {
+    now - heard < RESEND_WITHIN
+}
+
 /// The one write path for a provider's word, whether a webhook or the status sync
 /// brought it: the single conditional write, a conflict kept as data, and the events to
 /// the merchant. Webhooks and syncs can race; the write's condition orders them.
@@ -238,7 +243,7 @@ impl WritePath {
         let mismatch = (record.status.is_final() && told)
             .then(|| MerchantEvent::for_mismatch(&record))
             .flatten()
-            .filter(|event| now - event.created_at < RESEND_WITHIN)
+            .filter(|event| still_resent(event.created_at, now))
             .filter(|_| self.events.enabled(EventType::AmountMismatch));
         let refunds = self.refund_events(provider, &observation, &record, now);
         let events: Vec<MerchantEvent> = outcome.into_iter().chain(progress).chain(mismatch).chain(refunds).collect();
@@ -265,7 +270,7 @@ impl WritePath {
         let mut events = Vec::new();
         for heard in &observation.refunds {
             match record.refunds.iter().find(|r| r.id == heard.id) {
-                Some(refund) if refund.status == heard.status && now - refund.updated_at >= RESEND_WITHIN => {
+                Some(refund) if refund.status == heard.status && !still_resent(refund.updated_at, now) => {
                     tracing::info!(provider, reference, refund = %refund.id, status = refund.status.as_str(), "refund status told long ago: not sent again")
                 }
                 Some(refund) if refund.status == heard.status => {
