@@ -11,6 +11,7 @@ pub mod provision;
 pub mod registry;
 pub mod serve;
 pub mod settings;
+pub mod sqs_rules;
 pub mod stack;
 pub mod template;
 pub mod timing;
@@ -55,7 +56,8 @@ pub fn dynamodb_client(endpoint: &str) -> aws_sdk_dynamodb::Client {
 }
 
 /// An SQS client for an emulator at `endpoint` (dummy credentials, us-east-1), as
-/// [`dynamodb_client`].
+/// [`dynamodb_client`], that refuses what real SQS refuses and moto takes
+/// ([`sqs_rules::SqsRules`]).
 pub fn sqs_client(endpoint: &str) -> aws_sdk_sqs::Client {
     let config = aws_sdk_sqs::Config::builder()
         .behavior_version(aws_sdk_sqs::config::BehaviorVersion::latest())
@@ -66,6 +68,7 @@ pub fn sqs_client(endpoint: &str) -> aws_sdk_sqs::Client {
         .retry_config(shared::runtime::storage_retries())
         .retry_partition(own_retry_partition("sqs"))
         .interceptor(serve::RequestTag)
+        .interceptor(sqs_rules::SqsRules)
         .build();
     aws_sdk_sqs::Client::from_conf(config)
 }

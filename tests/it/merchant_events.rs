@@ -493,3 +493,25 @@ async fn records_and_events_say_which_way_the_money_moves() {
     assert!(shown.contains(&("pay3-order-6:CHECKOUT".into(), "in".into())), "{shown:?}");
     assert!(shown.contains(&(rrn, "in".into())), "{shown:?}");
 }
+
+/// Text SQS refuses (U+FFFE, U+FFFF) in a provider's word neither blocks the outcome nor
+/// reaches the queue: the local SQS client refuses it as SQS does, and the webhook still
+/// answers 204 and enqueues the outcome, its text cleaned.
+#[tokio::test]
+async fn text_sqs_refuses_in_a_providers_word_still_reaches_the_merchant() {
+    let h = Harness::new().await;
+    let refused = h.sqs.send_message().queue_url(&h.resources.queue_url).message_body("a\u{FFFE}b");
+    let refused = refused.message_group_id("g").message_deduplication_id("d").send().await;
+    assert!(refused.is_err(), "the local SQS client refuses U+FFFE as SQS does");
+
+    let webhook = azqr(&h, EventTypes::default());
+    let rrn = unique_rrn();
+    let body = r#"{"status":"incompleted","description":"AM04\ufffe Insufficient\uffffFunds"}"#;
+    let request = azqr_webhook::simulator::put(&rrn, Some(KEY), body);
+    let at = OffsetDateTime::from_unix_timestamp(1_795_000_000).expect("time");
+    assert_eq!(webhook.answer(&request, at).await.status().as_u16(), 204);
+    let events = h.drain_events().await;
+    assert_eq!(events.len(), 1, "the outcome is enqueued");
+    assert_eq!(events[0].data.status, Status::Failed);
+    assert_eq!(events[0].data.reason.as_deref(), Some("AM04\u{FFFD} Insufficient\u{FFFD}Funds"));
+}
