@@ -5,7 +5,13 @@
 //! Adding a provider is one line in [`catalog!`] below, beside its folder, fixtures,
 //! template block and docs page: the steps are in docs/development.md, "Adding a provider".
 
-use shared::pipeline::{KnownProvider, Provider};
+use std::sync::Arc;
+
+use futures_util::future::BoxFuture;
+use shared::pipeline::{CallbackTokens, KnownProvider, Provider, Webhook};
+use shared::runtime::config::{ConfigError, Env};
+use shared::runtime::SecretsClient;
+use time::OffsetDateTime;
 
 /// Something done once for each provider, given its type.
 pub trait EachProvider {
@@ -57,6 +63,41 @@ pub fn all() -> Vec<KnownProvider> {
     let mut collect = Collect(Vec::new());
     for_each(&mut collect);
     collect.0
+}
+
+/// The callback tokens of every provider that issues them ([`Provider::CALLBACK_TOKEN`]),
+/// each from its secret read as its webhook function reads it (Secrets Manager, kept
+/// current; the plain variables in development).
+pub async fn callback_tokens(
+    env: Arc<dyn Env + Send + Sync>,
+    secrets: &SecretsClient,
+    now: OffsetDateTime,
+) -> Result<Vec<Arc<dyn CallbackTokens>>, ConfigError> {
+    type Loading = BoxFuture<'static, Result<Arc<dyn CallbackTokens>, ConfigError>>;
+    struct Collect {
+        env: Arc<dyn Env + Send + Sync>,
+        secrets: SecretsClient,
+        now: OffsetDateTime,
+        loading: Vec<Loading>,
+    }
+    impl EachProvider for Collect {
+        fn provider<P: Provider>(&mut self) {
+            if P::CALLBACK_TOKEN {
+                let (env, secrets, now) = (Arc::clone(&self.env), self.secrets.clone(), self.now);
+                self.loading.push(Box::pin(async move {
+                    let tokens = Webhook::<P>::provider_from_env(env, &secrets, now).await?;
+                    Ok(Arc::new(tokens) as Arc<dyn CallbackTokens>)
+                }));
+            }
+        }
+    }
+    let mut collect = Collect { env, secrets: secrets.clone(), now, loading: Vec::new() };
+    for_each(&mut collect);
+    let mut tokens = Vec::with_capacity(collect.loading.len());
+    for loading in collect.loading {
+        tokens.push(loading.await?);
+    }
+    Ok(tokens)
 }
 
 #[cfg(test)]

@@ -122,11 +122,11 @@ async fn main() -> Result<(), Error> {
     // Every provider of the registry at its template.yaml routes, the transactions API and
     // the events API.
     let events = events_api::EventsApi::new(store.event_log(Duration::from_secs(30 * 86_400)), queue_for_events);
-    let transactions = std::sync::Arc::new(transactions_api::TransactionsApi::new(
-        store,
-        write_path.policy(),
-        provider_catalog::all(),
-    ));
+    let tokens = provider_catalog::callback_tokens(std::sync::Arc::clone(&lambda_env), &secrets, now).await?;
+    let transactions = std::sync::Arc::new(
+        transactions_api::TransactionsApi::new(store, write_path.policy(), provider_catalog::all())
+            .with_callback_tokens(tokens),
+    );
     let hint_queue = shared::storage::HintQueue::new(sqs_client(&sqs_endpoint), &resources.hint_queue_url);
     let (app, hint_consumers) = Routes::new(write_path, hint_queue)
         .mount_providers(lambda_env, &secrets)

@@ -36,7 +36,7 @@ pub fn of_binary(binary: &str) -> Option<Vec<Setting>> {
     match binary {
         "notifier" => Some(notifier::SETTINGS.to_vec()),
         "reconciler" => Some(reconciler::SETTINGS.to_vec()),
-        "transactions-api" => Some(transactions_api::SETTINGS.to_vec()),
+        "transactions-api" => Some(transactions_api::settings()),
         "events-api" => Some(events_api::SETTINGS.to_vec()),
         "status-sync" => Some(status_sync::settings()),
         other => {

@@ -105,7 +105,8 @@ mod tests {
         for text in ["plain", "tab\tnewline\n\r", "\u{D7FF}\u{E000}\u{FFFD}\u{10000}\u{10FFFF}", "pix \u{1F4B8}"] {
             assert_eq!(refusal(Some(text), None), None, "{text:?}");
         }
-        let attribute = MessageAttributeValue::builder().data_type("String").string_value("x\u{FFFE}").build().expect("attribute");
+        let attribute =
+            MessageAttributeValue::builder().data_type("String").string_value("x\u{FFFE}").build().expect("attribute");
         let attributes = HashMap::from([("kind".to_owned(), attribute)]);
         assert!(refusal(Some("ok"), Some(&attributes)).is_some());
         assert!(refusal(Some(&"a".repeat(MAX_MESSAGE_BYTES + 1)), None).is_some());

@@ -119,7 +119,11 @@ fn each_function_gets_only_the_actions_it_uses() {
         ]
     );
     assert_eq!(actions("ReconcilerFunction"), ["dynamodb:Query", "dynamodb:UpdateItem", "sqs:SendMessage"]);
-    assert_eq!(actions("TransactionsApiFunction"), ["dynamodb:GetItem", "dynamodb:UpdateItem"]);
+    // It reads the secrets of the providers that issue callback tokens (Key2Pay's).
+    assert_eq!(
+        actions("TransactionsApiFunction"),
+        ["dynamodb:GetItem", "dynamodb:UpdateItem", "secretsmanager:GetSecretValue"]
+    );
     // The status sync reads its indexes and the due records, and writes through the
     // webhooks' path (the conditional update, and the terminal event it causes); it takes
     // and gives back each provider's lease.
@@ -200,7 +204,11 @@ fn each_function_reads_only_its_own_secrets() {
         readers += usize::from(!own.is_empty());
     }
     let providers = provider_catalog::all().len();
-    assert_eq!(readers, providers + 2, "each provider's function, the notifier and the status sync read secrets");
+    assert_eq!(
+        readers,
+        providers + 3,
+        "each provider's function, the notifier, the status sync and the transactions API read secrets"
+    );
     // The status sync reads the secret of every provider of the catalog it can ask, and no other.
     struct Synced(Vec<&'static str>);
     impl provider_catalog::EachProvider for Synced {
@@ -233,6 +241,28 @@ fn each_function_reads_only_its_own_secrets() {
         list
     };
     assert_eq!(sync_reads, sync, "the status sync reads only the providers it can ask");
+    // The transactions API reads the secret of every provider that issues callback tokens,
+    // and no other.
+    struct Issuers(Vec<&'static str>);
+    impl provider_catalog::EachProvider for Issuers {
+        fn provider<P: shared::pipeline::Provider>(&mut self) {
+            if P::CALLBACK_TOKEN {
+                self.0.push(P::SECRET.arn);
+            }
+        }
+    }
+    let mut issuers = Issuers(Vec::new());
+    provider_catalog::for_each(&mut issuers);
+    let mut issuing: Vec<String> = issuers.0.iter().map(|arn| variables[*arn].clone()).collect();
+    issuing.sort();
+    assert!(!issuing.is_empty(), "some provider issues callback tokens");
+    let mut api_reads: Vec<String> = grants()["TransactionsApiFunction"]
+        .iter()
+        .filter(|(a, _)| a.starts_with("secretsmanager:"))
+        .map(|(_, r)| issuing.iter().find(|s| r.contains(s.as_str())).cloned().expect("a provider issuing tokens"))
+        .collect();
+    api_reads.sort();
+    assert_eq!(api_reads, issuing, "the transactions API reads only the secrets of providers issuing tokens");
 }
 
 /// No secret is a stack parameter any more (they are readable in the Lambda console):

@@ -54,8 +54,8 @@ pub mod pipeline {
         REQUEST_TIMEOUT,
     };
     pub use crate::webhook::{
-        check_reference, parse_json, parse_status, reference_format, HintCheck, KnownProvider, Outcome, Provider,
-        Webhook, WritePath,
+        check_reference, parse_json, parse_status, reference_format, CallbackTokens, HintCheck, KnownProvider, Outcome,
+        Provider, Webhook, WritePath,
     };
 }
 

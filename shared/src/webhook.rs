@@ -82,6 +82,17 @@ pub trait Provider: Send + Sync + 'static {
         Ok(None)
     }
 
+    /// Whether its callback URL carries a token per payment ([`Self::callback_token`]),
+    /// which the transactions API's registration answers: for a provider whose webhooks
+    /// carry no signature of their own (Key2Pay).
+    const CALLBACK_TOKEN: bool = false;
+
+    /// The token the merchant puts in the callback URL it gives the provider for the
+    /// payment `reference`, when [`Self::CALLBACK_TOKEN`]; `None` otherwise.
+    fn callback_token(&self, _reference: &str) -> Option<String> {
+        None
+    }
+
     /// What `authenticate` vouches for: the request's content, once its origin is verified.
     type Verified: Send;
 
@@ -495,6 +506,33 @@ pub struct KnownProvider {
 impl KnownProvider {
     pub fn new<P: Provider>() -> Self {
         KnownProvider { name: P::NAME, has_status_api: P::HAS_STATUS_API, check_reference: P::check_reference }
+    }
+}
+
+/// A provider's callback tokens ([`Provider::callback_token`]) as the transactions API
+/// issues them: from its secret's current version, kept current as it rotates.
+pub trait CallbackTokens: Send + Sync + std::fmt::Debug {
+    /// The provider's name.
+    fn provider(&self) -> &'static str;
+    /// The token for the payment `reference` at `now`.
+    fn token<'a>(
+        &'a self,
+        reference: &'a str,
+        now: OffsetDateTime,
+    ) -> futures_util::future::BoxFuture<'a, Option<String>>;
+}
+
+impl<P: Provider> CallbackTokens for crate::secrets::FromSecret<P> {
+    fn provider(&self) -> &'static str {
+        P::NAME
+    }
+
+    fn token<'a>(
+        &'a self,
+        reference: &'a str,
+        now: OffsetDateTime,
+    ) -> futures_util::future::BoxFuture<'a, Option<String>> {
+        Box::pin(async move { self.get(now).await.current.callback_token(reference) })
     }
 }
 

@@ -4,6 +4,7 @@
 
 mod support;
 
+mod attack;
 mod docs;
 mod events;
 mod fuzz;

@@ -175,6 +175,8 @@ impl DevWebhooks {
         let prefix = format!("t{}-", unique_number());
         template.provision_secrets(&h.secrets, &prefix, &env, &mut resources).await.expect("secrets in moto");
         let lambda_env = std::sync::Arc::new(local_pipeline::LambdaEnv::new(env.clone(), &template, &resources));
+        let now = time::OffsetDateTime::now_utc();
+        let tokens = provider_catalog::callback_tokens(lambda_env.clone(), &h.secrets, now).await.expect("tokens");
         DevWebhooks {
             store: h.store.clone(),
             queue: h.queue.clone(),
@@ -182,7 +184,8 @@ impl DevWebhooks {
                 h.store.clone(),
                 Default::default(),
                 provider_catalog::all(),
-            ),
+            )
+            .with_callback_tokens(tokens),
             events: events_api::EventsApi::new(
                 h.store.event_log(std::time::Duration::from_secs(86_400)),
                 h.queue.clone(),
@@ -194,18 +197,37 @@ impl DevWebhooks {
         }
     }
 
+    /// `PUT /transactions/{provider}/{reference}` with an empty registration, through the
+    /// transactions API as the stack configures it: its status and JSON answer.
+    pub async fn register(&self, provider: &str, reference: &str) -> (u16, serde_json::Value) {
+        let request = shared::pipeline::Inbound::new(http::Method::PUT, "{}")
+            .with_header("content-type", "application/json")
+            .with_path_parameter("provider", provider)
+            .with_path_parameter("reference", reference);
+        let response = self.transactions.answer(&request, time::OffsetDateTime::now_utc()).await;
+        let body = serde_json::from_slice(response.body().as_ref()).expect("JSON");
+        (response.status().as_u16(), body)
+    }
+
     /// Runs `events/<file>` through lambda_http's deserializer and the handler of the
     /// provider its folder names, with the clock at the fixture's `requestContext.timeEpoch`;
     /// returns the HTTP status. A webhook that is a hint is queued, then the hint queue is
     /// drained through its consumer, as its trigger would.
     pub async fn run_fixture(&self, file: &str) -> u16 {
         let text = std::fs::read_to_string(root().join("events").join(file)).expect("fixture");
-        let raw: serde_json::Value = serde_json::from_str(&text).expect("JSON");
+        let folder = file.split('/').next().expect("provider dir");
+        self.run_event(folder, &text).await
+    }
+
+    /// Runs an API Gateway event, `text`, as [`Self::run_fixture`] runs a fixture of
+    /// `events/<folder>/`.
+    pub async fn run_event(&self, folder: &str, text: &str) -> u16 {
+        let file = folder;
+        let raw: serde_json::Value = serde_json::from_str(text).expect("JSON");
         let epoch_ms = raw["requestContext"]["timeEpoch"].as_i64().expect("timeEpoch");
         let now = time::OffsetDateTime::from_unix_timestamp(epoch_ms / 1000).expect("time");
         let request =
-            lambda_http::request::from_str(&text).unwrap_or_else(|e| panic!("{file}: not an API Gateway event: {e}"));
-        let folder = file.split('/').next().expect("provider dir");
+            lambda_http::request::from_str(text).unwrap_or_else(|e| panic!("{file}: not an API Gateway event: {e}"));
         if folder == "transactions" {
             return self.transactions.handle(request).await.status().as_u16();
         }

@@ -3,16 +3,18 @@
 //! Key2Pay POSTs a transaction notification to the callback URL the merchant gave with
 //! the payment request: first `action: AUTHORIZATION`, then `action: CAPTURE`, each with
 //! its own `transactionid`; `trackid` is the merchant's reference and the stable key.
-//! No signature scheme is documented, so the callback URL carries a secret `token`
-//! query parameter. The card number arrives masked; we store and log none of it.
+//! No signature scheme is documented, so the callback URL carries a `token` query
+//! parameter of its payment's own ([`callback_token`]), which the transactions API's
+//! registration answers. The card number arrives masked; we store and log none of it.
 
 use http::StatusCode;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use shared::model::{Observation, Status};
-use shared::pipeline::{check_shared_secret, parse_json, parse_status, Inbound, Provider, WebhookError};
-use shared::runtime::config::{ConfigError, Env, Secret};
+use shared::pipeline::{parse_json, parse_status, Inbound, Provider, WebhookError};
+use shared::runtime::config::{ConfigError, Env, Secret, Setting};
 use shared::runtime::SecretSpec;
+use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
 #[cfg(feature = "simulator")]
@@ -108,19 +110,63 @@ impl Key2PayNotification {
     }
 }
 
+/// `KEY2PAY_STATIC_TOKEN_UNTIL` (stack parameter `Key2PayStaticTokenUntil`): until when
+/// the static token (the key itself) is still accepted, for moving an integration over.
+pub const STATIC_TOKEN_UNTIL: Setting = Setting::optional(
+    "KEY2PAY_STATIC_TOKEN_UNTIL",
+    None,
+    "until when (RFC 3339) a callback with the static token KEY2PAY_WEBHOOK_TOKEN is still accepted, for moving an integration over to per-payment tokens; empty: never",
+);
+
 #[derive(Debug, Clone)]
 pub struct Key2Pay {
-    token: Secret,
+    /// The key of the per-payment callback tokens ([`callback_token`]).
+    key: Secret,
+    /// Until when the key itself, the static token of old, is accepted as a token.
+    static_token_until: Option<OffsetDateTime>,
+}
+
+/// The callback token of the payment `trackid`: `hex(HMAC-SHA256(key, trackid))`. One
+/// callback URL seen (in Key2Pay's logs, a proxy's) vouches for that payment only.
+pub fn callback_token(key: &Secret, trackid: &str) -> String {
+    let key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, key.expose().as_bytes());
+    let tag = aws_lc_rs::hmac::sign(&key, trackid.as_bytes());
+    tag.as_ref().iter().fold(String::with_capacity(64), |mut hex, byte| {
+        hex.push(char::from(b"0123456789abcdef"[usize::from(byte >> 4)]));
+        hex.push(char::from(b"0123456789abcdef"[usize::from(byte & 0xF)]));
+        hex
+    })
 }
 
 impl Key2Pay {
-    pub fn new(token: Secret) -> Self {
-        Key2Pay { token }
+    /// Per-payment tokens only.
+    pub fn new(key: Secret) -> Self {
+        Key2Pay { key, static_token_until: None }
     }
 
-    fn verify(&self, request: &Inbound) -> Result<(), WebhookError> {
-        let token = request.query_parameter("token").map(str::as_bytes);
-        check_shared_secret(token, &self.token, "token query parameter missing", "token mismatch")
+    /// Also accepting the static token (the key itself) before `until`.
+    pub fn with_static_token_until(self, until: Option<OffsetDateTime>) -> Self {
+        Key2Pay { static_token_until: until, ..self }
+    }
+
+    /// The request's token is its payment's ([`callback_token`] of its own `trackid`), or
+    /// the static one while [`STATIC_TOKEN_UNTIL`] lasts. Both compared in constant time.
+    fn verify(&self, request: &Inbound, now: OffsetDateTime) -> Result<Key2PayNotification, WebhookError> {
+        let Some(given) = request.query_parameter("token").map(str::as_bytes) else {
+            return Err(WebhookError::Unauthorized { reason: "token query parameter missing" });
+        };
+        let notification: Key2PayNotification = parse_json(&request.body)?;
+        if Secret::new(callback_token(&self.key, &notification.trackid)).matches(given) {
+            return Ok(notification);
+        }
+        if self.static_token_until.is_some_and(|until| now < until) && self.key.matches(given) {
+            tracing::warn!(
+                provider = "key2pay",
+                "callback verified with the static token (KEY2PAY_STATIC_TOKEN_UNTIL)"
+            );
+            return Ok(notification);
+        }
+        Err(WebhookError::Unauthorized { reason: "token mismatch" })
     }
 }
 
@@ -144,16 +190,30 @@ impl Provider for Key2Pay {
         shared::pipeline::reference_format(reference, format, described)
     }
 
-    /// Reads `KEY2PAY_WEBHOOK_TOKEN`.
+    const SETTINGS: &'static [Setting] = &[STATIC_TOKEN_UNTIL];
+
+    /// Reads `KEY2PAY_WEBHOOK_TOKEN` and [`STATIC_TOKEN_UNTIL`].
     fn from_env(env: &impl Env) -> Result<Self, ConfigError> {
-        Ok(Key2Pay::new(env.secret("KEY2PAY_WEBHOOK_TOKEN")?))
+        let until = match env.optional(STATIC_TOKEN_UNTIL.name) {
+            None => None,
+            Some(text) => Some(OffsetDateTime::parse(text.trim(), &Rfc3339).map_err(|error| ConfigError::Invalid {
+                name: STATIC_TOKEN_UNTIL.name,
+                reason: format!("not an RFC 3339 time: {error}"),
+            })?),
+        };
+        Ok(Key2Pay::new(env.secret("KEY2PAY_WEBHOOK_TOKEN")?).with_static_token_until(until))
+    }
+
+    const CALLBACK_TOKEN: bool = true;
+
+    fn callback_token(&self, reference: &str) -> Option<String> {
+        Some(callback_token(&self.key, reference))
     }
 
     type Verified = Key2PayNotification;
 
-    async fn authenticate(&self, request: &Inbound, _now: OffsetDateTime) -> Result<Key2PayNotification, WebhookError> {
-        self.verify(request)?;
-        parse_json(&request.body)
+    async fn authenticate(&self, request: &Inbound, now: OffsetDateTime) -> Result<Key2PayNotification, WebhookError> {
+        self.verify(request, now)
     }
 
     fn normalize(&self, notification: Key2PayNotification) -> Result<Vec<Observation>, WebhookError> {
@@ -187,7 +247,10 @@ impl Provider for Key2Pay {
 mod tests {
     use super::*;
 
-    const TOKEN: &str = "key2pay-unit-test-token";
+    const KEY: &str = "key2pay-unit-test-token";
+    /// `Test001`'s token, as Python's `hmac.new(KEY, b"Test001", "sha256").hexdigest()`
+    /// writes it.
+    const TOKEN: &str = "0cc61a2e4229deb932fcd4836c654b59f25068de63024b0233dff863a608700c";
 
     fn body(action: &str, result: &str, code: &str) -> String {
         format!(
@@ -208,7 +271,7 @@ mod tests {
     }
 
     async fn receive(request: Inbound) -> Result<Vec<Observation>, WebhookError> {
-        Key2Pay::new(Secret::new(TOKEN)).receive(&request, OffsetDateTime::UNIX_EPOCH).await
+        Key2Pay::new(Secret::new(KEY)).receive(&request, OffsetDateTime::UNIX_EPOCH).await
     }
 
     #[tokio::test]
@@ -291,7 +354,9 @@ mod tests {
         let ok = body("CAPTURE", "Successful", r#""0""#);
         let cases = [
             ("missing token", request(None, &ok), 401),
-            ("wrong token", request(Some("key2pay-unit-test-tokem"), &ok), 401),
+            ("wrong token", request(Some(&TOKEN.replace('a', "b")), &ok), 401),
+            ("the static token", request(Some(KEY), &ok), 401),
+            ("another payment's token", request(Some(&callback_token(&Secret::new(KEY), "Test002")), &ok), 401),
             ("malformed", request(Some(TOKEN), "{"), 400),
             ("missing trackid", request(Some(TOKEN), r#"{"action":"CAPTURE","result":"x","responsecode":"0"}"#), 400),
             ("unknown action", request(Some(TOKEN), &body("REFUND", "Successful", r#""0""#)), 422),
@@ -300,5 +365,41 @@ mod tests {
             let error = receive(request).await.expect_err(name);
             assert_eq!(error.status().as_u16(), status, "{name}");
         }
+    }
+
+    #[test]
+    fn a_token_is_its_payments_own() {
+        let key = Secret::new(KEY);
+        assert_eq!(callback_token(&key, "Test001"), TOKEN);
+        assert_ne!(callback_token(&key, "Test002"), TOKEN);
+        assert_ne!(callback_token(&Secret::new("another key"), "Test001"), TOKEN);
+        let provider = Key2Pay::new(key);
+        assert_eq!(Provider::callback_token(&provider, "Test001").as_deref(), Some(TOKEN));
+    }
+
+    /// The static token (the key itself) verifies only while KEY2PAY_STATIC_TOKEN_UNTIL
+    /// lasts; a per-payment token always.
+    #[tokio::test]
+    async fn the_static_token_only_until_its_window_ends() {
+        let until = time::macros::datetime!(2026-12-01 00:00 UTC);
+        let env = [("KEY2PAY_WEBHOOK_TOKEN", KEY), ("KEY2PAY_STATIC_TOKEN_UNTIL", "2026-12-01T00:00:00Z")];
+        let provider = Key2Pay::from_env(&env).expect("config");
+        let ok = body("CAPTURE", "Successful", r#""0""#);
+        let second = time::Duration::SECOND;
+        for (token, at, verified) in [
+            (KEY, until - second, true),
+            (KEY, until, false),
+            (TOKEN, until - second, true),
+            (TOKEN, until + second, true),
+        ] {
+            let result = provider.receive(&request(Some(token), &ok), at).await;
+            assert_eq!(result.is_ok(), verified, "{token} at {at}");
+        }
+        let without = [("KEY2PAY_WEBHOOK_TOKEN", KEY)];
+        let provider = Key2Pay::from_env(&without).expect("config");
+        assert!(provider.receive(&request(Some(KEY), &ok), until - second * 86_400).await.is_err(), "never without it");
+        let bad = [("KEY2PAY_WEBHOOK_TOKEN", KEY), ("KEY2PAY_STATIC_TOKEN_UNTIL", "tomorrow")];
+        let error = Key2Pay::from_env(&bad).expect_err("invalid");
+        assert!(error.to_string().contains("KEY2PAY_STATIC_TOKEN_UNTIL"), "{error}");
     }
 }

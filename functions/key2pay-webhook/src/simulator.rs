@@ -1,5 +1,6 @@
-//! Key2Pay's side, simulated: `POST /webhooks/key2pay?token=...`, a notification per
-//! action (`AUTHORIZATION`, then `CAPTURE`).
+//! Key2Pay's side, simulated: `POST /webhooks/key2pay?token=...` with the payment's own
+//! token ([`crate::callback_token`]), a notification per action (`AUTHORIZATION`, then
+//! `CAPTURE`).
 
 use std::path::Path;
 
@@ -12,11 +13,13 @@ use shared::pipeline::Inbound;
 use shared::runtime::config::Env;
 use time::OffsetDateTime;
 
-use crate::Key2Pay;
+use crate::{callback_token, Key2Pay};
+use shared::runtime::config::Secret;
 
 #[derive(Debug)]
 pub struct Key2PaySimulator {
-    token: String,
+    /// `KEY2PAY_WEBHOOK_TOKEN`: the key of the per-payment tokens.
+    key: Secret,
 }
 
 /// A notification body. `word` is an action, or `CAPTURE_DECLINED` for a failed capture.
@@ -37,6 +40,18 @@ fn body(trackid: &str, transaction: &str, action: &str, result: &str, code: &str
         "message": null, "merchantcode": "INSTAPAYTEST001", "responsedescription": description
     })
     .to_string()
+}
+
+impl Key2PaySimulator {
+    /// `body` posted to its payment's callback URL: with the token of the body's
+    /// `trackid` (of an empty one when it has none).
+    fn post(&self, body: &[u8]) -> Inbound {
+        let trackid = serde_json::from_slice::<serde_json::Value>(body)
+            .ok()
+            .and_then(|value| value.get("trackid").and_then(|t| t.as_str().map(str::to_owned)))
+            .unwrap_or_default();
+        post(Some(&callback_token(&self.key, &trackid)), body)
+    }
 }
 
 /// `body` posted to the callback URL, with `token` in its query when given.
@@ -64,7 +79,7 @@ impl Simulator for Key2PaySimulator {
     const BENCH_FIXTURE: Option<&'static str> = Some("capture");
 
     async fn start(env: &(impl Env + Sync), _root: &Path) -> Result<(Self, Variables), SimulatorError> {
-        Ok((Key2PaySimulator { token: env.required("KEY2PAY_WEBHOOK_TOKEN")? }, Vec::new()))
+        Ok((Key2PaySimulator { key: Secret::new(env.required("KEY2PAY_WEBHOOK_TOKEN")?) }, Vec::new()))
     }
 
     fn status_of(word: &str) -> Status {
@@ -82,12 +97,13 @@ impl Simulator for Key2PaySimulator {
 
     fn webhook(&self, reference: &str, word: &str, now: OffsetDateTime) -> Inbound {
         let transaction = now.unix_timestamp_nanos().to_string();
-        post(Some(&self.token), notification(reference, &transaction, word).as_bytes())
+        self.post(notification(reference, &transaction, word).as_bytes())
     }
 
+    /// A capture with another payment's token.
     fn unverified(&self, reference: &str, now: OffsetDateTime) -> (Inbound, u16) {
         let mut request = self.webhook(reference, "CAPTURE", now);
-        request.query.insert("token".into(), format!("{}x", self.token));
+        request.query.insert("token".into(), callback_token(&self.key, &format!("{reference}x")));
         (request, 401)
     }
 
@@ -96,14 +112,13 @@ impl Simulator for Key2PaySimulator {
     }
 
     fn with_body(&self, body: &[u8], _now: OffsetDateTime) -> Inbound {
-        post(Some(&self.token), body)
+        self.post(body)
     }
 
     fn fixtures(&self, _at: OffsetDateTime) -> Result<Vec<Fixture>, SimulatorError> {
-        let token = Some(self.token.as_str());
         let ok = "Approved or completed available successfully";
         let good = |trackid: &str, transaction: &str, action: &str| {
-            post(token, body(trackid, transaction, action, "Successful", "0", ok).as_bytes())
+            self.post(body(trackid, transaction, action, "Successful", "0", ok).as_bytes())
         };
         let failed = body("k2p-track-3", "1049768", "AUTHORIZATION", "Failed", "51", "Insufficient funds");
         // Code 9: the capture is still being processed (whatever `result` says): not a failure.
@@ -127,11 +142,11 @@ impl Simulator for Key2PaySimulator {
                 "k2p-track-2",
                 Status::Completed,
             ),
-            Fixture::stored("failed", post(token, failed.as_bytes()), 200, "k2p-track-3", Status::Failed),
-            Fixture::stored("processing", post(token, in_flight.as_bytes()), 200, "k2p-track-4", Status::Processing),
+            Fixture::stored("failed", self.post(failed.as_bytes()), 200, "k2p-track-3", Status::Failed),
+            Fixture::stored("processing", self.post(in_flight.as_bytes()), 200, "k2p-track-4", Status::Processing),
             Fixture::stored(
                 "declined-unreadable-amount",
-                post(token, unreadable.as_bytes()),
+                self.post(unreadable.as_bytes()),
                 200,
                 "k2p-track-5",
                 Status::Failed,
@@ -143,8 +158,21 @@ impl Simulator for Key2PaySimulator {
                 401,
             ),
             Fixture::nothing("bad-missing-token", post(None, capture("k2p-track-b2", "2").as_bytes()), 401),
+            // The static token of old (the key itself), refused unless KEY2PAY_STATIC_TOKEN_UNTIL
+            // is set and not yet past.
+            Fixture::nothing(
+                "bad-static-token",
+                post(Some(self.key.expose()), capture("k2p-track-b5", "5").as_bytes()),
+                401,
+            ),
+            // A forged capture with another payment's token.
+            Fixture::nothing(
+                "bad-other-payments-token",
+                post(Some(&callback_token(&self.key, "k2p-track-1")), capture("k2p-track-b6", "6").as_bytes()),
+                401,
+            ),
             Fixture::nothing("bad-unknown-action", good("k2p-track-b3", "3", "REFUND"), 422),
-            Fixture::nothing("bad-malformed-json", post(token, br#"{"trackid": "k2p-track-b4""#), 400),
+            Fixture::nothing("bad-malformed-json", self.post(br#"{"trackid": "k2p-track-b4""#), 400),
         ])
     }
 }

@@ -5,7 +5,9 @@
 //!   webhook: `{"amount"?, "currency"?, "expires_at"?}`. 201 with a new `created`
 //!   record, 200 when it exists (the same registration again, or a record a webhook
 //!   created first, which the registration is attached to), 409 when it was registered
-//!   with a different amount or currency. It never moves a record's status.
+//!   with a different amount or currency. It never moves a record's status. For a
+//!   provider whose callback URL carries a token per payment (Key2Pay), the answer also
+//!   has the payment's `callback_token`.
 //!
 //! A provider it does not know is 404 `not_found` on either route; a reference not in
 //! its provider's format is 400 `invalid_field`. Neither reads or writes anything.
@@ -14,8 +16,10 @@ use http::{Method, StatusCode};
 use lambda_http::{Body, Request, Response};
 use serde::Deserialize;
 use shared::model::{Amount, Registration, RegistrationMatch, SyncPolicy, TransactionRecord, WritePlan};
-use shared::pipeline::{Inbound, KnownProvider};
-use shared::runtime::config::{ConfigError, Env};
+use std::sync::Arc;
+
+use shared::pipeline::{CallbackTokens, Inbound, KnownProvider};
+use shared::runtime::config::{ConfigError, Env, Setting};
 use shared::runtime::error_response;
 use shared::storage::{Registered, TransactionStore};
 use time::OffsetDateTime;
@@ -27,11 +31,30 @@ pub const REGISTER_METHOD: &str = "PUT";
 /// Largest registration body.
 const MAX_BODY_BYTES: usize = 4 * 1024;
 
+/// The variables the function reads besides those of the providers that issue callback
+/// tokens ([`settings`]).
+pub const SETTINGS: [Setting; 2] =
+    [shared::runtime::config::TABLE_NAME, shared::runtime::config::STATUS_SYNC_AFTER_SECONDS];
+
+/// Every variable the function reads: [`SETTINGS`], and for each provider that issues
+/// callback tokens, its secret's ARN and its own settings.
+pub fn settings() -> Vec<Setting> {
+    struct Collect(Vec<Setting>);
+    impl provider_catalog::EachProvider for Collect {
+        fn provider<P: shared::pipeline::Provider>(&mut self) {
+            if P::CALLBACK_TOKEN {
+                self.0.push(Setting::optional(P::SECRET.arn, None, "the ARN of the provider's secret"));
+                self.0.extend_from_slice(P::SETTINGS);
+            }
+        }
+    }
+    let mut collect = Collect(SETTINGS.to_vec());
+    provider_catalog::for_each(&mut collect);
+    collect.0
+}
+
 /// A registration as the merchant sends it. Unknown fields are refused: a misspelt
 /// `amount` must not register a transaction without one.
-/// The variables the function reads.
-pub const SETTINGS: [shared::runtime::config::Setting; 2] =
-    [shared::runtime::config::TABLE_NAME, shared::runtime::config::STATUS_SYNC_AFTER_SECONDS];
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -50,19 +73,29 @@ pub struct TransactionsApi {
     policy: SyncPolicy,
     /// Every provider: its reference format, and whether the status sync asks it.
     providers: Vec<KnownProvider>,
+    /// The providers that issue a callback token per payment, with their secrets.
+    callback_tokens: Vec<Arc<dyn CallbackTokens>>,
 }
 
 impl TransactionsApi {
     pub fn new(store: TransactionStore, policy: SyncPolicy, providers: Vec<KnownProvider>) -> Self {
-        TransactionsApi { store, policy, providers }
+        TransactionsApi { store, policy, providers, callback_tokens: Vec::new() }
     }
 
-    /// Reads [`SETTINGS`] and builds the DynamoDB client from the Lambda environment.
-    pub async fn from_env(env: &impl Env) -> Result<Self, ConfigError> {
+    /// With the callback tokens of `tokens`' providers in their registrations' answers.
+    pub fn with_callback_tokens(self, tokens: Vec<Arc<dyn CallbackTokens>>) -> Self {
+        TransactionsApi { callback_tokens: tokens, ..self }
+    }
+
+    /// Reads [`SETTINGS`] and the secrets of the providers that issue callback tokens, and
+    /// builds the DynamoDB client, from the Lambda environment.
+    pub async fn from_env(env: Arc<dyn Env + Send + Sync>, now: OffsetDateTime) -> Result<Self, ConfigError> {
         let table = env.required(shared::runtime::config::TABLE_NAME.name)?;
-        let policy = shared::runtime::config::sync_policy(env)?;
+        let policy = shared::runtime::config::sync_policy(&env)?;
         let aws = shared::runtime::AwsClients::from_env().await;
-        Ok(TransactionsApi::new(TransactionStore::new(aws.dynamodb, table), policy, provider_catalog::all()))
+        let tokens = provider_catalog::callback_tokens(env, &aws.secrets, now).await?;
+        let store = TransactionStore::new(aws.dynamodb, table);
+        Ok(TransactionsApi::new(store, policy, provider_catalog::all()).with_callback_tokens(tokens))
     }
 
     /// Answers one Lambda request (API Gateway's event).
@@ -102,10 +135,15 @@ impl TransactionsApi {
             Err(rejected) => return rejected.into_response(),
         };
         let plan = WritePlan { policy: self.policy, supported, ..WritePlan::default() };
+        let token = match self.callback_tokens.iter().find(|tokens| tokens.provider() == provider) {
+            Some(tokens) => tokens.token(reference, now).await,
+            None => None,
+        };
+        let answer = |status, record: &TransactionRecord| registered(status, record, token.as_deref());
         match self.store.register(provider, reference, &registration, now, plan).await {
             Ok(Registered::Created(record)) => {
                 tracing::info!(provider, reference, outcome = "created", "transaction registered");
-                json(StatusCode::CREATED, &record)
+                answer(StatusCode::CREATED, &record)
             }
             Ok(Registered::Existing { matched: RegistrationMatch::Different, .. }) => {
                 tracing::warn!(provider, reference, outcome = "conflict", "registration differs from the one stored");
@@ -117,7 +155,7 @@ impl TransactionsApi {
             }
             Ok(Registered::Existing { matched, record }) => {
                 tracing::info!(provider, reference, outcome = ?matched, "registration of an existing transaction");
-                json(StatusCode::OK, &record)
+                answer(StatusCode::OK, &record)
             }
             Err(error) => internal(&error),
         }
@@ -185,7 +223,23 @@ fn parse(request: &Inbound) -> Result<Registration, Rejected> {
     Ok(Registration { amount, currency: body.currency, expires_at: body.expires_at })
 }
 
-fn json(status: StatusCode, record: &TransactionRecord) -> Response<Body> {
+/// A registration's answer: the record, and the payment's `callback_token` when its
+/// provider issues one.
+fn registered(status: StatusCode, record: &TransactionRecord, callback_token: Option<&str>) -> Response<Body> {
+    let Some(token) = callback_token else {
+        return json(status, record);
+    };
+    match serde_json::to_value(record) {
+        Ok(serde_json::Value::Object(mut fields)) => {
+            fields.insert("callback_token".into(), token.into());
+            json(status, &fields)
+        }
+        Ok(_) => internal(&std::io::Error::other("a record is not a JSON object")),
+        Err(error) => internal(&error),
+    }
+}
+
+fn json(status: StatusCode, record: &impl serde::Serialize) -> Response<Body> {
     match serde_json::to_string(record) {
         Ok(json) => {
             let mut response = Response::new(Body::Text(json));
