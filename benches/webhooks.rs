@@ -3,6 +3,8 @@
 //! the conditional update, for every provider of the registry; Pagstar's parsing and
 //! mapping around its API call; and the notifier's serialize + sign.
 //! `cargo bench --bench webhooks`; figures in BENCHMARKS.md.
+// Tests: a panic is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 use std::hint::black_box;
 use std::path::Path;

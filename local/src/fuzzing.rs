@@ -156,10 +156,18 @@ fn bodies(folder: &str) -> Vec<Vec<u8>> {
         .collect()
 }
 
-/// A provider's verify-and-parse entry point: any failure is a 4xx.
+/// A provider's verify-and-parse entry point, then the write of each observation: any
+/// failure is a 4xx, and each observation with a valid reference translates to the
+/// store's conditional write.
 fn receive<P: Provider>(handle: &tokio::runtime::Handle, name: &str, provider: &P, request: &Inbound) {
-    if let Err(error) = handle.block_on(provider.receive(request, now())) {
-        assert!(error.status().is_client_error(), "{name}: {} {error}", error.status());
+    match handle.block_on(provider.receive(request, now())) {
+        Err(error) => assert!(error.status().is_client_error(), "{name}: {} {error}", error.status()),
+        Ok(observations) => {
+            for observation in observations.iter().filter(|o| P::check_reference(&o.reference).is_ok()) {
+                shared::storage::build_update(name, observation, now())
+                    .unwrap_or_else(|e| panic!("{name}: an observation that cannot be written: {e}"));
+            }
+        }
     }
 }
 
@@ -177,19 +185,45 @@ fn notifier_decode(data: &[u8]) {
     }
 }
 
-/// A registration body (`PUT /transactions/{provider}/{reference}`): valid or a 4xx.
+/// A registration body (`PUT /transactions/{provider}/{reference}`), its whole path: a
+/// 4xx, or a registration whose record (its sync schedule included, for a provider with a
+/// status API and one without) translates to the store's write and reads back as written.
 fn registration(data: &[u8]) {
     let request = Inbound::new(http::Method::PUT, data.to_vec()).with_header("content-type", "application/json");
-    if let Some(status) = transactions_api::refused_registration(&request) {
-        assert!(status.is_client_error(), "registration refused with {status}");
+    let registration = match transactions_api::registration(&request, now()) {
+        Ok(registration) => registration,
+        Err(status) => return assert!(status.is_client_error(), "registration refused with {status}"),
+    };
+    for supported in [true, false] {
+        let plan = shared::model::WritePlan { supported, ..Default::default() };
+        let record = shared::storage::registered_record("fuzz", "fuzz-1", &registration, now(), plan)
+            .unwrap_or_else(|e| panic!("an accepted registration cannot be written: {e}"));
+        assert_eq!(
+            (&record.expected_amount, &record.expected_currency),
+            (&registration.amount, &registration.currency)
+        );
+        assert_eq!(record.expires_at, registration.expires_at.map(shared::model::index_time));
+        // The sync indexes compare times as text: every one written is UTC.
+        for at in [record.expires_at, record.next_sync_at, record.sync_at].into_iter().flatten() {
+            assert!(at.offset().is_utc(), "a time written with an offset: {at}");
+        }
+        serde_json::to_string(&record).unwrap_or_else(|e| panic!("the record's JSON: {e}"));
     }
 }
 
-/// The events API's listing parameters (`GET /events?...`): valid or a 4xx.
+/// The events API's listing parameters (`GET /events?...`), through the query they make:
+/// a 4xx, or a query whose key condition DynamoDB takes (a sort-key value is 1 to 1,024
+/// bytes) on a page of 1 to 100.
 fn events_query(data: &[u8]) {
     let request = Inbound::new(http::Method::GET, Vec::new()).with_query_string(&String::from_utf8_lossy(data));
-    if let Some(status) = events_api::refused_listing(&request) {
-        assert!(status.is_client_error(), "listing refused with {status}");
+    let query = match events_api::listing(&request) {
+        Ok(query) => query,
+        Err(status) => return assert!(status.is_client_error(), "listing refused with {status}"),
+    };
+    assert!((1..=100).contains(&query.limit), "limit {}", query.limit);
+    let (from, until) = query.key_range();
+    for value in std::iter::once(&from).chain(until.as_ref()) {
+        assert!((1..=1_024).contains(&value.len()), "a key value of {} bytes", value.len());
     }
 }
 

@@ -100,7 +100,7 @@ pub struct StoredEvent {
 
 impl StoredEvent {
     pub fn id(&self) -> &str {
-        self.event["id"].as_str().unwrap_or_default()
+        self.event.get("id").and_then(serde_json::Value::as_str).unwrap_or_default()
     }
 }
 
@@ -114,6 +114,21 @@ pub struct EventQuery {
     pub limit: usize,
     pub kind: Option<crate::model::EventType>,
     pub delivered: Option<bool>,
+}
+
+impl EventQuery {
+    /// The feed positions the query reads from (exclusive) and, with `until`, up to: the
+    /// values of its key condition on the `EventFeed` index.
+    pub fn key_range(&self) -> (String, Option<String>) {
+        let from = match (&self.after, self.since) {
+            (Some(after), _) => after.clone(),
+            (None, Some(since)) => format!("{:020}", since.unix_timestamp_nanos().max(0)),
+            // Below every position (DynamoDB takes no empty key value).
+            (None, None) => "0".to_owned(),
+        };
+        let until = self.until.map(|t| format!("{:020}", t.unix_timestamp_nanos().max(0)));
+        (from, until)
+    }
 }
 
 /// A page of events, oldest first, and the cursor of the next page, if any.
@@ -292,30 +307,30 @@ impl EventLog {
     /// shard is read in position order and merged: a page holds the `limit` events with
     /// the lowest positions after the cursor, whichever shards hold them.
     pub async fn list(&self, query: &EventQuery) -> Result<EventPage, StoreError> {
-        let from = match (&query.after, query.since) {
-            (Some(after), _) => after.clone(),
-            (None, Some(since)) => format!("{:020}", since.unix_timestamp_nanos().max(0)),
-            // Below every position (DynamoDB takes no empty key value).
-            (None, None) => "0".to_owned(),
-        };
-        let until = query.until.map(|t| format!("{:020}", t.unix_timestamp_nanos().max(0)));
+        let (from, until) = query.key_range();
         let mut shards: Vec<Shard> = feed_values().into_iter().map(Shard::new).collect();
         // Enough per query that a page seldom needs a second round, and never less than 2.
         let per_query = (query.limit / shards.len() + 2).min(1_000);
         let mut events = Vec::new();
         let mut queries = 0;
         while events.len() < query.limit {
-            let lowest = (0..shards.len())
-                .filter_map(|i| shards[i].buffer.front().map(|e| (i, e.position.clone())))
+            let lowest = shards
+                .iter()
+                .enumerate()
+                .filter_map(|(i, shard)| shard.buffer.front().map(|e| (i, e.position.clone())))
                 .min_by(|a, b| a.1.cmp(&b.1));
             // A shard holds up the lowest event in hand only while it may still hold a
             // lower one: not read to its end, nothing in hand, and read to below it.
-            let blocking: Vec<usize> = (0..shards.len())
-                .filter(|i| shards[*i].needs_reading())
-                .filter(|i| lowest.as_ref().is_none_or(|(_, low)| shards[*i].read_to().is_none_or(|r| r < *low)))
+            let blocking: Vec<bool> = shards
+                .iter()
+                .map(|shard| {
+                    shard.needs_reading()
+                        && lowest.as_ref().is_none_or(|(_, low)| shard.read_to().is_none_or(|r| r < *low))
+                })
                 .collect();
-            if blocking.is_empty() {
-                match lowest.and_then(|(i, _)| shards[i].buffer.pop_front()) {
+            let reading = blocking.iter().filter(|b| **b).count();
+            if reading == 0 {
+                match lowest.and_then(|(i, _)| shards.get_mut(i)).and_then(|shard| shard.buffer.pop_front()) {
                     Some(event) => events.push(event),
                     None => break,
                 }
@@ -324,13 +339,18 @@ impl EventLog {
             if queries >= shards.len() + MAX_QUERIES {
                 break;
             }
-            queries += blocking.len();
-            let reads =
-                blocking.iter().map(|i| self.read_shard(&shards[*i], &from, until.as_deref(), query, per_query));
-            let pages = futures_util::future::join_all(reads).await;
-            for (i, page) in blocking.into_iter().zip(pages) {
-                let (items, next) = page?;
-                shards[i].fill(items, next);
+            queries += reading;
+            let reads = shards
+                .iter()
+                .zip(&blocking)
+                .filter(|(_, blocks)| **blocks)
+                .map(|(shard, _)| self.read_shard(shard, &from, until.as_deref(), query, per_query));
+            let mut pages = futures_util::future::join_all(reads).await.into_iter();
+            for (shard, _) in shards.iter_mut().zip(&blocking).filter(|(_, blocks)| **blocks) {
+                if let Some(page) = pages.next() {
+                    let (items, next) = page?;
+                    shard.fill(items, next);
+                }
             }
         }
         let ids: Vec<String> = events.iter().map(|e| e.id().to_owned()).collect();

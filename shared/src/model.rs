@@ -175,24 +175,17 @@ impl Amount {
         for amount in amounts {
             let (int, frac) = amount.0.split_once('.').unwrap_or((&amount.0, ""));
             let digits = format!("{int}{frac}{}", "0".repeat(places - frac.len()));
+            // Digit by digit, then the carry on past the amount's own digits.
+            total.resize(total.len().max(digits.len()), 0);
             let mut carry = 0;
-            for (i, digit) in digits.bytes().rev().map(|b| b - b'0').enumerate() {
-                if i == total.len() {
-                    total.push(0);
-                }
-                let sum = total[i] + digit + carry;
-                total[i] = sum % 10;
+            let mut addends = digits.bytes().rev().map(|b| b - b'0');
+            for place in total.iter_mut() {
+                let sum = *place + addends.next().unwrap_or(0) + carry;
+                *place = sum % 10;
                 carry = sum / 10;
             }
-            let mut i = digits.len();
-            while carry > 0 {
-                if i == total.len() {
-                    total.push(0);
-                }
-                let sum = total[i] + carry;
-                total[i] = sum % 10;
-                carry = sum / 10;
-                i += 1;
+            if carry > 0 {
+                total.push(carry);
             }
         }
         total.resize(total.len().max(places + 1), 0);
@@ -1035,7 +1028,7 @@ impl Change {
 fn schedule_if_none(fields: &mut Vec<(&'static str, Edit, Value)>, step: SyncStep, provider: &str, reference: &str) {
     let start = fields.len();
     schedule(fields, step, provider, reference);
-    for (_, edit, _) in &mut fields[start..] {
+    for (_, edit, _) in fields.iter_mut().skip(start) {
         *edit = Edit::SetIfAbsent;
     }
 }

@@ -139,10 +139,14 @@ impl EventQueue {
         let mut sent = 0;
         let mut rest = events;
         while !rest.is_empty() {
+            // Up to 10 per batch, within SQS's batch size (one alone, whatever its size).
             let mut take = 0;
             let mut bytes = 0;
-            while take < rest.len() && take < 10 && (take == 0 || bytes + rest[take].body.len() <= MAX_BATCH_BYTES) {
-                bytes += rest[take].body.len();
+            for event in rest.iter().take(10) {
+                if take > 0 && bytes + event.body.len() > MAX_BATCH_BYTES {
+                    break;
+                }
+                bytes += event.body.len();
                 take += 1;
             }
             let (batch, remaining) = rest.split_at(take);

@@ -668,6 +668,24 @@ pub fn record_of(item: HashMap<String, AttributeValue>) -> Result<TransactionRec
     decode(item)
 }
 
+/// The record a registration makes where there is none, translated as the store writes
+/// it (every value, its sync schedule included) and decoded back, without sending it: for
+/// the fuzz targets, which check that every registration the API accepts is writable.
+pub fn registered_record(
+    provider: &str,
+    reference: &str,
+    registration: &Registration,
+    now: OffsetDateTime,
+    plan: WritePlan,
+) -> Result<TransactionRecord, StoreError> {
+    let change = Change::register(provider, reference, registration, now, plan);
+    Update::translate(change.clone())?;
+    match apply_change(&HashMap::new(), change)? {
+        Some(item) => decode(item),
+        None => Err(StoreError::Decode(serde::de::Error::custom("a registration applies where there is no record"))),
+    }
+}
+
 /// Builds the conditional update for `observation` without sending it; returns the
 /// update expression and how many values it binds. For benchmarks of the request path.
 pub fn build_update(

@@ -1,6 +1,8 @@
 //! The integration tests: one test binary (one link of the AWS SDK), one module per area,
 //! and `support` for what they share. Storage tests run against DynamoDB Local and the SQS
 //! server that `scripts/test` starts; every test prints how to get them when they are missing.
+// Tests: a panic is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 mod support;
 

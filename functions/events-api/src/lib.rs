@@ -234,11 +234,10 @@ impl EventsApi {
 
 /// A stored event as the queue sends it again: its body, its transaction's group, its id.
 fn to_resend(event: &StoredEvent) -> shared::storage::Resend<'_> {
-    let data = &event.event["data"];
-    let group = shared::model::transaction_key(
-        data["provider"].as_str().unwrap_or_default(),
-        data["reference"].as_str().unwrap_or_default(),
-    );
+    let field = |name: &str| {
+        event.event.get("data").and_then(|data| data.get(name)).and_then(serde_json::Value::as_str).unwrap_or_default()
+    };
+    let group = shared::model::transaction_key(field("provider"), field("reference"));
     shared::storage::Resend { body: &event.body, group, event_id: event.id() }
 }
 
@@ -259,10 +258,10 @@ fn is_event_id(id: &str) -> bool {
     id.strip_prefix("evt_").is_some_and(|hex| hex.len() == 32 && hex.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
-/// The status a listing's parameters are refused with, or None when they are valid (for
-/// the fuzz targets: every refusal must be a 4xx).
-pub fn refused_listing(request: &Inbound) -> Option<StatusCode> {
-    list_query(request).err().map(|refusal| refusal.status)
+/// The query a listing's parameters make, or the status they are refused with (for the
+/// fuzz targets: every refusal must be a 4xx, and every query one DynamoDB takes).
+pub fn listing(request: &Inbound) -> Result<EventQuery, StatusCode> {
+    list_query(request).map_err(|refusal| refusal.status)
 }
 
 /// The listing's parameters, each checked.

@@ -296,7 +296,7 @@ impl Notifier {
             if disposition == Disposition::Delete {
                 continue;
             }
-            let held = &group[index..];
+            let held = group.get(index..).unwrap_or_default();
             if let Disposition::RetryAfter(delay) = disposition {
                 self.delay(held, delay).await;
             }
@@ -536,8 +536,9 @@ impl Notifier {
         match retry_after {
             Some(after) => after.clamp(RETRY_AFTER_MIN, RETRY_AFTER_MAX),
             None => {
-                let index = receive_count.saturating_sub(1).min(self.backoff.len() - 1);
-                let base = self.backoff[index];
+                // Past the last rung, the last; no rungs at all is no delay of ours.
+                let rung = self.backoff.get(receive_count.saturating_sub(1)).or(self.backoff.last());
+                let base = rung.copied().unwrap_or_default();
                 base + jitter(base / 5, event_id, receive_count)
             }
         }
@@ -681,7 +682,8 @@ async fn first_bytes(mut response: reqwest::Response) -> Option<String> {
         }
     };
     let _ = tokio::time::timeout(Duration::from_secs(1), read).await;
-    let mut text = String::from_utf8_lossy(&bytes[..bytes.len().min(MAX_RESPONSE_BYTES)]).into_owned();
+    bytes.truncate(MAX_RESPONSE_BYTES);
+    let mut text = String::from_utf8_lossy(&bytes).into_owned();
     while text.len() > MAX_RESPONSE_BYTES {
         text.pop();
     }

@@ -507,6 +507,22 @@ mod tests {
         // The token endpoint's expectations (one each) are checked when the server drops.
     }
 
+    /// A token's lifetime is Pagstar's to say, within a day: the largest `expires_in` JSON
+    /// can carry neither overflows the clock nor keeps a token for ever.
+    #[tokio::test]
+    async fn a_huge_token_lifetime_is_clamped() {
+        let server = MockServer::start().await;
+        let token = ResponseTemplate::new(200)
+            .set_body_json(serde_json::json!({"access_token": "t", "token_type": "Bearer", "expires_in": u64::MAX}));
+        Mock::given(method("POST")).and(path("/oauth/token")).respond_with(token).expect(1).mount(&server).await;
+        Mock::given(method("GET")).respond_with(cob(TXID, "CONCLUIDA")).expect(2).mount(&server).await;
+        let pagstar = pagstar(&server);
+        for _ in 0..2 {
+            let observations = receive(&pagstar, &pix(TXID)).await.expect("answered");
+            assert_eq!(observations[0].status, Status::Completed);
+        }
+    }
+
     #[tokio::test]
     async fn a_second_401_is_an_upstream_failure_not_a_loop() {
         let server = MockServer::start().await;

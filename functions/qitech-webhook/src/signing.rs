@@ -56,8 +56,9 @@ impl QiTechSigner {
         public_key.verify_sig(signing_input.as_bytes(), &URL_SAFE_NO_PAD.decode(signature).ok()?).ok()?;
         let claims = URL_SAFE_NO_PAD.decode(signing_input.split_once('.')?.1).ok()?;
         let mut claims: serde_json::Value = serde_json::from_slice(&claims).ok()?;
-        let signed_at = OffsetDateTime::parse(claims["timestamp"].as_str()?, &Rfc3339).ok()?;
-        claims["timestamp"] = serde_json::Value::String((signed_at + shift).format(&Rfc3339).ok()?);
+        let timestamp = claims.get_mut("timestamp")?;
+        let signed_at = OffsetDateTime::parse(timestamp.as_str()?, &Rfc3339).ok()?;
+        *timestamp = serde_json::Value::String((signed_at + shift).format(&Rfc3339).ok()?);
         Some(self.sign_claims(&claims))
     }
 

@@ -1,6 +1,8 @@
 //! QI Tech's side, simulated: `POST /webhooks/qitech`, signed with the TEST-ONLY key in
 //! `dev-keys/qitech-dev-private.pem` (its public half is `QITECH_PUBLIC_KEY` in
 //! local.env.example), with the `API-CLIENT-KEY` header.
+// Test tooling behind the `simulator` feature, never on Lambda: a panic fails a test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 use std::path::Path;
 

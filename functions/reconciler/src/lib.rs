@@ -159,8 +159,9 @@ impl Reconciler {
         }
         let mut results: Vec<Result<(), shared::storage::QueueError>> = records.iter().map(|_| Ok(())).collect();
         for (owner, result) in owners.into_iter().zip(self.queue.send_batch(&events).await) {
-            if let (Err(error), Some(Ok(()))) = (result, results.get(owner)) {
-                results[owner] = Err(error);
+            // A record's first failure is its result.
+            if let (Err(error), Some(slot @ Ok(()))) = (result, results.get_mut(owner)) {
+                *slot = Err(error);
             }
         }
         for (record, result) in records.into_iter().zip(results) {

@@ -31,6 +31,11 @@ pub const REGISTER_METHOD: &str = "PUT";
 /// Largest registration body.
 const MAX_BODY_BYTES: usize = 4 * 1024;
 
+/// How far from the request's time a registration's `expires_at` may be, before or after:
+/// a payment that expires more than a year away is a mistake, and a time far enough away
+/// has no UTC form the store can write.
+pub const EXPIRES_AT_RANGE: time::Duration = time::Duration::days(366);
+
 /// The variables the function reads besides those of the providers that issue callback
 /// tokens ([`settings`]).
 pub const SETTINGS: [Setting; 2] =
@@ -130,7 +135,7 @@ impl TransactionsApi {
         now: OffsetDateTime,
     ) -> Response<Body> {
         let (provider, supported) = (known.name, known.has_status_api);
-        let registration = match parse(request) {
+        let registration = match parse(request, now) {
             Ok(registration) => registration,
             Err(rejected) => return rejected.into_response(),
         };
@@ -184,14 +189,14 @@ impl Rejected {
     }
 }
 
-/// The status a registration request is refused with, or None when its body is a valid
-/// registration (for the fuzz targets: every refusal must be a 4xx).
-pub fn refused_registration(request: &Inbound) -> Option<StatusCode> {
-    parse(request).err().map(|rejected| rejected.status)
+/// The registration in a request's body at `now`, or the status it is refused with (for
+/// the fuzz targets: every refusal must be a 4xx, and every registration writable).
+pub fn registration(request: &Inbound, now: OffsetDateTime) -> Result<Registration, StatusCode> {
+    parse(request, now).map_err(|rejected| rejected.status)
 }
 
 /// The registration in the body, or why it is refused.
-fn parse(request: &Inbound) -> Result<Registration, Rejected> {
+fn parse(request: &Inbound, now: OffsetDateTime) -> Result<Registration, Rejected> {
     if request.body.len() > MAX_BODY_BYTES {
         return Err(Rejected::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "request body is too large"));
     }
@@ -218,6 +223,11 @@ fn parse(request: &Inbound) -> Result<Registration, Rejected> {
     if let Some(currency) = &body.currency {
         if currency.len() != 3 || !currency.bytes().all(|b| b.is_ascii_uppercase()) {
             return Err(Rejected::invalid("currency", "must be an ISO 4217 code: three capital letters"));
+        }
+    }
+    if let Some(expires_at) = body.expires_at {
+        if (expires_at - now).abs() > EXPIRES_AT_RANGE {
+            return Err(Rejected::invalid("expires_at", "must be within 366 days of now, before or after"));
         }
     }
     Ok(Registration { amount, currency: body.currency, expires_at: body.expires_at })
@@ -266,6 +276,12 @@ mod tests {
         Inbound::new(Method::PUT, body).with_header("content-type", "application/json")
     }
 
+    const NOW: OffsetDateTime = time::macros::datetime!(2026-11-24 00:00 UTC);
+
+    fn parse_now(request: &Inbound) -> Result<Registration, Rejected> {
+        parse(request, NOW)
+    }
+
     fn code(rejected: Rejected) -> (u16, String) {
         let response = rejected.into_response();
         let body: serde_json::Value = serde_json::from_slice(response.body().as_ref()).expect("JSON");
@@ -274,13 +290,17 @@ mod tests {
 
     #[test]
     fn registration_bodies() {
-        let ok = parse(&put(r#"{"amount":"10.00","currency":"AZN","expires_at":"2026-11-24T10:00:00+04:00"}"#))
+        let ok = parse_now(&put(r#"{"amount":"10.00","currency":"AZN","expires_at":"2026-11-24T10:00:00+04:00"}"#))
             .expect("valid");
         assert_eq!(ok.amount.as_ref().map(Amount::as_str), Some("10.00"));
         assert_eq!(ok.currency.as_deref(), Some("AZN"));
         assert_eq!(ok.expires_at, Some(time::macros::datetime!(2026-11-24 06:00 UTC)));
-        assert_eq!(parse(&put("")).expect("empty"), Registration::default());
-        assert_eq!(parse(&put("{}")).expect("nothing"), Registration::default());
+        assert_eq!(parse_now(&put("")).expect("empty"), Registration::default());
+        for edge in ["2027-11-25T00:00:00Z", "2025-11-23T00:00:00Z"] {
+            let body = format!(r#"{{"expires_at":"{edge}"}}"#);
+            assert!(parse_now(&put(&body)).is_ok(), "{edge}: within 366 days");
+        }
+        assert_eq!(parse_now(&put("{}")).expect("nothing"), Registration::default());
         let cases = [
             (r#"{"amount":10.00}"#, (400, "malformed_json")),
             (r#"{"amount":"-1"}"#, (400, "invalid_field")),
@@ -288,14 +308,18 @@ mod tests {
             (r#"{"currency":"AZNX"}"#, (400, "invalid_field")),
             (r#"{"expires_at":"tomorrow"}"#, (400, "malformed_json")),
             (r#"{"ammount":"10.00"}"#, (400, "malformed_json")),
+            // A year and a day either way at most; a time with no UTC form is far outside.
+            (r#"{"expires_at":"9999-12-31T23:59:59-01:00"}"#, (400, "invalid_field")),
+            (r#"{"expires_at":"2027-11-26T00:00:00Z"}"#, (400, "invalid_field")),
+            (r#"{"expires_at":"2025-11-22T00:00:00Z"}"#, (400, "invalid_field")),
             (r#"["x"]"#, (400, "malformed_json")),
         ];
         for (body, expected) in cases {
-            let (status, code) = code(parse(&put(body)).expect_err(body));
+            let (status, code) = code(parse_now(&put(body)).expect_err(body));
             assert_eq!((status, code.as_str()), expected, "{body}");
         }
         let text = Inbound::new(Method::PUT, "{}").with_header("content-type", "text/plain");
-        assert_eq!(code(parse(&text).expect_err("text")).0, 415);
-        assert_eq!(code(parse(&put(&" ".repeat(MAX_BODY_BYTES + 1))).expect_err("big")).0, 413);
+        assert_eq!(code(parse_now(&text).expect_err("text")).0, 415);
+        assert_eq!(code(parse_now(&put(&" ".repeat(MAX_BODY_BYTES + 1))).expect_err("big")).0, 413);
     }
 }

@@ -19,8 +19,9 @@ pub const SYNC_SHARDS: u16 = 64;
 
 /// Which of `shards` the item keyed `key` belongs to: the same key, the same shard.
 pub fn shard(key: &str, shards: u16) -> u16 {
-    let digest = Sha256::digest(key.as_bytes());
-    u16::from_be_bytes([digest[0], digest[1]]) % shards.max(1)
+    let digest: [u8; 32] = Sha256::digest(key.as_bytes()).into();
+    let [first, second, ..] = digest;
+    u16::from_be_bytes([first, second]) % shards.max(1)
 }
 
 /// `{prefix}#{shard:02}` for `key`.

@@ -128,7 +128,7 @@ impl SyncPolicy {
             return SyncStep::Retry { state: SyncState::Unsupported, at: index_time(give_up_at), attempts: 0 };
         }
         let attempts = record.sync_attempts.saturating_add(1);
-        let rung = LADDER[(attempts as usize).min(LADDER.len() - 1)];
+        let rung = LADDER.get(usize::try_from(attempts).unwrap_or(usize::MAX)).or(LADDER.last()).copied().unwrap_or(1);
         let at = bounded_by_expiry(now, (now + self.after * rung).min(give_up_at), record.expires_at);
         SyncStep::Retry { state: SyncState::Scheduled, at: index_time(at.min(give_up_at)), attempts }
     }
