@@ -353,3 +353,53 @@ fn every_function_environment_stays_under_2_kb_with_the_longest_values() {
         assert!(*size < 2048, "{id}: its environment may reach {size} bytes");
     }
 }
+
+/// IAM by default: the HTTP API's default authorizer is IAM, and the only routes open
+/// (`Authorizer: NONE`) are the providers' webhooks, exactly as the catalog declares them.
+/// A route added without a word is IAM-authorized; one opened by mistake fails here.
+#[test]
+fn only_the_webhook_routes_are_open_and_every_other_route_takes_iam() {
+    let template = template();
+    let resources = template["Resources"].as_mapping().expect("Resources");
+    let mut apis = 0;
+    for (id, resource) in resources {
+        if resource["Type"].as_str() == Some("AWS::Serverless::HttpApi") {
+            apis += 1;
+            let auth = &resource["Properties"]["Auth"];
+            assert_eq!(auth["DefaultAuthorizer"].as_str(), Some("AWS_IAM"), "{id:?}: IAM by default");
+            assert_eq!(auth["EnableIamAuthorizer"].as_bool(), Some(true), "{id:?}");
+        }
+    }
+    assert_eq!(apis, 1, "one HTTP API");
+    struct Webhooks(Vec<String>);
+    impl provider_catalog::EachProvider for Webhooks {
+        fn provider<P: shared::pipeline::Provider>(&mut self) {
+            for path in std::iter::once(P::PATH).chain(P::ALSO_AT.iter().copied()) {
+                self.0.push(format!("{} {path}", P::METHOD));
+            }
+        }
+    }
+    let mut webhooks = Webhooks(Vec::new());
+    provider_catalog::for_each(&mut webhooks);
+    webhooks.0.sort();
+    let (mut open, mut iam) = (Vec::new(), 0);
+    for (id, resource) in resources {
+        let events = resource["Properties"]["Events"].as_mapping().into_iter().flatten();
+        for (_, event) in events.filter(|(_, event)| event["Type"].as_str() == Some("HttpApi")) {
+            let properties = &event["Properties"];
+            let route = format!(
+                "{} {}",
+                properties["Method"].as_str().expect("Method").to_uppercase(),
+                properties["Path"].as_str().expect("Path")
+            );
+            match properties["Auth"]["Authorizer"].as_str() {
+                Some("NONE") => open.push(route),
+                None | Some("AWS_IAM") => iam += 1,
+                Some(other) => panic!("{id:?} {route}: authorizer {other}"),
+            }
+        }
+    }
+    open.sort();
+    assert_eq!(open, webhooks.0, "the open routes are the providers' webhooks");
+    assert!(iam >= 7, "the transactions and events APIs' routes: {iam}");
+}

@@ -112,6 +112,34 @@ pub(crate) fn log_error(provider: &str, error: &WebhookError) {
     }
 }
 
+/// Whether API Gateway verified the IAM identity of `request` (its
+/// `requestContext.authorizer.iam`): the routes the template puts behind IAM refuse a
+/// request without one ([`refuse_without_iam`]), so that a route opened by mistake stays
+/// shut.
+fn has_iam_identity(request: &Request) -> bool {
+    use lambda_http::request::RequestContext;
+    use lambda_http::RequestExt;
+    match request.request_context_ref() {
+        Some(RequestContext::ApiGatewayV2(context)) => context
+            .authorizer
+            .as_ref()
+            .and_then(|authorizer| authorizer.iam.as_ref())
+            .is_some_and(|iam| iam.user_arn.is_some() || iam.caller_id.is_some() || iam.account_id.is_some()),
+        // Only the HTTP API (payload 2.0) routes to these functions.
+        Some(_) | None => false,
+    }
+}
+
+/// For a Lambda handler of an IAM-authorized route: 403 `forbidden` when API Gateway
+/// verified no IAM identity for `request`, `None` otherwise.
+pub fn refuse_without_iam(request: &Request) -> Option<Response<Body>> {
+    if has_iam_identity(request) {
+        return None;
+    }
+    tracing::warn!("a request with no IAM identity reached an IAM-authorized route: refused");
+    Some(error_response(StatusCode::FORBIDDEN, "forbidden", "this route takes a request signed by an IAM identity"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

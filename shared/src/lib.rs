@@ -67,7 +67,7 @@ pub mod runtime {
     pub mod config {
         pub use crate::config::*;
     }
-    pub use crate::edge::error_response;
+    pub use crate::edge::{error_response, refuse_without_iam};
     pub use crate::lambda::{init_tracing, or_exit, serve, serve_hints, Error};
     /// CloudWatch metrics, written as embedded-metric log lines.
     pub mod metrics {

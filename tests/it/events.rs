@@ -35,6 +35,9 @@ async fn expectations() -> BTreeMap<String, Expectation> {
     // The events API (writes nothing): the undelivered events, and an unknown id.
     all.insert("events/list-undelivered.json".into(), (200, None, None, &[]));
     all.insert("events/get-unknown.json".into(), (404, None, None, &[]));
+    // The same with no IAM identity in the request context: refused by the function.
+    all.insert("transactions/bad-get-unsigned.json".into(), (403, None, None, &[]));
+    all.insert("events/bad-list-unsigned.json".into(), (403, None, None, &[]));
     all
 }
 

@@ -219,11 +219,26 @@ async fn the_status_api_answers_200_with_the_record_or_404() {
     azqr(&h, &rrn, "read", OffsetDateTime::now_utc()).await;
     azqr(&h, &rrn, "completed", OffsetDateTime::now_utc()).await;
     let api = TransactionsApi::new(h.store.clone(), Default::default(), provider_catalog::all());
-    let get = |provider: &str, reference: &str| {
+    let unsigned = |provider: &str, reference: &str| {
         http::Request::builder().method("GET").body(Body::Empty).expect("request").with_path_parameters(HashMap::from(
             [("provider".to_owned(), provider.to_owned()), ("reference".to_owned(), reference.to_owned())],
         ))
     };
+    // As API Gateway's IAM authorizer passes it on: who signed the request.
+    let get = |provider: &str, reference: &str| {
+        let mut iam = lambda_http::aws_lambda_events::apigw::ApiGatewayRequestAuthorizerIamDescription::default();
+        iam.user_arn = Some("arn:aws:iam::123456789012:user/operator".into());
+        let mut authorizer = lambda_http::aws_lambda_events::apigw::ApiGatewayRequestAuthorizer::default();
+        authorizer.iam = Some(iam);
+        let mut context = lambda_http::aws_lambda_events::apigw::ApiGatewayV2httpRequestContext::default();
+        context.authorizer = Some(authorizer);
+        unsigned(provider, reference).with_request_context(lambda_http::request::RequestContext::ApiGatewayV2(context))
+    };
+
+    let refused = api.handle(unsigned("azqr", &rrn)).await;
+    assert_eq!(refused.status().as_u16(), 403, "no IAM identity in the request context");
+    let body: serde_json::Value = serde_json::from_slice(refused.body().as_ref()).expect("JSON");
+    assert_eq!(body["error"]["code"], "forbidden");
 
     let response = api.handle(get("azqr", &rrn)).await;
     assert_eq!(response.status().as_u16(), 200);

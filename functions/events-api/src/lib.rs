@@ -118,8 +118,12 @@ impl EventsApi {
         Ok(EventsApi::new(store.event_log(retention), EventQueue::new(aws.sqs, storage.queue_url)))
     }
 
-    /// Answers one Lambda request (API Gateway's event).
+    /// Answers one Lambda request (API Gateway's event); one with no IAM identity is 403
+    /// `forbidden`, whatever the route's configuration.
     pub async fn handle(&self, request: Request) -> Response<Body> {
+        if let Some(refused) = shared::runtime::refuse_without_iam(&request) {
+            return refused;
+        }
         let route = Route::matching(request.method(), request.uri().path());
         let inbound = Inbound::from_lambda(request);
         match route {

@@ -103,8 +103,12 @@ impl TransactionsApi {
         Ok(TransactionsApi::new(store, policy, provider_catalog::all()).with_callback_tokens(tokens))
     }
 
-    /// Answers one Lambda request (API Gateway's event).
+    /// Answers one Lambda request (API Gateway's event); one with no IAM identity is 403
+    /// `forbidden`, whatever the route's configuration.
     pub async fn handle(&self, request: Request) -> Response<Body> {
+        if let Some(refused) = shared::runtime::refuse_without_iam(&request) {
+            return refused;
+        }
         self.answer(&Inbound::from_lambda(request), OffsetDateTime::now_utc()).await
     }
 

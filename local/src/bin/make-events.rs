@@ -6,7 +6,8 @@
 use std::path::Path;
 
 use lambda_http::aws_lambda_events::apigw::{
-    ApiGatewayV2httpRequest, ApiGatewayV2httpRequestContext, ApiGatewayV2httpRequestContextHttpDescription,
+    ApiGatewayRequestAuthorizer, ApiGatewayRequestAuthorizerIamDescription, ApiGatewayV2httpRequest,
+    ApiGatewayV2httpRequestContext, ApiGatewayV2httpRequestContextHttpDescription,
 };
 use local_pipeline::{registry, DevEnv};
 use serde_json::Value;
@@ -25,9 +26,37 @@ const FIXTURE_TIME: OffsetDateTime = datetime!(2026-11-22 10:00:00 UTC);
 const AUTHORIZER_V1_ONLY: [&str; 6] =
     ["type", "methodArn", "httpMethod", "identitySource", "authorizationToken", "resource"];
 
+/// Who signed a request to an IAM-authorized route, as API Gateway's IAM authorizer tells
+/// the function (`requestContext.authorizer.iam`).
+fn iam_caller() -> ApiGatewayRequestAuthorizer {
+    let mut iam = ApiGatewayRequestAuthorizerIamDescription::default();
+    iam.account_id = Some("123456789012".into());
+    iam.caller_id = Some("AIDAEXAMPLEOPERATOR01".into());
+    iam.user_arn = Some("arn:aws:iam::123456789012:user/operator".into());
+    iam.user_id = Some("AIDAEXAMPLEOPERATOR01".into());
+    let mut authorizer = ApiGatewayRequestAuthorizer::default();
+    authorizer.iam = Some(iam);
+    authorizer
+}
+
 /// The API Gateway HTTP API (payload 2.0) event of `request` to the route `method route`,
 /// as `aws_lambda_events` types it.
 fn event_of(method: &str, route: &str, request: &Inbound) -> Result<Value, Error> {
+    event_signed_by(method, route, request, None)
+}
+
+/// As [`event_of`], to an IAM-authorized route: signed by [`iam_caller`].
+fn iam_event_of(method: &str, route: &str, request: &Inbound) -> Result<Value, Error> {
+    event_signed_by(method, route, request, Some(iam_caller()))
+}
+
+/// As [`event_of`], with `authorizer` in its request context.
+fn event_signed_by(
+    method: &str,
+    route: &str,
+    request: &Inbound,
+    authorizer: Option<ApiGatewayRequestAuthorizer>,
+) -> Result<Value, Error> {
     let path = local_pipeline::registry::fill(route, request);
     let mut query: Vec<(&String, &String)> = request.query.iter().collect();
     query.sort();
@@ -51,6 +80,7 @@ fn event_of(method: &str, route: &str, request: &Inbound) -> Result<Value, Error
     context.time = Some("22/Nov/2026:10:00:00 +0000".into());
     context.time_epoch = FIXTURE_TIME.unix_timestamp() * 1000;
     context.http = http;
+    context.authorizer = authorizer;
 
     let mut event = ApiGatewayV2httpRequest::default();
     event.version = Some("2.0".into());
@@ -77,11 +107,14 @@ fn event_of(method: &str, route: &str, request: &Inbound) -> Result<Value, Error
 /// The transactions API: the AZQR fixture's completed transaction, one that does not
 /// exist, and a registration attached to the completed one.
 fn transactions() -> Result<Vec<(&'static str, Value)>, Error> {
-    let get = |reference: &str| {
-        let request = Inbound::new(http::Method::GET, "")
+    let get_request = |reference: &str| {
+        Inbound::new(http::Method::GET, "")
             .with_path_parameter("provider", "azqr")
-            .with_path_parameter("reference", reference);
-        event_of(transactions_api::METHOD, transactions_api::PATH, &request)
+            .with_path_parameter("reference", reference)
+    };
+    let get = |reference: &str| {
+        let request = get_request(reference);
+        iam_event_of(transactions_api::METHOD, transactions_api::PATH, &request)
     };
     let register = Inbound::new(http::Method::PUT, r#"{"amount":"10.00","currency":"AZN"}"#)
         .with_header("content-type", "application/json")
@@ -90,7 +123,9 @@ fn transactions() -> Result<Vec<(&'static str, Value)>, Error> {
     Ok(vec![
         ("get-completed", get("100000000006")?),
         ("get-unknown", get("999999999999")?),
-        ("register-completed", event_of(transactions_api::REGISTER_METHOD, transactions_api::PATH, &register)?),
+        ("register-completed", iam_event_of(transactions_api::REGISTER_METHOD, transactions_api::PATH, &register)?),
+        // The same read with no IAM identity (the route opened by mistake): refused.
+        ("bad-get-unsigned", event_of(transactions_api::METHOD, transactions_api::PATH, &get_request("100000000006"))?),
     ])
 }
 
@@ -99,8 +134,9 @@ fn events() -> Result<Vec<(&'static str, Value)>, Error> {
     let list = Inbound::new(http::Method::GET, "").with_query("delivered", "false").with_query("limit", "10");
     let unknown = Inbound::new(http::Method::GET, "").with_path_parameter("id", "evt_00000000000000000000000000000000");
     Ok(vec![
-        ("list-undelivered", event_of("GET", "/events", &list)?),
-        ("get-unknown", event_of("GET", "/events/{id}", &unknown)?),
+        ("list-undelivered", iam_event_of("GET", "/events", &list)?),
+        ("get-unknown", iam_event_of("GET", "/events/{id}", &unknown)?),
+        ("bad-list-unsigned", event_of("GET", "/events", &list)?),
     ])
 }
 
