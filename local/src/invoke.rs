@@ -102,6 +102,8 @@ impl Function {
         let memory = self.memory_mb.to_string();
         let lambda = [
             ("AWS_LAMBDA_FUNCTION_NAME", self.logical_id.as_str()),
+            // The emulator runs with the development secrets; on AWS they are refused.
+            ("ALLOW_DEVELOPMENT_SECRETS", "true"),
             ("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST"),
             ("AWS_LAMBDA_FUNCTION_TIMEOUT", timeout.as_str()),
             ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", memory.as_str()),

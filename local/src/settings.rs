@@ -13,7 +13,7 @@ pub const STATUS_SYNC_INTERVAL: Setting =
     Setting::positive("STATUS_SYNC_INTERVAL_SECONDS", 30, "how often the run command runs the status sync");
 
 /// The variables the run command, the scripts and the tests read (besides each function's).
-pub const LOCAL: [Setting; 14] = [
+pub const LOCAL: [Setting; 15] = [
     Setting::optional("PORT", Some("3000"), "the run command's HTTP port"),
     Setting::optional("RUST_LOG", Some("info"), "the run command's log filter"),
     Setting::required("DYNAMODB_ENDPOINT", "DynamoDB Local's endpoint (set by the scripts)"),
@@ -28,6 +28,11 @@ pub const LOCAL: [Setting; 14] = [
     timing::RECONCILER_INTERVAL,
     timing::RECONCILER_REPEAT,
     timing::QUEUE_VISIBILITY,
+    Setting::optional(
+        "ALLOW_DEVELOPMENT_SECRETS",
+        None,
+        "true lets a function under the Lambda emulator start with the development secrets",
+    ),
 ];
 
 /// The settings of the function template.yaml builds from `binary`, or `None` for a

@@ -19,6 +19,9 @@ pub enum ConfigError {
     SecretKeyMissing { arn: &'static str, key: &'static str },
     #[error("missing environment variable {arn} (or, for development only, {key})")]
     SecretMissing { arn: &'static str, key: &'static str },
+    /// On Lambda, a secret holding a development value (`local.env.example`, `dev-keys/`).
+    #[error("the secret {arn} names holds a development value in {key} (from local.env.example or dev-keys/, public and worthless): put the real one with `aws secretsmanager put-secret-value` (see docs/configuration.md, Secrets)")]
+    DevelopmentSecret { arn: &'static str, key: &'static str },
 }
 
 /// Where configuration comes from: the process environment in production, a map in tests.

@@ -15,12 +15,19 @@
 //!
 //! Without an ARN the plain variables are read (a development fallback, logged as such);
 //! setting both for one secret is a start-up error naming both.
+//!
+//! On Lambda a function refuses to start with a development secret (a value of
+//! `local.env.example` or a key of `dev-keys/`), naming the secret and the key, never the
+//! value; a rotation to one is refused as a failed read is. A secret's JSON may say
+//! `"revoke_previous": true`: its previous version is then not accepted at all, whatever
+//! the grace window (a leaked value, revoked at once).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use aws_sdk_secretsmanager::error::DisplayErrorContext;
+use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
 use crate::config::{ConfigError, Env};
@@ -30,6 +37,38 @@ pub(crate) const CACHE_TTL: Duration = Duration::from_secs(5 * 60);
 /// The least time between two reads of a secret (an early one after a failed
 /// verification, or a retry after a failed read).
 pub(crate) const EARLY_REFRESH_EVERY: Duration = Duration::from_secs(60);
+
+// DEVELOPMENT_DIGESTS, written by build.rs.
+include!(concat!(env!("OUT_DIR"), "/development_secrets.rs"));
+
+/// The key of a secret's JSON that ends its previous version's grace window at once.
+const REVOKE_PREVIOUS: &str = "revoke_previous";
+
+/// Lets a function under the Lambda emulator (`scripts/invoke`, the tests) start with the
+/// development secrets; never set on AWS (template.yaml sets it on no function).
+pub(crate) const ALLOW_DEVELOPMENT_SECRETS: &str = "ALLOW_DEVELOPMENT_SECRETS";
+
+/// Whether `base` is a function on Lambda that must refuse the development secrets.
+fn refuses_development_secrets(base: &(dyn Env + Send + Sync)) -> bool {
+    base.var("AWS_LAMBDA_FUNCTION_NAME").is_some() && base.var(ALLOW_DEVELOPMENT_SECRETS).as_deref() != Some("true")
+}
+
+/// Whether `value` is a development secret: it says it is none (`not-a-secret`), or it,
+/// or one of its whitespace-separated parts (the notify secret's list), is a value of
+/// `local.env.example` or a file of `dev-keys/` (compared as build.rs normalizes them).
+fn is_development_secret(value: &str) -> bool {
+    if value.to_ascii_lowercase().contains("not-a-secret") {
+        return true;
+    }
+    let normalized = |text: &str| -> String {
+        text.replace("\\n", "").chars().filter(|c| !c.is_whitespace() && *c != '"' && *c != '\'').collect()
+    };
+    let known = |text: &str| {
+        let digest: [u8; 32] = Sha256::digest(normalized(text).as_bytes()).into();
+        DEVELOPMENT_DIGESTS.contains(&digest)
+    };
+    known(value) || value.split_whitespace().any(known)
+}
 
 /// One Secrets Manager secret: the variable holding its ARN, and the keys of its JSON
 /// object (each also the name of its plain development variable).
@@ -133,6 +172,8 @@ impl<T> std::fmt::Debug for FromSecret<T> {
 struct Version {
     values: BTreeMap<String, String>,
     created: OffsetDateTime,
+    /// Its `"revoke_previous": true`: the version before it is not accepted.
+    revoke_previous: bool,
 }
 
 impl<T> FromSecret<T> {
@@ -249,6 +290,13 @@ impl<T> Reader<T> {
         })?;
         let built = Arc::new(self.build_from(spec, Some(&current.values))?);
         let until = self.grace.map(|grace| current.created + grace).filter(|until| now < *until);
+        if until.is_some() && current.revoke_previous {
+            tracing::warn!(
+                secret = spec.arn,
+                "the previous version is revoked (revoke_previous): only the current one is accepted"
+            );
+        }
+        let until = until.filter(|_| !current.revoke_previous);
         let previous = match until {
             None => None,
             Some(until) => match fetch(client, arn, "AWSPREVIOUS").await {
@@ -279,6 +327,13 @@ impl<T> Reader<T> {
     /// with where it should have come from.
     fn build_from(&self, spec: SecretSpec, values: Option<&BTreeMap<String, String>>) -> Result<T, ConfigError> {
         let env = SecretEnv { base: self.base.as_ref(), spec, values };
+        if refuses_development_secrets(self.base.as_ref()) {
+            for key in spec.keys {
+                if env.var(key).is_some_and(|value| is_development_secret(&value)) {
+                    return Err(ConfigError::DevelopmentSecret { arn: spec.arn, key });
+                }
+            }
+        }
         (self.build)(&env).map_err(|error| match error {
             ConfigError::Missing(key) if spec.keys.contains(&key) => match values {
                 Some(_) => ConfigError::SecretKeyMissing { arn: spec.arn, key },
@@ -289,7 +344,8 @@ impl<T> Reader<T> {
             | ConfigError::SecretTwice { .. }
             | ConfigError::SecretUnreadable { .. }
             | ConfigError::SecretKeyMissing { .. }
-            | ConfigError::SecretMissing { .. } => error,
+            | ConfigError::SecretMissing { .. }
+            | ConfigError::DevelopmentSecret { .. } => error,
         })
     }
 }
@@ -317,11 +373,13 @@ async fn fetch(client: &aws_sdk_secretsmanager::Client, arn: &str, stage: &str) 
     let object: BTreeMap<String, serde_json::Value> =
         serde_json::from_str(text).map_err(|_| "its value is not a JSON object of strings".to_owned())?;
     let mut values = BTreeMap::new();
+    let mut revoke_previous = false;
     for (key, value) in object {
         match value {
             serde_json::Value::String(text) => {
                 values.insert(key, text);
             }
+            serde_json::Value::Bool(revoke) if key == REVOKE_PREVIOUS => revoke_previous = revoke,
             serde_json::Value::Null
             | serde_json::Value::Bool(_)
             | serde_json::Value::Number(_)
@@ -333,7 +391,7 @@ async fn fetch(client: &aws_sdk_secretsmanager::Client, arn: &str, stage: &str) 
         .created_date()
         .and_then(|date| OffsetDateTime::from_unix_timestamp(date.secs()).ok())
         .unwrap_or(OffsetDateTime::UNIX_EPOCH);
-    Ok(Some(Version { values, created }))
+    Ok(Some(Version { values, created, revoke_previous }))
 }
 
 #[cfg(test)]
@@ -363,6 +421,40 @@ mod tests {
         for bad in ["-1", "1.5", "10081", "soon"] {
             let error = previous_grace(&[("SECRET_PREVIOUS_GRACE_MINUTES", bad)]).expect_err(bad);
             assert!(matches!(error, ConfigError::Invalid { name: "SECRET_PREVIOUS_GRACE_MINUTES", .. }), "{bad}");
+        }
+    }
+
+    /// Every development secret is known for one, as written or pasted otherwise; a value
+    /// of ours is not.
+    #[test]
+    fn the_development_secrets_are_known() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let env = std::fs::read_to_string(root.join("local.env.example")).expect("local.env.example");
+        let mut checked = 0;
+        for (key, value) in env.lines().filter(|l| !l.starts_with('#')).filter_map(|l| l.split_once('=')) {
+            let secret = ["_KEY", "_SECRET", "_TOKEN"].iter().any(|end| key.ends_with(end));
+            if secret {
+                let value = value.trim_matches('"').replace("\\n", "\n");
+                assert!(is_development_secret(&value), "{key}");
+                if !value.contains(char::is_whitespace) {
+                    assert!(is_development_secret(&format!("whsec_real {value}")), "{key}, in a list");
+                }
+                checked += 1;
+            }
+        }
+        for file in
+            ["qitech-dev-private.pem", "qitech-dev-public.pem", "pagstar-dev-client.crt", "pagstar-dev-client.key"]
+        {
+            let text = std::fs::read_to_string(root.join("dev-keys").join(file)).expect(file);
+            assert!(is_development_secret(&text), "{file}");
+            assert!(is_development_secret(&text.replace('\n', "\r\n")), "{file}, other line breaks");
+            checked += 1;
+        }
+        assert!(checked >= 12, "{checked}");
+        for ours in
+            ["azqr-production-key-7f3a9c", "whsec_cHJvZHVjdGlvbi1zZWNyZXQ=", "-----BEGIN PUBLIC KEY-----\nAAAA\n"]
+        {
+            assert!(!is_development_secret(ours), "{ours}");
         }
     }
 

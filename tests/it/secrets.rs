@@ -232,3 +232,75 @@ async fn a_function_that_cannot_read_its_secret_does_not_start() {
     .expect_err("neither");
     assert_eq!(error, ConfigError::SecretMissing { arn: "AZQR_SECRET_ARN", key: "AZQR_API_KEY" });
 }
+
+/// On Lambda a function refuses to start with a development secret, naming the secret
+/// and its key and never the value: a value of local.env.example, a key of dev-keys/ (as
+/// pasted, with other line breaks), or one that says it is none. A rotation to one is
+/// refused as a failed read is: the values read before stay. Under the emulator
+/// (`ALLOW_DEVELOPMENT_SECRETS=true`) and off Lambda they are taken.
+#[tokio::test]
+async fn on_lambda_a_development_secret_is_refused_by_name() {
+    let h = Harness::new().await;
+    let on_lambda = |arn: &str, allow: bool| {
+        let mut env = local_pipeline::DevEnv::default();
+        env.set_default("AZQR_SECRET_ARN", arn);
+        env.set_default("AWS_LAMBDA_FUNCTION_NAME", "AzqrWebhookFunction");
+        if allow {
+            env.set_default("ALLOW_DEVELOPMENT_SECRETS", "true");
+        }
+        Arc::new(env) as Arc<dyn Env + Send + Sync>
+    };
+    let now = OffsetDateTime::now_utc();
+    let dev_key = crate::support::dev_env().required("AZQR_API_KEY").expect("dev key");
+    let pem = std::fs::read_to_string(crate::support::root().join("dev-keys/qitech-dev-public.pem")).expect("pem");
+    let repasted = pem.replace('\n', "\r\n  ");
+    for value in [dev_key.as_str(), "prod-key-not-a-secret", repasted.as_str()] {
+        let arn = azqr_secret(&h.secrets, value).await;
+        let error = Webhook::<Azqr>::provider_from_env(on_lambda(&arn, false), &h.secrets, now)
+            .await
+            .expect_err("a development value on Lambda");
+        assert_eq!(error, ConfigError::DevelopmentSecret { arn: "AZQR_SECRET_ARN", key: "AZQR_API_KEY" });
+        let message = error.to_string();
+        assert!(message.contains("AZQR_SECRET_ARN") && message.contains("AZQR_API_KEY"), "{message}");
+        assert!(!message.contains(value.trim()), "the value is never told: {message}");
+        assert!(Webhook::<Azqr>::provider_from_env(on_lambda(&arn, true), &h.secrets, now).await.is_ok(), "emulator");
+        assert!(
+            Webhook::<Azqr>::provider_from_env(lambda_env(&arn, "60"), &h.secrets, now).await.is_ok(),
+            "off Lambda"
+        );
+    }
+
+    // A real key, then a rotation to a development one: refused, the real key kept.
+    let arn = azqr_secret(&h.secrets, "azqr-production-key-7f3a9c").await;
+    let webhook = azqr(&h, &h.secrets, on_lambda(&arn, false), now).await;
+    rotate(&h.secrets, &arn, &dev_key).await;
+    let later = now + Duration::minutes(6);
+    assert_eq!(status_with(&webhook, &dev_key, later).await, 401, "the development key never verifies");
+    assert_eq!(status_with(&webhook, "azqr-production-key-7f3a9c", later).await, 204, "the values read before stay");
+}
+
+/// `"revoke_previous": true` in a secret's JSON ends the previous version's grace window at
+/// once: a leaked key stops verifying with the first read of the new version.
+#[tokio::test]
+async fn revoke_previous_ends_the_grace_window_at_once() {
+    let h = Harness::new().await;
+    let (leaked, new) = ("azqr-key-that-leaked", "azqr-key-after-the-leak");
+    let arn = azqr_secret(&h.secrets, leaked).await;
+    let t0 = OffsetDateTime::now_utc();
+    let webhook = azqr(&h, &h.secrets, lambda_env(&arn, "60"), t0).await;
+    assert_eq!(status_with(&webhook, leaked, t0).await, 204);
+    put(&h.secrets, &arn, serde_json::json!({ "AZQR_API_KEY": new, "revoke_previous": true })).await;
+    let after = t0 + Duration::seconds(61);
+    assert_eq!(status_with(&webhook, new, after).await, 204, "the new key, read early");
+    assert_eq!(
+        status_with(&webhook, leaked, after + Duration::seconds(1)).await,
+        401,
+        "revoked, well within 60 minutes"
+    );
+    // Without it, the same rotation keeps the previous version for the window.
+    let arn = azqr_secret(&h.secrets, leaked).await;
+    let webhook = azqr(&h, &h.secrets, lambda_env(&arn, "60"), t0).await;
+    put(&h.secrets, &arn, serde_json::json!({ "AZQR_API_KEY": new })).await;
+    assert_eq!(status_with(&webhook, new, after).await, 204);
+    assert_eq!(status_with(&webhook, leaked, after + Duration::seconds(1)).await, 204, "in grace");
+}
