@@ -47,4 +47,7 @@ async fn a_key2pay_callback_verifies_with_its_own_payments_token_only() {
     assert_eq!(dev.run_event("key2pay", &key2pay_capture(&paid, &token)).await, 200);
     let record = h.store.get("key2pay", &paid).await.expect("get").expect("item");
     assert_eq!(record.status, Status::Completed);
+    let (status, answer) = dev.register("key2pay", &paid).await;
+    assert_eq!(status, 200);
+    assert!(answer.get("callback_token").is_none(), "no token for a final transaction: {answer}");
 }

@@ -148,7 +148,10 @@ impl TransactionsApi {
             Some(tokens) => tokens.token(reference, now).await,
             None => None,
         };
-        let answer = |status, record: &TransactionRecord| registered(status, record, token.as_deref());
+        // A final transaction takes no more callbacks: no token to give out for it.
+        let answer = |status, record: &TransactionRecord| {
+            registered(status, record, token.as_deref().filter(|_| !record.status.is_final()))
+        };
         match self.store.register(provider, reference, &registration, now, plan).await {
             Ok(Registered::Created(record)) => {
                 tracing::info!(provider, reference, outcome = "created", "transaction registered");
