@@ -236,23 +236,32 @@ pub fn event_types(env: &impl Env) -> Result<crate::model::notification::EventTy
     }
 }
 
-/// A provider API's base URL from `name`, without a trailing slash: https, or plain
-/// http on loopback only (the local stand-ins). `None` when unset.
+/// A provider API's base URL from `name`, without a trailing slash, parsed as a URL:
+/// https, or plain http to a loopback host only (the local stand-ins); no user info, query
+/// or fragment (`http://127.0.0.1:@evil.example` is evil.example's). `None` when unset.
 pub fn api_url(env: &impl Env, name: &'static str) -> Result<Option<String>, ConfigError> {
-    let Some(url) = env.optional(name) else {
+    let Some(text) = env.optional(name) else {
         return Ok(None);
     };
-    let url = url.trim().trim_end_matches('/').to_owned();
-    let loopback = ["http://127.0.0.1:", "http://localhost:"].iter().any(|p| url.starts_with(p))
-        || url == "http://127.0.0.1"
-        || url == "http://localhost";
-    if url.starts_with("https://") || loopback {
-        Ok(Some(url))
-    } else {
-        Err(ConfigError::Invalid {
-            name,
-            reason: "must be https:// (plain http only on loopback, for local stand-ins)".into(),
-        })
+    let invalid = |reason: &str| ConfigError::Invalid { name, reason: reason.to_owned() };
+    let text = text.trim().trim_end_matches('/').to_owned();
+    let url = url::Url::parse(&text).map_err(|_| invalid("not a URL"))?;
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(invalid("must not carry user info (user:password@)"));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(invalid("must not carry a query or a fragment"));
+    }
+    let loopback = match url.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(domain)) => domain.eq_ignore_ascii_case("localhost"),
+        None => false,
+    };
+    match (url.scheme(), url.host()) {
+        ("https", Some(_)) => Ok(Some(text)),
+        ("http", Some(_)) if loopback => Ok(Some(text)),
+        _ => Err(invalid("must be https:// (plain http only to a loopback host, for local stand-ins)")),
     }
 }
 
@@ -287,7 +296,21 @@ mod tests {
         assert_eq!(api_url(&[("U", "https://api.example/")], "U"), Ok(Some("https://api.example".into())));
         assert_eq!(api_url(&[("U", "http://127.0.0.1:8080")], "U"), Ok(Some("http://127.0.0.1:8080".into())));
         assert_eq!(api_url(&[("X", "y")], "U"), Ok(None));
-        for bad in ["http://api.example", "http://127.0.0.1.evil.example", "ftp://x"] {
+        assert_eq!(api_url(&[("U", "http://localhost:9")], "U"), Ok(Some("http://localhost:9".into())));
+        assert_eq!(api_url(&[("U", "http://[::1]:9/v1/")], "U"), Ok(Some("http://[::1]:9/v1".into())));
+        for bad in [
+            "http://api.example",
+            "http://127.0.0.1.evil.example",
+            "ftp://x",
+            "http://127.0.0.1:@evil.example",
+            "http://localhost:80@evil.example",
+            "https://user:pass@api.example",
+            "https://api.example/?x=1",
+            "https://api.example/#x",
+            "http://127.0.0.2.nip.io",
+            "https://",
+            "not a url",
+        ] {
             assert!(matches!(api_url(&[("U", bad)], "U"), Err(ConfigError::Invalid { name: "U", .. })), "{bad}");
         }
     }

@@ -336,7 +336,8 @@ async fn nothing_new_backs_off() {
     assert_eq!(h.store.get("azqr", &rrn).await.expect("get").expect("item").status, Status::Processing);
 }
 
-/// BACEN: a charge still ATIVA past criacao + expiracao is expired, by sync and by webhook.
+/// BACEN: a charge still ATIVA past criacao + expiracao (and the margin) is expired, by
+/// sync and by webhook.
 #[tokio::test]
 async fn an_expired_pagstar_charge_becomes_expired_by_sync_and_by_webhook() {
     use pagstar_webhook::simulator::{hint, PagstarSimulator};
@@ -350,8 +351,11 @@ async fn an_expired_pagstar_charge_becomes_expired_by_sync_and_by_webhook() {
     }
     assert_eq!(send(&webhook, hint(&by_sync), 10).await, 200);
     assert_eq!(h.store.get("pagstar", &by_sync).await.expect("get").expect("item").status, Status::Created);
-    assert_eq!(send(&webhook, hint(&by_webhook), 61).await, 200);
-    assert_eq!(run_of(&status_sync(&h, &env).run(at(310)).await, "pagstar").applied, 1);
+    // Within the margin past its expiry (10 minutes by default), still created.
+    assert_eq!(send(&webhook, hint(&by_webhook), 600).await, 200);
+    assert_eq!(h.store.get("pagstar", &by_webhook).await.expect("get").expect("item").status, Status::Created);
+    assert_eq!(send(&webhook, hint(&by_webhook), 661).await, 200);
+    assert_eq!(run_of(&status_sync(&h, &env).run(at(700)).await, "pagstar").applied, 1);
     let mut events = h.drain_events().await;
     events.sort_by(|a, b| a.id.cmp(&b.id));
     for txid in [&by_sync, &by_webhook] {

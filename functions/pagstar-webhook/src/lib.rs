@@ -149,19 +149,28 @@ impl PagstarWebhook {
 #[derive(Debug)]
 pub struct Pagstar {
     api: PagstarApi,
+    /// How long past its expiry a charge still ATIVA is taken as expired ([`EXPIRY_MARGIN`]).
+    expiry_margin: time::Duration,
 }
 
 impl Pagstar {
     pub fn new(api: PagstarApi) -> Self {
-        Pagstar { api }
+        Pagstar { api, expiry_margin: DEFAULT_EXPIRY_MARGIN }
+    }
+
+    /// With `margin` as [`EXPIRY_MARGIN`].
+    pub fn with_expiry_margin(self, margin: time::Duration) -> Self {
+        Pagstar { expiry_margin: margin, ..self }
     }
 
     pub fn api(&self) -> &PagstarApi {
         &self.api
     }
 
-    /// What Pagstar says about `txid`, as an observation, or `None` if it is suspicious.
-    pub fn observe(charge: PagstarCharge) -> Result<Option<Observation>, WebhookError> {
+    /// What Pagstar says about `txid`, as an observation, or `None` if it is suspicious. A
+    /// charge still ATIVA is expired only `margin` past its expiry: a payment made just
+    /// before may still be settling.
+    pub fn observe(charge: PagstarCharge, margin: time::Duration) -> Result<Option<Observation>, WebhookError> {
         let PagstarCharge { txid, cob, checked_at } = charge;
         let txid = txid.as_str();
         let Some(cob) = cob else {
@@ -177,7 +186,8 @@ impl Pagstar {
             return Ok(None);
         };
         let expires_at = cob.expires_at();
-        let expired = status == PagstarCobStatus::Ativa && expires_at.is_some_and(|at| checked_at >= at);
+        let expired = status == PagstarCobStatus::Ativa
+            && expires_at.is_some_and(|at| at.checked_add(margin).is_some_and(|expired_at| checked_at >= expired_at));
         let canonical = if expired { Status::Expired } else { status.into() };
         let mut observation = Observation::new(txid, canonical, cob.status.clone());
         // The sync asks about an active charge once it can have expired, not before.
@@ -237,6 +247,20 @@ fn refund(observation: &mut Observation, devolucao: Option<client::PagstarDevolu
 /// Pagstar's API and OAuth2 client: the hints' consumer needs both.
 pub(crate) const PAGSTAR_API_URL: Setting = Setting::required("PAGSTAR_API_URL", "Pagstar's API base URL (https)");
 pub(crate) const PAGSTAR_CLIENT_ID: Setting = Setting::required("PAGSTAR_CLIENT_ID", "Pagstar's OAuth2 client id");
+/// `PAGSTAR_EXPIRY_MARGIN_SECONDS` (stack parameter `PagstarExpiryMarginSeconds`): how long
+/// past `calendario.criacao + expiracao` a charge still ATIVA is taken as expired.
+pub const EXPIRY_MARGIN: Setting = Setting::positive(
+    "PAGSTAR_EXPIRY_MARGIN_SECONDS",
+    600,
+    "seconds past a charge's expiry before one still ATIVA is taken as expired (a payment made just before may still be settling)",
+);
+const DEFAULT_EXPIRY_MARGIN: time::Duration = time::Duration::minutes(10);
+
+/// [`EXPIRY_MARGIN`] from `env`.
+pub(crate) fn expiry_margin(env: &impl Env) -> Result<time::Duration, ConfigError> {
+    let seconds = EXPIRY_MARGIN.number_from(env)?;
+    Ok(time::Duration::seconds(i64::try_from(seconds).unwrap_or(i64::MAX)))
+}
 
 impl Provider for Pagstar {
     const NAME: &'static str = "pagstar";
@@ -251,10 +275,11 @@ impl Provider for Pagstar {
         arn: "PAGSTAR_SECRET_ARN",
         keys: &["PAGSTAR_CLIENT_SECRET", "PAGSTAR_CLIENT_CERT", "PAGSTAR_CLIENT_KEY"],
     };
-    const SETTINGS: &'static [Setting] = &[PAGSTAR_API_URL, PAGSTAR_CLIENT_ID];
+    const SETTINGS: &'static [Setting] = &[PAGSTAR_API_URL, PAGSTAR_CLIENT_ID, EXPIRY_MARGIN];
     const STATUS_API_SETTINGS: &'static [Setting] = &[
         Setting::optional(PAGSTAR_API_URL.name, None, "Pagstar's API base URL (https); unset, Pagstar is not synced"),
         PAGSTAR_CLIENT_ID,
+        EXPIRY_MARGIN,
     ];
     /// BACEN's txid: 26 to 35 letters and digits.
     fn check_reference(reference: &str) -> Result<(), WebhookError> {
@@ -262,7 +287,7 @@ impl Provider for Pagstar {
     }
 
     fn from_env(env: &impl Env) -> Result<Self, ConfigError> {
-        Ok(Pagstar::new(PagstarApi::new(PagstarConfig::from_env(env)?)?))
+        Ok(Pagstar::new(PagstarApi::new(PagstarConfig::from_env(env)?)?).with_expiry_margin(expiry_margin(env)?))
     }
 
     fn status_api(env: &impl Env) -> Result<Option<Box<dyn shared::pipeline::StatusSource>>, ConfigError> {
@@ -287,7 +312,7 @@ impl Provider for Pagstar {
     fn normalize(&self, charges: Vec<PagstarCharge>) -> Result<Vec<Observation>, WebhookError> {
         let mut observations = Vec::new();
         for charge in charges {
-            observations.extend(Pagstar::observe(charge)?);
+            observations.extend(Pagstar::observe(charge, self.expiry_margin)?);
         }
         Ok(observations)
     }
@@ -390,7 +415,8 @@ mod tests {
         // Four webhooks, one token: the token is cached across invocations.
     }
 
-    /// BACEN: a charge still ATIVA past criacao + expiracao is expired; before, created.
+    /// BACEN: a charge still ATIVA past criacao + expiracao is expired, once the margin
+    /// (10 minutes by default) has passed too; before, created.
     #[tokio::test]
     async fn an_active_charge_past_its_expiry_is_expired() {
         let server = MockServer::start().await;
@@ -406,6 +432,8 @@ mod tests {
         };
         let cases = [
             ("expiredcharge1000000000000", "1970-01-01T00:00:00Z", Some(60), Status::Expired),
+            // Expired 8 minutes ago: a payment made just before may still settle.
+            ("withinmargin01000000000000", "1970-01-01T00:00:00Z", Some(180), Status::Created),
             ("activecharge01000000000000", "1970-01-01T00:00:00Z", Some(3600), Status::Created),
             ("defaultday0001000000000000", "1970-01-01T00:00:00Z", None, Status::Created),
             ("defaultdaypast000000000000", "1969-12-30T00:00:00Z", None, Status::Expired),
@@ -418,7 +446,7 @@ mod tests {
                 .await;
         }
         let pagstar = pagstar(&server);
-        let now = OffsetDateTime::UNIX_EPOCH + std::time::Duration::from_secs(120);
+        let now = OffsetDateTime::UNIX_EPOCH + std::time::Duration::from_secs(660);
         for (txid, _, _, expected) in cases {
             let observations = pagstar.receive(&webhook(&pix(txid)), now).await.expect(txid);
             assert_eq!(observations[0].status, expected, "{txid}");
@@ -427,6 +455,7 @@ mod tests {
             let expiry = observations[0].expires_at.map(|at| (at - OffsetDateTime::UNIX_EPOCH).whole_seconds());
             let expected_expiry = match txid {
                 "activecharge01000000000000" => Some(3_600),
+                "withinmargin01000000000000" => Some(180),
                 "defaultday0001000000000000" => Some(86_400),
                 _ => None,
             };
@@ -695,7 +724,7 @@ mod tests {
             ))
             .expect("the charge decodes");
             let charge = PagstarCharge { txid: TXID.into(), cob: Some(cob), checked_at: OffsetDateTime::UNIX_EPOCH };
-            Pagstar::observe(charge).expect("observed").expect("applied")
+            Pagstar::observe(charge, DEFAULT_EXPIRY_MARGIN).expect("observed").expect("applied")
         };
         for (pix, amount, unreadable, missing) in [
             (r#","pix":[{"valor":"4.00"},{"valor":6}]"#, Some("10.00"), false, false),

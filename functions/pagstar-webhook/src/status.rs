@@ -11,11 +11,13 @@ use crate::{Pagstar, PagstarApi, PagstarCharge, PagstarConfig, PagstarError};
 #[derive(Debug)]
 pub struct PagstarStatusApi {
     api: PagstarApi,
+    /// As the webhook's ([`crate::EXPIRY_MARGIN`]).
+    expiry_margin: time::Duration,
 }
 
 impl PagstarStatusApi {
-    pub fn new(api: PagstarApi) -> Self {
-        PagstarStatusApi { api }
+    pub fn new(api: PagstarApi, expiry_margin: time::Duration) -> Self {
+        PagstarStatusApi { api, expiry_margin }
     }
 
     /// Pagstar's configuration (`PAGSTAR_API_URL` unset: no sync for Pagstar).
@@ -23,13 +25,15 @@ impl PagstarStatusApi {
         if env.optional(crate::PAGSTAR_API_URL.name).is_none() {
             return Ok(None);
         }
-        Ok(Some(PagstarStatusApi::new(PagstarApi::new(PagstarConfig::from_env(env)?)?)))
+        let api = PagstarApi::new(PagstarConfig::from_env(env)?)?;
+        Ok(Some(PagstarStatusApi::new(api, crate::expiry_margin(env)?)))
     }
 
     async fn ask(&self, txid: &str, now: OffsetDateTime) -> Result<Option<Observation>, SyncError> {
         let cob = self.api.cob(txid).await.map_err(scoped)?;
         // An answer read but not usable (BACEN's rules broken) belongs to this charge.
-        Pagstar::observe(PagstarCharge { txid: txid.to_owned(), cob, checked_at: now }).map_err(SyncError::transaction)
+        let charge = PagstarCharge { txid: txid.to_owned(), cob, checked_at: now };
+        Pagstar::observe(charge, self.expiry_margin).map_err(SyncError::transaction)
     }
 }
 
