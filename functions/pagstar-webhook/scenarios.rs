@@ -34,9 +34,8 @@ async fn queued(h: &Harness) -> Vec<QueuedHint> {
         .await
         .expect("receive");
     let messages = output.messages.unwrap_or_default();
-    let hint = |m: &aws_sdk_sqs::types::Message| QueuedHint {
-        message_id: m.message_id().unwrap_or_default().to_owned(),
-        body: m.body().unwrap_or_default().to_owned(),
+    let hint = |m: &aws_sdk_sqs::types::Message| {
+        QueuedHint::new(m.message_id().unwrap_or_default(), m.body().unwrap_or_default(), None)
     };
     messages.iter().map(hint).collect()
 }
@@ -79,6 +78,7 @@ async fn pagstar_unreachable_the_hint_is_received_again_and_nothing_is_written()
     pagstar.stand_in().set(&reference, "CONCLUIDA", "10.00");
     assert_eq!(relay(&h).answer(&hint(&reference)).await.status().as_u16(), 200);
     let config = PagstarConfig {
+        calls_per_second: 20,
         api_url: closed_port_endpoint(),
         client_id: "id".into(),
         client_secret: Secret::new("secret"),
@@ -95,18 +95,25 @@ async fn pagstar_unreachable_the_hint_is_received_again_and_nothing_is_written()
     assert_eq!(record.status, shared::model::Status::Completed);
 }
 
+/// A txid Pagstar does not know yet: the hint is received again later (reported failed),
+/// and on its third receive acknowledged with nothing written.
 #[tokio::test]
-async fn a_txid_pagstar_does_not_know_writes_nothing_and_is_not_retried() {
+async fn a_txid_pagstar_does_not_know_is_asked_again_then_dropped_writing_nothing() {
     let h = Harness::new().await;
     let (_pagstar, webhook) = simulate::<PagstarSimulator>(&h).await;
     let request = hint(&PagstarSimulator::new_reference(unique_number()));
     assert_eq!(relay(&h).answer(&request).await.status().as_u16(), 200);
     let hints = queued(&h).await;
-    assert_eq!(webhook.confirm_hints(&hints, at(0)).await, Vec::<String>::new());
+    let ids: Vec<String> = hints.iter().map(|hint| hint.message_id.clone()).collect();
+    assert_eq!(webhook.confirm_hints(&hints, at(0)).await, ids, "received again");
+    assert_eq!(h.item_count().await, 0);
+    let third: Vec<QueuedHint> =
+        hints.iter().map(|hint| QueuedHint::new(hint.message_id.clone(), hint.body.clone(), Some("3"))).collect();
+    assert_eq!(webhook.confirm_hints(&third, at(400)).await, Vec::<String>::new(), "then dropped");
     assert_eq!(h.item_count().await, 0);
     // A message the relay would not have written (foreign, or from another release) is
     // not dropped: it is received again, then kept in the dead-letter queue.
-    let foreign = QueuedHint { message_id: "m-foreign".into(), body: r#"{"txid":"../x"}"#.into() };
+    let foreign = QueuedHint::new("m-foreign", r#"{"txid":"../x"}"#, None);
     assert_eq!(webhook.confirm_hints(&[foreign], at(0)).await, ["m-foreign"]);
 }
 

@@ -137,16 +137,21 @@ impl HintConsumer {
             .queue_url(&self.url)
             .max_number_of_messages(10)
             .wait_time_seconds(wait_seconds)
+            .message_system_attribute_names(aws_sdk_sqs::types::MessageSystemAttributeName::ApproximateReceiveCount)
             .customize()
             .config_override(shared::runtime::long_poll_timeouts(wait_seconds))
             .send()
             .await?;
         let messages = output.messages.unwrap_or_default();
+        let count = |m: &aws_sdk_sqs::types::Message| {
+            let attributes = m.attributes.as_ref()?;
+            attributes.get(&aws_sdk_sqs::types::MessageSystemAttributeName::ApproximateReceiveCount).cloned()
+        };
         let hints: Vec<QueuedHint> = messages
             .iter()
-            .map(|m| QueuedHint {
-                message_id: m.message_id.clone().unwrap_or_default(),
-                body: m.body.clone().unwrap_or_default(),
+            .map(|m| {
+                let (id, body) = (m.message_id.clone().unwrap_or_default(), m.body.clone().unwrap_or_default());
+                QueuedHint::new(id, body, count(m).as_deref())
             })
             .collect();
         if hints.is_empty() {

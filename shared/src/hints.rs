@@ -103,11 +103,26 @@ impl<P: Provider> HintRelay<P> {
     }
 }
 
-/// One message of the hint queue: its id (what a failure is reported by) and its body.
+/// One message of the hint queue: its id (what a failure is reported by), its body, and
+/// how many times it has been received (SQS's `ApproximateReceiveCount`, 1 the first time).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QueuedHint {
     pub message_id: String,
     pub body: String,
+    pub receive_count: u32,
+}
+
+/// The header that tells a provider's `authenticate` how many times the hint it reads has
+/// been received ([`QueuedHint::receive_count`]): a provider may ask again later about
+/// what it does not know yet, a bounded number of times.
+pub const HINT_RECEIVE_COUNT_HEADER: &str = "x-hint-receive-count";
+
+impl QueuedHint {
+    /// `body` as SQS's message `message_id`, with its receive count (text; 1 when absent or unreadable).
+    pub fn new(message_id: impl Into<String>, body: impl Into<String>, receive_count: Option<&str>) -> Self {
+        let receive_count = receive_count.and_then(|n| n.parse().ok()).unwrap_or(1);
+        QueuedHint { message_id: message_id.into(), body: body.into(), receive_count }
+    }
 }
 
 impl<P: Provider> Webhook<P> {
@@ -119,7 +134,8 @@ impl<P: Provider> Webhook<P> {
     /// alarm) after its receives rather than being dropped.
     pub async fn confirm_hints(&self, hints: &[QueuedHint], now: OffsetDateTime) -> Vec<String> {
         let results = futures_util::future::join_all(hints.iter().map(|hint| async move {
-            let request = Inbound::new(http::Method::POST, hint.body.as_bytes());
+            let request = Inbound::new(http::Method::POST, hint.body.as_bytes())
+                .with_header(HINT_RECEIVE_COUNT_HEADER, &hint.receive_count.to_string());
             (hint, self.process(&request, now).await)
         }))
         .await;

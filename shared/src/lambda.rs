@@ -59,7 +59,8 @@ pub async fn serve_hints<P: Provider>() -> Result<(), lambda_http::Error> {
                     // Reported failed as "": Lambda then receives the whole batch again.
                     tracing::error!("hint without a message id");
                 }
-                QueuedHint { message_id: m.message_id.unwrap_or_default(), body: m.body.unwrap_or_default() }
+                let count = m.attributes.get("ApproximateReceiveCount").map(String::as_str);
+                QueuedHint::new(m.message_id.clone().unwrap_or_default(), m.body.clone().unwrap_or_default(), count)
             })
             .collect();
         let failed = webhook.confirm_hints(&hints, OffsetDateTime::now_utc()).await;

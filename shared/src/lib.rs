@@ -47,7 +47,7 @@ pub mod storage {
 /// sources.
 pub mod pipeline {
     pub use crate::error::WebhookError;
-    pub use crate::hints::{HintRelay, QueuedHint};
+    pub use crate::hints::{HintRelay, QueuedHint, HINT_RECEIVE_COUNT_HEADER};
     pub use crate::inbound::{check_shared_secret, Inbound};
     pub use crate::sync::{
         path_segment, StatusFuture, StatusSource, SyncError, SyncScope, CONNECT_TIMEOUT, IDLE_CONNECTIONS,

@@ -22,6 +22,9 @@ pub enum PagstarError {
     Status { operation: &'static str, status: u16 },
     #[error("Pagstar's {operation} answer could not be read")]
     Decode { operation: &'static str, source: reqwest::Error },
+    /// This instance's calls to Pagstar are at their rate ([`crate::CALLS_PER_SECOND`]).
+    #[error("calls to Pagstar at their rate: asked again later")]
+    RateLimited,
 }
 
 /// A charge (`cob`) as Pagstar reports it. Unknown fields are ignored.
@@ -129,6 +132,8 @@ struct CachedToken {
 /// Settings read from the environment.
 #[derive(Debug, Clone)]
 pub struct PagstarConfig {
+    /// Calls to Pagstar a second, per function instance ([`crate::CALLS_PER_SECOND`]).
+    pub calls_per_second: u32,
     pub api_url: String,
     pub client_id: String,
     pub client_secret: Secret,
@@ -149,7 +154,9 @@ impl PagstarConfig {
             (Some(_), None) => return Err(ConfigError::Missing("PAGSTAR_CLIENT_KEY")),
             (None, Some(_)) => return Err(ConfigError::Missing("PAGSTAR_CLIENT_CERT")),
         };
+        let calls_per_second = crate::CALLS_PER_SECOND.number_from(env)?;
         Ok(PagstarConfig {
+            calls_per_second: u32::try_from(calls_per_second).unwrap_or(u32::MAX),
             api_url,
             client_id: env.required(crate::PAGSTAR_CLIENT_ID.name)?,
             client_secret: env.secret("PAGSTAR_CLIENT_SECRET")?,
@@ -168,6 +175,8 @@ pub struct PagstarApi {
     client_secret: Secret,
     uses_client_certificate: bool,
     token: Mutex<Option<CachedToken>>,
+    /// Every call to Pagstar takes a turn here first.
+    rate: crate::limits::CallRate,
 }
 
 impl PagstarApi {
@@ -202,6 +211,7 @@ impl PagstarApi {
             client_secret: config.client_secret,
             uses_client_certificate,
             token: Mutex::new(None),
+            rate: crate::limits::CallRate::new(config.calls_per_second),
         })
     }
 
@@ -215,6 +225,9 @@ impl PagstarApi {
         let mut refused: Option<Secret> = None;
         loop {
             let token = self.token(refused.as_ref()).await?;
+            if !self.rate.take().await {
+                return Err(PagstarError::RateLimited);
+            }
             let response = self
                 .http
                 .get(format!("{}/cob/{}", self.api_url, shared::pipeline::path_segment(txid)))
@@ -248,6 +261,9 @@ impl PagstarApi {
         };
         if let Some(token) = cached.as_ref().filter(usable) {
             return Ok(token.token.clone());
+        }
+        if !self.rate.take().await {
+            return Err(PagstarError::RateLimited);
         }
         let response = self
             .http

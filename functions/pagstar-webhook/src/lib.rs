@@ -21,6 +21,7 @@ use shared::runtime::SecretSpec;
 use time::OffsetDateTime;
 
 pub mod client;
+mod limits;
 pub mod status;
 
 pub use client::{PagstarApi, PagstarCob, PagstarConfig, PagstarError};
@@ -149,13 +150,24 @@ impl PagstarWebhook {
 #[derive(Debug)]
 pub struct Pagstar {
     api: PagstarApi,
+    /// The txids a hint's lookup asked about lately ([`LOOKUP_INTERVAL`]).
+    recent: limits::RecentLookups,
     /// How long past its expiry a charge still ATIVA is taken as expired ([`EXPIRY_MARGIN`]).
     expiry_margin: time::Duration,
 }
 
 impl Pagstar {
     pub fn new(api: PagstarApi) -> Self {
-        Pagstar { api, expiry_margin: DEFAULT_EXPIRY_MARGIN }
+        Pagstar {
+            api,
+            expiry_margin: DEFAULT_EXPIRY_MARGIN,
+            recent: limits::RecentLookups::new(DEFAULT_LOOKUP_INTERVAL),
+        }
+    }
+
+    /// With one lookup of a txid per `interval` ([`LOOKUP_INTERVAL`]) on the hint path.
+    pub fn with_lookup_interval(self, interval: std::time::Duration) -> Self {
+        Pagstar { recent: limits::RecentLookups::new(interval), ..self }
     }
 
     /// With `margin` as [`EXPIRY_MARGIN`].
@@ -256,6 +268,31 @@ pub const EXPIRY_MARGIN: Setting = Setting::positive(
 );
 const DEFAULT_EXPIRY_MARGIN: time::Duration = time::Duration::minutes(10);
 
+/// `PAGSTAR_CALLS_PER_SECOND`: calls to Pagstar's API a second, per function instance.
+pub const CALLS_PER_SECOND: Setting = Setting::positive(
+    "PAGSTAR_CALLS_PER_SECOND",
+    20,
+    "calls to Pagstar's API a second per function instance (the hint consumer's MaximumConcurrency bounds the instances); a call that would wait over 5 s for its turn is made later",
+);
+/// `PAGSTAR_LOOKUP_INTERVAL_SECONDS`: a txid is looked up once per this interval on the
+/// hint path, however many hints name it. Short: a hint within it is taken as a repeat of
+/// the one looked up (Pagstar sends one per event, and two events of one charge seconds
+/// apart do not happen), and acknowledged.
+pub const LOOKUP_INTERVAL: Setting = Setting::positive(
+    "PAGSTAR_LOOKUP_INTERVAL_SECONDS",
+    5,
+    "a txid is looked up at most once in this many seconds per instance, however many hints name it (a hint within it is taken as a repeat, and acknowledged)",
+);
+const DEFAULT_LOOKUP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
+/// A hint naming a txid Pagstar does not know yet is received again (its visibility
+/// timeout later) until its this-many-th receive, then acknowledged.
+const UNKNOWN_RECEIVES: u32 = 3;
+
+/// The hint named txids Pagstar does not know yet: it is received again later.
+#[derive(Debug, thiserror::Error)]
+#[error("{0} txid(s) Pagstar does not know yet: the hint is received again later")]
+struct NotYetKnown(usize);
+
 /// [`EXPIRY_MARGIN`] from `env`.
 pub(crate) fn expiry_margin(env: &impl Env) -> Result<time::Duration, ConfigError> {
     let seconds = EXPIRY_MARGIN.number_from(env)?;
@@ -275,11 +312,13 @@ impl Provider for Pagstar {
         arn: "PAGSTAR_SECRET_ARN",
         keys: &["PAGSTAR_CLIENT_SECRET", "PAGSTAR_CLIENT_CERT", "PAGSTAR_CLIENT_KEY"],
     };
-    const SETTINGS: &'static [Setting] = &[PAGSTAR_API_URL, PAGSTAR_CLIENT_ID, EXPIRY_MARGIN];
+    const SETTINGS: &'static [Setting] =
+        &[PAGSTAR_API_URL, PAGSTAR_CLIENT_ID, EXPIRY_MARGIN, CALLS_PER_SECOND, LOOKUP_INTERVAL];
     const STATUS_API_SETTINGS: &'static [Setting] = &[
         Setting::optional(PAGSTAR_API_URL.name, None, "Pagstar's API base URL (https); unset, Pagstar is not synced"),
         PAGSTAR_CLIENT_ID,
         EXPIRY_MARGIN,
+        CALLS_PER_SECOND,
     ];
     /// BACEN's txid: 26 to 35 letters and digits.
     fn check_reference(reference: &str) -> Result<(), WebhookError> {
@@ -287,7 +326,10 @@ impl Provider for Pagstar {
     }
 
     fn from_env(env: &impl Env) -> Result<Self, ConfigError> {
-        Ok(Pagstar::new(PagstarApi::new(PagstarConfig::from_env(env)?)?).with_expiry_margin(expiry_margin(env)?))
+        let interval = std::time::Duration::from_secs(LOOKUP_INTERVAL.number_from(env)?);
+        Ok(Pagstar::new(PagstarApi::new(PagstarConfig::from_env(env)?)?)
+            .with_expiry_margin(expiry_margin(env)?)
+            .with_lookup_interval(interval))
     }
 
     fn status_api(env: &impl Env) -> Result<Option<Box<dyn shared::pipeline::StatusSource>>, ConfigError> {
@@ -298,15 +340,35 @@ impl Provider for Pagstar {
 
     /// The webhook has no signature and is only a hint: each txid it names is looked up
     /// with Pagstar's API, and only those answers are trusted. Every txid is looked up
-    /// before anything is written: one failure writes nothing.
+    /// before anything is written: one failure writes nothing. A txid looked up within
+    /// [`LOOKUP_INTERVAL`] is not asked again (its lookup answered for it); calls keep
+    /// to [`CALLS_PER_SECOND`]; a txid Pagstar does not know yet makes the hint be
+    /// received again later, up to its third receive.
     async fn authenticate(&self, request: &Inbound, now: OffsetDateTime) -> Result<Vec<PagstarCharge>, WebhookError> {
         let hint: PagstarWebhook = parse_json(&request.body)?;
-        let lookups = hint.txids()?.into_iter().map(|txid| async move {
-            let cob = self.api.cob(&txid).await.map_err(|e| WebhookError::Upstream(Box::new(e)))?;
-            Ok::<_, WebhookError>(PagstarCharge { txid, cob, checked_at: now })
+        let receive_count = request
+            .header(shared::pipeline::HINT_RECEIVE_COUNT_HEADER)
+            .and_then(|count| std::str::from_utf8(count).ok()?.parse::<u32>().ok())
+            .unwrap_or(1);
+        let txids: Vec<String> = hint.txids()?.into_iter().filter(|txid| self.recent.claim(txid, now)).collect();
+        let lookups = txids.iter().map(|txid| async move {
+            match self.api.cob(txid).await {
+                Ok(cob) => Ok(PagstarCharge { txid: txid.clone(), cob, checked_at: now }),
+                Err(error) => {
+                    self.recent.release(txid);
+                    Err(WebhookError::Upstream(Box::new(error)))
+                }
+            }
         });
         // At once: a hint's lookups take one request's time, within the consumer's timeout.
-        futures_util::future::try_join_all(lookups).await
+        let charges = futures_util::future::try_join_all(lookups).await?;
+        let unknown: Vec<&str> = charges.iter().filter(|c| c.cob.is_none()).map(|c| c.txid.as_str()).collect();
+        if !unknown.is_empty() && receive_count < UNKNOWN_RECEIVES {
+            // Asked again on the later receive, whatever the interval.
+            unknown.iter().for_each(|txid| self.recent.release(txid));
+            return Err(WebhookError::Upstream(Box::new(NotYetKnown(unknown.len()))));
+        }
+        Ok(charges)
     }
 
     fn normalize(&self, charges: Vec<PagstarCharge>) -> Result<Vec<Observation>, WebhookError> {
@@ -329,6 +391,7 @@ mod tests {
 
     fn config(url: &str) -> PagstarConfig {
         PagstarConfig {
+            calls_per_second: 20,
             api_url: url.to_owned(),
             client_id: "client-id".into(),
             client_secret: Secret::new("client-secret"),
@@ -336,8 +399,11 @@ mod tests {
         }
     }
 
+    /// Pagstar against `server`, every hint looked up (no interval: the tests ask about
+    /// one txid again and again).
     fn pagstar(server: &MockServer) -> Pagstar {
         Pagstar::new(PagstarApi::new(config(&server.uri())).expect("client"))
+            .with_lookup_interval(std::time::Duration::ZERO)
     }
 
     fn webhook(body: &str) -> Inbound {
@@ -581,9 +647,42 @@ mod tests {
             .mount(&server)
             .await;
         let pagstar = pagstar(&server);
-        for txid in ["unknown1000000000000000000", "weird100000000000000000000", "other100000000000000000000"] {
+        // A txid Pagstar does not know yet: received again later (503 to the consumer),
+        // then, on its third receive, acknowledged with nothing applied.
+        let received = |count: u32, txid: &str| {
+            webhook(&pix(txid)).with_header(shared::pipeline::HINT_RECEIVE_COUNT_HEADER, &count.to_string())
+        };
+        for count in [1, 2] {
+            let request = received(count, "unknown1000000000000000000");
+            let error = pagstar.receive(&request, OffsetDateTime::UNIX_EPOCH).await.expect_err("not yet known");
+            assert_eq!(error.status().as_u16(), 503, "receive {count}");
+        }
+        let last = pagstar.receive(&received(3, "unknown1000000000000000000"), OffsetDateTime::UNIX_EPOCH).await;
+        assert!(last.expect("acknowledged").is_empty());
+        for txid in ["weird100000000000000000000", "other100000000000000000000"] {
             assert!(receive(&pagstar, &pix(txid)).await.expect(txid).is_empty(), "{txid}");
         }
+    }
+
+    /// However many hints name a txid, it is looked up once per interval; a failed lookup
+    /// gives its turn back.
+    #[tokio::test]
+    async fn a_txid_is_looked_up_once_per_interval_however_many_hints_name_it() {
+        let server = MockServer::start().await;
+        token_endpoint(&server, "t", 1).await;
+        Mock::given(method("GET"))
+            .and(path(format!("/cob/{TXID}")))
+            .respond_with(cob(TXID, "CONCLUIDA"))
+            .expect(1)
+            .mount(&server)
+            .await;
+        let pagstar = pagstar(&server).with_lookup_interval(std::time::Duration::from_secs(60));
+        let body = pix(TXID);
+        let hints = (0..20).map(|_| receive(&pagstar, &body));
+        let applied: usize =
+            futures_util::future::join_all(hints).await.into_iter().map(|r| r.expect("ok").len()).sum();
+        assert_eq!(applied, 1, "one lookup answered for all twenty hints");
+        // The mock's expect(1) is checked when the server drops.
     }
 
     #[tokio::test]

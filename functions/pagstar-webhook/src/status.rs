@@ -43,7 +43,10 @@ fn scoped(error: PagstarError) -> SyncError {
     match error {
         PagstarError::Status { operation: "cob", status } => SyncError::status("Pagstar", status),
         PagstarError::Decode { operation: "cob", .. } => SyncError::transaction(error),
-        PagstarError::Request(_) | PagstarError::Status { .. } | PagstarError::Decode { .. } => SyncError::new(error),
+        PagstarError::Request(_)
+        | PagstarError::Status { .. }
+        | PagstarError::Decode { .. }
+        | PagstarError::RateLimited => SyncError::new(error),
     }
 }
 
