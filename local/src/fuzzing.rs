@@ -160,11 +160,8 @@ fn bodies(folder: &str) -> Vec<Vec<u8>> {
 /// failure is a 4xx, and each observation with a valid reference translates to the
 /// store's conditional write.
 fn receive<P: Provider>(handle: &tokio::runtime::Handle, name: &str, provider: &P, request: &Inbound) {
-    // A hint as on a late receive: what a provider does not know yet is then dropped,
-    // not asked about again (a 503, which earlier receives may answer).
-    let last = request.clone().with_header(shared::pipeline::HINT_RECEIVE_COUNT_HEADER, "1000");
-    let request = if P::HINT.is_some() { &last } else { request };
-    match handle.block_on(provider.receive(request, now())) {
+    let (request, at) = as_received::<P>(request, now());
+    match handle.block_on(provider.receive(&request, at)) {
         Err(error) => assert!(error.status().is_client_error(), "{name}: {} {error}", error.status()),
         Ok(observations) => {
             for observation in observations.iter().filter(|o| P::check_reference(&o.reference).is_ok()) {
@@ -173,6 +170,20 @@ fn receive<P: Provider>(handle: &tokio::runtime::Handle, name: &str, provider: &
             }
         }
     }
+}
+
+/// `request` at `at` as a case of a fuzz target takes it. A hint as on a late receive, a
+/// second after the case before: what a provider does not know yet is then dropped, and a
+/// txid is not within its lookup interval, rather than asked about again (a 503, which
+/// the queue's redelivery answers).
+pub fn as_received<P: Provider>(request: &Inbound, at: OffsetDateTime) -> (Inbound, OffsetDateTime) {
+    static CASES: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
+    if P::HINT.is_none() {
+        return (request.clone(), at);
+    }
+    let case = CASES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let late = request.clone().with_header(shared::pipeline::HINT_RECEIVE_COUNT_HEADER, "1000");
+    (late, at + time::Duration::seconds(case.saturating_mul(10)))
 }
 
 /// The notifier's first stage: a queue message that decodes is a terminal event whose

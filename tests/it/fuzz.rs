@@ -67,7 +67,8 @@ fn fuzz<P: Provider>(
     let mut runner = TestRunner::new(Config { cases: cases(), failure_persistence: None, ..Config::default() });
     runner
         .run(&strategy, |bytes| {
-            let result = runtime.block_on(provider.receive(&request(&bytes), now));
+            let (request, at) = local_pipeline::fuzzing::as_received::<P>(&request(&bytes), now);
+            let result = runtime.block_on(provider.receive(&request, at));
             if let Err(error) = result {
                 prop_assert!(error.status().is_client_error(), "{target}: {} {error}", error.status());
             }

@@ -275,13 +275,12 @@ pub const CALLS_PER_SECOND: Setting = Setting::positive(
     "calls to Pagstar's API a second per function instance (the hint consumer's MaximumConcurrency bounds the instances); a call that would wait over 5 s for its turn is made later",
 );
 /// `PAGSTAR_LOOKUP_INTERVAL_SECONDS`: a txid is looked up once per this interval on the
-/// hint path, however many hints name it. Short: a hint within it is taken as a repeat of
-/// the one looked up (Pagstar sends one per event, and two events of one charge seconds
-/// apart do not happen), and acknowledged.
+/// hint path, however many hints name it; a hint within it is received again later (its
+/// visibility timeout), so a genuine one is looked up then and none is lost.
 pub const LOOKUP_INTERVAL: Setting = Setting::positive(
     "PAGSTAR_LOOKUP_INTERVAL_SECONDS",
     5,
-    "a txid is looked up at most once in this many seconds per instance, however many hints name it (a hint within it is taken as a repeat, and acknowledged)",
+    "a txid is looked up at most once in this many seconds per instance, however many hints name it (a hint within it is received again later)",
 );
 const DEFAULT_LOOKUP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
 /// A hint naming a txid Pagstar does not know yet is received again (its visibility
@@ -292,6 +291,11 @@ const UNKNOWN_RECEIVES: u32 = 3;
 #[derive(Debug, thiserror::Error)]
 #[error("{0} txid(s) Pagstar does not know yet: the hint is received again later")]
 struct NotYetKnown(usize);
+
+/// The hint named a txid looked up within the interval: it is received again later.
+#[derive(Debug, thiserror::Error)]
+#[error("a txid looked up within PAGSTAR_LOOKUP_INTERVAL_SECONDS: the hint is received again later")]
+struct LookedUpLately;
 
 /// [`EXPIRY_MARGIN`] from `env`.
 pub(crate) fn expiry_margin(env: &impl Env) -> Result<time::Duration, ConfigError> {
@@ -341,16 +345,24 @@ impl Provider for Pagstar {
     /// The webhook has no signature and is only a hint: each txid it names is looked up
     /// with Pagstar's API, and only those answers are trusted. Every txid is looked up
     /// before anything is written: one failure writes nothing. A txid looked up within
-    /// [`LOOKUP_INTERVAL`] is not asked again (its lookup answered for it); calls keep
-    /// to [`CALLS_PER_SECOND`]; a txid Pagstar does not know yet makes the hint be
-    /// received again later, up to its third receive.
+    /// [`LOOKUP_INTERVAL`] is not asked again now: the hint is received again later;
+    /// calls keep to [`CALLS_PER_SECOND`]; a txid Pagstar does not know yet makes the
+    /// hint be received again later, up to its third receive.
     async fn authenticate(&self, request: &Inbound, now: OffsetDateTime) -> Result<Vec<PagstarCharge>, WebhookError> {
         let hint: PagstarWebhook = parse_json(&request.body)?;
         let receive_count = request
             .header(shared::pipeline::HINT_RECEIVE_COUNT_HEADER)
             .and_then(|count| std::str::from_utf8(count).ok()?.parse::<u32>().ok())
             .unwrap_or(1);
-        let txids: Vec<String> = hint.txids()?.into_iter().filter(|txid| self.recent.claim(txid, now)).collect();
+        let txids = hint.txids()?;
+        let mut claimed: Vec<&String> = Vec::with_capacity(txids.len());
+        for txid in &txids {
+            if !self.recent.claim(txid, now) {
+                claimed.iter().for_each(|txid| self.recent.release(txid));
+                return Err(WebhookError::Upstream(Box::new(LookedUpLately)));
+            }
+            claimed.push(txid);
+        }
         let lookups = txids.iter().map(|txid| async move {
             match self.api.cob(txid).await {
                 Ok(cob) => Ok(PagstarCharge { txid: txid.clone(), cob, checked_at: now }),
@@ -679,9 +691,13 @@ mod tests {
         let pagstar = pagstar(&server).with_lookup_interval(std::time::Duration::from_secs(60));
         let body = pix(TXID);
         let hints = (0..20).map(|_| receive(&pagstar, &body));
-        let applied: usize =
-            futures_util::future::join_all(hints).await.into_iter().map(|r| r.expect("ok").len()).sum();
-        assert_eq!(applied, 1, "one lookup answered for all twenty hints");
+        let results = futures_util::future::join_all(hints).await;
+        let applied: usize = results.iter().filter_map(|r| r.as_ref().ok()).map(Vec::len).sum();
+        assert_eq!(applied, 1, "one lookup for all twenty hints");
+        for later in results.iter().filter_map(|r| r.as_ref().err()) {
+            assert_eq!(later.status().as_u16(), 503, "the others are received again later");
+        }
+        assert_eq!(results.iter().filter(|r| r.is_err()).count(), 19);
         // The mock's expect(1) is checked when the server drops.
     }
 

@@ -1,7 +1,7 @@
 //! What an unsigned hint can make us do to Pagstar, bounded per function instance (the
 //! hint consumer's `MaximumConcurrency` bounds the instances): calls at a steady rate
 //! ([`CallRate`]), and one lookup of a txid per interval however many hints name it
-//! ([`RecentLookups`]).
+//! ([`RecentLookups`]; a hint within the interval is received again later).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
