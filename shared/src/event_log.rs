@@ -258,6 +258,106 @@ impl EventLog {
         Ok(counts)
     }
 
+    /// Claims a resend of event `id` at `now`, one conditional update: `Ok(true)` when no
+    /// resend was claimed within `cooldown` before (its time is now `now`), `Ok(false)`
+    /// when one was, or the event does not exist.
+    pub async fn claim_resend(&self, id: &str, now: OffsetDateTime, cooldown: Duration) -> Result<bool, StoreError> {
+        let cutoff = now.unix_timestamp().saturating_sub(i64::try_from(cooldown.as_secs()).unwrap_or(i64::MAX));
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key(KEY_ATTRIBUTE, AttributeValue::S(key(id)))
+            .update_expression("SET #resent = :now")
+            .condition_expression("attribute_exists(#pk) AND (attribute_not_exists(#resent) OR #resent <= :cutoff)")
+            .expression_attribute_names("#pk", KEY_ATTRIBUTE)
+            .expression_attribute_names("#resent", "resent_at_epoch")
+            .expression_attribute_values(":now", AttributeValue::N(now.unix_timestamp().to_string()))
+            .expression_attribute_values(":cutoff", AttributeValue::N(cutoff.to_string()))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(error) if error.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => {
+                Ok(false)
+            }
+            Err(error) => Err(StoreError::Request(Box::new(error))),
+        }
+    }
+
+    /// Begins the request `fingerprint` under the client's idempotency key `key` (of
+    /// `route`) at `now`: [`Idempotent::New`] when the key is new (it is now held, for
+    /// [`IDEMPOTENCY_RETENTION`]), else what the first request with it made.
+    pub async fn begin_idempotent(
+        &self,
+        route: &str,
+        key: &str,
+        fingerprint: &str,
+        now: OffsetDateTime,
+    ) -> Result<Idempotent, StoreError> {
+        let pk = idempotency_key(route, key);
+        let expires = (now + IDEMPOTENCY_RETENTION).unix_timestamp().to_string();
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .item(KEY_ATTRIBUTE, AttributeValue::S(pk.clone()))
+            .item("fingerprint", AttributeValue::S(fingerprint.to_owned()))
+            .item("ttl", AttributeValue::N(expires))
+            .condition_expression("attribute_not_exists(#pk)")
+            .expression_attribute_names("#pk", KEY_ATTRIBUTE)
+            .return_values_on_condition_check_failure(
+                aws_sdk_dynamodb::types::ReturnValuesOnConditionCheckFailure::AllOld,
+            )
+            .send()
+            .await;
+        let held = match result.map_err(aws_sdk_dynamodb::error::SdkError::into_service_error) {
+            Ok(_) => return Ok(Idempotent::New),
+            Err(aws_sdk_dynamodb::operation::put_item::PutItemError::ConditionalCheckFailedException(failed)) => {
+                failed.item.unwrap_or_default()
+            }
+            Err(error) => return Err(StoreError::Request(Box::new(error))),
+        };
+        let text = |name: &str| held.get(name).and_then(|v| v.as_s().ok()).cloned();
+        if text("fingerprint").as_deref() != Some(fingerprint) {
+            return Ok(Idempotent::Reused);
+        }
+        let status = held.get("status").and_then(|v| v.as_n().ok()).and_then(|n| n.parse::<u16>().ok());
+        Ok(match (status, text("answer")) {
+            (Some(status), Some(answer)) => Idempotent::Answered { status, answer },
+            _ => Idempotent::InProgress,
+        })
+    }
+
+    /// Keeps the answer of the request begun under `key` ([`Self::begin_idempotent`]):
+    /// the same key answers it again, without acting again.
+    pub async fn finish_idempotent(&self, route: &str, key: &str, status: u16, answer: &str) -> Result<(), StoreError> {
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .key(KEY_ATTRIBUTE, AttributeValue::S(idempotency_key(route, key)))
+            .update_expression("SET #status = :status, answer = :answer")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":status", AttributeValue::N(status.to_string()))
+            .expression_attribute_values(":answer", AttributeValue::S(answer.to_owned()))
+            .send()
+            .await
+            .map_err(|e| StoreError::Request(Box::new(e)))?;
+        Ok(())
+    }
+
+    /// Lets go of `key` after its request failed on our side: a retry with it acts.
+    pub async fn abandon_idempotent(&self, route: &str, key: &str) -> Result<(), StoreError> {
+        self.client
+            .delete_item()
+            .table_name(&self.table)
+            .key(KEY_ATTRIBUTE, AttributeValue::S(idempotency_key(route, key)))
+            .send()
+            .await
+            .map_err(|e| StoreError::Request(Box::new(e)))?;
+        Ok(())
+    }
+
     /// One event with its latest [`MAX_LISTED_ATTEMPTS`] attempts, or `None`.
     pub async fn get(&self, id: &str) -> Result<Option<StoredEvent>, StoreError> {
         let output = self
@@ -515,6 +615,31 @@ fn attempt_key(id: &str, number: u32) -> String {
 
 fn key(id: &str) -> String {
     format!("evt#{id}")
+}
+
+/// The item of an idempotency key: the route's and the key's hash (a client's key is any
+/// text; the hash keeps the item's key short and its own).
+fn idempotency_key(route: &str, key: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(format!("{route}\n{key}").as_bytes());
+    let hex: String = digest.iter().take(16).map(|b| format!("{b:02x}")).collect();
+    format!("idem#{hex}")
+}
+
+/// How long an idempotency key answers its first request again.
+pub const IDEMPOTENCY_RETENTION: time::Duration = time::Duration::hours(24);
+
+/// What a request under an idempotency key finds ([`EventLog::begin_idempotent`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Idempotent {
+    /// The key is new: act, then keep the answer.
+    New,
+    /// The first request with the key was answered so: answer the same, act not.
+    Answered { status: u16, answer: String },
+    /// The first request with the key is still being acted on.
+    InProgress,
+    /// The key was used with another request.
+    Reused,
 }
 
 fn rfc3339(at: OffsetDateTime) -> Result<String, StoreError> {

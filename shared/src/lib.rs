@@ -32,8 +32,8 @@ mod webhook;
 /// hints.
 pub mod storage {
     pub use crate::event_log::{
-        feed_values, is_position, Attempt, AttemptKind, AttemptWrites, EventLog, EventPage, EventQuery, StoredEvent,
-        MAX_RESPONSE_BYTES,
+        feed_values, is_position, Attempt, AttemptKind, AttemptWrites, EventLog, EventPage, EventQuery, Idempotent,
+        StoredEvent, IDEMPOTENCY_RETENTION, MAX_RESPONSE_BYTES,
     };
     pub use crate::hints::HintQueue;
     pub use crate::queue::{EventQueue, QueueError, Resend, KIND_ATTRIBUTE};

@@ -515,3 +515,75 @@ async fn text_sqs_refuses_in_a_providers_word_still_reaches_the_merchant() {
     assert_eq!(events[0].data.status, Status::Failed);
     assert_eq!(events[0].data.reason.as_deref(), Some("AM04\u{FFFD} Insufficient\u{FFFD}Funds"));
 }
+
+/// A resend is refused with 429 within a minute of the last; one retried under its
+/// `Idempotency-Key` answers the first answer again without sending again; the key with
+/// another request is 422, and a bad key 400.
+#[tokio::test]
+async fn resends_have_a_cooldown_and_an_idempotency_key_sends_once() {
+    let h = Harness::new().await;
+    let (first, second) = (logged(&h, "920000000001", 100, false).await, logged(&h, "920000000002", 101, false).await);
+    let api = events_api(&h);
+    let resend = |id: &str, key: Option<&str>| {
+        let request = shared::pipeline::Inbound::new(http::Method::POST, "").with_path_parameter("id", id);
+        match key {
+            Some(key) => request.with_header("idempotency-key", key),
+            None => request,
+        }
+    };
+    let (status, body) = call(&api, events_api::Route::Resend, resend(&first, Some("key-1"))).await;
+    assert_eq!((status, body["id"].as_str()), (202, Some(first.as_str())));
+    let (again, replayed) = call(&api, events_api::Route::Resend, resend(&first, Some("key-1"))).await;
+    assert_eq!((again, &replayed), (202, &body), "the first answer, again");
+    assert_eq!(h.drain_events().await.len(), 1, "sent once for the two requests");
+    let (status, body) = call(&api, events_api::Route::Resend, resend(&first, None)).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (429, Some("resend_cooldown")), "{body}");
+    let (status, body) = call(&api, events_api::Route::Resend, resend(&second, Some("key-1"))).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (422, Some("idempotency_key_reused")), "{body}");
+    let (status, _) = call(&api, events_api::Route::Resend, resend(&second, Some("a key with spaces"))).await;
+    assert_eq!(status, 400);
+    assert!(h.drain_events().await.is_empty(), "nothing sent by the refusals");
+    let (status, _) = call(&api, events_api::Route::Resend, resend(&second, Some("key-2"))).await;
+    assert_eq!(status, 202, "another event has its own cooldown");
+}
+
+/// A recover of a window larger than one request's batch completes over requests, each
+/// answering where the next continues: every undelivered event sent once; a request
+/// retried under its `Idempotency-Key` sends nothing again.
+#[tokio::test]
+async fn a_recover_completes_in_batches_and_a_retry_sends_nothing_again() {
+    let h = Harness::new().await;
+    let mut undelivered = Vec::new();
+    for i in 0..25 {
+        undelivered.push(logged(&h, &format!("{:012}", 930_000_000_000_i64 + i), 100 + i, false).await);
+    }
+    let api = events_api(&h).with_recover_batch(10);
+    let window = |after: Option<&str>| {
+        let mut body = serde_json::json!({"since": "2026-11-18T11:08:00Z", "until": "2026-11-18T11:10:00Z"});
+        if let Some(after) = after {
+            body["after"] = after.into();
+        }
+        body.to_string()
+    };
+    let (mut sent, mut after, mut requests) = (Vec::new(), None::<String>, 0);
+    loop {
+        let request = shared::pipeline::Inbound::new(http::Method::POST, window(after.as_deref()))
+            .with_header("idempotency-key", &format!("recover-{requests}"));
+        let (status, body) = call(&api, events_api::Route::Recover, request.clone()).await;
+        assert_eq!(status, 202, "{body}");
+        assert!(body["resent"].as_u64().is_some_and(|n| n <= 10), "a batch at most: {body}");
+        // The client's retry of the same request: the same answer, nothing sent again.
+        assert_eq!(call(&api, events_api::Route::Recover, request).await, (202, body.clone()));
+        sent.extend(h.drain_events().await.into_iter().map(|e| e.id));
+        requests += 1;
+        match body["next"].as_str() {
+            Some(next) => after = Some(next.to_owned()),
+            None => break,
+        }
+        assert!(requests < 10, "it completes");
+    }
+    assert!(requests >= 3, "{requests} requests");
+    sent.sort();
+    undelivered.sort();
+    assert_eq!(sent, undelivered, "every undelivered event, once");
+}

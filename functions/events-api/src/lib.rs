@@ -7,8 +7,12 @@
 //! | `GET /events?since&after&limit&type&delivered` | `{"data": [event…], "next": cursor or null}`, oldest first |
 //! | `GET /events/{id}` | the event, with `delivered_at` (or null) and `attempt_count` |
 //! | `GET /events/{id}/attempts` | `{"data": [attempt…]}` |
-//! | `POST /events/{id}/resend` | 202: delivered again, same `webhook-id` |
-//! | `POST /events/recover` `{"since", "until"?}` (≤ 14 days) | 202 `{"resent": n}`: every undelivered event in the window again |
+//! | `POST /events/{id}/resend` | 202: delivered again, same `webhook-id`; 429 `resend_cooldown` within a minute of the last |
+//! | `POST /events/recover` `{"since", "until"?, "after"?}` (≤ 14 days) | 202 `{"resent": n, "until", "next"}`: the window's undelivered events again, a batch per request; `next` (or null) continues it |
+//!
+//! Resend and recover take an `Idempotency-Key` header: the same key answers the first
+//! request's answer again, without sending again (24 hours; another request with the key
+//! is 422 `idempotency_key_reused`, one while the first runs 409 `idempotency_in_progress`).
 
 use std::time::Duration;
 
@@ -19,7 +23,16 @@ use shared::model::EventType;
 use shared::pipeline::Inbound;
 use shared::runtime::config::{ConfigError, Env};
 use shared::runtime::error_response;
-use shared::storage::{is_position, EventLog, EventQuery, EventQueue, StoredEvent, TransactionStore};
+use shared::storage::{is_position, EventLog, EventQuery, EventQueue, Idempotent, StoredEvent, TransactionStore};
+
+/// The least time between two resends of one event.
+pub const RESEND_COOLDOWN: Duration = Duration::from_secs(60);
+/// How long one recover request sends before it answers with where to continue: well
+/// within the function's 29 s, whatever the window.
+const RECOVER_BUDGET: Duration = Duration::from_secs(15);
+/// The header of a client's idempotency key, and its longest value.
+const IDEMPOTENCY_KEY: &str = "idempotency-key";
+const MAX_IDEMPOTENCY_KEY: usize = 255;
 use time::OffsetDateTime;
 
 /// Every route, as in template.yaml and openapi.yaml.
@@ -35,7 +48,7 @@ pub const ROUTES: [(Route, &str, &str); 5] = [
 pub const MAX_RECOVER_WINDOW: Duration = Duration::from_secs(14 * 24 * 60 * 60);
 /// `limit` when the listing does not say.
 pub const DEFAULT_LIMIT: usize = 50;
-/// Most events one recover resends (it says how many).
+/// Most events one recover request resends before it answers with its `next`.
 const MAX_RECOVER: usize = 10_000;
 
 /// The variables the function reads.
@@ -71,6 +84,8 @@ impl Route {
 pub struct EventsApi {
     log: EventLog,
     queue: EventQueue,
+    /// Most events one recover request resends ([`MAX_RECOVER`]).
+    recover_batch: usize,
 }
 
 /// A 4xx or 5xx with its stable code.
@@ -106,7 +121,13 @@ impl Refusal {
 
 impl EventsApi {
     pub fn new(log: EventLog, queue: EventQueue) -> Self {
-        EventsApi { log, queue }
+        EventsApi { log, queue, recover_batch: MAX_RECOVER }
+    }
+
+    /// With a recover request answering once it has resent `events` or more (it resends
+    /// whole pages).
+    pub fn with_recover_batch(self, events: usize) -> Self {
+        EventsApi { recover_batch: events.clamp(1, MAX_RECOVER), ..self }
     }
 
     /// Reads [`SETTINGS`].
@@ -133,7 +154,63 @@ impl EventsApi {
     }
 
     pub async fn answer(&self, route: Route, request: &Inbound, now: OffsetDateTime) -> Response<Body> {
-        let result = match route {
+        if matches!(route, Route::Resend | Route::Recover) && request.header(IDEMPOTENCY_KEY).is_some() {
+            return self.answer_once(route, request, now).await;
+        }
+        respond(self.act(route, request, now).await)
+    }
+
+    /// A resend or recover under an idempotency key: the first request's answer for every
+    /// request with the key; acted on once. A 5xx or a 429 lets go of the key (a retry acts).
+    async fn answer_once(&self, route: Route, request: &Inbound, now: OffsetDateTime) -> Response<Body> {
+        let key = String::from_utf8_lossy(request.header(IDEMPOTENCY_KEY).unwrap_or_default()).into_owned();
+        if key.is_empty() || key.len() > MAX_IDEMPOTENCY_KEY || !key.bytes().all(|b| b.is_ascii_graphic()) {
+            return respond(Err(Refusal::invalid("Idempotency-Key", "must be 1 to 255 visible ASCII characters")));
+        }
+        let route_name = format!("{route:?}");
+        let fingerprint = fingerprint(&route_name, request);
+        match self.log.begin_idempotent(&route_name, &key, &fingerprint, now).await {
+            Err(error) => respond(Err(Refusal::internal(&error))),
+            Ok(Idempotent::Reused) => respond(Err(Refusal {
+                status: StatusCode::UNPROCESSABLE_ENTITY,
+                code: "idempotency_key_reused",
+                message: "this Idempotency-Key was used with another request".into(),
+            })),
+            Ok(Idempotent::InProgress) => respond(Err(Refusal {
+                status: StatusCode::CONFLICT,
+                code: "idempotency_in_progress",
+                message: "the first request with this Idempotency-Key is still being answered: retry".into(),
+            })),
+            Ok(Idempotent::Answered { status, answer }) => {
+                let mut response = json_response(StatusCode::from_u16(status).unwrap_or(StatusCode::OK), answer);
+                response.headers_mut().insert("idempotent-replayed", http::HeaderValue::from_static("true"));
+                response
+            }
+            Ok(Idempotent::New) => {
+                let result = self.act(route, request, now).await;
+                let (status, answer) = match &result {
+                    Ok((status, body)) => (*status, body.to_string()),
+                    Err(refusal) => (refusal.status, error_body(refusal)),
+                };
+                let kept = match status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
+                    true => self.log.abandon_idempotent(&route_name, &key).await,
+                    false => self.log.finish_idempotent(&route_name, &key, status.as_u16(), &answer).await,
+                };
+                if let Err(error) = kept {
+                    tracing::error!(error = %error, "idempotency key not kept: a retry with it acts again");
+                }
+                respond(result)
+            }
+        }
+    }
+
+    async fn act(
+        &self,
+        route: Route,
+        request: &Inbound,
+        now: OffsetDateTime,
+    ) -> Result<(StatusCode, serde_json::Value), Refusal> {
+        match route {
             Route::List => self.list(request).await,
             Route::Get => self.event(request).await.map(|event| (StatusCode::OK, shown(&event))),
             Route::Attempts => {
@@ -141,17 +218,6 @@ impl EventsApi {
             }
             Route::Resend => self.resend(request, now).await,
             Route::Recover => self.recover(request, now).await,
-        };
-        match result {
-            Ok((status, body)) => {
-                let mut response = Response::new(Body::Text(body.to_string()));
-                *response.status_mut() = status;
-                response
-                    .headers_mut()
-                    .insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
-                response
-            }
-            Err(refusal) => error_response(refusal.status, refusal.code, &refusal.message),
         }
     }
 
@@ -172,6 +238,13 @@ impl EventsApi {
 
     async fn resend(&self, request: &Inbound, now: OffsetDateTime) -> Result<(StatusCode, serde_json::Value), Refusal> {
         let event = self.event(request).await?;
+        if !self.log.claim_resend(event.id(), now, RESEND_COOLDOWN).await.map_err(|e| Refusal::internal(&e))? {
+            return Err(Refusal {
+                status: StatusCode::TOO_MANY_REQUESTS,
+                code: "resend_cooldown",
+                message: format!("this event was resent less than {} s ago", RESEND_COOLDOWN.as_secs()),
+            });
+        }
         self.send_again(&event, "resend", now).await?;
         tracing::info!(event_id = event.id(), "event resent on request");
         Ok((StatusCode::ACCEPTED, serde_json::json!({ "id": event.id() })))
@@ -189,6 +262,9 @@ impl EventsApi {
             since: OffsetDateTime,
             #[serde(default, with = "time::serde::rfc3339::option")]
             until: Option<OffsetDateTime>,
+            /// Where an earlier request of the same window stopped (its `next`).
+            #[serde(default)]
+            after: Option<String>,
         }
         let window: Window = shared::pipeline::parse_json(&request.body).map_err(|e| Refusal {
             status: e.status(),
@@ -202,27 +278,37 @@ impl EventsApi {
         if until - window.since > MAX_RECOVER_WINDOW {
             return Err(Refusal::invalid("since", "the window is at most 14 days"));
         }
+        if window.after.as_deref().is_some_and(|after| !is_position(after)) {
+            return Err(Refusal::invalid("after", "must be the next of an earlier answer"));
+        }
         let mut query = EventQuery {
             since: Some(window.since),
             until: Some(until),
-            limit: 100,
+            after: window.after,
+            limit: self.recover_batch.min(100),
             delivered: Some(false),
             ..EventQuery::default()
         };
+        // A batch per request, within a time budget: a window of any size completes over
+        // requests that each answer in time, each event sent once per request.
+        let started = std::time::Instant::now();
         let mut resent = 0;
-        loop {
+        let next = loop {
             let page = self.log.list(&query).await.map_err(|e| Refusal::internal(&e))?;
             // Ten to a SendMessageBatch: a large window is sent in a fraction of the calls.
             let events: Vec<shared::storage::Resend<'_>> = page.events.iter().map(to_resend).collect();
             let nonce = now.unix_timestamp_nanos();
             resent += self.queue.resend_batch(&events, "recover", nonce).await.map_err(|e| Refusal::internal(&e))?;
             match page.next {
-                Some(next) if resent < MAX_RECOVER => query.after = Some(next),
-                Some(_) | None => break,
+                Some(next) if resent < self.recover_batch && started.elapsed() < RECOVER_BUDGET => {
+                    query.after = Some(next)
+                }
+                next => break next,
             }
-        }
-        tracing::info!(resent, "undelivered events recovered on request");
-        Ok((StatusCode::ACCEPTED, serde_json::json!({ "resent": resent })))
+        };
+        let until = until.format(&time::format_description::well_known::Rfc3339).map_err(|e| Refusal::internal(&e))?;
+        tracing::info!(resent, more = next.is_some(), "undelivered events recovered on request");
+        Ok((StatusCode::ACCEPTED, serde_json::json!({ "resent": resent, "until": until, "next": next })))
     }
 
     /// The stored body again, same `webhook-id`, under a new deduplication id.
@@ -234,6 +320,37 @@ impl EventsApi {
             .await
             .map_err(|e| Refusal::internal(&e))
     }
+}
+
+/// A route's answer: its JSON, or its refusal.
+fn respond(result: Result<(StatusCode, serde_json::Value), Refusal>) -> Response<Body> {
+    match result {
+        Ok((status, body)) => json_response(status, body.to_string()),
+        Err(refusal) => error_response(refusal.status, refusal.code, &refusal.message),
+    }
+}
+
+fn json_response(status: StatusCode, body: String) -> Response<Body> {
+    let mut response = Response::new(Body::Text(body));
+    *response.status_mut() = status;
+    response.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
+    response
+}
+
+/// A refusal's body, as [`error_response`] writes it.
+fn error_body(refusal: &Refusal) -> String {
+    serde_json::json!({ "error": { "code": refusal.code, "message": refusal.message } }).to_string()
+}
+
+/// What makes two requests the same for an idempotency key: the route, its event, the body.
+fn fingerprint(route: &str, request: &Inbound) -> String {
+    use sha2::{Digest, Sha256};
+    let mut hash = Sha256::new();
+    for part in [route.as_bytes(), request.path_parameter("id").unwrap_or_default().as_bytes(), &request.body] {
+        hash.update((part.len() as u64).to_be_bytes());
+        hash.update(part);
+    }
+    hash.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// A stored event as the queue sends it again: its body, its transaction's group, its id.
