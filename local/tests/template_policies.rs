@@ -141,7 +141,15 @@ fn each_function_gets_only_the_actions_it_uses() {
     // The events API reads the log (an item, its index) and queues resends.
     assert_eq!(
         actions("EventsApiFunction"),
-        ["dynamodb:BatchGetItem", "dynamodb:GetItem", "dynamodb:Query", "sqs:SendMessage"]
+        [
+            "dynamodb:BatchGetItem",
+            "dynamodb:DeleteItem",
+            "dynamodb:GetItem",
+            "dynamodb:PutItem",
+            "dynamodb:Query",
+            "dynamodb:UpdateItem",
+            "sqs:SendMessage"
+        ]
     );
     let feed = grants()["EventsApiFunction"].iter().find(|(a, _)| a == "dynamodb:Query").cloned().expect("Query");
     assert!(feed.1.contains("/index/EventFeed"), "only its index: {}", feed.1);
