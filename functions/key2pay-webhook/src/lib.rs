@@ -158,6 +158,7 @@ impl Key2Pay {
         if self.static_token_until.is_some_and(|until| now < until) && self.key.matches(given) {
             tracing::warn!(
                 provider = "key2pay",
+                reference = %notification.trackid,
                 "callback verified with the static token (KEY2PAY_STATIC_TOKEN_UNTIL)"
             );
             return Ok(notification);
