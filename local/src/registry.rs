@@ -226,6 +226,66 @@ mod tests {
         assert!(enums >= 2, "GET and PUT /transactions/{{provider}}/{{reference}}");
     }
 
+    /// edge-waf.yaml has a source-IP allowlist for every provider of the catalog and no
+    /// other: a rule that lets its IPs through on its routes and one that blocks anyone
+    /// else there, both matching a prefix of every path it is served at.
+    #[test]
+    fn the_edge_has_an_allowlist_per_provider() {
+        use serde_yaml_ng::Value;
+        fn rules(value: &Value, found: &mut Vec<(String, Vec<String>)>) {
+            match value {
+                Value::Mapping(map) => {
+                    if let (Some(name), Some(_)) = (map.get("Name").and_then(Value::as_str), map.get("Priority")) {
+                        let mut prefixes = Vec::new();
+                        search_strings(value, &mut prefixes);
+                        found.push((name.to_owned(), prefixes));
+                    } else {
+                        map.values().for_each(|v| rules(v, found));
+                    }
+                }
+                Value::Sequence(items) => items.iter().for_each(|v| rules(v, found)),
+                Value::Tagged(tagged) => rules(&tagged.value, found),
+                Value::Null | Value::Bool(_) | Value::Number(_) | Value::String(_) => {}
+            }
+        }
+        fn search_strings(value: &Value, found: &mut Vec<String>) {
+            match value {
+                Value::Mapping(map) => {
+                    for (key, v) in map {
+                        match (key.as_str(), v.as_str()) {
+                            (Some("SearchString"), Some(prefix)) => found.push(prefix.to_owned()),
+                            _ => search_strings(v, found),
+                        }
+                    }
+                }
+                Value::Sequence(items) => items.iter().for_each(|v| search_strings(v, found)),
+                Value::Tagged(tagged) => search_strings(&tagged.value, found),
+                Value::Null | Value::Bool(_) | Value::Number(_) | Value::String(_) => {}
+            }
+        }
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let waf: Value =
+            serde_yaml_ng::from_str(&std::fs::read_to_string(root.join("edge-waf.yaml")).expect("edge-waf.yaml"))
+                .expect("YAML");
+        let mut found = Vec::new();
+        rules(&waf["Resources"]["WebAcl"]["Properties"]["Rules"], &mut found);
+        let routes = routes();
+        for route in &routes {
+            for kind in ["allowlisted", "others"] {
+                let name = format!("{}-{kind}", route.name);
+                let prefixes = found.iter().find(|(n, _)| *n == name).map(|(_, p)| p.clone());
+                let prefixes = prefixes.unwrap_or_else(|| panic!("edge-waf.yaml has no rule {name}"));
+                assert_eq!(prefixes.len(), 1, "{name}: one path prefix");
+                for path in std::iter::once(route.path).chain(route.also_at.iter().copied()) {
+                    assert!(prefixes.iter().all(|p| path.starts_with(p.as_str())), "{name}: {prefixes:?} and {path}");
+                }
+            }
+        }
+        let names: Vec<&str> = found.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names.len(), 2 * routes.len() + 1, "an allowlist per provider, and the rate limit: {names:?}");
+        assert!(names.contains(&"rate-per-ip"), "{names:?}");
+    }
+
     /// Every provider accepts the references its simulator makes and its fixtures store,
     /// and refuses what could leave a URL's path segment or is not its format.
     #[test]
