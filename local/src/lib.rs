@@ -1,6 +1,7 @@
 //! The local pipeline: emulator clients, provisioning from template.yaml, and serving
 //! every webhook function on one HTTP port. Used by the run command and the tests.
 
+pub mod attack;
 pub mod capacity;
 pub mod chaos;
 pub mod fixtures;

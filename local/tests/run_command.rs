@@ -380,3 +380,31 @@ fn chaos_run_with_every_fault_and_a_kill_ends_with_no_violation() {
         assert!(count > 0, "a fault kind was never injected: {line}");
     }
 }
+
+/// The attack run's smaller size (issue 26), as `scripts/attack` runs it, against the real
+/// `local-pipeline` binary: every figure as required.
+#[test]
+fn attack_run_ends_with_every_figure_as_required() {
+    let (dynamodb, sqs) = (endpoint("DYNAMODB_ENDPOINT"), endpoint("SQS_ENDPOINT"));
+    let output = Command::new(env!("CARGO_BIN_EXE_attack"))
+        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+        .env("DYNAMODB_ENDPOINT", dynamodb)
+        .env("SQS_ENDPOINT", sqs)
+        .args(["--forgeries", "4", "--flood-rate", "100", "--flood-seconds", "5", "--genuine", "5", "--seed", "7"])
+        .output()
+        .expect("run attack");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    println!("{stdout}");
+    assert!(output.status.success(), "attack failed:\n{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+    for figure in [
+        "4 sent (401: 4); forged outcomes applied 0; genuine captures applied 4",
+        "500 hints in",
+        "5 genuine, lost 0",
+        "0 of them never delivered",
+        "deliveries per undelivered event 1..1 (must be 1), per delivered one at most 0",
+        "deliveries per event 1..1 (must be 1)",
+        "violations                     0",
+    ] {
+        assert!(stdout.contains(figure), "no \"{figure}\" in:\n{stdout}");
+    }
+}

@@ -151,17 +151,17 @@ impl std::fmt::Display for Report {
 }
 
 /// The `local-pipeline` process, which the run kills and restarts (and kills when it ends).
-struct Pipeline {
-    executable: PathBuf,
-    root: PathBuf,
-    env: Vec<(String, String)>,
-    port: u16,
-    log: PathBuf,
-    child: Option<std::process::Child>,
+pub(crate) struct Pipeline {
+    pub(crate) executable: PathBuf,
+    pub(crate) root: PathBuf,
+    pub(crate) env: Vec<(String, String)>,
+    pub(crate) port: u16,
+    pub(crate) log: PathBuf,
+    pub(crate) child: Option<std::process::Child>,
 }
 
 impl Pipeline {
-    async fn start(&mut self) -> Result<(), Error> {
+    pub(crate) async fn start(&mut self) -> Result<(), Error> {
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log)?;
         let mut child = std::process::Command::new(&self.executable)
             .current_dir(&self.root)
@@ -187,7 +187,7 @@ impl Pipeline {
     }
 
     /// SIGKILL: no shutdown, whatever was in flight is cut.
-    fn kill(&mut self) -> Result<(), Error> {
+    pub(crate) fn kill(&mut self) -> Result<(), Error> {
         if let Some(mut child) = self.child.take() {
             child.kill()?;
             child.wait()?;
@@ -207,7 +207,7 @@ impl Drop for Pipeline {
 
 /// The pipeline's timings, compressed so that retries, the reconciler and the sync act
 /// within seconds.
-const COMPRESSED: [(&str, &str); 12] = [
+pub(crate) const COMPRESSED: [(&str, &str); 12] = [
     // Each run reads every sync shard of every provider (65 queries each): every 5 s keeps
     // DynamoDB Local from taking the CPU moto needs.
     ("STATUS_SYNC_INTERVAL_SECONDS", "5"),
@@ -224,7 +224,7 @@ const COMPRESSED: [(&str, &str); 12] = [
     ("NO_COLOR", "1"),
 ];
 
-fn free_port() -> Result<u16, Error> {
+pub(crate) fn free_port() -> Result<u16, Error> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 

@@ -27,6 +27,9 @@ pub trait Simulated: Send + Sync {
     fn stored_reference(&self, reference: &str) -> String;
     fn settle(&self, reference: &str, word: &str);
     fn deliver(&self, reference: &str, word: &str, now: OffsetDateTime) -> Inbound;
+    fn with_body(&self, body: &[u8], now: OffsetDateTime) -> Inbound;
+    fn signed_content(&self, reference: &str, word: &str) -> Option<Vec<u8>>;
+    fn sign_content(&self, content: &[u8], now: OffsetDateTime) -> Inbound;
 }
 
 impl<S: Simulator> Simulated for S {
@@ -53,6 +56,15 @@ impl<S: Simulator> Simulated for S {
     }
     fn deliver(&self, reference: &str, word: &str, now: OffsetDateTime) -> Inbound {
         Simulator::deliver(self, reference, word, now)
+    }
+    fn with_body(&self, body: &[u8], now: OffsetDateTime) -> Inbound {
+        Simulator::with_body(self, body, now)
+    }
+    fn signed_content(&self, reference: &str, word: &str) -> Option<Vec<u8>> {
+        Simulator::signed_content(self, reference, word)
+    }
+    fn sign_content(&self, content: &[u8], now: OffsetDateTime) -> Inbound {
+        Simulator::sign_content(self, content, now)
     }
 }
 
@@ -381,6 +393,15 @@ mod tests {
         fn settle(&self, _: &str, _: &str) {}
         fn deliver(&self, _: &str, _: &str, _: OffsetDateTime) -> Inbound {
             Inbound::new(http::Method::POST, "")
+        }
+        fn with_body(&self, body: &[u8], _: OffsetDateTime) -> Inbound {
+            Inbound::new(http::Method::POST, body)
+        }
+        fn signed_content(&self, _: &str, _: &str) -> Option<Vec<u8>> {
+            None
+        }
+        fn sign_content(&self, content: &[u8], now: OffsetDateTime) -> Inbound {
+            self.with_body(content, now)
         }
     }
 
