@@ -45,7 +45,7 @@ impl WebhookError {
             WebhookError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             WebhookError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             WebhookError::Unsupported { .. } => StatusCode::UNPROCESSABLE_ENTITY,
-            WebhookError::Upstream(_) => StatusCode::SERVICE_UNAVAILABLE,
+            WebhookError::Upstream(_) | WebhookError::RetryLater { .. } => StatusCode::SERVICE_UNAVAILABLE,
             WebhookError::Store(_) | WebhookError::Queue(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -60,6 +60,7 @@ impl WebhookError {
             WebhookError::UnsupportedMediaType => "unsupported_media_type",
             WebhookError::Unsupported { .. } => "unsupported_value",
             WebhookError::Upstream(_) => "upstream_unavailable",
+            WebhookError::RetryLater { .. } => "retry_later",
             WebhookError::Store(_) | WebhookError::Queue(_) => "internal_error",
         }
     }
@@ -70,6 +71,7 @@ impl WebhookError {
         match self {
             WebhookError::Unauthorized { .. } => "request could not be verified".to_owned(),
             WebhookError::Upstream(_) => "provider API unavailable, please retry".to_owned(),
+            WebhookError::RetryLater { .. } => "to be received again later, please retry".to_owned(),
             WebhookError::Store(_) | WebhookError::Queue(_) => "internal error, please retry".to_owned(),
             WebhookError::MalformedJson(_)
             | WebhookError::InvalidField { .. }
@@ -94,11 +96,14 @@ pub fn error_response(status: StatusCode, code: &str, message: &str) -> Response
     response
 }
 
-/// Logs a failed request: client errors at warn, ours at error with the source chain.
-/// Never the body, never a secret: the errors carry neither.
+/// Logs a failed request: client errors at warn, ours at error with the source chain, a
+/// request to be received again by design at info. Never the body, never a secret: the
+/// errors carry neither.
 pub(crate) fn log_error(provider: &str, error: &WebhookError) {
     let code = error.code();
-    if error.status().is_server_error() {
+    if let WebhookError::RetryLater { reason } = error {
+        tracing::info!(provider, code, reason, "webhook to be received again later");
+    } else if error.status().is_server_error() {
         let mut chain = error.to_string();
         let mut source = std::error::Error::source(error);
         while let Some(cause) = source {

@@ -36,6 +36,12 @@ pub enum WebhookError {
     #[error("provider API unavailable")]
     Upstream(#[source] Box<dyn std::error::Error + Send + Sync>),
 
+    /// Nothing failed: the request is to be received again later, by design (a Pagstar
+    /// hint naming a txid looked up within its interval or one Pagstar does not know yet,
+    /// or a call past the instance's rate). 503, so it is delivered again; logged at info.
+    #[error("to be received again later: {reason}")]
+    RetryLater { reason: &'static str },
+
     #[error("transaction store failed")]
     Store(#[from] StoreError),
 

@@ -276,13 +276,7 @@ impl EventLog {
             .expression_attribute_values(":cutoff", AttributeValue::N(cutoff.to_string()))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(error) if error.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => {
-                Ok(false)
-            }
-            Err(error) => Err(StoreError::Request(Box::new(error))),
-        }
+        crate::store::written(result)
     }
 
     /// Begins the request `fingerprint` under the client's idempotency key `key` (of
@@ -622,8 +616,7 @@ fn key(id: &str) -> String {
 fn idempotency_key(route: &str, key: &str) -> String {
     use sha2::{Digest, Sha256};
     let digest = Sha256::digest(format!("{route}\n{key}").as_bytes());
-    let hex: String = digest.iter().take(16).map(|b| format!("{b:02x}")).collect();
-    format!("idem#{hex}")
+    format!("idem#{}", hex::encode(digest.get(..16).unwrap_or_default()))
 }
 
 /// How long an idempotency key answers its first request again.

@@ -44,6 +44,26 @@ pub enum StoreError {
     RankFell,
 }
 
+/// Whether a conditional write took: `Ok(false)` when its condition did not hold, the
+/// request's error otherwise.
+pub(crate) fn written<O, E, R>(result: Result<O, aws_sdk_dynamodb::error::SdkError<E, R>>) -> Result<bool, StoreError>
+where
+    E: aws_sdk_dynamodb::error::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug + Send + Sync + 'static,
+{
+    use aws_sdk_dynamodb::error::ProvideErrorMetadata;
+    match result {
+        Ok(_) => Ok(true),
+        Err(error) if error.as_service_error().and_then(ProvideErrorMetadata::code) == Some(CONDITION_FAILED) => {
+            Ok(false)
+        }
+        Err(error) => Err(StoreError::Request(Box::new(error))),
+    }
+}
+
+/// DynamoDB's error code for a write whose condition did not hold.
+const CONDITION_FAILED: &str = "ConditionalCheckFailedException";
+
 /// What a registration did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Registered {
@@ -365,13 +385,7 @@ impl TransactionStore {
             .expression_attribute_values(":now", AttributeValue::S(timestamp(now)?))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(error) if error.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => {
-                Ok(false)
-            }
-            Err(error) => Err(StoreError::Request(Box::new(error))),
-        }
+        written(result)
     }
 
     /// Gives the lease `name` back, if `holder` still holds it (the item is deleted).
@@ -386,12 +400,8 @@ impl TransactionStore {
             .expression_attribute_values(":holder", AttributeValue::S(holder.to_owned()))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(()),
-            // Expired and taken by another run meanwhile: theirs now.
-            Err(error) if error.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => Ok(()),
-            Err(error) => Err(StoreError::Request(Box::new(error))),
-        }
+        // Not written: expired and taken by another run meanwhile, theirs now.
+        written(result).map(|_| ())
     }
 
     /// Records what a sync that changed nothing decided for `record` ([`Change::reschedule`]).
@@ -448,13 +458,7 @@ impl TransactionStore {
             .set_expression_attribute_values(Some(update.values).filter(|values| !values.is_empty()))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(error) if error.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => {
-                Ok(false)
-            }
-            Err(error) => Err(StoreError::Request(Box::new(error))),
-        }
+        written(result)
     }
 
     /// Final transactions whose notification is still pending and whose final status was

@@ -350,7 +350,7 @@ fn fingerprint(route: &str, request: &Inbound) -> String {
         hash.update((part.len() as u64).to_be_bytes());
         hash.update(part);
     }
-    hash.finalize().iter().map(|b| format!("{b:02x}")).collect()
+    hex::encode(hash.finalize())
 }
 
 /// A stored event as the queue sends it again: its body, its transaction's group, its id.

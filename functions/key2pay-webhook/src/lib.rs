@@ -131,7 +131,7 @@ pub struct Key2Pay {
 pub fn callback_token(key: &Secret, trackid: &str) -> String {
     let key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, key.expose().as_bytes());
     let tag = aws_lc_rs::hmac::sign(&key, trackid.as_bytes());
-    tag.as_ref().iter().map(|byte| format!("{byte:02x}")).collect()
+    hex::encode(tag.as_ref())
 }
 
 impl Key2Pay {

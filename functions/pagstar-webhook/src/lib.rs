@@ -263,10 +263,12 @@ pub(crate) const PAGSTAR_CLIENT_ID: Setting = Setting::required("PAGSTAR_CLIENT_
 /// past `calendario.criacao + expiracao` a charge still ATIVA is taken as expired.
 pub const EXPIRY_MARGIN: Setting = Setting::positive(
     "PAGSTAR_EXPIRY_MARGIN_SECONDS",
-    600,
+    EXPIRY_MARGIN_SECONDS as u64,
     "seconds past a charge's expiry before one still ATIVA is taken as expired (a payment made just before may still be settling)",
 );
-const DEFAULT_EXPIRY_MARGIN: time::Duration = time::Duration::minutes(10);
+/// [`EXPIRY_MARGIN`]'s default (one number for the setting and the constructor's default).
+const EXPIRY_MARGIN_SECONDS: u32 = 600;
+const DEFAULT_EXPIRY_MARGIN: time::Duration = time::Duration::seconds(EXPIRY_MARGIN_SECONDS as i64);
 
 /// `PAGSTAR_CALLS_PER_SECOND`: calls to Pagstar's API a second, per function instance.
 pub const CALLS_PER_SECOND: Setting = Setting::positive(
@@ -279,23 +281,15 @@ pub const CALLS_PER_SECOND: Setting = Setting::positive(
 /// visibility timeout), so a genuine one is looked up then and none is lost.
 pub const LOOKUP_INTERVAL: Setting = Setting::positive(
     "PAGSTAR_LOOKUP_INTERVAL_SECONDS",
-    5,
+    LOOKUP_INTERVAL_SECONDS as u64,
     "a txid is looked up at most once in this many seconds per instance, however many hints name it (a hint within it is received again later)",
 );
-const DEFAULT_LOOKUP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
+/// [`LOOKUP_INTERVAL`]'s default.
+const LOOKUP_INTERVAL_SECONDS: u32 = 5;
+const DEFAULT_LOOKUP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(LOOKUP_INTERVAL_SECONDS as u64);
 /// A hint naming a txid Pagstar does not know yet is received again (its visibility
 /// timeout later) until its this-many-th receive, then acknowledged.
 const UNKNOWN_RECEIVES: u32 = 3;
-
-/// The hint named txids Pagstar does not know yet: it is received again later.
-#[derive(Debug, thiserror::Error)]
-#[error("{0} txid(s) Pagstar does not know yet: the hint is received again later")]
-struct NotYetKnown(usize);
-
-/// The hint named a txid looked up within the interval: it is received again later.
-#[derive(Debug, thiserror::Error)]
-#[error("a txid looked up within PAGSTAR_LOOKUP_INTERVAL_SECONDS: the hint is received again later")]
-struct LookedUpLately;
 
 /// [`EXPIRY_MARGIN`] from `env`.
 pub(crate) fn expiry_margin(env: &impl Env) -> Result<time::Duration, ConfigError> {
@@ -359,7 +353,8 @@ impl Provider for Pagstar {
         for txid in &txids {
             if !self.recent.claim(txid, now) {
                 claimed.iter().for_each(|txid| self.recent.release(txid));
-                return Err(WebhookError::Upstream(Box::new(LookedUpLately)));
+                let reason = "a txid looked up within PAGSTAR_LOOKUP_INTERVAL_SECONDS";
+                return Err(WebhookError::RetryLater { reason });
             }
             claimed.push(txid);
         }
@@ -368,7 +363,11 @@ impl Provider for Pagstar {
                 Ok(cob) => Ok(PagstarCharge { txid: txid.clone(), cob, checked_at: now }),
                 Err(error) => {
                     self.recent.release(txid);
-                    Err(WebhookError::Upstream(Box::new(error)))
+                    Err(if let PagstarError::RateLimited = error {
+                        WebhookError::RetryLater { reason: "calls to Pagstar at their rate" }
+                    } else {
+                        WebhookError::Upstream(Box::new(error))
+                    })
                 }
             }
         });
@@ -378,7 +377,7 @@ impl Provider for Pagstar {
         if !unknown.is_empty() && receive_count < UNKNOWN_RECEIVES {
             // Asked again on the later receive, whatever the interval.
             unknown.iter().for_each(|txid| self.recent.release(txid));
-            return Err(WebhookError::Upstream(Box::new(NotYetKnown(unknown.len()))));
+            return Err(WebhookError::RetryLater { reason: "a txid Pagstar does not know yet" });
         }
         Ok(charges)
     }
@@ -667,7 +666,7 @@ mod tests {
         for count in [1, 2] {
             let request = received(count, "unknown1000000000000000000");
             let error = pagstar.receive(&request, OffsetDateTime::UNIX_EPOCH).await.expect_err("not yet known");
-            assert_eq!(error.status().as_u16(), 503, "receive {count}");
+            assert_eq!((error.status().as_u16(), error.code()), (503, "retry_later"), "receive {count}");
         }
         let last = pagstar.receive(&received(3, "unknown1000000000000000000"), OffsetDateTime::UNIX_EPOCH).await;
         assert!(last.expect("acknowledged").is_empty());
@@ -695,7 +694,7 @@ mod tests {
         let applied: usize = results.iter().filter_map(|r| r.as_ref().ok()).map(Vec::len).sum();
         assert_eq!(applied, 1, "one lookup for all twenty hints");
         for later in results.iter().filter_map(|r| r.as_ref().err()) {
-            assert_eq!(later.status().as_u16(), 503, "the others are received again later");
+            assert_eq!((later.status().as_u16(), later.code()), (503, "retry_later"), "received again later");
         }
         assert_eq!(results.iter().filter(|r| r.is_err()).count(), 19);
         // The mock's expect(1) is checked when the server drops.

@@ -112,7 +112,7 @@ impl std::fmt::Debug for QiTech {
 
 /// The `payload_md5` claim for `body`: lowercase hex of its MD5, as QI Tech signs it.
 pub fn payload_md5(body: &[u8]) -> String {
-    Md5::digest(body).iter().map(|b| format!("{b:02x}")).collect()
+    hex::encode(Md5::digest(body))
 }
 
 /// Parses a PEM `PUBLIC KEY` (SPKI) holding a P-521 key. Literal `\n` sequences are

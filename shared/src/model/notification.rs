@@ -326,8 +326,7 @@ fn hashed_id(parts: &[&str]) -> String {
         hash.update(part.as_bytes());
     }
     let digest = hash.finalize();
-    let hex: String = digest.iter().take(16).map(|b| format!("{b:02x}")).collect();
-    format!("evt_{hex}")
+    format!("evt_{}", hex::encode(digest.get(..16).unwrap_or_default()))
 }
 
 /// An event for the merchant, as queued, logged and delivered: a transaction's outcome
