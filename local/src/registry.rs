@@ -286,6 +286,63 @@ mod tests {
         assert!(names.contains(&"rate-per-ip"), "{names:?}");
     }
 
+    /// Every alarm of template.yaml notifies the alarm topic on alarm and on recovery, and
+    /// the dashboard is JSON whose log widget reads every provider's webhook function.
+    #[test]
+    fn every_alarm_notifies_and_the_dashboard_reads_every_provider() {
+        use serde_yaml_ng::Value;
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let template = crate::Template::load(&root.join("template.yaml")).expect("template.yaml");
+        let mut alarms = 0;
+        for (id, resource) in &template.resources {
+            if resource["Type"].as_str() != Some("AWS::CloudWatch::Alarm") {
+                continue;
+            }
+            alarms += 1;
+            for key in ["AlarmActions", "OKActions"] {
+                let actions = serde_yaml_ng::to_string(&resource["Properties"][key]).expect("YAML");
+                let expected = ["AlarmsNotify", "AlarmTopicGiven", "AlarmTopicArn", "AlarmTopic", "AWS::NoValue"];
+                assert!(expected.iter().all(|e| actions.contains(e)), "{id:?}: {key} is {actions}");
+            }
+        }
+        assert!(alarms >= 9, "{alarms} alarms");
+
+        let Value::Tagged(sub) = &template.resources["Dashboard"]["Properties"]["DashboardBody"] else {
+            panic!("DashboardBody is not a !Sub");
+        };
+        let body = sub.value.as_str().expect("!Sub of a string").to_owned();
+        // ${...} as !Sub fills it in: names of resources and pseudo parameters.
+        let filled = regex_lite_fill(&body);
+        let dashboard: serde_json::Value = serde_json::from_str(&filled).expect("the dashboard is JSON");
+        let widgets = dashboard["widgets"].as_array().expect("widgets");
+        assert!(widgets.len() >= 8, "{} widgets", widgets.len());
+        let queries: Vec<&str> = widgets.iter().filter_map(|w| w["properties"]["query"].as_str()).collect();
+        for route in routes() {
+            let function = template.function_for_route(&route.key()).expect("function");
+            let source = format!("SOURCE '/aws/lambda/<{function}>'");
+            assert!(
+                queries.first().is_some_and(|q| q.contains(&source)),
+                "{}: no {source} in the webhooks widget",
+                route.name
+            );
+        }
+    }
+
+    /// `text` with each `${Name}` or `${Name.Attribute}` of a !Sub as `<Name>`.
+    fn regex_lite_fill(text: &str) -> String {
+        let mut out = String::new();
+        let mut rest = text;
+        while let Some(start) = rest.find("${") {
+            out.push_str(&rest[..start]);
+            let end = rest[start..].find('}').expect("closed") + start;
+            let name = rest[start + 2..end].split('.').next().unwrap_or_default();
+            out.push_str(&format!("<{name}>"));
+            rest = &rest[end + 1..];
+        }
+        out.push_str(rest);
+        out
+    }
+
     /// Every provider accepts the references its simulator makes and its fixtures store,
     /// and refuses what could leave a URL's path segment or is not its format.
     #[test]
