@@ -258,6 +258,24 @@ impl EventLog {
         Ok(counts)
     }
 
+    /// Gives back the resend of event `id` claimed at `claimed_at`, when sending it failed:
+    /// a retry is not refused by a cooldown nothing was sent in. Nothing when another
+    /// claim came since.
+    pub async fn release_resend(&self, id: &str, claimed_at: OffsetDateTime) -> Result<(), StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key(KEY_ATTRIBUTE, AttributeValue::S(key(id)))
+            .update_expression("REMOVE #resent")
+            .condition_expression("#resent = :claimed")
+            .expression_attribute_names("#resent", "resent_at_epoch")
+            .expression_attribute_values(":claimed", AttributeValue::N(claimed_at.unix_timestamp().to_string()))
+            .send()
+            .await;
+        crate::store::written(result).map(|_| ())
+    }
+
     /// Claims a resend of event `id` at `now`, one conditional update: `Ok(true)` when no
     /// resend was claimed within `cooldown` before (its time is now `now`), `Ok(false)`
     /// when one was, or the event does not exist.

@@ -547,6 +547,26 @@ async fn resends_have_a_cooldown_and_an_idempotency_key_sends_once() {
     assert_eq!(status, 202, "another event has its own cooldown");
 }
 
+/// A resend whose send fails (SQS unreachable) is a 500 that keeps neither its key nor its
+/// cooldown: the client's retry under the same key sends it, rather than meeting a 429.
+#[tokio::test]
+async fn a_failed_resend_leaves_no_cooldown_for_its_retry() {
+    let h = Harness::new().await;
+    let id = logged(&h, "920000000003", 100, false).await;
+    let request = || {
+        shared::pipeline::Inbound::new(http::Method::POST, "")
+            .with_path_parameter("id", &id)
+            .with_header("idempotency-key", "retried-key")
+    };
+    let failing =
+        events_api::EventsApi::new(h.store.event_log(Duration::from_secs(30 * 86_400)), h.unreachable_queue());
+    let (status, body) = call(&failing, events_api::Route::Resend, request()).await;
+    assert_eq!(status, 500, "{body}");
+    let (status, body) = call(&events_api(&h), events_api::Route::Resend, request()).await;
+    assert_eq!((status, body["id"].as_str()), (202, Some(id.as_str())), "the retry is sent: {body}");
+    assert_eq!(h.drain_events().await.len(), 1);
+}
+
 /// A recover of a window larger than one request's batch completes over requests, each
 /// answering where the next continues: every undelivered event sent once; a request
 /// retried under its `Idempotency-Key` sends nothing again.

@@ -245,7 +245,13 @@ impl EventsApi {
                 message: format!("this event was resent less than {} s ago", RESEND_COOLDOWN.as_secs()),
             });
         }
-        self.send_again(&event, "resend", now).await?;
+        if let Err(refusal) = self.send_again(&event, "resend", now).await {
+            // Not sent (as far as we know): a retry must not meet the cooldown.
+            if let Err(error) = self.log.release_resend(event.id(), now).await {
+                tracing::warn!(event_id = event.id(), %error, "a failed resend's cooldown could not be given back");
+            }
+            return Err(refusal);
+        }
         tracing::info!(event_id = event.id(), "event resent on request");
         Ok((StatusCode::ACCEPTED, serde_json::json!({ "id": event.id() })))
     }
