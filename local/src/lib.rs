@@ -4,6 +4,7 @@
 pub mod attack;
 pub mod capacity;
 pub mod chaos;
+pub mod cli;
 pub mod fixtures;
 pub mod fuzzing;
 pub mod invoke;
