@@ -20,7 +20,7 @@ use std::time::Duration;
 use aws_sdk_dynamodb::types::AttributeValue;
 use provider_testkit::Load;
 use provider_testkit::Simulator;
-use shared::model::shard::{FEED_SHARDS, PENDING_SHARDS, SYNC_SHARDS};
+use shared::model::shard::{ATTENTION_SHARDS, FEED_SHARDS, PENDING_SHARDS, SYNC_SHARDS};
 use shared::model::NotificationOutcome;
 use shared::model::{
     transaction_key, Amount, Change, MerchantEvent, Observation, RefundObservation, RefundStatus, Status, SyncPolicy,
@@ -448,6 +448,15 @@ fn transaction<S: Simulator>(table: &Table, n: u64, variant: Variant, mix: &Mix)
         table.write(ledger, &key, item, after.as_ref());
         if let Some(after) = after {
             *item = after;
+            // What needs a human (an amount mismatch) goes into the Attention index, as
+            // the write path puts it.
+            if let Some(flag) = Change::attention(&shared::storage::record_of(item.clone())?, at(t)) {
+                let flagged = shared::storage::apply_change(item, flag)?;
+                table.write(ledger, &key, item, flagged.as_ref());
+                if let Some(flagged) = flagged {
+                    *item = flagged;
+                }
+            }
             if S::status_of(word).is_final() {
                 outcome(table, ledger, &key, item, mix, Sent::ByWebhook)?;
             }
@@ -496,7 +505,7 @@ fn transaction<S: Simulator>(table: &Table, n: u64, variant: Variant, mix: &Mix)
         }
         // Nothing new: the store's reschedule, or the give-up.
         let step = policy.next(&record, supported, due);
-        let after = shared::storage::apply_change(&item, Change::reschedule(&record, step))?;
+        let after = shared::storage::apply_change(&item, Change::reschedule(&record, step, due))?;
         table.write(&mut ledger, &key, &item, after.as_ref());
         match (step, after) {
             (SyncStep::Retry { .. }, Some(after)) => item = after,
@@ -571,7 +580,8 @@ fn refund<S: Simulator>(
         }
         *ledger.provider_calls.entry(name.to_owned()).or_default() += 1.0;
         *ledger.status_queries.entry(name.to_owned()).or_default() += 1.0;
-        let after = shared::storage::apply_change(item, Change::reschedule(&record, policy.next(&record, true, due)))?;
+        let after =
+            shared::storage::apply_change(item, Change::reschedule(&record, policy.next(&record, true, due), due))?;
         table.write(ledger, key, item, after.as_ref());
         match after {
             Some(after) => *item = after,
@@ -662,7 +672,13 @@ fn outcome(
         record = after.unwrap_or(record);
     }
     if delivered {
-        let notified = Change::notified(status, NotificationOutcome::Delivered, event.created_at);
+        let notified = Change::notified(
+            &transaction.provider,
+            &transaction.reference,
+            status,
+            NotificationOutcome::Delivered,
+            event.created_at,
+        );
         let after = shared::storage::apply_change(&record, notified)?;
         table.write(ledger, key, &record, after.as_ref());
     }
@@ -764,6 +780,7 @@ fn family(index: &str, partition: &str) -> (String, f64) {
             let shards = match prefix {
                 "PENDING" | "QUEUED" => PENDING_SHARDS,
                 "events" => FEED_SHARDS,
+                "attention" => ATTENTION_SHARDS,
                 _ => SYNC_SHARDS,
             };
             (format!("{prefix}#<{shards} shards>"), f64::from(shards))

@@ -128,13 +128,11 @@ async fn main() -> Result<(), Error> {
             .with_callback_tokens(tokens),
     );
     let hint_queue = shared::storage::HintQueue::new(sqs_client(&sqs_endpoint), &resources.hint_queue_url);
-    let (app, hint_consumers) = Routes::new(write_path, hint_queue)
-        .mount_providers(lambda_env, &secrets)
-        .await?
-        .mount_handler(transactions_api::METHOD, transactions_api::PATH, std::sync::Arc::clone(&transactions))
-        .mount_handler(transactions_api::REGISTER_METHOD, transactions_api::PATH, transactions)
-        .mount_events(events)
-        .into_parts();
+    let mut routes = Routes::new(write_path, hint_queue).mount_providers(lambda_env, &secrets).await?;
+    for (method, path) in transactions_api::ROUTES {
+        routes = routes.mount_handler(method, path, std::sync::Arc::clone(&transactions));
+    }
+    let (app, hint_consumers) = routes.mount_events(events).into_parts();
     // The hint queue's consumer (Pagstar's confirmations), as its SQS trigger would run it.
     for consumer in hint_consumers {
         tokio::spawn(async move {

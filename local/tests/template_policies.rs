@@ -119,10 +119,11 @@ fn each_function_gets_only_the_actions_it_uses() {
         ]
     );
     assert_eq!(actions("ReconcilerFunction"), ["dynamodb:Query", "dynamodb:UpdateItem", "sqs:SendMessage"]);
-    // It reads the secrets of the providers that issue callback tokens (Key2Pay's).
+    // It reads the secrets of the providers that issue callback tokens (Key2Pay's), and
+    // queries the Attention index (what needs a human).
     assert_eq!(
         actions("TransactionsApiFunction"),
-        ["dynamodb:GetItem", "dynamodb:UpdateItem", "secretsmanager:GetSecretValue"]
+        ["dynamodb:GetItem", "dynamodb:Query", "dynamodb:UpdateItem", "secretsmanager:GetSecretValue"]
     );
     // The status sync reads its indexes and the due records, and writes through the
     // webhooks' path (the conditional update, and the terminal event it causes); it takes

@@ -38,8 +38,8 @@ pub mod storage {
     pub use crate::hints::HintQueue;
     pub use crate::queue::{EventQueue, QueueError, Resend, KIND_ATTRIBUTE};
     pub use crate::store::{
-        apply_change, build_update, record_of, registered_record, ItemEdit, ItemWrite, PendingPages, Registered,
-        StoreError, TransactionStore,
+        apply_change, build_update, record_of, registered_record, AttentionEntry, AttentionPage, ItemEdit, ItemWrite,
+        PendingPages, Registered, StoreError, TransactionStore,
     };
 }
 

@@ -6,11 +6,13 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
+pub(crate) mod attention;
 pub(crate) mod notification;
 pub(crate) mod refund;
 pub mod shard;
 pub(crate) mod sync;
 
+pub use attention::{flagged_at, is_attention_cursor, Attention, ATTENTION_AT, ATTENTION_SHARD};
 pub use notification::{
     conflict_event_id, event_id, mismatch_event_id, refund_event_id, updated_event_id, EventType, EventTypes,
     MerchantEvent, NotificationOutcome, NotificationPending, UnknownEventType,
@@ -551,6 +553,10 @@ pub struct TransactionRecord {
     /// a repeat period later. Kept in the store only, never shown.
     #[serde(default, skip_serializing)]
     pub requeue_failed: bool,
+    /// The reasons the `Attention` index holds the transaction for ([`Attention`]); what
+    /// needs a human is shown through [`TransactionRecord::attention`]. Never shown.
+    #[serde(default, skip_serializing)]
+    pub attention_reasons: Vec<String>,
 }
 
 fn is_zero(value: &u32) -> bool {
@@ -793,6 +799,8 @@ pub fn transaction_key(provider: &str, reference: &str) -> String {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Value {
     Text(String),
+    /// Texts added to a set at once ([`Edit::AddToSet`]).
+    Texts(Vec<String>),
     Number(u32),
     Flag(bool),
     Time(OffsetDateTime),
@@ -1146,6 +1154,7 @@ pub(crate) mod tests {
             sync_attempts: 0,
             sync_at: None,
             requeue_failed: false,
+            attention_reasons: Vec::new(),
         }
     }
 
@@ -1506,6 +1515,7 @@ pub(crate) mod tests {
         for (name, _, value) in &change.fields {
             let texts: Vec<String> = match value {
                 Value::Text(text) => vec![text.clone()],
+                Value::Texts(texts) => texts.clone(),
                 Value::Details(details) => details.iter().flat_map(|(k, v)| [k.clone(), v.clone()]).collect(),
                 Value::History(entry) => vec![entry.provider_status.clone()],
                 Value::Number(_) | Value::Flag(_) | Value::Time(_) | Value::Conflict(_) => Vec::new(),

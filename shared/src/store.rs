@@ -30,6 +30,8 @@ pub(crate) const SYNC_INDEX: &str = "SyncShards";
 /// The index the schedule was kept in before the sharding (partition `provider`, sort
 /// `next_sync_at`): no write adds to it any more; the sync reads it until it is empty.
 pub(crate) const LEGACY_SYNC_INDEX: &str = "SyncSchedule";
+/// The sparse index of the transactions that need a human ([`crate::model::Attention`]).
+pub(crate) const ATTENTION_INDEX: &str = "Attention";
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -72,6 +74,27 @@ pub enum Registered {
     /// The record existed: the registration was attached (`Unregistered`), was already
     /// there (`Same`), or differs from the one there (`Different`, nothing changed).
     Existing { matched: RegistrationMatch, record: TransactionRecord },
+}
+
+/// A transaction that needs a human, as the `Attention` index lists it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct AttentionEntry {
+    pub provider: String,
+    pub reference: String,
+    pub status: String,
+    /// The reasons ([`crate::model::Attention`]), in order.
+    pub attention: Vec<String>,
+    /// Its place in the index (the `attention_at` sort key): a page's last is its cursor.
+    #[serde(skip)]
+    pub cursor: String,
+}
+
+/// A page of [`TransactionStore::needing_attention`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttentionPage {
+    pub entries: Vec<AttentionEntry>,
+    /// The cursor of the next page, if there is one.
+    pub next: Option<String>,
 }
 
 /// What recording a conflict did.
@@ -404,11 +427,82 @@ impl TransactionStore {
         written(result).map(|_| ())
     }
 
+    /// Puts `record` in the `Attention` index for the reasons it has that the index does
+    /// not hold it for yet ([`Change::attention`]), at `now`. Returns the reasons written:
+    /// none when there were none, or when the record moved meanwhile (the write that moved
+    /// it flags what it made).
+    pub async fn flag_attention(
+        &self,
+        record: &TransactionRecord,
+        now: OffsetDateTime,
+    ) -> Result<Vec<crate::model::Attention>, StoreError> {
+        let Some(change) = Change::attention(record, now) else { return Ok(Vec::new()) };
+        let written = self.apply_if(&record.provider, &record.reference, change).await?;
+        Ok(if written { record.attention_unflagged() } else { Vec::new() })
+    }
+
+    /// The transactions that need a human, most recently flagged first: up to `limit`
+    /// after the cursor `after` (an earlier page's `next`). Every shard of the index is
+    /// read (a query each, at most `limit` entries) and the shards merged, so a page and
+    /// its cursor are exactly as with one partition.
+    pub async fn needing_attention(&self, after: Option<&str>, limit: usize) -> Result<AttentionPage, StoreError> {
+        use crate::model::{ATTENTION_AT, ATTENTION_SHARD};
+        let limit = limit.clamp(1, 100);
+        let queries =
+            crate::model::shard::all("attention", crate::model::shard::ATTENTION_SHARDS).into_iter().map(|partition| {
+                let mut query = self
+                    .client
+                    .query()
+                    .table_name(&self.table)
+                    .index_name(ATTENTION_INDEX)
+                    .expression_attribute_names("#shard", ATTENTION_SHARD)
+                    .expression_attribute_values(":shard", AttributeValue::S(partition))
+                    .scan_index_forward(false)
+                    .limit(i32::try_from(limit + 1).unwrap_or(i32::MAX));
+                query = match after {
+                    Some(after) => query
+                        .key_condition_expression("#shard = :shard AND #at < :after")
+                        .expression_attribute_names("#at", ATTENTION_AT)
+                        .expression_attribute_values(":after", AttributeValue::S(after.to_owned())),
+                    None => query.key_condition_expression("#shard = :shard"),
+                };
+                query.send()
+            });
+        let mut entries = Vec::new();
+        for answer in futures_util::future::join_all(queries).await {
+            let answer = answer.map_err(|e| StoreError::Request(Box::new(e)))?;
+            for item in answer.items.unwrap_or_default() {
+                let text = |name: &str| item.get(name).and_then(|v| v.as_s().ok()).cloned();
+                let (Some(provider), Some(reference), Some(status), Some(at)) =
+                    (text("provider"), text("reference"), text("status"), text(ATTENTION_AT))
+                else {
+                    continue;
+                };
+                let reasons = item.get(crate::model::attention::ATTENTION_REASONS).and_then(|v| v.as_ss().ok());
+                let mut attention: Vec<String> = reasons.cloned().unwrap_or_default();
+                attention.sort();
+                entries.push(AttentionEntry { provider, reference, status, attention, cursor: at });
+            }
+        }
+        // Newest first; each shard gave its newest `limit + 1`, so the first `limit` of
+        // the merge are the index's, and one more means a next page.
+        entries.sort_by(|a, b| b.cursor.cmp(&a.cursor));
+        let more = entries.len() > limit;
+        entries.truncate(limit);
+        let next = more.then(|| entries.last().map(|e| e.cursor.clone())).flatten();
+        Ok(AttentionPage { entries, next })
+    }
+
     /// Records what a sync that changed nothing decided for `record` ([`Change::reschedule`]).
     /// Returns whether it was written: not when a webhook moved the record meanwhile
     /// (which scheduled it afresh).
-    pub async fn reschedule(&self, record: &TransactionRecord, step: SyncStep) -> Result<bool, StoreError> {
-        self.apply_if(&record.provider, &record.reference, Change::reschedule(record, step)).await
+    pub async fn reschedule(
+        &self,
+        record: &TransactionRecord,
+        step: SyncStep,
+        now: OffsetDateTime,
+    ) -> Result<bool, StoreError> {
+        self.apply_if(&record.provider, &record.reference, Change::reschedule(record, step, now)).await
     }
 
     /// Records what became of the terminal event for `status` ([`Change::notified`]).
@@ -422,7 +516,7 @@ impl TransactionStore {
         outcome: NotificationOutcome,
         now: OffsetDateTime,
     ) -> Result<bool, StoreError> {
-        self.apply_if(provider, reference, Change::notified(status, outcome, now)).await
+        self.apply_if(provider, reference, Change::notified(provider, reference, status, outcome, now)).await
     }
 
     /// Marks a final record whose events' send failed where no provider retries
@@ -605,7 +699,14 @@ pub fn apply_change(
                     Some(AttributeValue::Ss(set)) => set,
                     Some(_) | None => Vec::new(),
                 };
-                if let AttributeValue::S(text) = value {
+                let added = if let AttributeValue::Ss(texts) = value {
+                    texts
+                } else if let AttributeValue::S(text) = value {
+                    vec![text]
+                } else {
+                    Vec::new()
+                };
+                for text in added {
                     if !set.contains(&text) {
                         set.push(text);
                     }
@@ -638,6 +739,7 @@ fn attribute_name(field: &str, value: &Value) -> String {
         Value::RefundSettled(entry) => entry.settled_attribute(),
         Value::Word(word) => word.attribute(),
         Value::Text(_)
+        | Value::Texts(_)
         | Value::Number(_)
         | Value::Flag(_)
         | Value::Time(_)
@@ -651,6 +753,7 @@ fn attribute_name(field: &str, value: &Value) -> String {
 fn attribute_value(value: Value) -> Result<AttributeValue, StoreError> {
     Ok(match value {
         Value::Text(text) => AttributeValue::S(text),
+        Value::Texts(texts) => AttributeValue::Ss(texts),
         Value::Number(number) => AttributeValue::N(number.to_string()),
         Value::Flag(flag) => AttributeValue::Bool(flag),
         Value::Time(at) => AttributeValue::S(timestamp(at)?),
@@ -947,6 +1050,7 @@ impl Update {
                     continue;
                 }
                 other @ (Value::Text(_)
+                | Value::Texts(_)
                 | Value::Number(_)
                 | Value::Flag(_)
                 | Value::History(_)
@@ -1241,7 +1345,7 @@ mod tests {
         let mut record = crate::model::tests::record("azqr", "123456789012", Status::Pending, at(0));
         record.next_sync_at = Some(at(300));
         let retry = SyncStep::Retry { state: crate::model::SyncState::Scheduled, at: at(900), attempts: 2 };
-        let update = Update::translate(Change::reschedule(&record, retry)).expect("update");
+        let update = Update::translate(Change::reschedule(&record, retry, at(5))).expect("update");
         assert_eq!(
             update.expression,
             "SET #sync = :sync, #sync_at = :sync_at, #sync_attempts = :sync_attempts, #sync_shard = :sync_shard \
@@ -1252,12 +1356,19 @@ mod tests {
             "#status = :expected_status AND (attribute_exists(#sync_at) OR attribute_exists(#next_sync_at))"
         );
         assert_eq!(update.values[":sync_attempts"], AttributeValue::N("2".into()));
-        let given_up = Update::translate(Change::reschedule(&record, SyncStep::GiveUp)).expect("update");
+        let given_up = Update::translate(Change::reschedule(&record, SyncStep::GiveUp, at(5))).expect("update");
         assert_eq!(
             given_up.expression,
-            "SET #sync = :sync REMOVE #sync_at, #next_sync_at, #sync_attempts, #sync_shard"
+            "SET #sync = :sync, #attention_shard = :attention_shard, #attention_at = :attention_at \
+             ADD #attention_reasons :attention_reasons REMOVE #sync_at, #next_sync_at, #sync_attempts, #sync_shard"
         );
-        let notified = Update::translate(Change::notified(Status::Completed, NotificationOutcome::Delivered, at(5)));
+        assert_eq!(
+            given_up.values[":attention_reasons"],
+            AttributeValue::Ss(vec!["sync_gave_up".into()]),
+            "giving up lists the transaction for a human, in the same write"
+        );
+        let notified =
+            Update::translate(Change::notified("azqr", "r", Status::Completed, NotificationOutcome::Delivered, at(5)));
         let notified = notified.expect("update");
         assert_eq!(notified.expression, "SET #notified_at = :notified_at REMOVE #notification_pending");
         let cleared = Update::translate(Change::requeue_failed(false)).expect("update");
@@ -1284,7 +1395,7 @@ mod tests {
         assert_eq!(after[PENDING_ATTRIBUTE], AttributeValue::S(queued.clone()));
         assert_eq!(apply_change(&item("completed", Some(&queued)), queue()).expect("apply"), None, "queued once");
         assert_eq!(apply_change(&item("failed", Some(&pending)), queue()).expect("apply"), None, "another status");
-        let notify = || Change::notified(Status::Completed, NotificationOutcome::Delivered, at(5));
+        let notify = || Change::notified("azqr", "r", Status::Completed, NotificationOutcome::Delivered, at(5));
         let after = apply_change(&item("completed", Some(&queued)), notify()).expect("apply").expect("applies");
         assert!(!after.contains_key(PENDING_ATTRIBUTE) && after.contains_key("notified_at"));
         assert_eq!(apply_change(&after, notify()).expect("apply"), None, "a redelivery changes nothing");

@@ -230,6 +230,10 @@ impl WritePath {
                 tracing::info!(provider, reference, stored = %record.status, received = %observation.status, outcome = ?decision, "nothing to apply")
             }
         }
+        if decision != Decision::Conflict {
+            // Also on a duplicate: the retry of a webhook whose flag was not written.
+            self.flag_attention(&record, now).await?;
+        }
         let applied = decision == Decision::Apply;
         // A mismatch is new when the final that shows it applied, or when this word was
         // the first to report an under-payment (it set the time).
@@ -260,6 +264,21 @@ impl WritePath {
         let events: Vec<MerchantEvent> = outcome.into_iter().chain(progress).chain(mismatch).chain(refunds).collect();
         let awaits_refund = record.awaits_refund();
         Ok((Outcome { reference: observation.reference, decision, enqueued: sent, awaits_refund }, events))
+    }
+
+    /// Puts `record` in the list of what needs a human, for what it needs one for and is
+    /// not listed for yet (one more write, only then).
+    async fn flag_attention(
+        &self,
+        record: &crate::model::TransactionRecord,
+        now: OffsetDateTime,
+    ) -> Result<(), WebhookError> {
+        let flagged = self.store.flag_attention(record, now).await?;
+        if !flagged.is_empty() {
+            let reasons: Vec<&str> = flagged.iter().map(|r| r.as_str()).collect();
+            tracing::warn!(provider = %record.provider, reference = %record.reference, reasons = ?reasons, "needs a human: listed in GET /transactions?attention=true");
+        }
+        Ok(())
     }
 
     /// The event of each refund `observation` reports at the status the record now shows
@@ -324,6 +343,7 @@ impl WritePath {
             tracing::error!(provider, reference, stored = %record.status, received = %observation.status, provider_status = %observation.provider_status, outcome = "conflict", alarm = "transaction_conflict", "final status conflicts with the stored final status: kept on the record, not applied");
             crate::metrics::count(crate::metrics::CONFLICTS, provider);
         }
+        self.flag_attention(&record, now).await?;
         if !self.events.enabled(EventType::Conflict) {
             return Ok(false);
         }

@@ -7,6 +7,7 @@
 mod support;
 
 mod attack;
+mod attention;
 mod docs;
 mod events;
 mod fuzz;

@@ -607,7 +607,7 @@ impl StatusSync {
         now: OffsetDateTime,
     ) -> Result<Option<SyncStep>, shared::storage::StoreError> {
         let step = self.write_path.policy().next(record, configured, now);
-        if !self.write_path.store().reschedule(record, step).await? {
+        if !self.write_path.store().reschedule(record, step, now).await? {
             return Ok(None);
         }
         if step == SyncStep::GiveUp {

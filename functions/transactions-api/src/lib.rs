@@ -9,8 +9,14 @@
 //!   provider whose callback URL carries a token per payment (Key2Pay), the answer also
 //!   has the payment's `callback_token`.
 //!
+//! - `GET /transactions?attention=true[&after=CURSOR][&limit=1..100]` lists the
+//!   transactions that need a human (a conflict, an amount mismatch, a failed refund, a
+//!   sync given up, an outcome the merchant refused), most recently flagged first:
+//!   `{"data": [{"provider", "reference", "status", "attention", "flagged_at"}], "next"}`.
+//!
 //! A provider it does not know is 404 `not_found` on either route; a reference not in
-//! its provider's format is 400 `invalid_field`. Neither reads or writes anything.
+//! its provider's format is 400 `invalid_field`. Neither reads or writes anything. A
+//! record answered has `attention`, the reasons it needs a human (absent when none).
 
 use http::{Method, StatusCode};
 use lambda_http::{Body, Request, Response};
@@ -25,6 +31,12 @@ use shared::storage::{Registered, TransactionStore};
 use time::OffsetDateTime;
 
 pub const METHOD: &str = "GET";
+/// The list of the transactions that need a human.
+pub const LIST_PATH: &str = "/transactions";
+/// Every route the function serves (method, path), as template.yaml routes them.
+pub const ROUTES: [(&str, &str); 3] = [(METHOD, PATH), (REGISTER_METHOD, PATH), (METHOD, LIST_PATH)];
+/// Entries of a page of the list when `limit` is not given.
+const DEFAULT_LIMIT: usize = 50;
 pub const PATH: &str = "/transactions/{provider}/{reference}";
 pub const REGISTER_METHOD: &str = "PUT";
 
@@ -113,6 +125,9 @@ impl TransactionsApi {
     }
 
     pub async fn answer(&self, request: &Inbound, now: OffsetDateTime) -> Response<Body> {
+        if request.path_parameters.is_empty() && request.method == Method::GET {
+            return self.needing_attention(request).await;
+        }
         let provider = request.path_parameter("provider").unwrap_or_default();
         let reference = request.path_parameter("reference").unwrap_or_default();
         let Some(known) = self.providers.iter().find(|known| known.name == provider) else {
@@ -124,7 +139,7 @@ impl TransactionsApi {
         match request.method {
             Method::PUT => self.register(known, reference, request, now).await,
             _ => match self.store.get(known.name, reference).await {
-                Ok(Some(record)) => json(StatusCode::OK, &record),
+                Ok(Some(record)) => shown(StatusCode::OK, &record, None),
                 Ok(None) => error_response(StatusCode::NOT_FOUND, "not_found", "no such transaction"),
                 Err(error) => internal(&error),
             },
@@ -167,7 +182,58 @@ impl TransactionsApi {
             }
             Ok(Registered::Existing { matched, record }) => {
                 tracing::info!(provider, reference, outcome = ?matched, "registration of an existing transaction");
+                // Attached to a record a webhook made: its amount may now differ.
+                match self.store.flag_attention(&record, now).await {
+                    Ok(flagged) if !flagged.is_empty() => {
+                        let reasons: Vec<&str> = flagged.iter().map(|r| r.as_str()).collect();
+                        tracing::warn!(provider, reference, reasons = ?reasons, "needs a human: listed in GET /transactions?attention=true");
+                    }
+                    Ok(_) => {}
+                    Err(error) => return internal(&error),
+                }
                 answer(StatusCode::OK, &record)
+            }
+            Err(error) => internal(&error),
+        }
+    }
+}
+
+impl TransactionsApi {
+    /// `GET /transactions?attention=true`: a page of what needs a human.
+    async fn needing_attention(&self, request: &Inbound) -> Response<Body> {
+        let invalid = |field: &str, reason: &str| Rejected::invalid(field, reason).into_response();
+        if request.query_parameter("attention") != Some("true") {
+            return invalid("attention", "must be true: this route lists the transactions that need a human");
+        }
+        let after = request.query_parameter("after");
+        if after.is_some_and(|after| !shared::model::is_attention_cursor(after)) {
+            return invalid("after", "must be a cursor from an earlier page");
+        }
+        let limit = match request.query_parameter("limit") {
+            None => DEFAULT_LIMIT,
+            Some(limit) => match limit.parse::<usize>().ok().filter(|n| (1..=100).contains(n)) {
+                Some(limit) => limit,
+                None => return invalid("limit", "must be 1 to 100"),
+            },
+        };
+        match self.store.needing_attention(after, limit).await {
+            Ok(page) => {
+                let data: Vec<serde_json::Value> = page
+                    .entries
+                    .iter()
+                    .map(|entry| {
+                        let flagged = shared::model::flagged_at(&entry.cursor)
+                            .and_then(|at| at.format(&time::format_description::well_known::Rfc3339).ok());
+                        serde_json::json!({
+                            "provider": entry.provider,
+                            "reference": entry.reference,
+                            "status": entry.status,
+                            "attention": entry.attention,
+                            "flagged_at": flagged,
+                        })
+                    })
+                    .collect();
+                json(StatusCode::OK, &serde_json::json!({ "data": data, "next": page.next }))
             }
             Err(error) => internal(&error),
         }
@@ -243,12 +309,21 @@ fn parse(request: &Inbound, now: OffsetDateTime) -> Result<Registration, Rejecte
 /// A registration's answer: the record, and the payment's `callback_token` when its
 /// provider issues one.
 fn registered(status: StatusCode, record: &TransactionRecord, callback_token: Option<&str>) -> Response<Body> {
-    let Some(token) = callback_token else {
-        return json(status, record);
-    };
+    shown(status, record, callback_token)
+}
+
+/// The record as answered: with `attention` when it needs a human, and the callback token
+/// where one is given out.
+fn shown(status: StatusCode, record: &TransactionRecord, callback_token: Option<&str>) -> Response<Body> {
+    let attention: Vec<&str> = record.attention().iter().map(|r| r.as_str()).collect();
     match serde_json::to_value(record) {
         Ok(serde_json::Value::Object(mut fields)) => {
-            fields.insert("callback_token".into(), token.into());
+            if !attention.is_empty() {
+                fields.insert("attention".into(), attention.into());
+            }
+            if let Some(token) = callback_token {
+                fields.insert("callback_token".into(), token.into());
+            }
             json(status, &fields)
         }
         Ok(_) => internal(&std::io::Error::other("a record is not a JSON object")),

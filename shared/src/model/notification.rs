@@ -95,13 +95,21 @@ const REQUEUE_FAILED: &str = "requeue_failed";
 impl super::Change {
     /// What became of `status`'s terminal event at the merchant (`outcome`, at `now`):
     /// the marker removed and the time set, while the record is at that status and
-    /// pending; a redelivered message finds it cleared and changes nothing.
-    pub fn notified(status: Status, outcome: NotificationOutcome, now: OffsetDateTime) -> super::Change {
-        super::Change {
-            condition: super::Condition::NotificationPending(status),
-            fields: vec![(outcome.recorded_as(), super::Edit::Set, super::Value::Time(now))],
-            removed: &[PENDING_FIELD],
+    /// pending; a redelivered message finds it cleared and changes nothing. A refusal puts
+    /// the transaction in the `Attention` index, in the same write.
+    pub fn notified(
+        provider: &str,
+        reference: &str,
+        status: Status,
+        outcome: NotificationOutcome,
+        now: OffsetDateTime,
+    ) -> super::Change {
+        let mut fields = vec![(outcome.recorded_as(), super::Edit::Set, super::Value::Time(now))];
+        if outcome == NotificationOutcome::Refused {
+            let reasons = [super::Attention::MerchantRefused];
+            fields.extend(super::attention::fields(provider, reference, &reasons, now));
         }
+        super::Change { condition: super::Condition::NotificationPending(status), fields, removed: &[PENDING_FIELD] }
     }
 
     /// `status`'s pending notification handed to the queue (a delivery failed: SQS

@@ -16,6 +16,9 @@ pub const PENDING_SHARDS: u16 = 128;
 pub const FEED_SHARDS: u16 = 128;
 /// Shards of each provider's sync schedule (`SyncShards`).
 pub const SYNC_SHARDS: u16 = 64;
+/// Shards of the transactions that need a human (`Attention`): written only when a
+/// transaction first needs one for a reason, and by the writes of those transactions.
+pub const ATTENTION_SHARDS: u16 = 16;
 
 /// Which of `shards` the item keyed `key` belongs to: the same key, the same shard.
 pub fn shard(key: &str, shards: u16) -> u16 {

@@ -142,8 +142,9 @@ impl super::Change {
     /// shard set again, so that one scheduled before the sharding moves to it), or giving
     /// up (`sync` = `gave_up`, out of the index). Only while the record is at the status
     /// the sync saw and still scheduled. The record's expiry is kept with it (the provider
-    /// may have stated it in an answer that changed nothing else).
-    pub fn reschedule(record: &TransactionRecord, step: SyncStep) -> super::Change {
+    /// may have stated it in an answer that changed nothing else). Giving up at `now` puts
+    /// the transaction in the `Attention` index, in the same write.
+    pub fn reschedule(record: &TransactionRecord, step: SyncStep, now: OffsetDateTime) -> super::Change {
         let condition = super::Condition::Scheduled(record.status);
         let text = |value: &str| super::Value::Text(value.to_owned());
         match step {
@@ -160,11 +161,15 @@ impl super::Change {
                 }
                 super::Change { condition, fields, removed: &super::LEGACY_SYNC_FIELDS }
             }
-            SyncStep::GiveUp => super::Change {
-                condition,
-                fields: vec![("sync", super::Edit::Set, text(SyncState::GaveUp.as_str()))],
-                removed: &GIVE_UP_REMOVED,
-            },
+            SyncStep::GiveUp => {
+                let mut fields = vec![("sync", super::Edit::Set, text(SyncState::GaveUp.as_str()))];
+                let mut reasons = record.attention();
+                reasons.push(super::Attention::SyncGaveUp);
+                reasons.sort();
+                reasons.dedup();
+                fields.extend(super::attention::fields(&record.provider, &record.reference, &reasons, now));
+                super::Change { condition, fields, removed: &GIVE_UP_REMOVED }
+            }
         }
     }
 
