@@ -68,6 +68,18 @@ install_build_tools() {
   fi
 }
 
+# What the console's browser tests need: Debian's Chromium and its WebDriver
+# (chromedriver). Installs them, or fails naming the command to run.
+install_browser() {
+  if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then
+    local sudo=""
+    [ "$(id -u)" = 0 ] || sudo="sudo -n"
+    log "installing chromium and chromium-driver (the console's browser tests)"
+    { $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium chromium-driver; } >&2 \
+      || die "cannot install Chromium: run 'apt-get install chromium chromium-driver' (as root)"
+  fi
+}
+
 # Builds every function's binary that template.yaml names, in one `cargo lambda build`
 # (the command sam build's rust-cargolambda builder runs, one function at a time): cargo
 # then links two at a time, and sam build finds each one built. About 8 minutes for the

@@ -59,12 +59,12 @@ async fn start_with(prefix: &str, notify_url: &str, env: &[(&str, &str)]) -> (Se
     (server, port)
 }
 
-/// `scripts/send`'s binary, run as a user would, from the workspace root.
+/// `scripts/send` (`payhooks send`), run as a user would, from the workspace root.
 fn send(port: u16, provider: &str, fixture: &str) -> bool {
-    let output = Command::new(env!("CARGO_BIN_EXE_send"))
+    let output = Command::new(env!("CARGO_BIN_EXE_payhooks"))
         .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
         .env("PORT", port.to_string())
-        .args([provider, fixture])
+        .args(["send", provider, fixture])
         .output()
         .expect("run send");
     String::from_utf8_lossy(&output.stdout).contains("-> 2") && output.status.success()

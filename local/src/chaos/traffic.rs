@@ -80,6 +80,8 @@ pub fn retry_delay(seed: u64, id: &str, attempt: u32) -> Duration {
 pub struct ChaosProvider {
     pub name: &'static str,
     pub has_status_api: bool,
+    /// Its webhook is only a hint: the pipeline asks its API for the truth.
+    pub hint: bool,
     pub route: Route,
     /// How many times it retries a webhook not answered with a 2xx
     /// ([`Simulator::WEBHOOK_RETRIES`]); the delays are compressed (1 s, doubling, at most 8 s).
@@ -116,6 +118,7 @@ pub async fn start_providers(env: &DevEnv, root: &Path) -> Result<Vec<ChaosProvi
                 Ok(ChaosProvider {
                     name,
                     has_status_api: S::Provider::HAS_STATUS_API,
+                    hint: S::Provider::HINT.is_some(),
                     route,
                     retries: S::WEBHOOK_RETRIES,
                     simulation: Box::new(simulator),
@@ -407,7 +410,15 @@ mod tests {
 
     fn provider(name: &'static str, has_status_api: bool) -> ChaosProvider {
         let route = Route { name, method: "POST", path: "/x", also_at: &[] };
-        ChaosProvider { name, has_status_api, route, retries: 5, simulation: Box::new(Words), variables: Vec::new() }
+        ChaosProvider {
+            name,
+            has_status_api,
+            hint: false,
+            route,
+            retries: 5,
+            simulation: Box::new(Words),
+            variables: Vec::new(),
+        }
     }
 
     fn send(transaction: usize, word: &'static str, accepted: bool) -> (Delivery, Sent) {

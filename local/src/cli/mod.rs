@@ -3,20 +3,33 @@
 //! deployed stack's API (signed with SigV4 from the standard AWS credential chain).
 //!
 //! ```text
-//! payhooks [--api URL] [--region R] [--json] tx get PROVIDER REFERENCE
+//! payhooks [--stack NAME | --api URL] [--region R] [--json] tx get PROVIDER REFERENCE
 //! payhooks tx register PROVIDER REFERENCE [--amount A] [--currency C] [--expires-at T]
+//! payhooks tx attention [--limit N] [--all]
 //! payhooks events list [--type T] [--delivered true|false] [--since T] [--limit N] [--all]
+//! payhooks events list --follow [--type T] [--since T]
 //! payhooks events get ID | events attempts ID
 //! payhooks events resend ID [--idempotency-key K]
 //! payhooks events recover --since T [--until T]
+//! payhooks listen --forward-to URL [--types T,T] [--since T] [--cursor FILE] [--secret S]
+//! payhooks listen --print-secret [--cursor FILE]
+//! payhooks trigger PROVIDER SCENARIO [--reference R] [--set field=value ...]
+//! payhooks console [--port P]
+//! payhooks send PROVIDER FIXTURE
+//! payhooks replay-dead-letters [DEAD_LETTER_QUEUE_URL QUEUE_URL]
 //! ```
 //!
 //! Exit codes: 0 done; 1 the API refused or failed (its code and message are printed);
 //! 2 a usage error; 3 not found; 4 the API could not be reached or no credentials.
-//! Not built yet: `--stack`, `tx attention`, `events --follow`, `listen`, `trigger`,
-//! `console`.
+//! `scripts/send` and `scripts/replay-dead-letters` run `send`
+//! and `replay-dead-letters`.
 
+mod console;
+mod feed;
+mod listen;
 pub mod sigv4;
+mod tools;
+mod trigger;
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -31,16 +44,43 @@ pub const USAGE: u8 = 2;
 pub const NOT_FOUND: u8 = 3;
 pub const UNREACHABLE: u8 = 4;
 
-const USAGE_TEXT: &str = "usage: payhooks [--api URL] [--region R] [--json] COMMAND
+const USAGE_TEXT_TEMPLATE: &str = "usage: payhooks [--stack NAME | --api URL] [--region R] [--json] COMMAND
   tx get PROVIDER REFERENCE
   tx register PROVIDER REFERENCE [--amount A] [--currency C] [--expires-at RFC3339]
+  tx attention [--limit N] [--all]
+      the transactions that need a human, most recently flagged first
   events list [--type T] [--delivered true|false] [--since RFC3339] [--limit N] [--all]
   events get ID
   events attempts ID
   events resend ID [--idempotency-key K]
   events recover --since RFC3339 [--until RFC3339]
-The API is the local pipeline's (http://127.0.0.1:$PORT, 3000 by default) unless --api
-names a deployed stack's (its WebhookApiUrl output); requests to it are signed with SigV4.";
+  events list --follow [--type T] [--since RFC3339]
+      prints each new event as it appears, until Ctrl-C
+  listen --forward-to URL [--types T,T] [--since RFC3339] [--cursor FILE] [--secret whsec_...]
+      forwards each new event to URL, signed per Standard Webhooks with the secret it
+      prints; its cursor file (.payhooks/listen-<api>.json) keeps the secret and where it
+      stands, so a restart neither misses nor repeats an event
+  listen --print-secret [--cursor FILE]
+      prints the secret listen signs with, and exits
+  trigger PROVIDER SCENARIO [--reference R] [--set field=value ...]
+      sends the provider's webhooks for SCENARIO, signed as it signs with the development
+      credentials (local.env.example); --set edits the body (dotted.path=JSON or text)
+      and signs it again. The scenarios:
+  {SCENARIOS}
+  console [--port P]
+      a web console on http://127.0.0.1:P/ (8080): what needs attention, a transaction's
+      story, the events with their attempts, resend and recover
+  send PROVIDER events/PROVIDER/FIXTURE.json
+      sends a fixture as the provider would (QI Tech's signed again with a fresh time)
+  replay-dead-letters [DEAD_LETTER_QUEUE_URL QUEUE_URL]
+      moves the terminal events of the dead-letter queue back to the main queue: the
+      queues given (AWS), the --stack's, or the local pipeline's (SQS_ENDPOINT)
+Following reads again the last --window seconds (600) of the feed each poll: an event
+logged later than that after its creation is not followed.
+The API is the local pipeline's (http://127.0.0.1:$PORT, 3000 by default) unless --stack
+names a deployed stack (its outputs read from CloudFormation) or --api its URL (the
+WebhookApiUrl output); requests to it are signed with SigV4 from the standard AWS
+credential chain.";
 
 /// Why a command stopped, and its exit code.
 #[derive(Debug)]
@@ -49,9 +89,13 @@ struct Stop {
     message: String,
 }
 
+fn usage_text() -> String {
+    USAGE_TEXT_TEMPLATE.replace("{SCENARIOS}", trigger::SCENARIOS)
+}
+
 impl Stop {
     fn usage(message: impl Into<String>) -> Self {
-        Stop { code: USAGE, message: format!("{}\n{USAGE_TEXT}", message.into()) }
+        Stop { code: USAGE, message: format!("{}\n{}", message.into(), usage_text()) }
     }
 }
 
@@ -62,9 +106,13 @@ struct Args {
     options: BTreeMap<String, String>,
     json: bool,
     all: bool,
+    follow: bool,
+    print_secret: bool,
+    /// Each `--set field=value`, in order.
+    sets: Vec<String>,
 }
 
-const VALUED: [&str; 11] = [
+const VALUED: [&str; 19] = [
     "--api",
     "--region",
     "--amount",
@@ -76,6 +124,14 @@ const VALUED: [&str; 11] = [
     "--until",
     "--limit",
     "--idempotency-key",
+    "--forward-to",
+    "--types",
+    "--cursor",
+    "--secret",
+    "--window",
+    "--reference",
+    "--stack",
+    "--port",
 ];
 
 fn parse(args: &[String]) -> Result<Args, Stop> {
@@ -85,7 +141,10 @@ fn parse(args: &[String]) -> Result<Args, Stop> {
         match arg.as_str() {
             "--json" => parsed.json = true,
             "--all" => parsed.all = true,
-            "-h" | "--help" => return Err(Stop { code: OK, message: USAGE_TEXT.into() }),
+            "--follow" => parsed.follow = true,
+            "--print-secret" => parsed.print_secret = true,
+            "--set" => parsed.sets.push(args.next().ok_or_else(|| Stop::usage("--set needs field=value"))?.clone()),
+            "-h" | "--help" => return Err(Stop { code: OK, message: usage_text() }),
             flag if VALUED.contains(&flag) => {
                 let value = args.next().ok_or_else(|| Stop::usage(format!("{flag} needs a value")))?;
                 parsed.options.insert(flag.trim_start_matches("--").to_owned(), value.clone());
@@ -110,7 +169,12 @@ impl Target {
             .timeout(Duration::from_secs(40))
             .build()
             .map_err(|e| Stop { code: UNREACHABLE, message: format!("cannot make an HTTP client: {e}") })?;
-        let Some(api) = args.options.get("api") else {
+        let from_stack = match args.options.get("stack") {
+            Some(_) if args.options.contains_key("api") => return Err(Stop::usage("give --stack or --api, not both")),
+            Some(stack) => Some(Self::api_of_stack(args, stack, &client).await?),
+            None => None,
+        };
+        let Some(api) = from_stack.as_ref().or(args.options.get("api")) else {
             let port = std::env::var("PORT").unwrap_or_else(|_| "3000".into());
             return Ok(Target { base: format!("http://127.0.0.1:{port}"), signer: None, client });
         };
@@ -133,6 +197,32 @@ impl Target {
             .ok_or_else(|| Stop::usage("give --region (or AWS_REGION): the API's host does not name it"))?;
         let signer = sigv4::from_environment(&region).await.map_err(|message| Stop { code: UNREACHABLE, message })?;
         Ok(Target { base, signer: Some(signer), client })
+    }
+
+    /// The operators' API of the stack `name` (`--stack`): its `WebhookApiUrl` output, or
+    /// with the edge on, `https://<EdgeOriginDomainName>` (requests to it are signed for
+    /// that name; CloudFront's own would not pass API Gateway's IAM check).
+    async fn api_of_stack(args: &Args, name: &str, client: &reqwest::Client) -> Result<String, Stop> {
+        let region = args
+            .options
+            .get("region")
+            .cloned()
+            .or_else(|| std::env::var("AWS_REGION").ok())
+            .or_else(|| std::env::var("AWS_DEFAULT_REGION").ok())
+            .ok_or_else(|| Stop::usage("--stack needs --region (or AWS_REGION)"))?;
+        let signer = sigv4::from_environment(&region).await.map_err(|message| Stop { code: UNREACHABLE, message })?;
+        let values = sigv4::describe_stack(client, &signer, name)
+            .await
+            .map_err(|message| Stop { code: UNREACHABLE, message })?;
+        let edge_origin = values.get("EdgeOriginTarget").and(values.get("EdgeOriginDomainName"));
+        match (edge_origin, values.get("WebhookApiUrl")) {
+            (Some(origin), _) => Ok(format!("https://{origin}")),
+            (None, Some(url)) => Ok(url.clone()),
+            (None, None) => Err(Stop {
+                code: REFUSED,
+                message: format!("stack {name} has no WebhookApiUrl output: is it this project's stack?"),
+            }),
+        }
     }
 
     /// One request, signed when the target is a deployed stack; its status and JSON
@@ -196,6 +286,31 @@ impl Target {
     }
 }
 
+impl Target {
+    /// A provider's webhook, sent as it is (unsigned: the webhook routes are public and
+    /// verify the provider's own credentials); its status and answer.
+    async fn send_raw(&self, path: &str, request: &shared::pipeline::Inbound) -> Result<(u16, String), Stop> {
+        let mut sent = self
+            .client
+            .request(request.method.clone(), format!("{}{path}", self.base))
+            .headers(request.headers.clone())
+            .body(request.body.clone());
+        let query: Vec<(&String, &String)> = request.query.iter().collect();
+        if !query.is_empty() {
+            sent = sent.query(&query);
+        }
+        let response = sent.send().await.map_err(|e| Stop {
+            code: UNREACHABLE,
+            message: format!(
+                "{} answered nothing ({e}); is it running (scripts/run-local), or is --api right?",
+                self.base
+            ),
+        })?;
+        let status = response.status().as_u16();
+        Ok((status, response.text().await.unwrap_or_default()))
+    }
+}
+
 /// The region in an execute-api host (`{id}.execute-api.{region}.amazonaws.com`).
 fn region_of(host: &str) -> Option<String> {
     let mut parts = host.split('.');
@@ -248,9 +363,6 @@ async fn execute(args: &[String], out: &mut dyn Write, err: &mut dyn Write) -> R
         return Err(Stop::usage("no command"));
     }
     let target = Target::new(&args).await?;
-    let print = |out: &mut dyn Write, text: String| {
-        writeln!(out, "{text}").map_err(|e| Stop { code: REFUSED, message: e.to_string() })
-    };
     match words.as_slice() {
         ["tx", "get", provider, reference] => {
             let path = format!("/transactions/{}/{}", segment(provider), segment(reference));
@@ -284,6 +396,60 @@ async fn execute(args: &[String], out: &mut dyn Write, err: &mut dyn Write) -> R
             };
             print(out, text)
         }
+        ["tx", "attention"] => {
+            let mut entries: Vec<Value> = Vec::new();
+            let mut next: Option<String> = None;
+            loop {
+                let mut query = url::form_urlencoded::Serializer::new(String::new());
+                query.append_pair("attention", "true");
+                if let Some(limit) = args.options.get("limit") {
+                    query.append_pair("limit", limit);
+                }
+                if let Some(after) = &next {
+                    query.append_pair("after", after);
+                }
+                let (status, answer) =
+                    target.call("GET", &format!("/transactions?{}", query.finish()), None, None).await?;
+                if status != 200 {
+                    return Err(refused(status, &answer, "listing what needs attention"));
+                }
+                entries.extend(answer["data"].as_array().cloned().unwrap_or_default());
+                next = answer["next"].as_str().map(str::to_owned);
+                if !args.all || next.is_none() {
+                    break;
+                }
+            }
+            let text = if args.json {
+                pretty(&serde_json::json!({ "data": entries, "next": next }))
+            } else if entries.is_empty() {
+                "nothing needs attention".to_owned()
+            } else {
+                let rows: Vec<Vec<String>> = entries
+                    .iter()
+                    .map(|e| {
+                        let reasons: Vec<String> = e["attention"].as_array().into_iter().flatten().map(text).collect();
+                        vec![
+                            text(&e["flagged_at"]),
+                            format!("{}/{}", text(&e["provider"]), text(&e["reference"])),
+                            text(&e["status"]),
+                            reasons.join(", "),
+                        ]
+                    })
+                    .collect();
+                let mut shown = table(&["FLAGGED", "TRANSACTION", "STATUS", "NEEDS ATTENTION FOR"], &rows);
+                if next.is_some() {
+                    shown.push_str("\nmore: --all");
+                }
+                shown
+            };
+            print(out, text)
+        }
+        ["listen"] => listen::run(&args, &target, out, err).await,
+        ["console"] => console::run(&args, target, err).await,
+        ["trigger", provider, scenario] => trigger::run(&args, &target, provider, scenario, out).await,
+        ["send", provider, fixture] => tools::send(&target, provider, std::path::Path::new(fixture), out).await,
+        ["replay-dead-letters", urls @ ..] => tools::replay(&args, urls, out).await,
+        ["events", "list"] if args.follow => follow(&args, &target, out, err).await,
         ["events", "list"] => {
             let mut query: Vec<(String, String)> = Vec::new();
             for option in ["type", "delivered", "since", "limit"] {
@@ -382,6 +548,147 @@ async fn execute(args: &[String], out: &mut dyn Write, err: &mut dyn Write) -> R
             )
         }
         _ => Err(Stop::usage(format!("unknown command: {}", words.join(" ")))),
+    }
+}
+
+/// How often a follower polls the feed.
+const POLL_INTERVAL: Duration = Duration::from_secs(1);
+
+fn print(out: &mut dyn Write, text: String) -> Result<(), Stop> {
+    writeln!(out, "{text}").and_then(|()| out.flush()).map_err(|e| Stop { code: REFUSED, message: e.to_string() })
+}
+
+/// An RFC 3339 option's value.
+fn time_option(name: &str, value: &str) -> Result<time::OffsetDateTime, Stop> {
+    time::OffsetDateTime::parse(value, &time::format_description::well_known::Rfc3339)
+        .map_err(|_| Stop::usage(format!("--{name} {value}: not an RFC 3339 time (2026-12-01T10:00:00Z)")))
+}
+
+/// The look-back window of a follower (`--window` seconds, 600 by default).
+fn window(args: &Args) -> Result<time::Duration, Stop> {
+    let seconds = match args.options.get("window") {
+        Some(value) => value
+            .parse::<i64>()
+            .ok()
+            .filter(|s| (1..=86_400).contains(s))
+            .ok_or_else(|| Stop::usage(format!("--window {value}: seconds, 1 to 86400")))?,
+        None => 600,
+    };
+    Ok(time::Duration::seconds(seconds))
+}
+
+/// `--types a,b` (or `--type a`): the event types to show, or all.
+fn types_option(args: &Args) -> Result<Option<Vec<String>>, Stop> {
+    let Some(list) = args.options.get("types").or_else(|| args.options.get("type")) else { return Ok(None) };
+    let types: Vec<String> = list.split(',').map(|t| t.trim().to_owned()).filter(|t| !t.is_empty()).collect();
+    for kind in &types {
+        if kind.parse::<shared::model::EventType>().is_err() {
+            return Err(Stop::usage(format!("{kind} is not an event type (see docs/merchant.md)")));
+        }
+    }
+    Ok(Some(types))
+}
+
+/// A poll's events, or none when the API could not be reached: a follower says so and
+/// keeps trying rather than stopping (or going quiet). Any other failure stops it.
+fn keep_going(polled: Result<Vec<Value>, Stop>, err: &mut dyn Write) -> Result<Vec<Value>, Stop> {
+    match polled {
+        Ok(events) => Ok(events),
+        Err(stop) if stop.code == UNREACHABLE => {
+            let _ = writeln!(err, "payhooks: {}; still trying", stop.message);
+            Ok(Vec::new())
+        }
+        Err(stop) => Err(stop),
+    }
+}
+
+/// Ctrl-C or SIGTERM, seen between two steps of a follower.
+struct Stopper {
+    stopped: tokio::sync::watch::Receiver<bool>,
+}
+
+impl Stopper {
+    fn start() -> Self {
+        let (tell, stopped) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            let terminate = async {
+                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                    Ok(mut signal) => {
+                        signal.recv().await;
+                    }
+                    Err(_) => std::future::pending::<()>().await,
+                }
+            };
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                () = terminate => {}
+            }
+            let _ = tell.send(true);
+        });
+        Stopper { stopped }
+    }
+
+    fn stopped(&self) -> bool {
+        *self.stopped.borrow()
+    }
+
+    /// `work`'s result, or `None` once a stop is asked for.
+    async fn or<T>(&mut self, work: impl std::future::Future<Output = T>) -> Option<T> {
+        if self.stopped() {
+            return None;
+        }
+        tokio::select! {
+            biased;
+            _ = self.stopped.changed() => None,
+            value = work => Some(value),
+        }
+    }
+}
+
+/// `events list --follow`: each new event as a line (with `--json`, a JSON object per line).
+async fn follow(args: &Args, target: &Target, out: &mut dyn Write, err: &mut dyn Write) -> Result<(), Stop> {
+    for refused in ["delivered", "limit"] {
+        if args.options.contains_key(refused) {
+            return Err(Stop::usage(format!("--{refused} does not go with --follow")));
+        }
+    }
+    let start = match args.options.get("since") {
+        Some(since) => time_option("since", since)?,
+        None => time::OffsetDateTime::now_utc(),
+    };
+    let types = types_option(args)?;
+    let mut feed = feed::Feed::new(start, window(args)?);
+    let mut stopper = Stopper::start();
+    let _ = writeln!(err, "Following the events of {} (Ctrl-C stops)", target.base);
+    loop {
+        let fresh = match stopper.or(feed.poll(target)).await {
+            None => return Ok(()),
+            Some(polled) => keep_going(polled, err)?,
+        };
+        for event in fresh {
+            if types.as_ref().is_none_or(|t| t.iter().any(|t| event["type"] == t.as_str())) {
+                let line = if args.json {
+                    event.to_string()
+                } else {
+                    format!(
+                        "{}  {}  {}  {}/{}  {}",
+                        text(&event["created_at"]),
+                        text(&event["id"]),
+                        text(&event["type"]),
+                        text(&event["data"]["provider"]),
+                        text(&event["data"]["reference"]),
+                        event["delivered_at"]
+                            .as_str()
+                            .map_or("not delivered".to_owned(), |at| format!("delivered {at}"))
+                    )
+                };
+                print(out, line)?;
+            }
+            feed.mark(&event);
+        }
+        if stopper.or(tokio::time::sleep(POLL_INTERVAL)).await.is_none() {
+            return Ok(());
+        }
     }
 }
 
