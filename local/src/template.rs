@@ -197,10 +197,14 @@ impl Template {
 
     /// Sets the terminal-events queue's `VisibilityTimeout` (how long a message received by
     /// a notifier that then died stays hidden), for runs that compress time.
+    /// Sets the visibility timeout of the queues something consumes: the terminal events'
+    /// and the hint queue (a message that failed waits this long before it is tried again).
     pub fn set_queue_visibility_timeout(&mut self, seconds: u32) {
-        if let Some(properties) = self.resources.get_mut(QUEUE).and_then(|queue| queue.get_mut("Properties")) {
-            if let Some(properties) = properties.as_mapping_mut() {
-                properties.insert("VisibilityTimeout".into(), seconds.into());
+        for queue in [QUEUE, HINT_QUEUE] {
+            if let Some(properties) = self.resources.get_mut(queue).and_then(|queue| queue.get_mut("Properties")) {
+                if let Some(properties) = properties.as_mapping_mut() {
+                    properties.insert("VisibilityTimeout".into(), seconds.into());
+                }
             }
         }
     }

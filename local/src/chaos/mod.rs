@@ -29,7 +29,7 @@ use futures_util::StreamExt;
 use shared::runtime::config::Env;
 use shared::storage::TransactionStore;
 
-use crate::template::{DEAD_LETTER_QUEUE, QUEUE, TABLE};
+use crate::template::{DEAD_LETTER_QUEUE, HINT_QUEUE, QUEUE, TABLE};
 use crate::{dynamodb_client, sqs_client, DevEnv};
 use faults::{Fault, FaultLog};
 use traffic::{Delivery, Sent, Transaction};
@@ -282,6 +282,7 @@ pub async fn run(options: &Options) -> Result<Report, Error> {
     let sqs = sqs_client(&options.sqs_endpoint);
     let queue_url = queue_url_of(&sqs, &format!("{prefix}{QUEUE}.fifo")).await?;
     let dead_letter_url = queue_url_of(&sqs, &format!("{prefix}{DEAD_LETTER_QUEUE}.fifo")).await?;
+    let hint_url = queue_url_of(&sqs, &format!("{prefix}{HINT_QUEUE}")).await?;
 
     // Traffic, with the kills at seeded points of its progress.
     let base = format!("http://127.0.0.1:{port}");
@@ -296,7 +297,7 @@ pub async fn run(options: &Options) -> Result<Report, Error> {
     // Healing: no more faults; everything retries until nothing is left to do.
     log.stop();
     let healing = Instant::now();
-    let healed = heal(options.heal_timeout, &store, &sqs, &queue_url, &transactions).await;
+    let healed = heal(options.heal_timeout, &store, &sqs, &[&queue_url, &hint_url], &transactions).await;
     let heal_time = healing.elapsed();
 
     let mut report = check::check(check::Run {
@@ -398,14 +399,14 @@ async fn heal(
     timeout: Duration,
     store: &TransactionStore,
     sqs: &aws_sdk_sqs::Client,
-    queue_url: &str,
+    queues: &[&str],
     transactions: &[Transaction],
 ) -> bool {
     let deadline = Instant::now() + timeout;
     let mut calm = 0;
     while Instant::now() < deadline && calm < 3 {
         tokio::time::sleep(Duration::from_secs(2)).await;
-        let left = left_to_do(store, sqs, queue_url, transactions).await;
+        let left = left_to_do(store, sqs, queues, transactions).await;
         calm = if left == Some(0) { calm + 1 } else { 0 };
     }
     calm == 3
@@ -416,27 +417,31 @@ async fn queue_url_of(sqs: &aws_sdk_sqs::Client, name: &str) -> Result<String, E
     output.queue_url.ok_or_else(|| format!("no URL for queue {name}").into())
 }
 
-/// How much is left: messages in the queue, final transactions pending notification, and
-/// transactions not yet at their expected status (`None` when it cannot be read).
+/// How much is left: messages in the queues (the terminal events', the hints'), final
+/// transactions pending notification, and transactions not yet at their expected status
+/// (`None` when it cannot be read).
 async fn left_to_do(
     store: &TransactionStore,
     sqs: &aws_sdk_sqs::Client,
-    queue_url: &str,
+    queues: &[&str],
     transactions: &[Transaction],
 ) -> Option<usize> {
     use aws_sdk_sqs::types::QueueAttributeName as Name;
-    let attributes = sqs
-        .get_queue_attributes()
-        .queue_url(queue_url)
-        .attribute_names(Name::ApproximateNumberOfMessages)
-        .attribute_names(Name::ApproximateNumberOfMessagesNotVisible)
-        .attribute_names(Name::ApproximateNumberOfMessagesDelayed)
-        .send()
-        .await
-        .ok()?
-        .attributes
-        .unwrap_or_default();
-    let queued: usize = attributes.values().filter_map(|v| v.parse::<usize>().ok()).sum();
+    let mut queued = 0;
+    for queue_url in queues {
+        let attributes = sqs
+            .get_queue_attributes()
+            .queue_url(*queue_url)
+            .attribute_names(Name::ApproximateNumberOfMessages)
+            .attribute_names(Name::ApproximateNumberOfMessagesNotVisible)
+            .attribute_names(Name::ApproximateNumberOfMessagesDelayed)
+            .send()
+            .await
+            .ok()?
+            .attributes
+            .unwrap_or_default();
+        queued += attributes.values().filter_map(|v| v.parse::<usize>().ok()).sum::<usize>();
+    }
     if queued > 0 {
         return Some(queued);
     }

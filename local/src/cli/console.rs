@@ -397,9 +397,8 @@ async fn transaction(State(console): Shared, RawQuery(raw): RawQuery) -> Respons
     if !reasons.is_empty() {
         let _ = writeln!(main, "<p role=\"status\" class=\"attention\">Needs attention: {}</p>", reasons.join(", "));
     }
-    let mut facts: Vec<(&str, String)> = vec![
-        ("Status", format!("{} (the provider: {})", show(&record["status"]), show(&record["provider_status"]))),
-    ];
+    let mut facts: Vec<(&str, String)> =
+        vec![("Status", format!("{} (the provider: {})", show(&record["status"]), show(&record["provider_status"])))];
     if !record["amount"].is_null() {
         facts.push(("Amount", format!("{} {}", show(&record["amount"]), show(&record["currency"]))));
     }
