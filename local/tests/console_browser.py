@@ -74,6 +74,7 @@ try:
     rows = [r.text for r in driver.find_elements(By.CSS_SELECTOR, "table tbody tr")]
     check(any(f"{provider}/{reference}" in r and "conflict" in r for r in rows), f"{provider}/{reference} listed for its conflict: {rows}")
     check("Merchant endpoint" in driver.page_source, "the endpoint's health")
+    check("Status sync" in driver.page_source, "the syncs running late")
     shot("needs-attention")
 
     # A phone's width: nothing wider than the screen but the tables' own scroll.

@@ -47,6 +47,10 @@ fn start_pipeline(prefix: &str) -> (Server, u16) {
         assert!(Instant::now() < deadline, "local-pipeline did not listen within 60 s");
         std::thread::sleep(Duration::from_millis(100));
     }
+    // The port was free when picked; had another test's server taken it since, this
+    // pipeline could not listen and exits: make sure it is ours that answers.
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(server.0.try_wait().expect("wait").is_none(), "local-pipeline could not listen on {port}");
     (server, port)
 }
 
@@ -603,9 +607,16 @@ async fn payhooks_console_in_a_real_browser() {
     })
     .await;
 
-    let console_port = TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
-    let console = spawn_payhooks(port, &["console", "--port", &console_port.to_string()]);
-    wait_for("the console listening", || std::net::TcpStream::connect(("127.0.0.1", console_port)).is_ok()).await;
+    // Port 0: the console takes a free port and says which (no race with another test's).
+    let console = spawn_payhooks(port, &["console", "--port", "0"]);
+    let mut console_port = 0;
+    wait_for("the console saying where it listens", || {
+        let said = console.output();
+        let port = said.split("http://127.0.0.1:").nth(1).and_then(|rest| rest.split('/').next()?.parse().ok());
+        console_port = port.unwrap_or(0);
+        console_port != 0
+    })
+    .await;
     // Not its own host (DNS rebinding), and a form from elsewhere: refused.
     let client = reqwest::Client::new();
     let rebound =

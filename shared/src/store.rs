@@ -493,6 +493,33 @@ impl TransactionStore {
         Ok(AttentionPage { entries, next })
     }
 
+    /// The transactions whose status sync is overdue: due before `before` and not asked
+    /// yet (the sync lagging, or stuck), most overdue first, at most `limit`, as (table
+    /// key, when it was due). Every sync shard of each of `providers` is read (a query
+    /// each, keys only, at most `limit` entries): an operator's view, not a loop.
+    pub async fn overdue_syncs(
+        &self,
+        providers: &[&str],
+        before: OffsetDateTime,
+        limit: usize,
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        let cutoff = timestamp(crate::model::sync::index_time(before))?;
+        let limit = limit.clamp(1, 100);
+        let mut due = Vec::new();
+        // A provider's shards at once, one provider after another.
+        for provider in providers {
+            let shards = crate::model::shard::all(provider, crate::model::shard::SYNC_SHARDS);
+            let reads =
+                shards.iter().map(|shard| self.due_keys(SYNC_INDEX, crate::model::SYNC_SHARD, shard, &cutoff, limit));
+            for read in futures_util::future::join_all(reads).await {
+                due.extend(read?.into_iter().map(|(at, key)| (key, at)));
+            }
+        }
+        due.sort_by(|a, b| a.1.cmp(&b.1).then_with(|| a.0.cmp(&b.0)));
+        due.truncate(limit);
+        Ok(due)
+    }
+
     /// Records what a sync that changed nothing decided for `record` ([`Change::reschedule`]).
     /// Returns whether it was written: not when a webhook moved the record meanwhile
     /// (which scheduled it afresh).

@@ -118,6 +118,45 @@ async fn every_reason_lists_its_transaction_once_and_pages_cover_every_shard() {
     }
 }
 
+/// A sync due more than five minutes ago and not asked yet is listed by
+/// `GET /transactions?overdue=true`, most overdue first; one not yet late is not.
+#[tokio::test]
+async fn syncs_running_late_are_listed_most_late_first() {
+    let h = Harness::new().await;
+    let write_path = WritePath::new(h.store.clone(), h.queue.clone(), SyncPolicy::default());
+    let api = TransactionsApi::new(h.store.clone(), SyncPolicy::default(), provider_catalog::all());
+    let (early, late) = (unique_rrn(), unique_rrn());
+    write_path.apply("azqr", true, observation(&early, Status::Pending, "10.00"), at(0)).await.expect("apply");
+    write_path.apply("azqr", true, observation(&late, Status::Pending, "10.00"), at(600)).await.expect("apply");
+    let mut due = Vec::new();
+    for rrn in [&early, &late] {
+        let record = h.store.get("azqr", rrn).await.expect("get").expect("record");
+        due.push(record.next_sync_at.expect("scheduled"));
+    }
+    let (early_due, late_due) = (due[0], due[1]);
+    let overdue = |now: time::OffsetDateTime| {
+        let api = &api;
+        async move {
+            let request = Inbound::new(Method::GET, "").with_query("overdue", "true");
+            let response = api.answer(&request, now).await;
+            let body: serde_json::Value = serde_json::from_slice(response.body().as_ref()).expect("JSON");
+            assert_eq!(response.status().as_u16(), 200, "{body}");
+            body["data"]
+                .as_array()
+                .expect("data")
+                .iter()
+                .map(|e| (e["reference"].as_str().expect("r").to_owned(), e["overdue_seconds"].as_i64().expect("s")))
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(overdue(early_due + time::Duration::minutes(4)).await, [], "not five minutes late yet");
+    let now = late_due + time::Duration::minutes(6);
+    let listed = overdue(now).await;
+    assert_eq!(listed, [(early.clone(), (now - early_due).whole_seconds()), (late.clone(), 360)], "most late first");
+    let (status, _) = answer(&api, list(&[("overdue", "yes")])).await;
+    assert_eq!(status, 400);
+}
+
 /// A registration attached to a record a webhook made first, with another amount, lists
 /// the mismatch it reveals.
 #[tokio::test]

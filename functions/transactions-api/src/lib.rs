@@ -12,7 +12,10 @@
 //! - `GET /transactions?attention=true[&after=CURSOR][&limit=1..100]` lists the
 //!   transactions that need a human (a conflict, an amount mismatch, a failed refund, a
 //!   sync given up, an outcome the merchant refused), most recently flagged first:
-//!   `{"data": [{"provider", "reference", "status", "attention", "flagged_at"}], "next"}`.
+//!   `{"data": [{"provider", "reference", "status", "attention", "flagged_at"}], "next"}`;
+//! - `GET /transactions?overdue=true[&limit=1..100]` lists the transactions whose status
+//!   sync is more than [`OVERDUE_AFTER`] late (the sync lagging or stuck), most overdue
+//!   first: `{"data": [{"provider", "reference", "next_sync_at", "overdue_seconds"}]}`.
 //!
 //! A provider it does not know is 404 `not_found` on either route; a reference not in
 //! its provider's format is 400 `invalid_field`. Neither reads or writes anything. A
@@ -35,6 +38,8 @@ pub const METHOD: &str = "GET";
 pub const LIST_PATH: &str = "/transactions";
 /// Every route the function serves (method, path), as template.yaml routes them.
 pub const ROUTES: [(&str, &str); 3] = [(METHOD, PATH), (REGISTER_METHOD, PATH), (METHOD, LIST_PATH)];
+/// How late a due sync must be to be listed as overdue: the sync runs every minute.
+pub const OVERDUE_AFTER: time::Duration = time::Duration::minutes(5);
 /// Entries of a page of the list when `limit` is not given.
 const DEFAULT_LIMIT: usize = 50;
 pub const PATH: &str = "/transactions/{provider}/{reference}";
@@ -126,7 +131,10 @@ impl TransactionsApi {
 
     pub async fn answer(&self, request: &Inbound, now: OffsetDateTime) -> Response<Body> {
         if request.path_parameters.is_empty() && request.method == Method::GET {
-            return self.needing_attention(request).await;
+            return match request.query_parameter("overdue") {
+                Some(_) => self.overdue(request, now).await,
+                None => self.needing_attention(request).await,
+            };
         }
         let provider = request.path_parameter("provider").unwrap_or_default();
         let reference = request.path_parameter("reference").unwrap_or_default();
@@ -199,6 +207,41 @@ impl TransactionsApi {
 }
 
 impl TransactionsApi {
+    /// `GET /transactions?overdue=true`: the syncs most overdue at `now`.
+    async fn overdue(&self, request: &Inbound, now: OffsetDateTime) -> Response<Body> {
+        let invalid = |field: &str, reason: &str| Rejected::invalid(field, reason).into_response();
+        if request.query_parameter("overdue") != Some("true") {
+            return invalid("overdue", "must be true: this route lists the syncs that are late");
+        }
+        let limit = match request.query_parameter("limit") {
+            None => DEFAULT_LIMIT,
+            Some(limit) => match limit.parse::<usize>().ok().filter(|n| (1..=100).contains(n)) {
+                Some(limit) => limit,
+                None => return invalid("limit", "must be 1 to 100"),
+            },
+        };
+        let providers: Vec<&str> = self.providers.iter().filter(|p| p.has_status_api).map(|p| p.name).collect();
+        match self.store.overdue_syncs(&providers, now - OVERDUE_AFTER, limit).await {
+            Ok(due) => {
+                let data: Vec<serde_json::Value> = due
+                    .iter()
+                    .filter_map(|(key, at)| {
+                        let (provider, reference) = key.split_once('#')?;
+                        let due_at = OffsetDateTime::parse(at, &time::format_description::well_known::Rfc3339).ok()?;
+                        Some(serde_json::json!({
+                            "provider": provider,
+                            "reference": reference,
+                            "next_sync_at": at,
+                            "overdue_seconds": (now - due_at).whole_seconds().max(0),
+                        }))
+                    })
+                    .collect();
+                json(StatusCode::OK, &serde_json::json!({ "data": data }))
+            }
+            Err(error) => internal(&error),
+        }
+    }
+
     /// `GET /transactions?attention=true`: a page of what needs a human.
     async fn needing_attention(&self, request: &Inbound) -> Response<Body> {
         let invalid = |field: &str, reason: &str| Rejected::invalid(field, reason).into_response();

@@ -244,8 +244,41 @@ async fn attention(State(console): Shared, RawQuery(raw): RawQuery) -> Response 
     if let Some(next) = listed["next"].as_str() {
         let _ = writeln!(main, "<p><a href=\"/?after={}\">Older</a></p>", esc(&segment(next)));
     }
+    main.push_str(&overdue(&console).await);
     main.push_str(&deliveries(&console).await);
     Html(page("Needs attention", main)).into_response()
+}
+
+/// The status syncs running late (`GET /transactions?overdue=true`): a lagging or stuck sync.
+async fn overdue(console: &Console) -> String {
+    let mut html = String::from("<h2>Status sync</h2>\n");
+    match read(console, "/transactions?overdue=true&limit=20").await {
+        Ok(Some(late)) => {
+            let rows: Vec<Vec<String>> = late["data"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|e| {
+                    let minutes = e["overdue_seconds"].as_i64().unwrap_or(0) / 60;
+                    vec![
+                        transaction_link(&e["provider"], &e["reference"]),
+                        show(&e["next_sync_at"]),
+                        format!("{minutes} min"),
+                    ]
+                })
+                .collect();
+            if rows.is_empty() {
+                html.push_str("<p class=\"calm\">On time: no sync more than 5 minutes late.</p>\n");
+            } else {
+                html.push_str(&table("Syncs running late, most late first", &["Transaction", "Due", "Late by"], &rows));
+            }
+        }
+        Ok(None) => {}
+        Err(stop) => {
+            let _ = writeln!(html, "<p class=\"error\">{}</p>", esc(&stop.message));
+        }
+    }
+    html
 }
 
 /// The deliveries: events not delivered, and how the merchant's endpoint answered lately.
