@@ -35,6 +35,13 @@ def check(condition, what):
         sys.exit(f"console check failed: {what} (at {driver.current_url}; the page says:\n{text})")
 
 
+def wait_until(condition, what, seconds=20):
+    try:
+        WebDriverWait(driver, seconds).until(condition)
+    except Exception:  # noqa: BLE001 - the page is what tells why
+        check(False, f"{what} within {seconds} s")
+
+
 def shot(name):
     # The whole page, however long: the window as tall as the document.
     height = driver.execute_script("return document.documentElement.scrollHeight")
@@ -91,7 +98,7 @@ try:
     Select(driver.find_element(By.ID, "provider")).select_by_visible_text(provider)
     driver.find_element(By.ID, "reference").send_keys(reference)
     driver.find_element(By.CSS_SELECTOR, "form.search button").click()
-    WebDriverWait(driver, 20).until(lambda d: "reference=" in d.current_url)
+    wait_until(lambda d: "reference=" in d.current_url, "the transaction's page")
     check(driver.title.startswith(f"{provider}/{reference}"), f"the transaction's page: {driver.title}")
     accessible("a transaction")
     timeline = driver.find_element(By.XPATH, "//table[caption='Timeline']").text
@@ -110,13 +117,13 @@ try:
     link = driver.find_element(By.XPATH, "//h3/a[starts-with(@href, '/events/evt_')]")
     event_url = link.get_attribute("href")
     link.click()
-    WebDriverWait(driver, 20).until(lambda d: d.current_url == event_url)
+    wait_until(lambda d: d.current_url == event_url, "the event's page")
     check(driver.title.startswith("Event evt_"), f"the event's page: {driver.title}")
     accessible("an event")
     before = attempt_rows()
     check(before >= 1, "the event's attempts")
     driver.find_element(By.XPATH, "//button[text()='Resend']").click()
-    WebDriverWait(driver, 20).until(lambda d: "notice=" in d.current_url)
+    wait_until(lambda d: "notice=" in d.current_url, "the resend's notice")
     notices = driver.find_elements(By.CSS_SELECTOR, "[role=status]")
     check(notices and "Resent" in notices[0].text, "the resend acknowledged")
     deadline = time.time() + 60
@@ -134,7 +141,7 @@ try:
     since = (datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
     driver.find_element(By.ID, "since").send_keys(since)
     driver.find_element(By.CSS_SELECTOR, "form.search button").click()
-    WebDriverWait(driver, 60).until(lambda d: d.find_elements(By.CSS_SELECTOR, "[role=status], [role=alert]"))
+    wait_until(lambda d: d.find_elements(By.CSS_SELECTOR, "[role=status], [role=alert]"), "the recovery's answer", 60)
     status = driver.find_element(By.CSS_SELECTOR, "[role=status], [role=alert]").text
     check(status.startswith("Recovered:") and "resent in" in status, f"the recovery's count: {status}")
     shot("recover")

@@ -456,6 +456,10 @@ async fn payhooks_listen_forwards_every_event_once_across_a_restart() {
     assert!(first_ids.iter().all(|id| printed.iter().filter(|e| e["id"] == id.as_str()).count() == 1), "{followed}");
     let shown = listen.stop();
     assert!(shown.contains("Signing secret: whsec_") && shown.contains("Stopped;"), "{shown}");
+    // The cursor holds the secret: its owner's only.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(cursor).expect("cursor").permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "the cursor file's mode");
 
     // Stopped: the later payments' events are made meanwhile, then the listener resumes.
     for rrn in &later {
@@ -630,6 +634,13 @@ async fn payhooks_console_in_a_real_browser() {
         .await
         .expect("answer");
     assert_eq!(forged.status().as_u16(), 403);
+    // Another site's page (an image, a form): refused; no page may be framed.
+    let cross =
+        client.get(format!("http://127.0.0.1:{console_port}/")).header("sec-fetch-site", "cross-site").send().await;
+    assert_eq!(cross.expect("answer").status().as_u16(), 403);
+    let own = client.get(format!("http://127.0.0.1:{console_port}/recover")).send().await.expect("answer");
+    assert_eq!(own.headers()["x-frame-options"], "DENY");
+    assert!(own.headers()["content-security-policy"].to_str().expect("text").contains("frame-ancestors 'none'"));
 
     let shots = Path::new(ROOT).join("target/console-screenshots");
     let script = Path::new(ROOT).join("local/tests/console_browser.py");

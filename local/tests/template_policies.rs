@@ -125,6 +125,18 @@ fn each_function_gets_only_the_actions_it_uses() {
         actions("TransactionsApiFunction"),
         ["dynamodb:GetItem", "dynamodb:Query", "dynamodb:UpdateItem", "secretsmanager:GetSecretValue"]
     );
+    // The indexes it queries (Attention: what needs a human; SyncShards: the syncs
+    // running late), and no other: a route whose index is missing here fails on AWS only.
+    let queried: Vec<String> = grants()["TransactionsApiFunction"]
+        .iter()
+        .filter(|(action, _)| action == "dynamodb:Query")
+        .map(|(_, resource)| resource.clone())
+        .collect();
+    let queried = queried.join(" ");
+    for index in ["/index/Attention", "/index/SyncShards"] {
+        assert!(queried.contains(index), "the transactions API may query {index}: {queried}");
+    }
+    assert_eq!(queried.matches("/index/").count(), 2, "{queried}");
     // The status sync reads its indexes and the due records, and writes through the
     // webhooks' path (the conditional update, and the terminal event it causes); it takes
     // and gives back each provider's lease.

@@ -940,7 +940,7 @@ impl Change {
         if let Some(expires_at) = observation.expires_at {
             fields.push(("expires_at", Edit::Set, Value::Time(sync::index_time(expires_at))));
         }
-        money_after(&mut fields, observation, now);
+        money_after(&mut fields, provider, observation, now);
         let removed: &'static [&'static str] = if status.is_final() {
             fields.push(("final_at", Edit::Set, Value::Time(now)));
             // Only a payment that completed moved money whose amount should have been said.
@@ -975,7 +975,7 @@ impl Change {
     /// settles (`sync.supported`), unless a sync is scheduled already.
     pub fn money_after(provider: &str, observation: &Observation, now: OffsetDateTime, sync: WritePlan) -> Change {
         let mut fields = Vec::with_capacity(observation.refunds.len() + 6);
-        money_after(&mut fields, observation, now);
+        money_after(&mut fields, provider, observation, now);
         if observation.reports_pending_refund() && sync.supported {
             schedule_if_none(&mut fields, sync.policy.first(true, now, None), provider, &observation.reference);
         }
@@ -1005,8 +1005,14 @@ impl Change {
 
     /// `observation`, a final status contradicting the stored final `stored`, kept on the
     /// record (`conflicts`, and its status in `conflict_statuses`), once per status and at
-    /// most [`MAX_CONFLICTS`]; the status is untouched.
-    pub(crate) fn conflict(observation: &Observation, stored: Status, now: OffsetDateTime) -> (Change, Conflict) {
+    /// most [`MAX_CONFLICTS`]; the status is untouched. The same write lists the
+    /// transaction among what needs a human.
+    pub(crate) fn conflict(
+        provider: &str,
+        observation: &Observation,
+        stored: Status,
+        now: OffsetDateTime,
+    ) -> (Change, Conflict) {
         let conflict = Conflict {
             provider_status: bounded(&observation.provider_status, MAX_PROVIDER_STATUS_CHARS),
             status: observation.status,
@@ -1014,10 +1020,13 @@ impl Change {
         };
         let change = Change {
             condition: Condition::NewConflict { stored, status: observation.status },
-            fields: vec![
+            fields: [
                 ("conflicts", Edit::Append, Value::Conflict(conflict.clone())),
                 ("conflict_statuses", Edit::AddToSet, Value::Text(observation.status.as_str().to_owned())),
-            ],
+            ]
+            .into_iter()
+            .chain(attention::fields(provider, &observation.reference, &[Attention::Conflict], now))
+            .collect(),
             removed: &[],
         };
         (change, conflict)
@@ -1043,7 +1052,16 @@ fn schedule_if_none(fields: &mut Vec<(&'static str, Edit, Value)>, step: SyncSte
 
 /// The fields of the money after the outcome, each set only where absent: a refund's
 /// status and an after-final word when first heard, an under-payment when first reported.
-fn money_after(fields: &mut Vec<(&'static str, Edit, Value)>, observation: &Observation, now: OffsetDateTime) {
+fn money_after(
+    fields: &mut Vec<(&'static str, Edit, Value)>,
+    provider: &str,
+    observation: &Observation,
+    now: OffsetDateTime,
+) {
+    // A failed refund needs a human: listed in the same write that keeps it.
+    if observation.refunds.iter().take(refund::MAX_REFUNDS).any(|r| r.status == RefundStatus::Failed) {
+        fields.extend(attention::fields(provider, &observation.reference, &[Attention::RefundFailed], now));
+    }
     for refund in observation.refunds.iter().take(refund::MAX_REFUNDS) {
         let entry = refund::RefundEntry {
             id: refund.id.clone(),

@@ -250,7 +250,7 @@ impl TransactionStore {
         stored: Status,
         now: OffsetDateTime,
     ) -> Result<ConflictWrite, StoreError> {
-        let (change, conflict) = Change::conflict(observation, stored, now);
+        let (change, conflict) = Change::conflict(provider, observation, stored, now);
         match self.apply(provider, &observation.reference, change).await? {
             Ok(record) => Ok(ConflictWrite::Recorded { record, conflict }),
             Err(current) => Ok(ConflictWrite::Known(current)),
@@ -1433,15 +1433,21 @@ mod tests {
     #[test]
     fn a_conflict_translates_and_is_kept_once() {
         let observation = Observation::new("123456789012", Status::Failed, "incompleted");
-        let (change, conflict) = Change::conflict(&observation, Status::Completed, at(9));
+        let (change, conflict) = Change::conflict("azqr", &observation, Status::Completed, at(9));
         assert_eq!(conflict.status, Status::Failed);
         let update = Update::translate(change.clone()).expect("update");
         assert_eq!(
             update.expression,
-            "SET #conflicts = list_append(if_not_exists(#conflicts, :empty_list), :conflicts) \
-             ADD #conflict_statuses :conflict_statuses"
+            "SET #conflicts = list_append(if_not_exists(#conflicts, :empty_list), :conflicts), \
+             #attention_shard = :attention_shard, #attention_at = :attention_at \
+             ADD #conflict_statuses :conflict_statuses, #attention_reasons :attention_reasons"
         );
         assert_eq!(update.values[":conflict_statuses"], AttributeValue::Ss(vec!["failed".into()]));
+        assert_eq!(
+            update.values[":attention_reasons"],
+            AttributeValue::Ss(vec!["conflict".into()]),
+            "listed in the same write"
+        );
         let expression = format!("{} {}", update.expression, update.condition);
         for key in update.values.keys().chain(update.names.keys()) {
             assert!(expression.contains(key.as_str()), "{key} unused in {expression}");

@@ -273,10 +273,20 @@ impl WritePath {
         record: &crate::model::TransactionRecord,
         now: OffsetDateTime,
     ) -> Result<(), WebhookError> {
-        let flagged = self.store.flag_attention(record, now).await?;
-        if !flagged.is_empty() {
-            let reasons: Vec<&str> = flagged.iter().map(|r| r.as_str()).collect();
-            tracing::warn!(provider = %record.provider, reference = %record.reference, reasons = ?reasons, "needs a human: listed in GET /transactions?attention=true");
+        // A conflict, a failed refund and what a give-up or a refusal found are listed by
+        // the write that keeps them; what only the record shows (an amount unlike the one
+        // registered) is listed here. Not a reason to fail the write it follows: its events
+        // are still sent, the amount-mismatch alarm has it, and the next write about the
+        // transaction lists it.
+        match self.store.flag_attention(record, now).await {
+            Ok(flagged) if !flagged.is_empty() => {
+                let reasons: Vec<&str> = flagged.iter().map(|r| r.as_str()).collect();
+                tracing::warn!(provider = %record.provider, reference = %record.reference, reasons = ?reasons, "needs a human: listed in GET /transactions?attention=true");
+            }
+            Ok(_) => {}
+            Err(error) => {
+                tracing::error!(provider = %record.provider, reference = %record.reference, %error, "not listed among what needs a human; the next write about it lists it")
+            }
         }
         Ok(())
     }

@@ -129,9 +129,9 @@ async fn one_dynamodb_request_per_webhook_and_one_sqs_send_per_final_transition(
         ("duplicate final, still pending (retry path)", (1, 1)),
         ("duplicate final, notified", (1, 0)),
         ("stale after final, notified", (1, 0)),
-        // The write that fails its condition, then the conflict kept on the record, its
-        // listing among what needs a human (once: a conflict is rare), and the conflict event.
-        ("conflicting final, notified", (3, 1)),
+        // The write that fails its condition, then the conflict kept on the record (and
+        // listed among what needs a human, in that write), and the conflict event.
+        ("conflicting final, notified", (2, 1)),
         // Kept already: the event again, with the same id (an earlier send may be lost).
         ("the same conflict again", (2, 1)),
     ];

@@ -80,19 +80,41 @@ pub(super) async fn run(args: &Args, target: Target, err: &mut dyn Write) -> Res
     }
 }
 
-/// Only requests for the console's own address: not a rebound DNS name.
+/// Only requests for the console's own address (not a rebound DNS name), and not made
+/// by another site's page (the browser's `Sec-Fetch-Site`: an image or a form of another
+/// site would make the console read, or act, with the operator's credentials). Every
+/// answer forbids framing (no clickjacking of its buttons) and anything but its own
+/// stylesheet and forms.
 async fn own_host_only(
     State(console): Shared,
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
-    let host = request.headers().get("host").and_then(|h| h.to_str().ok()).unwrap_or_default();
+    let (host, fetch_site) = {
+        let header = |name: &str| request.headers().get(name).and_then(|h| h.to_str().ok()).map(str::to_owned);
+        (header("host").unwrap_or_default(), header("sec-fetch-site").unwrap_or_default())
+    };
     let own = [format!("127.0.0.1:{}", console.port), format!("localhost:{}", console.port)];
-    if !own.iter().any(|o| o == host) {
+    if !own.contains(&host) {
         return (StatusCode::MISDIRECTED_REQUEST, "this console answers only http://127.0.0.1:<its port>/")
             .into_response();
     }
-    next.run(request).await
+    if matches!(fetch_site.as_str(), "cross-site" | "same-site") {
+        return (StatusCode::FORBIDDEN, "this console answers only its own pages, or an address typed in")
+            .into_response();
+    }
+    let mut response = next.run(request).await;
+    let headers = response.headers_mut();
+    headers.insert("x-frame-options", axum::http::HeaderValue::from_static("DENY"));
+    headers.insert(
+        "content-security-policy",
+        axum::http::HeaderValue::from_static(
+            "default-src 'none'; style-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+        ),
+    );
+    // same-origin, not no-referrer: with no-referrer a browser sends its forms with `Origin: null`.
+    headers.insert("referrer-policy", axum::http::HeaderValue::from_static("same-origin"));
+    response
 }
 
 /// The text, safe inside HTML (elements and attributes).
@@ -298,15 +320,24 @@ async fn deliveries(console: &Console) -> String {
             let _ = writeln!(html, "<p class=\"error\">{}</p>", esc(&stop.message));
         }
     }
+    // The last hour's events not delivered, counted on their own (a page of every event
+    // holds only the hour's oldest hundred).
     let since = (OffsetDateTime::now_utc() - time::Duration::hours(1)).format(&Rfc3339).unwrap_or_default();
-    let recent = read(console, &format!("/events?since={}&limit=100", segment(&since))).await;
-    if let Ok(Some(recent)) = recent {
-        let events = recent["data"].as_array().cloned().unwrap_or_default();
-        let done = events.iter().filter(|e| e["delivered_at"].is_string()).count();
-        let verdict = match (events.len(), done) {
+    let all = format!("/events?since={}&limit=100", segment(&since));
+    let failing = format!("{all}&delivered=false");
+    let count = |page: Option<Value>| {
+        page.map(|page| (page["data"].as_array().map_or(0, Vec::len), if page["next"].is_string() { "+" } else { "" }))
+    };
+    let (all, failing) = (read(console, &all).await, read(console, &failing).await);
+    if let (Some((all, all_more)), Some((failing, failing_more))) =
+        (count(all.ok().flatten()), count(failing.ok().flatten()))
+    {
+        let verdict = match (all, failing) {
             (0, _) => "no events in the last hour".to_owned(),
-            (n, d) if d == n => format!("healthy: all {n} events of the last hour delivered"),
-            (n, d) => format!("<strong>{} of {n} events of the last hour not delivered</strong>", n - d),
+            (n, 0) => format!("healthy: every one of the last hour's {n}{all_more} events delivered"),
+            (n, f) => {
+                format!("<strong>{f}{failing_more} of the last hour's {n}{all_more} events not delivered</strong>")
+            }
         };
         let _ = writeln!(html, "<p>Merchant endpoint: {verdict}.</p>");
     }
@@ -601,8 +632,11 @@ async fn event(State(console): Shared, Path(id): Path<String>, RawQuery(raw): Ra
         Err(stop) => return failure(&stop),
     };
     let mut main = String::new();
-    if let Some(notice) = query(raw).get("notice") {
-        let _ = writeln!(main, "<p role=\"status\" class=\"notice\">{}</p>", esc(notice));
+    // A fixed notice: a link cannot make the console say something else.
+    if query(raw).get("notice").is_some_and(|n| n == "resent") {
+        main.push_str(
+            "<p role=\"status\" class=\"notice\">Resent: its new attempt appears below once the notifier has it.</p>\n",
+        );
     }
     let _ = writeln!(
         main,
@@ -647,14 +681,18 @@ async fn resend(State(console): Shared, Path(id): Path<String>, headers: HeaderM
         return forbidden();
     }
     let key = super::fresh_key();
-    let notice = match console.target.call("POST", &format!("/events/{}/resend", segment(&id)), None, Some(&key)).await
-    {
-        Ok((202, _)) => "Resent: its new attempt appears below once the notifier has it.".to_owned(),
+    let path = format!("/events/{}/resend", segment(&id));
+    let refusal = match console.target.call("POST", &path, None, Some(&key)).await {
+        Ok((202, _)) => return Redirect::to(&format!("/events/{}?notice=resent", segment(&id))).into_response(),
         Ok((status, answer)) => super::refused(status, &answer, "resending").message,
         Err(stop) => stop.message,
     };
-    let target = format!("/events/{}?notice={}", segment(&id), segment(&notice));
-    Redirect::to(&target).into_response()
+    let body = format!(
+        "<p role=\"alert\" class=\"error\">{}</p><p><a href=\"/events/{}\">Back to the event</a></p>",
+        esc(&refusal),
+        esc(&segment(&id))
+    );
+    (StatusCode::BAD_GATEWAY, Html(page("Not resent", body))).into_response()
 }
 
 fn recover_page(console: &Console, message: &str) -> String {

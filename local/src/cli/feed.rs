@@ -60,6 +60,13 @@ impl Feed {
                 query.append_pair("after", after);
             }
             let (status, answer) = target.call("GET", &format!("/events?{}", query.finish()), None, None).await?;
+            if status == 429 || status >= 500 {
+                // A deploy or a throttle: passing, so a follower keeps trying.
+                return Err(Stop {
+                    code: super::UNREACHABLE,
+                    message: format!("the events API answered {status} (after 3 tries)"),
+                });
+            }
             if status != 200 {
                 return Err(refused(status, &answer, "reading the events feed"));
             }

@@ -51,16 +51,25 @@ fn load(path: &Path) -> Result<Option<Cursor>, Stop> {
     }
 }
 
-/// Written whole to a temporary file, then renamed over the cursor: a stop at any moment
-/// leaves the old cursor or the new one.
+/// Written whole to a temporary file (readable by its owner only: it holds the signing
+/// secret), synced, then renamed over the cursor: a stop at any moment leaves the old
+/// cursor or the new one.
 fn save(path: &Path, cursor: &Cursor) -> Result<(), Stop> {
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
     let fail = |e: std::io::Error| Stop { code: REFUSED, message: format!("cannot write {}: {e}", path.display()) };
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(fail)?;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty() && !d.exists()) {
+        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(fail)?;
     }
     let temporary = path.with_extension("json.tmp");
     let text = serde_json::to_vec_pretty(cursor).map_err(|e| fail(std::io::Error::other(e)))?;
-    std::fs::write(&temporary, text).map_err(fail)?;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&temporary)
+        .map_err(fail)?;
+    file.write_all(&text).and_then(|()| file.sync_all()).map_err(fail)?;
     std::fs::rename(&temporary, path).map_err(fail)
 }
 
@@ -124,8 +133,10 @@ pub(super) async fn run(args: &Args, target: &Target, out: &mut dyn Write, err: 
             Cursor { secret: new_secret()?, feed: Feed::new(start, super::window(args)?) }
         }
     };
-    // A secret given is used, never written to the cursor file.
-    let signing = args.options.get("secret").unwrap_or(&cursor.secret);
+    // A secret given (--secret, or PAYHOOKS_LISTEN_SECRET, which no process list shows)
+    // is used, never written to the cursor file.
+    let given = args.options.get("secret").cloned().or_else(|| std::env::var("PAYHOOKS_LISTEN_SECRET").ok());
+    let signing = given.as_ref().unwrap_or(&cursor.secret);
     let signer = standardwebhooks::Webhook::new(signing)
         .map_err(|_| Stop::usage("--secret must be whsec_ followed by base64"))?;
     save(&path, &cursor)?;
@@ -143,7 +154,7 @@ pub(super) async fn run(args: &Args, target: &Target, out: &mut dyn Write, err: 
         .map_err(|e| Stop { code: REFUSED, message: e.to_string() })?;
     // A secret listen made is the developer's own and shown, as `stripe listen` shows its
     // own; one given (perhaps the stack's) is not.
-    let secret = if args.options.contains_key("secret") { "the one given with --secret" } else { &cursor.secret };
+    let secret = if given.is_some() { "the one given (--secret or PAYHOOKS_LISTEN_SECRET)" } else { &cursor.secret };
     let _ = writeln!(
         err,
         "Forwarding events from {} to {url}\nSigning secret: {secret} (Standard Webhooks)\nCursor: {} (Ctrl-C stops; a restart resumes)",

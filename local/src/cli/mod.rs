@@ -191,9 +191,10 @@ impl Target {
             .options
             .get("region")
             .cloned()
+            // An execute-api host names its region, which is then the one to sign for.
+            .or_else(|| region_of(url.host_str().unwrap_or_default()))
             .or_else(|| std::env::var("AWS_REGION").ok())
             .or_else(|| std::env::var("AWS_DEFAULT_REGION").ok())
-            .or_else(|| region_of(url.host_str().unwrap_or_default()))
             .ok_or_else(|| Stop::usage("give --region (or AWS_REGION): the API's host does not name it"))?;
         let signer = sigv4::from_environment(&region).await.map_err(|message| Stop { code: UNREACHABLE, message })?;
         Ok(Target { base, signer: Some(signer), client })
