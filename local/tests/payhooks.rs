@@ -91,22 +91,7 @@ async fn payhooks_finds_registers_and_resends_against_the_local_pipeline() {
     assert_eq!((record["status"].as_str(), record["expected_amount"].as_str()), (Some("created"), Some("100.00")));
 
     // AZQR says the payment completed: its simulator's webhook, over HTTP to the pipeline.
-    let env = local_pipeline::DevEnv::load(&Path::new(ROOT).join("local.env.example")).expect("env");
-    let providers = local_pipeline::chaos::traffic::start_providers(&env, Path::new(ROOT)).await.expect("simulations");
-    let azqr = providers.iter().find(|p| p.name == "azqr").expect("azqr in the catalog");
-    let last = *azqr.simulation.sequence().last().expect("a final word");
-    let request = azqr.simulation.deliver(&rrn, last, time::OffsetDateTime::now_utc());
-    let query: Vec<(&String, &String)> = request.query.iter().collect();
-    let status = reqwest::Client::new()
-        .request(request.method.clone(), format!("http://127.0.0.1:{port}{}", azqr.route.path_of(&request)))
-        .query(&query)
-        .headers(request.headers.clone())
-        .body(request.body.clone())
-        .send()
-        .await
-        .expect("webhook")
-        .status();
-    assert!(status.is_success(), "{status}");
+    azqr_pays(port, &rrn).await;
     let (code, out, _) = payhooks(port, &["tx", "get", "azqr", &rrn]);
     assert_eq!(code, 0);
     assert!(out.contains(&format!("azqr/{rrn}  completed")), "{out}");

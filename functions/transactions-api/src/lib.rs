@@ -213,12 +213,9 @@ impl TransactionsApi {
         if request.query_parameter("overdue") != Some("true") {
             return invalid("overdue", "must be true: this route lists the syncs that are late");
         }
-        let limit = match request.query_parameter("limit") {
-            None => DEFAULT_LIMIT,
-            Some(limit) => match limit.parse::<usize>().ok().filter(|n| (1..=100).contains(n)) {
-                Some(limit) => limit,
-                None => return invalid("limit", "must be 1 to 100"),
-            },
+        let limit = match limit_of(request) {
+            Ok(limit) => limit,
+            Err(rejected) => return rejected.into_response(),
         };
         let providers: Vec<&str> = self.providers.iter().filter(|p| p.has_status_api).map(|p| p.name).collect();
         match self.store.overdue_syncs(&providers, now - OVERDUE_AFTER, limit).await {
@@ -252,12 +249,9 @@ impl TransactionsApi {
         if after.is_some_and(|after| !shared::model::is_attention_cursor(after)) {
             return invalid("after", "must be a cursor from an earlier page");
         }
-        let limit = match request.query_parameter("limit") {
-            None => DEFAULT_LIMIT,
-            Some(limit) => match limit.parse::<usize>().ok().filter(|n| (1..=100).contains(n)) {
-                Some(limit) => limit,
-                None => return invalid("limit", "must be 1 to 100"),
-            },
+        let limit = match limit_of(request) {
+            Ok(limit) => limit,
+            Err(rejected) => return rejected.into_response(),
         };
         match self.store.needing_attention(after, limit).await {
             Ok(page) => {
@@ -280,6 +274,18 @@ impl TransactionsApi {
             }
             Err(error) => internal(&error),
         }
+    }
+}
+
+/// A listing's `limit` (1 to 100, [`DEFAULT_LIMIT`] when absent), or why it is refused.
+fn limit_of(request: &Inbound) -> Result<usize, Rejected> {
+    match request.query_parameter("limit") {
+        None => Ok(DEFAULT_LIMIT),
+        Some(limit) => limit
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=100).contains(n))
+            .ok_or_else(|| Rejected::invalid("limit", "must be 1 to 100")),
     }
 }
 

@@ -204,17 +204,7 @@ impl Target {
     /// with the edge on, `https://<EdgeOriginDomainName>` (requests to it are signed for
     /// that name; CloudFront's own would not pass API Gateway's IAM check).
     async fn api_of_stack(args: &Args, name: &str, client: &reqwest::Client) -> Result<String, Stop> {
-        let region = args
-            .options
-            .get("region")
-            .cloned()
-            .or_else(|| std::env::var("AWS_REGION").ok())
-            .or_else(|| std::env::var("AWS_DEFAULT_REGION").ok())
-            .ok_or_else(|| Stop::usage("--stack needs --region (or AWS_REGION)"))?;
-        let signer = sigv4::from_environment(&region).await.map_err(|message| Stop { code: UNREACHABLE, message })?;
-        let values = sigv4::describe_stack(client, &signer, name)
-            .await
-            .map_err(|message| Stop { code: UNREACHABLE, message })?;
+        let values = stack_values(args, name, client).await?;
         let edge_origin = values.get("EdgeOriginTarget").and(values.get("EdgeOriginDomainName"));
         match (edge_origin, values.get("WebhookApiUrl")) {
             (Some(origin), _) => Ok(format!("https://{origin}")),
@@ -312,6 +302,20 @@ impl Target {
     }
 }
 
+/// The outputs and parameters of the stack `name` (`--stack`), read with the credentials
+/// of the environment in `--region` (or `AWS_REGION`, `AWS_DEFAULT_REGION`).
+async fn stack_values(args: &Args, name: &str, client: &reqwest::Client) -> Result<BTreeMap<String, String>, Stop> {
+    let region = args
+        .options
+        .get("region")
+        .cloned()
+        .or_else(|| std::env::var("AWS_REGION").ok())
+        .or_else(|| std::env::var("AWS_DEFAULT_REGION").ok())
+        .ok_or_else(|| Stop::usage("--stack needs --region (or AWS_REGION)"))?;
+    let signer = sigv4::from_environment(&region).await.map_err(|message| Stop { code: UNREACHABLE, message })?;
+    sigv4::describe_stack(client, &signer, name).await.map_err(|message| Stop { code: UNREACHABLE, message })
+}
+
 /// The region in an execute-api host (`{id}.execute-api.{region}.amazonaws.com`).
 fn region_of(host: &str) -> Option<String> {
     let mut parts = host.split('.');
@@ -398,28 +402,12 @@ async fn execute(args: &[String], out: &mut dyn Write, err: &mut dyn Write) -> R
             print(out, text)
         }
         ["tx", "attention"] => {
-            let mut entries: Vec<Value> = Vec::new();
-            let mut next: Option<String> = None;
-            loop {
-                let mut query = url::form_urlencoded::Serializer::new(String::new());
-                query.append_pair("attention", "true");
-                if let Some(limit) = args.options.get("limit") {
-                    query.append_pair("limit", limit);
-                }
-                if let Some(after) = &next {
-                    query.append_pair("after", after);
-                }
-                let (status, answer) =
-                    target.call("GET", &format!("/transactions?{}", query.finish()), None, None).await?;
-                if status != 200 {
-                    return Err(refused(status, &answer, "listing what needs attention"));
-                }
-                entries.extend(answer["data"].as_array().cloned().unwrap_or_default());
-                next = answer["next"].as_str().map(str::to_owned);
-                if !args.all || next.is_none() {
-                    break;
-                }
+            let mut query = vec![("attention".to_owned(), "true".to_owned())];
+            if let Some(limit) = args.options.get("limit") {
+                query.push(("limit".into(), limit.clone()));
             }
+            let (entries, next) =
+                pages(&target, "/transactions", query, args.all, "listing what needs attention").await?;
             let text = if args.json {
                 pretty(&serde_json::json!({ "data": entries, "next": next }))
             } else if entries.is_empty() {
@@ -458,25 +446,7 @@ async fn execute(args: &[String], out: &mut dyn Write, err: &mut dyn Write) -> R
                     query.push((option.into(), value.clone()));
                 }
             }
-            let mut events: Vec<Value> = Vec::new();
-            let mut next: Option<String> = None;
-            loop {
-                let mut pairs = query.clone();
-                if let Some(after) = &next {
-                    pairs.push(("after".into(), after.clone()));
-                }
-                let encoded: String = url::form_urlencoded::Serializer::new(String::new()).extend_pairs(pairs).finish();
-                let path = if encoded.is_empty() { "/events".to_owned() } else { format!("/events?{encoded}") };
-                let (status, answer) = target.call("GET", &path, None, None).await?;
-                if status != 200 {
-                    return Err(refused(status, &answer, "listing events"));
-                }
-                events.extend(answer["data"].as_array().cloned().unwrap_or_default());
-                next = answer["next"].as_str().map(str::to_owned);
-                if !args.all || next.is_none() {
-                    break;
-                }
-            }
+            let (events, next) = pages(&target, "/events", query, args.all, "listing events").await?;
             let text = if args.json {
                 pretty(&serde_json::json!({ "data": events, "next": next }))
             } else {
@@ -549,6 +519,36 @@ async fn execute(args: &[String], out: &mut dyn Write, err: &mut dyn Write) -> R
             )
         }
         _ => Err(Stop::usage(format!("unknown command: {}", words.join(" ")))),
+    }
+}
+
+/// The `data` of `GET path?query`, page after page while `all` (else the first page),
+/// and the last page's `next` cursor.
+async fn pages(
+    target: &Target,
+    path: &str,
+    query: Vec<(String, String)>,
+    all: bool,
+    what: &str,
+) -> Result<(Vec<Value>, Option<String>), Stop> {
+    let mut entries = Vec::new();
+    let mut next: Option<String> = None;
+    loop {
+        let mut pairs = query.clone();
+        if let Some(after) = &next {
+            pairs.push(("after".into(), after.clone()));
+        }
+        let encoded = url::form_urlencoded::Serializer::new(String::new()).extend_pairs(pairs).finish();
+        let url = if encoded.is_empty() { path.to_owned() } else { format!("{path}?{encoded}") };
+        let (status, answer) = target.call("GET", &url, None, None).await?;
+        if status != 200 {
+            return Err(refused(status, &answer, what));
+        }
+        entries.extend(answer["data"].as_array().cloned().unwrap_or_default());
+        next = answer["next"].as_str().map(str::to_owned);
+        if !all || next.is_none() {
+            return Ok((entries, next));
+        }
     }
 }
 

@@ -75,16 +75,7 @@ pub(super) async fn replay(args: &Args, urls: &[&str], out: &mut dyn Write) -> R
         ([dlq, queue], None, Some(endpoint)) => (crate::sqs_client(endpoint), (*dlq).to_owned(), (*queue).to_owned()),
         ([dlq, queue], None, None) => (aws().await, (*dlq).to_owned(), (*queue).to_owned()),
         ([], Some(stack), _) => {
-            let client = reqwest::Client::new();
-            let region = region
-                .clone()
-                .or_else(|| std::env::var("AWS_REGION").ok())
-                .ok_or_else(|| Stop::usage("--stack needs --region (or AWS_REGION)"))?;
-            let signer =
-                super::sigv4::from_environment(&region).await.map_err(|message| Stop { code: UNREACHABLE, message })?;
-            let values = super::sigv4::describe_stack(&client, &signer, stack)
-                .await
-                .map_err(|message| Stop { code: UNREACHABLE, message })?;
+            let values = super::stack_values(args, stack, &reqwest::Client::new()).await?;
             let output = |name: &str| {
                 values.get(name).cloned().ok_or_else(|| fail(format!("stack {stack} has no {name} output")))
             };
